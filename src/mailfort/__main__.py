@@ -1,0 +1,5 @@
+import sys
+
+from mailfort.cli import main
+
+sys.exit(main())

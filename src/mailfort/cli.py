@@ -1,0 +1,414 @@
+"""The `mailfort` command: every operation non-interactive, usable from scripts.
+
+Exit status: 0 success, 1 the operation failed (message on stderr), 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from mailfort import __version__
+from mailfort.auth.passwords import generate_password, hash_password
+from mailfort.config import Config, load
+from mailfort.errors import AlreadyExists, ConfigError, MailfortError, NotFound
+from mailfort.mail.address import AddressError, normalize
+from mailfort.server.tls import ensure_self_signed
+from mailfort.store import open_store
+from mailfort.store.api import QueueItem, Store
+
+Command = Callable[[Config, Store, argparse.Namespace], Awaitable[int]]
+
+
+class CliError(MailfortError):
+    pass
+
+
+def _address(text: str) -> str:
+    try:
+        return normalize(text)
+    except AddressError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _domain(text: str) -> str:
+    domain = text.strip().lower().rstrip(".")
+    if not domain or "@" in domain or " " in domain or "." not in domain:
+        raise CliError(f"not a domain name: {text!r}")
+    return domain
+
+
+def _read_password(args: argparse.Namespace) -> tuple[str, bool]:
+    """(password, generated?) — from stdin with --password-stdin, else a random one."""
+    if getattr(args, "password_stdin", False):
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise CliError("empty password on standard input")
+        return password, False
+    return generate_password(), True
+
+
+async def _local_domains(config: Config, store: Store) -> set[str]:
+    return set(config.local_domains) | set(await store.list_domains())
+
+
+# -- init -------------------------------------------------------------------------------------
+async def cmd_init(config: Config, store: Store, args: argparse.Namespace) -> int:
+    ensure_self_signed(config.data_dir / "tls", config.hostname)
+    print(f"store ready in {config.data_dir}")
+    if args.demo and await store.count_accounts() == 0:
+        if "example.test" not in await store.list_domains():
+            await store.add_domain("example.test")
+        password = generate_password()
+        await store.add_account("demo@example.test", hash_password(password))
+        print("created domain example.test and user demo@example.test")
+        print(f"  password: {password}")
+        print("  (shown once; change it with: mailfort user passwd demo@example.test)")
+    return 0
+
+
+# -- domains ----------------------------------------------------------------------------------
+async def cmd_domain_add(config: Config, store: Store, args: argparse.Namespace) -> int:
+    domain = _domain(args.name)
+    await store.add_domain(domain)
+    print(f"added domain {domain}")
+    return 0
+
+
+async def cmd_domain_list(config: Config, store: Store, args: argparse.Namespace) -> int:
+    stored = await store.list_domains()
+    for name in stored:
+        print(name)
+    for name in config.local_domains:
+        if name not in stored:
+            print(f"{name}\t(from config)")
+    return 0
+
+
+async def cmd_domain_del(config: Config, store: Store, args: argparse.Namespace) -> int:
+    domain = _domain(args.name)
+    users = await store.list_accounts(domain)
+    if users and not args.force:
+        raise CliError(
+            f"domain {domain} still has {len(users)} user(s); delete them or use --force"
+        )
+    await store.delete_domain(domain)
+    print(f"deleted domain {domain}")
+    return 0
+
+
+# -- users ------------------------------------------------------------------------------------
+async def cmd_user_add(config: Config, store: Store, args: argparse.Namespace) -> int:
+    address = _address(args.address)
+    domain = address.rpartition("@")[2]
+    if domain not in await _local_domains(config, store):
+        raise CliError(
+            f"{domain} is not a local domain; add it first: mailfort domain add {domain}"
+        )
+    password, generated = _read_password(args)
+    await store.add_account(address, hash_password(password), quota_bytes=args.quota)
+    print(f"added user {address}")
+    if generated:
+        print(f"  password: {password}")
+    return 0
+
+
+async def cmd_user_list(config: Config, store: Store, args: argparse.Namespace) -> int:
+    for account in await store.list_accounts(args.domain):
+        quota = f"{account.quota_bytes}" if account.quota_bytes else "unlimited"
+        print(f"{account.address}\tused={account.used_bytes}\tquota={quota}")
+    return 0
+
+
+async def cmd_user_passwd(config: Config, store: Store, args: argparse.Namespace) -> int:
+    address = _address(args.address)
+    password, generated = _read_password(args)
+    await store.set_password(address, hash_password(password))
+    print(f"changed password of {address}")
+    if generated:
+        print(f"  password: {password}")
+    return 0
+
+
+async def cmd_user_del(config: Config, store: Store, args: argparse.Namespace) -> int:
+    address = _address(args.address)
+    await store.delete_account(address)
+    print(f"deleted user {address} and all their mail")
+    return 0
+
+
+# -- aliases ----------------------------------------------------------------------------------
+def _alias_source(text: str) -> str:
+    if text.startswith("@"):
+        return "@" + _domain(text[1:])
+    return _address(text)
+
+
+async def cmd_alias_add(config: Config, store: Store, args: argparse.Namespace) -> int:
+    source = _alias_source(args.source)
+    domain = source.rpartition("@")[2]
+    if domain not in await _local_domains(config, store):
+        raise CliError(
+            f"{domain} is not a local domain; add it first: mailfort domain add {domain}"
+        )
+    targets = [_address(t) for t in args.targets]
+    for target in targets:
+        await store.add_alias(source, target)
+    print(f"added alias {source} -> {', '.join(targets)}")
+    return 0
+
+
+async def cmd_alias_list(config: Config, store: Store, args: argparse.Namespace) -> int:
+    for alias in await store.list_aliases(args.domain):
+        kind = "\t(catch-all)" if alias.source.startswith("@") else ""
+        print(f"{alias.source}\t{alias.target}{kind}")
+    return 0
+
+
+async def cmd_alias_del(config: Config, store: Store, args: argparse.Namespace) -> int:
+    source = _alias_source(args.source)
+    target = _address(args.target) if args.target else None
+    await store.delete_alias(source, target)
+    print(f"deleted alias {source}" + (f" -> {target}" if target else ""))
+    return 0
+
+
+# -- queue ------------------------------------------------------------------------------------
+def _age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+async def cmd_queue_list(config: Config, store: Store, args: argparse.Namespace) -> int:
+    items = await store.queue_items()
+    if not items:
+        print("queue is empty")
+        return 0
+    now = time.time()
+    print(f"{'QUEUE ID':<22} {'AGE':>5} {'SIZE':>9} {'TRIES':>5} {'NEXT':>6}  SENDER / RECIPIENT")
+    by_id: dict[str, list[QueueItem]] = {}
+    for item in items:
+        by_id.setdefault(item.queue_id, []).append(item)
+    for queue_id, group in by_id.items():
+        first = group[0]
+        tries = max(i.attempts for i in group)
+        due = min(i.next_attempt for i in group) - now
+        print(
+            f"{queue_id:<22} {_age(now - first.received):>5} {first.size:>9} {tries:>5}"
+            f" {_age(due):>6}  {first.sender or '<>'}"
+        )
+        for item in group:
+            error = f"  ({item.last_error})" if item.last_error else ""
+            print(f"{'':<53}-> {item.recipient}{error}")
+    recipients = len(items)
+    print(f"-- {len(by_id)} message(s), {recipients} recipient(s)")
+    return 0
+
+
+async def cmd_queue_show(config: Config, store: Store, args: argparse.Namespace) -> int:
+    items = await store.queue_items(args.queue_id)
+    if not items:
+        raise CliError(f"no queued message {args.queue_id}")
+    first = items[0]
+    now = time.time()
+    print(f"queue id:  {first.queue_id}")
+    print(f"sender:    <{first.sender}>")
+    print(
+        f"received:  {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(first.received))} UTC"
+        f" ({_age(now - first.received)} ago)"
+    )
+    print(f"size:      {first.size} bytes")
+    for item in items:
+        lease = f", leased by {item.lease_owner}" if item.lease_owner else ""
+        print(
+            f"recipient: {item.recipient} (for {item.original}): {item.attempts} attempt(s),"
+            f" next in {_age(item.next_attempt - now)}{lease}"
+        )
+        if item.last_error:
+            print(f"           last error: {item.last_error}")
+    body = await store.queue_body(args.queue_id)
+    if body is not None:
+        header_end = body.find(b"\r\n\r\n")
+        print("headers:")
+        print(body[: header_end if header_end >= 0 else 4096].decode("utf-8", "replace"))
+    return 0
+
+
+async def cmd_queue_retry(config: Config, store: Store, args: argparse.Namespace) -> int:
+    if not args.queue_id and not args.all:
+        raise CliError("name a queue id, or use --all")
+    count = await store.retry_queue(None if args.all else args.queue_id, time.time())
+    if count == 0 and args.queue_id:
+        raise CliError(f"no queued message {args.queue_id}")
+    print(f"{count} recipient(s) due now")
+    return 0
+
+
+async def cmd_queue_delete(config: Config, store: Store, args: argparse.Namespace) -> int:
+    count = await store.delete_queue(args.queue_id)
+    if count == 0:
+        raise CliError(f"no queued message {args.queue_id}")
+    logging.getLogger("mailfort.queue").warning(
+        "event=queue_deleted id=%s recipients=%d by=cli", args.queue_id, count
+    )
+    print(f"deleted {args.queue_id} ({count} recipient(s))")
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mailfort",
+        description="mailfort: a mail platform for providers (SMTP, submission, IMAP, POP3).",
+        epilog="Without a subcommand: show this help. Docs: README.md",
+    )
+    parser.add_argument("--version", action="version", version=f"mailfort {__version__}")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML configuration (default: ./mailfort.toml if present)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    init = sub.add_parser("init", help="create the data directory, store and TLS certificate")
+    init.add_argument(
+        "--demo",
+        action="store_true",
+        help="also create example.test and demo@example.test if there are no users",
+    )
+    init.set_defaults(func=cmd_init)
+    serve = sub.add_parser("serve", help="run a node in the foreground")
+    serve.set_defaults(func=None)
+
+    domain = sub.add_parser("domain", help="local domains").add_subparsers(
+        dest="action", required=True
+    )
+    p = domain.add_parser("add", help="accept mail for a domain")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_domain_add)
+    p = domain.add_parser("list", help="list local domains")
+    p.set_defaults(func=cmd_domain_list)
+    p = domain.add_parser("del", help="stop accepting mail for a domain")
+    p.add_argument("name")
+    p.add_argument("--force", action="store_true", help="even if users remain")
+    p.set_defaults(func=cmd_domain_del)
+
+    user = sub.add_parser("user", help="mail accounts").add_subparsers(dest="action", required=True)
+    p = user.add_parser("add", help="create a user with INBOX, Sent, Drafts, Trash, Junk, Archive")
+    p.add_argument("address")
+    p.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin (default: generate one)",
+    )
+    p.add_argument("--quota", type=int, default=0, metavar="BYTES", help="0 = unlimited")
+    p.set_defaults(func=cmd_user_add)
+    p = user.add_parser("list", help="list users")
+    p.add_argument("--domain")
+    p.set_defaults(func=cmd_user_list)
+    p = user.add_parser("passwd", help="set a user's password")
+    p.add_argument("address")
+    p.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin (default: generate one)",
+    )
+    p.set_defaults(func=cmd_user_passwd)
+    p = user.add_parser("del", help="delete a user and all their mail")
+    p.add_argument("address")
+    p.set_defaults(func=cmd_user_del)
+
+    alias = sub.add_parser("alias", help="aliases and catch-alls").add_subparsers(
+        dest="action", required=True
+    )
+    p = alias.add_parser("add", help="SOURCE (an address, or @domain for a catch-all) -> TARGET...")
+    p.add_argument("source")
+    p.add_argument("targets", nargs="+", metavar="target")
+    p.set_defaults(func=cmd_alias_add)
+    p = alias.add_parser("list", help="list aliases")
+    p.add_argument("--domain")
+    p.set_defaults(func=cmd_alias_list)
+    p = alias.add_parser("del", help="delete an alias (all its targets, or one)")
+    p.add_argument("source")
+    p.add_argument("target", nargs="?")
+    p.set_defaults(func=cmd_alias_del)
+
+    queue = sub.add_parser("queue", help="the mail queue (like mailq/postqueue)").add_subparsers(
+        dest="action", required=True
+    )
+    p = queue.add_parser("list", help="queued messages with age, recipients, attempts, last error")
+    p.set_defaults(func=cmd_queue_list)
+    p = queue.add_parser("show", help="one queued message in detail")
+    p.add_argument("queue_id")
+    p.set_defaults(func=cmd_queue_show)
+    p = queue.add_parser("retry", help="make a queued message (or --all) due now")
+    p.add_argument("queue_id", nargs="?")
+    p.add_argument("--all", action="store_true")
+    p.set_defaults(func=cmd_queue_retry)
+    p = queue.add_parser("delete", help="remove a queued message (logged)")
+    p.add_argument("queue_id")
+    p.set_defaults(func=cmd_queue_delete)
+    return parser
+
+
+async def _run(func: Command, config: Config, args: argparse.Namespace) -> int:
+    store = open_store(config.store.url, config.data_dir)
+    await store.open()
+    try:
+        return await func(config, store, args)
+    finally:
+        await store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command
+    try:
+        config = load(args.config)
+    except ConfigError as exc:
+        print(f"mailfort: config error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "serve":
+            from mailfort.node import serve
+
+            return asyncio.run(serve(config))
+        return asyncio.run(_run(args.func, config, args))
+    except AlreadyExists as exc:
+        print(f"mailfort: already exists ({exc})", file=sys.stderr)
+    except NotFound as exc:
+        print(f"mailfort: {exc}", file=sys.stderr)
+    except ConfigError as exc:
+        print(f"mailfort: config error: {exc}", file=sys.stderr)
+        return 2
+    except MailfortError as exc:
+        print(f"mailfort: {exc}", file=sys.stderr)
+    except OSError as exc:
+        print(
+            f"mailfort: {exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "),
+            file=sys.stderr,
+        )
+    except KeyboardInterrupt:
+        return 130
+    return 1

@@ -1,0 +1,191 @@
+"""Typed settings from one TOML file. Every key has a default, so a node runs with no file at all.
+
+`load()` raises `ConfigError` naming the dotted key and the problem; the CLI turns that into one
+line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mailfort.errors import ConfigError
+
+DEFAULT_PATH = Path("mailfort.toml")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListenConfig:
+    """`host:port` per listener; an empty string disables it."""
+
+    smtp: str = "127.0.0.1:2525"
+    submission: str = "127.0.0.1:2587"
+    submissions: str = "127.0.0.1:2465"
+    imap: str = "127.0.0.1:2143"
+    imaps: str = "127.0.0.1:2993"
+    pop3: str = "127.0.0.1:2110"
+    pop3s: str = "127.0.0.1:2995"
+    http: str = "127.0.0.1:8080"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsConfig:
+    cert: str = ""
+    key: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitsConfig:
+    max_message_size: int = 25 * 1024 * 1024
+    max_recipients: int = 100
+    max_connections: int = 1000
+    max_connections_per_ip: int = 20
+    smtp_idle_timeout: float = 300.0
+    smtp_session_timeout: float = 1800.0
+    auth_failures_per_ip: int = 10
+    auth_failure_window: float = 900.0
+    auth_failure_delay: float = 1.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreConfig:
+    url: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueConfig:
+    lease_seconds: float = 30.0
+    poll_interval: float = 1.0
+    local_retry_seconds: float = 60.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthConfig:
+    # Plaintext logins (no TLS) are refused except, when this is true, from loopback clients.
+    allow_plaintext_loopback: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    hostname: str = field(default_factory=lambda: socket.getfqdn() or "localhost")
+    data_dir: Path = Path("var")
+    local_domains: tuple[str, ...] = ()
+    recipient_delimiter: str = "+"
+    node_name: str = field(default_factory=socket.gethostname)
+    listen: ListenConfig = field(default_factory=ListenConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    source: Path | None = None
+
+
+def parse_hostport(key: str, value: str) -> tuple[str, int] | None:
+    if value == "":
+        return None
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(key, f'expected "host:port" or "", got {value!r}')
+    return host, int(port)
+
+
+def _convert(key: str, hint: Any, value: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(key, "expected a table")
+        return _build(hint, value, key + ".")  # type: ignore[arg-type]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"expected an integer, got {value!r}")
+        if value < 0:
+            raise ConfigError(key, "must not be negative")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(key, f"expected a number, got {value!r}")
+        if value < 0:
+            raise ConfigError(key, "must not be negative")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, f"expected a string, got {value!r}")
+        return value
+    if hint is Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(key, f"expected a path, got {value!r}")
+        return Path(value)
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(key, "expected a list of strings")
+        return tuple(v.lower() for v in value)
+    if origin in (typing.Union, types.UnionType):
+        return value
+    raise ConfigError(key, "unsupported setting")
+
+
+def _build(cls: type, table: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)} - {"source"}
+    for key in table:
+        if key not in names:
+            raise ConfigError(prefix + key, "unknown key")
+    values = {k: _convert(prefix + k, hints[k], v) for k, v in table.items()}
+    return cls(**values)
+
+
+def validate(config: Config) -> None:
+    for f in dataclasses.fields(ListenConfig):
+        parse_hostport(f"listen.{f.name}", getattr(config.listen, f.name))
+    if bool(config.tls.cert) != bool(config.tls.key):
+        raise ConfigError(
+            "tls.cert" if not config.tls.cert else "tls.key", "cert and key must be given together"
+        )
+    for key in ("cert", "key"):
+        path = getattr(config.tls, key)
+        if path and not Path(path).is_file():
+            raise ConfigError(f"tls.{key}", f"no such file {path!r}")
+    if len(config.recipient_delimiter) > 1:
+        raise ConfigError("recipient_delimiter", "must be one character or empty")
+    if config.limits.max_recipients < 1:
+        raise ConfigError("limits.max_recipients", "must be at least 1")
+    if config.limits.max_message_size < 1024:
+        raise ConfigError("limits.max_message_size", "must be at least 1024")
+    if not config.hostname:
+        raise ConfigError("hostname", "must not be empty")
+
+
+def load(path: Path | None) -> Config:
+    """Read `path` (or ./mailfort.toml if it exists); defaults when there is no file."""
+    if path is None:
+        path = DEFAULT_PATH if DEFAULT_PATH.is_file() else None
+    table: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                table = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(str(path), "no such file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(str(path), f"not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(str(path), f"cannot read: {exc.strerror}") from None
+    config: Config = _build(Config, table)
+    if path is not None:
+        config = dataclasses.replace(config, source=path)
+        if not config.data_dir.is_absolute():
+            config = dataclasses.replace(config, data_dir=path.parent / config.data_dir)
+    validate(config)
+    return config

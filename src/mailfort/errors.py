@@ -1,0 +1,45 @@
+"""Errors that cross module boundaries.
+
+    MailfortError
+    ├── ConfigError            invalid configuration (the operator's fault); names the key
+    └── StoreError             a store operation failed; never a raw driver exception
+        ├── StoreUnavailable   temporary: database gone, busy, disk full — answer 4xx, retry later
+        ├── SchemaTooNew       the store was migrated by a newer mailfort than this one
+        ├── AlreadyExists      unique key taken (domain, account, alias, mailbox)
+        └── NotFound           the named object does not exist
+
+Protocol errors live with their protocol (`protocol/smtp/replies.py`) and carry their wire answer.
+"""
+
+from __future__ import annotations
+
+
+class MailfortError(Exception):
+    """Base of every mailfort error."""
+
+
+class ConfigError(MailfortError):
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+class StoreError(MailfortError):
+    pass
+
+
+class StoreUnavailable(StoreError):
+    pass
+
+
+class SchemaTooNew(StoreError):
+    pass
+
+
+class AlreadyExists(StoreError):
+    pass
+
+
+class NotFound(StoreError):
+    pass

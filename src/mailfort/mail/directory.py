@@ -1,0 +1,118 @@
+"""Who is local, who is an alias, and which addresses a logged-in user may send as.
+
+Resolution follows Postfix's virtual alias semantics: an exact alias rewrites the address (a target
+equal to the source keeps a local copy); otherwise an account receives it; otherwise the address
+without its `+detail`; otherwise the domain's catch-all (`@domain`). Aliases may point at other
+aliases or at remote addresses (forwarding), up to `MAX_DEPTH` levels.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from mailfort.mail.address import domain_of, without_detail
+from mailfort.store.api import Account, Store
+
+MAX_DEPTH = 8
+
+
+@dataclass(slots=True)
+class Resolution:
+    """Where mail for one envelope recipient goes."""
+
+    local: dict[int, str] = field(default_factory=dict)  # account id → account address
+    remote: list[str] = field(default_factory=list)
+
+    def merge(self, other: Resolution) -> None:
+        for account_id, address in other.local.items():
+            self.local.setdefault(account_id, address)
+        for address in other.remote:
+            if address not in self.remote:
+                self.remote.append(address)
+
+
+class Directory:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        config_domains: Iterable[str] = (),
+        delimiter: str = "+",
+        cache_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._config_domains = frozenset(d.lower() for d in config_domains)
+        self._delimiter = delimiter
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._domains: frozenset[str] = frozenset()
+        self._domains_at = float("-inf")
+
+    async def local_domains(self) -> frozenset[str]:
+        now = self._clock()
+        if now - self._domains_at > self._cache_seconds:
+            stored = await self._store.list_domains()
+            self._domains = self._config_domains | frozenset(stored)
+            self._domains_at = now
+        return self._domains
+
+    def forget_domains(self) -> None:
+        self._domains_at = float("-inf")
+
+    async def is_local(self, address: str) -> bool:
+        return domain_of(address) in await self.local_domains()
+
+    async def resolve(self, address: str) -> Resolution | None:
+        """None when the address is in a local domain but nobody receives it."""
+        return await self._resolve(address, 0, set())
+
+    async def _resolve(self, address: str, depth: int, seen: set[str]) -> Resolution | None:
+        if not await self.is_local(address):
+            return Resolution(remote=[address])
+        if depth > MAX_DEPTH or address in seen:
+            return None
+        seen = seen | {address}
+        targets = await self._store.alias_targets(address)
+        if targets:
+            return await self._expand(address, targets, depth, seen)
+        account = await self._store.get_account(address)
+        if account is not None:
+            return Resolution(local={account.id: account.address})
+        base = without_detail(address, self._delimiter)
+        if base is not None:
+            found = await self._resolve(base, depth + 1, seen)
+            if found is not None:
+                return found
+        catch_all = await self._store.alias_targets("@" + domain_of(address))
+        if catch_all:
+            return await self._expand(address, catch_all, depth, seen)
+        return None
+
+    async def _expand(
+        self, source: str, targets: list[str], depth: int, seen: set[str]
+    ) -> Resolution | None:
+        result = Resolution()
+        for target in targets:
+            if target == source:
+                account = await self._store.get_account(source)
+                if account is not None:
+                    result.local[account.id] = account.address
+                continue
+            found = await self._resolve(target, depth + 1, seen)
+            if found is not None:
+                result.merge(found)
+        if not result.local and not result.remote:
+            return None
+        return result
+
+    async def may_send_as(self, account: Account, sender: str) -> bool:
+        """The user's own address (with or without +detail) or an alias that delivers to them."""
+        if sender == account.address or without_detail(sender, self._delimiter) == account.address:
+            return True
+        if not await self.is_local(sender):
+            return False
+        resolution = await self.resolve(sender)
+        return resolution is not None and account.id in resolution.local

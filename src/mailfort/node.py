@@ -1,0 +1,162 @@
+"""Wiring: one node from a config — store, listeners, workers — and its orderly shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailfort.auth.passwords import Verifier
+from mailfort.auth.throttle import LoginThrottle
+from mailfort.config import Config, parse_hostport
+from mailfort.mail.directory import Directory
+from mailfort.queue.local_worker import LocalWorker
+from mailfort.server.admission import ConnectionLimiter
+from mailfort.server.smtp import start_smtp
+from mailfort.server.smtp_policy import Mode, SmtpPolicy
+from mailfort.server.tls import ensure_self_signed, server_context
+from mailfort.store import open_store
+from mailfort.store.api import Store
+
+log = logging.getLogger("mailfort.node")
+
+_DESCRIPTIONS = {
+    "smtp": "SMTP (MX): mail from other servers for local domains; no AUTH, no relaying",
+    "submission": "submission: STARTTLS, then AUTH PLAIN/LOGIN; send to anyone",
+    "submissions": "submission with implicit TLS: AUTH PLAIN/LOGIN; send to anyone",
+}
+# Listeners named in the config that later versions serve (IMAP, POP3, web status).
+_NOT_YET = ("imap", "imaps", "pop3", "pop3s", "http")
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    name: str
+    host: str
+    port: int
+    description: str
+
+
+class Node:
+    def __init__(self, config: Config, store: Store | None = None) -> None:
+        self.config = config
+        self.store = store or open_store(config.store.url, config.data_dir)
+        self.directory = Directory(
+            self.store, config_domains=config.local_domains, delimiter=config.recipient_delimiter
+        )
+        limits = config.limits
+        self.limiter = ConnectionLimiter(
+            max_total=limits.max_connections, max_per_ip=limits.max_connections_per_ip
+        )
+        self.throttle = LoginThrottle(
+            max_failures=limits.auth_failures_per_ip,
+            window=limits.auth_failure_window,
+            base_delay=limits.auth_failure_delay,
+        )
+        self.verifier = Verifier()
+        self.servers: list[asyncio.Server] = []
+        self.listeners: list[Listener] = []
+        self.tasks: list[asyncio.Task[None]] = []
+        self.worker = LocalWorker(
+            self.store,
+            owner=config.node_name,
+            lease_seconds=config.queue.lease_seconds,
+            poll_interval=config.queue.poll_interval,
+            retry_seconds=config.queue.local_retry_seconds,
+        )
+
+    def _tls_paths(self) -> tuple[Path, Path]:
+        if self.config.tls.cert:
+            return Path(self.config.tls.cert), Path(self.config.tls.key)
+        return ensure_self_signed(self.config.data_dir / "tls", self.config.hostname)
+
+    async def start(self) -> list[Listener]:
+        await self.store.open()
+        cert, key = self._tls_paths()
+        tls = server_context(cert, key)
+        limits = self.config.limits
+        for mode in Mode:
+            address = parse_hostport(
+                f"listen.{mode.value}", getattr(self.config.listen, mode.value)
+            )
+            if address is None:
+                continue
+            policy = SmtpPolicy(
+                mode=mode,
+                store=self.store,
+                directory=self.directory,
+                hostname=self.config.hostname,
+                max_recipients=limits.max_recipients,
+                verifier=self.verifier,
+                throttle=self.throttle,
+            )
+            server = await start_smtp(
+                policy=policy,
+                host=address[0],
+                port=address[1],
+                limiter=self.limiter,
+                tls=tls,
+                hostname=self.config.hostname,
+                max_message_size=limits.max_message_size,
+                idle_timeout=limits.smtp_idle_timeout,
+                session_timeout=limits.smtp_session_timeout,
+            )
+            self.servers.append(server)
+            port = server.sockets[0].getsockname()[1]
+            self.listeners.append(Listener(mode.value, address[0], port, _DESCRIPTIONS[mode.value]))
+        self.tasks.append(asyncio.create_task(self.worker.run(), name="local-worker"))
+        return self.listeners
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Refuse new connections, give open sessions `grace` seconds, then close the store."""
+        self.limiter.draining = True
+        for server in self.servers:
+            server.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.limiter.total > 0 and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.store.close()
+
+
+def describe(node: Node) -> str:
+    lines = [f"mailfort node {node.config.node_name!r} is running (data in {node.config.data_dir})"]
+    for item in node.listeners:
+        lines.append(f"  {item.name:<12} {item.host}:{item.port:<6} {item.description}")
+    pending = [n for n in _NOT_YET if getattr(node.config.listen, n)]
+    if pending:
+        lines.append(f"  (configured but not served by this version yet: {', '.join(pending)})")
+    smtp = next((x for x in node.listeners if x.name == "smtp"), None)
+    sub = next((x for x in node.listeners if x.name == "submission"), None)
+    if smtp:
+        lines.append(f"Try it: swaks --server {smtp.host}:{smtp.port} --to demo@example.test")
+    if sub:
+        lines.append(
+            f"Mail client (outgoing): server {sub.host}, port {sub.port}, STARTTLS, password auth,"
+            " your full address as user name (the certificate is self-signed)"
+        )
+    lines.append("Stop with Ctrl-C (SIGINT) or SIGTERM.")
+    return "\n".join(lines)
+
+
+async def serve(config: Config) -> int:
+    node = Node(config)
+    await node.start()
+    print(describe(node), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    print("mailfort: shutting down", file=sys.stderr, flush=True)
+    await node.stop()
+    return 0

@@ -1,0 +1,1 @@
+"""SMTP constants shared by the server (aiosmtpd, wrapped in `server/smtp.py`) and the client."""

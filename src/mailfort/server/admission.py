@@ -1,0 +1,45 @@
+"""Connection admission: a bound per node and per client address, checked before any work."""
+
+from __future__ import annotations
+
+from collections import Counter
+from enum import Enum
+
+
+class Refusal(Enum):
+    NODE_FULL = "node"
+    IP_FULL = "ip"
+    DRAINING = "draining"
+
+
+class ConnectionLimiter:
+    """Counts open connections; `admit` either takes a slot or says why not."""
+
+    def __init__(self, *, max_total: int, max_per_ip: int) -> None:
+        self.max_total = max_total
+        self.max_per_ip = max_per_ip
+        self._per_ip: Counter[str] = Counter()
+        self.total = 0
+        self.draining = False
+        self.refused = Counter[Refusal]()
+
+    def admit(self, ip: str) -> Refusal | None:
+        refusal = None
+        if self.draining:
+            refusal = Refusal.DRAINING
+        elif self.total >= self.max_total:
+            refusal = Refusal.NODE_FULL
+        elif self._per_ip[ip] >= self.max_per_ip:
+            refusal = Refusal.IP_FULL
+        if refusal is not None:
+            self.refused[refusal] += 1
+            return refusal
+        self.total += 1
+        self._per_ip[ip] += 1
+        return None
+
+    def release(self, ip: str) -> None:
+        self.total -= 1
+        self._per_ip[ip] -= 1
+        if self._per_ip[ip] <= 0:
+            del self._per_ip[ip]

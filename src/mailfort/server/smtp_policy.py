@@ -1,0 +1,289 @@
+"""SMTP policy as an aiosmtpd handler: who may send what to whom, and where accepted mail goes.
+
+One handler class serves all three listeners; `Mode` says which one it is:
+- MX (port 25): no AUTH, mail only for local recipients (no open relay);
+- SUBMISSION (587, STARTTLS) and SUBMISSIONS (465, implicit TLS): AUTH PLAIN/LOGIN under TLS only,
+  the envelope sender must belong to the user, any recipient.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import logging
+import time
+from base64 import b64decode
+from collections.abc import Callable
+from enum import Enum
+
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
+
+from mailfort.auth.passwords import Verifier
+from mailfort.auth.throttle import LoginThrottle
+from mailfort.errors import StoreError, StoreUnavailable
+from mailfort.mail.accept import build_request
+from mailfort.mail.address import AddressError, normalize
+from mailfort.mail.directory import Directory, Resolution
+from mailfort.mail.trace import protocol_name
+from mailfort.protocol.smtp import replies as R
+from mailfort.store.api import Store
+
+log = logging.getLogger("mailfort.smtp")
+
+
+class Mode(Enum):
+    MX = "smtp"
+    SUBMISSION = "submission"
+    SUBMISSIONS = "submissions"
+
+
+def _peer_ip(session: Session) -> str:
+    peer = session.peer
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return "unknown"
+
+
+def _is_tls(server: SMTP) -> bool:
+    transport = server.transport
+    return transport is not None and transport.get_extra_info("ssl_object") is not None
+
+
+class SmtpPolicy:
+    def __init__(
+        self,
+        *,
+        mode: Mode,
+        store: Store,
+        directory: Directory,
+        hostname: str,
+        max_recipients: int,
+        verifier: Verifier,
+        throttle: LoginThrottle,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.mode = mode
+        self.store = store
+        self.directory = directory
+        self.hostname = hostname
+        self.max_recipients = max_recipients
+        self.verifier = verifier
+        self.throttle = throttle
+        self.clock = clock
+        self.accepted = 0
+
+    # -- EHLO --------------------------------------------------------------------------------
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        lines = [r for r in responses if not (self.mode is Mode.MX and r.startswith("250-AUTH"))]
+        # aiosmtpd answers every command in order, so pipelined commands are safe (RFC 2920).
+        lines[-1:-1] = ["250-PIPELINING", "250-ENHANCEDSTATUSCODES"]
+        return lines
+
+    # -- AUTH --------------------------------------------------------------------------------
+    async def handle_AUTH(
+        self, server: SMTP, session: Session, envelope: Envelope, args: list[str]
+    ) -> str | None:
+        if self.mode is Mode.MX:
+            return R.AUTH_NOT_HERE
+        ip = _peer_ip(session)
+        if self.throttle.blocked(ip):
+            log.warning("event=auth_refused reason=throttled client=%s", ip)
+            return R.AUTH_THROTTLED
+        credentials = await self._read_credentials(server, args)
+        if credentials is None:
+            return None  # an error reply was already sent
+        if isinstance(credentials, str):
+            return credentials
+        login, password = credentials
+        account = None
+        try:
+            account = await self.store.get_account(normalize(login))
+        except AddressError:
+            pass
+        except StoreError:
+            return R.STORE_UNAVAILABLE
+        ok = await self.verifier.verify(account.password_hash if account else None, password)
+        if not ok or account is None:
+            delay = self.throttle.failed(ip)
+            log.warning("event=auth_failed client=%s login=%r", ip, login[:100])
+            await asyncio.sleep(delay)
+            return R.AUTH_FAILED
+        session.authenticated = True
+        session.auth_data = account.address  # type: ignore[assignment]
+        session.login_data = account.address
+        log.info("event=auth_ok client=%s user=%s", ip, account.address)
+        return R.AUTH_OK
+
+    async def _read_credentials(
+        self, server: SMTP, args: list[str]
+    ) -> tuple[str, str] | str | None:
+        login_bytes: bytes | None
+        mechanism = args[0].upper()
+        if mechanism == "PLAIN":
+            raw = await self._initial_or_challenge(server, args, "")
+            if raw is None:
+                return None
+            parts = raw.split(b"\0")
+            if len(parts) != 3:
+                return R.AUTH_SYNTAX
+            _authz, login_bytes, password_bytes = parts
+        elif mechanism == "LOGIN":
+            raw = await self._initial_or_challenge(server, args, "Username:")
+            if raw is None:
+                return None
+            login_bytes = raw
+            answer = await server.challenge_auth("Password:")
+            if answer is MISSING:
+                return None
+            assert isinstance(answer, bytes)
+            password_bytes = answer
+        else:
+            return R.AUTH_MECHANISM
+        login = login_bytes.decode("utf-8", "surrogateescape")
+        password = password_bytes.decode("utf-8", "surrogateescape")
+        return login, password
+
+    async def _initial_or_challenge(
+        self, server: SMTP, args: list[str], prompt: str
+    ) -> bytes | None:
+        if len(args) > 1 and args[1] != "=":
+            try:
+                return b64decode(args[1], validate=True)
+            except (binascii.Error, ValueError):
+                await server.push(R.AUTH_SYNTAX)
+                return None
+        if len(args) > 1:
+            return b""  # "=" is an empty initial response (RFC 4954 4)
+        answer = await server.challenge_auth(prompt)
+        if answer is MISSING:
+            return None
+        assert isinstance(answer, bytes)
+        return answer
+
+    # -- MAIL --------------------------------------------------------------------------------
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        if address == "<>":
+            sender = ""
+        else:
+            try:
+                sender = normalize(address)
+            except AddressError:
+                return R.SYNTAX_ADDRESS
+        if self.mode is not Mode.MX:
+            user = session.auth_data
+            if not isinstance(user, str):
+                return R.AUTH_REQUIRED
+            if not sender:
+                return R.NULL_SENDER_SUBMISSION
+            try:
+                account = await self.store.get_account(user)
+                allowed = account is not None and await self.directory.may_send_as(account, sender)
+            except StoreError:
+                return R.STORE_UNAVAILABLE
+            if not allowed:
+                log.warning("event=sender_refused user=%s sender=%s", user, sender)
+                return R.SENDER_NOT_OWNED
+        envelope.mail_from = sender or "<>"
+        envelope.mail_options.extend(mail_options)
+        envelope.resolved = {}  # type: ignore[attr-defined]
+        return R.SENDER_OK
+
+    # -- RCPT --------------------------------------------------------------------------------
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        resolved: dict[str, Resolution] = getattr(envelope, "resolved", {})
+        if len(resolved) >= self.max_recipients:
+            return R.TOO_MANY_RECIPIENTS
+        try:
+            recipient = normalize(address)
+        except AddressError:
+            return R.SYNTAX_ADDRESS
+        try:
+            if await self.directory.is_local(recipient):
+                resolution = await self.directory.resolve(recipient)
+                if resolution is None:
+                    log.info("event=rcpt_unknown client=%s rcpt=%s", _peer_ip(session), recipient)
+                    return R.UNKNOWN_USER
+            elif isinstance(session.auth_data, str) and self.mode is not Mode.MX:
+                resolution = Resolution(remote=[recipient])
+            else:
+                log.info("event=relay_denied client=%s rcpt=%s", _peer_ip(session), recipient)
+                return R.RELAY_DENIED
+        except StoreError:
+            return R.STORE_UNAVAILABLE
+        resolved[recipient] = resolution
+        envelope.resolved = resolved  # type: ignore[attr-defined]
+        envelope.rcpt_tos.append(recipient)
+        envelope.rcpt_options.extend(rcpt_options)
+        return R.RECIPIENT_OK
+
+    # -- DATA --------------------------------------------------------------------------------
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        resolved: dict[str, Resolution] = getattr(envelope, "resolved", {})
+        data = envelope.original_content
+        if not resolved or data is None:
+            return R.BAD_SEQUENCE
+        sender = "" if envelope.mail_from == "<>" else str(envelope.mail_from)
+        protocol = protocol_name(
+            esmtp=session.extended_smtp,
+            tls=_is_tls(server),
+            authenticated=bool(session.authenticated),
+            utf8=envelope.smtp_utf8,
+        )
+        request = build_request(
+            sender=sender,
+            data=data,
+            resolved=resolved,
+            helo=session.host_name or "",
+            client_ip=_peer_ip(session),
+            hostname=self.hostname,
+            protocol=protocol,
+            authenticated=session.auth_data if isinstance(session.auth_data, str) else None,
+            now=self.clock(),
+        )
+        try:
+            result = await self.store.accept(request)
+        except StoreUnavailable as exc:
+            log.error("event=accept_failed client=%s error=%s", _peer_ip(session), exc)
+            return R.STORE_UNAVAILABLE
+        except StoreError as exc:
+            log.error("event=accept_failed client=%s error=%s", _peer_ip(session), exc)
+            return R.STORE_UNAVAILABLE
+        self.accepted += 1
+        log.info(
+            "event=accepted id=%s client=%s from=<%s> rcpts=%d delivered=%d queued=%d size=%d",
+            result.queue_id,
+            _peer_ip(session),
+            sender,
+            len(resolved),
+            result.delivered,
+            result.queued,
+            len(request.body),
+        )
+        return R.queued(result.queue_id)
+
+    async def handle_exception(self, error: Exception) -> str:
+        # Never put a Python error on the wire; the session stays usable.
+        log.exception("event=smtp_exception error=%r", error)
+        return R.INTERNAL_ERROR

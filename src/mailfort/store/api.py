@@ -1,0 +1,229 @@
+"""The store interface every engine implements.
+
+Every mailbox operation takes the account first, so that a later deployment can route accounts to
+different databases (sharding by account or domain). Engines translate their driver errors into
+`mailfort.errors.StoreError` subclasses; nothing driver-specific crosses this boundary.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
+    ("INBOX", None),
+    ("Sent", "\\Sent"),
+    ("Drafts", "\\Drafts"),
+    ("Trash", "\\Trash"),
+    ("Junk", "\\Junk"),
+    ("Archive", "\\Archive"),
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Account:
+    id: int
+    address: str
+    password_hash: str
+    quota_bytes: int
+    used_bytes: int
+    created: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Alias:
+    source: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Mailbox:
+    id: int
+    account_id: int
+    name: str
+    special_use: str | None
+    subscribed: bool
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    messages: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredMessage:
+    uid: int
+    modseq: int
+    flags: frozenset[str]
+    internal_date: float
+    size: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocalDelivery:
+    """One copy of an accepted message for a local account's INBOX."""
+
+    account_id: int
+    recipient: str
+    # Per-recipient trace lines (Return-Path, Delivered-To), stored beside the shared body.
+    prefix: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueuedRecipient:
+    recipient: str
+    original: str
+    account_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AcceptRequest:
+    """Everything one SMTP transaction commits in a single store transaction."""
+
+    queue_id: str
+    sender: str
+    body: bytes
+    received: float
+    client: str
+    authenticated: str | None
+    local: Sequence[LocalDelivery] = field(default_factory=tuple)
+    queued: Sequence[QueuedRecipient] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AcceptResult:
+    queue_id: str
+    delivered: int
+    queued: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueItem:
+    id: int
+    queue_id: str
+    sender: str
+    recipient: str
+    original: str
+    account_id: int | None
+    size: int
+    received: float
+    attempts: int
+    next_attempt: float
+    last_error: str | None
+    lease_owner: str | None
+    lease_until: float | None
+
+
+class Store(abc.ABC):
+    """Async store. Every write is durable when its coroutine returns."""
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def schema_version(self) -> int: ...
+
+    # -- domains -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def add_domain(self, name: str) -> None: ...
+
+    @abc.abstractmethod
+    async def list_domains(self) -> list[str]: ...
+
+    @abc.abstractmethod
+    async def delete_domain(self, name: str) -> None: ...
+
+    # -- accounts ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def add_account(self, address: str, password_hash: str, quota_bytes: int = 0) -> Account:
+        """Create the account with its default mailboxes (`DEFAULT_MAILBOXES`)."""
+
+    @abc.abstractmethod
+    async def get_account(self, address: str) -> Account | None: ...
+
+    @abc.abstractmethod
+    async def get_account_by_id(self, account_id: int) -> Account | None: ...
+
+    @abc.abstractmethod
+    async def list_accounts(self, domain: str | None = None) -> list[Account]: ...
+
+    @abc.abstractmethod
+    async def set_password(self, address: str, password_hash: str) -> None: ...
+
+    @abc.abstractmethod
+    async def delete_account(self, address: str) -> None: ...
+
+    @abc.abstractmethod
+    async def count_accounts(self) -> int: ...
+
+    # -- aliases -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def add_alias(self, source: str, target: str) -> None: ...
+
+    @abc.abstractmethod
+    async def list_aliases(self, domain: str | None = None) -> list[Alias]: ...
+
+    @abc.abstractmethod
+    async def delete_alias(self, source: str, target: str | None = None) -> None: ...
+
+    @abc.abstractmethod
+    async def alias_targets(self, source: str) -> list[str]: ...
+
+    # -- mailboxes ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def list_mailboxes(self, account_id: int) -> list[Mailbox]: ...
+
+    @abc.abstractmethod
+    async def get_mailbox(self, account_id: int, name: str) -> Mailbox | None: ...
+
+    @abc.abstractmethod
+    async def create_mailbox(
+        self, account_id: int, name: str, special_use: str | None = None
+    ) -> Mailbox: ...
+
+    # -- messages ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def accept(self, request: AcceptRequest) -> AcceptResult:
+        """Commit a whole SMTP transaction: body, local copies, queue items. Durable on return."""
+
+    @abc.abstractmethod
+    async def list_messages(self, account_id: int, mailbox: str) -> list[StoredMessage]: ...
+
+    @abc.abstractmethod
+    async def message_bytes(self, account_id: int, mailbox: str, uid: int) -> bytes | None: ...
+
+    # -- queue -------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def queue_items(self, queue_id: str | None = None) -> list[QueueItem]: ...
+
+    @abc.abstractmethod
+    async def queue_body(self, queue_id: str) -> bytes | None: ...
+
+    @abc.abstractmethod
+    async def claim_queue(
+        self, owner: str, now: float, lease_seconds: float, limit: int, local_only: bool
+    ) -> list[QueueItem]:
+        """Lease due items whose lease is free or expired; never one a live lease holds."""
+
+    @abc.abstractmethod
+    async def deliver_queued(self, item: QueueItem, owner: str, prefix: bytes) -> bool:
+        """Deliver a leased local item into its INBOX and delete it, in one transaction.
+
+        Returns False (and changes nothing) when the lease is no longer ours, so that a takeover
+        can never deliver twice."""
+
+    @abc.abstractmethod
+    async def defer_queued(
+        self, item: QueueItem, owner: str, next_attempt: float, error: str
+    ) -> bool: ...
+
+    @abc.abstractmethod
+    async def retry_queue(self, queue_id: str | None, now: float) -> int:
+        """Make items due now; all items when queue_id is None. Returns how many."""
+
+    @abc.abstractmethod
+    async def delete_queue(self, queue_id: str) -> int: ...

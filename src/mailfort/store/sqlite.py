@@ -1,0 +1,385 @@
+"""The embedded SQLite engine: one file, WAL, one group-committing writer, pooled readers."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from mailfort.errors import NotFound, StoreUnavailable
+from mailfort.store import sqlite_queue as q
+from mailfort.store.api import (
+    DEFAULT_MAILBOXES,
+    AcceptRequest,
+    AcceptResult,
+    Account,
+    Alias,
+    Mailbox,
+    QueueItem,
+    Store,
+    StoredMessage,
+)
+from mailfort.store.migrate import apply_sqlite_migrations, sqlite_schema_version
+from mailfort.store.sqlite_writer import GroupCommitWriter, connect, translate
+
+T = TypeVar("T")
+
+_ACCOUNT_COLS = "id, address, password_hash, quota_bytes, used_bytes, created"
+_MAILBOX_COLS = (
+    "id, account_id, name, special_use, subscribed, uidvalidity, uidnext, highestmodseq,"
+    " (SELECT count(*) FROM messages m WHERE m.mailbox_id = mailboxes.id)"
+)
+
+
+def _account(row: tuple) -> Account:  # type: ignore[type-arg]
+    return Account(
+        id=row[0],
+        address=row[1],
+        password_hash=row[2],
+        quota_bytes=row[3],
+        used_bytes=row[4],
+        created=row[5],
+    )
+
+
+def _mailbox(row: tuple) -> Mailbox:  # type: ignore[type-arg]
+    return Mailbox(
+        id=row[0],
+        account_id=row[1],
+        name=row[2],
+        special_use=row[3],
+        subscribed=bool(row[4]),
+        uidvalidity=row[5],
+        uidnext=row[6],
+        highestmodseq=row[7],
+        messages=row[8],
+    )
+
+
+def next_uidvalidity(conn: sqlite3.Connection) -> int:
+    """A UIDVALIDITY never handed out before in this store, even for a re-created name."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'uidvalidity'").fetchone()
+    value = max(int(time.time()), int(row[0]) + 1 if row else 0)
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES ('uidvalidity', ?)"
+        " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (str(value),),
+    )
+    return value
+
+
+def insert_mailbox(
+    conn: sqlite3.Connection, account_id: int, name: str, special_use: str | None
+) -> int:
+    cur = conn.execute(
+        "INSERT INTO mailboxes(account_id, name, special_use, uidvalidity) VALUES (?, ?, ?, ?)",
+        (account_id, name, special_use, next_uidvalidity(conn)),
+    )
+    assert cur.lastrowid is not None
+    return cur.lastrowid
+
+
+class SqliteStore(Store):
+    def __init__(self, path: Path, *, readers: int = 4) -> None:
+        self.path = path
+        self._writer = GroupCommitWriter(path)
+        self._readers = readers
+        self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._read_conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    # -- plumbing ----------------------------------------------------------------------------
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(self._writer.start, apply_sqlite_migrations)
+        self._pool = ThreadPoolExecutor(self._readers, thread_name_prefix="sqlite-reader")
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._writer.stop)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        with self._lock:
+            for conn in self._read_conns:
+                conn.close()
+            self._read_conns.clear()
+
+    @property
+    def pending_writes(self) -> int:
+        return self._writer.pending
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._writer.run(fn)
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, readonly=True)
+            self._local.conn = conn
+            with self._lock:
+                self._read_conns.append(conn)
+        return conn
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._pool is None:
+            raise StoreUnavailable("store is closed")
+
+        def call() -> T:
+            try:
+                return fn(self._reader())
+            except Exception as exc:
+                raise translate(exc) from exc
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
+    async def schema_version(self) -> int:
+        return await self._read(sqlite_schema_version)
+
+    # -- domains -----------------------------------------------------------------------------
+    async def add_domain(self, name: str) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "INSERT INTO domains(name, created) VALUES (?, ?)", (name, time.time())
+            )
+        )
+
+    async def list_domains(self) -> list[str]:
+        return await self._read(
+            lambda c: [r[0] for r in c.execute("SELECT name FROM domains ORDER BY name")]
+        )
+
+    async def delete_domain(self, name: str) -> None:
+        def fn(c: sqlite3.Connection) -> None:
+            if c.execute("DELETE FROM domains WHERE name = ?", (name,)).rowcount == 0:
+                raise NotFound(f"no domain {name}")
+
+        await self._write(fn)
+
+    # -- accounts ----------------------------------------------------------------------------
+    async def add_account(self, address: str, password_hash: str, quota_bytes: int = 0) -> Account:
+        def fn(c: sqlite3.Connection) -> Account:
+            now = time.time()
+            cur = c.execute(
+                "INSERT INTO accounts(address, domain, password_hash, quota_bytes, created)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (address, address.rpartition("@")[2], password_hash, quota_bytes, now),
+            )
+            assert cur.lastrowid is not None
+            for name, special in DEFAULT_MAILBOXES:
+                insert_mailbox(c, cur.lastrowid, name, special)
+            return Account(
+                id=cur.lastrowid,
+                address=address,
+                password_hash=password_hash,
+                quota_bytes=quota_bytes,
+                used_bytes=0,
+                created=now,
+            )
+
+        return await self._write(fn)
+
+    async def get_account(self, address: str) -> Account | None:
+        def fn(c: sqlite3.Connection) -> Account | None:
+            row = c.execute(
+                f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE address = ?", (address,)
+            ).fetchone()
+            return _account(row) if row else None
+
+        return await self._read(fn)
+
+    async def get_account_by_id(self, account_id: int) -> Account | None:
+        def fn(c: sqlite3.Connection) -> Account | None:
+            row = c.execute(
+                f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE id = ?", (account_id,)
+            ).fetchone()
+            return _account(row) if row else None
+
+        return await self._read(fn)
+
+    async def list_accounts(self, domain: str | None = None) -> list[Account]:
+        def fn(c: sqlite3.Connection) -> list[Account]:
+            if domain is None:
+                rows = c.execute(f"SELECT {_ACCOUNT_COLS} FROM accounts ORDER BY address")
+            else:
+                rows = c.execute(
+                    f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE domain = ? ORDER BY address",
+                    (domain,),
+                )
+            return [_account(r) for r in rows]
+
+        return await self._read(fn)
+
+    async def count_accounts(self) -> int:
+        return await self._read(lambda c: c.execute("SELECT count(*) FROM accounts").fetchone()[0])
+
+    async def set_password(self, address: str, password_hash: str) -> None:
+        def fn(c: sqlite3.Connection) -> None:
+            cur = c.execute(
+                "UPDATE accounts SET password_hash = ? WHERE address = ?", (password_hash, address)
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"no user {address}")
+
+        await self._write(fn)
+
+    async def delete_account(self, address: str) -> None:
+        def fn(c: sqlite3.Connection) -> None:
+            if c.execute("DELETE FROM accounts WHERE address = ?", (address,)).rowcount == 0:
+                raise NotFound(f"no user {address}")
+            q.collect_blobs(c)
+
+        await self._write(fn)
+
+    # -- aliases -----------------------------------------------------------------------------
+    async def add_alias(self, source: str, target: str) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "INSERT INTO aliases(source, target, created) VALUES (?, ?, ?)",
+                (source, target, time.time()),
+            )
+        )
+
+    async def list_aliases(self, domain: str | None = None) -> list[Alias]:
+        def fn(c: sqlite3.Connection) -> list[Alias]:
+            rows = c.execute("SELECT source, target FROM aliases ORDER BY source, target")
+            return [
+                Alias(source=s, target=t)
+                for s, t in rows
+                if domain is None or s.rpartition("@")[2] == domain
+            ]
+
+        return await self._read(fn)
+
+    async def delete_alias(self, source: str, target: str | None = None) -> None:
+        def fn(c: sqlite3.Connection) -> None:
+            if target is None:
+                cur = c.execute("DELETE FROM aliases WHERE source = ?", (source,))
+            else:
+                cur = c.execute(
+                    "DELETE FROM aliases WHERE source = ? AND target = ?", (source, target)
+                )
+            if cur.rowcount == 0:
+                raise NotFound(f"no alias {source}")
+
+        await self._write(fn)
+
+    async def alias_targets(self, source: str) -> list[str]:
+        return await self._read(
+            lambda c: [
+                r[0]
+                for r in c.execute(
+                    "SELECT target FROM aliases WHERE source = ? ORDER BY target", (source,)
+                )
+            ]
+        )
+
+    # -- mailboxes ---------------------------------------------------------------------------
+    async def list_mailboxes(self, account_id: int) -> list[Mailbox]:
+        return await self._read(
+            lambda c: [
+                _mailbox(r)
+                for r in c.execute(
+                    f"SELECT {_MAILBOX_COLS} FROM mailboxes WHERE account_id = ? ORDER BY id",
+                    (account_id,),
+                )
+            ]
+        )
+
+    async def get_mailbox(self, account_id: int, name: str) -> Mailbox | None:
+        def fn(c: sqlite3.Connection) -> Mailbox | None:
+            row = c.execute(
+                f"SELECT {_MAILBOX_COLS} FROM mailboxes WHERE account_id = ? AND name = ?",
+                (account_id, name),
+            ).fetchone()
+            return _mailbox(row) if row else None
+
+        return await self._read(fn)
+
+    async def create_mailbox(
+        self, account_id: int, name: str, special_use: str | None = None
+    ) -> Mailbox:
+        def fn(c: sqlite3.Connection) -> Mailbox:
+            mailbox_id = insert_mailbox(c, account_id, name, special_use)
+            row = c.execute(
+                f"SELECT {_MAILBOX_COLS} FROM mailboxes WHERE id = ?", (mailbox_id,)
+            ).fetchone()
+            return _mailbox(row)
+
+        return await self._write(fn)
+
+    # -- messages ----------------------------------------------------------------------------
+    async def accept(self, request: AcceptRequest) -> AcceptResult:
+        return await self._write(lambda c: q.accept(c, request))
+
+    async def list_messages(self, account_id: int, mailbox: str) -> list[StoredMessage]:
+        def fn(c: sqlite3.Connection) -> list[StoredMessage]:
+            rows = c.execute(
+                "SELECT m.uid, m.modseq, m.flags, m.internal_date, m.size FROM messages m"
+                " JOIN mailboxes b ON b.id = m.mailbox_id"
+                " WHERE b.account_id = ? AND b.name = ? ORDER BY m.uid",
+                (account_id, mailbox),
+            )
+            return [
+                StoredMessage(
+                    uid=r[0],
+                    modseq=r[1],
+                    flags=frozenset(r[2].split()),
+                    internal_date=r[3],
+                    size=r[4],
+                )
+                for r in rows
+            ]
+
+        return await self._read(fn)
+
+    async def message_bytes(self, account_id: int, mailbox: str, uid: int) -> bytes | None:
+        def fn(c: sqlite3.Connection) -> bytes | None:
+            row = c.execute(
+                "SELECT m.prefix, bl.data FROM messages m"
+                " JOIN mailboxes b ON b.id = m.mailbox_id JOIN blobs bl ON bl.id = m.blob_id"
+                " WHERE b.account_id = ? AND b.name = ? AND m.uid = ?",
+                (account_id, mailbox, uid),
+            ).fetchone()
+            return bytes(row[0]) + bytes(row[1]) if row else None
+
+        return await self._read(fn)
+
+    # -- queue -------------------------------------------------------------------------------
+    async def queue_items(self, queue_id: str | None = None) -> list[QueueItem]:
+        return await self._read(lambda c: q.items(c, queue_id))
+
+    async def queue_body(self, queue_id: str) -> bytes | None:
+        def fn(c: sqlite3.Connection) -> bytes | None:
+            row = c.execute(
+                "SELECT bl.data FROM envelopes e JOIN blobs bl ON bl.id = e.blob_id"
+                " WHERE e.queue_id = ?",
+                (queue_id,),
+            ).fetchone()
+            return bytes(row[0]) if row else None
+
+        return await self._read(fn)
+
+    async def claim_queue(
+        self, owner: str, now: float, lease_seconds: float, limit: int, local_only: bool
+    ) -> list[QueueItem]:
+        return await self._write(lambda c: q.claim(c, owner, now, lease_seconds, limit, local_only))
+
+    async def deliver_queued(self, item: QueueItem, owner: str, prefix: bytes) -> bool:
+        return await self._write(lambda c: q.deliver(c, item, owner, prefix))
+
+    async def defer_queued(
+        self, item: QueueItem, owner: str, next_attempt: float, error: str
+    ) -> bool:
+        return await self._write(lambda c: q.defer(c, item, owner, next_attempt, error))
+
+    async def retry_queue(self, queue_id: str | None, now: float) -> int:
+        return await self._write(lambda c: q.retry(c, queue_id, now))
+
+    async def delete_queue(self, queue_id: str) -> int:
+        return await self._write(lambda c: q.delete(c, queue_id))

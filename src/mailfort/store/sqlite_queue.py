@@ -1,0 +1,219 @@
+"""SQL for acceptance, local delivery and the queue on SQLite; each call is one transaction.
+
+Local delivery happens atomically with acceptance: the body, each local INBOX copy, and a queue item
+for every recipient that could not be delivered in that same transaction (remote recipients, or a
+local one whose INBOX is missing) are committed together. So a message that got `250` is either in
+its mailbox or in the queue, never in both and never in neither.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from mailfort.store.api import AcceptRequest, AcceptResult, QueuedRecipient, QueueItem
+
+_ITEM_SQL = (
+    "SELECT q.id, e.queue_id, e.sender, q.recipient, q.original, q.account_id, b.size,"
+    " e.received, q.attempts, q.next_attempt, q.last_error, q.lease_owner, q.lease_until"
+    " FROM queue q JOIN envelopes e ON e.id = q.envelope_id JOIN blobs b ON b.id = e.blob_id"
+)
+
+
+def _item(row: tuple) -> QueueItem:  # type: ignore[type-arg]
+    return QueueItem(
+        id=row[0],
+        queue_id=row[1],
+        sender=row[2],
+        recipient=row[3],
+        original=row[4],
+        account_id=row[5],
+        size=row[6],
+        received=row[7],
+        attempts=row[8],
+        next_attempt=row[9],
+        last_error=row[10],
+        lease_owner=row[11],
+        lease_until=row[12],
+    )
+
+
+def deliver_into(
+    c: sqlite3.Connection,
+    account_id: int,
+    mailbox: str,
+    blob_id: int,
+    body_size: int,
+    prefix: bytes,
+    internal_date: float,
+    flags: str = "",
+) -> int | None:
+    """Append one copy to a mailbox: next UID, bumped MODSEQ, quota use. Returns the UID."""
+    row = c.execute(
+        "SELECT id, uidnext, highestmodseq FROM mailboxes WHERE account_id = ? AND name = ?",
+        (account_id, mailbox),
+    ).fetchone()
+    if row is None:
+        return None
+    mailbox_id, uid, modseq = row[0], row[1], row[2] + 1
+    size = len(prefix) + body_size
+    c.execute(
+        "UPDATE mailboxes SET uidnext = ?, highestmodseq = ? WHERE id = ?",
+        (uid + 1, modseq, mailbox_id),
+    )
+    c.execute(
+        "INSERT INTO messages(mailbox_id, uid, modseq, flags, internal_date, size, blob_id, prefix)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (mailbox_id, uid, modseq, flags, internal_date, size, blob_id, prefix),
+    )
+    c.execute("UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ?", (size, account_id))
+    return int(uid)
+
+
+def accept(c: sqlite3.Connection, req: AcceptRequest) -> AcceptResult:
+    cur = c.execute("INSERT INTO blobs(data, size) VALUES (?, ?)", (req.body, len(req.body)))
+    assert cur.lastrowid is not None
+    blob_id = cur.lastrowid
+    pending: list[QueuedRecipient] = list(req.queued)
+    delivered = 0
+    for copy in req.local:
+        uid = deliver_into(
+            c, copy.account_id, "INBOX", blob_id, len(req.body), copy.prefix, req.received
+        )
+        if uid is None:
+            pending.append(
+                QueuedRecipient(
+                    recipient=copy.recipient, original=copy.recipient, account_id=copy.account_id
+                )
+            )
+        else:
+            delivered += 1
+    if pending:
+        cur = c.execute(
+            "INSERT INTO envelopes(queue_id, sender, blob_id, received, client, authenticated)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (req.queue_id, req.sender, blob_id, req.received, req.client, req.authenticated),
+        )
+        c.executemany(
+            "INSERT INTO queue(envelope_id, recipient, original, account_id, next_attempt, created)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (cur.lastrowid, r.recipient, r.original, r.account_id, req.received, req.received)
+                for r in pending
+            ],
+        )
+    elif delivered == 0:
+        c.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))
+    return AcceptResult(queue_id=req.queue_id, delivered=delivered, queued=len(pending))
+
+
+def items(c: sqlite3.Connection, queue_id: str | None) -> list[QueueItem]:
+    if queue_id is None:
+        rows = c.execute(_ITEM_SQL + " ORDER BY e.received, q.id")
+    else:
+        rows = c.execute(_ITEM_SQL + " WHERE e.queue_id = ? ORDER BY q.id", (queue_id,))
+    return [_item(r) for r in rows]
+
+
+def claim(
+    c: sqlite3.Connection, owner: str, now: float, lease: float, limit: int, local_only: bool
+) -> list[QueueItem]:
+    where = "q.next_attempt <= ? AND (q.lease_until IS NULL OR q.lease_until < ?)"
+    if local_only:
+        where += " AND q.account_id IS NOT NULL"
+    ids = [
+        r[0]
+        for r in c.execute(
+            f"SELECT q.id FROM queue q WHERE {where} ORDER BY q.next_attempt LIMIT ?",
+            (now, now, limit),
+        )
+    ]
+    if not ids:
+        return []
+    marks = ",".join("?" * len(ids))
+    c.execute(
+        f"UPDATE queue SET lease_owner = ?, lease_until = ? WHERE id IN ({marks})",
+        (owner, now + lease, *ids),
+    )
+    return [_item(r) for r in c.execute(_ITEM_SQL + f" WHERE q.id IN ({marks})", ids)]
+
+
+def _holds_lease(c: sqlite3.Connection, item: QueueItem, owner: str) -> bool:
+    row = c.execute("SELECT lease_owner FROM queue WHERE id = ?", (item.id,)).fetchone()
+    return row is not None and row[0] == owner
+
+
+def _drop_item(c: sqlite3.Connection, item_id: int) -> None:
+    row = c.execute(
+        "SELECT e.id, e.blob_id FROM queue q JOIN envelopes e ON e.id = q.envelope_id"
+        " WHERE q.id = ?",
+        (item_id,),
+    ).fetchone()
+    c.execute("DELETE FROM queue WHERE id = ?", (item_id,))
+    if row is None:
+        return
+    envelope_id, blob_id = row
+    if c.execute("SELECT 1 FROM queue WHERE envelope_id = ?", (envelope_id,)).fetchone() is None:
+        c.execute("DELETE FROM envelopes WHERE id = ?", (envelope_id,))
+        c.execute(
+            "DELETE FROM blobs WHERE id = ? AND NOT EXISTS (SELECT 1 FROM messages"
+            " WHERE blob_id = ?) AND NOT EXISTS (SELECT 1 FROM envelopes WHERE blob_id = ?)",
+            (blob_id, blob_id, blob_id),
+        )
+
+
+def deliver(c: sqlite3.Connection, item: QueueItem, owner: str, prefix: bytes) -> bool:
+    if item.account_id is None or not _holds_lease(c, item, owner):
+        return False
+    row = c.execute(
+        "SELECT e.blob_id, b.size FROM queue q JOIN envelopes e ON e.id = q.envelope_id"
+        " JOIN blobs b ON b.id = e.blob_id WHERE q.id = ?",
+        (item.id,),
+    ).fetchone()
+    uid = deliver_into(c, item.account_id, "INBOX", row[0], row[1], prefix, item.received)
+    if uid is None:
+        return False
+    _drop_item(c, item.id)
+    return True
+
+
+def defer(c: sqlite3.Connection, item: QueueItem, owner: str, when: float, error: str) -> bool:
+    if not _holds_lease(c, item, owner):
+        return False
+    c.execute(
+        "UPDATE queue SET attempts = attempts + 1, next_attempt = ?, last_error = ?,"
+        " lease_owner = NULL, lease_until = NULL WHERE id = ?",
+        (when, error, item.id),
+    )
+    return True
+
+
+def retry(c: sqlite3.Connection, queue_id: str | None, now: float) -> int:
+    if queue_id is None:
+        return c.execute("UPDATE queue SET next_attempt = ?", (now,)).rowcount
+    return c.execute(
+        "UPDATE queue SET next_attempt = ? WHERE envelope_id IN"
+        " (SELECT id FROM envelopes WHERE queue_id = ?)",
+        (now, queue_id),
+    ).rowcount
+
+
+def delete(c: sqlite3.Connection, queue_id: str) -> int:
+    ids = [
+        r[0]
+        for r in c.execute(
+            "SELECT q.id FROM queue q JOIN envelopes e ON e.id = q.envelope_id"
+            " WHERE e.queue_id = ?",
+            (queue_id,),
+        )
+    ]
+    for item_id in ids:
+        _drop_item(c, item_id)
+    return len(ids)
+
+
+def collect_blobs(c: sqlite3.Connection) -> None:
+    """Remove bodies nothing refers to any more (after an account was deleted)."""
+    c.execute(
+        "DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.blob_id = blobs.id)"
+        " AND NOT EXISTS (SELECT 1 FROM envelopes e WHERE e.blob_id = blobs.id)"
+    )

@@ -1,0 +1,176 @@
+"""One writer thread that turns concurrent write requests into shared, durable commits.
+
+SQLite allows one writer at a time, and in WAL mode with `synchronous=FULL` every COMMIT costs one
+fsync. Instead of one transaction per request, the writer takes every request that is waiting, runs
+each inside its own SAVEPOINT (so one failing request cannot spoil the others) and commits them all
+with a single fsync: group commit. A caller's future resolves only after that COMMIT returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mailfort.errors import AlreadyExists, StoreError, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+WriteFn = Callable[[sqlite3.Connection], Any]
+
+
+@dataclass(slots=True)
+class _Job:
+    fn: WriteFn
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+    else:
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: the WAL is fsynced at every COMMIT, so a committed message survives power loss.
+        conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+def translate(exc: BaseException) -> BaseException:
+    """Map driver errors to store errors; leave our own errors alone."""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, sqlite3.IntegrityError):
+        return AlreadyExists(str(exc))
+    if isinstance(exc, sqlite3.Error | OSError):
+        return StoreUnavailable(f"sqlite: {exc}")
+    return exc
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class GroupCommitWriter:
+    """Runs write functions on one connection, batching them into shared transactions."""
+
+    def __init__(self, path: Path, *, max_batch: int = 512) -> None:
+        self._path = path
+        self._max_batch = max_batch
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self.commits = 0
+        self.committed_jobs = 0
+        self.last_commit_seconds = 0.0
+
+    def start(self, setup: Callable[[sqlite3.Connection], None]) -> None:
+        self._thread = threading.Thread(
+            target=self._run, args=(setup,), name="sqlite-writer", daemon=True
+        )
+        self._thread.start()
+        self._ready.wait()
+        if self._startup_error is not None:
+            raise self._startup_error
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+
+    @property
+    def pending(self) -> int:
+        return self._jobs.qsize()
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._thread is None:
+            raise StoreUnavailable("store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put(_Job(fn, future, loop))
+        return await future
+
+    def _run(self, setup: Callable[[sqlite3.Connection], None]) -> None:
+        try:
+            conn = connect(self._path)
+            setup(conn)
+        except BaseException as exc:  # reported to start(), which re-raises in the caller
+            self._startup_error = translate(exc)
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            while True:
+                job = self._jobs.get()
+                if job is None:
+                    break
+                batch = [job]
+                stop = False
+                while len(batch) < self._max_batch:
+                    try:
+                        nxt = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        stop = True
+                        break
+                    batch.append(nxt)
+                self._commit_batch(conn, batch)
+                if stop:
+                    break
+        finally:
+            conn.close()
+
+    def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        started = time.monotonic()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    result = job.fn(conn)
+                except Exception as exc:  # one request's failure must not spoil the batch
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    outcomes.append((job, None, translate(exc)))
+                else:
+                    conn.execute("RELEASE job")
+                    outcomes.append((job, result, None))
+            conn.execute("COMMIT")
+        except (sqlite3.Error, OSError) as exc:
+            log.error("event=store_commit_failed error=%r jobs=%d", exc, len(batch))
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            failure = StoreUnavailable(f"commit failed: {exc}")
+            outcomes = [(job, None, failure) for job in batch]
+        else:
+            self.commits += 1
+            self.committed_jobs += len(batch)
+        self.last_commit_seconds = time.monotonic() - started
+        for job, result, error in outcomes:
+            # RuntimeError: the caller's loop is gone (shutdown); the commit stands.
+            with contextlib.suppress(RuntimeError):
+                job.loop.call_soon_threadsafe(_settle, job.future, result, error)
