@@ -1,0 +1,188 @@
+"""Run a real mailfort node as a subprocess on loopback, provisioned through the real store."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mailfort.auth.passwords import hash_password
+from mailfort.store.sqlite import SqliteStore
+
+_LISTENER = re.compile(r"^\s+(smtp|submission|submissions)\s+([\d.]+):(\d+)\s", re.M)
+
+BASE_CONFIG = """\
+hostname = "mx.mailfort.test"
+node_name = "{name}"
+data_dir = "{data_dir}"
+local_domains = ["config-domain.test"]
+
+[listen]
+smtp = "127.0.0.1:{smtp}"
+submission = "127.0.0.1:{submission}"
+submissions = "127.0.0.1:{submissions}"
+imap = ""
+imaps = ""
+pop3 = ""
+pop3s = ""
+http = ""
+
+[queue]
+lease_seconds = 5.0
+poll_interval = 0.2
+"""
+
+
+@dataclass
+class NodeProcess:
+    root: Path
+    name: str = "node1"
+    extra_config: str = ""
+    fixed_ports: dict[str, int] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "mailfort.toml"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / f"{self.name}.log"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "mailfort.sqlite3"
+
+    def write_config(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        text = BASE_CONFIG.format(
+            name=self.name,
+            data_dir=self.data_dir,
+            smtp=self.fixed_ports.get("smtp", 0),
+            submission=self.fixed_ports.get("submission", 0),
+            submissions=self.fixed_ports.get("submissions", 0),
+        )
+        self.config_path.write_text(text + self.extra_config)
+
+    def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "mailfort", "--config", str(self.config_path), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def provision(
+        self,
+        *,
+        domains: tuple[str, ...] = ("example.test",),
+        users: dict[str, str] | None = None,
+        aliases: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        self.write_config()
+
+        async def run() -> None:
+            store = SqliteStore(self.db_path)
+            await store.open()
+            try:
+                existing = set(await store.list_domains())
+                for domain in domains:
+                    if domain not in existing:
+                        await store.add_domain(domain)
+                for address, password in (users or {}).items():
+                    await store.add_account(address, hash_password(password))
+                for source, target in aliases:
+                    await store.add_alias(source, target)
+            finally:
+                await store.close()
+
+        asyncio.run(run())
+
+    def start(self, timeout: float = 30.0) -> NodeProcess:
+        if not self.config_path.exists():
+            self.write_config()
+        out = self.root / f"{self.name}.out"
+        out.write_text("")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        with open(out, "ab") as stdout, open(self.log_path, "ab") as stderr:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "mailfort", "--config", str(self.config_path), "serve"],
+                stdout=stdout,
+                stderr=stderr,
+                env=env,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = out.read_text()
+            if "Stop with" in text:
+                self.ports = {m[0]: int(m[2]) for m in _LISTENER.findall(text)}
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(
+            f"node did not start (exit {self.proc.poll()}):\n{self.log_path.read_text()[-3000:]}"
+        )
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    # -- looking at the store from the outside -----------------------------------------------
+    def _query(self, coro_factory):  # type: ignore[no-untyped-def]
+        async def run():  # type: ignore[no-untyped-def]
+            store = SqliteStore(self.db_path)
+            await store.open()
+            try:
+                return await coro_factory(store)
+            finally:
+                await store.close()
+
+        return asyncio.run(run())
+
+    def inbox(self, address: str, mailbox: str = "INBOX") -> list[bytes]:
+        """Every message in the user's mailbox, as the bytes IMAP/POP3 will serve."""
+
+        async def fetch(store: SqliteStore) -> list[bytes]:
+            account = await store.get_account(address)
+            assert account is not None, address
+            messages = await store.list_messages(account.id, mailbox)
+            found = []
+            for m in messages:
+                data = await store.message_bytes(account.id, mailbox, m.uid)
+                assert data is not None
+                found.append(data)
+            return found
+
+        return self._query(fetch)  # type: ignore[no-any-return]
+
+    def queue(self) -> list:  # type: ignore[type-arg]
+        return self._query(lambda store: store.queue_items())  # type: ignore[no-any-return]
