@@ -2,8 +2,8 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# Debian packages the tests drive as real clients: command=package
-TEST_PACKAGES := swaks=swaks
+# Debian packages the tests drive as real clients (swaks needs Net::SSLeay for TLS)
+TEST_PACKAGES := swaks libnet-ssleay-perl
 
 .PHONY: run test lint typecheck unit bench clean
 

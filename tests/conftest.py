@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,12 +31,32 @@ def require_command(name: str) -> str:
     return path
 
 
+def client_tls() -> ssl.SSLContext:
+    """A client context that accepts the node's self-signed certificate."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def start_node(
+    tmp_path_factory: pytest.TempPathFactory,
+    *,
+    extra_config: str = "",
+    users: dict[str, str] | None = None,
+) -> NodeProcess:
+    """A started node with the standard domains, USERS (plus `users`) and ALIASES."""
+    root: Path = tmp_path_factory.mktemp("node")
+    proc = NodeProcess(root, extra_config=extra_config)
+    proc.provision(
+        domains=("example.test", "other.test"), users={**USERS, **(users or {})}, aliases=ALIASES
+    )
+    return proc.start()
+
+
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """A real node on loopback with users alice, bob (example.test) and carol (other.test)."""
-    root: Path = tmp_path_factory.mktemp("node")
-    proc = NodeProcess(root)
-    proc.provision(domains=("example.test", "other.test"), users=USERS, aliases=ALIASES)
-    proc.start()
+    proc = start_node(tmp_path_factory)
     yield proc
     proc.stop()

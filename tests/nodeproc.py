@@ -186,3 +186,8 @@ class NodeProcess:
 
     def queue(self) -> list:  # type: ignore[type-arg]
         return self._query(lambda store: store.queue_items())  # type: ignore[no-any-return]
+
+    def queue_body(self, queue_id: str) -> bytes:
+        body = self._query(lambda store: store.queue_body(queue_id))
+        assert body is not None, queue_id
+        return body  # type: ignore[no-any-return]

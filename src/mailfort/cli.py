@@ -14,11 +14,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from mailfort import __version__
-from mailfort.auth.passwords import generate_password, hash_password
 from mailfort.config import Config, load
 from mailfort.errors import AlreadyExists, ConfigError, MailfortError, NotFound
-from mailfort.mail.address import AddressError, normalize
-from mailfort.server.tls import ensure_self_signed
+from mailfort.mail.address import AddressError, normalize, normalize_domain
 from mailfort.store import open_store
 from mailfort.store.api import QueueItem, Store
 
@@ -29,6 +27,20 @@ class CliError(MailfortError):
     pass
 
 
+# Imported on use: `auth.passwords` computes an argon2 hash at import (~0.4 s) and `server.tls`
+# loads cryptography; commands that need neither (list, queue, del) should not wait for them.
+def generate_password() -> str:
+    from mailfort.auth.passwords import generate_password
+
+    return generate_password()
+
+
+def hash_password(password: str) -> str:
+    from mailfort.auth.passwords import hash_password
+
+    return hash_password(password)
+
+
 def _address(text: str) -> str:
     try:
         return normalize(text)
@@ -37,8 +49,8 @@ def _address(text: str) -> str:
 
 
 def _domain(text: str) -> str:
-    domain = text.strip().lower().rstrip(".")
-    if not domain or "@" in domain or " " in domain or "." not in domain:
+    domain = normalize_domain(text.strip())
+    if domain is None or "." not in domain:
         raise CliError(f"not a domain name: {text!r}")
     return domain
 
@@ -59,6 +71,8 @@ async def _local_domains(config: Config, store: Store) -> set[str]:
 
 # -- init -------------------------------------------------------------------------------------
 async def cmd_init(config: Config, store: Store, args: argparse.Namespace) -> int:
+    from mailfort.server.tls import ensure_self_signed
+
     ensure_self_signed(config.data_dir / "tls", config.hostname)
     print(f"store ready in {config.data_dir}")
     if args.demo and await store.count_accounts() == 0:
@@ -110,6 +124,10 @@ async def cmd_user_add(config: Config, store: Store, args: argparse.Namespace) -
         raise CliError(
             f"{domain} is not a local domain; add it first: mailfort domain add {domain}"
         )
+    # Before reading and hashing a password (argon2 is slow on purpose), so a script that
+    # repeats itself gets its answer at once.
+    if await store.get_account(address) is not None:
+        raise AlreadyExists(f"user {address} already exists")
     password, generated = _read_password(args)
     await store.add_account(address, hash_password(password), quota_bytes=args.quota)
     print(f"added user {address}")
@@ -119,7 +137,7 @@ async def cmd_user_add(config: Config, store: Store, args: argparse.Namespace) -
 
 
 async def cmd_user_list(config: Config, store: Store, args: argparse.Namespace) -> int:
-    for account in await store.list_accounts(args.domain):
+    for account in await store.list_accounts(_domain(args.domain) if args.domain else None):
         quota = f"{account.quota_bytes}" if account.quota_bytes else "unlimited"
         print(f"{account.address}\tused={account.used_bytes}\tquota={quota}")
     return 0
@@ -127,6 +145,8 @@ async def cmd_user_list(config: Config, store: Store, args: argparse.Namespace) 
 
 async def cmd_user_passwd(config: Config, store: Store, args: argparse.Namespace) -> int:
     address = _address(args.address)
+    if await store.get_account(address) is None:
+        raise NotFound(f"no user {address}")
     password, generated = _read_password(args)
     await store.set_password(address, hash_password(password))
     print(f"changed password of {address}")
@@ -157,14 +177,18 @@ async def cmd_alias_add(config: Config, store: Store, args: argparse.Namespace) 
             f"{domain} is not a local domain; add it first: mailfort domain add {domain}"
         )
     targets = [_address(t) for t in args.targets]
-    for target in targets:
+    # Checked up front so that a repeated target fails the command before it half-applies.
+    existing = set(await store.alias_targets(source)) & set(targets)
+    if existing:
+        raise AlreadyExists(f"alias {source} -> {', '.join(sorted(existing))} already exists")
+    for target in dict.fromkeys(targets):
         await store.add_alias(source, target)
     print(f"added alias {source} -> {', '.join(targets)}")
     return 0
 
 
 async def cmd_alias_list(config: Config, store: Store, args: argparse.Namespace) -> int:
-    for alias in await store.list_aliases(args.domain):
+    for alias in await store.list_aliases(_domain(args.domain) if args.domain else None):
         kind = "\t(catch-all)" if alias.source.startswith("@") else ""
         print(f"{alias.source}\t{alias.target}{kind}")
     return 0
@@ -395,10 +419,6 @@ def main(argv: list[str] | None = None) -> int:
 
             return asyncio.run(serve(config))
         return asyncio.run(_run(args.func, config, args))
-    except AlreadyExists as exc:
-        print(f"mailfort: already exists ({exc})", file=sys.stderr)
-    except NotFound as exc:
-        print(f"mailfort: {exc}", file=sys.stderr)
     except ConfigError as exc:
         print(f"mailfort: config error: {exc}", file=sys.stderr)
         return 2

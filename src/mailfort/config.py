@@ -7,6 +7,7 @@ line on stderr and exit status 2.
 from __future__ import annotations
 
 import dataclasses
+import math
 import socket
 import tomllib
 import types
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mailfort.errors import ConfigError
+from mailfort.mail.address import normalize_domain
 
 DEFAULT_PATH = Path("mailfort.toml")
 
@@ -116,6 +118,9 @@ def _convert(key: str, hint: Any, value: Any) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(key, f"expected a number, got {value!r}")
+        # TOML has inf and nan; neither is a usable timeout or interval (nan < 0 is False).
+        if not math.isfinite(value):
+            raise ConfigError(key, f"expected a finite number, got {value!r}")
         if value < 0:
             raise ConfigError(key, "must not be negative")
         return float(value)
@@ -165,6 +170,12 @@ def validate(config: Config) -> None:
         raise ConfigError("limits.max_message_size", "must be at least 1024")
     if not config.hostname:
         raise ConfigError("hostname", "must not be empty")
+    # It is written into every Received header; a space or line break there would forge headers.
+    if any(ch.isspace() or not ch.isprintable() for ch in config.hostname):
+        raise ConfigError("hostname", f"not a host name: {config.hostname!r}")
+    for domain in config.local_domains:
+        if normalize_domain(domain) is None:
+            raise ConfigError("local_domains", f"not a domain: {domain!r}")
 
 
 def load(path: Path | None) -> Config:
@@ -180,12 +191,25 @@ def load(path: Path | None) -> Config:
             raise ConfigError(str(path), "no such file") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(str(path), f"not valid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            # tomllib decodes before it parses, so this is not a TOMLDecodeError.
+            raise ConfigError(str(path), f"not valid TOML: not UTF-8 at byte {exc.start}") from None
         except OSError as exc:
             raise ConfigError(str(path), f"cannot read: {exc.strerror}") from None
     config: Config = _build(Config, table)
+    # Compared with the domain of normalized addresses, so "Example.TEST." must become theirs.
+    domains = tuple(normalize_domain(d) or d for d in config.local_domains)
+    config = dataclasses.replace(config, local_domains=domains)
     if path is not None:
         config = dataclasses.replace(config, source=path)
         if not config.data_dir.is_absolute():
             config = dataclasses.replace(config, data_dir=path.parent / config.data_dir)
+        # Like data_dir: a relative path means beside the file, whatever the working directory.
+        tls = config.tls
+        for key in ("cert", "key"):
+            value = getattr(tls, key)
+            if value and not Path(value).is_absolute():
+                tls = dataclasses.replace(tls, **{key: str(path.parent / value)})
+        config = dataclasses.replace(config, tls=tls)
     validate(config)
     return config

@@ -86,3 +86,23 @@ def test_one_copy_per_account_per_transaction(node: NodeProcess, recipients: lis
     with smtp(node) as client:
         client.sendmail("s@remote.test", recipients, b"Subject: dup\r\n\r\nx\r\n")
     assert len(node.inbox("alice@example.test")) == before + 1
+
+
+def test_full_mailbox_is_a_temporary_refusal(node: NodeProcess) -> None:
+    added = node.cli("user", "add", "full@example.test", "--quota", "2000")
+    assert added.returncode == 0, added.stderr
+    with smtp(node) as client:
+        big = b"Subject: a\r\n\r\n" + (b"x" * 70 + b"\r\n") * 40
+        client.sendmail("s@remote.test", ["full@example.test"], big)
+        client.mail("s@remote.test")
+        code, text = client.rcpt("full@example.test")
+        assert (code, text[:5]) == (452, b"4.2.2")
+        # A full member of an alias does not block the others.
+        client.rset()
+    alias = node.cli("alias", "add", "pair@example.test", "full@example.test", "bob@example.test")
+    assert alias.returncode == 0, alias.stderr
+    before = len(node.inbox("bob@example.test"))
+    with smtp(node) as client:
+        client.sendmail("s@remote.test", ["pair@example.test"], b"Subject: b\r\n\r\nhi\r\n")
+    assert len(node.inbox("bob@example.test")) == before + 1
+    assert len(node.inbox("full@example.test")) == 1

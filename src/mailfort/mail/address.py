@@ -14,22 +14,44 @@ class AddressError(ValueError):
     pass
 
 
+def _bad_char(ch: str) -> bool:
+    code = ord(ch)
+    # Surrogates come from undecodable bytes (surrogateescape); they are not text and cannot be
+    # encoded. Angle brackets belong to the path syntax around an address, never inside it.
+    return ch.isspace() or code < 32 or code == 127 or 0xD800 <= code <= 0xDFFF or ch in "<>"
+
+
 def normalize(address: str) -> str:
-    """Lower-cased `local@domain`; raises AddressError for anything that is not one."""
+    """Lower-cased `local@domain`; raises AddressError for anything that is not one.
+
+    Idempotent: normalizing a result gives the same result, so stored addresses compare equal to
+    freshly normalized ones."""
     address = address.strip()
     if address.startswith("<") and address.endswith(">"):
         address = address[1:-1]
+    if any(_bad_char(ch) for ch in address):
+        raise AddressError("control characters or brackets in address")
     local, at, domain = address.rpartition("@")
+    local = local.lower()
+    domain = domain.lower().rstrip(".")
     if not at or not local or not domain:
         raise AddressError(f"not an address: {address!r}")
+    # Checked after lower-casing: some characters grow when lowered (İ → i̇).
     if len(local.encode()) > MAX_LOCAL or len(domain.encode()) > MAX_DOMAIN:
         raise AddressError("address too long")
-    if any(ch.isspace() or ord(ch) < 32 for ch in address):
-        raise AddressError("control characters in address")
-    domain = domain.lower().rstrip(".")
     if not _DOMAIN.match(domain):
         raise AddressError(f"not a domain: {domain!r}")
-    return f"{local.lower()}@{domain}"
+    return f"{local}@{domain}"
+
+
+def normalize_domain(domain: str) -> str | None:
+    """A domain as `normalize` leaves it in an address; None when it is not one."""
+    if "@" in domain:
+        return None
+    try:
+        return domain_of(normalize(f"x@{domain}"))
+    except AddressError:
+        return None
 
 
 def domain_of(address: str) -> str:

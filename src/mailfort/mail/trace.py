@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import os
 import time
+from datetime import UTC, datetime
 
 
 def new_queue_id(now: float | None = None) -> str:
@@ -41,7 +42,8 @@ def received_header(
 ) -> bytes:
     # With several recipients, naming one would leak it to the others.
     for_clause = f"\r\n\tfor <{recipients[0]}>" if len(recipients) == 1 else ""
-    date = email.utils.formatdate(now, localtime=False)
+    # "+0000", not formatdate's "-0000", which RFC 5322 3.3 reserves for "zone unknown".
+    date = email.utils.format_datetime(datetime.fromtimestamp(now, UTC))
     line = (
         f"Received: from {_clean(helo)} ([{client_ip}])\r\n"
         f"\tby {hostname} (mailfort) with {protocol} id {queue_id}"

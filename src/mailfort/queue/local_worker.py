@@ -64,4 +64,7 @@ class LocalWorker:
                 await self.run_once()
             except StoreError as exc:
                 log.warning("event=queue_poll_failed error=%s", exc)
+            except Exception:
+                # A bug in one round must not end local delivery for the life of the node.
+                log.exception("event=queue_worker_error")
             await asyncio.sleep(self.poll_interval)

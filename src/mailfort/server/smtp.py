@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from typing import Any
+from collections import defaultdict
+from typing import Any, AnyStr
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, syntax
 
 from mailfort.protocol.smtp import replies as R
 from mailfort.server.admission import ConnectionLimiter, Refusal
@@ -36,7 +37,12 @@ CALL_LIMITS = {
 
 
 class LimitedSMTP(SMTP):
-    """aiosmtpd's SMTP plus a connection slot per session and a total session time limit."""
+    """aiosmtpd's SMTP plus a connection slot per session and a total session time limit.
+
+    Also mends a few aiosmtpd habits at the edge: replies get enhanced codes and lose control
+    characters (`push`), an idle client hears why it is dropped, and bytes arriving during DATA
+    count as activity.
+    """
 
     def __init__(
         self,
@@ -46,7 +52,11 @@ class LimitedSMTP(SMTP):
         session_timeout: float,
         **kwargs: Any,
     ) -> None:
+        # aiosmtpd keeps these on the class and grows MAIL's entry on every EHLO, so one session's
+        # EHLOs (or another session's arrival, which clears it) changed every session's limit.
+        self.command_size_limits = defaultdict(lambda: SMTP.command_size_limit)
         super().__init__(handler, **kwargs)
+        self._receiving_data = False
         self._limiter = limiter
         self._session_timeout = session_timeout
         self._slot_ip: str | None = None
@@ -69,6 +79,42 @@ class LimitedSMTP(SMTP):
             self._slot_ip = ip
             self._deadline = self.loop.call_later(self._session_timeout, self._expire)
         super().connection_made(transport)
+
+    async def push(self, status: AnyStr) -> None:
+        if isinstance(status, str):
+            await super().push(R.for_wire(status))
+        else:
+            await super().push(status)
+
+    @syntax("EHLO hostname")
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self.command_size_limits.clear()
+        await super().smtp_EHLO(hostname)
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        self._receiving_data = True
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self._receiving_data = False
+            if self.transport is not None:
+                self._reset_timeout()
+
+    def data_received(self, data: bytes) -> None:
+        # aiosmtpd restarts the idle timer only on commands, so a large message on a slow link
+        # would be cut off after one idle period; the session deadline still bounds a trickle.
+        if self._receiving_data:
+            self._reset_timeout()
+        super().data_received(data)
+
+    def _timeout_cb(self) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            log.info("event=idle_timeout client=%s", self._slot_ip)
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(R.IDLE_TIMEOUT.encode() + b"\r\n")
+            transport.close()
 
     def _expire(self) -> None:
         transport = self.transport

@@ -16,7 +16,7 @@ from base64 import b64decode
 from collections.abc import Callable
 from enum import Enum
 
-from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, TLSSetupException
 
 from mailfort.auth.passwords import Verifier
 from mailfort.auth.throttle import LoginThrottle
@@ -129,21 +129,20 @@ class SmtpPolicy:
         mechanism = args[0].upper()
         if mechanism == "PLAIN":
             raw = await self._initial_or_challenge(server, args, "")
-            if raw is None:
-                return None
+            if not isinstance(raw, bytes):
+                return raw
             parts = raw.split(b"\0")
             if len(parts) != 3:
                 return R.AUTH_SYNTAX
             _authz, login_bytes, password_bytes = parts
         elif mechanism == "LOGIN":
             raw = await self._initial_or_challenge(server, args, "Username:")
-            if raw is None:
-                return None
+            if not isinstance(raw, bytes):
+                return raw
             login_bytes = raw
-            answer = await server.challenge_auth("Password:")
-            if answer is MISSING:
-                return None
-            assert isinstance(answer, bytes)
+            answer = await self._challenge(server, "Password:")
+            if not isinstance(answer, bytes):
+                return answer
             password_bytes = answer
         else:
             return R.AUTH_MECHANISM
@@ -153,16 +152,24 @@ class SmtpPolicy:
 
     async def _initial_or_challenge(
         self, server: SMTP, args: list[str], prompt: str
-    ) -> bytes | None:
+    ) -> bytes | str | None:
         if len(args) > 1 and args[1] != "=":
             try:
                 return b64decode(args[1], validate=True)
             except (binascii.Error, ValueError):
-                await server.push(R.AUTH_SYNTAX)
-                return None
+                return R.AUTH_SYNTAX
         if len(args) > 1:
             return b""  # "=" is an empty initial response (RFC 4954 4)
-        answer = await server.challenge_auth(prompt)
+        return await self._challenge(server, prompt)
+
+    async def _challenge(self, server: SMTP, prompt: str) -> bytes | str | None:
+        """The client's answer; a reply to send instead; or None when aiosmtpd already replied."""
+        try:
+            answer = await server.challenge_auth(prompt)
+        except ValueError:
+            # aiosmtpd reads the answer with StreamReader.readline, which refuses a line longer
+            # than the session's line limit with ValueError.
+            return R.AUTH_LINE_TOO_LONG
         if answer is MISSING:
             return None
         assert isinstance(answer, bytes)
@@ -225,6 +232,9 @@ class SmtpPolicy:
                 if resolution is None:
                     log.info("event=rcpt_unknown client=%s rcpt=%s", _peer_ip(session), recipient)
                     return R.UNKNOWN_USER
+                if not await self._drop_full_mailboxes(resolution):
+                    log.info("event=rcpt_full client=%s rcpt=%s", _peer_ip(session), recipient)
+                    return R.MAILBOX_FULL
             elif isinstance(session.auth_data, str) and self.mode is not Mode.MX:
                 resolution = Resolution(remote=[recipient])
             else:
@@ -237,6 +247,17 @@ class SmtpPolicy:
         envelope.rcpt_tos.append(recipient)
         envelope.rcpt_options.extend(rcpt_options)
         return R.RECIPIENT_OK
+
+    async def _drop_full_mailboxes(self, resolution: Resolution) -> bool:
+        """Leave out accounts at or over quota; False when nobody is left to receive.
+
+        A full mailbox is a temporary condition (452 4.2.2): the sender retries, the user cleans
+        up. One full member of an alias must not block mail for the others."""
+        for account_id in list(resolution.local):
+            account = await self.store.get_account_by_id(account_id)
+            if account is not None and 0 < account.quota_bytes <= account.used_bytes:
+                del resolution.local[account_id]
+        return bool(resolution.local or resolution.remote)
 
     # -- DATA --------------------------------------------------------------------------------
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -284,6 +305,11 @@ class SmtpPolicy:
         return R.queued(result.queue_id)
 
     async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, TLSSetupException):
+            # The client sent something other than a TLS handshake after STARTTLS: its fault, not
+            # ours, so no traceback; aiosmtpd closes the connection without sending this reply.
+            log.info("event=starttls_failed error=%r", error.__cause__)
+            return R.TLS_FAILED
         # Never put a Python error on the wire; the session stays usable.
         log.exception("event=smtp_exception error=%r", error)
         return R.INTERNAL_ERROR

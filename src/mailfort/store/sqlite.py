@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from mailfort.errors import NotFound, StoreUnavailable
+from mailfort.errors import AlreadyExists, NotFound, StoreUnavailable
 from mailfort.store import sqlite_queue as q
 from mailfort.store.api import (
     DEFAULT_MAILBOXES,
@@ -73,6 +73,26 @@ def next_uidvalidity(conn: sqlite3.Connection) -> int:
     return value
 
 
+def next_account_id(conn: sqlite3.Connection) -> int:
+    """An account id never handed out before in this store.
+
+    SQLite reuses the highest rowid once its row is deleted; a queue item, a cached session or a log
+    line that still names the deleted account must never come to mean its successor."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'account_id'").fetchone()
+    highest = conn.execute("SELECT coalesce(max(id), 0) FROM accounts").fetchone()[0]
+    value = max(int(row[0]) if row else 0, int(highest)) + 1
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES ('account_id', ?)"
+        " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (str(value),),
+    )
+    return value
+
+
+def _exists(conn: sqlite3.Connection, sql: str, *args: object) -> bool:
+    return conn.execute(sql, args).fetchone() is not None
+
+
 def insert_mailbox(
     conn: sqlite3.Connection, account_id: int, name: str, special_use: str | None
 ) -> int:
@@ -114,6 +134,11 @@ class SqliteStore(Store):
     def pending_writes(self) -> int:
         return self._writer.pending
 
+    @property
+    def writer(self) -> GroupCommitWriter:
+        """The group-committing writer, for its counters (commits, committed_jobs)."""
+        return self._writer
+
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._writer.run(fn)
 
@@ -143,11 +168,12 @@ class SqliteStore(Store):
 
     # -- domains -----------------------------------------------------------------------------
     async def add_domain(self, name: str) -> None:
-        await self._write(
-            lambda c: c.execute(
-                "INSERT INTO domains(name, created) VALUES (?, ?)", (name, time.time())
-            )
-        )
+        def fn(c: sqlite3.Connection) -> None:
+            if _exists(c, "SELECT 1 FROM domains WHERE name = ?", name):
+                raise AlreadyExists(f"domain {name} already exists")
+            c.execute("INSERT INTO domains(name, created) VALUES (?, ?)", (name, time.time()))
+
+        await self._write(fn)
 
     async def list_domains(self) -> list[str]:
         return await self._read(
@@ -164,17 +190,19 @@ class SqliteStore(Store):
     # -- accounts ----------------------------------------------------------------------------
     async def add_account(self, address: str, password_hash: str, quota_bytes: int = 0) -> Account:
         def fn(c: sqlite3.Connection) -> Account:
+            if _exists(c, "SELECT 1 FROM accounts WHERE address = ?", address):
+                raise AlreadyExists(f"user {address} already exists")
             now = time.time()
-            cur = c.execute(
-                "INSERT INTO accounts(address, domain, password_hash, quota_bytes, created)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (address, address.rpartition("@")[2], password_hash, quota_bytes, now),
+            account_id = next_account_id(c)
+            c.execute(
+                "INSERT INTO accounts(id, address, domain, password_hash, quota_bytes, created)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (account_id, address, address.rpartition("@")[2], password_hash, quota_bytes, now),
             )
-            assert cur.lastrowid is not None
             for name, special in DEFAULT_MAILBOXES:
-                insert_mailbox(c, cur.lastrowid, name, special)
+                insert_mailbox(c, account_id, name, special)
             return Account(
-                id=cur.lastrowid,
+                id=account_id,
                 address=address,
                 password_hash=password_hash,
                 quota_bytes=quota_bytes,
@@ -230,20 +258,28 @@ class SqliteStore(Store):
 
     async def delete_account(self, address: str) -> None:
         def fn(c: sqlite3.Connection) -> None:
-            if c.execute("DELETE FROM accounts WHERE address = ?", (address,)).rowcount == 0:
+            row = c.execute("SELECT id FROM accounts WHERE address = ?", (address,)).fetchone()
+            if row is None:
                 raise NotFound(f"no user {address}")
+            # Mail still queued for this account is theirs too; left behind it would wait forever.
+            q.drop_account_items(c, row[0])
+            c.execute("DELETE FROM accounts WHERE id = ?", (row[0],))
             q.collect_blobs(c)
 
         await self._write(fn)
 
     # -- aliases -----------------------------------------------------------------------------
     async def add_alias(self, source: str, target: str) -> None:
-        await self._write(
-            lambda c: c.execute(
+        def fn(c: sqlite3.Connection) -> None:
+            sql = "SELECT 1 FROM aliases WHERE source = ? AND target = ?"
+            if _exists(c, sql, source, target):
+                raise AlreadyExists(f"alias {source} -> {target} already exists")
+            c.execute(
                 "INSERT INTO aliases(source, target, created) VALUES (?, ?, ?)",
                 (source, target, time.time()),
             )
-        )
+
+        await self._write(fn)
 
     async def list_aliases(self, domain: str | None = None) -> list[Alias]:
         def fn(c: sqlite3.Connection) -> list[Alias]:
@@ -305,6 +341,11 @@ class SqliteStore(Store):
         self, account_id: int, name: str, special_use: str | None = None
     ) -> Mailbox:
         def fn(c: sqlite3.Connection) -> Mailbox:
+            if not _exists(c, "SELECT 1 FROM accounts WHERE id = ?", account_id):
+                raise NotFound(f"no account with id {account_id}")
+            sql = "SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?"
+            if _exists(c, sql, account_id, name):
+                raise AlreadyExists(f"mailbox {name} already exists")
             mailbox_id = insert_mailbox(c, account_id, name, special_use)
             row = c.execute(
                 f"SELECT {_MAILBOX_COLS} FROM mailboxes WHERE id = ?", (mailbox_id,)

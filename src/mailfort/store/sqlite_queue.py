@@ -138,8 +138,14 @@ def claim(
 
 
 def _holds_lease(c: sqlite3.Connection, item: QueueItem, owner: str) -> bool:
-    row = c.execute("SELECT lease_owner FROM queue WHERE id = ?", (item.id,)).fetchone()
-    return row is not None and row[0] == owner
+    row = c.execute(
+        "SELECT q.lease_owner, e.queue_id, q.recipient FROM queue q"
+        " JOIN envelopes e ON e.id = q.envelope_id WHERE q.id = ?",
+        (item.id,),
+    ).fetchone()
+    # The row id alone is not proof: SQLite hands out the highest id again once it is deleted,
+    # so a stale item must also match the message and recipient it was leased for.
+    return row is not None and tuple(row) == (owner, item.queue_id, item.recipient)
 
 
 def _drop_item(c: sqlite3.Connection, item_id: int) -> None:
@@ -206,6 +212,13 @@ def delete(c: sqlite3.Connection, queue_id: str) -> int:
             (queue_id,),
         )
     ]
+    for item_id in ids:
+        _drop_item(c, item_id)
+    return len(ids)
+
+
+def drop_account_items(c: sqlite3.Connection, account_id: int) -> int:
+    ids = [r[0] for r in c.execute("SELECT id FROM queue WHERE account_id = ?", (account_id,))]
     for item_id in ids:
         _drop_item(c, item_id)
     return len(ids)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mailfort.errors import AlreadyExists, StoreError, StoreUnavailable
+from mailfort.errors import AlreadyExists, NotFound, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,33 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     conn.execute("PRAGMA busy_timeout = 10000")
     conn.execute("PRAGMA foreign_keys = ON")
     if not readonly:
-        conn.execute("PRAGMA journal_mode = WAL")
+        try:
+            _enable_wal(conn)
+        except BaseException:
+            conn.close()
+            raise
         # FULL: the WAL is fsynced at every COMMIT, so a committed message survives power loss.
         conn.execute("PRAGMA synchronous = FULL")
     return conn
+
+
+def _enable_wal(conn: sqlite3.Connection, timeout: float = 10.0) -> None:
+    # Switching a fresh file to WAL needs an exclusive lock, and SQLite answers "locked" at once,
+    # without its busy handler, when another process is switching too (two nodes, or a node and
+    # the CLI, starting on an empty data dir). So wait here the way busy_timeout would.
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+    # SQLite keeps the old mode, silently, where WAL is impossible (some network filesystems);
+    # the durability and reader concurrency this engine promises depend on it.
+    if mode.lower() != "wal":
+        raise StoreUnavailable(f"cannot use WAL journal mode here (journal_mode={mode})")
 
 
 def translate(exc: BaseException) -> BaseException:
@@ -56,6 +79,10 @@ def translate(exc: BaseException) -> BaseException:
     if isinstance(exc, StoreError):
         return exc
     if isinstance(exc, sqlite3.IntegrityError):
+        # A foreign key names something that is not there (a mailbox for a deleted account);
+        # only UNIQUE / PRIMARY KEY violations mean "already exists".
+        if "FOREIGN KEY" in str(exc):
+            return NotFound(str(exc))
         return AlreadyExists(str(exc))
     if isinstance(exc, sqlite3.Error | OSError):
         return StoreUnavailable(f"sqlite: {exc}")
@@ -81,22 +108,34 @@ class GroupCommitWriter:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
+        self._closed = True
+        # Orders "is it open? then enqueue" against "close, then enqueue the stop marker".
+        self._gate = threading.Lock()
         self.commits = 0
         self.committed_jobs = 0
         self.last_commit_seconds = 0.0
 
     def start(self, setup: Callable[[sqlite3.Connection], None]) -> None:
+        # A store may be opened again after close(); stale state would skip the wait below.
+        self._ready.clear()
+        self._startup_error = None
         self._thread = threading.Thread(
             target=self._run, args=(setup,), name="sqlite-writer", daemon=True
         )
         self._thread.start()
         self._ready.wait()
         if self._startup_error is not None:
+            # The thread has exited; leaving it set would make run() queue jobs nobody serves.
+            self._thread.join()
+            self._thread = None
             raise self._startup_error
+        self._closed = False
 
     def stop(self) -> None:
         if self._thread is not None:
-            self._jobs.put(None)
+            with self._gate:
+                self._closed = True
+                self._jobs.put(None)
             self._thread.join()
             self._thread = None
 
@@ -105,18 +144,22 @@ class GroupCommitWriter:
         return self._jobs.qsize()
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._thread is None:
-            raise StoreUnavailable("store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put(_Job(fn, future, loop))
+        with self._gate:
+            if self._closed:
+                raise StoreUnavailable("store is closed")
+            self._jobs.put(_Job(fn, future, loop))
         return await future
 
     def _run(self, setup: Callable[[sqlite3.Connection], None]) -> None:
+        conn: sqlite3.Connection | None = None
         try:
             conn = connect(self._path)
             setup(conn)
         except BaseException as exc:  # reported to start(), which re-raises in the caller
+            if conn is not None:
+                conn.close()
             self._startup_error = translate(exc)
             self._ready.set()
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 # 2xx
@@ -24,6 +25,7 @@ INTERNAL_ERROR: Final = "451 4.3.0 Internal error, please try again later"
 TOO_MANY_RECIPIENTS: Final = "452 4.5.3 Too many recipients"
 MAILBOX_FULL: Final = "452 4.2.2 Mailbox full"
 AUTH_THROTTLED: Final = "454 4.7.0 Too many failed logins, try again later"
+TLS_FAILED: Final = "454 4.7.0 TLS negotiation failed"
 
 # 5xx: permanent
 AUTH_REQUIRED: Final = "530 5.7.0 Authentication required"
@@ -31,6 +33,7 @@ BAD_SEQUENCE: Final = "503 5.5.1 Bad sequence of commands"
 AUTH_NOT_HERE: Final = "503 5.5.1 AUTH is not available on this port; use submission"
 SYNTAX_ADDRESS: Final = "501 5.1.3 Bad address syntax"
 AUTH_SYNTAX: Final = "501 5.5.2 Cannot decode authentication data"
+AUTH_LINE_TOO_LONG: Final = "500 5.5.6 Authentication exchange line is too long"  # RFC 4954 6
 AUTH_ABORTED: Final = "501 5.7.0 Authentication aborted"
 AUTH_MECHANISM: Final = "504 5.5.4 Unrecognized authentication mechanism"
 AUTH_FAILED: Final = "535 5.7.8 Authentication credentials invalid"
@@ -38,3 +41,48 @@ UNKNOWN_USER: Final = "550 5.1.1 No such user here"
 RELAY_DENIED: Final = "550 5.7.1 Relaying denied"
 SENDER_NOT_OWNED: Final = "553 5.7.1 Sender address not owned by authenticated user"
 NULL_SENDER_SUBMISSION: Final = "553 5.7.1 Authenticated users must use their own address"
+IDLE_TIMEOUT: Final = "421 4.4.2 Idle timeout, closing"
+
+# Detail for replies written without an enhanced code (aiosmtpd's own), by reply code.
+# RFC 2034 3: once ENHANCEDSTATUSCODES is advertised, every 4xx/5xx reply carries one.
+_DETAIL_BY_CODE: Final = {
+    "421": "4.3.0",
+    "451": "4.3.0",
+    "452": "4.3.1",
+    "454": "4.7.0",
+    "500": "5.5.2",
+    "501": "5.5.4",
+    "502": "5.5.1",
+    "503": "5.5.1",
+    "504": "5.5.4",
+    "530": "5.7.0",
+    "550": "5.0.0",
+    "552": "5.3.4",
+    "553": "5.1.3",
+    "554": "5.7.0",
+    "555": "5.5.4",
+}
+# Success replies are rewritten only by exact text: the greeting and the answers to HELO/EHLO
+# carry no code (RFC 2034 3), and a reply's text alone does not say which command it answers.
+_SUCCESS: Final = {
+    "250 OK": "250 2.0.0 OK",
+    "221 Bye": "221 2.0.0 Bye",
+    "220 Ready to start TLS": "220 2.0.0 Ready to start TLS",
+}
+_ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}(?: |$)")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def for_wire(reply: str) -> str:
+    """One reply line as it may be sent: no control characters, with an enhanced status code.
+
+    aiosmtpd echoes a client's unknown command into its reply, NUL and bare CR included; those
+    never go back on the wire."""
+    reply = _CONTROL.sub("?", reply)
+    if reply in _SUCCESS:
+        return _SUCCESS[reply]
+    code, sep, text = reply[:3], reply[3:4], reply[4:]
+    if sep != " " or code[:1] not in ("4", "5") or _ENHANCED.match(text):
+        return reply
+    detail = _DETAIL_BY_CODE.get(code, f"{code[0]}.0.0")
+    return f"{code} {detail} {text}"

@@ -1,0 +1,107 @@
+"""accept(): one SMTP transaction is one store transaction."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailfort.errors import AlreadyExists
+from mailfort.store.api import Store
+from tests.store.conftest import Engine
+from tests.store.helpers import SENDER, inbox, request, user
+
+
+async def test_local_copies_are_prefix_plus_body(store: Store) -> None:
+    alice = await user(store, "alice@a.test")
+    bob = await user(store, "bob@a.test")
+    req = request(local=(alice, bob))
+    result = await store.accept(req)
+    assert (result.queue_id, result.delivered, result.queued) == (req.queue_id, 2, 0)
+    for account, copy in zip((alice, bob), req.local, strict=True):
+        assert copy.prefix.startswith(b"Return-Path: <")
+        assert await inbox(store, account) == [copy.prefix + req.body]
+    # Delivered mail leaves nothing in the queue.
+    assert await store.queue_items() == []
+
+
+async def test_remote_recipients_are_queued(store: Store) -> None:
+    alice = await user(store, "alice@a.test")
+    req = request(local=(alice,), remote=("x@remote.test", "y@remote.test"))
+    result = await store.accept(req)
+    assert (result.delivered, result.queued) == (1, 2)
+    items = await store.queue_items()
+    assert [i.recipient for i in items] == ["x@remote.test", "y@remote.test"]
+    for item in items:
+        assert item.queue_id == req.queue_id
+        assert item.sender == SENDER
+        assert item.account_id is None
+        assert item.size == len(req.body)
+        assert item.attempts == 0 and item.last_error is None
+        assert item.lease_owner is None and item.lease_until is None
+        assert item.next_attempt <= req.received + 1
+        assert item.received == pytest.approx(req.received)
+    assert len({i.id for i in items}) == 2
+    assert await store.queue_items(req.queue_id) == items
+    assert await store.queue_items("no-such-id") == []
+    # The queue holds the body as accepted, without any per-recipient prefix.
+    assert await store.queue_body(req.queue_id) == req.body
+    assert await store.queue_body("no-such-id") is None
+    assert len(await inbox(store, alice)) == 1
+
+
+async def test_a_local_recipient_whose_inbox_is_missing_is_queued(store: Store) -> None:
+    alice = await user(store, "alice@a.test")
+    gone = await user(store, "gone@a.test")
+    await store.delete_account("gone@a.test")
+    req = request(local=(alice, gone))
+    result = await store.accept(req)
+    assert (result.delivered, result.queued) == (1, 1)
+    (item,) = await store.queue_items(req.queue_id)
+    assert item.recipient == "gone@a.test"
+    assert item.account_id == gone.id
+    assert await store.queue_body(req.queue_id) == req.body
+    assert len(await inbox(store, alice)) == 1
+
+
+async def test_an_empty_transaction_leaves_nothing_behind(store: Store, engine: Engine) -> None:
+    result = await store.accept(request())
+    assert (result.delivered, result.queued) == (0, 0)
+    assert engine.blob_count() == 0
+    assert await store.queue_items() == []
+
+
+async def test_a_failed_accept_changes_nothing(store: Store) -> None:
+    alice = await user(store, "alice@a.test")
+    first = request(remote=("x@remote.test",))
+    await store.accept(first)
+    # Same queue id again: the queue insert fails after the local copy was written; the copy must
+    # go with it, or a sender retrying after the error would get the message twice.
+    clash = request(local=(alice,), remote=("y@remote.test",), qid=first.queue_id)
+    with pytest.raises(AlreadyExists):
+        await store.accept(clash)
+    assert await inbox(store, alice) == []
+    box = await store.get_mailbox(alice.id, "INBOX")
+    assert box is not None and box.uidnext == 1
+    assert [i.recipient for i in await store.queue_items()] == ["x@remote.test"]
+    account = await store.get_account("alice@a.test")
+    assert account is not None and account.used_bytes == 0
+
+
+async def test_bytes_are_kept_exactly(store: Store) -> None:
+    alice = await user(store, "alice@a.test")
+    data = (
+        b"Subject: =?utf-8?q?caf=C3=A9?=\r\nX-Raw: \xff\xfe\x00\r\n\r\n"
+        b"line with bare LF\nand bare CR\r.and dot\r\n..\r\n" + bytes(range(256)) + b"\r\n"
+    )
+    req = request(local=(alice,), remote=("x@remote.test",), data=data)
+    await store.accept(req)
+    assert await inbox(store, alice) == [req.local[0].prefix + data]
+    assert await store.queue_body(req.queue_id) == data
+
+
+async def test_used_bytes_counts_delivered_copies(store: Store) -> None:
+    alice = await user(store, "alice@a.test")
+    req = request(local=(alice,))
+    await store.accept(req)
+    account = await store.get_account("alice@a.test")
+    assert account is not None
+    assert account.used_bytes == len(req.local[0].prefix) + len(req.body)
