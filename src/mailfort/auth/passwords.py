@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import secrets
@@ -11,8 +12,12 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 _hasher = PasswordHasher()
-# A hash of a random password: unknown users cost the same time as known ones (no user oracle).
-_DUMMY = _hasher.hash(secrets.token_hex(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash of a random password: unknown users cost the same time as known ones (no oracle)."""
+    return _hasher.hash(secrets.token_hex(16))
 
 
 def hash_password(password: str) -> str:
@@ -25,7 +30,8 @@ def generate_password() -> str:
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash or _DUMMY, password) and password_hash is not None
+        ok = _hasher.verify(password_hash or _dummy_hash(), password)
+        return ok and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 
