@@ -6,7 +6,8 @@
         ├── StoreUnavailable   temporary: database gone, busy, disk full — answer 4xx, retry later
         ├── SchemaTooNew       the store was migrated by a newer mailfort than this one
         ├── AlreadyExists      unique key taken (domain, account, alias, mailbox)
-        └── NotFound           the named object does not exist
+        ├── NotFound           the named object does not exist
+        └── OverQuota          the account's quota would be exceeded
 
 Protocol errors live with their protocol (`protocol/smtp/replies.py`) and carry their wire answer.
 """
@@ -42,4 +43,8 @@ class AlreadyExists(StoreError):
 
 
 class NotFound(StoreError):
+    pass
+
+
+class OverQuota(StoreError):
     pass

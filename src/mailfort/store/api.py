@@ -8,8 +8,11 @@ different databases (sharding by account or domain). Engines translate their dri
 from __future__ import annotations
 
 import abc
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from mailfort.store.notify import ChangeHub
 
 DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
     ("INBOX", None),
@@ -95,6 +98,57 @@ class AcceptResult:
     queue_id: str
     delivered: int
     queued: int
+    mailboxes: tuple[int, ...] = ()  # mailbox ids that received a copy (for change notification)
+
+
+# -- IMAP -----------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageRow:
+    uid: int
+    modseq: int
+    flags: frozenset[str]
+    internal_date: float
+    size: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MailboxChanges:
+    """What changed in a mailbox after a MODSEQ: the basis of untagged updates and CONDSTORE."""
+
+    mailbox: Mailbox
+    changed: list[MessageRow]  # new or with changed flags, in UID order
+    expunged: list[int]  # UIDs, ascending
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MailboxStatus:
+    messages: int
+    unseen: int
+    deleted: int
+    size: int
+    uidnext: int
+    uidvalidity: int
+    highestmodseq: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppendResult:
+    mailbox_id: int
+    uidvalidity: int
+    uid: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CopyResult:
+    mailbox_id: int
+    uidvalidity: int
+    pairs: list[tuple[int, int]]  # (source UID, new UID), source order
+
+
+class FlagMode(enum.Enum):
+    REPLACE = "replace"
+    ADD = "add"
+    REMOVE = "remove"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,7 +169,11 @@ class QueueItem:
 
 
 class Store(abc.ABC):
-    """Async store. Every write is durable when its coroutine returns."""
+    """Async store. Every write is durable when its coroutine returns.
+
+    `hub` wakes sessions waiting on a mailbox after a commit changed it (IDLE)."""
+
+    hub: ChangeHub
 
     # -- lifecycle ---------------------------------------------------------------------------
     @abc.abstractmethod
@@ -195,6 +253,70 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def message_bytes(self, account_id: int, mailbox: str, uid: int) -> bytes | None: ...
+
+    # -- IMAP --------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def messages(self, account_id: int, mailbox_id: int) -> list[MessageRow]:
+        """Every message of the mailbox in UID order (a SELECT snapshot)."""
+
+    @abc.abstractmethod
+    async def changes(self, account_id: int, mailbox_id: int, since: int) -> MailboxChanges | None:
+        """Messages with MODSEQ > since, UIDs expunged after since; None if the mailbox is gone."""
+
+    @abc.abstractmethod
+    async def mailbox_status(self, account_id: int, mailbox_id: int) -> MailboxStatus | None: ...
+
+    @abc.abstractmethod
+    async def append(
+        self,
+        account_id: int,
+        mailbox: str,
+        data: bytes,
+        flags: frozenset[str],
+        internal_date: float,
+    ) -> AppendResult:
+        """Raises NotFound when the mailbox does not exist, OverQuota past the account quota."""
+
+    @abc.abstractmethod
+    async def set_flags(
+        self,
+        account_id: int,
+        mailbox_id: int,
+        uids: list[int],
+        mode: FlagMode,
+        flags: frozenset[str],
+        unchanged_since: int | None = None,
+    ) -> tuple[list[MessageRow], list[int]]:
+        """(rows whose flags changed, with their new MODSEQ; UIDs refused by UNCHANGEDSINCE)."""
+
+    @abc.abstractmethod
+    async def expunge(self, account_id: int, mailbox_id: int, uids: list[int] | None) -> list[int]:
+        """Remove messages flagged \\Deleted (only among `uids` when given); returns their UIDs."""
+
+    @abc.abstractmethod
+    async def copy(
+        self, account_id: int, mailbox_id: int, uids: list[int], target: str, *, move: bool
+    ) -> CopyResult:
+        """Copy (or move: copy and expunge in the same transaction) to `target`.
+
+        Raises NotFound when the target does not exist, OverQuota past the quota (copy only)."""
+
+    @abc.abstractmethod
+    async def bodies(self, account_id: int, mailbox_id: int, uids: list[int]) -> dict[int, bytes]:
+        """The stored bytes of each message (trace prefix + body)."""
+
+    @abc.abstractmethod
+    async def rename_mailbox(self, account_id: int, old: str, new: str, delimiter: str) -> None:
+        """Rename a mailbox and its children; INBOX moves its messages, stays (RFC 9051 6.3.6)."""
+
+    @abc.abstractmethod
+    async def delete_mailbox(self, account_id: int, name: str) -> None: ...
+
+    @abc.abstractmethod
+    async def subscriptions(self, account_id: int) -> set[str]: ...
+
+    @abc.abstractmethod
+    async def subscribe(self, account_id: int, name: str, subscribed: bool) -> None: ...
 
     # -- queue -------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from mailfort.errors import AlreadyExists, NotFound, StoreUnavailable
+from mailfort.store import sqlite_imap as imap
 from mailfort.store import sqlite_queue as q
 from mailfort.store.api import (
     DEFAULT_MAILBOXES,
@@ -19,19 +20,29 @@ from mailfort.store.api import (
     AcceptResult,
     Account,
     Alias,
+    AppendResult,
+    CopyResult,
+    FlagMode,
     Mailbox,
+    MailboxChanges,
+    MailboxStatus,
+    MessageRow,
     QueueItem,
     Store,
     StoredMessage,
 )
 from mailfort.store.migrate import apply_sqlite_migrations, sqlite_schema_version
+from mailfort.store.notify import ChangeHub
+from mailfort.store.sqlite_imap import insert_mailbox
 from mailfort.store.sqlite_writer import GroupCommitWriter, connect, translate
 
 T = TypeVar("T")
 
 _ACCOUNT_COLS = "id, address, password_hash, quota_bytes, used_bytes, created"
 _MAILBOX_COLS = (
-    "id, account_id, name, special_use, subscribed, uidvalidity, uidnext, highestmodseq,"
+    "id, account_id, name, special_use,"
+    " EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = mailboxes.account_id"
+    " AND s.name = mailboxes.name), uidvalidity, uidnext, highestmodseq,"
     " (SELECT count(*) FROM messages m WHERE m.mailbox_id = mailboxes.id)"
 )
 
@@ -61,18 +72,6 @@ def _mailbox(row: tuple) -> Mailbox:  # type: ignore[type-arg]
     )
 
 
-def next_uidvalidity(conn: sqlite3.Connection) -> int:
-    """A UIDVALIDITY never handed out before in this store, even for a re-created name."""
-    row = conn.execute("SELECT value FROM meta WHERE key = 'uidvalidity'").fetchone()
-    value = max(int(time.time()), int(row[0]) + 1 if row else 0)
-    conn.execute(
-        "INSERT INTO meta(key, value) VALUES ('uidvalidity', ?)"
-        " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        (str(value),),
-    )
-    return value
-
-
 def next_account_id(conn: sqlite3.Connection) -> int:
     """An account id never handed out before in this store.
 
@@ -93,20 +92,10 @@ def _exists(conn: sqlite3.Connection, sql: str, *args: object) -> bool:
     return conn.execute(sql, args).fetchone() is not None
 
 
-def insert_mailbox(
-    conn: sqlite3.Connection, account_id: int, name: str, special_use: str | None
-) -> int:
-    cur = conn.execute(
-        "INSERT INTO mailboxes(account_id, name, special_use, uidvalidity) VALUES (?, ?, ?, ?)",
-        (account_id, name, special_use, next_uidvalidity(conn)),
-    )
-    assert cur.lastrowid is not None
-    return cur.lastrowid
-
-
 class SqliteStore(Store):
     def __init__(self, path: Path, *, readers: int = 4) -> None:
         self.path = path
+        self.hub = ChangeHub()
         self._writer = GroupCommitWriter(path)
         self._readers = readers
         self._pool: ThreadPoolExecutor | None = None
@@ -356,7 +345,9 @@ class SqliteStore(Store):
 
     # -- messages ----------------------------------------------------------------------------
     async def accept(self, request: AcceptRequest) -> AcceptResult:
-        return await self._write(lambda c: q.accept(c, request))
+        result = await self._write(lambda c: q.accept(c, request))
+        self.hub.publish(result.mailboxes)
+        return result
 
     async def list_messages(self, account_id: int, mailbox: str) -> list[StoredMessage]:
         def fn(c: sqlite3.Connection) -> list[StoredMessage]:
@@ -412,7 +403,121 @@ class SqliteStore(Store):
         return await self._write(lambda c: q.claim(c, owner, now, lease_seconds, limit, local_only))
 
     async def deliver_queued(self, item: QueueItem, owner: str, prefix: bytes) -> bool:
-        return await self._write(lambda c: q.deliver(c, item, owner, prefix))
+        mailbox_id = await self._write(lambda c: q.deliver(c, item, owner, prefix))
+        if mailbox_id is None:
+            return False
+        self.hub.publish((mailbox_id,))
+        return True
+
+    # -- IMAP --------------------------------------------------------------------------------
+    async def messages(self, account_id: int, mailbox_id: int) -> list[MessageRow]:
+        return await self._read(lambda c: imap.messages(c, account_id, mailbox_id))
+
+    async def changes(self, account_id: int, mailbox_id: int, since: int) -> MailboxChanges | None:
+        def fn(c: sqlite3.Connection) -> MailboxChanges | None:
+            r = c.execute(
+                f"SELECT {_MAILBOX_COLS} FROM mailboxes WHERE id = ? AND account_id = ?",
+                (mailbox_id, account_id),
+            ).fetchone()
+            if r is None:
+                return None
+            box = _mailbox(r)
+            if box.highestmodseq <= since:
+                return MailboxChanges(mailbox=box, changed=[], expunged=[])
+            changed, expunged = imap.changed_since(c, mailbox_id, since)
+            return MailboxChanges(mailbox=box, changed=changed, expunged=expunged)
+
+        # One read transaction, so the mailbox row and the changes agree.
+        def consistent(c: sqlite3.Connection) -> MailboxChanges | None:
+            c.execute("BEGIN")
+            try:
+                return fn(c)
+            finally:
+                c.execute("COMMIT")
+
+        return await self._read(consistent)
+
+    async def mailbox_status(self, account_id: int, mailbox_id: int) -> MailboxStatus | None:
+        return await self._read(lambda c: imap.status(c, account_id, mailbox_id))
+
+    async def append(
+        self,
+        account_id: int,
+        mailbox: str,
+        data: bytes,
+        flags: frozenset[str],
+        internal_date: float,
+    ) -> AppendResult:
+        result = await self._write(
+            lambda c: imap.append(c, account_id, mailbox, data, flags, internal_date)
+        )
+        self.hub.publish((result.mailbox_id,))
+        return result
+
+    async def set_flags(
+        self,
+        account_id: int,
+        mailbox_id: int,
+        uids: list[int],
+        mode: FlagMode,
+        flags: frozenset[str],
+        unchanged_since: int | None = None,
+    ) -> tuple[list[MessageRow], list[int]]:
+        result = await self._write(
+            lambda c: imap.set_flags(c, account_id, mailbox_id, uids, mode, flags, unchanged_since)
+        )
+        if result[0]:
+            self.hub.publish((mailbox_id,))
+        return result
+
+    async def expunge(self, account_id: int, mailbox_id: int, uids: list[int] | None) -> list[int]:
+        result = await self._write(lambda c: imap.expunge(c, account_id, mailbox_id, uids))
+        if result:
+            self.hub.publish((mailbox_id,))
+        return result
+
+    async def copy(
+        self, account_id: int, mailbox_id: int, uids: list[int], target: str, *, move: bool
+    ) -> CopyResult:
+        result = await self._write(
+            lambda c: imap.copy(c, account_id, mailbox_id, uids, target, move)
+        )
+        self.hub.publish((result.mailbox_id, mailbox_id) if move else (result.mailbox_id,))
+        return result
+
+    async def bodies(self, account_id: int, mailbox_id: int, uids: list[int]) -> dict[int, bytes]:
+        return await self._read(lambda c: imap.bodies(c, account_id, mailbox_id, uids))
+
+    async def rename_mailbox(self, account_id: int, old: str, new: str, delimiter: str) -> None:
+        await self._write(lambda c: imap.rename(c, account_id, old, new, delimiter))
+
+    async def delete_mailbox(self, account_id: int, name: str) -> None:
+        await self._write(lambda c: imap.delete(c, account_id, name))
+
+    async def subscriptions(self, account_id: int) -> set[str]:
+        return await self._read(
+            lambda c: {
+                r[0]
+                for r in c.execute(
+                    "SELECT name FROM subscriptions WHERE account_id = ?", (account_id,)
+                )
+            }
+        )
+
+    async def subscribe(self, account_id: int, name: str, subscribed: bool) -> None:
+        def fn(c: sqlite3.Connection) -> None:
+            if subscribed:
+                c.execute(
+                    "INSERT OR IGNORE INTO subscriptions(account_id, name) VALUES (?, ?)",
+                    (account_id, name),
+                )
+            else:
+                c.execute(
+                    "DELETE FROM subscriptions WHERE account_id = ? AND name = ?",
+                    (account_id, name),
+                )
+
+        await self._write(fn)
 
     async def defer_queued(
         self, item: QueueItem, owner: str, next_attempt: float, error: str

@@ -46,8 +46,10 @@ def deliver_into(
     prefix: bytes,
     internal_date: float,
     flags: str = "",
-) -> int | None:
-    """Append one copy to a mailbox: next UID, bumped MODSEQ, quota use. Returns the UID."""
+) -> tuple[int, int] | None:
+    """Append one copy to a mailbox: next UID, bumped MODSEQ, quota use.
+
+    Returns (mailbox id, UID), or None when the account has no such mailbox."""
     row = c.execute(
         "SELECT id, uidnext, highestmodseq FROM mailboxes WHERE account_id = ? AND name = ?",
         (account_id, mailbox),
@@ -66,7 +68,7 @@ def deliver_into(
         (mailbox_id, uid, modseq, flags, internal_date, size, blob_id, prefix),
     )
     c.execute("UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ?", (size, account_id))
-    return int(uid)
+    return int(mailbox_id), int(uid)
 
 
 def accept(c: sqlite3.Connection, req: AcceptRequest) -> AcceptResult:
@@ -75,11 +77,12 @@ def accept(c: sqlite3.Connection, req: AcceptRequest) -> AcceptResult:
     blob_id = cur.lastrowid
     pending: list[QueuedRecipient] = list(req.queued)
     delivered = 0
+    mailboxes: list[int] = []
     for copy in req.local:
-        uid = deliver_into(
+        placed = deliver_into(
             c, copy.account_id, "INBOX", blob_id, len(req.body), copy.prefix, req.received
         )
-        if uid is None:
+        if placed is None:
             pending.append(
                 QueuedRecipient(
                     recipient=copy.recipient, original=copy.recipient, account_id=copy.account_id
@@ -87,6 +90,7 @@ def accept(c: sqlite3.Connection, req: AcceptRequest) -> AcceptResult:
             )
         else:
             delivered += 1
+            mailboxes.append(placed[0])
     if pending:
         cur = c.execute(
             "INSERT INTO envelopes(queue_id, sender, blob_id, received, client, authenticated)"
@@ -103,7 +107,9 @@ def accept(c: sqlite3.Connection, req: AcceptRequest) -> AcceptResult:
         )
     elif delivered == 0:
         c.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))
-    return AcceptResult(queue_id=req.queue_id, delivered=delivered, queued=len(pending))
+    return AcceptResult(
+        queue_id=req.queue_id, delivered=delivered, queued=len(pending), mailboxes=tuple(mailboxes)
+    )
 
 
 def items(c: sqlite3.Connection, queue_id: str | None) -> list[QueueItem]:
@@ -167,19 +173,20 @@ def _drop_item(c: sqlite3.Connection, item_id: int) -> None:
         )
 
 
-def deliver(c: sqlite3.Connection, item: QueueItem, owner: str, prefix: bytes) -> bool:
+def deliver(c: sqlite3.Connection, item: QueueItem, owner: str, prefix: bytes) -> int | None:
+    """Deliver a leased local item and drop it; the receiving mailbox id, or None."""
     if item.account_id is None or not _holds_lease(c, item, owner):
-        return False
+        return None
     row = c.execute(
         "SELECT e.blob_id, b.size FROM queue q JOIN envelopes e ON e.id = q.envelope_id"
         " JOIN blobs b ON b.id = e.blob_id WHERE q.id = ?",
         (item.id,),
     ).fetchone()
-    uid = deliver_into(c, item.account_id, "INBOX", row[0], row[1], prefix, item.received)
-    if uid is None:
-        return False
+    placed = deliver_into(c, item.account_id, "INBOX", row[0], row[1], prefix, item.received)
+    if placed is None:
+        return None
     _drop_item(c, item.id)
-    return True
+    return placed[0]
 
 
 def defer(c: sqlite3.Connection, item: QueueItem, owner: str, when: float, error: str) -> bool:
