@@ -15,7 +15,10 @@ from pathlib import Path
 from mailfort.auth.passwords import hash_password
 from mailfort.store.sqlite import SqliteStore
 
-_LISTENER = re.compile(r"^\s+(smtp|submission|submissions)\s+([\d.]+):(\d+)\s", re.M)
+_LISTENER = re.compile(r"^\s+(smtp|submission|submissions|imaps?)\s+([\d.]+):(\d+)\s", re.M)
+
+# IMAP listeners on (the node serves IMAP since issue 3).
+IMAP = False
 
 BASE_CONFIG = """\
 hostname = "mx.mailfort.test"
@@ -27,8 +30,8 @@ local_domains = ["config-domain.test"]
 smtp = "127.0.0.1:{smtp}"
 submission = "127.0.0.1:{submission}"
 submissions = "127.0.0.1:{submissions}"
-imap = ""
-imaps = ""
+imap = "{imap_listen}"
+imaps = "{imaps_listen}"
 pop3 = ""
 pop3s = ""
 http = ""
@@ -72,6 +75,8 @@ class NodeProcess:
             smtp=self.fixed_ports.get("smtp", 0),
             submission=self.fixed_ports.get("submission", 0),
             submissions=self.fixed_ports.get("submissions", 0),
+            imap_listen=f"127.0.0.1:{self.fixed_ports.get('imap', 0)}" if IMAP else "",
+            imaps_listen=f"127.0.0.1:{self.fixed_ports.get('imaps', 0)}" if IMAP else "",
         )
         self.config_path.write_text(text + self.extra_config)
 

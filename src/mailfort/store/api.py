@@ -132,10 +132,17 @@ class MailboxStatus:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AppendItem:
+    data: bytes
+    flags: frozenset[str] = frozenset()
+    internal_date: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AppendResult:
     mailbox_id: int
     uidvalidity: int
-    uid: int
+    uids: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -268,14 +275,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def append(
-        self,
-        account_id: int,
-        mailbox: str,
-        data: bytes,
-        flags: frozenset[str],
-        internal_date: float,
+        self, account_id: int, mailbox: str, items: Sequence[AppendItem]
     ) -> AppendResult:
-        """Raises NotFound when the mailbox does not exist, OverQuota past the account quota."""
+        """Append all items in one transaction (MULTIAPPEND is all or nothing, RFC 3502).
+
+        Raises NotFound when the mailbox does not exist, OverQuota past the account quota."""
 
     @abc.abstractmethod
     async def set_flags(

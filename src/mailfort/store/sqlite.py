@@ -6,7 +6,7 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -20,6 +20,7 @@ from mailfort.store.api import (
     AcceptResult,
     Account,
     Alias,
+    AppendItem,
     AppendResult,
     CopyResult,
     FlagMode,
@@ -86,6 +87,15 @@ def next_account_id(conn: sqlite3.Connection) -> int:
         (str(value),),
     )
     return value
+
+
+def _snapshot(c: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run several reads in one read transaction, so they all see the same commit."""
+    c.execute("BEGIN")
+    try:
+        return fn(c)
+    finally:
+        c.execute("COMMIT")
 
 
 def _exists(conn: sqlite3.Connection, sql: str, *args: object) -> bool:
@@ -428,29 +438,19 @@ class SqliteStore(Store):
             return MailboxChanges(mailbox=box, changed=changed, expunged=expunged)
 
         # One read transaction, so the mailbox row and the changes agree.
-        def consistent(c: sqlite3.Connection) -> MailboxChanges | None:
-            c.execute("BEGIN")
-            try:
-                return fn(c)
-            finally:
-                c.execute("COMMIT")
-
-        return await self._read(consistent)
+        return await self._read(lambda c: _snapshot(c, fn))
 
     async def mailbox_status(self, account_id: int, mailbox_id: int) -> MailboxStatus | None:
-        return await self._read(lambda c: imap.status(c, account_id, mailbox_id))
+        # One read transaction, so UIDNEXT and MESSAGES describe the same commit.
+        def fn(c: sqlite3.Connection) -> MailboxStatus | None:
+            return imap.status(c, account_id, mailbox_id)
+
+        return await self._read(lambda c: _snapshot(c, fn))
 
     async def append(
-        self,
-        account_id: int,
-        mailbox: str,
-        data: bytes,
-        flags: frozenset[str],
-        internal_date: float,
+        self, account_id: int, mailbox: str, items: Sequence[AppendItem]
     ) -> AppendResult:
-        result = await self._write(
-            lambda c: imap.append(c, account_id, mailbox, data, flags, internal_date)
-        )
+        result = await self._write(lambda c: imap.append(c, account_id, mailbox, items))
         self.hub.publish((result.mailbox_id,))
         return result
 
@@ -489,10 +489,12 @@ class SqliteStore(Store):
         return await self._read(lambda c: imap.bodies(c, account_id, mailbox_id, uids))
 
     async def rename_mailbox(self, account_id: int, old: str, new: str, delimiter: str) -> None:
-        await self._write(lambda c: imap.rename(c, account_id, old, new, delimiter))
+        changed = await self._write(lambda c: imap.rename(c, account_id, old, new, delimiter))
+        self.hub.publish(changed)
 
     async def delete_mailbox(self, account_id: int, name: str) -> None:
-        await self._write(lambda c: imap.delete(c, account_id, name))
+        mailbox_id = await self._write(lambda c: imap.delete(c, account_id, name))
+        self.hub.publish((mailbox_id,))
 
     async def subscriptions(self, account_id: int) -> set[str]:
         return await self._read(

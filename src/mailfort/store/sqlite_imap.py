@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from mailfort.errors import AlreadyExists, NotFound, OverQuota
 from mailfort.store.api import (
+    AppendItem,
     AppendResult,
     CopyResult,
     FlagMode,
@@ -33,19 +34,37 @@ def next_uidvalidity(conn: sqlite3.Connection) -> int:
     return value
 
 
+def next_mailbox_id(conn: sqlite3.Connection) -> int:
+    """A mailbox id never handed out before in this store.
+
+    SQLite reuses the highest rowid once its row is deleted. Sessions address a selected mailbox
+    by id (and the hub wakes them by id): after DELETE and CREATE, a stale id must find nothing,
+    not the new mailbox, whose UIDs would then be flagged, copied or expunged by mistake."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'mailbox_id'").fetchone()
+    highest = conn.execute("SELECT coalesce(max(id), 0) FROM mailboxes").fetchone()[0]
+    value = max(int(row[0]) if row else 0, int(highest)) + 1
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES ('mailbox_id', ?)"
+        " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (str(value),),
+    )
+    return value
+
+
 def insert_mailbox(
     conn: sqlite3.Connection, account_id: int, name: str, special_use: str | None
 ) -> int:
-    cur = conn.execute(
-        "INSERT INTO mailboxes(account_id, name, special_use, uidvalidity) VALUES (?, ?, ?, ?)",
-        (account_id, name, special_use, next_uidvalidity(conn)),
+    mailbox_id = next_mailbox_id(conn)
+    conn.execute(
+        "INSERT INTO mailboxes(id, account_id, name, special_use, uidvalidity)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (mailbox_id, account_id, name, special_use, next_uidvalidity(conn)),
     )
-    assert cur.lastrowid is not None
     # A new mailbox starts subscribed (clients then list it without asking).
     conn.execute(
         "INSERT OR IGNORE INTO subscriptions(account_id, name) VALUES (?, ?)", (account_id, name)
     )
-    return cur.lastrowid
+    return mailbox_id
 
 
 _ROW = "uid, modseq, flags, internal_date, size"
@@ -160,27 +179,35 @@ def _check_quota(c: sqlite3.Connection, account_id: int, adding: int) -> None:
 
 
 def append(
-    c: sqlite3.Connection,
-    account_id: int,
-    mailbox: str,
-    data: bytes,
-    flags: frozenset[str],
-    internal_date: float,
+    c: sqlite3.Connection, account_id: int, mailbox: str, items: Sequence[AppendItem]
 ) -> AppendResult:
     mailbox_id, uid, uidvalidity = _mailbox_for(c, account_id, mailbox)
-    _check_quota(c, account_id, len(data))
-    cur = c.execute("INSERT INTO blobs(data, size) VALUES (?, ?)", (data, len(data)))
+    if not items:  # nothing appended, nothing changed: no MODSEQ bump
+        return AppendResult(mailbox_id=mailbox_id, uidvalidity=uidvalidity, uids=())
+    total = sum(len(item.data) for item in items)
+    _check_quota(c, account_id, total)
     modseq = bump_modseq(c, mailbox_id)
-    c.execute("UPDATE mailboxes SET uidnext = ? WHERE id = ?", (uid + 1, mailbox_id))
-    c.execute(
-        "INSERT INTO messages(mailbox_id, uid, modseq, flags, internal_date, size, blob_id)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (mailbox_id, uid, modseq, flags_text(flags), internal_date, len(data), cur.lastrowid),
-    )
-    c.execute(
-        "UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ?", (len(data), account_id)
-    )
-    return AppendResult(mailbox_id=mailbox_id, uidvalidity=uidvalidity, uid=uid)
+    uids = []
+    for item in items:
+        cur = c.execute("INSERT INTO blobs(data, size) VALUES (?, ?)", (item.data, len(item.data)))
+        c.execute(
+            "INSERT INTO messages(mailbox_id, uid, modseq, flags, internal_date, size, blob_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                mailbox_id,
+                uid,
+                modseq,
+                flags_text(item.flags),
+                item.internal_date,
+                len(item.data),
+                cur.lastrowid,
+            ),
+        )
+        uids.append(uid)
+        uid += 1
+    c.execute("UPDATE mailboxes SET uidnext = ? WHERE id = ?", (uid, mailbox_id))
+    c.execute("UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ?", (total, account_id))
+    return AppendResult(mailbox_id=mailbox_id, uidvalidity=uidvalidity, uids=tuple(uids))
 
 
 def _owned(c: sqlite3.Connection, account_id: int, mailbox_id: int) -> None:
@@ -360,22 +387,24 @@ def bodies(
     return found
 
 
-def rename(c: sqlite3.Connection, account_id: int, old: str, new: str, delimiter: str) -> None:
+def rename(c: sqlite3.Connection, account_id: int, old: str, new: str, delimiter: str) -> list[int]:
+    """Returns the ids of mailboxes whose messages changed (INBOX and its new sibling)."""
     source_id, _, _ = _mailbox_for(c, account_id, old)
     if c.execute(
         "SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, new)
     ).fetchone():
         raise AlreadyExists(f"mailbox {new} already exists")
-    if new.startswith(old + delimiter):
-        raise NotFound(f"cannot rename {old} into itself")
     if old == "INBOX":
-        # RFC 9051 6.3.6: renaming INBOX moves its messages to the new name; INBOX stays, empty.
-        insert_mailbox(c, account_id, new, None)
+        # RFC 9051 6.3.6: renaming INBOX moves its messages to the new name; INBOX stays, empty,
+        # and keeps its children. So "INBOX/old" is a fine new name (no hierarchy moves).
+        target_id = insert_mailbox(c, account_id, new, None)
         uids = [
             r[0] for r in c.execute("SELECT uid FROM messages WHERE mailbox_id = ?", (source_id,))
         ]
         copy(c, account_id, source_id, uids, new, True)
-        return
+        return [source_id, target_id] if uids else []
+    if new.startswith(old + delimiter):
+        raise NotFound(f"cannot rename {old} into itself")
     children = c.execute(
         "SELECT id, name FROM mailboxes WHERE account_id = ? AND substr(name, 1, ?) = ?",
         (account_id, len(old) + len(delimiter), old + delimiter),
@@ -383,10 +412,13 @@ def rename(c: sqlite3.Connection, account_id: int, old: str, new: str, delimiter
     c.execute("UPDATE mailboxes SET name = ? WHERE id = ?", (new, source_id))
     for child_id, name in children:
         c.execute("UPDATE mailboxes SET name = ? WHERE id = ?", (new + name[len(old) :], child_id))
+    return []
 
 
-def delete(c: sqlite3.Connection, account_id: int, name: str) -> None:
+def delete(c: sqlite3.Connection, account_id: int, name: str) -> int:
+    """Returns the id of the deleted mailbox (sessions that selected it must learn it is gone)."""
     mailbox_id, _, _ = _mailbox_for(c, account_id, name)
     uids = [r[0] for r in c.execute("SELECT uid FROM messages WHERE mailbox_id = ?", (mailbox_id,))]
     _remove(c, account_id, mailbox_id, uids)
     c.execute("DELETE FROM mailboxes WHERE id = ?", (mailbox_id,))
+    return mailbox_id
