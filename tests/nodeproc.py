@@ -18,7 +18,7 @@ from mailfort.store.sqlite import SqliteStore
 _LISTENER = re.compile(r"^\s+(smtp|submission|submissions|imaps?)\s+([\d.]+):(\d+)\s", re.M)
 
 # IMAP listeners on (the node serves IMAP since issue 3).
-IMAP = False
+IMAP = True
 
 BASE_CONFIG = """\
 hostname = "mx.mailfort.test"

@@ -53,6 +53,12 @@ class LimitsConfig:
     auth_failures_per_ip: int = 10
     auth_failure_window: float = 900.0
     auth_failure_delay: float = 1.0
+    auth_failures_per_account: int = 20
+    imap_max_connections: int = 5000
+    imap_max_connections_per_ip: int = 50
+    imap_unauth_timeout: float = 60.0
+    imap_idle_timeout: float = 1800.0
+    imap_max_line: int = 65536
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +29,11 @@ _DESCRIPTIONS = {
     "smtp": "SMTP (MX): mail from other servers for local domains; no AUTH, no relaying",
     "submission": "submission: STARTTLS, then AUTH PLAIN/LOGIN; send to anyone",
     "submissions": "submission with implicit TLS: AUTH PLAIN/LOGIN; send to anyone",
+    "imap": "IMAP4rev1/rev2: STARTTLS, then LOGIN or AUTHENTICATE PLAIN",
+    "imaps": "IMAP4rev1/rev2 with implicit TLS",
 }
 # Listeners named in the config that later versions serve (IMAP, POP3, web status).
-_NOT_YET = ("imap", "imaps", "pop3", "pop3s", "http")
+_NOT_YET = ("pop3", "pop3s", "http")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,9 @@ class Node:
             base_delay=limits.auth_failure_delay,
         )
         self.verifier = Verifier()
+        self.imap_limiter = ConnectionLimiter(
+            max_total=limits.imap_max_connections, max_per_ip=limits.imap_max_connections_per_ip
+        )
         self.servers: list[asyncio.Server] = []
         self.listeners: list[Listener] = []
         self.tasks: list[asyncio.Task[None]] = []
@@ -108,17 +114,64 @@ class Node:
             self.servers.append(server)
             port = server.sockets[0].getsockname()[1]
             self.listeners.append(Listener(mode.value, address[0], port, _DESCRIPTIONS[mode.value]))
+        if self.config.listen.imap or self.config.listen.imaps:
+            await self._start_imap(tls)
         self.tasks.append(asyncio.create_task(self.worker.run(), name="local-worker"))
         return self.listeners
+
+    async def _start_imap(self, tls: ssl.SSLContext) -> None:
+        from mailfort.server.imap.cache import MetaCache
+        from mailfort.server.imap.connection import ImapLimits, start_imap
+        from mailfort.server.imap.session import ImapContext
+
+        limits = self.config.limits
+        config = self.config
+        imap_context = ImapContext(
+            store=self.store,
+            verifier=self.verifier,
+            ip_throttle=self.throttle,
+            account_throttle=LoginThrottle(
+                max_failures=limits.auth_failures_per_account,
+                window=limits.auth_failure_window,
+                base_delay=limits.auth_failure_delay,
+            ),
+            cache=MetaCache(),
+            hostname=config.hostname,
+            max_message_size=limits.max_message_size,
+            allow_plaintext_loopback=config.auth.allow_plaintext_loopback,
+        )
+        imap_limits = ImapLimits(
+            max_line=limits.imap_max_line,
+            max_literal=limits.max_message_size,
+            unauth_timeout=limits.imap_unauth_timeout,
+            idle_timeout=limits.imap_idle_timeout,
+        )
+        for name in ("imap", "imaps"):
+            address = parse_hostport(f"listen.{name}", getattr(self.config.listen, name))
+            if address is None:
+                continue
+            server = await start_imap(
+                ctx=imap_context,
+                host=address[0],
+                port=address[1],
+                limiter=self.imap_limiter,
+                tls_context=tls,
+                implicit_tls=name == "imaps",
+                limits=imap_limits,
+            )
+            self.servers.append(server)
+            port = server.sockets[0].getsockname()[1]
+            self.listeners.append(Listener(name, address[0], port, _DESCRIPTIONS[name]))
 
     async def stop(self, grace: float = 10.0) -> None:
         """Refuse new connections, give open sessions `grace` seconds, then close the store."""
         self.limiter.draining = True
+        self.imap_limiter.draining = True
         for server in self.servers:
             server.close()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        while self.limiter.total > 0 and loop.time() < deadline:
+        while self.limiter.total + self.imap_limiter.total > 0 and loop.time() < deadline:
             await asyncio.sleep(0.05)
         for task in self.tasks:
             task.cancel()
@@ -144,6 +197,16 @@ def describe(node: Node) -> str:
             f"Mail client (outgoing): server {sub.host}, port {sub.port}, STARTTLS, password auth,"
             " your full address as user name (the certificate is self-signed)"
         )
+    imap = next((x for x in node.listeners if x.name == "imap"), None)
+    imaps = next((x for x in node.listeners if x.name == "imaps"), None)
+    if imap or imaps:
+        incoming = ", ".join(
+            f"port {x.port} ({'STARTTLS' if x.name == 'imap' else 'SSL/TLS'})"
+            for x in (imap, imaps)
+            if x
+        )
+        host = (imap or imaps).host  # type: ignore[union-attr]
+        lines.append(f"Mail client (incoming): IMAP server {host}, {incoming}, normal password")
     lines.append("Stop with Ctrl-C (SIGINT) or SIGTERM.")
     return "\n".join(lines)
 

@@ -1,0 +1,200 @@
+"""IMAP listeners: asyncio streams around the sans-IO reader and the session.
+
+Per connection: a bounded command reader (line and literal limits enforced before bytes are
+buffered), one command at a time (pipelined commands wait in the reader), output written with
+backpressure (a client that does not read stalls only itself and is dropped after a timeout),
+a limit on time and commands before login, and the RFC's 30-minute autologout afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections import deque
+from dataclasses import dataclass
+
+from mailfort.protocol.imap import framing, response
+from mailfort.server.admission import ConnectionLimiter, Refusal
+from mailfort.server.imap import mailboxes, messages  # noqa: F401  (registers handlers)
+from mailfort.server.imap.session import ImapContext, Session, State
+
+log = logging.getLogger("mailfort.imap")
+
+
+@dataclass(frozen=True, slots=True)
+class ImapLimits:
+    max_line: int = 64 * 1024
+    max_literal: int = 64 * 1024 * 1024
+    unauth_timeout: float = 60.0
+    unauth_commands: int = 20
+    idle_timeout: float = 30 * 60.0  # RFC 9051 5.4: at least 30 minutes once authenticated
+    write_timeout: float = 120.0
+
+
+class Connection:
+    def __init__(
+        self,
+        ctx: ImapContext,
+        limits: ImapLimits,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        tls_context: ssl.SSLContext,
+    ) -> None:
+        self.ctx = ctx
+        self.limits = limits
+        self.reader = reader
+        self.writer = writer
+        self.tls_context = tls_context
+        peer = writer.get_extra_info("peername")
+        self.client_ip = str(peer[0]) if peer else "unknown"
+        self.tls = writer.get_extra_info("ssl_object") is not None
+        self.framer = framing.CommandReader(
+            max_line=limits.max_line, max_literal=limits.max_literal
+        )
+        self.events: deque[framing.Event] = deque()
+        self.session = Session(ctx, self)
+
+    # -- SessionIO ----------------------------------------------------------------------------
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        # Backpressure: a client that stops reading makes us wait here, not buffer without end.
+        await asyncio.wait_for(self.writer.drain(), self.limits.write_timeout)
+
+    async def read_line(self, timeout: float) -> bytes | None:
+        self.events.extend(self.framer.expect_line())
+        while True:
+            while self.events:
+                event = self.events.popleft()
+                if isinstance(event, framing.RawLine):
+                    return event.data
+            data = await self._read(timeout)
+            if not data:
+                return None
+            self.events.extend(self.framer.feed(data))
+
+    async def start_tls(self) -> None:
+        await self.writer.start_tls(self.tls_context)
+        self.tls = True
+        # RFC 3501 6.2.1: nothing the client sent before the handshake may be used after it.
+        self.framer = framing.CommandReader(
+            max_line=self.limits.max_line, max_literal=self.limits.max_literal
+        )
+        self.events.clear()
+
+    async def _read(self, timeout: float) -> bytes:
+        try:
+            return await asyncio.wait_for(self.reader.read(65536), timeout)
+        except (TimeoutError, ConnectionError):
+            return b""
+
+    # -- main loop ----------------------------------------------------------------------------
+    async def run(self) -> None:
+        await self.session.greet()
+        unauth_commands = 0
+        loop = asyncio.get_running_loop()
+        unauth_deadline = loop.time() + self.limits.unauth_timeout
+        while True:
+            if not self.events:
+                authed = self.session.state is not State.NOT_AUTHENTICATED
+                timeout = (
+                    self.limits.idle_timeout if authed else max(0.0, unauth_deadline - loop.time())
+                )
+                data = await self._read(timeout)
+                if not data:
+                    if not authed or timeout <= 0:
+                        await self._bye("autologout; idle for too long")
+                    elif self.reader.at_eof():
+                        return
+                    else:
+                        await self._bye("autologout; idle for too long")
+                    return
+                self.events.extend(self.framer.feed(data))
+                continue
+            event = self.events.popleft()
+            if isinstance(event, framing.Continue):
+                await self.send(b"+ Ready for literal data\r\n")
+                continue
+            if isinstance(event, framing.LiteralTooBig):
+                tag = event.tag or "*"
+                await self.send(f"{tag} NO [TOOBIG] literal too large\r\n".encode())
+                continue
+            if isinstance(event, framing.ParseError):
+                await self.send(response.tagged(event.tag or "*", "BAD", event.text, event.code))
+                if event.close:
+                    await self._bye("too much invalid input")
+                    return
+                continue
+            if isinstance(event, framing.RawLine):
+                continue  # a stray line after AUTHENTICATE/IDLE ended; nothing waits for it
+            command = event.command
+            if self.session.state is State.NOT_AUTHENTICATED:
+                unauth_commands += 1
+                if unauth_commands > self.limits.unauth_commands:
+                    await self._bye("too many commands without logging in")
+                    return
+            if not await self.session.handle(command):
+                return
+
+    async def _bye(self, text: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.send(f"* BYE {text}\r\n".encode())
+
+
+async def start_imap(
+    *,
+    ctx: ImapContext,
+    host: str,
+    port: int,
+    limiter: ConnectionLimiter,
+    tls_context: ssl.SSLContext,
+    implicit_tls: bool,
+    limits: ImapLimits | None = None,
+) -> asyncio.Server:
+    limits = limits or ImapLimits()
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        ip = str(peer[0]) if peer else "unknown"
+        refusal = limiter.admit(ip)
+        if refusal is not None:
+            text = (
+                "too many connections from your address"
+                if refusal is Refusal.IP_FULL
+                else "server busy, try again later"
+            )
+            log.warning(
+                "event=connection_refused proto=imap reason=%s client=%s", refusal.value, ip
+            )
+            with contextlib.suppress(Exception):
+                writer.write(f"* BYE [UNAVAILABLE] {text}\r\n".encode())
+                await asyncio.wait_for(writer.drain(), 5)
+            writer.close()
+            return
+        connection = Connection(ctx, limits, reader, writer, tls_context)
+        try:
+            await connection.run()
+        except (ConnectionError, TimeoutError, ssl.SSLError, asyncio.IncompleteReadError):
+            pass
+        except Exception:
+            # Never a traceback on the wire; the rest of the node carries on.
+            log.exception("event=imap_session_crashed client=%s", ip)
+            with contextlib.suppress(Exception):
+                writer.write(b"* BYE [SERVERBUG] internal error, please reconnect\r\n")
+        finally:
+            limiter.release(ip)
+            connection.session.watch(None)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 5)
+
+    return await asyncio.start_server(
+        on_connect,
+        host,
+        port,
+        ssl=tls_context if implicit_tls else None,
+        ssl_handshake_timeout=30 if implicit_tls else None,
+        reuse_address=True,
+        limit=65536,
+    )

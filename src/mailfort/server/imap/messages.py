@@ -1,0 +1,277 @@
+"""IMAP commands of the selected state: FETCH, STORE, SEARCH, COPY/MOVE, EXPUNGE, CLOSE."""
+
+from __future__ import annotations
+
+import datetime
+
+from mailfort.errors import NotFound
+from mailfort.mail import search
+from mailfort.protocol.imap import commands as C
+from mailfort.protocol.imap import response
+from mailfort.server.imap import fetch, names
+from mailfort.server.imap.flags import normalize_flags
+from mailfort.server.imap.selected import SelectedMailbox
+from mailfort.server.imap.session import Done, Session, handles
+from mailfort.store.api import FlagMode, MessageRow
+
+# Messages read from the store per round trip: bounds memory per session during a big FETCH.
+BATCH = 100
+_MODES = {
+    C.StoreMode.ADD: FlagMode.ADD,
+    C.StoreMode.REMOVE: FlagMode.REMOVE,
+    C.StoreMode.REPLACE: FlagMode.REPLACE,
+}
+
+
+def _ctx(s: Session) -> tuple[int, SelectedMailbox]:
+    assert s.account is not None and s.selected is not None
+    return s.account.id, s.selected
+
+
+@handles(C.Fetch)
+async def do_fetch(s: Session, cmd: C.Command) -> Done:
+    assert isinstance(cmd, C.Fetch)
+    account_id, sel = _ctx(s)
+    # Flags other sessions changed should be current in what we answer (no EXPUNGE here).
+    await s.sync(allow_expunge=cmd.uid)
+    uids = sel.resolve(cmd.seqset, uid=cmd.uid)
+    atts = list(cmd.atts)
+    kinds = {a.kind for a in atts}
+    if cmd.uid and C.FetchKind.UID not in kinds:
+        atts.insert(0, C.FetchAtt(kind=C.FetchKind.UID))
+    if C.FetchKind.MODSEQ in kinds or cmd.changed_since is not None:
+        s.condstore = True
+        if C.FetchKind.MODSEQ not in kinds:
+            atts.append(C.FetchAtt(kind=C.FetchKind.MODSEQ))
+    if cmd.changed_since is not None:
+        since = cmd.changed_since
+        uids = [u for u in uids if sel.rows[u].modseq > since]
+    uids = [u for u in uids if u not in sel.pending_expunge]
+    if fetch.sets_seen(cmd.atts) and not sel.readonly:
+        unseen = [u for u in uids if "\\Seen" not in sel.rows[u].flags]
+        if unseen:
+            changed, _ = await s.ctx.store.set_flags(
+                account_id, sel.mailbox_id, unseen, FlagMode.ADD, frozenset({"\\Seen"})
+            )
+            sel.update_rows(changed)
+            # RFC 9051 6.4.5: the implied flag change is reported in the same FETCH response.
+            if C.FetchKind.FLAGS not in kinds:
+                atts.append(C.FetchAtt(kind=C.FetchKind.FLAGS))
+    wants_meta = fetch.needs_meta(tuple(atts))
+    wants_bytes = fetch.needs_bytes(tuple(atts))
+    cache = s.ctx.cache
+    failed = False
+    for start in range(0, len(uids), BATCH):
+        chunk = uids[start : start + BATCH]
+        metas = {u: cache.get(sel.mailbox_id, u) for u in chunk} if wants_meta else {}
+        need = chunk if wants_bytes else [u for u in chunk if wants_meta and metas[u] is None]
+        data = await s.ctx.store.bodies(account_id, sel.mailbox_id, need) if need else {}
+        out: list[bytes] = []
+        for uid in chunk:
+            row = sel.rows.get(uid)
+            body = data.get(uid)
+            if row is None or (uid in need and body is None):
+                failed = True  # expunged by another session meanwhile
+                continue
+            meta = metas.get(uid)
+            if wants_meta and meta is None:
+                assert body is not None
+                meta = fetch.build_meta(body)
+                cache.put(sel.mailbox_id, uid, meta)
+            view = fetch.MessageView(row, body, meta)
+            try:
+                items = [fetch.render(a, view, modseq=row.modseq) for a in atts]
+            except fetch.UnknownTransferEncoding:
+                return Done("NO", "unknown content-transfer-encoding", "UNKNOWN-CTE")
+            out.append(fetch.fetch_line(sel.seq(uid), items))
+        if out:
+            await s.send(b"".join(out))
+    if failed:
+        return Done("NO", "some messages were expunged meanwhile", "EXPUNGEISSUED")
+    return Done(text=("UID " if cmd.uid else "") + "FETCH completed")
+
+
+@handles(C.StoreCmd)
+async def do_store(s: Session, cmd: C.Command) -> Done:
+    assert isinstance(cmd, C.StoreCmd)
+    account_id, sel = _ctx(s)
+    if sel.readonly:
+        return Done("NO", "mailbox is read-only", "READ-ONLY")
+    flags = normalize_flags(cmd.flags) - {"\\Recent"}
+    uids = [u for u in sel.resolve(cmd.seqset, uid=cmd.uid) if u not in sel.pending_expunge]
+    if cmd.unchanged_since is not None:
+        s.condstore = True
+    changed, failed = await s.ctx.store.set_flags(
+        account_id, sel.mailbox_id, uids, _MODES[cmd.mode], flags, cmd.unchanged_since
+    )
+    sel.update_rows(changed)
+    changed_uids = {r.uid for r in changed}
+    out: list[bytes] = []
+    for uid in uids:
+        row = sel.rows.get(uid)
+        if row is None or uid in failed:
+            continue
+        # .SILENT still reports MODSEQ changes to a CONDSTORE client (RFC 7162 3.1.3).
+        if cmd.silent and not (s.condstore and uid in changed_uids):
+            continue
+        out.append(_store_line(s, sel, row, uid=cmd.uid, silent=cmd.silent))
+    if out:
+        await s.send(b"".join(out))
+    if failed:
+        return Done(
+            text="conditional STORE failed for some messages",
+            code=f"MODIFIED {response.format_seqset(_numbers(sel, failed, cmd.uid))}",
+        )
+    return Done(text="STORE completed")
+
+
+def _numbers(sel: SelectedMailbox, uids: list[int], by_uid: bool) -> list[int]:
+    return sorted(uids) if by_uid else sorted(sel.seq(u) for u in uids)
+
+
+def _store_line(
+    s: Session, sel: SelectedMailbox, row: MessageRow, *, uid: bool, silent: bool
+) -> bytes:
+    items: list[bytes] = []
+    if uid:
+        items.append(b"UID %d" % row.uid)
+    if not silent:
+        items.append(b"FLAGS " + fetch.flag_list(row.flags))
+    if s.condstore:
+        items.append(b"MODSEQ (%d)" % row.modseq)
+    return b"* %d FETCH (" % sel.seq(row.uid) + b" ".join(items) + b")\r\n"
+
+
+class _Searchable:
+    """Adapts a stored message to what `mail.search` evaluates."""
+
+    __slots__ = ("data", "flags", "internal_date", "modseq", "size", "uid")
+
+    def __init__(self, row: MessageRow, data: bytes | None) -> None:
+        self.uid = row.uid
+        self.flags = row.flags
+        self.internal_date = datetime.datetime.fromtimestamp(row.internal_date, datetime.UTC)
+        self.size = row.size
+        self.modseq = row.modseq
+        self.data = data or b""
+
+
+def _uses_modseq(key: C.SearchKey) -> bool:
+    return key.name == "MODSEQ" or any(_uses_modseq(k) for k in key.children)
+
+
+@handles(C.Search)
+async def do_search(s: Session, cmd: C.Command) -> Done:
+    assert isinstance(cmd, C.Search)
+    account_id, sel = _ctx(s)
+    if cmd.charset is not None and cmd.charset.upper() not in ("UTF-8", "US-ASCII"):
+        return Done("NO", "unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
+    await s.sync(allow_expunge=cmd.uid)
+    candidates = [u for u in sel.uids if u not in sel.pending_expunge]
+    needs_data = search.needs_body(cmd.keys)
+    largest_seq = len(sel.uids)
+    largest_uid = sel.uids[-1] if sel.uids else 0
+    found: list[int] = []
+    for start in range(0, len(candidates), BATCH):
+        chunk = candidates[start : start + BATCH]
+        data = await s.ctx.store.bodies(account_id, sel.mailbox_id, chunk) if needs_data else {}
+        for uid in chunk:
+            row = sel.rows[uid]
+            msg = _Searchable(row, data.get(uid))
+            if search.matches(
+                cmd.keys,
+                msg,
+                seq=sel.seq(uid),
+                largest_seq=largest_seq,
+                largest_uid=largest_uid,
+                saved=sel.saved_search,
+            ):
+                found.append(uid)
+    modseq = max((sel.rows[u].modseq for u in found), default=0)
+    with_modseq = _uses_modseq(cmd.keys)
+    if with_modseq:
+        s.condstore = True
+    numbers = found if cmd.uid else [sel.seq(u) for u in found]
+    options = cmd.return_options
+    if options is not None and "SAVE" in options:
+        sel.saved_search = list(found)
+    if options is None and not s.rev2:
+        text = "SEARCH" + "".join(f" {n}" for n in numbers)
+        if with_modseq and found:
+            text += f" (MODSEQ {modseq})"
+        await s.untagged(text)
+    else:
+        wanted = set(options or ()) - {"SAVE"}
+        if options is None or (not wanted and "SAVE" not in (options or ())):
+            wanted = {"ALL"}
+        parts = [f'(TAG "{cmd.tag}")'] + (["UID"] if cmd.uid else [])
+        if numbers:
+            if "MIN" in wanted:
+                parts.append(f"MIN {numbers[0]}")
+            if "MAX" in wanted:
+                parts.append(f"MAX {numbers[-1]}")
+            if "ALL" in wanted:
+                parts.append(f"ALL {response.format_seqset(numbers)}")
+        if "COUNT" in wanted:
+            parts.append(f"COUNT {len(numbers)}")
+        if with_modseq and found:
+            parts.append(f"MODSEQ {modseq}")
+        if wanted or options is None:
+            await s.untagged("ESEARCH " + " ".join(parts))
+    return Done(text=("UID " if cmd.uid else "") + "SEARCH completed")
+
+
+@handles(C.Copy)
+async def do_copy(s: Session, cmd: C.Command) -> Done:
+    assert isinstance(cmd, C.Copy)
+    account_id, sel = _ctx(s)
+    verb = "MOVE" if cmd.move else "COPY"
+    if cmd.move and sel.readonly:
+        return Done("NO", "mailbox is read-only", "READ-ONLY")
+    target = names.decode(cmd.mailbox, s.utf8)
+    uids = [u for u in sel.resolve(cmd.seqset, uid=cmd.uid) if u not in sel.pending_expunge]
+    if not uids:
+        return Done(text=f"{verb} completed (nothing to do)")
+    try:
+        result = await s.ctx.store.copy(account_id, sel.mailbox_id, uids, target, move=cmd.move)
+    except NotFound:
+        return Done("NO", f"no mailbox {target}", "TRYCREATE")
+    if not result.pairs:
+        return Done(text=f"{verb} completed")
+    src = response.format_seqset([a for a, _ in result.pairs])
+    dst = response.format_seqset([b for _, b in result.pairs])
+    code = f"COPYUID {result.uidvalidity} {src} {dst}"
+    if cmd.move:
+        # RFC 6851 4.3: COPYUID goes in an untagged OK before the EXPUNGEs.
+        await s.untagged(f"OK [{code}] moved")
+        await s.sync(allow_expunge=True, force=True)
+        return Done(text="MOVE completed")
+    return Done(text="COPY completed", code=code)
+
+
+@handles(C.Expunge)
+async def do_expunge(s: Session, cmd: C.Command) -> Done:
+    assert isinstance(cmd, C.Expunge)
+    account_id, sel = _ctx(s)
+    if sel.readonly:
+        return Done("NO", "mailbox is read-only", "READ-ONLY")
+    uids = sel.resolve(cmd.seqset, uid=True) if cmd.seqset is not None else None
+    await s.ctx.store.expunge(account_id, sel.mailbox_id, uids)
+    await s.sync(allow_expunge=True, force=True)
+    return Done(text="EXPUNGE completed")
+
+
+@handles(C.Close)
+async def do_close(s: Session, cmd: C.Command) -> Done:
+    account_id, sel = _ctx(s)
+    if not sel.readonly:
+        # RFC 9051 6.4.1: CLOSE expunges silently.
+        await s.ctx.store.expunge(account_id, sel.mailbox_id, None)
+    s.close_selected()
+    return Done(text="CLOSE completed")
+
+
+@handles(C.Unselect)
+async def do_unselect(s: Session, cmd: C.Command) -> Done:
+    s.close_selected()
+    return Done(text="UNSELECT completed")
