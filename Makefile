@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # Debian packages the tests drive as real clients (swaks needs Net::SSLeay for TLS)
-TEST_PACKAGES := swaks libnet-ssleay-perl
+TEST_PACKAGES := swaks libnet-ssleay-perl isync fetchmail
 
 .PHONY: run test lint typecheck unit bench clean
 

@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import imaplib
+import re
 import shutil
+import smtplib
+import socket
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,3 +65,108 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     proc = start_node(tmp_path_factory)
     yield proc
     proc.stop()
+
+
+# -- IMAP and delivery helpers (issue 3 tests) ----------------------------------------------------
+def deliver(
+    node: NodeProcess, to: str, message: bytes, sender: str = "sender@remote.test"
+) -> float:
+    """Deliver `message` to `to` over the node's SMTP port; returns time.monotonic() at the 250."""
+    with smtplib.SMTP("127.0.0.1", node.ports["smtp"], timeout=30) as client:
+        refused = client.sendmail(sender, [to], message)
+        done = time.monotonic()
+    assert refused == {}
+    return done
+
+
+def imaps(node: NodeProcess, user: str | None = "alice@example.test") -> imaplib.IMAP4_SSL:
+    """An imaplib client over implicit TLS, logged in as `user` (not logged in when None)."""
+    client = imaplib.IMAP4_SSL(
+        "127.0.0.1", node.ports["imaps"], ssl_context=client_tls(), timeout=30
+    )
+    if user is not None:
+        client.login(user, PASSWORD)
+    return client
+
+
+class RawImap:
+    """A byte-level IMAP client: sends exactly what it is given, reads responses with literals."""
+
+    _LITERAL = re.compile(rb"~?\{(\d+)\}\r\n\Z")
+
+    def __init__(
+        self, port: int, *, tls: bool = True, source: str = "127.0.0.1", timeout: float = 10.0
+    ) -> None:
+        sock = socket.create_connection(
+            ("127.0.0.1", port), timeout=timeout, source_address=(source, 0)
+        )
+        self.sock: socket.socket = client_tls().wrap_socket(sock) if tls else sock
+        self.buffer = b""
+        self.greeting = self.response()
+
+    def __enter__(self) -> RawImap:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+    def send(self, data: bytes | str) -> None:
+        self.sock.sendall(data.encode() if isinstance(data, str) else data)
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError(f"connection closed; unread: {self.buffer!r}")
+        self.buffer += chunk
+
+    def line(self) -> bytes:
+        while b"\n" not in self.buffer:
+            self._fill()
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line + b"\n"
+
+    def response(self) -> bytes:
+        """One response: a line, and the literals it announces with the lines after them.
+
+        Only untagged data carries literals: a tagged answer ending in `{0}` is text."""
+        out = self.line()
+        while out.startswith(b"* ") and (m := self._LITERAL.search(out)) is not None:
+            size = int(m[1])
+            while len(self.buffer) < size:
+                self._fill()
+            out += self.buffer[:size]
+            self.buffer = self.buffer[size:]
+            out += self.line()
+        return out
+
+    def until_tagged(self, tag: str) -> tuple[list[bytes], bytes]:
+        untagged: list[bytes] = []
+        while True:
+            r = self.response()
+            if r.startswith(tag.encode() + b" "):
+                return untagged, r
+            untagged.append(r)
+
+    def command(self, text: bytes | str, tag: str = "a") -> tuple[list[bytes], bytes]:
+        """Send `tag text` and read up to its tagged answer: (untagged responses, tagged line)."""
+        raw = text.encode() if isinstance(text, str) else text
+        self.send(tag.encode() + b" " + raw + b"\r\n")
+        return self.until_tagged(tag)
+
+    def login(self, user: str = "alice@example.test") -> None:
+        _, done = self.command(f'LOGIN "{user}" "{PASSWORD}"', tag="login")
+        assert done.startswith(b"login OK"), done
+
+    def closed(self, timeout: float = 5.0) -> bool:
+        """True when the server closes the connection within `timeout` (what it sent is dropped)."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buffer += chunk
+        except TimeoutError:
+            return False
+        except (ConnectionError, ssl.SSLError):
+            return True

@@ -15,10 +15,11 @@ from pathlib import Path
 from mailfort.auth.passwords import hash_password
 from mailfort.store.sqlite import SqliteStore
 
-_LISTENER = re.compile(r"^\s+(smtp|submission|submissions|imaps?)\s+([\d.]+):(\d+)\s", re.M)
+_LISTENER = re.compile(r"^\s+(smtp|submission|submissions|imaps?|pop3s?)\s+([\d.]+):(\d+)\s", re.M)
 
-# IMAP listeners on (the node serves IMAP since issue 3).
+# IMAP listeners on (the node serves IMAP since issue 3), POP3 ones since issue 4.
 IMAP = True
+POP3 = True
 
 BASE_CONFIG = """\
 hostname = "mx.mailfort.test"
@@ -32,14 +33,22 @@ submission = "127.0.0.1:{submission}"
 submissions = "127.0.0.1:{submissions}"
 imap = "{imap_listen}"
 imaps = "{imaps_listen}"
-pop3 = ""
-pop3s = ""
+pop3 = "{pop3_listen}"
+pop3s = "{pop3s_listen}"
 http = ""
 
 [queue]
 lease_seconds = 5.0
 poll_interval = 0.2
+
+[delivery]
+{delivery}
 """
+
+# Remote delivery in test nodes asks a name server on loopback where nothing answers (port 9), never
+# the machine's own resolver: remote recipients stay queued (temporary DNS failure) and no query
+# leaves the machine. Tests of remote delivery pass their own `delivery` lines.
+NO_DNS = 'dns_nameservers = ["127.0.0.1:9"]\ndns_timeout = 1.0\n'
 
 
 @dataclass
@@ -47,6 +56,7 @@ class NodeProcess:
     root: Path
     name: str = "node1"
     extra_config: str = ""
+    delivery: str = NO_DNS  # lines of the [delivery] table
     fixed_ports: dict[str, int] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     ports: dict[str, int] = field(default_factory=dict)
@@ -77,6 +87,9 @@ class NodeProcess:
             submissions=self.fixed_ports.get("submissions", 0),
             imap_listen=f"127.0.0.1:{self.fixed_ports.get('imap', 0)}" if IMAP else "",
             imaps_listen=f"127.0.0.1:{self.fixed_ports.get('imaps', 0)}" if IMAP else "",
+            pop3_listen=f"127.0.0.1:{self.fixed_ports.get('pop3', 0)}" if POP3 else "",
+            pop3s_listen=f"127.0.0.1:{self.fixed_ports.get('pop3s', 0)}" if POP3 else "",
+            delivery=self.delivery,
         )
         self.config_path.write_text(text + self.extra_config)
 

@@ -259,8 +259,16 @@ async def cmd_queue_show(config: Config, store: Store, args: argparse.Namespace)
             f"recipient: {item.recipient} (for {item.original}): {item.attempts} attempt(s),"
             f" next in {_age(item.next_attempt - now)}{lease}"
         )
+        if item.last_attempt is not None:
+            where = f" from {item.remote_mta}" if item.remote_mta else ""
+            print(
+                f"           last attempt: {_age(now - item.last_attempt)} ago,"
+                f" status {item.last_status or '?'}{where}"
+            )
         if item.last_error:
             print(f"           last error: {item.last_error}")
+        if item.warned:
+            print("           delay warning sent to the sender")
     body = await store.queue_body(args.queue_id)
     if body is not None:
         header_end = body.find(b"\r\n\r\n")

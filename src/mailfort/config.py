@@ -7,6 +7,7 @@ line on stderr and exit status 2.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import socket
 import tomllib
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mailfort.delivery.transport import parse_nexthop
 from mailfort.errors import ConfigError
 from mailfort.mail.address import normalize_domain
 
@@ -59,6 +61,10 @@ class LimitsConfig:
     imap_unauth_timeout: float = 60.0
     imap_idle_timeout: float = 1800.0
     imap_max_line: int = 65536
+    pop3_max_connections: int = 5000
+    pop3_max_connections_per_ip: int = 20
+    pop3_unauth_timeout: float = 60.0
+    pop3_idle_timeout: float = 600.0  # RFC 1939 §3: the autologout timer is at least 10 minutes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +77,31 @@ class QueueConfig:
     lease_seconds: float = 30.0
     poll_interval: float = 1.0
     local_retry_seconds: float = 60.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryConfig:
+    """Remote delivery: the SMTP client, its retry schedule, DSNs, routing overrides."""
+
+    enabled: bool = True
+    helo_name: str = ""  # default: `hostname`
+    lifetime: float = 5 * 86400.0  # then a bounce (DSN) to the sender
+    delay_warning: float = 4 * 3600.0  # one "still trying" DSN after this long; 0: never
+    retry_base: float = 300.0  # backoff: full jitter around retry_base * 2^attempts
+    retry_max: float = 4000.0  # ... at most this long between attempts
+    max_in_flight: int = 100  # recipients this node holds leases on at once
+    destination_concurrency: int = 10  # SMTP connections per destination at once
+    destination_recipients: int = 50  # recipients per SMTP transaction
+    connect_timeout: float = 30.0
+    command_timeout: float = 300.0  # per SMTP command, incl. the reply to the final dot
+    idle_timeout: float = 5.0  # an unused connection stays open this long for the next message
+    tls: str = "may"  # none | may (opportunistic, unverified) | encrypt | verify
+    smtp_port: int = 25  # port of MX hosts (a transport names its own)
+    dns_nameservers: tuple[str, ...] = ()  # "ip" or "ip:port"; empty: /etc/resolv.conf
+    dns_timeout: float = 10.0
+    # Routing overrides, like Postfix transport_maps/relayhost: "domain" (exact), ".domain"
+    # (subdomains) or "*" -> "host:port" delivered to instead of the domain's MX.
+    transports: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,6 +122,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     source: Path | None = None
 
@@ -142,6 +174,10 @@ def _convert(key: str, hint: Any, value: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(key, "expected a list of strings")
         return tuple(v.lower() for v in value)
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ConfigError(key, "expected a table of strings")
+        return {k.lower(): v for k, v in value.items()}
     if origin in (typing.Union, types.UnionType):
         return value
     raise ConfigError(key, "unsupported setting")
@@ -182,6 +218,31 @@ def validate(config: Config) -> None:
     for domain in config.local_domains:
         if normalize_domain(domain) is None:
             raise ConfigError("local_domains", f"not a domain: {domain!r}")
+    _validate_delivery(config.delivery)
+
+
+def _validate_delivery(delivery: DeliveryConfig) -> None:
+    if delivery.tls not in ("none", "may", "encrypt", "verify"):
+        raise ConfigError("delivery.tls", "expected none, may, encrypt or verify")
+    for key in ("max_in_flight", "destination_concurrency", "destination_recipients"):
+        if getattr(delivery, key) < 1:
+            raise ConfigError(f"delivery.{key}", "must be at least 1")
+    if any(ch.isspace() or not ch.isprintable() for ch in delivery.helo_name):
+        raise ConfigError("delivery.helo_name", f"not a host name: {delivery.helo_name!r}")
+    if not 0 < delivery.smtp_port <= 65535:
+        raise ConfigError("delivery.smtp_port", "expected a port number (1-65535)")
+    for server in delivery.dns_nameservers:
+        try:
+            ipaddress.ip_address(parse_nexthop(server, default_port=53).host)
+        except ValueError:
+            raise ConfigError(
+                "delivery.dns_nameservers", f'expected "address" or "address:port", got {server!r}'
+            ) from None
+    for domain, target in delivery.transports.items():
+        try:
+            parse_nexthop(target, default_port=25)
+        except ValueError as exc:
+            raise ConfigError(f"delivery.transports.{domain}", str(exc)) from None
 
 
 def load(path: Path | None) -> Config:

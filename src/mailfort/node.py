@@ -16,6 +16,7 @@ from mailfort.auth.throttle import LoginThrottle
 from mailfort.config import Config, parse_hostport
 from mailfort.mail.directory import Directory
 from mailfort.queue.local_worker import LocalWorker
+from mailfort.queue.remote_worker import RemoteWorker
 from mailfort.server.admission import ConnectionLimiter
 from mailfort.server.smtp import start_smtp
 from mailfort.server.smtp_policy import Mode, SmtpPolicy
@@ -31,9 +32,11 @@ _DESCRIPTIONS = {
     "submissions": "submission with implicit TLS: AUTH PLAIN/LOGIN; send to anyone",
     "imap": "IMAP4rev1/rev2: STARTTLS, then LOGIN or AUTHENTICATE PLAIN",
     "imaps": "IMAP4rev1/rev2 with implicit TLS",
+    "pop3": "POP3: STLS, then USER/PASS or AUTH PLAIN",
+    "pop3s": "POP3 with implicit TLS",
 }
-# Listeners named in the config that later versions serve (IMAP, POP3, web status).
-_NOT_YET = ("pop3", "pop3s", "http")
+# Listeners named in the config that later versions serve (web status).
+_NOT_YET = ("http",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,9 @@ class Node:
         self.imap_limiter = ConnectionLimiter(
             max_total=limits.imap_max_connections, max_per_ip=limits.imap_max_connections_per_ip
         )
+        self.pop3_limiter = ConnectionLimiter(
+            max_total=limits.pop3_max_connections, max_per_ip=limits.pop3_max_connections_per_ip
+        )
         self.servers: list[asyncio.Server] = []
         self.listeners: list[Listener] = []
         self.tasks: list[asyncio.Task[None]] = []
@@ -74,6 +80,7 @@ class Node:
             poll_interval=config.queue.poll_interval,
             retry_seconds=config.queue.local_retry_seconds,
         )
+        self.remote_worker = remote_worker(config, self.store, self.directory)
 
     def _tls_paths(self) -> tuple[Path, Path]:
         if self.config.tls.cert:
@@ -116,7 +123,11 @@ class Node:
             self.listeners.append(Listener(mode.value, address[0], port, _DESCRIPTIONS[mode.value]))
         if self.config.listen.imap or self.config.listen.imaps:
             await self._start_imap(tls)
+        if self.config.listen.pop3 or self.config.listen.pop3s:
+            await self._start_pop3(tls)
         self.tasks.append(asyncio.create_task(self.worker.run(), name="local-worker"))
+        if self.remote_worker is not None:
+            self.tasks.append(asyncio.create_task(self.remote_worker.run(), name="remote-worker"))
         return self.listeners
 
     async def _start_imap(self, tls: ssl.SSLContext) -> None:
@@ -163,15 +174,56 @@ class Node:
             port = server.sockets[0].getsockname()[1]
             self.listeners.append(Listener(name, address[0], port, _DESCRIPTIONS[name]))
 
+    async def _start_pop3(self, tls: ssl.SSLContext) -> None:
+        from mailfort.server.pop3 import Pop3Context, Pop3Limits, start_pop3
+        from mailfort.server.pop3_maildrop import LocalMaildropLocks, SizeCache
+
+        limits = self.config.limits
+        pop3_context = Pop3Context(
+            store=self.store,
+            verifier=self.verifier,
+            ip_throttle=self.throttle,
+            account_throttle=LoginThrottle(
+                max_failures=limits.auth_failures_per_account,
+                window=limits.auth_failure_window,
+                base_delay=limits.auth_failure_delay,
+            ),
+            locks=LocalMaildropLocks(),
+            sizes=SizeCache(),
+            hostname=self.config.hostname,
+            allow_plaintext_loopback=self.config.auth.allow_plaintext_loopback,
+        )
+        pop3_limits = Pop3Limits(
+            unauth_timeout=limits.pop3_unauth_timeout, idle_timeout=limits.pop3_idle_timeout
+        )
+        for name in ("pop3", "pop3s"):
+            address = parse_hostport(f"listen.{name}", getattr(self.config.listen, name))
+            if address is None:
+                continue
+            server = await start_pop3(
+                ctx=pop3_context,
+                host=address[0],
+                port=address[1],
+                limiter=self.pop3_limiter,
+                tls_context=tls,
+                implicit_tls=name == "pop3s",
+                limits=pop3_limits,
+            )
+            self.servers.append(server)
+            port = server.sockets[0].getsockname()[1]
+            self.listeners.append(Listener(name, address[0], port, _DESCRIPTIONS[name]))
+
     async def stop(self, grace: float = 10.0) -> None:
         """Refuse new connections, give open sessions `grace` seconds, then close the store."""
         self.limiter.draining = True
         self.imap_limiter.draining = True
+        self.pop3_limiter.draining = True
         for server in self.servers:
             server.close()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        while self.limiter.total + self.imap_limiter.total > 0 and loop.time() < deadline:
+        open_connections = (self.limiter, self.imap_limiter, self.pop3_limiter)
+        while sum(x.total for x in open_connections) > 0 and loop.time() < deadline:
             await asyncio.sleep(0.05)
         for task in self.tasks:
             task.cancel()
@@ -179,6 +231,51 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.store.close()
+
+
+def remote_worker(config: Config, store: Store, directory: Directory) -> RemoteWorker | None:
+    """The remote delivery worker from `[delivery]`, or None when it is disabled."""
+    from mailfort.delivery.mx import MxResolver
+    from mailfort.delivery.remote import ClientSettings, RemoteClient
+    from mailfort.delivery.transport import TransportMap, parse_nexthop
+    from mailfort.queue.retry import RetryPolicy
+
+    d = config.delivery
+    if not d.enabled:
+        return None
+    nameservers = [parse_nexthop(n, default_port=53) for n in d.dns_nameservers]
+    client = RemoteClient(
+        ClientSettings(
+            helo=d.helo_name or config.hostname,
+            port=d.smtp_port,
+            tls=d.tls,
+            connect_timeout=d.connect_timeout,
+            command_timeout=d.command_timeout,
+            concurrency=d.destination_concurrency,
+            idle_timeout=d.idle_timeout,
+        ),
+        resolver=MxResolver(
+            nameservers=[(n.host, n.port) for n in nameservers], timeout=d.dns_timeout
+        ),
+        transports=TransportMap(d.transports),
+    )
+    return RemoteWorker(
+        store,
+        client,
+        directory,
+        RetryPolicy(
+            lifetime=d.lifetime,
+            delay_warning=d.delay_warning,
+            base=d.retry_base,
+            cap=d.retry_max,
+        ),
+        owner=config.node_name,
+        hostname=config.hostname,
+        lease_seconds=config.queue.lease_seconds,
+        poll_interval=config.queue.poll_interval,
+        max_in_flight=d.max_in_flight,
+        max_recipients=d.destination_recipients,
+    )
 
 
 def describe(node: Node) -> str:
@@ -207,6 +304,16 @@ def describe(node: Node) -> str:
         )
         host = (imap or imaps).host  # type: ignore[union-attr]
         lines.append(f"Mail client (incoming): IMAP server {host}, {incoming}, normal password")
+    pop3 = next((x for x in node.listeners if x.name == "pop3"), None)
+    pop3s = next((x for x in node.listeners if x.name == "pop3s"), None)
+    if pop3 or pop3s:
+        incoming = ", ".join(
+            f"port {x.port} ({'STARTTLS' if x.name == 'pop3' else 'SSL/TLS'})"
+            for x in (pop3, pop3s)
+            if x
+        )
+        host = (pop3 or pop3s).host  # type: ignore[union-attr]
+        lines.append(f"Mail client (incoming): POP3 server {host}, {incoming}, normal password")
     lines.append("Stop with Ctrl-C (SIGINT) or SIGTERM.")
     return "\n".join(lines)
 

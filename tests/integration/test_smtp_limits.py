@@ -299,6 +299,41 @@ def test_pipelined_session_with_errors(limited: NodeProcess) -> None:
     assert len(limited.inbox("alice@example.test")) == before + 1
 
 
+def test_pipelined_transactions_back_to_back(limited: NodeProcess) -> None:
+    """RFC 2920: a client may send the next transaction right after the final dot, in one
+    write; the bytes after the dot are commands, never part of the message."""
+    before = len(limited.inbox("alice@example.test"))
+    subjects = [f"back to back {i} {uuid.uuid4()}".encode() for i in range(3)]
+    head = b"MAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n"
+    with Raw(limited.ports["smtp"]) as c:
+        c.start()
+        c.send(head)
+        assert [c.reply()[0] for _ in range(3)] == [250, 250, 354]
+        for i, subject in enumerate(subjects):
+            body = b"Subject: " + subject + b"\r\n\r\n..dot\r\n.\r\n"
+            last = i == len(subjects) - 1
+            c.send(body + (b"NOOP\r\nQUIT\r\n" if last else head))
+            expected = [250, 250, 221] if last else [250, 250, 250, 354]
+            assert [c.reply()[0] for _ in expected] == expected
+        assert c.closed()
+    stored = limited.inbox("alice@example.test")[before:]
+    assert [m for m in stored if any(s in m for s in subjects)] == stored
+    assert len(stored) == 3 and all(m.endswith(b"\r\n\r\n.dot\r\n") for m in stored)
+
+
+@pytest.mark.parametrize("path", [b"<@", b"<", b".@[", b"<@[ x"])
+def test_paths_that_break_the_address_parser(limited: NodeProcess, path: bytes) -> None:
+    with Raw(limited.ports["smtp"]) as c:
+        c.start()
+        code, text = c.cmd(b"MAIL FROM:" + path)
+        assert code == 553 and enhanced(text, b"5.1.3"), text
+        assert c.cmd(b"MAIL FROM:<s@remote.test>")[0] == 250
+        code, text = c.cmd(b"RCPT TO:" + path)
+        assert code == 553 and enhanced(text, b"5.1.3"), text
+    assert "Traceback" not in limited.log()
+    delivered(limited)
+
+
 # -- recipients and size --------------------------------------------------------------------
 
 

@@ -39,7 +39,8 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     await store.open()
     await store.add_domain("a.test")
     await store.add_domain("b.test")
-    directory = Directory(store, config_domains=["Config.TEST"], delimiter="+")
+    # No caching here: these tests change aliases between questions. The cache has its own tests.
+    directory = Directory(store, config_domains=["Config.TEST"], delimiter="+", cache_seconds=0)
     try:
         yield World(store, directory)
     finally:
@@ -215,3 +216,108 @@ async def test_may_send_as(world: World) -> None:
     # but not the addresses of other accounts there.
     assert await may(carol, "anything@b.test")
     assert not await may(alice, "anything@b.test")
+
+
+# -- the resolution cache --------------------------------------------------------------------
+
+
+class CountingStore(SqliteStore):
+    """Counts the store reads a resolution costs."""
+
+    reads = 0
+
+    async def alias_targets(self, source: str) -> list[str]:
+        self.reads += 1
+        return await super().alias_targets(source)
+
+    async def get_account(self, address: str) -> Account | None:
+        self.reads += 1
+        return await super().get_account(address)
+
+
+@pytest.fixture
+async def counted(tmp_path: Path) -> AsyncIterator[CountingStore]:
+    store = CountingStore(tmp_path / "store.sqlite3")
+    await store.open()
+    await store.add_domain("a.test")
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def test_resolutions_are_remembered_for_cache_seconds(counted: CountingStore) -> None:
+    now = [0.0]
+    directory = Directory(counted, cache_seconds=5.0, clock=lambda: now[0])
+    alice = await counted.add_account("alice@a.test", "h")
+    first = await directory.resolve("alice@a.test")
+    assert first is not None and first.local == {alice.id: alice.address}
+    reads = counted.reads
+    assert reads > 0
+    assert await directory.resolve("nobody@a.test") is None
+
+    await counted.add_alias("alice@a.test", "bob@remote.test")
+    await counted.add_account("nobody@a.test", "h")
+    now[0] = 4.9
+    counted.reads = reads = 0
+    again = await directory.resolve("alice@a.test")
+    assert again == first and counted.reads == 0  # the old answer, without asking the store
+    assert await directory.resolve("nobody@a.test") is None  # unknown stays unknown for a while
+
+    now[0] = 5.0
+    fresh = await directory.resolve("alice@a.test")
+    assert fresh is not None and fresh.remote == ["bob@remote.test"] and counted.reads > 0
+    assert await directory.resolve("nobody@a.test") is not None
+
+
+async def test_each_caller_gets_its_own_copy(counted: CountingStore) -> None:
+    directory = Directory(counted, cache_seconds=60.0)
+    alice = await counted.add_account("alice@a.test", "h")
+    taken = await directory.resolve("alice@a.test")
+    assert taken is not None
+    del taken.local[alice.id]  # what the SMTP policy does to a full mailbox
+    taken.remote.append("x@remote.test")
+    again = await directory.resolve("alice@a.test")
+    assert again is not None and again.local == {alice.id: alice.address} and again.remote == []
+
+
+async def test_forget_and_zero_seconds_ask_the_store_again(counted: CountingStore) -> None:
+    directory = Directory(counted, cache_seconds=60.0)
+    await directory.resolve("alice@a.test")
+    alice = await counted.add_account("alice@a.test", "h")
+    assert await directory.resolve("alice@a.test") is None
+    directory.forget()
+    found = await directory.resolve("alice@a.test")
+    assert found is not None and found.local == {alice.id: alice.address}
+
+    uncached = Directory(counted, cache_seconds=0)
+    await uncached.resolve("alice@a.test")
+    counted.reads = 0
+    await uncached.resolve("alice@a.test")
+    assert counted.reads > 0
+
+
+async def test_the_cache_is_bounded(
+    counted: CountingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("mailfort.mail.directory.MAX_CACHED", 3)
+    directory = Directory(counted, cache_seconds=60.0)
+    for n in range(5):
+        await directory.resolve(f"u{n}@a.test")
+    counted.reads = 0
+    await directory.resolve("u4@a.test")
+    assert counted.reads == 0  # the newest are kept
+    await directory.resolve("u0@a.test")
+    assert counted.reads > 0  # the oldest went first
+
+
+async def test_accounts_with_a_quota_are_marked(counted: CountingStore) -> None:
+    directory = Directory(counted, cache_seconds=0)
+    free = await counted.add_account("free@a.test", "h")
+    capped = await counted.add_account("capped@a.test", "h", quota_bytes=1000)
+    await counted.add_alias("both@a.test", "free@a.test")
+    await counted.add_alias("both@a.test", "capped@a.test")
+    found = await directory.resolve("both@a.test")
+    assert found is not None
+    assert found.local == {free.id: free.address, capped.id: capped.address}
+    assert found.limited == {capped.id}

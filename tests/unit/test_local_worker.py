@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from mailfort.queue.local_worker import LocalWorker
+from mailfort.queue.local_worker import ACCOUNT_GONE, LocalWorker
 from mailfort.store.api import AcceptRequest, QueuedRecipient
 from mailfort.store.sqlite import SqliteStore
 
@@ -38,7 +39,9 @@ def worker(store: SqliteStore, owner: str, now: list[float]) -> LocalWorker:
     )
 
 
-async def queue_local(store: SqliteStore, account_id: int, address: str) -> AcceptRequest:
+async def queue_local(
+    store: SqliteStore, account_id: int, address: str, *also: QueuedRecipient
+) -> AcceptRequest:
     request = AcceptRequest(
         queue_id=f"Q{time.time_ns()}",
         sender="s@remote.test",
@@ -46,10 +49,19 @@ async def queue_local(store: SqliteStore, account_id: int, address: str) -> Acce
         received=T0,
         client="192.0.2.1",
         authenticated=None,
-        queued=(QueuedRecipient(recipient=address, original=address, account_id=account_id),),
+        queued=(
+            QueuedRecipient(recipient=address, original=address, account_id=account_id),
+            *also,
+        ),
     )
     await store.accept(request)
     return request
+
+
+def remove_inbox(path: Path, account_id: int) -> None:
+    """An account without an INBOX, which the store API never leaves behind."""
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("DELETE FROM mailboxes WHERE account_id = ? AND name = 'INBOX'", (account_id,))
 
 
 async def test_delivers_queued_local_mail_once(store: SqliteStore) -> None:
@@ -70,10 +82,12 @@ async def test_delivers_queued_local_mail_once(store: SqliteStore) -> None:
     assert await first.run_once() + await second.run_once() == 0
 
 
-async def test_an_undeliverable_item_is_deferred_with_backoff(store: SqliteStore) -> None:
+async def test_an_undeliverable_item_is_deferred_with_backoff(
+    store: SqliteStore, tmp_path: Path
+) -> None:
     alice = await store.add_account("alice@a.test", "h")
-    # An account id no INBOX belongs to: delivery cannot succeed.
-    await queue_local(store, alice.id + 100, "ghost@a.test")
+    remove_inbox(tmp_path / "store.sqlite3", alice.id)
+    await queue_local(store, alice.id, alice.address)
     now = [T0]
     local = worker(store, "n1", now)
 
@@ -118,3 +132,34 @@ async def test_the_loop_survives_an_unexpected_error(
             await task
     assert calls >= 2
     assert local.delivered == 1
+
+
+async def test_an_item_for_a_deleted_account_is_dropped(store: SqliteStore) -> None:
+    alice = await store.add_account("alice@a.test", "h")
+    # Accepted under a resolution the directory remembered from before the account was deleted.
+    await queue_local(store, alice.id + 100, "ghost@a.test")
+    local = worker(store, "n1", [T0])
+
+    assert await local.run_once() == 0
+    assert await store.queue_items() == []
+    assert local.dropped == 1
+
+
+async def test_a_dead_item_waits_for_the_rest_of_its_message(store: SqliteStore) -> None:
+    await store.add_account("alice@a.test", "h")
+    remote = QueuedRecipient(recipient="bob@remote.test", original="bob@remote.test")
+    request = await queue_local(store, 999, "ghost@a.test", remote)
+    now = [T0]
+    local = worker(store, "n1", now)
+
+    assert await local.run_once() == 0
+    items = {i.recipient: i for i in await store.queue_items()}
+    assert set(items) == {"ghost@a.test", "bob@remote.test"}  # the remote one is not ours
+    assert items["ghost@a.test"].last_error == ACCOUNT_GONE
+    assert local.dropped == 0
+
+    await store.delete_queue(request.queue_id)  # stands in for the remote delivery
+    await queue_local(store, 999, "ghost@a.test")
+    now[0] += 7200
+    assert await local.run_once() == 0
+    assert await store.queue_items() == [] and local.dropped == 1

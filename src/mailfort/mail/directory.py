@@ -4,6 +4,13 @@ Resolution follows Postfix's virtual alias semantics: an exact alias rewrites th
 equal to the source keeps a local copy); otherwise an account receives it; otherwise the address
 without its `+detail`; otherwise the domain's catch-all (`@domain`). Aliases may point at other
 aliases or at remote addresses (forwarding), up to `MAX_DEPTH` levels.
+
+The local domains and each address's resolution are remembered for `cache_seconds` (5 s by
+default): every RCPT would otherwise cost two or three store reads. The command line changes
+users, aliases and domains from another process, so a node sees such a change within that time,
+not at once; mail accepted in that window under an old answer can name an account that is gone,
+and the local queue worker drops what it cannot deliver for that reason (see
+`queue/local_worker.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from mailfort.mail.address import domain_of, without_detail
 from mailfort.store.api import Account, Store
 
 MAX_DEPTH = 8
+# Bounds the memory of the resolution cache; a spammer's dictionary attack only churns it.
+MAX_CACHED = 10_000
 
 
 @dataclass(slots=True)
@@ -24,6 +33,8 @@ class Resolution:
 
     local: dict[int, str] = field(default_factory=dict)  # account id → account address
     remote: list[str] = field(default_factory=list)
+    # Accounts in `local` that have a quota: only these need a look at their use before RCPT.
+    limited: set[int] = field(default_factory=set)
 
     def merge(self, other: Resolution) -> None:
         for account_id, address in other.local.items():
@@ -31,6 +42,17 @@ class Resolution:
         for address in other.remote:
             if address not in self.remote:
                 self.remote.append(address)
+        self.limited |= other.limited
+
+    def copy(self) -> Resolution:
+        return Resolution(
+            local=dict(self.local), remote=list(self.remote), limited=set(self.limited)
+        )
+
+    def add(self, account: Account) -> None:
+        self.local[account.id] = account.address
+        if account.quota_bytes > 0:
+            self.limited.add(account.id)
 
 
 class Directory:
@@ -50,6 +72,7 @@ class Directory:
         self._clock = clock
         self._domains: frozenset[str] = frozenset()
         self._domains_at = float("-inf")
+        self._resolved: dict[str, tuple[float, Resolution | None]] = {}
 
     async def local_domains(self) -> frozenset[str]:
         now = self._clock()
@@ -62,12 +85,33 @@ class Directory:
     def forget_domains(self) -> None:
         self._domains_at = float("-inf")
 
+    def forget(self) -> None:
+        """Drop everything remembered: the next questions go to the store."""
+        self.forget_domains()
+        self._resolved.clear()
+
     async def is_local(self, address: str) -> bool:
         return domain_of(address) in await self.local_domains()
 
     async def resolve(self, address: str) -> Resolution | None:
-        """None when the address is in a local domain but nobody receives it."""
-        return await self._resolve(address, 0, set())
+        """None when the address is in a local domain but nobody receives it.
+
+        The caller gets its own copy (the SMTP policy drops full mailboxes from it)."""
+        now = self._clock()
+        cached = self._resolved.get(address)
+        if cached is not None and now - cached[0] < self._cache_seconds:
+            found = cached[1]
+        else:
+            found = await self._resolve(address, 0, set())
+            if self._cache_seconds > 0:
+                self._remember(address, now, found)
+        return None if found is None else found.copy()
+
+    def _remember(self, address: str, now: float, found: Resolution | None) -> None:
+        self._resolved.pop(address, None)
+        if len(self._resolved) >= MAX_CACHED:
+            del self._resolved[next(iter(self._resolved))]  # the oldest answer
+        self._resolved[address] = (now, found)
 
     async def _resolve(self, address: str, depth: int, seen: set[str]) -> Resolution | None:
         if not await self.is_local(address):
@@ -80,7 +124,9 @@ class Directory:
             return await self._expand(address, targets, depth, seen)
         account = await self._store.get_account(address)
         if account is not None:
-            return Resolution(local={account.id: account.address})
+            result = Resolution()
+            result.add(account)
+            return result
         base = without_detail(address, self._delimiter)
         if base is not None:
             found = await self._resolve(base, depth + 1, seen)
@@ -99,7 +145,7 @@ class Directory:
             if target == source:
                 account = await self._store.get_account(source)
                 if account is not None:
-                    result.local[account.id] = account.address
+                    result.add(account)
                 continue
             found = await self._resolve(target, depth + 1, seen)
             if found is not None:

@@ -1,16 +1,28 @@
-"""SMTP listeners: aiosmtpd's protocol with mailfort's admission control and session limits."""
+"""SMTP listeners: aiosmtpd's protocol with mailfort's admission control and session limits.
+
+aiosmtpd parses the commands; `LimitedSMTP` adds the limits and replaces the parts of aiosmtpd that
+cost the most per message (measured with `benchmarks/smtp_ingest.py`, see benchmarks/README.md):
+DATA is read in bulk and handed to the sans-IO `protocol.smtp.data.DataReceiver` instead of line by
+line; MAIL and RCPT paths in their everyday form skip aiosmtpd's header parser; replies to
+pipelined commands leave in one write; the idle timer is checked lazily instead of being re-created
+for every command.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
+import re
 import ssl
 from collections import defaultdict
-from typing import Any, AnyStr
+from typing import Any, AnyStr, Final
 
-from aiosmtpd.smtp import SMTP, syntax
+from aiosmtpd.smtp import MISSING, SMTP, syntax
 
 from mailfort.protocol.smtp import replies as R
+from mailfort.protocol.smtp.data import END, TEXT_LINE_LIMIT, DataReceiver
 from mailfort.server.admission import ConnectionLimiter, Refusal
 from mailfort.server.smtp_policy import Mode, SmtpPolicy
 
@@ -35,6 +47,60 @@ CALL_LIMITS = {
     "STARTTLS": 2,
 }
 
+# A StreamReader's limit is both the longest line readuntil() returns and, doubled, how much it
+# buffers before it stops reading the socket. aiosmtpd sets it to its 1001-octet line limit, so
+# every 5 KB message paused and resumed the socket. Lines stay bounded where they are read:
+# commands by aiosmtpd's 512-octet check (the same `500` as before, once the line has ended),
+# DATA lines by DataReceiver, AUTH answers in `challenge_auth`.
+READ_LIMIT: Final = 128 * 1024
+# An AUTH answer could be 1001 octets and its LF under the old reader limit.
+AUTH_LINE_LIMIT: Final = 1002
+
+# RFC 5321 4.1.2 Path in its everyday form, "<" dot-atom "@" domain ">" and maybe parameters:
+# the address and parameters aiosmtpd's parser would return, at a fraction of its cost. Anything
+# else (quoted local parts, address literals, comments, non-ASCII) goes to aiosmtpd.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_PATH: Final = re.compile(
+    rf"<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(?:[ \t]+([^ \t(].*))?\Z",
+    re.DOTALL,
+)
+
+# Replies that may wait for the rest of a pipelined group (RFC 2920 3.2): the session's own task
+# is still answering commands that were already read, and what it says goes out in one write as
+# soon as it waits for anything. Every other reply is written at once, together with what waited:
+# errors, and above all the replies after which aiosmtpd closes the connection (221, 421, 502)
+# or starts TLS (220), which must not be left behind.
+_MAY_WAIT: Final = (b"250 ", b"354 ")
+_MAX_WAITING: Final = 64 * 1024
+
+
+async def receive_data(reader: asyncio.StreamReader, receiver: DataReceiver) -> None:
+    """Feed `receiver` from `reader` up to the end of the data, never past it.
+
+    asyncio cannot put bytes back, and a pipelining client may send its next command right after
+    the final dot, so each read must stop at the end marker:
+    - while what was read so far could begin the marker (at the start, where the data is deemed
+      to follow a CRLF, and after such a read), take exactly as many octets as could complete it;
+    - otherwise take everything up to the next marker (`readuntil`), which then cannot have begun
+      in bytes already taken. When the reader holds more than its limit without a marker,
+      `LimitOverrunError.consumed` is all but its last few octets, which stay in the reader so
+      that a marker across that point is found by the next `readuntil`.
+    A client that sends many short lines that could begin the marker ("\\r\\n" again and again)
+    is read a few octets at a time, as aiosmtpd read every line; only its own session pays.
+    """
+    bulk = False  # a readuntil() since the last short read: the next one cannot miss a marker
+    while not receiver.done:
+        if receiver.pending and not bulk:
+            chunk = await reader.readexactly(receiver.needed)
+        else:
+            try:
+                chunk = await reader.readuntil(END)
+            except asyncio.LimitOverrunError as exc:
+                chunk = await reader.read(exc.consumed)
+                bulk = True
+        taken = receiver.feed(chunk)
+        assert taken == len(chunk), "read past the end of the data"
+
 
 class LimitedSMTP(SMTP):
     """aiosmtpd's SMTP plus a connection slot per session and a total session time limit.
@@ -43,6 +109,8 @@ class LimitedSMTP(SMTP):
     characters (`push`), an idle client hears why it is dropped, and bytes arriving during DATA
     count as activity.
     """
+
+    line_length_limit = READ_LIMIT  # aiosmtpd's name for the StreamReader limit
 
     def __init__(
         self,
@@ -56,12 +124,18 @@ class LimitedSMTP(SMTP):
         # EHLOs (or another session's arrival, which clears it) changed every session's limit.
         self.command_size_limits = defaultdict(lambda: SMTP.command_size_limit)
         super().__init__(handler, **kwargs)
+        self._policy = handler
         self._receiving_data = False
         self._limiter = limiter
         self._session_timeout = session_timeout
         self._slot_ip: str | None = None
         self._refused = False
         self._deadline: asyncio.TimerHandle | None = None
+        self._waiting = bytearray()  # replies not yet written (see _MAY_WAIT)
+        self._flush_scheduled = False
+        self._active_at = 0.0  # loop time of the client's last command or DATA bytes
+        self._idle_limit = 0.0
+        self._idle_timer_at: float | None = None  # when the armed idle timer fires
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = self.transport is None and self._slot_ip is None and not self._refused
@@ -80,32 +154,149 @@ class LimitedSMTP(SMTP):
             self._deadline = self.loop.call_later(self._session_timeout, self._expire)
         super().connection_made(transport)
 
+    # -- replies -------------------------------------------------------------------------------
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str):
-            await super().push(R.for_wire(status))
+            line = R.for_wire(status).encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
         else:
-            await super().push(status)
+            line = status
+        waiting = self._waiting
+        waiting += line
+        waiting += b"\r\n"
+        if (line[:4] in _MAY_WAIT or line[3:4] == b"-") and len(waiting) < _MAX_WAITING:
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self.loop.call_soon(self._flush)
+            return
+        self._flush()
+        await self._writer.drain()
 
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._waiting:
+            return
+        data = bytes(self._waiting)
+        self._waiting.clear()
+        if not self._writer.transport.is_closing():
+            self._writer.write(data)
+
+    # -- commands ------------------------------------------------------------------------------
     @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
         self.command_size_limits.clear()
         await super().smtp_EHLO(hostname)
 
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # aiosmtpd runs the email package's header parser and defines a typing.Protocol class on
+        # every call: a quarter of a millisecond per MAIL or RCPT.
+        match = _PLAIN_PATH.match(arg) if arg else None
+        if match is None:
+            address: str | None
+            params: str | None
+            try:
+                address, params = super()._getaddr(arg)
+            except Exception:
+                # aiosmtpd's parser raises IndexError, AttributeError... on some malformed
+                # paths ("<@"): the client's mistake, so a 553, not a 451 and a traceback.
+                return None, None
+            return address, params
+        address = match[1]
+        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return address, match[2] or ""
+
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
+        # aiosmtpd's checks, in its order; then the data through DataReceiver.
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push(R.NEED_RCPT)
+            return
+        if arg:
+            await self.push(R.DATA_SYNTAX)
+            return
+        await self.push(R.START_DATA)
+        receiver = DataReceiver(max_size=self.data_size_limit, max_line=TEXT_LINE_LIMIT)
         self._receiving_data = True
         try:
-            await super().smtp_DATA(arg)
+            await receive_data(self._reader, receiver)
+        except asyncio.IncompleteReadError:
+            # The client closed mid-data; aiosmtpd's own reader would have been cancelled.
+            self._writer.close()
+            raise asyncio.CancelledError from None
         finally:
             self._receiving_data = False
+        try:
+            data = receiver.result()
+            if data.refusal is not None:
+                self._set_post_data_state()  # type: ignore[no-untyped-call]
+                await self.push(data.refusal)
+                return
+            assert self.session is not None
+            self.envelope.content = self.envelope.original_content = data.content
+            status = await self._policy.handle_DATA(self, self.session, self.envelope)
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            await self.push(status)
+        finally:
             if self.transport is not None:
                 self._reset_timeout()
+
+    async def challenge_auth(
+        self,
+        challenge: str | bytes,
+        encode_to_b64: bool = True,
+        log_client_response: bool = False,
+    ) -> Any:
+        """aiosmtpd's, with the answer's length bounded as before READ_LIMIT grew.
+
+        A longer answer raises ValueError, as StreamReader.readline does past its limit."""
+        raw = challenge.encode() if isinstance(challenge, str) else challenge
+        await self.push(b"334 " + (base64.b64encode(raw) if encode_to_b64 else raw))
+        line = await self._reader.readline()
+        if len(line) > AUTH_LINE_LIMIT:
+            raise ValueError("authentication answer is too long")
+        blob = line.strip()
+        if blob == b"*":  # RFC 4954 4: the client cancels
+            await self.push("501 5.7.0 Auth aborted")
+            return MISSING
+        try:
+            return base64.b64decode(blob, validate=True)
+        except binascii.Error:
+            await self.push("501 5.5.2 Can't decode base64")
+            return MISSING
+
+    # -- time limits ---------------------------------------------------------------------------
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        # aiosmtpd cancels and re-creates a timer on every command. Instead note the time and
+        # keep one timer, which on firing re-arms itself for whatever is left of the period.
+        now = self.loop.time()
+        self._active_at = now
+        self._idle_limit = duration or self._timeout_duration
+        due = now + self._idle_limit
+        if self._idle_timer_at is None or self._idle_timer_at > due:
+            if self._timeout_handle is not None:
+                self._timeout_handle.cancel()
+            self._timeout_handle = self.loop.call_at(due, self._idle_check)
+            self._idle_timer_at = due
+
+    def _idle_check(self) -> None:
+        self._idle_timer_at = None
+        due = self._active_at + self._idle_limit
+        if due > self.loop.time():
+            self._timeout_handle = self.loop.call_at(due, self._idle_check)
+            self._idle_timer_at = due
+        else:
+            self._timeout_cb()
 
     def data_received(self, data: bytes) -> None:
         # aiosmtpd restarts the idle timer only on commands, so a large message on a slow link
         # would be cut off after one idle period; the session deadline still bounds a trickle.
         if self._receiving_data:
-            self._reset_timeout()
+            self._active_at = self.loop.time()
         super().data_received(data)
 
     def _timeout_cb(self) -> None:
@@ -113,6 +304,7 @@ class LimitedSMTP(SMTP):
         if transport is not None and not transport.is_closing():
             log.info("event=idle_timeout client=%s", self._slot_ip)
             assert isinstance(transport, asyncio.WriteTransport)
+            self._flush()
             transport.write(R.IDLE_TIMEOUT.encode() + b"\r\n")
             transport.close()
 
@@ -120,6 +312,7 @@ class LimitedSMTP(SMTP):
         transport = self.transport
         if transport is not None and not transport.is_closing():
             assert isinstance(transport, asyncio.WriteTransport)
+            self._flush()
             transport.write(R.SESSION_TOO_LONG.encode() + b"\r\n")
             transport.close()
 

@@ -252,8 +252,9 @@ class SmtpPolicy:
         """Leave out accounts at or over quota; False when nobody is left to receive.
 
         A full mailbox is a temporary condition (452 4.2.2): the sender retries, the user cleans
-        up. One full member of an alias must not block mail for the others."""
-        for account_id in list(resolution.local):
+        up. One full member of an alias must not block mail for the others. Only accounts with a
+        quota are looked at, and their use is read fresh (it changes with every delivery)."""
+        for account_id in resolution.limited & resolution.local.keys():
             account = await self.store.get_account_by_id(account_id)
             if account is not None and 0 < account.quota_bytes <= account.used_bytes:
                 del resolution.local[account_id]

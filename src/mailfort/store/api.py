@@ -173,6 +173,45 @@ class QueueItem:
     last_error: str | None
     lease_owner: str | None
     lease_until: float | None
+    # What remote delivery recorded about the last failed attempt (for DSNs and `queue show`).
+    warned: bool = False  # a delay warning was sent for this recipient
+    last_attempt: float | None = None
+    last_status: str | None = None  # enhanced status code of the last failure, "4.2.0"
+    remote_mta: str | None = None  # host that gave the last answer
+    diagnostic: str | None = None  # RFC 3464 Diagnostic-Code value, "smtp; 450 4.2.0 busy"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptFailure:
+    """Why one delivery attempt to one recipient did not succeed."""
+
+    error: str  # one line for people: `queue list`, logs ("host mx[192.0.2.1] said: 450 ...")
+    status: str  # enhanced status code (RFC 3463)
+    at: float
+    remote_mta: str | None = None
+    diagnostic: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Deferral:
+    item: QueueItem
+    next_attempt: float
+    failure: AttemptFailure
+    warned: bool = False  # this settlement carries the item's delay warning
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settlement:
+    """The outcome of one delivery attempt, committed in one transaction.
+
+    Delivered and failed items are removed; deferred ones get their next attempt; `notices` (DSNs:
+    bounces, delay warnings) are accepted as new messages in that same transaction, so a crash can
+    neither lose a bounce nor send it twice."""
+
+    delivered: Sequence[QueueItem] = ()
+    deferred: Sequence[Deferral] = ()
+    failed: Sequence[QueueItem] = ()
+    notices: Sequence[AcceptRequest] = ()
 
 
 class Store(abc.ABC):
@@ -298,6 +337,14 @@ class Store(abc.ABC):
         """Remove messages flagged \\Deleted (only among `uids` when given); returns their UIDs."""
 
     @abc.abstractmethod
+    async def delete_messages(self, account_id: int, mailbox_id: int, uids: list[int]) -> list[int]:
+        """Remove exactly these messages, whatever their flags, in one transaction (POP3 QUIT).
+
+        Like `expunge`: the UIDs are recorded as expunged with a new MODSEQ, the quota and
+        orphaned bodies are freed. UIDs no longer there are skipped; returns the removed UIDs,
+        ascending. Raises NotFound when the mailbox does not exist."""
+
+    @abc.abstractmethod
     async def copy(
         self, account_id: int, mailbox_id: int, uids: list[int], target: str, *, move: bool
     ) -> CopyResult:
@@ -346,6 +393,27 @@ class Store(abc.ABC):
     async def defer_queued(
         self, item: QueueItem, owner: str, next_attempt: float, error: str
     ) -> bool: ...
+
+    @abc.abstractmethod
+    async def claim_remote(
+        self, owner: str, now: float, lease_seconds: float, limit: int
+    ) -> list[QueueItem]:
+        """Like `claim_queue`, for items without an account only (remote recipients)."""
+
+    @abc.abstractmethod
+    async def renew_lease(self, item_ids: Sequence[int], owner: str, until: float) -> int:
+        """Extend our leases on these items; returns how many are still ours."""
+
+    @abc.abstractmethod
+    async def settle_queued(self, settlement: Settlement, owner: str) -> bool:
+        """Commit a delivery attempt's outcome in one transaction.
+
+        All or nothing: returns False (and changes nothing) when any of its items is no longer
+        leased by `owner` (taken over after the lease expired, or deleted)."""
+
+    async def complete_queued(self, item: QueueItem, owner: str) -> bool:
+        """The item was delivered elsewhere: remove it, if it is still ours."""
+        return await self.settle_queued(Settlement(delivered=(item,)), owner)
 
     @abc.abstractmethod
     async def retry_queue(self, queue_id: str | None, now: float) -> int:

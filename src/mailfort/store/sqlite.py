@@ -29,6 +29,7 @@ from mailfort.store.api import (
     MailboxStatus,
     MessageRow,
     QueueItem,
+    Settlement,
     Store,
     StoredMessage,
 )
@@ -476,6 +477,12 @@ class SqliteStore(Store):
             self.hub.publish((mailbox_id,))
         return result
 
+    async def delete_messages(self, account_id: int, mailbox_id: int, uids: list[int]) -> list[int]:
+        result = await self._write(lambda c: imap.delete_messages(c, account_id, mailbox_id, uids))
+        if result:
+            self.hub.publish((mailbox_id,))
+        return result
+
     async def copy(
         self, account_id: int, mailbox_id: int, uids: list[int], target: str, *, move: bool
     ) -> CopyResult:
@@ -525,6 +532,26 @@ class SqliteStore(Store):
         self, item: QueueItem, owner: str, next_attempt: float, error: str
     ) -> bool:
         return await self._write(lambda c: q.defer(c, item, owner, next_attempt, error))
+
+    async def claim_remote(
+        self, owner: str, now: float, lease_seconds: float, limit: int
+    ) -> list[QueueItem]:
+        return await self._write(
+            lambda c: q.claim(c, owner, now, lease_seconds, limit, False, remote_only=True)
+        )
+
+    async def renew_lease(self, item_ids: Sequence[int], owner: str, until: float) -> int:
+        if not item_ids:
+            return 0
+        return await self._write(lambda c: q.renew(c, item_ids, owner, until))
+
+    async def settle_queued(self, settlement: Settlement, owner: str) -> bool:
+        mailboxes = await self._write(lambda c: q.settle(c, settlement, owner))
+        if mailboxes is None:
+            return False
+        if mailboxes:
+            self.hub.publish(mailboxes)
+        return True
 
     async def retry_queue(self, queue_id: str | None, now: float) -> int:
         return await self._write(lambda c: q.retry(c, queue_id, now))

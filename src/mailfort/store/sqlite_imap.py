@@ -326,6 +326,24 @@ def expunge(
     return found
 
 
+def delete_messages(
+    c: sqlite3.Connection, account_id: int, mailbox_id: int, uids: list[int]
+) -> list[int]:
+    _owned(c, account_id, mailbox_id)
+    found: list[int] = []
+    for part in chunks(sorted(set(uids))):
+        found.extend(
+            r[0]
+            for r in c.execute(
+                f"SELECT uid FROM messages WHERE mailbox_id = ? AND uid IN ({_marks(part)})",
+                (mailbox_id, *part),
+            )
+        )
+    found.sort()
+    _remove(c, account_id, mailbox_id, found)
+    return found
+
+
 def copy(
     c: sqlite3.Connection,
     account_id: int,

@@ -9,12 +9,20 @@ its mailbox or in the queue, never in both and never in neither.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 
-from mailfort.store.api import AcceptRequest, AcceptResult, QueuedRecipient, QueueItem
+from mailfort.store.api import (
+    AcceptRequest,
+    AcceptResult,
+    QueuedRecipient,
+    QueueItem,
+    Settlement,
+)
 
 _ITEM_SQL = (
     "SELECT q.id, e.queue_id, e.sender, q.recipient, q.original, q.account_id, b.size,"
-    " e.received, q.attempts, q.next_attempt, q.last_error, q.lease_owner, q.lease_until"
+    " e.received, q.attempts, q.next_attempt, q.last_error, q.lease_owner, q.lease_until,"
+    " q.warned, q.last_attempt, q.last_status, q.remote_mta, q.diagnostic"
     " FROM queue q JOIN envelopes e ON e.id = q.envelope_id JOIN blobs b ON b.id = e.blob_id"
 )
 
@@ -34,6 +42,11 @@ def _item(row: tuple) -> QueueItem:  # type: ignore[type-arg]
         last_error=row[10],
         lease_owner=row[11],
         lease_until=row[12],
+        warned=bool(row[13]),
+        last_attempt=row[14],
+        last_status=row[15],
+        remote_mta=row[16],
+        diagnostic=row[17],
     )
 
 
@@ -121,11 +134,19 @@ def items(c: sqlite3.Connection, queue_id: str | None) -> list[QueueItem]:
 
 
 def claim(
-    c: sqlite3.Connection, owner: str, now: float, lease: float, limit: int, local_only: bool
+    c: sqlite3.Connection,
+    owner: str,
+    now: float,
+    lease: float,
+    limit: int,
+    local_only: bool,
+    remote_only: bool = False,
 ) -> list[QueueItem]:
     where = "q.next_attempt <= ? AND (q.lease_until IS NULL OR q.lease_until < ?)"
     if local_only:
         where += " AND q.account_id IS NOT NULL"
+    elif remote_only:
+        where += " AND q.account_id IS NULL"
     ids = [
         r[0]
         for r in c.execute(
@@ -198,6 +219,48 @@ def defer(c: sqlite3.Connection, item: QueueItem, owner: str, when: float, error
         (when, error, item.id),
     )
     return True
+
+
+def renew(c: sqlite3.Connection, item_ids: Sequence[int], owner: str, until: float) -> int:
+    renewed = 0
+    for start in range(0, len(item_ids), 500):
+        chunk = list(item_ids[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        renewed += c.execute(
+            f"UPDATE queue SET lease_until = ? WHERE lease_owner = ? AND id IN ({marks})",
+            (until, owner, *chunk),
+        ).rowcount
+    return renewed
+
+
+def settle(c: sqlite3.Connection, s: Settlement, owner: str) -> list[int] | None:
+    """One attempt's outcome; the mailboxes the notices reached, or None when a lease is lost."""
+    items = [*s.delivered, *s.failed, *(d.item for d in s.deferred)]
+    if not all(_holds_lease(c, item, owner) for item in items):
+        return None
+    for item in (*s.delivered, *s.failed):
+        _drop_item(c, item.id)
+    for d in s.deferred:
+        f = d.failure
+        c.execute(
+            "UPDATE queue SET attempts = attempts + 1, next_attempt = ?, last_error = ?,"
+            " last_attempt = ?, last_status = ?, remote_mta = ?, diagnostic = ?,"
+            " warned = max(warned, ?), lease_owner = NULL, lease_until = NULL WHERE id = ?",
+            (
+                d.next_attempt,
+                f.error,
+                f.at,
+                f.status,
+                f.remote_mta,
+                f.diagnostic,
+                int(d.warned),
+                d.item.id,
+            ),
+        )
+    mailboxes: list[int] = []
+    for notice in s.notices:
+        mailboxes.extend(accept(c, notice).mailboxes)
+    return mailboxes
 
 
 def retry(c: sqlite3.Connection, queue_id: str | None, now: float) -> int:

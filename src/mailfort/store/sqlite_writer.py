@@ -89,13 +89,17 @@ def translate(exc: BaseException) -> BaseException:
     return exc
 
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+Outcome = tuple[asyncio.Future[Any], Any, BaseException | None]
+
+
+def _settle(outcomes: list[Outcome]) -> None:
+    for future, result, error in outcomes:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 class GroupCommitWriter:
@@ -213,7 +217,12 @@ class GroupCommitWriter:
             self.commits += 1
             self.committed_jobs += len(batch)
         self.last_commit_seconds = time.monotonic() - started
+        # One wake-up per event loop, not per job: each call_soon_threadsafe writes to the loop's
+        # self-pipe and takes the GIL from the loop thread, hundreds of times a second.
+        by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
         for job, result, error in outcomes:
+            by_loop.setdefault(job.loop, []).append((job.future, result, error))
+        for loop, settled in by_loop.items():
             # RuntimeError: the caller's loop is gone (shutdown); the commit stands.
             with contextlib.suppress(RuntimeError):
-                job.loop.call_soon_threadsafe(_settle, job.future, result, error)
+                loop.call_soon_threadsafe(_settle, settled)

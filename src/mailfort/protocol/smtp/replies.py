@@ -15,6 +15,9 @@ def queued(queue_id: str) -> str:
     return f"250 2.0.0 OK queued as {queue_id}"
 
 
+# 3xx
+START_DATA: Final = "354 End data with <CR><LF>.<CR><LF>"
+
 # 4xx: temporary, the sender retries
 TOO_MANY_CONNECTIONS_NODE: Final = "421 4.3.2 Too many connections, try again later"
 TOO_MANY_CONNECTIONS_IP: Final = "421 4.7.0 Too many connections from your address, try again later"
@@ -42,6 +45,11 @@ RELAY_DENIED: Final = "550 5.7.1 Relaying denied"
 SENDER_NOT_OWNED: Final = "553 5.7.1 Sender address not owned by authenticated user"
 NULL_SENDER_SUBMISSION: Final = "553 5.7.1 Authenticated users must use their own address"
 IDLE_TIMEOUT: Final = "421 4.4.2 Idle timeout, closing"
+# DATA, in aiosmtpd's words (RFC 5321 4.5.3.1.6 for lines, RFC 1870 for size)
+NEED_RCPT: Final = "503 5.5.1 Error: need RCPT command"
+DATA_SYNTAX: Final = "501 5.5.4 Syntax: DATA"
+LINE_TOO_LONG: Final = "500 5.5.2 Line too long (see RFC5321 4.5.3.1.6)"
+DATA_TOO_BIG: Final = "552 5.3.4 Error: Too much mail data"
 
 # Detail for replies written without an enhanced code (aiosmtpd's own), by reply code.
 # RFC 2034 3: once ENHANCEDSTATUSCODES is advertised, every 4xx/5xx reply carries one.

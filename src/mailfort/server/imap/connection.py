@@ -27,6 +27,9 @@ log = logging.getLogger("mailfort.imap")
 class ImapLimits:
     max_line: int = 64 * 1024
     max_literal: int = 64 * 1024 * 1024
+    # Before login only LOGIN and AUTHENTICATE take literals: a stranger may not make us hold
+    # a message-sized literal per connection (RFC 9051 7.5 lets us refuse it with NO [TOOBIG]).
+    unauth_max_literal: int = 8 * 1024
     unauth_timeout: float = 60.0
     unauth_commands: int = 20
     idle_timeout: float = 30 * 60.0  # RFC 9051 5.4: at least 30 minutes once authenticated
@@ -69,6 +72,10 @@ class Connection:
                 event = self.events.popleft()
                 if isinstance(event, framing.RawLine):
                     return event.data
+                # The line was refused (too long): the main loop answers BAD and closes; read
+                # on, and the commands after it would be swallowed while we wait for a line.
+                self.events.appendleft(event)
+                return None
             data = await self._read(timeout)
             if not data:
                 return None
@@ -110,9 +117,20 @@ class Connection:
                     else:
                         await self._bye("autologout; idle for too long")
                     return
+                self.framer.max_literal = (
+                    self.limits.max_literal if authed else self.limits.unauth_max_literal
+                )
                 self.events.extend(self.framer.feed(data))
                 continue
             event = self.events.popleft()
+            if self.session.state is State.NOT_AUTHENTICATED and not isinstance(
+                event, framing.Continue | framing.RawLine
+            ):
+                # Refused and malformed commands count too: garbage is no cheaper to answer.
+                unauth_commands += 1
+                if unauth_commands > self.limits.unauth_commands:
+                    await self._bye("too many commands without logging in")
+                    return
             if isinstance(event, framing.Continue):
                 await self.send(b"+ Ready for literal data\r\n")
                 continue
@@ -128,13 +146,7 @@ class Connection:
                 continue
             if isinstance(event, framing.RawLine):
                 continue  # a stray line after AUTHENTICATE/IDLE ended; nothing waits for it
-            command = event.command
-            if self.session.state is State.NOT_AUTHENTICATED:
-                unauth_commands += 1
-                if unauth_commands > self.limits.unauth_commands:
-                    await self._bye("too many commands without logging in")
-                    return
-            if not await self.session.handle(command):
+            if not await self.session.handle(event.command):
                 return
 
     async def _bye(self, text: str) -> None:

@@ -227,10 +227,22 @@ async def do_list(s: Session, cmd: C.Command) -> Done:
         child_subscribed = any(other.startswith(name + names.DELIMITER) for other in subscribed)
         attrs: list[str] = []
         extra = ""
+        lsub_parent = False
         if select_subscribed and name not in subscribed:
-            if not (recursive and child_subscribed):
+            if cmd.lsub:
+                # RFC 3501 6.3.9: LSUB "%" lists an unsubscribed parent of a subscribed name
+                # the pattern does not reach, flagged \Noselect.
+                lsub_parent = any(
+                    other.startswith(name + names.DELIMITER)
+                    and not any(p.match(other) for p in patterns)
+                    for other in subscribed
+                )
+                if not lsub_parent:
+                    continue
+            elif not (recursive and child_subscribed):
                 continue
-            extra = ' ("CHILDINFO" ("SUBSCRIBED"))'
+            else:
+                extra = ' ("CHILDINFO" ("SUBSCRIBED"))'
         if special_only and (box is None or not box.special_use):
             continue
         if box is None:
@@ -240,7 +252,7 @@ async def do_list(s: Session, cmd: C.Command) -> Done:
             attrs.append(box.special_use)
         if show_subscribed and name in subscribed:
             attrs.append("\\Subscribed")
-        if cmd.lsub and box is None:
+        if cmd.lsub and (box is None or lsub_parent):
             attrs = ["\\Noselect"]
         encoded = wire_name(s, name)
         lines.append(

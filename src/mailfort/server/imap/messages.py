@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterator
 
 from mailfort.errors import NotFound
 from mailfort.mail import search
@@ -14,13 +15,31 @@ from mailfort.server.imap.selected import SelectedMailbox
 from mailfort.server.imap.session import Done, Session, handles
 from mailfort.store.api import FlagMode, MessageRow
 
-# Messages read from the store per round trip: bounds memory per session during a big FETCH.
+# Messages read from the store per round trip, and at most BATCH_BYTES of them (one larger
+# message goes alone): bounds memory per session during a big FETCH or SEARCH, and what a client
+# that does not read its responses can make the server hold (DESIGN.md: bounded everything).
 BATCH = 100
+BATCH_BYTES = 1024 * 1024
 _MODES = {
     C.StoreMode.ADD: FlagMode.ADD,
     C.StoreMode.REMOVE: FlagMode.REMOVE,
     C.StoreMode.REPLACE: FlagMode.REPLACE,
 }
+
+
+def _batches(sel: SelectedMailbox, uids: list[int]) -> Iterator[list[int]]:
+    chunk: list[int] = []
+    size = 0
+    for uid in uids:
+        row = sel.rows.get(uid)
+        octets = row.size if row is not None else 0
+        if chunk and (len(chunk) >= BATCH or size + octets > BATCH_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(uid)
+        size += octets
+    if chunk:
+        yield chunk
 
 
 def _ctx(s: Session) -> tuple[int, SelectedMailbox]:
@@ -61,8 +80,7 @@ async def do_fetch(s: Session, cmd: C.Command) -> Done:
     wants_bytes = fetch.needs_bytes(tuple(atts))
     cache = s.ctx.cache
     failed = False
-    for start in range(0, len(uids), BATCH):
-        chunk = uids[start : start + BATCH]
+    for chunk in _batches(sel, uids):
         metas = {u: cache.get(sel.mailbox_id, u) for u in chunk} if wants_meta else {}
         need = chunk if wants_bytes else [u for u in chunk if wants_meta and metas[u] is None]
         data = await s.ctx.store.bodies(account_id, sel.mailbox_id, need) if need else {}
@@ -172,8 +190,7 @@ async def do_search(s: Session, cmd: C.Command) -> Done:
     largest_seq = len(sel.uids)
     largest_uid = sel.uids[-1] if sel.uids else 0
     found: list[int] = []
-    for start in range(0, len(candidates), BATCH):
-        chunk = candidates[start : start + BATCH]
+    for chunk in _batches(sel, candidates):
         data = await s.ctx.store.bodies(account_id, sel.mailbox_id, chunk) if needs_data else {}
         for uid in chunk:
             row = sel.rows[uid]
@@ -200,24 +217,25 @@ async def do_search(s: Session, cmd: C.Command) -> Done:
         if with_modseq and found:
             text += f" (MODSEQ {modseq})"
         await s.untagged(text)
-    else:
-        wanted = set(options or ()) - {"SAVE"}
-        if options is None or (not wanted and "SAVE" not in (options or ())):
-            wanted = {"ALL"}
-        parts = [f'(TAG "{cmd.tag}")'] + (["UID"] if cmd.uid else [])
-        if numbers:
-            if "MIN" in wanted:
-                parts.append(f"MIN {numbers[0]}")
-            if "MAX" in wanted:
-                parts.append(f"MAX {numbers[-1]}")
-            if "ALL" in wanted:
-                parts.append(f"ALL {response.format_seqset(numbers)}")
-        if "COUNT" in wanted:
-            parts.append(f"COUNT {len(numbers)}")
-        if with_modseq and found:
-            parts.append(f"MODSEQ {modseq}")
-        if wanted or options is None:
-            await s.untagged("ESEARCH " + " ".join(parts))
+        return Done(text=("UID " if cmd.uid else "") + "SEARCH completed")
+    # ESEARCH (RFC 4731): RETURN () means ALL; IMAP4rev2 answers a plain SEARCH the same way.
+    wanted = {"ALL"} if not options else set(options) - {"SAVE"}
+    if not wanted:
+        # RETURN (SAVE) alone: the result is kept, not sent (RFC 5182 2.1).
+        return Done(text=("UID " if cmd.uid else "") + "SEARCH completed")
+    parts = [f'(TAG "{cmd.tag}")'] + (["UID"] if cmd.uid else [])
+    if numbers:
+        if "MIN" in wanted:
+            parts.append(f"MIN {numbers[0]}")
+        if "MAX" in wanted:
+            parts.append(f"MAX {numbers[-1]}")
+        if "ALL" in wanted:
+            parts.append(f"ALL {response.format_seqset(numbers)}")
+    if "COUNT" in wanted:
+        parts.append(f"COUNT {len(numbers)}")
+    if with_modseq and found:
+        parts.append(f"MODSEQ {modseq}")
+    await s.untagged("ESEARCH " + " ".join(parts))
     return Done(text=("UID " if cmd.uid else "") + "SEARCH completed")
 
 

@@ -26,6 +26,7 @@ from mailfort.errors import NotFound, OverQuota, StoreError, StoreUnavailable
 from mailfort.mail.address import AddressError, normalize
 from mailfort.protocol.imap import commands as C
 from mailfort.server.imap.cache import MetaCache
+from mailfort.server.imap.flags import FlagError
 from mailfort.server.imap.names import NameError_
 from mailfort.server.imap.selected import SelectedMailbox
 from mailfort.store.api import Account, MessageRow, Store
@@ -237,6 +238,8 @@ class Session:
             done = exc.done
         except NameError_ as exc:
             done = Done("NO", str(exc), "CANNOT")
+        except FlagError as exc:
+            done = Done("BAD", str(exc))
         except OverQuota:
             done = Done("NO", "quota exceeded", "OVERQUOTA")
         except NotFound as exc:

@@ -1,0 +1,13 @@
+"""Delivery: getting a queued message to where it goes.
+
+Owns: routing a remote recipient's domain to a next hop (`transport.py`: overrides like Postfix's
+transport_maps and relayhost; otherwise `mx.py`: MX by preference, A/AAAA fallback, null MX), and
+the SMTP client that hands a message to that next hop (`remote.py`: STARTTLS, several recipients per
+transaction, per-recipient results, a small per-destination connection cache and concurrency limit).
+
+It answers "what happened to each recipient" (`remote.RecipientResult`: delivered, deferred or
+failed, with the enhanced status and the remote reply) and decides nothing about the queue: retry
+schedules, lifetimes and bounces belong to `queue/`, and nothing here writes to the store.
+
+May import: `mail/`, `store/` types, dnspython, aiosmtplib. Must not import: `server/`, `queue/`.
+"""

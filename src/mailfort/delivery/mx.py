@@ -1,0 +1,147 @@
+"""Where mail for a domain goes: MX records by preference, with the fallbacks RFC 5321 5.1 names.
+
+- MX records sorted by preference; hosts of equal preference in random order (RFC 5321 5.1), so
+  equal MX share the load.
+- No MX records but the domain exists: the domain itself is the one host (the "implicit MX").
+- A null MX, a single `MX 0 .` (RFC 7505): the domain accepts no mail; permanent, 5.1.10.
+- The domain does not exist (NXDOMAIN): permanent, 5.1.2.
+- SERVFAIL, timeouts, no usable name server: temporary, 4.4.3; the queue tries again later.
+
+Addresses of a host: its A records, then its AAAA records. The resolver is passed in, never a
+global; tests point it at their own name server on loopback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dns.asyncresolver
+import dns.exception
+import dns.name
+import dns.nameserver
+import dns.rdatatype
+import dns.resolver
+
+STATUS_NULL_MX = "5.1.10"  # RFC 7505 4.2
+STATUS_NO_DOMAIN = "5.1.2"  # RFC 3463: bad destination system address
+STATUS_NO_ADDRESS = "5.4.4"  # unable to route
+STATUS_DNS_TEMPORARY = "4.4.3"  # directory server failure
+
+
+class DnsError(Exception):
+    """A lookup that gives no host to connect to; `status` says whether to try again."""
+
+    def __init__(self, status: str, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+
+    @property
+    def permanent(self) -> bool:
+        return self.status.startswith("5")
+
+
+@dataclass(frozen=True, slots=True)
+class MxHost:
+    name: str
+    preference: int
+
+
+def order_mx(records: Sequence[MxHost], rng: random.Random | None = None) -> list[MxHost]:
+    """By preference; shuffled within one preference (RFC 5321 5.1)."""
+    rng = rng or random.Random()
+    keyed = [(r.preference, rng.random(), r) for r in records]
+    return [r for _, _, r in sorted(keyed, key=lambda k: (k[0], k[1]))]
+
+
+def _literal(host: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+
+
+class MxResolver:
+    def __init__(
+        self,
+        *,
+        nameservers: Sequence[tuple[str, int]] = (),
+        timeout: float = 10.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._nameservers = list(nameservers)
+        self._timeout = timeout
+        self._rng = rng or random.Random()
+        self._resolver: dns.asyncresolver.Resolver | None = None
+
+    def _get(self) -> dns.asyncresolver.Resolver:
+        if self._resolver is None:
+            if self._nameservers:
+                resolver = dns.asyncresolver.Resolver(configure=False)
+                resolver.nameservers = [
+                    dns.nameserver.Do53Nameserver(address, port)
+                    for address, port in self._nameservers
+                ]
+            else:
+                try:
+                    resolver = dns.asyncresolver.Resolver()
+                except dns.exception.DNSException as exc:  # no /etc/resolv.conf
+                    raise DnsError(STATUS_DNS_TEMPORARY, f"no DNS resolver: {exc}") from None
+            resolver.timeout = self._timeout
+            resolver.lifetime = self._timeout
+            # Answers are kept for their TTL: a burst of mail to one domain asks once.
+            resolver.cache = dns.resolver.LRUCache(10_000)
+            self._resolver = resolver
+        return self._resolver
+
+    async def _query(self, name: str, rdtype: str) -> dns.resolver.Answer:
+        try:
+            return await self._get().resolve(name, rdtype, search=False, raise_on_no_answer=False)
+        except dns.resolver.NXDOMAIN:
+            raise DnsError(STATUS_NO_DOMAIN, f"{name}: domain not found (NXDOMAIN)") from None
+        except (dns.name.NameTooLong, dns.name.LabelTooLong, dns.name.EmptyLabel) as exc:
+            raise DnsError(STATUS_NO_DOMAIN, f"{name}: not a domain name ({exc})") from None
+        except dns.exception.Timeout:
+            raise DnsError(STATUS_DNS_TEMPORARY, f"{name} {rdtype}: DNS timeout") from None
+        except dns.exception.DNSException as exc:
+            # NoNameservers (SERVFAIL, REFUSED from all), YXDOMAIN, malformed answers ...
+            raise DnsError(STATUS_DNS_TEMPORARY, f"{name} {rdtype}: DNS failure ({exc})") from None
+
+    async def mx_hosts(self, domain: str) -> list[MxHost]:
+        """The hosts to try for `domain`, in order. Raises DnsError."""
+        answer = await self._query(domain, "MX")
+        records = [
+            MxHost(r.exchange.to_text(omit_final_dot=True).lower(), int(r.preference))
+            for r in (answer.rrset or ())
+        ]
+        if not records:
+            return [MxHost(domain.lower().rstrip("."), 0)]  # implicit MX, RFC 5321 5.1
+        real = [r for r in records if r.name not in ("", ".")]
+        if not real:
+            raise DnsError(STATUS_NULL_MX, f"{domain} does not accept mail (null MX, RFC 7505)")
+        return order_mx(real, self._rng)
+
+    async def addresses(self, host: str) -> list[str]:
+        """IPv4 then IPv6 addresses of `host`. Raises DnsError when there are none."""
+        literal = _literal(host)
+        if literal is not None:
+            return [literal]
+        found: list[str] = []
+        failure: DnsError | None = None
+        for rdtype in ("A", "AAAA"):
+            try:
+                answer = await self._query(host, rdtype)
+            except DnsError as exc:
+                if exc.status == STATUS_NO_DOMAIN:
+                    raise DnsError(STATUS_NO_ADDRESS, f"host {host} not found (NXDOMAIN)") from None
+                failure = failure or exc
+                continue
+            found.extend(r.to_text() for r in (answer.rrset or ()))
+        if found:
+            return found
+        if failure is not None:
+            raise failure
+        raise DnsError(STATUS_NO_ADDRESS, f"host {host} has no address (A/AAAA) records")

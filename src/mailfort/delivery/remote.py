@@ -1,0 +1,611 @@
+"""The SMTP client that hands queued mail to other servers (aiosmtplib underneath).
+
+One call, `RemoteClient.deliver`, sends one message to several recipients at one destination in a
+single SMTP transaction and returns a result per recipient (RCPT answers differ per recipient; the
+reply to the final dot applies to every recipient the server accepted).
+
+The way there, as MTAs do it:
+- route: a transport override (`transport.py`) or the domain's MX hosts (`mx.py`); each host's
+  addresses in turn until one answers with a 220 greeting (a refused connection, a timeout or a
+  4xx/5xx greeting moves on to the next); at most `MAX_ADDRESSES` addresses per attempt;
+- EHLO (HELO when EHLO is refused); STARTTLS when offered (`tls = "may"`: certificates are not
+  verified, and a failed handshake falls back to plaintext, as Postfix's "may" does; "encrypt"
+  requires TLS, "verify" requires a certificate valid for the MX name, "none" never uses it);
+- the server's extensions: SIZE (a message over its limit fails at once, 5.3.4), 8BITMIME
+  (BODY=8BITMIME for 8-bit bodies), SMTPUTF8 (needed for non-ASCII addresses: without it they fail,
+  5.6.7, RFC 6531 3.2; asked for when the header section is UTF-8);
+- a mail loop (the server greets with our own name) fails permanently, 5.4.6.
+
+Connections are kept for `idle_timeout` after a transaction and reused for the next message to the
+same destination; a reused connection the server closed meanwhile is replaced once, transparently.
+At most `concurrency` transactions run at once per destination.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import ipaddress
+import logging
+import os
+import re
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import aiosmtplib
+
+from mailfort.delivery.mx import DnsError, MxResolver
+from mailfort.delivery.transport import Nexthop, TransportMap
+
+log = logging.getLogger("mailfort.delivery")
+
+MAX_ADDRESSES = 5  # addresses tried per attempt (Postfix smtp_mx_address_limit)
+QUIT_TIMEOUT = 5.0
+_ENHANCED = re.compile(r"^[245]\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
+
+STATUS_CONNECT = "4.4.1"  # no answer from host
+STATUS_LOST = "4.4.2"  # bad connection
+STATUS_LOOP = "5.4.6"  # routing loop detected
+STATUS_TOO_BIG = "5.3.4"  # message too big for system
+STATUS_NEEDS_UTF8 = "5.6.7"  # non-ASCII addresses not permitted (RFC 6531)
+STATUS_TLS = "4.7.5"  # cryptographic failure
+
+
+class Outcome(enum.Enum):
+    DELIVERED = "delivered"
+    DEFERRED = "deferred"  # temporary: try again later
+    FAILED = "failed"  # permanent: bounce
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecipientResult:
+    recipient: str
+    outcome: Outcome
+    status: str  # enhanced status code (RFC 3463)
+    text: str  # one line for logs and `queue list`: what happened, where
+    remote_mta: str | None = None  # the host that answered, for the DSN's Remote-MTA
+    diagnostic: str | None = None  # "smtp; 550 5.1.1 ..." when a server answered (RFC 3464)
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where a group of recipients goes; connections and limits are shared per `key`."""
+
+    key: str
+    domain: str
+    nexthop: Nexthop | None  # a transport override; None: the domain's MX
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientSettings:
+    helo: str
+    port: int = 25
+    tls: str = "may"
+    connect_timeout: float = 30.0
+    command_timeout: float = 300.0
+    concurrency: int = 10
+    idle_timeout: float = 5.0
+    max_session_age: float = 300.0
+
+
+class _HopFailure(Exception):
+    """No usable session to the destination (DNS, connect, greeting, EHLO, TLS)."""
+
+    def __init__(
+        self,
+        status: str,
+        text: str,
+        *,
+        remote_mta: str | None = None,
+        diagnostic: str | None = None,
+    ) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+        self.remote_mta = remote_mta
+        self.diagnostic = diagnostic
+
+    def result(self, recipient: str) -> RecipientResult:
+        return RecipientResult(
+            recipient=recipient,
+            outcome=Outcome.FAILED if self.status.startswith("5") else Outcome.DEFERRED,
+            status=self.status,
+            text=self.text,
+            remote_mta=self.remote_mta,
+            diagnostic=self.diagnostic,
+        )
+
+
+class _Stale(Exception):
+    """A reused connection was gone before anything was sent: open a fresh one."""
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())[:900]
+
+
+def enhanced_status(code: int, message: str) -> str:
+    """The enhanced status of a reply (RFC 2034), its class forced to the reply's; else X.0.0."""
+    klass = code // 100
+    match = _ENHANCED.match(message.strip())
+    if match and klass in (2, 4, 5):
+        return f"{klass}.{match.group(1)}.{match.group(2)}"
+    return f"{klass if klass in (2, 4, 5) else 4}.0.0"
+
+
+def _outcome(code: int) -> Outcome:
+    if 200 <= code < 300:
+        return Outcome.DELIVERED
+    if 500 <= code < 600:
+        return Outcome.FAILED
+    return Outcome.DEFERRED  # 4xx, and anything out of protocol: try again
+
+
+@dataclass(slots=True, eq=False)
+class _Session:
+    smtp: aiosmtplib.SMTP
+    host: str
+    address: str
+    port: int
+    tls: bool
+    opened: float
+    idle_since: float = 0.0
+    size_limit: int | None = None  # SIZE with a number > 0
+    has_size: bool = False
+    eightbit: bool = False
+    smtputf8: bool = False
+    transactions: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"{self.host}[{self.address}]"
+
+    def learn_extensions(self) -> None:
+        ext = self.smtp.esmtp_extensions
+        self.has_size = "size" in ext
+        limit = ext.get("size", "").strip()
+        self.size_limit = int(limit) if limit.isdigit() and int(limit) > 0 else None
+        self.eightbit = "8bitmime" in ext
+        self.smtputf8 = "smtputf8" in ext
+
+    def reply(self, recipient: str, code: int, message: str, command: str) -> RecipientResult:
+        line = _one_line(message)
+        return RecipientResult(
+            recipient=recipient,
+            outcome=_outcome(code),
+            status=enhanced_status(code, line),
+            text=f"host {self.label} said: {code} {line} (in reply to {command} command)",
+            remote_mta=self.host,
+            diagnostic=f"smtp; {code} {line}",
+        )
+
+
+@dataclass(slots=True)
+class _Gate:
+    """Per destination: the concurrency limit and the idle connections."""
+
+    limit: asyncio.Semaphore
+    idle: list[_Session] = field(default_factory=list)
+    users: int = 0
+    reaper: asyncio.TimerHandle | None = None
+
+
+def _tls_context(verify: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if not verify:
+        # Like every MTA's opportunistic TLS: encryption against passive eavesdropping; MX
+        # certificates are too often self-signed or for another name to insist on them.
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _address_literal(domain: str) -> str | None:
+    """`[192.0.2.1]` or `[IPv6:2001:db8::1]` (RFC 5321 4.1.3) as an address, else None."""
+    if not (domain.startswith("[") and domain.endswith("]")):
+        return None
+    text = domain[1:-1]
+    if text.lower().startswith("ipv6:"):
+        text = text[5:]
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+class RemoteClient:
+    def __init__(
+        self,
+        settings: ClientSettings,
+        *,
+        resolver: MxResolver,
+        transports: TransportMap | None = None,
+    ) -> None:
+        self.settings = settings
+        self.resolver = resolver
+        self.transports = transports or TransportMap({})
+        self._tls = _tls_context(settings.tls == "verify")
+        self._gates: dict[str, _Gate] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        self.sessions_opened = 0
+        self.transactions = 0
+        self.reused = 0
+
+    # -- routing -------------------------------------------------------------------------------
+    def destination(self, domain: str) -> Destination:
+        domain = domain.lower().rstrip(".")
+        nexthop = self.transports.route(domain)
+        if nexthop is not None:
+            return Destination(key=f"[{nexthop}]", domain=domain, nexthop=nexthop)
+        return Destination(key=domain, domain=domain, nexthop=None)
+
+    async def _hops(self, dest: Destination) -> list[tuple[str, int]]:
+        if dest.nexthop is not None:
+            return [(dest.nexthop.host, dest.nexthop.port)]
+        literal = _address_literal(dest.domain)
+        if literal is not None:
+            return [(literal, self.settings.port)]
+        try:
+            hosts = await self.resolver.mx_hosts(dest.domain)
+        except DnsError as exc:
+            raise _HopFailure(exc.status, exc.text) from None
+        return [(h.name, self.settings.port) for h in hosts]
+
+    # -- delivery -----------------------------------------------------------------------------
+    async def deliver(
+        self, dest: Destination, sender: str, recipients: Sequence[str], body: bytes
+    ) -> list[RecipientResult]:
+        """Send `body` from `sender` to `recipients` (all at `dest`); a result per recipient."""
+        gate = self._gates.get(dest.key)
+        if gate is None:
+            gate = self._gates[dest.key] = _Gate(asyncio.Semaphore(self.settings.concurrency))
+        gate.users += 1
+        try:
+            async with gate.limit:
+                return await self._deliver(gate, dest, sender, recipients, body)
+        finally:
+            gate.users -= 1
+            if gate.users == 0 and not gate.idle:
+                if gate.reaper is not None:
+                    gate.reaper.cancel()
+                self._gates.pop(dest.key, None)
+
+    async def _deliver(
+        self, gate: _Gate, dest: Destination, sender: str, recipients: Sequence[str], body: bytes
+    ) -> list[RecipientResult]:
+        session = self._take_idle(gate)
+        if session is not None:
+            try:
+                results = await self._transaction(session, sender, recipients, body, reused=True)
+            except _Stale:
+                session = None
+            else:
+                self.reused += 1
+                self._release(gate, dest, session)
+                return results
+        try:
+            session = await self._open(dest)
+        except _HopFailure as failure:
+            log.info("event=remote_unreachable dest=%s error=%s", dest.key, failure.text)
+            return [failure.result(r) for r in recipients]
+        results = await self._transaction(session, sender, recipients, body, reused=False)
+        self._release(gate, dest, session)
+        return results
+
+    def _take_idle(self, gate: _Gate) -> _Session | None:
+        now = asyncio.get_running_loop().time()
+        while gate.idle:
+            session = gate.idle.pop()  # the most recently used one
+            fresh = (
+                now - session.idle_since < self.settings.idle_timeout
+                and now - session.opened < self.settings.max_session_age
+            )
+            if fresh and session.smtp.is_connected:
+                return session
+            self._close_later(session)
+        return None
+
+    def _release(self, gate: _Gate, dest: Destination, session: _Session) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if not session.smtp.is_connected or now - session.opened >= self.settings.max_session_age:
+            self._close_later(session)
+            return
+        session.idle_since = now
+        gate.idle.append(session)
+        if gate.reaper is None:
+            gate.reaper = loop.call_later(self.settings.idle_timeout, self._reap, dest.key)
+
+    def _reap(self, key: str) -> None:
+        """Close the connections of `key` that were idle for `idle_timeout`."""
+        gate = self._gates.get(key)
+        if gate is None:
+            return
+        gate.reaper = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        keep = []
+        for session in gate.idle:
+            if now - session.idle_since >= self.settings.idle_timeout - 0.01:
+                self._close_later(session)
+            else:
+                keep.append(session)
+        gate.idle = keep
+        if keep:
+            due = min(s.idle_since for s in keep) + self.settings.idle_timeout - now
+            gate.reaper = loop.call_later(max(due, 0.01), self._reap, key)
+        elif gate.users == 0:
+            del self._gates[key]
+
+    def _close_later(self, session: _Session) -> None:
+        task = asyncio.get_running_loop().create_task(self._quit(session))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    @staticmethod
+    async def _quit(session: _Session) -> None:
+        try:
+            if session.smtp.is_connected:
+                await session.smtp.quit(timeout=QUIT_TIMEOUT)
+        except (TimeoutError, aiosmtplib.SMTPException, OSError):
+            pass
+        finally:
+            session.smtp.close()
+
+    async def close(self) -> None:
+        """QUIT every idle connection (at shutdown)."""
+        for gate in list(self._gates.values()):
+            if gate.reaper is not None:
+                gate.reaper.cancel()
+                gate.reaper = None
+            idle, gate.idle = gate.idle, []
+            for session in idle:
+                self._close_later(session)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    # -- opening a session ----------------------------------------------------------------------
+    async def _open(self, dest: Destination) -> _Session:
+        hops = await self._hops(dest)
+        failures: list[_HopFailure] = []
+        tried = 0
+        for host, port in hops:
+            try:
+                addresses = await self.resolver.addresses(host)
+            except DnsError as exc:
+                failures.append(_HopFailure(exc.status, exc.text))
+                continue
+            for address in addresses:
+                if tried >= MAX_ADDRESSES:
+                    break
+                tried += 1
+                try:
+                    return await self._connect(host, address, port, tls_allowed=True)
+                except _HopFailure as failure:
+                    log.info("event=remote_host_failed dest=%s error=%s", dest.key, failure.text)
+                    failures.append(failure)
+        if not failures:
+            raise _HopFailure(STATUS_CONNECT, f"no host to try for {dest.domain}")
+        last = failures[-1]
+        if all(f.status.startswith("5") for f in failures):
+            raise last
+        # Some host failed only temporarily: the whole attempt is temporary.
+        if last.status.startswith("5"):
+            last = next(f for f in reversed(failures) if not f.status.startswith("5"))
+        raise last
+
+    async def _connect(self, host: str, address: str, port: int, *, tls_allowed: bool) -> _Session:
+        settings = self.settings
+        label = f"{host}[{address}]"
+        smtp = aiosmtplib.SMTP(
+            hostname=address,
+            port=port,
+            local_hostname=settings.helo,
+            timeout=settings.command_timeout,
+            start_tls=False,
+            validate_certs=settings.tls == "verify",
+        )
+        try:
+            greeting = await smtp.connect(timeout=settings.connect_timeout)
+        except aiosmtplib.SMTPConnectResponseError as exc:
+            smtp.close()
+            raise self._refused(label, host, exc.code, exc.message, "initial greeting") from None
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            smtp.close()
+            raise _HopFailure(
+                STATUS_CONNECT, f"connect to {label}:{port}: {_reason(exc)}"
+            ) from None
+        loop = asyncio.get_running_loop()
+        session = _Session(smtp, host, address, port, tls=False, opened=loop.time())
+        self.sessions_opened += 1
+        try:
+            self._check_loop(session, greeting.message)
+            await self._hello(session)
+            if settings.tls != "none":
+                offered = smtp.supports_extension("starttls")
+                if not offered and settings.tls in ("encrypt", "verify"):
+                    raise _HopFailure(
+                        STATUS_TLS, f"TLS is required, but host {label} does not offer STARTTLS"
+                    )
+                if offered and tls_allowed:
+                    try:
+                        await smtp.starttls(server_hostname=host, tls_context=self._tls)
+                        session.tls = True
+                        # A refused handshake can surface only here (TLS 1.3 client certs).
+                        await self._hello(session)
+                    except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
+                        if settings.tls != "may":
+                            raise _HopFailure(
+                                STATUS_TLS, f"TLS with {label} failed: {_reason(exc)}"
+                            ) from None
+                        smtp.close()
+                        log.info("event=starttls_failed host=%s error=%s", label, _reason(exc))
+                        return await self._connect(host, address, port, tls_allowed=False)
+        except _HopFailure:
+            await self._quit(session)
+            raise
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            smtp.close()
+            raise _HopFailure(
+                STATUS_LOST, f"lost connection with {label} during the greeting: {_reason(exc)}"
+            ) from None
+        session.learn_extensions()
+        log.debug("event=remote_connected host=%s tls=%s", label, session.tls)
+        return session
+
+    def _check_loop(self, session: _Session, greeting: str) -> None:
+        words = greeting.split()
+        if words and words[0].lower().rstrip(".") == self.settings.helo.lower():
+            raise _HopFailure(
+                STATUS_LOOP,
+                f"mail loops back to myself: host {session.label} greets as {words[0]}",
+                remote_mta=session.host,
+            )
+
+    async def _hello(self, session: _Session) -> None:
+        try:
+            reply = await session.smtp.ehlo()
+        except aiosmtplib.SMTPHeloError as exc:
+            if exc.code == 421:
+                raise self._refused(
+                    session.label, session.host, exc.code, exc.message, "EHLO"
+                ) from None
+            try:
+                reply = await session.smtp.helo()
+            except aiosmtplib.SMTPHeloError as again:
+                raise self._refused(
+                    session.label, session.host, again.code, again.message, "HELO"
+                ) from None
+        self._check_loop(session, reply.message)
+
+    @staticmethod
+    def _refused(label: str, host: str, code: int, message: str, command: str) -> _HopFailure:
+        line = _one_line(message)
+        status = enhanced_status(code, line)
+        if not status.startswith("5"):
+            status = status if status.startswith("4") else STATUS_CONNECT
+        return _HopFailure(
+            status,
+            f"host {label} refused to talk to me: {code} {line} (in reply to {command})",
+            remote_mta=host,
+            diagnostic=f"smtp; {code} {line}",
+        )
+
+    # -- one transaction ------------------------------------------------------------------------
+    async def _transaction(
+        self,
+        session: _Session,
+        sender: str,
+        recipients: Sequence[str],
+        body: bytes,
+        *,
+        reused: bool,
+    ) -> list[RecipientResult]:
+        def fail_all(status: str, text: str) -> list[RecipientResult]:
+            return [
+                RecipientResult(
+                    recipient=r,
+                    outcome=Outcome.FAILED,
+                    status=status,
+                    text=text,
+                    remote_mta=session.host,
+                )
+                for r in recipients
+            ]
+
+        size = len(body)
+        if session.size_limit is not None and size > session.size_limit:
+            return fail_all(
+                STATUS_TOO_BIG,
+                f"message size {size} exceeds size limit {session.size_limit}"
+                f" of server {session.label}",
+            )
+        utf8_addresses = not sender.isascii() or not all(r.isascii() for r in recipients)
+        if utf8_addresses and not session.smtputf8:
+            return fail_all(
+                STATUS_NEEDS_UTF8,
+                f"host {session.label} does not offer SMTPUTF8, which non-ASCII addresses need",
+            )
+        options: list[str] = []
+        if session.has_size:
+            options.append(f"SIZE={size}")
+        eight_bit = not body.isascii()
+        if eight_bit and session.eightbit:
+            options.append("BODY=8BITMIME")
+        if session.smtputf8 and (utf8_addresses or (eight_bit and not _headers(body).isascii())):
+            options.append("SMTPUTF8")
+        smtp = session.smtp
+        results: dict[str, RecipientResult] = {}
+        stage = "MAIL FROM"
+        self.transactions += 1
+        session.transactions += 1
+        try:
+            # The paths go out as stored (normalized at acceptance), not re-parsed by aiosmtplib's
+            # mail()/rcpt(); execute_command still refuses CR/LF in them.
+            mail_args = [b"FROM:<" + sender.encode() + b">", *(o.encode() for o in options)]
+            reply = await smtp.execute_command(b"MAIL", *mail_args)
+            if reply.code == 421 and reused:
+                raise _Stale()  # an idle connection the server timed out: not this message's fault
+            if reply.code != 250:
+                await self._rset(session)
+                return [session.reply(r, reply.code, reply.message, stage) for r in recipients]
+            accepted: list[str] = []
+            stage = "RCPT TO"
+            for recipient in recipients:
+                reply = await smtp.execute_command(b"RCPT", b"TO:<" + recipient.encode() + b">")
+                if reply.code in (250, 251):
+                    accepted.append(recipient)
+                else:
+                    results[recipient] = session.reply(recipient, reply.code, reply.message, stage)
+            if not accepted:
+                await self._rset(session)
+                return [results[r] for r in recipients]
+            stage = "DATA"
+            try:
+                reply = await smtp.data(body)
+                code, message = reply.code, reply.message
+            except aiosmtplib.SMTPDataError as exc:
+                code, message = exc.code, exc.message
+            for recipient in accepted:
+                results[recipient] = session.reply(recipient, code, message, "end of DATA")
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            smtp.close()
+            if reused and stage == "MAIL FROM" and not isinstance(exc, asyncio.TimeoutError):
+                raise _Stale() from None
+            what = "timed out" if isinstance(exc, asyncio.TimeoutError) else "lost connection"
+            text = f"{what} with {session.label} while sending {stage}: {_reason(exc)}"
+            for recipient in recipients:
+                if recipient not in results:
+                    results[recipient] = RecipientResult(
+                        recipient=recipient,
+                        outcome=Outcome.DEFERRED,
+                        status=STATUS_LOST,
+                        text=text,
+                        remote_mta=session.host,
+                    )
+        return [results[r] for r in recipients]
+
+    @staticmethod
+    async def _rset(session: _Session) -> None:
+        try:
+            await session.smtp.rset()
+        except (TimeoutError, aiosmtplib.SMTPException, OSError):
+            session.smtp.close()
+
+
+def _headers(body: bytes) -> bytes:
+    end = body.find(b"\r\n\r\n")
+    return body if end < 0 else body[:end]
+
+
+def _reason(exc: BaseException) -> str:
+    """A short cause: "Connection refused", "timed out", "421 4.3.2 shutting down"."""
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return f"{exc.code} {_one_line(exc.message)}"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    cause = exc.__cause__ if isinstance(exc, aiosmtplib.SMTPConnectError) else exc
+    if isinstance(cause, OSError) and cause.errno:
+        return os.strerror(cause.errno)  # asyncio's own strerror repeats the address
+    return _one_line(str(exc) or type(exc).__name__)

@@ -1,0 +1,175 @@
+"""The DATA section of an SMTP transaction, sans-IO: the bytes after `354` in, one message out.
+
+Feed a `DataReceiver` whatever arrives, in pieces of any size; it finds the end, undoes the
+dot-stuffing and enforces the limits, and says how much of each piece was its own (bytes after the
+end belong to the next pipelined command).
+
+- Only CRLF "." CRLF ends the data (RFC 5321 4.1.1.4). A bare LF or CR next to a dot is data, never
+  an end: that is what keeps SMTP smuggling out. The data begins as if after a CRLF, so a first
+  line "." is an empty message.
+- A line that begins with "." loses that dot (4.5.2). Lines end with CRLF only; a bare LF or CR is
+  part of its line.
+- Limits, checked line by line in order, the first line that breaks one deciding:
+  a line longer than `max_line` octets with its CRLF, as sent (so its transparency dot counts)
+  is LINE_TOO_LONG; the octets so far, as sent and without the end marker, more than `max_size`
+  (when set) is TOO_BIG; a line that does both is too long. After either, the rest of the data is
+  read and thrown away: the refusal is answered after the end, when the client listens again.
+
+Memory: the message within its size limit, one line, and four octets of a possibly started end
+marker; once refused, only the four octets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Final
+
+from mailfort.protocol.smtp import replies as R
+
+END: Final = b"\r\n.\r\n"
+CRLF: Final = b"\r\n"
+# RFC 5321 4.5.3.1.6: a text line is at most 1000 octets with its CRLF; one more for a
+# transparency dot (4.5.2), as aiosmtpd allowed.
+TEXT_LINE_LIMIT: Final = 1001
+_PREFIXES: Final = tuple(END[:k] for k in range(len(END) - 1, 0, -1))  # longest first
+
+
+class Outcome(Enum):
+    COMPLETE = "complete"
+    LINE_TOO_LONG = "line_too_long"
+    TOO_BIG = "too_big"
+
+
+_REFUSALS: Final = {Outcome.LINE_TOO_LONG: R.LINE_TOO_LONG, Outcome.TOO_BIG: R.DATA_TOO_BIG}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReceivedData:
+    outcome: Outcome
+    content: bytes  # the message with the transparency dots removed; b"" unless COMPLETE
+    size: int  # octets received as sent, without the end marker
+
+    @property
+    def refusal(self) -> str | None:
+        """The reply that refuses this data (the client was at fault), or None."""
+        return _REFUSALS.get(self.outcome)
+
+
+class DataReceiver:
+    """One DATA section. `feed` until `done`, then `result()`."""
+
+    def __init__(self, *, max_size: int | None, max_line: int = TEXT_LINE_LIMIT) -> None:
+        self._max_size = max_size or 0  # 0: no limit, as aiosmtpd's data_size_limit
+        self._max_line = max_line
+        # The longest tail of the stream so far that could begin the end marker; not yet judged.
+        # It starts as the CRLF that the data is deemed to follow.
+        self._tail = CRLF
+        self._parts: list[bytes] = []  # judged bytes, starting with that virtual CRLF
+        self._line = 0  # octets of the current, unfinished line among the judged bytes
+        self._complete = -len(CRLF)  # octets of finished lines (the virtual CRLF is not data)
+        self._judged = -len(CRLF)
+        self._outcome = Outcome.COMPLETE
+        self._done = False
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    @property
+    def pending(self) -> int:
+        """Octets at the end of what was fed that may begin the end marker (0 to 4)."""
+        return len(self._tail)
+
+    @property
+    def needed(self) -> int:
+        """The fewest octets that must still arrive: a reader may take this many without ever
+        taking bytes past the end."""
+        return len(END) - len(self._tail)
+
+    def feed(self, data: bytes) -> int:
+        """Take `data`; returns how many of its octets belong to this DATA section."""
+        if self._done or not data:
+            return 0
+        tail = self._tail
+        stream = tail + data if tail else data
+        end = stream.find(END)
+        if end >= 0:
+            self._judge(stream, end + len(CRLF))  # that CRLF ends the last line
+            self._tail = b""
+            self._done = True
+            return end + len(END) - len(tail)
+        keep = next((len(p) for p in _PREFIXES if stream.endswith(p)), 0)
+        self._judge(stream, len(stream) - keep)
+        self._tail = stream[len(stream) - keep :]
+        return len(data)
+
+    def result(self) -> ReceivedData:
+        if not self._done:
+            raise RuntimeError("the data has not ended yet")
+        size = self._judged
+        if self._outcome is not Outcome.COMPLETE:
+            return ReceivedData(outcome=self._outcome, content=b"", size=size)
+        raw = b"".join(self._parts)
+        # Every line start follows a CRLF (the first one the virtual CRLF), so this finds exactly
+        # the lines that begin with a dot; two of them cannot overlap.
+        content = raw.replace(b"\r\n.", CRLF)[len(CRLF) :]
+        return ReceivedData(outcome=Outcome.COMPLETE, content=content, size=size)
+
+    def _judge(self, stream: bytes, stop: int) -> None:
+        """Account for stream[:stop], which holds no part of a possible end marker."""
+        if stop <= 0:
+            return
+        self._judged += stop
+        if self._outcome is not Outcome.COMPLETE:
+            return
+        chunk = stream[:stop]
+        first = chunk.find(CRLF)
+        if first < 0:
+            self._line += stop
+        else:
+            last = chunk.rfind(CRLF)
+            completed = self._complete + self._line + last + len(CRLF)
+            if (
+                self._line + first + len(CRLF) > self._max_line
+                or not self._lines_fit(chunk, first + len(CRLF), last)
+                or (self._max_size and completed > self._max_size)
+            ):
+                offence = self._first_offence(chunk.split(CRLF))
+                if offence is not None:
+                    self._refuse(offence)
+                    return
+            self._complete = completed
+            self._line = stop - last - len(CRLF)
+        if self._line + len(CRLF) > self._max_line:
+            # This line cannot end in time, and no earlier line broke a limit.
+            self._refuse(Outcome.LINE_TOO_LONG)
+            return
+        self._parts.append(chunk)
+
+    def _lines_fit(self, chunk: bytes, start: int, end: int) -> bool:
+        """True when every line from `start` (a line start) to the CRLF at `end` fits max_line.
+
+        A line too long holds max_line - 1 octets or more before its CRLF, so it holds a whole
+        window of `step + 1` octets starting at start + k * step without a CRLF (step being half
+        that length). A CRLF in every such window proves all lines short, with one search per
+        `step` octets instead of one per line; a window without one sends the caller the slow
+        way, line by line."""
+        step = max((self._max_line - 1) // 2, 1)
+        return all(chunk.find(CRLF, at, at + step + 1) >= 0 for at in range(start, end, step))
+
+    def _first_offence(self, lines: list[bytes]) -> Outcome | None:
+        """Which limit the first offending finished line in `lines` breaks, if one does."""
+        size = self._complete
+        for index, line in enumerate(lines[:-1]):
+            length = len(line) + len(CRLF) + (self._line if index == 0 else 0)
+            if length > self._max_line:
+                return Outcome.LINE_TOO_LONG
+            size += length
+            if self._max_size and size > self._max_size:
+                return Outcome.TOO_BIG
+        return None
+
+    def _refuse(self, outcome: Outcome) -> None:
+        self._outcome = outcome
+        self._parts.clear()

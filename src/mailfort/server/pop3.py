@@ -1,0 +1,344 @@
+"""POP3 listeners: asyncio streams around the sans-IO core (`protocol/pop3/session.py`).
+
+Per connection: input is read only when the core has no complete line left (one read of at most
+64 KiB plus one line of ≤ 255 octets is all a connection buffers); output is written with
+backpressure, piece by piece for RETR, so a client that does not read stalls only itself and is
+dropped after `write_timeout`; a time and command limit before login; RFC 1939's autologout
+(at least 10 minutes) after it. Failed logins are throttled per client address and per account,
+like IMAP. The maildrop is locked for the session (`pop3_maildrop`) and unlocked however the
+session ends; deletions are applied only after QUIT, in one store transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from dataclasses import dataclass, field
+
+from mailfort.auth.passwords import Verifier
+from mailfort.auth.throttle import LoginThrottle
+from mailfort.errors import StoreError
+from mailfort.mail.address import AddressError, normalize
+from mailfort.protocol.pop3 import replies as R
+from mailfort.protocol.pop3 import session as core
+from mailfort.protocol.pop3.replies import Code
+from mailfort.server.admission import ConnectionLimiter, Refusal
+from mailfort.server.pop3_maildrop import MaildropLocks, SizeCache, load_maildrop
+from mailfort.store.api import Store
+
+log = logging.getLogger("mailfort.pop3")
+_COALESCE = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Pop3Limits:
+    unauth_timeout: float = 60.0  # from connect to a successful login
+    unauth_commands: int = 20
+    idle_timeout: float = 600.0  # RFC 1939 §3: an autologout timer of at least 10 minutes
+    write_timeout: float = 120.0
+    read_size: int = 65536
+
+
+@dataclass
+class Pop3Context:
+    """Everything a POP3 session shares with the rest of the node."""
+
+    store: Store
+    verifier: Verifier
+    ip_throttle: LoginThrottle
+    account_throttle: LoginThrottle
+    locks: MaildropLocks
+    sizes: SizeCache
+    hostname: str
+    allow_plaintext_loopback: bool = False
+    logins: dict[str, int] = field(default_factory=lambda: {"ok": 0, "failed": 0})
+
+
+def _is_loopback(ip: str) -> bool:
+    return ip.startswith("127.") or ip == "::1"
+
+
+def _discard_plaintext(reader: asyncio.StreamReader) -> None:
+    """Drop octets the stream buffered but we have not read (asyncio has no public way).
+
+    CVE-2011-0411: a man in the middle appends commands after STLS; they must not run as if
+    they came over TLS, but asyncio keeps them in the reader's buffer across `start_tls`."""
+    buffer = getattr(reader, "_buffer", None)
+    if isinstance(buffer, bytearray):
+        buffer.clear()
+
+
+class Connection:
+    def __init__(
+        self,
+        ctx: Pop3Context,
+        limits: Pop3Limits,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        tls_context: ssl.SSLContext,
+    ) -> None:
+        self.ctx = ctx
+        self.limits = limits
+        self.reader = reader
+        self.writer = writer
+        self.tls_context = tls_context
+        peer = writer.get_extra_info("peername")
+        self.client_ip = str(peer[0]) if peer else "unknown"
+        tls = writer.get_extra_info("ssl_object") is not None
+        self.core = core.Session(
+            core.SessionConfig(
+                hostname=ctx.hostname,
+                tls=tls,
+                plaintext_without_tls=ctx.allow_plaintext_loopback and _is_loopback(self.client_ip),
+                max_unauth_commands=limits.unauth_commands,
+            )
+        )
+        self._out = bytearray()
+        self.account_id: int | None = None
+        self.address = ""
+        self.mailbox_id = 0
+        self.locked = False
+
+    # -- transport ----------------------------------------------------------------------------
+    async def send(self, data: bytes) -> None:
+        """Write `data` (after the answers still held back) now."""
+        self._out += data
+        await self.flush()
+
+    async def flush(self) -> None:
+        if not self._out:
+            return
+        data = bytes(self._out)
+        self._out.clear()
+        self.writer.write(data)
+        # Backpressure: a client that stops reading makes us wait here, not buffer without end.
+        if self.writer.transport.get_write_buffer_size():
+            await asyncio.wait_for(self.writer.drain(), self.limits.write_timeout)
+
+    async def _read(self, timeout: float) -> bytes | None:
+        """Octets from the client; b"" when it is gone, None when `timeout` ran out."""
+        if timeout <= 0:
+            return None
+        try:
+            return await asyncio.wait_for(self.reader.read(self.limits.read_size), timeout)
+        except TimeoutError:
+            return None
+        except ConnectionError:
+            return b""
+
+    # -- main loop ----------------------------------------------------------------------------
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        unauth_deadline = loop.time() + self.limits.unauth_timeout
+        await self.send(self.core.greeting())
+        while True:
+            event = self.core.next_event()
+            if isinstance(event, core.Send):
+                # Answers to pipelined commands go out together (RFC 2449 §6.6), in one write
+                # when the client has sent no more, or every `_COALESCE` octets.
+                self._out += event.data
+                if len(self._out) >= _COALESCE:
+                    await self.flush()
+                continue
+            await self.flush()
+            if isinstance(event, core.NeedData):
+                if self.core.state is core.State.AUTHORIZATION:
+                    timeout = unauth_deadline - loop.time()
+                else:
+                    timeout = self.limits.idle_timeout
+                data = await self._read(timeout)
+                if data is None:
+                    log.info("event=pop3_autologout client=%s", self.client_ip)
+                    with contextlib.suppress(Exception):
+                        await self.send(self.core.timed_out())
+                    return
+                if not data:
+                    return
+                self.core.receive_data(data)
+            elif isinstance(event, core.Login):
+                await self.send(await self.login(event))
+            elif isinstance(event, core.Retrieve):
+                await self.retrieve(event)
+            elif isinstance(event, core.StartTls):
+                await self.start_tls(event.reply)
+            elif isinstance(event, core.Update):
+                await self.send(await self.update(event))
+            else:
+                return  # Close
+
+    async def start_tls(self, reply: bytes) -> None:
+        """Answer STLS and hand the connection to TLS (RFC 2595 §4).
+
+        The client sends its ClientHello as soon as it reads the answer. Reading is paused
+        before the answer goes out, so those octets wait in the socket for the TLS layer
+        instead of landing in the plaintext stream's buffer (where the handshake would never
+        see them); what that buffer already holds was sent before the answer: plaintext that
+        must not be executed after the handshake (CVE-2011-0411)."""
+        transport = self.writer.transport
+        assert isinstance(transport, asyncio.ReadTransport)  # a socket's transport reads, too
+        transport.pause_reading()
+        _discard_plaintext(self.reader)
+        await self.send(reply)
+        await self.writer.start_tls(self.tls_context)
+        self.core.tls_started()
+
+    async def finish(self) -> None:
+        """However the session ended: nothing more is deleted, the maildrop is free again."""
+        if self.core.state is not core.State.CLOSED:
+            self.core.abort()
+        if self.locked and self.account_id is not None:
+            self.locked = False
+            await self.ctx.locks.release(self.account_id, self)
+
+    # -- events -------------------------------------------------------------------------------
+    async def login(self, event: core.Login) -> bytes:
+        ip, ctx = self.client_ip, self.ctx
+        try:
+            address = normalize(event.user)
+        except AddressError:
+            address = event.user[:200]
+        if ctx.ip_throttle.blocked(ip) or ctx.account_throttle.blocked(address):
+            log.warning("event=pop3_login_refused reason=throttled client=%s user=%r", ip, address)
+            return self.core.login_failed(core.LoginFailure.THROTTLED)
+        try:
+            account = await ctx.store.get_account(address)
+        except StoreError as exc:
+            log.warning("event=pop3_store_error step=login error=%s", exc)
+            return self.core.login_failed(core.LoginFailure.UNAVAILABLE)
+        ok = await ctx.verifier.verify(account.password_hash if account else None, event.password)
+        if not ok or account is None:
+            ctx.logins["failed"] += 1
+            delay = max(ctx.ip_throttle.failed(ip), ctx.account_throttle.failed(address))
+            log.warning(
+                "event=pop3_login_failed client=%s user=%r mechanism=%s",
+                ip,
+                address,
+                event.mechanism,
+            )
+            await asyncio.sleep(delay)
+            return self.core.login_failed(core.LoginFailure.CREDENTIALS)
+        if not await ctx.locks.acquire(account.id, self):
+            log.info("event=pop3_login_refused reason=in_use client=%s user=%s", ip, address)
+            return self.core.login_failed(core.LoginFailure.IN_USE)
+        self.account_id, self.locked = account.id, True
+        try:
+            loaded = await load_maildrop(ctx.store, account.id, ctx.sizes)
+        except StoreError as exc:
+            log.warning("event=pop3_store_error step=snapshot error=%s", exc)
+            loaded = None
+            failure = core.LoginFailure.UNAVAILABLE
+        else:
+            failure = core.LoginFailure.NO_MAILDROP
+        if loaded is None:
+            self.locked = False
+            await ctx.locks.release(account.id, self)
+            return self.core.login_failed(failure)
+        self.mailbox_id, maildrop = loaded
+        self.address = account.address
+        ctx.logins["ok"] += 1
+        log.info(
+            "event=pop3_login client=%s user=%s mechanism=%s messages=%d",
+            ip,
+            account.address,
+            event.mechanism,
+            maildrop.count,
+        )
+        return self.core.login_succeeded(maildrop)
+
+    async def retrieve(self, event: core.Retrieve) -> None:
+        assert self.account_id is not None
+        try:
+            found = await self.ctx.store.bodies(self.account_id, self.mailbox_id, [event.uid])
+        except StoreError as exc:
+            log.warning("event=pop3_store_error step=retrieve error=%s", exc)
+            await self.send(self.core.message_unavailable())
+            return
+        data = found.get(event.uid)
+        if data is None:
+            await self.send(self.core.message_gone())
+            return
+        for piece in self.core.message(data):
+            await self.send(piece)
+
+    async def update(self, event: core.Update) -> bytes:
+        """RFC 1939 §6: QUIT in TRANSACTION removes the marked messages, all in one commit."""
+        assert self.account_id is not None
+        try:
+            removed = await self.ctx.store.delete_messages(
+                self.account_id, self.mailbox_id, list(event.uids)
+            )
+        except StoreError as exc:
+            log.warning("event=pop3_update_failed user=%s error=%s", self.address, exc)
+            return self.core.updated(False)
+        log.info(
+            "event=pop3_update user=%s deleted=%d marked=%d",
+            self.address,
+            len(removed),
+            len(event.uids),
+        )
+        return self.core.updated(True)
+
+
+async def start_pop3(
+    *,
+    ctx: Pop3Context,
+    host: str,
+    port: int,
+    limiter: ConnectionLimiter,
+    tls_context: ssl.SSLContext,
+    implicit_tls: bool,
+    limits: Pop3Limits | None = None,
+) -> asyncio.Server:
+    limits = limits or Pop3Limits()
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        ip = str(peer[0]) if peer else "unknown"
+        refusal = limiter.admit(ip)
+        if refusal is not None:
+            text = R.TOO_MANY_FROM_IP if refusal is Refusal.IP_FULL else R.SERVER_BUSY
+            log.warning(
+                "event=connection_refused proto=pop3 reason=%s client=%s", refusal.value, ip
+            )
+            with contextlib.suppress(Exception):
+                writer.write(R.err(text, Code.SYS_TEMP))
+                await asyncio.wait_for(writer.drain(), 5)
+            writer.close()
+            return
+        connection = Connection(ctx, limits, reader, writer, tls_context)
+        abort = False
+        try:
+            await connection.run()
+        except (ConnectionError, TimeoutError, ssl.SSLError, asyncio.IncompleteReadError):
+            # Gone, or not reading: what is still buffered for it would never be flushed.
+            abort = True
+        except Exception:
+            # Never a traceback on the wire; the rest of the node carries on.
+            log.exception("event=pop3_session_crashed client=%s", ip)
+            with contextlib.suppress(Exception):
+                writer.write(R.err(R.INTERNAL_ERROR, Code.SYS_TEMP))
+        finally:
+            try:
+                await connection.finish()
+            finally:
+                limiter.release(ip)
+                if abort:
+                    writer.transport.abort()
+                else:
+                    writer.close()  # sends what is still buffered first
+                try:
+                    await asyncio.wait_for(writer.wait_closed(), 5)
+                except Exception:
+                    writer.transport.abort()  # a client that does not read our last words
+
+    return await asyncio.start_server(
+        on_connect,
+        host,
+        port,
+        ssl=tls_context if implicit_tls else None,
+        ssl_handshake_timeout=30 if implicit_tls else None,
+        reuse_address=True,
+        limit=limits.read_size,
+    )
