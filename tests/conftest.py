@@ -68,6 +68,13 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
 
 
 # -- IMAP and delivery helpers (issue 3 tests) ----------------------------------------------------
+@pytest.fixture(scope="module")
+def no_tracebacks(node: NodeProcess) -> Iterator[None]:
+    """Fails the module when the node logged a traceback: client-caused errors are answered."""
+    yield
+    assert "Traceback" not in node.log()
+
+
 def deliver(
     node: NodeProcess, to: str, message: bytes, sender: str = "sender@remote.test"
 ) -> float:
@@ -137,6 +144,7 @@ class RawImap:
             out += self.buffer[:size]
             self.buffer = self.buffer[size:]
             out += self.line()
+        assert b"Traceback" not in out, out  # never on the wire
         return out
 
     def until_tagged(self, tag: str) -> tuple[list[bytes], bytes]:

@@ -4,6 +4,7 @@
     ├── ConfigError            invalid configuration (the operator's fault); names the key
     └── StoreError             a store operation failed; never a raw driver exception
         ├── StoreUnavailable   temporary: database gone, busy, disk full — answer 4xx, retry later
+        │   └── Busy           a node-local capacity bound was reached (e.g. password checks)
         ├── SchemaTooNew       the store was migrated by a newer mailfort than this one
         ├── AlreadyExists      unique key taken (domain, account, alias, mailbox)
         ├── NotFound           the named object does not exist
@@ -48,3 +49,7 @@ class NotFound(StoreError):
 
 class OverQuota(StoreError):
     pass
+
+
+class Busy(StoreUnavailable):
+    """A bound on concurrent work was reached; the same answer as an unavailable store: later."""

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import base64
 import imaplib
+import socket
+import ssl
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -116,6 +119,44 @@ def test_commands_sent_before_the_tls_handshake_are_dropped(node: NodeProcess) -
         assert done.startswith(b"n OK"), done
         assert not any(b"injected" in r for r in untagged)
         assert b"injected" not in raw.buffer
+
+
+def test_plaintext_racing_the_starttls_answer_never_runs_inside_tls(node: NodeProcess) -> None:
+    """The injection of CVE-2011-0411 again, with the plaintext in a packet of its own that
+    reaches the server while it answers STARTTLS: it may break the handshake, never run."""
+    injected = 0
+    for attempt in range(40):
+        sock = socket.create_connection(("127.0.0.1", node.ports["imap"]), timeout=5)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with sock:
+            reader = sock.makefile("rb")
+            reader.readline()
+            sock.sendall(b"s STARTTLS\r\n")
+            time.sleep(0.0001 * (attempt % 8))
+            sock.sendall(b"x CAPABILITY\r\n")
+            assert reader.readline().startswith(b"s OK")
+            try:
+                tls = client_tls().wrap_socket(sock)
+                tls.sendall(b"n NOOP\r\n")
+                answer = b""
+                while b"n OK" not in answer:
+                    chunk = tls.recv(65536)
+                    if not chunk:
+                        break
+                    answer += chunk
+            except (ssl.SSLError, OSError):
+                continue  # the plaintext went into the handshake: refused, as it should be
+            injected += b"x OK" in answer
+    assert injected == 0
+
+
+def test_starttls_handshake_right_after_the_answer(node: NodeProcess) -> None:
+    """A client starts its handshake the moment it reads OK: those octets belong to TLS."""
+    for _ in range(25):
+        client = imaplib.IMAP4("127.0.0.1", node.ports["imap"], timeout=5)
+        client.starttls(client_tls())
+        assert client.noop()[0] == "OK"
+        client.logout()
 
 
 def test_authenticate_plain_with_sasl_ir(node: NodeProcess) -> None:

@@ -15,6 +15,8 @@ from imapclient import imapclient as names
 from tests.conftest import PASSWORD, client_tls, deliver
 from tests.nodeproc import NodeProcess
 
+pytestmark = pytest.mark.usefixtures("no_tracebacks")
+
 BOB = "bob@example.test"
 CAROL = "carol@other.test"
 

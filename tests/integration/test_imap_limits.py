@@ -63,7 +63,7 @@ def served(node: NodeProcess) -> None:
 
 def rss_kib(pid: int) -> int:
     status = open(f"/proc/{pid}/status").read()  # noqa: SIM115 (one read of a proc file)
-    return int(re.search(r"VmRSS:\s+(\d+) kB", status)[1])  # type: ignore[index]
+    return int(re.search(r"VmRSS:\s+(\d+) kB", status)[1])
 
 
 # -- malformed input ---------------------------------------------------------------------------

@@ -13,6 +13,8 @@ import pytest
 from tests.conftest import RawImap, deliver, imaps
 from tests.nodeproc import NodeProcess
 
+pytestmark = pytest.mark.usefixtures("no_tracebacks")
+
 DEFAULTS = {
     "INBOX": None,
     "Sent": "\\Sent",
@@ -71,7 +73,7 @@ def test_list_shows_the_special_use_mailboxes(node: NodeProcess) -> None:
     client = imaps(node, "carol@other.test")
     typ, data = client.list()
     assert typ == "OK"
-    assert any(b"\\Sent" in line and line.endswith(b"Sent") for line in data)  # type: ignore[operator, union-attr]
+    assert any(b"\\Sent" in line and line.endswith(b"Sent") for line in data)
     client.logout()
 
 
@@ -122,12 +124,12 @@ def test_list_status_and_status_size(node: NodeProcess) -> None:
         "INBOX", "(MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN SIZE HIGHESTMODSEQ DELETED)"
     )
     assert typ == "OK"
-    values = statuses([b"* STATUS " + data_[0] + b"\r\n"])["INBOX"]  # type: ignore[operator]
+    values = statuses([b"* STATUS " + data_[0] + b"\r\n"])["INBOX"]
     assert values["MESSAGES"] == len(stored) and values["SIZE"] == size
     assert values["UIDNEXT"] == len(stored) + 1 and values["UIDVALIDITY"] > 0
     assert values["HIGHESTMODSEQ"] > 0 and values["DELETED"] == 0
     typ, data_ = client.status("Nope", "(MESSAGES)")
-    assert typ == "NO" and b"NONEXISTENT" in data_[0]  # type: ignore[operator]
+    assert typ == "NO" and b"NONEXISTENT" in data_[0]
     client.logout()
 
 
@@ -141,7 +143,7 @@ def test_select_and_examine_responses(node: NodeProcess) -> None:
         assert done.startswith(b"a OK [READ-WRITE]"), done
         text = b"".join(untagged).decode()
         assert f"* {count} EXISTS\r\n" in text
-        uidvalidity = int(re.search(r"\[UIDVALIDITY (\d+)\]", text)[1])  # type: ignore[index]
+        uidvalidity = int(re.search(r"\[UIDVALIDITY (\d+)\]", text)[1])
         assert uidvalidity > 0
         assert re.search(rf"\[UIDNEXT {count + 1}\]", text), text
         assert re.search(r"\[HIGHESTMODSEQ \d+\]", text), text
@@ -174,24 +176,24 @@ def test_create_with_special_use_delete_and_errors(node: NodeProcess) -> None:
     typ, data = client._simple_command("CREATE", "Old-Stuff", "(USE (\\Archive))")
     assert typ == "OK", data
     typ, data = client.create("Old-Stuff")
-    assert typ == "NO" and b"ALREADYEXISTS" in data[0]  # type: ignore[operator]
+    assert typ == "NO" and b"ALREADYEXISTS" in data[0]
     typ, data = client._simple_command("CREATE", "Weird", "(USE (\\Bogus))")
-    assert typ == "NO" and b"USEATTR" in data[0]  # type: ignore[operator]
+    assert typ == "NO" and b"USEATTR" in data[0]
     typ, data = client.list('""', "Old-Stuff")
-    assert typ == "OK" and b"\\Archive" in data[0]  # type: ignore[operator]
+    assert typ == "OK" and b"\\Archive" in data[0]
     # A non-ASCII name travels in modified UTF-7 (RFC 3501 5.1.3).
     assert client.create("&AMk-t&AOk-")[0] == "OK"  # "Été"
     typ, data = client.list('""', "&AMk-t&AOk-")
-    assert data[0].endswith(b"&AMk-t&AOk-")  # type: ignore[union-attr]
+    assert data[0].endswith(b"&AMk-t&AOk-")
     assert client.delete("&AMk-t&AOk-")[0] == "OK"
     assert client.delete("Old-Stuff")[0] == "OK"
     assert client.list('""', "Old-Stuff")[1] == [None]
     typ, data = client.delete("Old-Stuff")
-    assert typ == "NO" and b"NONEXISTENT" in data[0]  # type: ignore[operator]
+    assert typ == "NO" and b"NONEXISTENT" in data[0]
     assert client.delete("INBOX")[0] == "NO"
     assert client.create("INBOX")[0] == "NO"
     typ, data = client.create('"bad*name"')
-    assert typ == "NO" and b"CANNOT" in data[0]  # type: ignore[operator]
+    assert typ == "NO" and b"CANNOT" in data[0]
     with pytest.raises(imaplib.IMAP4.error, match="BAD"):
         client.create("bad*name")  # `*` is not an atom character: a syntax error
     client.logout()
@@ -206,16 +208,23 @@ def test_rename_with_children_and_inbox(node: NodeProcess) -> None:
     client = imaps(node, user)
     assert client.create("Folder/child")[0] == "OK"
     assert client.rename("Folder", "Renamed")[0] == "OK"
-    names = {line.split(b'"/" ')[1] for line in client.list()[1]}  # type: ignore[union-attr]
+    names = {line.split(b'"/" ')[1] for line in client.list()[1]}
     assert {b"Renamed", b"Renamed/child"} <= names
     assert not {b"Folder", b"Folder/child"} & names
     typ, data = client.rename("Nope", "Other")
     assert typ == "NO"
     typ, data = client.rename("Renamed", "Sent")
-    assert typ == "NO" and b"ALREADYEXISTS" in data[0]  # type: ignore[operator]
+    assert typ == "NO" and b"ALREADYEXISTS" in data[0]
     # RFC 9051 6.3.6: renaming INBOX moves its messages and leaves INBOX empty.
+    _, before_status = client.status("INBOX", "(UIDVALIDITY UIDNEXT)")
     assert client.rename("INBOX", "Old-Inbox")[0] == "OK"
     assert client.select("INBOX")[1] == [b"0"]
+    # ... and the moved messages' UIDs are not handed out again under the same UIDVALIDITY.
+    _, after_status = client.status("INBOX", "(UIDVALIDITY UIDNEXT)")
+    old, new = (
+        statuses([b"* STATUS " + x[0] + b"\r\n"])["INBOX"] for x in (before_status, after_status)
+    )
+    assert new["UIDVALIDITY"] != old["UIDVALIDITY"] or new["UIDNEXT"] >= old["UIDNEXT"]
     assert client.select("Old-Inbox")[1] == [str(len(before)).encode()]
     client.logout()
     assert node.inbox(user) == []
@@ -234,7 +243,7 @@ def test_subscribe_unsubscribe_lsub(node: NodeProcess) -> None:
     assert client.subscribe("Lists/python")[0] == "OK"
     typ, data = client.lsub('""', "Lists/*")
     assert typ == "OK" and len(data) == 1
-    assert data[0].endswith(b'"/" Lists/python')  # type: ignore[union-attr]
+    assert data[0].endswith(b'"/" Lists/python')
     # RFC 3501 6.3.9: LSUB "%" shows the unsubscribed parent of a subscribed name as \Noselect.
     typ, data = client.lsub('""', "%")
     assert b'(\\Noselect) "/" Lists' in data

@@ -10,8 +10,12 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import PASSWORD, deliver, imaps, require_command
 from tests.nodeproc import NodeProcess
+
+pytestmark = pytest.mark.usefixtures("no_tracebacks")
 
 USER = "carol@other.test"
 
@@ -71,7 +75,7 @@ def server(client: imaplib.IMAP4) -> dict[str, tuple[bytes, dict[bytes, bytes]]]
     found = {}
     _, listing = client.list()
     for line in listing:
-        name = line.split(b'"/" ')[1].decode()  # type: ignore[union-attr]
+        name = line.split(b'"/" ')[1].decode()
         _, status = client.status(name, "(UIDVALIDITY UIDNEXT HIGHESTMODSEQ MESSAGES)")
         messages = {}
         client.select(name, readonly=True)
@@ -80,8 +84,8 @@ def server(client: imaplib.IMAP4) -> dict[str, tuple[bytes, dict[bytes, bytes]]]
             if isinstance(item, tuple):
                 flags = re.search(rb"FLAGS \(([^)]*)\)", item[0])
                 messages[item[1].strip()] = flags[1] if flags else b"?"
-        found[name] = (status[0], messages)  # type: ignore[assignment]
-    return found  # type: ignore[return-value]
+        found[name] = (status[0], messages)
+    return found
 
 
 def local(maildir: Path) -> dict[str, bytes]:
@@ -154,7 +158,7 @@ def test_two_way_sync_with_mbsync(node: NodeProcess, tmp_path: Path) -> None:
     )
     client.select("INBOX")
     uids = {
-        re.search(rb"Subject: (\S+)", item[1])[1]: re.search(rb"UID (\d+)", item[0])[1]  # type: ignore[index]
+        re.search(rb"Subject: (\S+)", item[1])[1]: re.search(rb"UID (\d+)", item[0])[1]
         for item in client.fetch("1:*", "(UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])")[1]
         if isinstance(item, tuple)
     }

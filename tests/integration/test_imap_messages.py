@@ -16,6 +16,8 @@ import pytest
 from tests.conftest import PASSWORD, RawImap, deliver, imaps
 from tests.nodeproc import NodeProcess
 
+pytestmark = pytest.mark.usefixtures("no_tracebacks")
+
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
 
@@ -75,7 +77,7 @@ def lit(data: bytes) -> bytes:
 def search(client: imaplib.IMAP4, *criteria: str, charset: str | None = None) -> list[int]:
     typ, data = client.search(charset, *criteria)
     assert typ == "OK", (criteria, data)
-    return [int(n) for n in data[0].split()]  # type: ignore[union-attr]
+    return [int(n) for n in data[0].split()]
 
 
 # -- APPEND ------------------------------------------------------------------------------------
@@ -85,21 +87,21 @@ def test_append_with_flags_internal_date_and_appenduid(node: NodeProcess) -> Non
     when = imaplib.Time2Internaldate(time.mktime((2024, 2, 1, 12, 34, 56, 0, 0, -1)))
     typ, data = client.append("Appended", "(\\Seen $Work)", when, simple("appended"))
     assert typ == "OK"
-    m = re.match(rb"\[APPENDUID (\d+) (\d+)\]", data[0])  # type: ignore[arg-type]
+    m = re.match(rb"\[APPENDUID (\d+) (\d+)\]", data[0])
     assert m, data
     uidvalidity, uid = int(m[1]), int(m[2])
     typ, data = client.status("Appended", "(UIDVALIDITY UIDNEXT MESSAGES)")
-    assert f"UIDVALIDITY {uidvalidity} UIDNEXT {uid + 1} MESSAGES 1".encode() in data[0]  # type: ignore[operator]
+    assert f"UIDVALIDITY {uidvalidity} UIDNEXT {uid + 1} MESSAGES 1".encode() in data[0]
     client.select("Appended")
     typ, data = client.uid("FETCH", str(uid), "(FLAGS INTERNALDATE)")
-    assert b"FLAGS ($Work \\Seen)" in data[0]  # type: ignore[operator]
-    stamp = imaplib.Internaldate2tuple(data[0])  # type: ignore[arg-type]
+    assert b"FLAGS ($Work \\Seen)" in data[0]
+    stamp = imaplib.Internaldate2tuple(data[0])
     assert stamp is not None
     assert time.mktime(stamp) == time.mktime((2024, 2, 1, 12, 34, 56, 0, 0, -1))
     assert node.inbox(ALICE, "Appended") == [simple("appended")]
     # To a mailbox that does not exist: NO [TRYCREATE] (RFC 9051 6.3.12).
     typ, data = client.append("Missing", "", None, simple("lost"))
-    assert typ == "NO" and b"TRYCREATE" in data[0]  # type: ignore[operator]
+    assert typ == "NO" and b"TRYCREATE" in data[0]
     client.logout()
 
 
@@ -231,18 +233,18 @@ def test_body_is_exactly_the_stored_bytes_and_sets_seen(node: NodeProcess) -> No
     client.select("INBOX")
     seq = str(len(stored))
     _, got = client.fetch(seq, "(BODY.PEEK[] FLAGS)")
-    assert got[0][1] == stored[-1]  # type: ignore[index]
+    assert got[0][1] == stored[-1]
     assert stored[-1].endswith(data)  # plus our trace headers in front
-    assert b"\\Seen" not in client.fetch(seq, "FLAGS")[1][0]  # type: ignore[operator]
+    assert b"\\Seen" not in client.fetch(seq, "FLAGS")[1][0]
     _, got = client.fetch(seq, "(BODY[])")
-    assert got[0][1] == stored[-1]  # type: ignore[index]
-    assert b"\\Seen" in got[0][0] or b"\\Seen" in got[1]  # type: ignore[operator, index]
-    assert b"\\Seen" in client.fetch(seq, "FLAGS")[1][0]  # type: ignore[operator]
+    assert got[0][1] == stored[-1]
+    assert b"\\Seen" in got[0][0] or b"\\Seen" in got[1]
+    assert b"\\Seen" in client.fetch(seq, "FLAGS")[1][0]
     # An EXAMINEd mailbox never gets \Seen set.
     client.store(seq, "-FLAGS", "(\\Seen)")
     client.select("INBOX", readonly=True)
     client.fetch(seq, "(BODY[])")
-    assert b"\\Seen" not in client.fetch(seq, "FLAGS")[1][0]  # type: ignore[operator]
+    assert b"\\Seen" not in client.fetch(seq, "FLAGS")[1][0]
     client.logout()
 
 
@@ -291,13 +293,13 @@ def test_copy_with_copyuid_and_move(node: NodeProcess) -> None:
     assert client.create("CopyDst")[0] == "OK"
     typ, data = client.copy("2:3", "CopyDst")
     assert typ == "OK"
-    m = re.match(rb"\[COPYUID (\d+) (\S+) (\S+)\]", data[0])  # type: ignore[arg-type]
+    m = re.match(rb"\[COPYUID (\d+) (\S+) (\S+)\]", data[0])
     assert m and (m[2], m[3]) == (b"2:3", b"1:2"), data
     assert client.uid("COPY", "4", "CopyDst")[0] == "OK"
     copyuid = client.response("COPYUID")[1][-1]
-    assert re.match(rb"\d+ 4 3$", copyuid), copyuid  # type: ignore[arg-type]
+    assert re.match(rb"\d+ 4 3$", copyuid), copyuid
     typ, data = client.copy("1", "NoSuchBox")
-    assert typ == "NO" and b"TRYCREATE" in data[0]  # type: ignore[operator]
+    assert typ == "NO" and b"TRYCREATE" in data[0]
     assert node.inbox(ALICE, "CopyDst") == [simple("c1"), simple("c2"), simple("c3")]
     client.logout()
     with RawImap(node.ports["imaps"]) as raw:
@@ -330,7 +332,7 @@ def test_expunge_and_uid_expunge(node: NodeProcess) -> None:
         b"e1", b"e3", b"e4", b"e5",
     ]  # fmt: skip
     typ, data = client.expunge()
-    assert typ == "OK" and sorted(int(n) for n in data) == [2, 4]  # type: ignore[arg-type]
+    assert typ == "OK" and sorted(int(n) for n in data) == [2, 4]
     assert search(client, "ALL") == [1, 2]
     typ, data = client.fetch("1:*", "(UID)")
     assert data == [b"1 (UID 2)", b"2 (UID 5)"]
@@ -408,10 +410,10 @@ def test_search_charset_utf8_non_ascii_word(search_box: imaplib.IMAP4_SSL) -> No
         search_box.literal = word.encode()
         typ, data = search_box.search("UTF-8", key)
         assert typ == "OK"
-        found = [int(n) for n in data[0].split()]  # type: ignore[union-attr]
+        found = [int(n) for n in data[0].split()]
         assert found == expected, (key, word)
     typ, data = search_box.search("KOI8-R", "SUBJECT", "x")
-    assert typ == "NO" and b"BADCHARSET" in data[0]  # type: ignore[operator]
+    assert typ == "NO" and b"BADCHARSET" in data[0]
 
 
 def test_esearch_return_options(node: NodeProcess, search_box: imaplib.IMAP4_SSL) -> None:
@@ -446,9 +448,9 @@ def test_condstore_changedsince_and_unchangedsince(node: NodeProcess) -> None:
         untagged, done = raw.command("SELECT Cond (CONDSTORE)")
         assert done.startswith(b"a OK")
         text = b"".join(untagged)
-        highest = int(re.search(rb"\[HIGHESTMODSEQ (\d+)\]", text)[1])  # type: ignore[index]
+        highest = int(re.search(rb"\[HIGHESTMODSEQ (\d+)\]", text)[1])
         untagged, _ = raw.command("FETCH 1:* (MODSEQ)")
-        modseqs = [int(re.search(rb"MODSEQ \((\d+)\)", r)[1]) for r in untagged]  # type: ignore[index]
+        modseqs = [int(re.search(rb"MODSEQ \((\d+)\)", r)[1]) for r in untagged]
         assert max(modseqs) == highest and modseqs == sorted(modseqs)
         untagged, _ = raw.command("STORE 2 +FLAGS (\\Seen)")
         m = re.match(rb"\* 2 FETCH \(FLAGS \(\\Seen\) MODSEQ \((\d+)\)\)\r\n", untagged[0])
@@ -507,9 +509,9 @@ def test_quota_root_and_append_over_quota(node: NodeProcess) -> None:
     assert client.append("INBOX", "", None, simple("fits", "x" * 60 + "\r\n" * 90))[0] == "OK"
     big = simple("too big", ("y" * 76 + "\r\n") * 140)
     typ, data = client.append("INBOX", "", None, big)
-    assert typ == "NO" and data[0].startswith(b"[OVERQUOTA]"), data  # type: ignore[union-attr]
+    assert typ == "NO" and data[0].startswith(b"[OVERQUOTA]"), data
     typ, data = client.getquota('""')
-    assert typ == "OK" and re.match(rb'"" \(STORAGE 1 10\)', data[0]), data  # type: ignore[arg-type]
+    assert typ == "OK" and re.match(rb'"" \(STORAGE 1 10\)', data[0]), data
     typ, data = client._simple_command("SETQUOTA", '""', "(STORAGE 1)")
     assert typ == "NO"
     assert len(node.inbox(user)) == 1

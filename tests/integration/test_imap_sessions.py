@@ -10,8 +10,12 @@ import re
 import threading
 import time
 
+import pytest
+
 from tests.conftest import RawImap, deliver, imaps
 from tests.nodeproc import NodeProcess
+
+pytestmark = pytest.mark.usefixtures("no_tracebacks")
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
@@ -134,7 +138,7 @@ def test_smtp_250_means_visible_over_imap(node: NodeProcess) -> None:
             untagged, _ = b.command("NOOP")
             assert b"* %d EXISTS\r\n" % exists in untagged, untagged
             _, got = client.status("INBOX", "(MESSAGES)")
-            assert got[0].endswith(b"(MESSAGES %d)" % exists), got  # type: ignore[union-attr]
+            assert got[0].endswith(b"(MESSAGES %d)" % exists), got
             body = b.command(f"FETCH {exists} BODY.PEEK[]")[0][0]
             assert body.endswith(data + b")\r\n")
     client.logout()
@@ -162,7 +166,7 @@ def test_uids_strictly_ascending_under_concurrent_appends(node: NodeProcess) -> 
     assert every == list(range(1, 31))  # none reused, none skipped
     with watcher:
         untagged, _ = watcher.command("UID FETCH 1:* (UID)")
-        seen = [int(re.search(rb"UID (\d+)", r)[1]) for r in untagged if b"FETCH" in r]  # type: ignore[index]
+        seen = [int(re.search(rb"UID (\d+)", r)[1]) for r in untagged if b"FETCH" in r]
         assert seen == every
 
 
@@ -173,7 +177,7 @@ def test_uidvalidity_stable_across_sessions_and_restart(node: NodeProcess) -> No
         client = imaps(node)
         _, data = client.status("Stable", "(UIDVALIDITY UIDNEXT)")
         client.logout()
-        m = re.search(rb"UIDVALIDITY (\d+) UIDNEXT (\d+)", data[0])  # type: ignore[arg-type]
+        m = re.search(rb"UIDVALIDITY (\d+) UIDNEXT (\d+)", data[0])
         assert m, data
         return m[1], m[2]
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mailfort.queue.local_worker import ACCOUNT_GONE, LocalWorker
+from mailfort.mail.directory import Directory
+from mailfort.queue.local_worker import LocalWorker
 from mailfort.store.api import AcceptRequest, QueuedRecipient
 from mailfort.store.sqlite import SqliteStore
 
@@ -145,21 +146,50 @@ async def test_an_item_for_a_deleted_account_is_dropped(store: SqliteStore) -> N
     assert local.dropped == 1
 
 
-async def test_a_dead_item_waits_for_the_rest_of_its_message(store: SqliteStore) -> None:
-    await store.add_account("alice@a.test", "h")
+async def test_only_the_dead_item_of_a_message_goes(store: SqliteStore) -> None:
     remote = QueuedRecipient(recipient="bob@remote.test", original="bob@remote.test")
-    request = await queue_local(store, 999, "ghost@a.test", remote)
-    now = [T0]
-    local = worker(store, "n1", now)
+    await queue_local(store, 999, "ghost@a.test", remote)
+    local = worker(store, "n1", [T0])
 
     assert await local.run_once() == 0
-    items = {i.recipient: i for i in await store.queue_items()}
-    assert set(items) == {"ghost@a.test", "bob@remote.test"}  # the remote one is not ours
-    assert items["ghost@a.test"].last_error == ACCOUNT_GONE
-    assert local.dropped == 0
+    (left,) = await store.queue_items()
+    assert left.recipient == "bob@remote.test"  # the remote worker's, untouched
+    assert local.dropped == 1
 
-    await store.delete_queue(request.queue_id)  # stands in for the remote delivery
-    await queue_local(store, 999, "ghost@a.test")
-    now[0] += 7200
+
+async def test_the_sender_gets_a_bounce(store: SqliteStore) -> None:
+    await store.add_domain("a.test")
+    sender = await store.add_account("sender@a.test", "h")
+    request = AcceptRequest(
+        queue_id="QBOUNCE1",
+        sender="sender@a.test",
+        body=b"Subject: for a ghost\r\n\r\nhello\r\n",
+        received=T0,
+        client="192.0.2.1",
+        authenticated=None,
+        queued=(
+            QueuedRecipient(recipient="ghost@a.test", original="ghost@a.test", account_id=999),
+        ),
+    )
+    await store.accept(request)
+    local = LocalWorker(
+        store,
+        owner="n1",
+        lease_seconds=30,
+        poll_interval=0.01,
+        retry_seconds=60,
+        directory=Directory(store, cache_seconds=0),
+        hostname="mx.a.test",
+        clock=lambda: T0,
+    )
+
     assert await local.run_once() == 0
-    assert await store.queue_items() == [] and local.dropped == 1
+    assert await store.queue_items() == []
+    assert (local.dropped, local.bounces) == (1, 1)
+    (message,) = await store.list_messages(sender.id, "INBOX")
+    dsn = await store.message_bytes(sender.id, "INBOX", message.uid)
+    assert dsn is not None
+    assert b"Final-Recipient: rfc822; ghost@a.test" in dsn
+    assert b"Status: 5.1.1" in dsn and b"Action: failed" in dsn
+    assert b"Subject: for a ghost" in dsn  # the original's header section
+    assert b"Return-Path: <>" in dsn

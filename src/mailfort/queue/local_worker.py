@@ -8,9 +8,9 @@ The worker leases items, delivers each in one transaction with the item's deleti
 and defers what still fails.
 
 An item whose account is gone (account ids are never reused, so no account has its id) can never
-be delivered. It is dropped with a warning once nothing else of its message is queued; until then
-it is deferred like any failure, because the store deletes queue items only per message. A later
-issue turns the drop into a bounce (DSN) to the sender.
+be delivered: it is removed at once with a warning, and when the worker has a directory to find
+the sender, with a bounce (DSN, 5.1.1) committed in the same transaction (`Store.settle_queued`),
+as the remote worker does for a recipient that failed.
 """
 
 from __future__ import annotations
@@ -21,14 +21,17 @@ import time
 from collections.abc import Callable
 
 from mailfort.errors import StoreError
+from mailfort.mail import dsn
+from mailfort.mail.directory import Directory
 from mailfort.mail.trace import delivery_prefix
+from mailfort.queue.bounce import notice
 from mailfort.queue.schedule import next_delay
-from mailfort.store.api import QueueItem, Store
+from mailfort.store.api import AcceptRequest, QueueItem, Settlement, Store
 
 log = logging.getLogger("mailfort.queue")
 
 MAILBOX_UNAVAILABLE = "450 4.2.0 mailbox unavailable"
-ACCOUNT_GONE = "550 5.1.1 recipient account no longer exists"
+ACCOUNT_GONE = "5.1.1"
 
 
 class LocalWorker:
@@ -40,6 +43,8 @@ class LocalWorker:
         lease_seconds: float,
         poll_interval: float,
         retry_seconds: float,
+        directory: Directory | None = None,
+        hostname: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -47,9 +52,12 @@ class LocalWorker:
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         self.retry_seconds = retry_seconds
+        self.directory = directory  # None: drop without a bounce
+        self.hostname = hostname
         self.clock = clock
         self.delivered = 0
         self.dropped = 0
+        self.bounces = 0
 
     async def run_once(self) -> int:
         items = await self.store.claim_queue(
@@ -65,7 +73,10 @@ class LocalWorker:
                 done += 1
                 log.info("event=delivered id=%s rcpt=%s via=queue", item.queue_id, item.recipient)
             else:
-                await self._defer(item, MAILBOX_UNAVAILABLE)
+                delay = next_delay(item.attempts, base=self.retry_seconds, cap=3600.0)
+                await self.store.defer_queued(
+                    item, self.owner, self.clock() + delay, MAILBOX_UNAVAILABLE
+                )
         self.delivered += done
         return done
 
@@ -75,23 +86,46 @@ class LocalWorker:
         return await self.store.get_account_by_id(item.account_id) is None
 
     async def _drop(self, item: QueueItem) -> None:
-        siblings = [s for s in await self.store.queue_items(item.queue_id) if s.id != item.id]
-        for sibling in siblings:
-            if not await self._account_gone(sibling):
-                # Other recipients of this message (remote ones too) still wait; deleting the
-                # message would take their items as well.
-                await self._defer(item, ACCOUNT_GONE)
-                return
-        dropped = await self.store.delete_queue(item.queue_id)
-        self.dropped += dropped
-        for gone in (item, *siblings):
-            log.warning(
-                "event=dropped id=%s rcpt=%s reason=account_gone", gone.queue_id, gone.recipient
-            )
+        bounce = await self._bounce(item)
+        settlement = Settlement(failed=(item,), notices=() if bounce is None else (bounce,))
+        if not await self.store.settle_queued(settlement, self.owner):
+            return  # no longer ours: whoever holds it now decides
+        self.dropped += 1
+        log.warning(
+            "event=dropped id=%s rcpt=%s reason=account_gone bounce=%s",
+            item.queue_id,
+            item.recipient,
+            "none" if bounce is None else bounce.queue_id,
+        )
+        if bounce is not None:
+            self.bounces += 1
 
-    async def _defer(self, item: QueueItem, error: str) -> None:
-        delay = next_delay(item.attempts, base=self.retry_seconds, cap=3600.0)
-        await self.store.defer_queued(item, self.owner, self.clock() + delay, error)
+    async def _bounce(self, item: QueueItem) -> AcceptRequest | None:
+        if self.directory is None:
+            return None
+        body = await self.store.queue_body(item.queue_id)
+        if body is None:
+            return None
+        now = self.clock()
+        report = dsn.RecipientReport(
+            final_recipient=item.recipient,
+            original_recipient=item.original,
+            action=dsn.Action.FAILED,
+            status=ACCOUNT_GONE,
+            text="the mailbox was deleted before the message could be delivered",
+            diagnostic="X-Mailfort; recipient account no longer exists",
+            last_attempt=now,
+        )
+        return await notice(
+            self.directory,
+            hostname=self.hostname,
+            sender=item.sender,
+            queue_id=item.queue_id,
+            arrival=item.received,
+            original=body,
+            recipients=[report],
+            now=now,
+        )
 
     async def run(self) -> None:
         while True:

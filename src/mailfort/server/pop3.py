@@ -204,10 +204,12 @@ class Connection:
             return self.core.login_failed(core.LoginFailure.THROTTLED)
         try:
             account = await ctx.store.get_account(address)
-        except StoreError as exc:
+            ok = await ctx.verifier.verify(
+                account.password_hash if account else None, event.password
+            )
+        except StoreError as exc:  # includes Busy: too many password checks at once
             log.warning("event=pop3_store_error step=login error=%s", exc)
             return self.core.login_failed(core.LoginFailure.UNAVAILABLE)
-        ok = await ctx.verifier.verify(account.password_hash if account else None, event.password)
         if not ok or account is None:
             ctx.logins["failed"] += 1
             delay = max(ctx.ip_throttle.failed(ip), ctx.account_throttle.failed(address))

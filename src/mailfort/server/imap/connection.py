@@ -16,6 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from mailfort.protocol.imap import framing, response
+from mailfort.protocol.imap.commands import StartTLS
 from mailfort.server.admission import ConnectionLimiter, Refusal
 from mailfort.server.imap import mailboxes, messages  # noqa: F401  (registers handlers)
 from mailfort.server.imap.session import ImapContext, Session, State
@@ -82,6 +83,10 @@ class Connection:
             self.events.extend(self.framer.feed(data))
 
     async def start_tls(self) -> None:
+        # RFC 3501 6.2.1 (CVE-2011-0411): what the stream holds now was sent before the client
+        # saw our OK, so it is plaintext that must never run inside TLS. Reading stopped when the
+        # command was taken (run()), so the client's handshake is not among it.
+        await self._drop_buffered()
         await self.writer.start_tls(self.tls_context)
         self.tls = True
         # RFC 3501 6.2.1: nothing the client sent before the handshake may be used after it.
@@ -89,6 +94,28 @@ class Connection:
             max_line=self.limits.max_line, max_literal=self.limits.max_literal
         )
         self.events.clear()
+
+    async def _drop_buffered(self) -> None:
+        while True:
+            # A read of buffered octets completes in its first step; one that would wait for the
+            # network finds nothing buffered (and reading is paused, so nothing arrives).
+            pending = asyncio.ensure_future(self.reader.read(65536))
+            await asyncio.sleep(0)
+            if not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pending
+                return
+            if pending.exception() is not None or not pending.result():
+                return
+
+    def _reading(self, on: bool) -> None:
+        transport = self.writer.transport
+        if isinstance(transport, asyncio.ReadTransport) and transport.is_reading() != on:
+            if on:
+                transport.resume_reading()
+            else:
+                transport.pause_reading()
 
     async def _read(self, timeout: float) -> bytes:
         try:
@@ -146,7 +173,13 @@ class Connection:
                 continue
             if isinstance(event, framing.RawLine):
                 continue  # a stray line after AUTHENTICATE/IDLE ended; nothing waits for it
-            if not await self.session.handle(event.command):
+            starttls = isinstance(event.command, StartTLS)
+            if starttls:
+                self._reading(False)  # until the handshake; see start_tls()
+            keep = await self.session.handle(event.command)
+            if starttls:
+                self._reading(True)  # STARTTLS refused, or the new transport after it
+            if not keep:
                 return
 
     async def _bye(self, text: str) -> None:
