@@ -18,6 +18,12 @@ from mailfort.mail.directory import Directory
 from mailfort.queue.local_worker import LocalWorker
 from mailfort.queue.remote_worker import RemoteWorker
 from mailfort.server.admission import ConnectionLimiter
+from mailfort.server.imap.cache import MetaCache
+from mailfort.server.imap.connection import Connection as ImapConnection
+from mailfort.server.imap.connection import ImapLimits, start_imap
+from mailfort.server.imap.session import ImapContext
+from mailfort.server.pop3 import Pop3Context, Pop3Limits, start_pop3
+from mailfort.server.pop3_maildrop import LocalMaildropLocks, SizeCache
 from mailfort.server.smtp import start_smtp
 from mailfort.server.smtp_policy import Mode, SmtpPolicy
 from mailfort.server.tls import ensure_self_signed, server_context
@@ -71,6 +77,7 @@ class Node:
             max_total=limits.pop3_max_connections, max_per_ip=limits.pop3_max_connections_per_ip
         )
         self.servers: list[asyncio.Server] = []
+        self.imap_connections: set[ImapConnection] = set()
         self.listeners: list[Listener] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.worker = LocalWorker(
@@ -131,9 +138,6 @@ class Node:
         return self.listeners
 
     async def _start_imap(self, tls: ssl.SSLContext) -> None:
-        from mailfort.server.imap.cache import MetaCache
-        from mailfort.server.imap.connection import ImapLimits, start_imap
-        from mailfort.server.imap.session import ImapContext
 
         limits = self.config.limits
         config = self.config
@@ -162,6 +166,7 @@ class Node:
             if address is None:
                 continue
             server = await start_imap(
+                connections=self.imap_connections,
                 ctx=imap_context,
                 host=address[0],
                 port=address[1],
@@ -175,8 +180,6 @@ class Node:
             self.listeners.append(Listener(name, address[0], port, _DESCRIPTIONS[name]))
 
     async def _start_pop3(self, tls: ssl.SSLContext) -> None:
-        from mailfort.server.pop3 import Pop3Context, Pop3Limits, start_pop3
-        from mailfort.server.pop3_maildrop import LocalMaildropLocks, SizeCache
 
         limits = self.config.limits
         pop3_context = Pop3Context(
@@ -217,6 +220,8 @@ class Node:
         """Refuse new connections, give open sessions `grace` seconds, then close the store."""
         self.limiter.draining = True
         self.imap_limiter.draining = True
+        for connection in list(self.imap_connections):
+            connection.shutdown()
         self.pop3_limiter.draining = True
         for server in self.servers:
             server.close()

@@ -161,7 +161,7 @@ def parse(data: bytes) -> Part:
 
 def parse_header(data: bytes) -> tuple[HeaderField, ...]:
     """Only the top-level header fields (for ENVELOPE without building the MIME tree)."""
-    fields_end, _ = _header_bounds(data, 0, len(data))
+    fields_end, _ = header_bounds(data, 0, len(data))
     return scan_fields(data, 0, fields_end, limit=MAX_FIELDS)
 
 
@@ -170,7 +170,7 @@ def _entity(
     data: bytes, start: int, end: int, *, depth: int, in_digest: bool, budget: list[int]
 ) -> Part:
     budget[0] -= 1
-    fields_end, body_start = _header_bounds(data, start, end)
+    fields_end, body_start = header_bounds(data, start, end)
     fields = scan_fields(data, start, fields_end, limit=MAX_FIELDS)
     first: dict[str, bytes] = {}
     for f in fields:
@@ -285,7 +285,7 @@ def _before_line_ending(data: bytes, lo: int, i: int) -> int:
     return i
 
 
-def _header_bounds(data: bytes, start: int, end: int) -> tuple[int, int]:
+def header_bounds(data: bytes, start: int, end: int) -> tuple[int, int]:
     """(fields_end, header_end): the header ends with the first empty line (RFC 5322 2.1)."""
     if start >= end:
         return end, end

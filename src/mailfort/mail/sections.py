@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailfort.mail.mime import Part, decode_body, scan_fields
+from mailfort.mail.mime import Part, decode_body, header_bounds, scan_fields
 
 if TYPE_CHECKING:  # the IMAP AST is only a type here; `mail/` does not depend on `protocol/`
     from mailfort.protocol.imap.commands import Section
@@ -77,11 +77,31 @@ def header_fields(data: bytes, message: Part, names: tuple[str, ...], *, exclude
     """HEADER.FIELDS (names) or HEADER.FIELDS.NOT (names): the matching fields as stored, in
     their order, folding kept, then the blank line. Matching is case-insensitive (RFC 9051
     6.4.5); the blank line is included whenever the message has one."""
+    return _pick_fields(
+        data, message.header_start, message.fields_end, message.header_end, names, exclude
+    )
+
+
+def header_block_fields(header: bytes, names: tuple[str, ...], *, exclude: bool) -> bytes:
+    """HEADER.FIELDS[.NOT] of a header block on its own (a cached BODY[HEADER]), without
+    parsing a MIME tree for it: the server's FETCH of list headers needs nothing more."""
+    fields_end, header_end = header_bounds(header, 0, len(header))
+    return _pick_fields(header, 0, fields_end, header_end, names, exclude)
+
+
+def _pick_fields(
+    data: bytes,
+    start: int,
+    fields_end: int,
+    header_end: int,
+    names: tuple[str, ...],
+    exclude: bool,
+) -> bytes:
     wanted = {name.lower() for name in names} - {""}  # "": a line that is no field
-    # Scanned afresh rather than read from `message.fields`, which is capped at MAX_FIELDS.
-    fields = scan_fields(data, message.header_start, message.fields_end)
+    # Scanned afresh rather than read from `Part.fields`, which is capped at MAX_FIELDS.
+    fields = scan_fields(data, start, fields_end)
     picked = [data[f.start : f.end] for f in fields if (f.name in wanted) != exclude]
-    return b"".join(picked) + data[message.fields_end : message.header_end]
+    return b"".join(picked) + data[fields_end:header_end]
 
 
 def partial(data: bytes, origin: int, count: int) -> bytes:

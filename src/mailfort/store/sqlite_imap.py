@@ -72,10 +72,22 @@ _ROW = "uid, modseq, flags, internal_date, size"
 _CHUNK = 500
 
 
+_FLAG_SETS: dict[str, frozenset[str]] = {}
+
+
+def flag_set(text: str) -> frozenset[str]:
+    """One shared frozenset per distinct flags text: a mailbox has few distinct combinations,
+    and building a set per row was a large part of loading a mailbox."""
+    found = _FLAG_SETS.get(text)
+    if found is None:
+        if len(_FLAG_SETS) > 4096:
+            _FLAG_SETS.clear()
+        found = _FLAG_SETS[text] = frozenset(text.split())
+    return found
+
+
 def row(r: tuple) -> MessageRow:  # type: ignore[type-arg]
-    return MessageRow(
-        uid=r[0], modseq=r[1], flags=frozenset(r[2].split()), internal_date=r[3], size=r[4]
-    )
+    return MessageRow(uid=r[0], modseq=r[1], flags=flag_set(r[2]), internal_date=r[3], size=r[4])
 
 
 def flags_text(flags: Iterable[str]) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from mailfort.store.api import MessageRow
+
 
 @dataclass(frozen=True, slots=True)
 class MessageMeta:
@@ -50,3 +52,36 @@ class MetaCache:
         while self._bytes > self._max and self._items:
             _, evicted = self._items.popitem(last=False)
             self._bytes -= self._size(evicted)
+
+
+class SnapshotCache:
+    """The message rows of recently selected mailboxes, valid while HIGHESTMODSEQ is unchanged.
+
+    SELECT needs every row of a mailbox; clients that connect, select and leave (phones,
+    webmail, POP-like polling) would each load thousands of rows. Any change bumps the
+    mailbox's HIGHESTMODSEQ, so a snapshot taken at the same HIGHESTMODSEQ is still exact.
+    """
+
+    def __init__(self, max_rows: int = 2_000_000) -> None:
+        self._items: OrderedDict[int, tuple[int, list[MessageRow]]] = OrderedDict()
+        self._rows = 0
+        self._max = max_rows
+
+    def get(self, mailbox_id: int, highestmodseq: int) -> list[MessageRow] | None:
+        item = self._items.get(mailbox_id)
+        if item is None or item[0] != highestmodseq:
+            return None
+        self._items.move_to_end(mailbox_id)
+        return item[1]
+
+    def put(self, mailbox_id: int, highestmodseq: int, rows: list[MessageRow]) -> None:
+        old = self._items.pop(mailbox_id, None)
+        if old is not None:
+            self._rows -= len(old[1])
+        if len(rows) > self._max // 4:
+            return  # one huge mailbox must not push every other one out
+        self._items[mailbox_id] = (highestmodseq, rows)
+        self._rows += len(rows)
+        while self._rows > self._max and self._items:
+            _, (_, evicted) = self._items.popitem(last=False)
+            self._rows -= len(evicted)

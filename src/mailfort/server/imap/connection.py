@@ -58,7 +58,17 @@ class Connection:
             max_line=limits.max_line, max_literal=limits.max_literal
         )
         self.events: deque[framing.Event] = deque()
+        self.closing = asyncio.Event()
+        self._read_task: asyncio.Future[bytes] | None = None
         self.session = Session(ctx, self)
+
+    def shutdown(self) -> None:
+        """Drain: a session waiting for its client is told BYE now; a busy one after its command."""
+        self.closing.set()
+        if self._read_task is not None:
+            # Waking the read (rather than closing the transport) lets run() say BYE and end
+            # normally; a TLS close would wait for a client that may not be reading.
+            self._read_task.cancel()
 
     # -- SessionIO ----------------------------------------------------------------------------
     async def send(self, data: bytes) -> None:
@@ -135,8 +145,22 @@ class Connection:
                 timeout = (
                     self.limits.idle_timeout if authed else max(0.0, unauth_deadline - loop.time())
                 )
-                data = await self._read(timeout)
+                if self.closing.is_set():
+                    await self._bye("[UNAVAILABLE] server shutting down, please reconnect")
+                    return
+                self._read_task = asyncio.ensure_future(self._read(timeout))
+                try:
+                    data = await self._read_task
+                except asyncio.CancelledError:
+                    if not self.closing.is_set():
+                        raise
+                    data = b""
+                finally:
+                    self._read_task = None
                 if not data:
+                    if self.closing.is_set():
+                        await self._bye("[UNAVAILABLE] server shutting down, please reconnect")
+                        return
                     if not authed or timeout <= 0:
                         await self._bye("autologout; idle for too long")
                     elif self.reader.at_eof():
@@ -196,8 +220,11 @@ async def start_imap(
     tls_context: ssl.SSLContext,
     implicit_tls: bool,
     limits: ImapLimits | None = None,
+    connections: set[Connection] | None = None,
 ) -> asyncio.Server:
+    """`connections`, when given, holds every open connection (for draining the node)."""
     limits = limits or ImapLimits()
+    registry: set[Connection] = connections if connections is not None else set()
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
@@ -218,9 +245,14 @@ async def start_imap(
             writer.close()
             return
         connection = Connection(ctx, limits, reader, writer, tls_context)
+        registry.add(connection)
         try:
             await connection.run()
         except (ConnectionError, TimeoutError, ssl.SSLError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            # The node is exiting with this session still open. This task is the handler's
+            # last frame and nobody awaits it: end quietly instead of logging a traceback.
             pass
         except Exception:
             # Never a traceback on the wire; the rest of the node carries on.
@@ -228,11 +260,15 @@ async def start_imap(
             with contextlib.suppress(Exception):
                 writer.write(b"* BYE [SERVERBUG] internal error, please reconnect\r\n")
         finally:
+            registry.discard(connection)
             limiter.release(ip)
             connection.session.watch(None)
             writer.close()
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(writer.wait_closed(), 5)
+            except (Exception, asyncio.CancelledError):
+                # A client that never reads keeps the close waiting to flush: drop its buffer.
+                writer.transport.abort()
 
     return await asyncio.start_server(
         on_connect,

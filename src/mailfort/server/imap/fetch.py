@@ -119,12 +119,16 @@ class MessageView:
 
 def _section_value(view: MessageView, att: FetchAtt) -> bytes:
     section = att.section or Section()
+    if not section.part and section.text is None and view.data is not None:
+        return view.data  # BODY[]: the message as stored; no need to parse its structure
     if _header_only(att) and section.text == "HEADER":
         return view.header()
-    if _header_only(att) and view.data is None:
-        # HEADER.FIELDS[.NOT] from the cached header block: parse it as a message of its own.
-        header = view.header()
-        return sections.section(header, mime.parse(header), section) or b""
+    if _header_only(att):
+        # HEADER.FIELDS[.NOT] (what every client fetches for its message list) straight from
+        # the cached header block.
+        return sections.header_block_fields(
+            view.header(), section.fields, exclude=section.text == "HEADER.FIELDS.NOT"
+        )
     assert view.data is not None
     return sections.section(view.data, view.part, section) or b""
 

@@ -46,7 +46,12 @@ async def do_select(s: Session, cmd: C.Command) -> Done:
     box = await _mailbox(s, cmd.mailbox)
     # The mailbox row first, then the messages: anything newer than the row is caught by the
     # next sync instead of being missed.
-    rows = await s.ctx.store.messages(_account_id(s), box.id)
+    rows = s.ctx.snapshots.get(box.id, box.highestmodseq)
+    if rows is None:
+        rows = await s.ctx.store.messages(_account_id(s), box.id)
+        # Only a snapshot that is exactly the state at box.highestmodseq may be reused.
+        if all(r.modseq <= box.highestmodseq for r in rows):
+            s.ctx.snapshots.put(box.id, box.highestmodseq, rows)
     if cmd.condstore:
         s.condstore = True
     highest = max([box.highestmodseq, *(r.modseq for r in rows)])

@@ -25,7 +25,7 @@ from mailfort.auth.throttle import LoginThrottle
 from mailfort.errors import NotFound, OverQuota, StoreError, StoreUnavailable
 from mailfort.mail.address import AddressError, normalize
 from mailfort.protocol.imap import commands as C
-from mailfort.server.imap.cache import MetaCache
+from mailfort.server.imap.cache import MetaCache, SnapshotCache
 from mailfort.server.imap.flags import FlagError
 from mailfort.server.imap.names import NameError_
 from mailfort.server.imap.selected import SelectedMailbox
@@ -106,6 +106,7 @@ class SessionIO(Protocol):
 
     client_ip: str
     tls: bool
+    closing: asyncio.Event  # set when the node drains: IDLE ends with BYE
 
     async def send(self, data: bytes) -> None: ...
 
@@ -130,6 +131,7 @@ class ImapContext:
     poll_interval: float = 2.0
     clock: Callable[[], float] = time.monotonic
     logins: dict[str, int] = field(default_factory=lambda: {"ok": 0, "failed": 0})
+    snapshots: SnapshotCache = field(default_factory=SnapshotCache)
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,7 +463,16 @@ async def do_idle(s: Session, cmd: C.Command) -> Done:
                 if s.state is State.LOGOUT:
                     return Done("NO", "mailbox gone")
             waiter = asyncio.ensure_future(s.wait_change(s.ctx.poll_interval * 15))
-            finished, _ = await asyncio.wait({reader, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            closing = asyncio.ensure_future(s.io.closing.wait())
+            finished, _ = await asyncio.wait(
+                {reader, waiter, closing}, return_when=asyncio.FIRST_COMPLETED
+            )
+            closing.cancel()
+            if s.io.closing.is_set():
+                waiter.cancel()
+                await s.untagged("BYE [UNAVAILABLE] server shutting down, please reconnect")
+                s.state = State.LOGOUT
+                return Done("OK", "IDLE terminated by shutdown")
             if reader in finished:
                 waiter.cancel()
                 line = reader.result()
