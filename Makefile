@@ -35,10 +35,14 @@ test: $(VENV)/.test-installed
 	scripts/ensure-debian-packages $(TEST_PACKAGES)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
-	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	@# A private PostgreSQL (installed when missing) for the conformance suite's second engine.
+	MAILFORT_TEST_PG_DSN=$${MAILFORT_TEST_PG_DSN:-$$(scripts/ensure-postgres)} && \
+	  export MAILFORT_TEST_PG_DSN && \
+	  $(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 unit: $(VENV)/.test-installed
-	$(BIN)/pytest -q tests/unit tests/store
+	MAILFORT_TEST_PG_DSN=$${MAILFORT_TEST_PG_DSN:-$$(scripts/ensure-postgres)} && \
+	  export MAILFORT_TEST_PG_DSN && $(BIN)/pytest -q tests/unit tests/store
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/smtp_ingest.py

@@ -16,6 +16,7 @@ from pathlib import Path
 from mailfort import __version__
 from mailfort.config import Config, load
 from mailfort.errors import AlreadyExists, ConfigError, MailfortError, NotFound
+from mailfort.logs import configure as configure_logging
 from mailfort.mail.address import AddressError, normalize, normalize_domain
 from mailfort.store import open_store
 from mailfort.store.api import QueueItem, Store
@@ -410,11 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    # A serving node logs a line per message: batch the writes there; the CLI writes at once.
+    configure_logging(batched=args.command == "serve", stream=sys.stderr)
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command
     try:
         config = load(args.config)

@@ -86,6 +86,8 @@ class Node:
             lease_seconds=config.queue.lease_seconds,
             poll_interval=config.queue.poll_interval,
             retry_seconds=config.queue.local_retry_seconds,
+            directory=self.directory,
+            hostname=config.hostname,
         )
         self.remote_worker = remote_worker(config, self.store, self.directory)
 

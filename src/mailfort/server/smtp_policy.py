@@ -110,7 +110,10 @@ class SmtpPolicy:
             pass
         except StoreError:
             return R.STORE_UNAVAILABLE
-        ok = await self.verifier.verify(account.password_hash if account else None, password)
+        try:
+            ok = await self.verifier.verify(account.password_hash if account else None, password)
+        except StoreError:  # Busy: too many password checks at once; the client retries
+            return R.STORE_UNAVAILABLE
         if not ok or account is None:
             delay = self.throttle.failed(ip)
             log.warning("event=auth_failed client=%s login=%r", ip, login[:100])

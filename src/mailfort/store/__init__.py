@@ -23,4 +23,11 @@ def open_store(url: str, data_dir: Path) -> Store:
         from mailfort.store.sqlite import SqliteStore
 
         return SqliteStore(Path(url.removeprefix("sqlite:///")))
-    raise ConfigError("store.url", f"unsupported store URL {url!r} (use sqlite:///PATH)")
+    if url.startswith(("postgresql://", "postgres://")):
+        from mailfort.store.postgres import PostgresStore
+
+        return PostgresStore(url)
+    raise ConfigError(
+        "store.url",
+        f"unsupported store URL {url!r} (use sqlite:///PATH or postgresql://USER@HOST:PORT/DB)",
+    )

@@ -1,0 +1,264 @@
+"""Connections to PostgreSQL: a pool for work, one listening connection, errors translated.
+
+Every operation runs as one transaction on a pooled connection. Durability is PostgreSQL's:
+each connection starts with `synchronous_commit=on`, so COMMIT returns only after the WAL is
+flushed; concurrent transactions on other connections share those flushes (PostgreSQL's own group
+commit). Deadlocks and serialization failures are retried: the transaction was rolled back, so
+running it again cannot apply it twice. A lost connection is not retried for writes (the commit may
+have happened); it becomes `StoreUnavailable`, the pool drops its stale connections, and the next
+operation reconnects.
+
+Change notification: writers call `pg_notify('mailfort_mailbox:SCHEMA', id)` in their transaction;
+PostgreSQL delivers it at commit to every listening node, and `Listener` feeds the local
+`ChangeHub`. The listener reconnects by itself when the database comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeAlias, TypeVar
+
+import asyncpg
+
+from mailfort.errors import AlreadyExists, NotFound, StoreError, StoreUnavailable
+from mailfort.store.notify import ChangeHub
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Conn: TypeAlias = asyncpg.Connection
+TxFn = Callable[[Conn], Awaitable[T]]
+
+# One channel per schema, so stores in different schemas of one database never wake each other.
+CHANNEL = "mailfort_mailbox:"
+# Settings every connection starts with; durability must not depend on the server's defaults.
+SERVER_SETTINGS = {"synchronous_commit": "on", "application_name": "mailfort"}
+_RETRIED = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+
+
+def translate(exc: BaseException) -> BaseException:
+    """Map driver errors to store errors; leave our own errors alone."""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        return AlreadyExists(exc.detail or str(exc))
+    if isinstance(exc, asyncpg.ForeignKeyViolationError):
+        return NotFound(exc.detail or str(exc))
+    if isinstance(exc, _CONNECTION_ERRORS):
+        return StoreUnavailable(f"postgresql: {type(exc).__name__}: {exc}")
+    if isinstance(exc, asyncpg.PostgresError):
+        return StoreUnavailable(f"postgresql: {exc}")
+    return exc
+
+
+async def notify(c: Conn, mailbox_ids: Iterable[int]) -> None:
+    """Tell every node, at commit, that these mailboxes changed (inside the transaction)."""
+    ids = sorted(set(mailbox_ids))
+    if ids:
+        await c.execute(
+            f"SELECT pg_notify('{CHANNEL}' || current_schema(), x::text)"
+            " FROM unnest($1::bigint[]) AS x",
+            ids,
+        )
+
+
+class _Connection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg ships no types
+    """Pooled connections hold no session state (no LISTEN, no session locks or settings), so
+    handing one back needs no reset query: one round trip less per operation. An open
+    transaction is still rolled back by asyncpg itself."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
+class Database:
+    """A pool of connections running one transaction per call."""
+
+    def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 20, timeout: float = 10.0):
+        self.dsn = dsn
+        self._min = min_size
+        self._max = max_size
+        self.timeout = timeout
+        self._pool: asyncpg.Pool | None = None
+        self.own_pids: set[int] = set()  # backends of our pool: their NOTIFYs are already published
+        self.commits = 0
+
+    async def connect_one(self) -> Conn:
+        try:
+            conn: Conn = await asyncpg.connect(
+                self.dsn, timeout=self.timeout, server_settings=dict(SERVER_SETTINGS)
+            )
+        except Exception as exc:
+            raise translate(exc) from exc
+        return conn
+
+    async def open(self) -> None:
+        async def init(conn: Conn) -> None:
+            pid = conn.get_server_pid()
+            self.own_pids.add(pid)
+            # Forget it when it closes: the server may give the number to another node's backend.
+            conn.add_termination_listener(lambda _c: self.own_pids.discard(pid))
+
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.dsn,
+                min_size=self._min,
+                max_size=self._max,
+                timeout=self.timeout,
+                command_timeout=60,
+                server_settings=dict(SERVER_SETTINGS),
+                init=init,
+                connection_class=_Connection,
+                max_inactive_connection_lifetime=300,
+            )
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), 10)
+            except (TimeoutError, asyncpg.PostgresError, OSError):
+                pool.terminate()
+
+    @property
+    def closed(self) -> bool:
+        return self._pool is None
+
+    def _get_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StoreUnavailable("store is closed")
+        return self._pool
+
+    async def run(
+        self,
+        fn: TxFn[T],
+        *,
+        write: bool = True,
+        snapshot: bool = False,
+        transaction: bool = True,
+        attempts: int = 5,
+    ) -> T:
+        """Run `fn` in one transaction; `snapshot`: every statement sees the same commit.
+
+        `transaction=False` is for one read statement, which is a transaction by itself."""
+        isolation = "repeatable_read" if snapshot else "read_committed"
+        for attempt in range(attempts):
+            pool = self._get_pool()
+            try:
+                async with pool.acquire(timeout=self.timeout) as conn:
+                    if not transaction:
+                        return await fn(conn)
+                    async with conn.transaction(isolation=isolation, readonly=not write):
+                        result = await fn(conn)
+                if write:
+                    self.commits += 1
+                return result
+            except _RETRIED as exc:
+                if attempt + 1 == attempts:
+                    raise StoreUnavailable(f"postgresql: {exc}") from exc
+                await asyncio.sleep(0.005 * (attempt + 1))
+            except Exception as exc:
+                error = translate(exc)
+                if isinstance(exc, _CONNECTION_ERRORS) and self._pool is not None:
+                    # The server went away (restart, failover): every pooled connection is stale.
+                    await self._pool.expire_connections()
+                    if not write and attempt == 0:
+                        continue  # a read is safe to try again on a fresh connection
+                if error is exc:
+                    raise
+                raise error from exc
+        raise AssertionError("unreachable")
+
+    async def read(self, fn: TxFn[T], *, snapshot: bool = False) -> T:
+        """Several reads in one transaction (one snapshot when asked)."""
+        return await self.run(fn, write=False, snapshot=snapshot)
+
+    async def read_one(self, fn: TxFn[T]) -> T:
+        """A read that is one statement: no BEGIN/COMMIT round trips around it."""
+        return await self.run(fn, write=False, transaction=False)
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        async def fn(c: Conn) -> list[asyncpg.Record]:
+            return list(await c.fetch(sql, *args))
+
+        return await self.read_one(fn)
+
+
+class Listener:
+    """One connection that LISTENs for mailbox changes made anywhere and wakes local sessions."""
+
+    def __init__(self, db: Database, hub: ChangeHub) -> None:
+        self._db = db
+        self._hub = hub
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self.received = 0  # notifications from other stores
+        self.backend_pids: set[int] = set()  # the listening backend, while connected
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="mailfort-pg-listener")
+        # Best effort: sessions also poll, so a slow first connection must not block open().
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected.wait(), self._db.timeout)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _on_notify(self, conn: object, pid: int, channel: str, payload: object) -> None:
+        if pid in self._db.own_pids:
+            return  # our own commit: the store published it already
+        try:
+            mailbox_id = int(str(payload))
+        except ValueError:
+            return
+        self.received += 1
+        self._hub.publish((mailbox_id,))
+
+    async def _run(self) -> None:
+        delay = 0.1
+        while True:
+            conn: Conn | None = None
+            try:
+                conn = await self._db.connect_one()
+                self.backend_pids = {conn.get_server_pid()}
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+                schema = await conn.fetchval("SELECT current_schema()")
+                await conn.add_listener(f"{CHANNEL}{schema}", self._on_notify)
+                self._connected.set()
+                delay = 0.1
+                while not lost.is_set() and not conn.is_closed():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), 5)
+                    if not lost.is_set():
+                        # A dead peer does not always close the socket: ask it something.
+                        await asyncio.wait_for(conn.execute("SELECT 1"), self._db.timeout)
+                log.warning("event=store_listener_lost")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("event=store_listener_error error=%r retry_in=%.1f", exc, delay)
+            finally:
+                self.backend_pids = set()
+                if conn is not None:
+                    conn.terminate()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
