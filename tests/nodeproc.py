@@ -38,7 +38,7 @@ pop3s = "{pop3s_listen}"
 http = ""
 
 [queue]
-lease_seconds = 5.0
+lease_seconds = {lease_seconds}
 poll_interval = 0.2
 
 [delivery]
@@ -58,6 +58,8 @@ class NodeProcess:
     extra_config: str = ""
     delivery: str = NO_DNS  # lines of the [delivery] table
     fixed_ports: dict[str, int] = field(default_factory=dict)
+    store_url: str = ""  # when set: a `[store] url = "..."` table (PostgreSQL cluster tests)
+    lease_seconds: float = 5.0
     proc: subprocess.Popen[bytes] | None = None
     ports: dict[str, int] = field(default_factory=dict)
 
@@ -90,7 +92,10 @@ class NodeProcess:
             pop3_listen=f"127.0.0.1:{self.fixed_ports.get('pop3', 0)}" if POP3 else "",
             pop3s_listen=f"127.0.0.1:{self.fixed_ports.get('pop3s', 0)}" if POP3 else "",
             delivery=self.delivery,
+            lease_seconds=self.lease_seconds,
         )
+        if self.store_url:
+            text += f'\n[store]\nurl = "{self.store_url}"\n'
         self.config_path.write_text(text + self.extra_config)
 
     def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

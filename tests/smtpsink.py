@@ -41,6 +41,8 @@ class Transaction:
     options: tuple[str, ...]
     data: bytes
     answered: bool  # False while the reply to the final dot is held
+    at: float = 0.0  # time.time() when the final dot arrived
+    helo: str = ""  # the client's EHLO/HELO name
 
 
 @dataclass
@@ -66,6 +68,7 @@ class Sink:
         size_limit: int = 33554432,
         timeout: float = 60.0,
         require_client_cert: bool = False,
+        delay: float = 0.0,
     ) -> None:
         self.hosts = tuple(hosts)
         self.port = port
@@ -75,6 +78,7 @@ class Sink:
         self.size_limit = size_limit
         self.timeout = timeout  # idle: then "421" and close, as aiosmtpd does
         self.require_client_cert = require_client_cert  # makes every STARTTLS handshake fail
+        self.delay = delay  # seconds before answering the final dot (after recording it)
         self.rules = _Rules()
         self.transactions: list[Transaction] = []
         self.connections = 0
@@ -241,6 +245,8 @@ class _Handler:
             options=tuple(envelope.mail_options),
             data=bytes(envelope.original_content or b"") if sink.record_data else b"",
             answered=not held,
+            at=time.time(),
+            helo=str(session.host_name or ""),
         )
         with sink._lock:
             sink.transactions.append(record)
@@ -249,6 +255,8 @@ class _Handler:
             await sink._release.wait()
             with sink._lock:
                 sink.transactions[index] = Transaction(**{**record.__dict__, "answered": True})
+        if sink.delay:
+            await asyncio.sleep(sink.delay)
         with sink._lock:
             sink.delivered += 1
         return "250 2.0.0 Ok: queued"

@@ -300,6 +300,32 @@ async def cmd_queue_delete(config: Config, store: Store, args: argparse.Namespac
 
 
 # -- parser -----------------------------------------------------------------------------------
+# -- cluster ----------------------------------------------------------------------------------
+async def cmd_cluster_status(config: Config, store: Store, args: argparse.Namespace) -> int:
+    from mailfort.cluster.status import cluster_status, format_status
+
+    found = await cluster_status(store, time.time(), config.cluster.heartbeat_seconds)
+    print(format_status(found))
+    return 0
+
+
+async def cmd_node_drain(config: Config, store: Store, args: argparse.Namespace) -> int:
+    nodes = {n.name: n for n in await store.list_nodes()}
+    node = nodes.get(args.name)
+    if node is None:
+        raise CliError(f"no node {args.name!r} (see: mailfort cluster status)")
+    if node.state == "gone":
+        print(f"node {args.name} is gone already")
+        return 0
+    await store.set_node_state(args.name, "draining")
+    print(
+        f"node {args.name} told to drain: it stops accepting at its next heartbeat"
+        f" (every {config.cluster.heartbeat_seconds:g}s), lets sessions finish for up to"
+        f" {config.cluster.drain_seconds:g}s, releases its leases and exits"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mailfort",
@@ -393,6 +419,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = queue.add_parser("delete", help="remove a queued message (logged)")
     p.add_argument("queue_id")
     p.set_defaults(func=cmd_queue_delete)
+
+    cluster = sub.add_parser("cluster", help="the nodes sharing this store").add_subparsers(
+        dest="action", required=True
+    )
+    p = cluster.add_parser(
+        "status", help="every node: state, last heartbeat, queue leases held, load, listeners"
+    )
+    p.set_defaults(func=cmd_cluster_status)
+    node = sub.add_parser("node", help="one node of the cluster").add_subparsers(
+        dest="action", required=True
+    )
+    p = node.add_parser("drain", help="make a running node finish its sessions and exit")
+    p.add_argument("name", help="the node's name (node_name in its config)")
+    p.set_defaults(func=cmd_node_drain)
     return parser
 
 

@@ -80,6 +80,15 @@ class QueueConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterConfig:
+    """Membership in the store, draining, and the POP3 maildrop lock across nodes."""
+
+    heartbeat_seconds: float = 5.0  # a node silent for 3 heartbeats is shown as dead
+    drain_seconds: float = 30.0  # drain or SIGTERM: open sessions get this long to finish
+    maildrop_lease_seconds: float = 60.0  # POP3 lock lease, renewed at a third of it
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DeliveryConfig:
     """Remote delivery: the SMTP client, its retry schedule, DSNs, routing overrides."""
 
@@ -123,6 +132,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     source: Path | None = None
 
@@ -219,6 +229,9 @@ def validate(config: Config) -> None:
         if normalize_domain(domain) is None:
             raise ConfigError("local_domains", f"not a domain: {domain!r}")
     _validate_delivery(config.delivery)
+    for key in ("heartbeat_seconds", "maildrop_lease_seconds"):
+        if getattr(config.cluster, key) < 0.1:
+            raise ConfigError(f"cluster.{key}", "must be at least 0.1")
 
 
 def _validate_delivery(delivery: DeliveryConfig) -> None:

@@ -48,6 +48,17 @@ class BatchedStreamHandler(logging.StreamHandler[TextIO]):
             self.flush()
 
 
+def _one_line(record: logging.LogRecord) -> bool:
+    """asyncpg's tracebacks become one key=value line (one event per line, DESIGN.md)."""
+    if record.name.startswith("asyncpg") and record.exc_info and record.exc_info[1] is not None:
+        error = record.exc_info[1]
+        record.msg = f"{record.getMessage()} error={error!r}"
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+    return True
+
+
 def configure(*, batched: bool, stream: TextIO) -> None:
     # Our format shows none of these, yet logging looks each up for every record
     # (the logging HOWTO, "Optimization").
@@ -59,4 +70,7 @@ def configure(*, batched: bool, stream: TextIO) -> None:
         BatchedStreamHandler(stream) if batched else logging.StreamHandler(stream)
     )
     handler.setFormatter(logging.Formatter(FORMAT))
+    # asyncpg's pool logs a traceback each time it cannot reach a database that is down; that
+    # is an expected state we already answer with 4xx, not a bug.
+    handler.addFilter(_one_line)
     logging.basicConfig(level=logging.INFO, handlers=[handler])

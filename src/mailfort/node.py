@@ -8,12 +8,16 @@ import logging
 import signal
 import ssl
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from mailfort.auth.passwords import Verifier
 from mailfort.auth.throttle import LoginThrottle
+from mailfort.cluster.maildrop import StoreMaildropLocks
+from mailfort.cluster.membership import Membership
 from mailfort.config import Config, parse_hostport
+from mailfort.errors import StoreError
 from mailfort.mail.directory import Directory
 from mailfort.queue.local_worker import LocalWorker
 from mailfort.queue.remote_worker import RemoteWorker
@@ -23,7 +27,7 @@ from mailfort.server.imap.connection import Connection as ImapConnection
 from mailfort.server.imap.connection import ImapLimits, start_imap
 from mailfort.server.imap.session import ImapContext
 from mailfort.server.pop3 import Pop3Context, Pop3Limits, start_pop3
-from mailfort.server.pop3_maildrop import LocalMaildropLocks, SizeCache
+from mailfort.server.pop3_maildrop import SizeCache
 from mailfort.server.smtp import start_smtp
 from mailfort.server.smtp_policy import Mode, SmtpPolicy
 from mailfort.server.tls import ensure_self_signed, server_context
@@ -90,6 +94,27 @@ class Node:
             hostname=config.hostname,
         )
         self.remote_worker = remote_worker(config, self.store, self.directory)
+        # Set by SIGTERM/SIGINT (serve) or by an operator's drain seen at a heartbeat.
+        self.stop_requested = asyncio.Event()
+        self.maildrop_locks = StoreMaildropLocks(
+            self.store, config.node_name, lease_seconds=config.cluster.maildrop_lease_seconds
+        )
+        self.membership = Membership(
+            self.store,
+            config.node_name,
+            interval=config.cluster.heartbeat_seconds,
+            load=self.load,
+            on_drain=self.stop_requested.set,
+        )
+
+    def load(self) -> dict[str, object]:
+        """What the heartbeat reports: open connections per protocol, deliveries in flight."""
+        return {
+            "smtp": self.limiter.total,
+            "imap": self.imap_limiter.total,
+            "pop3": self.pop3_limiter.total,
+            "deliveries": self.remote_worker.in_flight if self.remote_worker else 0,
+        }
 
     def _tls_paths(self) -> tuple[Path, Path]:
         if self.config.tls.cert:
@@ -137,6 +162,10 @@ class Node:
         self.tasks.append(asyncio.create_task(self.worker.run(), name="local-worker"))
         if self.remote_worker is not None:
             self.tasks.append(asyncio.create_task(self.remote_worker.run(), name="remote-worker"))
+        await self.membership.join(
+            [{"name": x.name, "host": x.host, "port": x.port} for x in self.listeners]
+        )
+        self.tasks.append(asyncio.create_task(self.membership.run(), name="heartbeat"))
         return self.listeners
 
     async def _start_imap(self, tls: ssl.SSLContext) -> None:
@@ -193,7 +222,7 @@ class Node:
                 window=limits.auth_failure_window,
                 base_delay=limits.auth_failure_delay,
             ),
-            locks=LocalMaildropLocks(),
+            locks=self.maildrop_locks,
             sizes=SizeCache(),
             hostname=self.config.hostname,
             allow_plaintext_loopback=self.config.auth.allow_plaintext_loopback,
@@ -218,8 +247,12 @@ class Node:
             port = server.sockets[0].getsockname()[1]
             self.listeners.append(Listener(name, address[0], port, _DESCRIPTIONS[name]))
 
-    async def stop(self, grace: float = 10.0) -> None:
-        """Refuse new connections, give open sessions `grace` seconds, then close the store."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Drain: refuse new connections, give open sessions `grace` seconds (default
+        `[cluster] drain_seconds`), stop the workers, give back queue leases and maildrop locks,
+        mark the node gone, close the store. SIGTERM and `mailfort node drain` both end here."""
+        if grace is None:
+            grace = self.config.cluster.drain_seconds
         self.limiter.draining = True
         self.imap_limiter.draining = True
         for connection in list(self.imap_connections):
@@ -227,6 +260,7 @@ class Node:
         self.pop3_limiter.draining = True
         for server in self.servers:
             server.close()
+        await self._cluster_step("draining", self.membership.draining_now)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         open_connections = (self.limiter, self.imap_limiter, self.pop3_limiter)
@@ -237,7 +271,21 @@ class Node:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._cluster_step("release_maildrops", self.maildrop_locks.close)
+        await self._cluster_step("release_leases", self._release_leases)
+        await self._cluster_step("leave", self.membership.leave)
         await self.store.close()
+
+    async def _release_leases(self) -> None:
+        released = await self.store.release_leases(self.config.node_name)
+        log.info("event=leases_released node=%s count=%d", self.config.node_name, released)
+
+    async def _cluster_step(self, step: str, fn: Callable[[], Awaitable[None]]) -> None:
+        """A step of leaving the cluster; without the store it is skipped (leases expire)."""
+        try:
+            await fn()
+        except StoreError as exc:
+            log.warning("event=node_stop_step_failed step=%s error=%s", step, exc)
 
 
 def remote_worker(config: Config, store: Store, directory: Directory) -> RemoteWorker | None:
@@ -329,11 +377,11 @@ async def serve(config: Config) -> int:
     node = Node(config)
     await node.start()
     print(describe(node), flush=True)
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    print("mailfort: shutting down", file=sys.stderr, flush=True)
+        loop.add_signal_handler(sig, node.stop_requested.set)
+    await node.stop_requested.wait()
+    reason = "drain requested" if node.membership.draining else "signal"
+    print(f"mailfort: shutting down ({reason})", file=sys.stderr, flush=True)
     await node.stop()
     return 0

@@ -89,7 +89,8 @@ _PG_SCHEMAS: set[str] = set()
 _PG_CLEAN: list[str] = []
 _PG_EMPTY = (
     "SET lock_timeout = '10s'; DELETE FROM queue; DELETE FROM envelopes; DELETE FROM accounts;"
-    " DELETE FROM blobs; DELETE FROM aliases; DELETE FROM domains; DELETE FROM meta"
+    " DELETE FROM blobs; DELETE FROM aliases; DELETE FROM domains; DELETE FROM meta;"
+    " DELETE FROM nodes; DELETE FROM maildrop_locks"
 )
 
 

@@ -94,6 +94,11 @@ class RemoteWorker:
         self.bounced = 0
         self.notices = 0
 
+    @property
+    def in_flight(self) -> int:
+        """Recipients this worker holds leases on right now (the node's heartbeat reports it)."""
+        return len(self._leased)
+
     # -- the loop -------------------------------------------------------------------------------
     async def run(self) -> None:
         renewer = asyncio.create_task(self._renew_leases(), name="remote-lease-renewal")

@@ -221,7 +221,12 @@ class Connection:
             )
             await asyncio.sleep(delay)
             return self.core.login_failed(core.LoginFailure.CREDENTIALS)
-        if not await ctx.locks.acquire(account.id, self):
+        try:
+            acquired = await ctx.locks.acquire(account.id, self)
+        except StoreError as exc:
+            log.warning("event=pop3_store_error step=lock error=%s", exc)
+            return self.core.login_failed(core.LoginFailure.UNAVAILABLE)
+        if not acquired:
             log.info("event=pop3_login_refused reason=in_use client=%s user=%s", ip, address)
             return self.core.login_failed(core.LoginFailure.IN_USE)
         self.account_id, self.locked = account.id, True

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mailfort.store.notify import ChangeHub
@@ -212,6 +213,43 @@ class Settlement:
     deferred: Sequence[Deferral] = ()
     failed: Sequence[QueueItem] = ()
     notices: Sequence[AcceptRequest] = ()
+
+
+# -- cluster -------------------------------------------------------------------------------------
+NODE_STATES = ("active", "draining", "gone")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeInfo:
+    """A node as the store knows it. `state` is what was written (active, draining, gone);
+    whether an active node is in fact dead is for the reader to judge from `heartbeat`."""
+
+    name: str
+    state: str
+    started: float
+    heartbeat: float
+    listeners: list[dict[str, object]]
+    load: dict[str, object]
+
+
+def encode_json(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def decode_json_list(text: str) -> list[dict[str, object]]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return []
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def decode_json_dict(text: str) -> dict[str, object]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 class Store(abc.ABC):
@@ -421,3 +459,45 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def delete_queue(self, queue_id: str) -> int: ...
+
+    # -- cluster -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def register_node(
+        self, name: str, listeners: Sequence[Mapping[str, object]], now: float
+    ) -> None:
+        """Insert or reset the node's row: active, started and heartbeat `now`, empty load."""
+
+    @abc.abstractmethod
+    async def heartbeat(self, name: str, load: Mapping[str, object], now: float) -> str | None:
+        """Record that the node lives and its load; returns its state (None: no such node).
+
+        The state is how a node learns that an operator told it to drain."""
+
+    @abc.abstractmethod
+    async def set_node_state(self, name: str, state: str) -> bool:
+        """Set active/draining/gone; False when there is no such node. ValueError on a bad state."""
+
+    @abc.abstractmethod
+    async def list_nodes(self) -> list[NodeInfo]:
+        """Every registered node, by name."""
+
+    @abc.abstractmethod
+    async def lease_counts(self, now: float) -> dict[str, int]:
+        """Queue items leased per owner (leases still running at `now`)."""
+
+    @abc.abstractmethod
+    async def release_leases(self, owner: str) -> int:
+        """Give back every queue lease `owner` holds (they are due at once for anyone)."""
+
+    # -- POP3 maildrop locks across nodes ----------------------------------------------------
+    @abc.abstractmethod
+    async def acquire_maildrop(self, account_id: int, owner: str, until: float, now: float) -> bool:
+        """Take the account's maildrop lock until `until` if it is free, expired or ours."""
+
+    @abc.abstractmethod
+    async def renew_maildrop(self, account_id: int, owner: str, until: float) -> bool:
+        """Extend our lock; False when it is no longer ours (expired and taken)."""
+
+    @abc.abstractmethod
+    async def release_maildrop(self, account_id: int, owner: str) -> None:
+        """Drop the lock if `owner` holds it."""

@@ -9,11 +9,12 @@ whose `Listener` publishes them to its own hub.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import asyncpg
 
 from mailfort.errors import AlreadyExists, NotFound
+from mailfort.store import postgres_cluster as cluster
 from mailfort.store import postgres_imap as imap
 from mailfort.store import postgres_queue as q
 from mailfort.store.api import (
@@ -30,6 +31,7 @@ from mailfort.store.api import (
     MailboxChanges,
     MailboxStatus,
     MessageRow,
+    NodeInfo,
     QueueItem,
     Settlement,
     Store,
@@ -478,3 +480,35 @@ class PostgresStore(Store):
 
     async def delete_queue(self, queue_id: str) -> int:
         return await self.db.run(lambda c: q.delete(c, queue_id))
+
+    # -- cluster -----------------------------------------------------------------------------
+    async def register_node(
+        self, name: str, listeners: Sequence[Mapping[str, object]], now: float
+    ) -> None:
+        await self.db.run(lambda c: cluster.register_node(c, name, listeners, now))
+
+    async def heartbeat(self, name: str, load: Mapping[str, object], now: float) -> str | None:
+        return await self.db.run(lambda c: cluster.heartbeat(c, name, load, now))
+
+    async def set_node_state(self, name: str, state: str) -> bool:
+        return await self.db.run(lambda c: cluster.set_node_state(c, name, state))
+
+    async def list_nodes(self) -> list[NodeInfo]:
+        return await self.db.read_one(cluster.list_nodes)
+
+    async def lease_counts(self, now: float) -> dict[str, int]:
+        return await self.db.read_one(lambda c: cluster.lease_counts(c, now))
+
+    async def release_leases(self, owner: str) -> int:
+        return await self.db.run(lambda c: cluster.release_leases(c, owner))
+
+    async def acquire_maildrop(self, account_id: int, owner: str, until: float, now: float) -> bool:
+        return await self.db.run(
+            lambda c: cluster.acquire_maildrop(c, account_id, owner, until, now)
+        )
+
+    async def renew_maildrop(self, account_id: int, owner: str, until: float) -> bool:
+        return await self.db.run(lambda c: cluster.renew_maildrop(c, account_id, owner, until))
+
+    async def release_maildrop(self, account_id: int, owner: str) -> None:
+        await self.db.run(lambda c: cluster.release_maildrop(c, account_id, owner))

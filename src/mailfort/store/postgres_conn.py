@@ -45,6 +45,9 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
+    # A connection the server dropped mid-operation can be left "busy" on the client side:
+    # "cannot switch to state N; another operation is in progress" (seen when PostgreSQL stops).
+    asyncpg.InternalClientError,
 )
 
 

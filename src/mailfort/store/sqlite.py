@@ -6,12 +6,13 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
 from mailfort.errors import AlreadyExists, NotFound, StoreUnavailable
+from mailfort.store import sqlite_cluster as cluster
 from mailfort.store import sqlite_imap as imap
 from mailfort.store import sqlite_queue as q
 from mailfort.store.api import (
@@ -28,6 +29,7 @@ from mailfort.store.api import (
     MailboxChanges,
     MailboxStatus,
     MessageRow,
+    NodeInfo,
     QueueItem,
     Settlement,
     Store,
@@ -558,3 +560,35 @@ class SqliteStore(Store):
 
     async def delete_queue(self, queue_id: str) -> int:
         return await self._write(lambda c: q.delete(c, queue_id))
+
+    # -- cluster -----------------------------------------------------------------------------
+    async def register_node(
+        self, name: str, listeners: Sequence[Mapping[str, object]], now: float
+    ) -> None:
+        await self._write(lambda c: cluster.register_node(c, name, listeners, now))
+
+    async def heartbeat(self, name: str, load: Mapping[str, object], now: float) -> str | None:
+        return await self._write(lambda c: cluster.heartbeat(c, name, load, now))
+
+    async def set_node_state(self, name: str, state: str) -> bool:
+        return await self._write(lambda c: cluster.set_node_state(c, name, state))
+
+    async def list_nodes(self) -> list[NodeInfo]:
+        return await self._read(cluster.list_nodes)
+
+    async def lease_counts(self, now: float) -> dict[str, int]:
+        return await self._read(lambda c: cluster.lease_counts(c, now))
+
+    async def release_leases(self, owner: str) -> int:
+        return await self._write(lambda c: cluster.release_leases(c, owner))
+
+    async def acquire_maildrop(self, account_id: int, owner: str, until: float, now: float) -> bool:
+        return await self._write(
+            lambda c: cluster.acquire_maildrop(c, account_id, owner, until, now)
+        )
+
+    async def renew_maildrop(self, account_id: int, owner: str, until: float) -> bool:
+        return await self._write(lambda c: cluster.renew_maildrop(c, account_id, owner, until))
+
+    async def release_maildrop(self, account_id: int, owner: str) -> None:
+        await self._write(lambda c: cluster.release_maildrop(c, account_id, owner))
