@@ -9,7 +9,7 @@ whose `Listener` publishes them to its own hub.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import asyncpg
 
@@ -38,7 +38,7 @@ from mailfort.store.api import (
     StoredMessage,
 )
 from mailfort.store.notify import ChangeHub
-from mailfort.store.postgres_conn import Conn, Database, Listener, translate
+from mailfort.store.postgres_conn import Announcer, Conn, Database, Listener, translate
 from mailfort.store.postgres_migrate import apply_migrations, schema_version
 
 _ACCOUNT_COLS = "id, address, password_hash, quota_bytes, used_bytes, created"
@@ -82,6 +82,13 @@ class PostgresStore(Store):
         self.db = Database(dsn, max_size=pool_size)
         self._listen = listen
         self.listener: Listener | None = None
+        self.announcer = Announcer(self.db)
+
+    def _changed(self, mailbox_ids: Iterable[int]) -> None:
+        """After a commit: wake this node's sessions now, and tell the other nodes."""
+        ids = list(mailbox_ids)
+        self.hub.publish(ids)
+        self.announcer.announce(ids)
 
     # -- plumbing ----------------------------------------------------------------------------
     async def open(self) -> None:
@@ -98,6 +105,7 @@ class PostgresStore(Store):
             await self.listener.start()
 
     async def close(self) -> None:
+        await self.announcer.close()
         if self.listener is not None:
             await self.listener.stop()
             self.listener = None
@@ -292,7 +300,7 @@ class PostgresStore(Store):
     # -- messages ----------------------------------------------------------------------------
     async def accept(self, request: AcceptRequest) -> AcceptResult:
         result = await self.db.run(lambda c: q.accept(c, request))
-        self.hub.publish(result.mailboxes)
+        self._changed(result.mailboxes)
         return result
 
     async def list_messages(self, account_id: int, mailbox: str) -> list[StoredMessage]:
@@ -351,7 +359,7 @@ class PostgresStore(Store):
         self, account_id: int, mailbox: str, items: Sequence[AppendItem]
     ) -> AppendResult:
         result = await self.db.run(lambda c: imap.append(c, account_id, mailbox, items))
-        self.hub.publish((result.mailbox_id,))
+        self._changed((result.mailbox_id,))
         return result
 
     async def set_flags(
@@ -367,19 +375,19 @@ class PostgresStore(Store):
             lambda c: imap.set_flags(c, account_id, mailbox_id, uids, mode, flags, unchanged_since)
         )
         if result[0]:
-            self.hub.publish((mailbox_id,))
+            self._changed((mailbox_id,))
         return result
 
     async def expunge(self, account_id: int, mailbox_id: int, uids: list[int] | None) -> list[int]:
         result = await self.db.run(lambda c: imap.expunge(c, account_id, mailbox_id, uids))
         if result:
-            self.hub.publish((mailbox_id,))
+            self._changed((mailbox_id,))
         return result
 
     async def delete_messages(self, account_id: int, mailbox_id: int, uids: list[int]) -> list[int]:
         result = await self.db.run(lambda c: imap.delete_messages(c, account_id, mailbox_id, uids))
         if result:
-            self.hub.publish((mailbox_id,))
+            self._changed((mailbox_id,))
         return result
 
     async def copy(
@@ -388,7 +396,7 @@ class PostgresStore(Store):
         result = await self.db.run(
             lambda c: imap.copy(c, account_id, mailbox_id, uids, target, move)
         )
-        self.hub.publish((result.mailbox_id, mailbox_id) if move else (result.mailbox_id,))
+        self._changed((result.mailbox_id, mailbox_id) if move else (result.mailbox_id,))
         return result
 
     async def bodies(self, account_id: int, mailbox_id: int, uids: list[int]) -> dict[int, bytes]:
@@ -396,11 +404,11 @@ class PostgresStore(Store):
 
     async def rename_mailbox(self, account_id: int, old: str, new: str, delimiter: str) -> None:
         changed = await self.db.run(lambda c: imap.rename(c, account_id, old, new, delimiter))
-        self.hub.publish(changed)
+        self._changed(changed)
 
     async def delete_mailbox(self, account_id: int, name: str) -> None:
         mailbox_id = await self.db.run(lambda c: imap.delete(c, account_id, name))
-        self.hub.publish((mailbox_id,))
+        self._changed((mailbox_id,))
 
     async def subscriptions(self, account_id: int) -> set[str]:
         rows = await self.db.fetch(
@@ -447,7 +455,7 @@ class PostgresStore(Store):
         mailbox_id = await self.db.run(lambda c: q.deliver(c, item, owner, prefix))
         if mailbox_id is None:
             return False
-        self.hub.publish((mailbox_id,))
+        self._changed((mailbox_id,))
         return True
 
     async def defer_queued(
@@ -472,7 +480,7 @@ class PostgresStore(Store):
         if mailboxes is None:
             return False
         if mailboxes:
-            self.hub.publish(mailboxes)
+            self._changed(mailboxes)
         return True
 
     async def retry_queue(self, queue_id: str | None, now: float) -> int:

@@ -8,9 +8,14 @@ running it again cannot apply it twice. A lost connection is not retried for wri
 have happened); it becomes `StoreUnavailable`, the pool drops its stale connections, and the next
 operation reconnects.
 
-Change notification: writers call `pg_notify('mailfort_mailbox:SCHEMA', id)` in their transaction;
-PostgreSQL delivers it at commit to every listening node, and `Listener` feeds the local
-`ChangeHub`. The listener reconnects by itself when the database comes back.
+Change notification: after a commit the store publishes the changed mailboxes to its local
+`ChangeHub` and hands them to the `Announcer`, which sends them to every other node with one
+`pg_notify('mailfort_mailbox:SCHEMA', 'id,id,…')` per batch, outside the transaction: a NOTIFY
+inside a transaction takes a database-wide lock until that commit is flushed, which serialized
+every delivery's commit (measured: 800–930 commits/s with it, 1,550–1,700 without, 20 writers).
+`Listener` feeds the local `ChangeHub` from other nodes' notifications and reconnects by itself.
+A node that dies between its commit and its announcement leaves other nodes to notice the change
+at their next poll.
 """
 
 from __future__ import annotations
@@ -66,15 +71,8 @@ def translate(exc: BaseException) -> BaseException:
     return exc
 
 
-async def notify(c: Conn, mailbox_ids: Iterable[int]) -> None:
-    """Tell every node, at commit, that these mailboxes changed (inside the transaction)."""
-    ids = sorted(set(mailbox_ids))
-    if ids:
-        await c.execute(
-            f"SELECT pg_notify('{CHANNEL}' || current_schema(), x::text)"
-            " FROM unnest($1::bigint[]) AS x",
-            ids,
-        )
+# pg_notify payloads are limited to 8000 bytes: this many ids keeps a batch well below it.
+_IDS_PER_NOTIFY = 500
 
 
 class _Connection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg ships no types
@@ -229,11 +227,11 @@ class Listener:
         if pid in self._db.own_pids:
             return  # our own commit: the store published it already
         try:
-            mailbox_id = int(str(payload))
+            mailbox_ids = [int(part) for part in str(payload).split(",")]
         except ValueError:
             return
         self.received += 1
-        self._hub.publish((mailbox_id,))
+        self._hub.publish(mailbox_ids)
 
     async def _run(self) -> None:
         delay = 0.1
@@ -265,3 +263,43 @@ class Listener:
                     conn.terminate()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+class Announcer:
+    """Tells other nodes, after commit and in batches, which mailboxes changed."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._pending: set[int] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def announce(self, mailbox_ids: Iterable[int]) -> None:
+        self._pending.update(mailbox_ids)
+        if self._pending and (self._task is None or self._task.done()):
+            self._task = asyncio.create_task(self._flush(), name="mailfort-pg-announcer")
+
+    async def _flush(self) -> None:
+        # One loop turn: commits completing together go out in one NOTIFY.
+        await asyncio.sleep(0)
+        while self._pending:
+            ids = sorted(self._pending)
+            self._pending.clear()
+            for i in range(0, len(ids), _IDS_PER_NOTIFY):
+                payload = ",".join(str(x) for x in ids[i : i + _IDS_PER_NOTIFY])
+                await self._send(payload)
+
+    async def _send(self, payload: str) -> None:
+        async def fn(c: Conn) -> None:
+            await c.execute(f"SELECT pg_notify('{CHANNEL}' || current_schema(), $1)", payload)
+
+        try:
+            await self._db.run(fn, write=False, transaction=False)
+        except StoreError as exc:
+            # Only a wake-up is lost: other nodes' sessions still poll.
+            log.warning("event=store_announce_failed error=%s", exc)
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 2)

@@ -22,7 +22,7 @@ from mailfort.store.api import (
     MailboxStatus,
     MessageRow,
 )
-from mailfort.store.postgres_conn import Conn, notify
+from mailfort.store.postgres_conn import Conn
 from mailfort.store.postgres_queue import drop_blob
 from mailfort.store.sqlite_imap import flag_set, flags_text
 
@@ -85,7 +85,6 @@ async def bump_modseq(c: Conn, mailbox_id: int) -> int:
     )
     if value is None:
         raise NotFound("mailbox no longer exists")
-    await notify(c, (mailbox_id,))
     return int(value)
 
 
@@ -408,5 +407,4 @@ async def delete(c: Conn, account_id: int, name: str) -> int:
     ]
     await _remove(c, account_id, mailbox_id, uids)
     await c.execute("DELETE FROM mailboxes WHERE id = $1", mailbox_id)
-    await notify(c, (mailbox_id,))
     return mailbox_id

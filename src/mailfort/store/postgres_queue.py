@@ -21,7 +21,7 @@ from mailfort.store.api import (
     QueueItem,
     Settlement,
 )
-from mailfort.store.postgres_conn import CHANNEL, Conn
+from mailfort.store.postgres_conn import Conn
 
 _ITEM_SQL = (
     "SELECT q.id, e.queue_id, e.sender, q.recipient, q.original, q.account_id, b.size,"
@@ -69,7 +69,7 @@ async def deliver_into(
     The UPDATE takes the mailbox's row lock until commit, so concurrent deliveries get distinct
     UIDs in commit order. Returns (mailbox id, UID), or None when there is no such mailbox."""
     # One statement (one round trip): bump the counters under the row lock, insert the copy,
-    # count it against the quota, and announce the change to other nodes at commit.
+    # count it against the quota. Other nodes hear of it after commit (postgres_conn.Announcer).
     r = await c.fetchrow(
         "WITH b AS (UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1"
         "  WHERE account_id = $1 AND name = $2 RETURNING id, uidnext - 1 AS uid, highestmodseq),"
@@ -77,7 +77,7 @@ async def deliver_into(
         "  prefix) SELECT id, uid, highestmodseq, $3, $4, $5, $6, $7 FROM b),"
         " a AS (UPDATE accounts SET used_bytes = used_bytes + $5"
         "  WHERE id = $1 AND EXISTS (SELECT 1 FROM b))"
-        f" SELECT id, uid, pg_notify('{CHANNEL}' || current_schema(), id::text) FROM b",
+        " SELECT id, uid FROM b",
         account_id,
         mailbox,
         flags,
