@@ -74,6 +74,12 @@ class Node:
             base_delay=limits.auth_failure_delay,
         )
         self.verifier = Verifier()
+        # One count of failed logins per account, whichever protocol they come through.
+        self.account_throttle = LoginThrottle(
+            max_failures=limits.auth_failures_per_account,
+            window=limits.auth_failure_window,
+            base_delay=limits.auth_failure_delay,
+        )
         self.imap_limiter = ConnectionLimiter(
             max_total=limits.imap_max_connections, max_per_ip=limits.imap_max_connections_per_ip
         )
@@ -116,6 +122,14 @@ class Node:
             "deliveries": self.remote_worker.in_flight if self.remote_worker else 0,
         }
 
+    def _address(self, listener: str) -> tuple[str, int] | None:
+        return parse_hostport(f"listen.{listener}", getattr(self.config.listen, listener))
+
+    def _serving(self, listener: str, host: str, server: asyncio.Server) -> None:
+        self.servers.append(server)
+        port = server.sockets[0].getsockname()[1]
+        self.listeners.append(Listener(listener, host, port, _DESCRIPTIONS[listener]))
+
     def _tls_paths(self) -> tuple[Path, Path]:
         if self.config.tls.cert:
             return Path(self.config.tls.cert), Path(self.config.tls.key)
@@ -127,9 +141,7 @@ class Node:
         tls = server_context(cert, key)
         limits = self.config.limits
         for mode in Mode:
-            address = parse_hostport(
-                f"listen.{mode.value}", getattr(self.config.listen, mode.value)
-            )
+            address = self._address(mode.value)
             if address is None:
                 continue
             policy = SmtpPolicy(
@@ -152,9 +164,7 @@ class Node:
                 idle_timeout=limits.smtp_idle_timeout,
                 session_timeout=limits.smtp_session_timeout,
             )
-            self.servers.append(server)
-            port = server.sockets[0].getsockname()[1]
-            self.listeners.append(Listener(mode.value, address[0], port, _DESCRIPTIONS[mode.value]))
+            self._serving(mode.value, address[0], server)
         if self.config.listen.imap or self.config.listen.imaps:
             await self._start_imap(tls)
         if self.config.listen.pop3 or self.config.listen.pop3s:
@@ -176,11 +186,7 @@ class Node:
             store=self.store,
             verifier=self.verifier,
             ip_throttle=self.throttle,
-            account_throttle=LoginThrottle(
-                max_failures=limits.auth_failures_per_account,
-                window=limits.auth_failure_window,
-                base_delay=limits.auth_failure_delay,
-            ),
+            account_throttle=self.account_throttle,
             cache=MetaCache(),
             hostname=config.hostname,
             max_message_size=limits.max_message_size,
@@ -193,7 +199,7 @@ class Node:
             idle_timeout=limits.imap_idle_timeout,
         )
         for name in ("imap", "imaps"):
-            address = parse_hostport(f"listen.{name}", getattr(self.config.listen, name))
+            address = self._address(name)
             if address is None:
                 continue
             server = await start_imap(
@@ -206,22 +212,15 @@ class Node:
                 implicit_tls=name == "imaps",
                 limits=imap_limits,
             )
-            self.servers.append(server)
-            port = server.sockets[0].getsockname()[1]
-            self.listeners.append(Listener(name, address[0], port, _DESCRIPTIONS[name]))
+            self._serving(name, address[0], server)
 
     async def _start_pop3(self, tls: ssl.SSLContext) -> None:
-
         limits = self.config.limits
         pop3_context = Pop3Context(
             store=self.store,
             verifier=self.verifier,
             ip_throttle=self.throttle,
-            account_throttle=LoginThrottle(
-                max_failures=limits.auth_failures_per_account,
-                window=limits.auth_failure_window,
-                base_delay=limits.auth_failure_delay,
-            ),
+            account_throttle=self.account_throttle,
             locks=self.maildrop_locks,
             sizes=SizeCache(),
             hostname=self.config.hostname,
@@ -231,7 +230,7 @@ class Node:
             unauth_timeout=limits.pop3_unauth_timeout, idle_timeout=limits.pop3_idle_timeout
         )
         for name in ("pop3", "pop3s"):
-            address = parse_hostport(f"listen.{name}", getattr(self.config.listen, name))
+            address = self._address(name)
             if address is None:
                 continue
             server = await start_pop3(
@@ -243,9 +242,7 @@ class Node:
                 implicit_tls=name == "pop3s",
                 limits=pop3_limits,
             )
-            self.servers.append(server)
-            port = server.sockets[0].getsockname()[1]
-            self.listeners.append(Listener(name, address[0], port, _DESCRIPTIONS[name]))
+            self._serving(name, address[0], server)
 
     async def stop(self, grace: float | None = None) -> None:
         """Drain: refuse new connections, give open sessions `grace` seconds (default
