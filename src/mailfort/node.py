@@ -255,14 +255,17 @@ class Node:
         for connection in list(self.imap_connections):
             connection.shutdown()
         self.pop3_limiter.draining = True
-        for server in self.servers:
-            server.close()
+        # The listeners stay open while sessions finish: a new client hears why it is turned
+        # away (SMTP 421 4.3.2, IMAP BYE [UNAVAILABLE], POP3 -ERR [SYS/TEMP]) and retries
+        # elsewhere, instead of a bare connection refusal.
         await self._cluster_step("draining", self.membership.draining_now)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         open_connections = (self.limiter, self.imap_limiter, self.pop3_limiter)
         while sum(x.total for x in open_connections) > 0 and loop.time() < deadline:
             await asyncio.sleep(0.05)
+        for server in self.servers:
+            server.close()
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:

@@ -72,13 +72,14 @@ def test_drain_a_running_node(tmp_path: Path) -> None:
         # The node hears it at its next heartbeat: IMAP sessions get BYE ...
         imap.sock.settimeout(5)
         assert imap.readline().startswith(b"* BYE [UNAVAILABLE]")
-        # ... and new connections are refused (421 4.3.2, or the listener is closed already).
-        try:
-            with socket.create_connection(("127.0.0.1", node.ports["smtp"]), timeout=5) as s:
-                greeting = s.recv(200)
-                assert greeting.startswith(b"421 4.3.2") or greeting == b"", greeting
-        except ConnectionRefusedError:
-            pass
+        # ... and new clients are told to come back later: the listeners stay open while the
+        # held sessions finish, so SMTP says 421 4.3.2, IMAP BYE, POP3 -ERR [SYS/TEMP].
+        with socket.create_connection(("127.0.0.1", node.ports["smtp"]), timeout=5) as s:
+            assert s.recv(200).startswith(b"421 4.3.2")
+        with socket.create_connection(("127.0.0.1", node.ports["imap"]), timeout=5) as s:
+            assert s.recv(200).startswith(b"* BYE [UNAVAILABLE]")
+        with socket.create_connection(("127.0.0.1", node.ports["pop3"]), timeout=5) as s:
+            assert s.recv(200).startswith(b"-ERR [SYS/TEMP]")
         # The held SMTP session may finish; meanwhile the node shows as draining.
         assert _status(node)["node1"][1] == "draining"
         assert node.proc.poll() is None
