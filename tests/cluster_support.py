@@ -13,7 +13,6 @@ import contextlib
 import os
 import secrets
 import smtplib
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -28,7 +27,7 @@ import pytest
 from mailfort.auth.passwords import hash_password
 from mailfort.store.api import QueueItem
 from mailfort.store.postgres import PostgresStore
-from tests.nodeproc import NodeProcess
+from tests.nodeproc import NodeProcess, free_ports
 
 PG_DSN_ENV = "MAILFORT_TEST_PG_DSN"
 ROOT = Path(__file__).resolve().parent.parent
@@ -155,18 +154,6 @@ class PgSchema:
         return self.query(lambda store: store.queue_items())
 
 
-def free_ports(count: int) -> list[int]:
-    """Ports free on 127.0.0.1 right now (for nodes restarted on the same ports)."""
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")

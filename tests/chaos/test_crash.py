@@ -15,7 +15,6 @@ import os
 import random
 import re
 import smtplib
-import socket
 import threading
 import time
 from collections import Counter
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.nodeproc import NodeProcess
+from tests.nodeproc import NodeProcess, free_ports
 
 PASSWORD = "crash test password"
 USERS = ("alice", "bob", "carol", "dave")
@@ -42,9 +41,7 @@ SEQ_HEADER = re.compile(rb"^X-Seq: (\d+)\r$", re.M)
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def expand(recipient: str) -> set[str]:
