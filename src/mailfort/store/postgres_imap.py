@@ -22,9 +22,9 @@ from mailfort.store.api import (
     MailboxStatus,
     MessageRow,
 )
+from mailfort.store.flags import flag_set, flags_text, plan_flag_changes
 from mailfort.store.postgres_conn import Conn
 from mailfort.store.postgres_queue import drop_blob
-from mailfort.store.sqlite_imap import flag_set, flags_text
 
 _ROW = "uid, modseq, flags, internal_date, size"
 _DELETED = " \\Deleted "
@@ -223,22 +223,7 @@ async def set_flags(
         mailbox_id,
         uids,
     )
-    failed: list[int] = []
-    updates: list[tuple[int, str]] = []
-    for uid, modseq, text in current:
-        # RFC 7162 3.1.3: a message changed after UNCHANGEDSINCE is left alone and reported.
-        if unchanged_since is not None and modseq > unchanged_since:
-            failed.append(uid)
-            continue
-        old = frozenset(text.split())
-        if mode is FlagMode.ADD:
-            new = old | flags
-        elif mode is FlagMode.REMOVE:
-            new = old - flags
-        else:
-            new = flags
-        if new != old:
-            updates.append((uid, flags_text(new)))
+    updates, failed = plan_flag_changes(current, mode, flags, unchanged_since)
     if not updates:
         return [], sorted(failed)
     modseq = await bump_modseq(c, mailbox_id)

@@ -20,6 +20,7 @@ from mailfort.store.api import (
     MailboxStatus,
     MessageRow,
 )
+from mailfort.store.flags import flag_set, flags_text, plan_flag_changes
 
 
 def next_uidvalidity(conn: sqlite3.Connection) -> int:
@@ -72,26 +73,8 @@ _ROW = "uid, modseq, flags, internal_date, size"
 _CHUNK = 500
 
 
-_FLAG_SETS: dict[str, frozenset[str]] = {}
-
-
-def flag_set(text: str) -> frozenset[str]:
-    """One shared frozenset per distinct flags text: a mailbox has few distinct combinations,
-    and building a set per row was a large part of loading a mailbox."""
-    found = _FLAG_SETS.get(text)
-    if found is None:
-        if len(_FLAG_SETS) > 4096:
-            _FLAG_SETS.clear()
-        found = _FLAG_SETS[text] = frozenset(text.split())
-    return found
-
-
 def row(r: tuple) -> MessageRow:  # type: ignore[type-arg]
     return MessageRow(uid=r[0], modseq=r[1], flags=flag_set(r[2]), internal_date=r[3], size=r[4])
-
-
-def flags_text(flags: Iterable[str]) -> str:
-    return " ".join(sorted(flags))
 
 
 def chunks(values: list[int]) -> Iterable[list[int]]:
@@ -251,22 +234,7 @@ def set_flags(
                 (mailbox_id, *part),
             )
         )
-    failed: list[int] = []
-    updates: list[tuple[int, str]] = []
-    for uid, modseq, text in current:
-        # RFC 7162 3.1.3: a message changed after UNCHANGEDSINCE is left alone and reported.
-        if unchanged_since is not None and modseq > unchanged_since:
-            failed.append(uid)
-            continue
-        old = frozenset(text.split())
-        if mode is FlagMode.ADD:
-            new = old | flags
-        elif mode is FlagMode.REMOVE:
-            new = old - flags
-        else:
-            new = flags
-        if new != old:
-            updates.append((uid, flags_text(new)))
+    updates, failed = plan_flag_changes(current, mode, flags, unchanged_since)
     if not updates:
         return [], sorted(failed)
     modseq = bump_modseq(c, mailbox_id)
