@@ -26,6 +26,7 @@ from mailfort.protocol.pop3 import session as core
 from mailfort.protocol.pop3.replies import Code
 from mailfort.server.admission import ConnectionLimiter, Refusal
 from mailfort.server.pop3_maildrop import MaildropLocks, SizeCache, load_maildrop
+from mailfort.server.streams import close, peer_ip, refuse
 from mailfort.store.api import Store
 
 log = logging.getLogger("mailfort.pop3")
@@ -84,8 +85,7 @@ class Connection:
         self.reader = reader
         self.writer = writer
         self.tls_context = tls_context
-        peer = writer.get_extra_info("peername")
-        self.client_ip = str(peer[0]) if peer else "unknown"
+        self.client_ip = peer_ip(writer)
         tls = writer.get_extra_info("ssl_object") is not None
         self.core = core.Session(
             core.SessionConfig(
@@ -301,18 +301,14 @@ async def start_pop3(
     limits = limits or Pop3Limits()
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        ip = str(peer[0]) if peer else "unknown"
+        ip = peer_ip(writer)
         refusal = limiter.admit(ip)
         if refusal is not None:
             text = R.TOO_MANY_FROM_IP if refusal is Refusal.IP_FULL else R.SERVER_BUSY
             log.warning(
                 "event=connection_refused proto=pop3 reason=%s client=%s", refusal.value, ip
             )
-            with contextlib.suppress(Exception):
-                writer.write(R.err(text, Code.SYS_TEMP))
-                await asyncio.wait_for(writer.drain(), 5)
-            writer.close()
+            await refuse(writer, R.err(text, Code.SYS_TEMP))
             return
         connection = Connection(ctx, limits, reader, writer, tls_context)
         abort = False
@@ -331,14 +327,7 @@ async def start_pop3(
                 await connection.finish()
             finally:
                 limiter.release(ip)
-                if abort:
-                    writer.transport.abort()
-                else:
-                    writer.close()  # sends what is still buffered first
-                try:
-                    await asyncio.wait_for(writer.wait_closed(), 5)
-                except Exception:
-                    writer.transport.abort()  # a client that does not read our last words
+                await close(writer, abort=abort)
 
     return await asyncio.start_server(
         on_connect,

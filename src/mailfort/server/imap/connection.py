@@ -20,6 +20,7 @@ from mailfort.protocol.imap.commands import StartTLS
 from mailfort.server.admission import ConnectionLimiter, Refusal
 from mailfort.server.imap import mailboxes, messages  # noqa: F401  (registers handlers)
 from mailfort.server.imap.session import ImapContext, Session, State
+from mailfort.server.streams import close, peer_ip, refuse
 
 log = logging.getLogger("mailfort.imap")
 
@@ -51,8 +52,7 @@ class Connection:
         self.reader = reader
         self.writer = writer
         self.tls_context = tls_context
-        peer = writer.get_extra_info("peername")
-        self.client_ip = str(peer[0]) if peer else "unknown"
+        self.client_ip = peer_ip(writer)
         self.tls = writer.get_extra_info("ssl_object") is not None
         self.framer = framing.CommandReader(
             max_line=limits.max_line, max_literal=limits.max_literal
@@ -227,8 +227,7 @@ async def start_imap(
     registry: set[Connection] = connections if connections is not None else set()
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        ip = str(peer[0]) if peer else "unknown"
+        ip = peer_ip(writer)
         refusal = limiter.admit(ip)
         if refusal is not None:
             text = (
@@ -239,10 +238,7 @@ async def start_imap(
             log.warning(
                 "event=connection_refused proto=imap reason=%s client=%s", refusal.value, ip
             )
-            with contextlib.suppress(Exception):
-                writer.write(f"* BYE [UNAVAILABLE] {text}\r\n".encode())
-                await asyncio.wait_for(writer.drain(), 5)
-            writer.close()
+            await refuse(writer, f"* BYE [UNAVAILABLE] {text}\r\n".encode())
             return
         connection = Connection(ctx, limits, reader, writer, tls_context)
         registry.add(connection)
@@ -263,12 +259,7 @@ async def start_imap(
             registry.discard(connection)
             limiter.release(ip)
             connection.session.watch(None)
-            writer.close()
-            try:
-                await asyncio.wait_for(writer.wait_closed(), 5)
-            except (Exception, asyncio.CancelledError):
-                # A client that never reads keeps the close waiting to flush: drop its buffer.
-                writer.transport.abort()
+            await close(writer)
 
     return await asyncio.start_server(
         on_connect,
