@@ -4,8 +4,6 @@ import imaplib
 import re
 import shutil
 import smtplib
-import socket
-import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.nodeproc import NodeProcess
+from tests.rawclient import RawClient, client_tls
 
 PASSWORD = "correct horse battery staple"
 USERS = {
@@ -34,14 +33,6 @@ def require_command(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} is not installed; `make test` installs it (Debian package)")
     return path
-
-
-def client_tls() -> ssl.SSLContext:
-    """A client context that accepts the node's self-signed certificate."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 def start_node(
@@ -96,7 +87,7 @@ def imaps(node: NodeProcess, user: str | None = "alice@example.test") -> imaplib
     return client
 
 
-class RawImap:
+class RawImap(RawClient):
     """A byte-level IMAP client: sends exactly what it is given, reads responses with literals."""
 
     _LITERAL = re.compile(rb"~?\{(\d+)\}\r\n\Z")
@@ -104,27 +95,8 @@ class RawImap:
     def __init__(
         self, port: int, *, tls: bool = True, source: str = "127.0.0.1", timeout: float = 10.0
     ) -> None:
-        sock = socket.create_connection(
-            ("127.0.0.1", port), timeout=timeout, source_address=(source, 0)
-        )
-        self.sock: socket.socket = client_tls().wrap_socket(sock) if tls else sock
-        self.buffer = b""
+        super().__init__(port, tls=tls, source=source, timeout=timeout)
         self.greeting = self.response()
-
-    def __enter__(self) -> RawImap:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.sock.close()
-
-    def send(self, data: bytes | str) -> None:
-        self.sock.sendall(data.encode() if isinstance(data, str) else data)
-
-    def _fill(self) -> None:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise EOFError(f"connection closed; unread: {self.buffer!r}")
-        self.buffer += chunk
 
     def line(self) -> bytes:
         while b"\n" not in self.buffer:
@@ -164,17 +136,3 @@ class RawImap:
     def login(self, user: str = "alice@example.test") -> None:
         _, done = self.command(f'LOGIN "{user}" "{PASSWORD}"', tag="login")
         assert done.startswith(b"login OK"), done
-
-    def closed(self, timeout: float = 5.0) -> bool:
-        """True when the server closes the connection within `timeout` (what it sent is dropped)."""
-        self.sock.settimeout(timeout)
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return True
-                self.buffer += chunk
-        except TimeoutError:
-            return False
-        except (ConnectionError, ssl.SSLError):
-            return True

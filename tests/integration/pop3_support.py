@@ -6,8 +6,6 @@ import imaplib
 import poplib
 import re
 import smtplib
-import socket
-import ssl
 import time
 
 import pytest
@@ -15,8 +13,9 @@ from argon2 import PasswordHasher
 
 from mailfort.store.api import AppendItem
 from mailfort.store.sqlite import SqliteStore
-from tests.conftest import PASSWORD, client_tls
+from tests.conftest import PASSWORD
 from tests.nodeproc import NodeProcess
+from tests.rawclient import RawClient, client_tls
 
 
 def start_pop3_node(
@@ -107,32 +106,15 @@ def imap_unique_ids(node: NodeProcess, user: str) -> list[str]:
         client.logout()
 
 
-class RawPop3:
+class RawPop3(RawClient):
     """Sends exactly what it is given; reads lines and multi-line responses as bytes."""
 
     def __init__(self, port: int, *, tls: bool = True, timeout: float = 10.0) -> None:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.sock: socket.socket = client_tls().wrap_socket(sock) if tls else sock
-        self.buffer = b""
+        super().__init__(port, tls=tls, timeout=timeout)
         self.greeting = self.line()
-
-    def __enter__(self) -> RawPop3:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.sock.close()
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
 
     def starttls(self) -> None:
         self.sock = client_tls().wrap_socket(self.sock)
-
-    def _fill(self) -> None:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise EOFError(f"connection closed; unread: {self.buffer!r}")
-        self.buffer += chunk
 
     def line(self) -> bytes:
         while b"\r\n" not in self.buffer:
@@ -158,20 +140,6 @@ class RawPop3:
         assert self.command(b"USER " + user.encode()).startswith(b"+OK")
         reply = self.command(b"PASS " + password.encode())
         assert reply.startswith(b"+OK"), reply
-
-    def closed(self, timeout: float = 5.0) -> bool:
-        """True when the server closes the connection within `timeout`."""
-        self.sock.settimeout(timeout)
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return True
-                self.buffer += chunk
-        except TimeoutError:
-            return False
-        except (ConnectionError, ssl.SSLError):
-            return True
 
 
 TRACE = re.compile(rb"Traceback|File \"")
