@@ -223,13 +223,16 @@ async def do_list(s: Session, cmd: C.Command) -> Done:
         ]
     except names.NameError_ as exc:
         return Done("BAD", str(exc))
+    # Every name that has an inferior, computed once rather than scanned for again per name.
+    with_children = {p for other in boxes for p in names.parents(other)}
+    with_subscribed_children = {p for other in subscribed for p in names.parents(other)}
     lines: list[bytes] = []
     for name in sorted(candidates, key=lambda n: (n != "INBOX", n)):
         if not any(p.match(name) for p in patterns):
             continue
         box = boxes.get(name)
-        has_children = any(other.startswith(name + names.DELIMITER) for other in boxes)
-        child_subscribed = any(other.startswith(name + names.DELIMITER) for other in subscribed)
+        has_children = name in with_children
+        child_subscribed = name in with_subscribed_children
         attrs: list[str] = []
         extra = ""
         lsub_parent = False
