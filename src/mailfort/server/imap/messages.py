@@ -186,6 +186,7 @@ async def do_search(s: Session, cmd: C.Command) -> Done:
         return Done("NO", "unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
     await s.sync(allow_expunge=cmd.uid)
     candidates = [u for u in sel.uids if u not in sel.pending_expunge]
+    saved = frozenset(sel.saved_search)  # `$` is tested once per message: a set, not a list
     needs_data = search.needs_body(cmd.keys)
     largest_seq = len(sel.uids)
     largest_uid = sel.uids[-1] if sel.uids else 0
@@ -201,7 +202,7 @@ async def do_search(s: Session, cmd: C.Command) -> Done:
                 seq=sel.seq(uid),
                 largest_seq=largest_seq,
                 largest_uid=largest_uid,
-                saved=sel.saved_search,
+                saved=saved,
             ):
                 found.append(uid)
     modseq = max((sel.rows[u].modseq for u in found), default=0)
