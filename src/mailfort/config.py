@@ -114,6 +114,53 @@ class DeliveryConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OverloadConfig:
+    """Admission that adapts to what the node can do now (issue 6, `server/overload.py`).
+
+    The concurrency limit for store-bound work (SMTP transactions at DATA, IMAP/POP3 commands
+    that hit the store, HTTP requests) moves between `min_limit` and `max_limit`, driven by the
+    measured store commit latency and event-loop lag. Past it a node answers with a temporary
+    refusal and keeps serving what it has.
+    """
+
+    enabled: bool = True
+    initial_limit: int = 64
+    min_limit: int = 4
+    max_limit: int = 512
+    max_pending_commits: int = 256  # store commits waiting at once before 451 4.3.0
+    target_commit_latency: float = 0.05  # seconds; above it the limit shrinks
+    max_loop_lag: float = 0.2  # seconds of event-loop lag that count as full stress
+    retry_after: int = 5  # seconds, HTTP 503 Retry-After
+    # Remote delivery politeness
+    breaker_failures: int = 5  # consecutive connection-level failures that open a destination
+    breaker_open_seconds: float = 60.0  # first pause before a probe; doubles up to the max
+    breaker_max_open_seconds: float = 1800.0
+    retry_budget_ratio: float = 0.1  # retries at most this share of delivery attempts
+    retry_budget_window: float = 60.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusConfig:
+    """Health signals, component states, incidents and the status page (`status/`)."""
+
+    enabled: bool = True
+    public_url: str = ""  # shown in notices; default: http://<listen.http>/
+    evaluate_seconds: float = 15.0  # how often the leader node evaluates the signals
+    window_seconds: float = 300.0  # signals are measured over this trailing window
+    worsen_after: float = 30.0  # a worse state must hold this long before it is published
+    recover_after: float = 300.0  # a better state must hold this long
+    notice_delay: float = 900.0  # a message held longer than this counts as delayed
+    history_days: int = 90
+    webhook_timeout: float = 5.0
+    provider_name: str = "mailfort"
+    # Threshold overrides: "signal" -> [degraded, down] or [degraded, down, major]; keys are
+    # those of status.signals.StatusThresholds (e.g. "store_commit_p95", "remote_success_rate").
+    thresholds: dict[str, list[float]] = field(default_factory=dict)
+    remote_min_attempts: int = 20
+    login_min_attempts: int = 20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AuthConfig:
     # Plaintext logins (no TLS) are refused except, when this is true, from loopback clients.
     allow_plaintext_loopback: bool = False
@@ -134,6 +181,8 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    overload: OverloadConfig = field(default_factory=OverloadConfig)
+    status: StatusConfig = field(default_factory=StatusConfig)
     source: Path | None = None
 
 
@@ -184,6 +233,17 @@ def _convert(key: str, hint: Any, value: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(key, "expected a list of strings")
         return tuple(v.lower() for v in value)
+    if origin is dict and typing.get_args(hint)[1] is not str:
+        ok = isinstance(value, dict) and all(
+            isinstance(v, list)
+            and 2 <= len(v) <= 3
+            and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+            for v in value.values()
+        )
+        if not ok:
+            expected = "expected a table of [degraded, down] or [degraded, down, major]"
+            raise ConfigError(key, expected)
+        return {k: [float(x) for x in v] for k, v in value.items()}
     if origin is dict:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise ConfigError(key, "expected a table of strings")

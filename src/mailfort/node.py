@@ -19,6 +19,7 @@ from mailfort.cluster.membership import Membership
 from mailfort.config import Config, parse_hostport
 from mailfort.errors import StoreError
 from mailfort.mail.directory import Directory
+from mailfort.metrics import NodeMetrics
 from mailfort.queue.local_worker import LocalWorker
 from mailfort.queue.remote_worker import RemoteWorker
 from mailfort.server.admission import ConnectionLimiter
@@ -61,6 +62,8 @@ class Node:
     def __init__(self, config: Config, store: Store | None = None) -> None:
         self.config = config
         self.store = store or open_store(config.store.url, config.data_dir)
+        # What this node measures: /metrics for scrapers, a window in each heartbeat for status.
+        self.metrics = NodeMetrics(window=config.status.window_seconds)
         self.directory = Directory(
             self.store, config_domains=config.local_domains, delimiter=config.recipient_delimiter
         )
@@ -120,6 +123,7 @@ class Node:
             "imap": self.imap_limiter.total,
             "pop3": self.pop3_limiter.total,
             "deliveries": self.remote_worker.in_flight if self.remote_worker else 0,
+            "window": self.metrics.snapshot(),
         }
 
     def _address(self, listener: str) -> tuple[str, int] | None:

@@ -49,7 +49,9 @@ def _listeners(info: NodeInfo) -> str:
 
 
 def _load(info: NodeInfo) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(info.load.items())) or "-"
+    # The metrics window rides along in the heartbeat for the status leader; not for this table.
+    shown = {k: v for k, v in info.load.items() if not isinstance(v, dict)}
+    return ",".join(f"{k}={v}" for k, v in sorted(shown.items())) or "-"
 
 
 def _age(seconds: float) -> str:

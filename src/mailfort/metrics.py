@@ -1,0 +1,209 @@
+"""What a node measures: Prometheus metrics for scrapers, and a trailing window for the status.
+
+Every recorder (`login`, `refused`, `store_commit` …) feeds two sinks at once:
+
+- Prometheus metrics in the node's own `CollectorRegistry` (served at `/metrics` on the `http`
+  listener), named and labelled by prometheus-client conventions (`_total` counters, `_seconds`
+  histograms, base units);
+- a `WindowStats` of the last `window` seconds, which the heartbeat writes into the store so that
+  the status leader can judge the *cluster's* health from every live node's numbers (counts add
+  up, latency histograms merge bucket by bucket, so a cluster-wide p95 is exact to a bucket).
+
+This module is a leaf (prometheus-client and stdlib only) so that any layer may record into it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Upper bounds (seconds) shared by Prometheus histograms and the window histograms; the last
+# bucket is +Inf. Wide on purpose: a login takes milliseconds, mail delayed by an outage hours.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0, 600.0, 1800.0, 3600.0, 14400.0, math.inf,
+)  # fmt: skip
+
+PROTOCOLS = ("smtp", "submission", "imap", "pop3", "http")
+
+
+class WindowStats:
+    """Counters and latency histograms over a trailing window, kept in `slot`-second buckets.
+
+    Memory is bounded: (window / slot) slots × the names in use. Callers pass the clock.
+    """
+
+    def __init__(self, window: float = 300.0, slot: float = 10.0) -> None:
+        self.window = window
+        self.slot = slot
+        self._slots: dict[int, tuple[dict[str, int], dict[str, list[int]]]] = {}
+
+    def _current(self, now: float) -> tuple[dict[str, int], dict[str, list[int]]]:
+        index = int(now // self.slot)
+        entry = self._slots.get(index)
+        if entry is None:
+            entry = self._slots[index] = ({}, {})
+            oldest = index - int(self.window // self.slot)
+            for stale in [i for i in self._slots if i <= oldest]:
+                del self._slots[stale]
+        return entry
+
+    def count(self, name: str, now: float, n: int = 1) -> None:
+        counts = self._current(now)[0]
+        counts[name] = counts.get(name, 0) + n
+
+    def observe(self, name: str, value: float, now: float) -> None:
+        hists = self._current(now)[1]
+        buckets = hists.get(name)
+        if buckets is None:
+            buckets = hists[name] = [0] * len(LATENCY_BUCKETS)
+        buckets[bisect.bisect_left(LATENCY_BUCKETS, value)] += 1
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        """JSON-able totals of the window ending at `now`: {"counts": {}, "hists": {}}."""
+        oldest = int(now // self.slot) - int(self.window // self.slot)
+        live = [v for i, v in self._slots.items() if i > oldest]
+        return merge_snapshots({"counts": counts, "hists": hists} for counts, hists in live)
+
+
+def merge_snapshots(snapshots: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Add up window snapshots (of several slots or several nodes)."""
+    counts: dict[str, int] = {}
+    hists: dict[str, list[int]] = {}
+    for snap in snapshots:
+        for name, n in (snap.get("counts") or {}).items():
+            counts[name] = counts.get(name, 0) + int(n)
+        for name, buckets in (snap.get("hists") or {}).items():
+            into = hists.setdefault(name, [0] * len(LATENCY_BUCKETS))
+            for i, n in enumerate(buckets[: len(into)]):
+                into[i] += int(n)
+    return {"counts": counts, "hists": hists}
+
+
+def quantile(buckets: list[int] | None, q: float) -> float | None:
+    """The upper bound of the bucket holding quantile `q`; None without observations.
+
+    The +Inf bucket reports the largest finite bound: "more than that" is all we know.
+    """
+    if not buckets:
+        return None
+    total = sum(buckets)
+    if total == 0:
+        return None
+    rank = q * total
+    seen = 0
+    for bound, n in zip(LATENCY_BUCKETS, buckets, strict=False):
+        seen += n
+        if seen >= rank and n:
+            return bound if math.isfinite(bound) else LATENCY_BUCKETS[-2]
+    return LATENCY_BUCKETS[-2]
+
+
+class NodeMetrics:
+    """One node's metrics; pass it to whatever records. `registry` is what `/metrics` serves."""
+
+    def __init__(self, *, window: float = 300.0, clock: Any = None) -> None:
+        import time
+
+        self.clock = clock or time.time
+        self.window = WindowStats(window=window)
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.logins = Counter(
+            "mailfort_logins", "Login attempts by protocol and result", ["protocol", "result"],
+            registry=r,
+        )  # fmt: skip
+        self.login_seconds = Histogram(
+            "mailfort_login_duration_seconds", "Time to answer a login", ["protocol"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.refusals = Counter(
+            "mailfort_admission_refusals",
+            "Temporary refusals of new work (421/451, NO [UNAVAILABLE], -ERR [SYS/TEMP], 503)",
+            ["protocol", "reason"], registry=r,
+        )  # fmt: skip
+        self.commit_seconds = Histogram(
+            "mailfort_store_commit_duration_seconds", "Time for a durable store commit",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.loop_lag = Gauge(
+            "mailfort_event_loop_lag_seconds", "How late the event loop ran a timer", registry=r
+        )
+        self.concurrency_limit = Gauge(
+            "mailfort_concurrency_limit", "Current adaptive admission limit", ["scope"], registry=r
+        )
+        self.in_flight = Gauge(
+            "mailfort_in_flight", "Work admitted and not yet finished", ["scope"], registry=r
+        )
+        self.accepted = Counter(
+            "mailfort_messages_accepted", "Messages answered with 250", ["listener"], registry=r
+        )
+        self.remote = Counter(
+            "mailfort_remote_deliveries",
+            "Remote delivery attempts per recipient by result (delivered, deferred, bounced)",
+            ["result"], registry=r,
+        )  # fmt: skip
+        self.accept_to_delivery = Histogram(
+            "mailfort_accept_to_delivery_seconds",
+            "Time from 250 to the message in a mailbox or at the next hop",
+            ["kind"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.breakers_open = Gauge(
+            "mailfort_delivery_breakers_open", "Destinations whose circuit breaker is open",
+            registry=r,
+        )  # fmt: skip
+        self.connections = Gauge(
+            "mailfort_connections", "Open client connections", ["protocol"], registry=r
+        )
+        # Cluster-wide gauges, set by the status collector from the store.
+        self.queue_depth = Gauge("mailfort_queue_depth", "Queue items (cluster)", registry=r)
+        self.queue_oldest = Gauge(
+            "mailfort_queue_oldest_due_age_seconds", "Age of the oldest due queue item (cluster)",
+            registry=r,
+        )  # fmt: skip
+        self.nodes = Gauge("mailfort_nodes", "Nodes by state (cluster)", ["state"], registry=r)
+        self.component_state = Gauge(
+            "mailfort_component_status",
+            "Published component state: 0 operational, 1 degraded, 2 partial, 3 major outage",
+            ["component"], registry=r,
+        )  # fmt: skip
+        self.incidents_open = Gauge(
+            "mailfort_incidents_open", "Open incidents (cluster)", registry=r
+        )
+
+    # ---- recorders (cheap; called on hot paths) ------------------------------------------------
+
+    def login(self, protocol: str, ok: bool, seconds: float) -> None:
+        now = self.clock()
+        self.logins.labels(protocol, "success" if ok else "failure").inc()
+        self.login_seconds.labels(protocol).observe(seconds)
+        self.window.count(f"login.{protocol}.{'ok' if ok else 'fail'}", now)
+        self.window.observe(f"login.{protocol}", seconds, now)
+
+    def refused(self, protocol: str, reason: str) -> None:
+        self.refusals.labels(protocol, reason).inc()
+        self.window.count(f"refused.{protocol}", self.clock())
+
+    def store_commit(self, seconds: float) -> None:
+        self.commit_seconds.observe(seconds)
+        self.window.observe("store_commit", seconds, self.clock())
+
+    def message_accepted(self, listener: str) -> None:
+        self.accepted.labels(listener).inc()
+
+    def remote_attempt(self, result: str, n: int = 1) -> None:
+        """`result` is delivered, deferred or bounced; `n` recipients."""
+        self.remote.labels(result).inc(n)
+        self.window.count(f"remote.{result}", self.clock(), n)
+
+    def delivered(self, kind: str, seconds: float) -> None:
+        """A message reached a mailbox (`kind="local"`) or the next hop (`"remote"`)."""
+        self.accept_to_delivery.labels(kind).observe(seconds)
+        self.window.observe("accept_to_mailbox", seconds, self.clock())
+
+    def snapshot(self) -> dict[str, Any]:
+        """The window for the heartbeat (JSON-able)."""
+        return self.window.snapshot(self.clock())
