@@ -160,3 +160,45 @@ class StatusRepository:
 
     async def cancel_maintenance(self, now: float, maintenance_id: str, text: str) -> Maintenance:
         raise NotImplementedError
+
+    # ---- writes by the status leader (status/service.py) ---------------------------------------
+
+    async def save_components(self, states: Mapping[Component, PublishedComponent]) -> None:
+        """Replace the published state of the given components."""
+        raise NotImplementedError
+
+    async def record_history(
+        self, now: float, elapsed: float, states: Mapping[Component, ComponentState]
+    ) -> None:
+        """Add `elapsed` seconds in `states` to today's (UTC) history rows; keep the worst state.
+        Rows older than [status] history_days may be pruned here."""
+        raise NotImplementedError
+
+    async def save_incident(self, incident: Incident) -> None:
+        """Insert or replace an incident (with its whole timeline); ids come from `new_id()`."""
+        raise NotImplementedError
+
+    async def new_id(self, prefix: str) -> str:
+        """A cluster-unique id such as "inc-7" or "mnt-3"."""
+        raise NotImplementedError
+
+    async def delayed_accounts(
+        self, since: float, until: float, now: float, threshold: float
+    ) -> list[DelayedAccount]:
+        """Accounts whose mail was held longer than `threshold` seconds within [since, until]:
+        settled items recorded by the store as delayed, plus items still queued that have waited
+        longer than `threshold` at `now`. Counted per local account (sender of outbound mail,
+        local recipient of queued local mail)."""
+        raise NotImplementedError
+
+    async def deliver_notice(self, key: str, address: str, message: bytes, now: float) -> bool:
+        """Put `message` into the account's INBOX once per `key` (e.g. incident id): False when
+        it was already delivered for that key (idempotent across leaders and retries)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class DelayedAccount:
+    address: str
+    count: int
+    max_delay: float  # seconds
