@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from mailfort import __version__
+from mailfort import __version__, cli_status
 from mailfort.config import Config, load
 from mailfort.errors import AlreadyExists, ConfigError, MailfortError, NotFound
 from mailfort.logs import configure as configure_logging
@@ -433,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = node.add_parser("drain", help="make a running node finish its sessions and exit")
     p.add_argument("name", help="the node's name (node_name in its config)")
     p.set_defaults(func=cmd_node_drain)
+    cli_status.add_parser(sub)
     return parser
 
 
@@ -467,6 +468,9 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_run(args.func, config, args))
     except ConfigError as exc:
         print(f"mailfort: config error: {exc}", file=sys.stderr)
+        return 2
+    except cli_status.UsageError as exc:
+        print(f"mailfort: {exc}", file=sys.stderr)
         return 2
     except MailfortError as exc:
         print(f"mailfort: {exc}", file=sys.stderr)

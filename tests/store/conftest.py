@@ -90,7 +90,10 @@ _PG_CLEAN: list[str] = []
 _PG_EMPTY = (
     "SET lock_timeout = '10s'; DELETE FROM queue; DELETE FROM envelopes; DELETE FROM accounts;"
     " DELETE FROM blobs; DELETE FROM aliases; DELETE FROM domains; DELETE FROM meta;"
-    " DELETE FROM nodes; DELETE FROM maildrop_locks"
+    " DELETE FROM nodes; DELETE FROM maildrop_locks; DELETE FROM status_components;"
+    " DELETE FROM status_history; DELETE FROM status_incidents; DELETE FROM status_maintenance;"
+    " DELETE FROM status_webhooks; DELETE FROM leases; DELETE FROM status_counters;"
+    " DELETE FROM delayed_mail; DELETE FROM status_notices"
 )
 
 

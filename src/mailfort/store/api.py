@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import enum
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mailfort.store.notify import ChangeHub
@@ -252,12 +252,98 @@ def decode_json_dict(text: str) -> dict[str, object]:
     return value if isinstance(value, dict) else {}
 
 
+# -- status (issue 6) ----------------------------------------------------------------------------
+# Plain rows: the store keeps status records without knowing the status types (`store/` must not
+# import `status/`); `status.repository` converts. States travel as their string value, with
+# `rank` (0 = operational) where SQL must order them.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ComponentRow:
+    component: str
+    state: str
+    since: float | None
+    findings: str  # JSON
+    updated_at: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistoryRow:
+    """One component's UTC day; as an argument of `add_status_history`, seconds to add."""
+
+    component: str
+    day: str  # YYYY-MM-DD
+    worst: str
+    rank: int
+    degraded_seconds: float = 0.0
+    outage_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordRow:
+    """An incident or maintenance window: searchable columns and the whole record as JSON.
+
+    Incidents use `opened_at`, `updated_at`, `resolved_at`, `origin`; maintenance windows
+    `starts_at`, `ends_at`, `cancelled_at`. `version` counts writes (optimistic concurrency)."""
+
+    id: str
+    data: str  # JSON
+    version: int = 0
+    origin: str = ""
+    opened_at: float = 0.0
+    updated_at: float = 0.0
+    resolved_at: float | None = None
+    starts_at: float = 0.0
+    ends_at: float = 0.0
+    cancelled_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookRow:
+    id: str
+    url: str
+    components: str  # JSON list of component keys; [] = all
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DelayedMail:
+    """A message held too long: settled late (`settled_at` set) or still queued (None)."""
+
+    account: str
+    queue_id: str
+    accepted_at: float
+    settled_at: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountQueue:
+    queued_from: int  # messages (envelopes) the account sent still in the queue
+    queued_for: int  # queue items for the account
+    oldest_queued_at: float | None  # accepted-at of the oldest of those
+    last_inbox_delivery: float | None  # internal date of the newest INBOX message
+
+
 class Store(abc.ABC):
     """Async store. Every write is durable when its coroutine returns.
 
     `hub` wakes sessions waiting on a mailbox after a commit changed it (IDLE)."""
 
     hub: ChangeHub
+    # Overload gate hook (issue 6): called on the event loop with the seconds each durable commit
+    # took (one group-commit batch on SQLite, one write transaction on PostgreSQL).
+    commit_observer: Callable[[float], None] | None = None
+    # Mail settled later than this many seconds after acceptance is recorded as delayed
+    # (`delayed_mail`); the node sets it from [status] notice_delay.
+    delay_threshold: float = 900.0
+
+    @property
+    def pending_commits(self) -> int:
+        """Writes submitted and not yet committed (0 where the engine cannot tell)."""
+        return 0
+
+    def _commit_done(self, seconds: float) -> None:
+        observer = self.commit_observer
+        if observer is not None:
+            observer(seconds)
 
     # -- lifecycle ---------------------------------------------------------------------------
     @abc.abstractmethod
@@ -501,3 +587,105 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def release_maildrop(self, account_id: int, owner: str) -> None:
         """Drop the lock if `owner` holds it."""
+
+    # -- status records (issue 6) ------------------------------------------------------------
+    @abc.abstractmethod
+    async def status_components(self) -> list[ComponentRow]: ...
+
+    @abc.abstractmethod
+    async def save_status_components(self, rows: Sequence[ComponentRow]) -> None:
+        """Insert or replace these components' rows, in one transaction."""
+
+    @abc.abstractmethod
+    async def status_history(self, first_day: str) -> list[HistoryRow]:
+        """Every row from `first_day` (YYYY-MM-DD) on, by component and day."""
+
+    @abc.abstractmethod
+    async def add_status_history(self, rows: Sequence[HistoryRow], keep_from: str) -> None:
+        """Add each row's seconds to its (component, day), keeping the worst state (highest
+        rank); drop rows of days before `keep_from`. One transaction."""
+
+    @abc.abstractmethod
+    async def put_status_incident(self, row: RecordRow, expect: int | None = None) -> int | None:
+        """Insert or replace an incident; returns its new version. With `expect`, only if the
+        stored version is still `expect` (0: not stored yet), else None and nothing changes."""
+
+    @abc.abstractmethod
+    async def status_incident(self, incident_id: str) -> RecordRow | None: ...
+
+    @abc.abstractmethod
+    async def status_incidents(
+        self,
+        *,
+        open_only: bool = False,
+        since: float | None = None,
+        resolved_since: float | None = None,
+        limit: int = 50,
+    ) -> list[RecordRow]:
+        """Newest update first. `since`: updated at or after; `resolved_since`: resolved at or
+        after (implies resolved)."""
+
+    @abc.abstractmethod
+    async def put_status_maintenance(self, row: RecordRow, expect: int | None = None) -> int | None:
+        """Like `put_status_incident`, for maintenance windows."""
+
+    @abc.abstractmethod
+    async def status_maintenance_window(self, maintenance_id: str) -> RecordRow | None: ...
+
+    @abc.abstractmethod
+    async def status_maintenance(self, ends_after: float | None) -> list[RecordRow]:
+        """Soonest start first; with `ends_after`, only windows not cancelled that end later."""
+
+    @abc.abstractmethod
+    async def add_status_webhook(self, row: WebhookRow) -> None:
+        """AlreadyExists when the URL is subscribed already."""
+
+    @abc.abstractmethod
+    async def remove_status_webhook(self, webhook_id: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def status_webhooks(self) -> list[WebhookRow]:
+        """Oldest first."""
+
+    @abc.abstractmethod
+    async def new_id(self, prefix: str) -> str:
+        """ "PREFIX-N" with N from a counter per prefix that never hands a number out twice."""
+
+    # -- named leases (the status leader) ----------------------------------------------------
+    @abc.abstractmethod
+    async def acquire_lease(self, name: str, owner: str, until: float, now: float) -> bool:
+        """Take or extend the lease `name` until `until` if it is free, expired or ours."""
+
+    @abc.abstractmethod
+    async def release_lease(self, name: str, owner: str) -> None:
+        """Drop the lease if `owner` holds it."""
+
+    @abc.abstractmethod
+    async def lease_holder(self, name: str, now: float) -> str | None:
+        """Who holds the lease at `now` (None: free or expired)."""
+
+    # -- delayed mail, queue health, per-account status, notices -----------------------------
+    @abc.abstractmethod
+    async def delayed_mail(
+        self, since: float, until: float, now: float, threshold: float
+    ) -> list[DelayedMail]:
+        """Mail settled within [since, until] that was recorded as delayed (it waited longer than
+        `delay_threshold` then) by more than `threshold`, plus items still queued that were
+        accepted more than `threshold` before `now` (settled_at None).
+        Each is attributed to a local account: the recipient of a local item, the sender
+        (authenticated login, else envelope sender) of an outbound one; others are left out."""
+
+    @abc.abstractmethod
+    async def queue_health(self, now: float) -> tuple[int, float | None]:
+        """(items due at `now`, the oldest `created` among them) from one index."""
+
+    @abc.abstractmethod
+    async def account_queue(self, account_id: int, address: str) -> AccountQueue: ...
+
+    @abc.abstractmethod
+    async def deliver_status_notice(
+        self, key: str, account_id: int, message: bytes, now: float
+    ) -> bool:
+        """Deliver `message` into the account's INBOX like any delivery (UID, MODSEQ, quota use,
+        change notification) and mark (key, account) in the same transaction; False (and no
+        change) when it was marked already. NotFound when the account has no INBOX."""

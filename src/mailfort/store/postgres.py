@@ -17,25 +17,32 @@ from mailfort.errors import AlreadyExists, NotFound
 from mailfort.store import postgres_cluster as cluster
 from mailfort.store import postgres_imap as imap
 from mailfort.store import postgres_queue as q
+from mailfort.store import postgres_status as status
 from mailfort.store.api import (
     DEFAULT_MAILBOXES,
     AcceptRequest,
     AcceptResult,
     Account,
+    AccountQueue,
     Alias,
     AppendItem,
     AppendResult,
+    ComponentRow,
     CopyResult,
+    DelayedMail,
     FlagMode,
+    HistoryRow,
     Mailbox,
     MailboxChanges,
     MailboxStatus,
     MessageRow,
     NodeInfo,
     QueueItem,
+    RecordRow,
     Settlement,
     Store,
     StoredMessage,
+    WebhookRow,
 )
 from mailfort.store.notify import ChangeHub
 from mailfort.store.postgres_conn import Announcer, Conn, Database, Listener, translate
@@ -80,9 +87,14 @@ class PostgresStore(Store):
         self.dsn = dsn
         self.hub = ChangeHub()
         self.db = Database(dsn, max_size=pool_size)
+        self.db.on_commit = self._commit_done
         self._listen = listen
         self.listener: Listener | None = None
         self.announcer = Announcer(self.db)
+
+    @property
+    def pending_commits(self) -> int:
+        return self.db.writing
 
     def _changed(self, mailbox_ids: Iterable[int]) -> None:
         """After a commit: wake this node's sessions now, and tell the other nodes."""
@@ -452,7 +464,9 @@ class PostgresStore(Store):
         return await self.db.run(lambda c: q.claim(c, owner, now, lease_seconds, limit, local_only))
 
     async def deliver_queued(self, item: QueueItem, owner: str, prefix: bytes) -> bool:
-        mailbox_id = await self.db.run(lambda c: q.deliver(c, item, owner, prefix))
+        mailbox_id = await self.db.run(
+            lambda c: q.deliver(c, item, owner, prefix, self.delay_threshold)
+        )
         if mailbox_id is None:
             return False
         self._changed((mailbox_id,))
@@ -476,7 +490,9 @@ class PostgresStore(Store):
         return await self.db.run(lambda c: q.renew(c, item_ids, owner, until))
 
     async def settle_queued(self, settlement: Settlement, owner: str) -> bool:
-        mailboxes = await self.db.run(lambda c: q.settle(c, settlement, owner))
+        mailboxes = await self.db.run(
+            lambda c: q.settle(c, settlement, owner, self.delay_threshold)
+        )
         if mailboxes is None:
             return False
         if mailboxes:
@@ -520,3 +536,91 @@ class PostgresStore(Store):
 
     async def release_maildrop(self, account_id: int, owner: str) -> None:
         await self.db.run(lambda c: cluster.release_maildrop(c, account_id, owner))
+
+    # -- status records (issue 6) ------------------------------------------------------------
+    async def status_components(self) -> list[ComponentRow]:
+        return await self.db.read_one(status.components)
+
+    async def save_status_components(self, rows: Sequence[ComponentRow]) -> None:
+        await self.db.run(lambda c: status.save_components(c, rows))
+
+    async def status_history(self, first_day: str) -> list[HistoryRow]:
+        return await self.db.read_one(lambda c: status.history(c, first_day))
+
+    async def add_status_history(self, rows: Sequence[HistoryRow], keep_from: str) -> None:
+        await self.db.run(lambda c: status.add_history(c, rows, keep_from))
+
+    async def put_status_incident(self, row: RecordRow, expect: int | None = None) -> int | None:
+        return await self.db.run(lambda c: status.put_incident(c, row, expect))
+
+    async def status_incident(self, incident_id: str) -> RecordRow | None:
+        return await self.db.read_one(lambda c: status.incident(c, incident_id))
+
+    async def status_incidents(
+        self,
+        *,
+        open_only: bool = False,
+        since: float | None = None,
+        resolved_since: float | None = None,
+        limit: int = 50,
+    ) -> list[RecordRow]:
+        return await self.db.read_one(
+            lambda c: status.incidents(c, open_only, since, resolved_since, limit)
+        )
+
+    async def put_status_maintenance(self, row: RecordRow, expect: int | None = None) -> int | None:
+        return await self.db.run(lambda c: status.put_maintenance(c, row, expect))
+
+    async def status_maintenance_window(self, maintenance_id: str) -> RecordRow | None:
+        return await self.db.read_one(lambda c: status.maintenance_window(c, maintenance_id))
+
+    async def status_maintenance(self, ends_after: float | None) -> list[RecordRow]:
+        return await self.db.read_one(lambda c: status.maintenance(c, ends_after))
+
+    async def add_status_webhook(self, row: WebhookRow) -> None:
+        if not await self.db.run(lambda c: status.add_webhook(c, row)):
+            raise AlreadyExists(f"webhook {row.url} already exists")
+
+    async def remove_status_webhook(self, webhook_id: str) -> bool:
+        return await self.db.run(lambda c: status.remove_webhook(c, webhook_id))
+
+    async def status_webhooks(self) -> list[WebhookRow]:
+        return await self.db.read_one(status.webhooks)
+
+    async def new_id(self, prefix: str) -> str:
+        return await self.db.run(lambda c: status.new_id(c, prefix))
+
+    async def acquire_lease(self, name: str, owner: str, until: float, now: float) -> bool:
+        return await self.db.run(lambda c: status.acquire_lease(c, name, owner, until, now))
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        await self.db.run(lambda c: status.release_lease(c, name, owner))
+
+    async def lease_holder(self, name: str, now: float) -> str | None:
+        return await self.db.read_one(lambda c: status.lease_holder(c, name, now))
+
+    async def delayed_mail(
+        self, since: float, until: float, now: float, threshold: float
+    ) -> list[DelayedMail]:
+        return await self.db.read(
+            lambda c: status.delayed_mail(c, since, until, now, threshold), snapshot=True
+        )
+
+    async def queue_health(self, now: float) -> tuple[int, float | None]:
+        return await self.db.read_one(lambda c: status.queue_health(c, now))
+
+    async def account_queue(self, account_id: int, address: str) -> AccountQueue:
+        return await self.db.read(
+            lambda c: status.account_queue(c, account_id, address), snapshot=True
+        )
+
+    async def deliver_status_notice(
+        self, key: str, account_id: int, message: bytes, now: float
+    ) -> bool:
+        mailbox_id = await self.db.run(
+            lambda c: status.deliver_notice(c, key, account_id, message, now)
+        )
+        if mailbox_id is None:
+            return False
+        self._changed((mailbox_id,))
+        return True

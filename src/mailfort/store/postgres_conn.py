@@ -95,6 +95,8 @@ class Database:
         self._pool: asyncpg.Pool | None = None
         self.own_pids: set[int] = set()  # backends of our pool: their NOTIFYs are already published
         self.commits = 0
+        self.writing = 0  # write transactions begun and not yet ended (the overload gate reads it)
+        self.on_commit: Callable[[float], None] | None = None  # seconds per committed write
 
     async def connect_one(self) -> Conn:
         try:
@@ -159,6 +161,9 @@ class Database:
         isolation = "repeatable_read" if snapshot else "read_committed"
         for attempt in range(attempts):
             pool = self._get_pool()
+            # Waiting for a pooled connection counts: a saturated pool is a slow database.
+            started = asyncio.get_running_loop().time()
+            self.writing += write
             try:
                 async with pool.acquire(timeout=self.timeout) as conn:
                     if not transaction:
@@ -167,6 +172,11 @@ class Database:
                         result = await fn(conn)
                 if write:
                     self.commits += 1
+                    if self.on_commit is not None:
+                        try:
+                            self.on_commit(asyncio.get_running_loop().time() - started)
+                        except Exception:  # a measuring hook must never fail a commit
+                            log.exception("event=commit_observer_failed")
                 return result
             except _RETRIED as exc:
                 if attempt + 1 == attempts:
@@ -182,6 +192,8 @@ class Database:
                 if error is exc:
                     raise
                 raise error from exc
+            finally:
+                self.writing -= write
         raise AssertionError("unreachable")
 
     async def read(self, fn: TxFn[T], *, snapshot: bool = False) -> T:

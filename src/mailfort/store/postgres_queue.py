@@ -10,6 +10,8 @@ racing a slow worker sees either all of its outcome or none.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Sequence
 
 import asyncpg
@@ -28,6 +30,14 @@ _ITEM_SQL = (
     " e.received, q.attempts, q.next_attempt, q.last_error, q.lease_owner, q.lease_until,"
     " q.warned, q.last_attempt, q.last_status, q.remote_mta, q.diagnostic"
     " FROM queue q JOIN envelopes e ON e.id = q.envelope_id JOIN blobs b ON b.id = e.blob_id"
+)
+
+
+# The local account a queued message belongs to, for delay notices and per-customer status:
+# the local recipient, else the account that sent it (its login, else its envelope sender).
+ACCOUNT_OF_ITEM = (
+    "coalesce((SELECT address FROM accounts WHERE id = q.account_id),"
+    " (SELECT address FROM accounts WHERE address = coalesce(e.authenticated, e.sender)))"
 )
 
 
@@ -226,8 +236,12 @@ async def drop_blob(c: Conn, blob_id: int) -> None:
     )
 
 
-async def deliver(c: Conn, item: QueueItem, owner: str, prefix: bytes) -> int | None:
-    """Deliver a leased local item and drop it; the receiving mailbox id, or None."""
+async def deliver(
+    c: Conn, item: QueueItem, owner: str, prefix: bytes, delay_threshold: float = math.inf
+) -> int | None:
+    """Deliver a leased local item and drop it; the receiving mailbox id, or None.
+
+    An item that waited longer than `delay_threshold` is recorded as delayed mail."""
     if item.account_id is None or not await _holds_leases(c, (item,), owner):
         return None
     r = await c.fetchrow(
@@ -238,8 +252,30 @@ async def deliver(c: Conn, item: QueueItem, owner: str, prefix: bytes) -> int | 
     placed = await deliver_into(c, item.account_id, "INBOX", r[0], r[1], prefix, item.received)
     if placed is None:
         return None
+    await record_delayed(c, (item,), time.time(), delay_threshold)
     await _drop_item(c, item.id)
     return placed[0]
+
+
+async def record_delayed(
+    c: Conn, items: Sequence[QueueItem], settled_at: float, threshold: float
+) -> None:
+    """Record the items that settle more than `threshold` seconds after acceptance.
+
+    Called by the settling transaction before the items are dropped (their envelope is needed to
+    find the sender's account). The comparison is in Python, so the usual case — nothing
+    delayed — costs no statement at all."""
+    for item in items:
+        if settled_at - item.received <= threshold:
+            continue
+        await c.execute(
+            "INSERT INTO delayed_mail(account, queue_id, accepted_at, settled_at)"
+            f" SELECT {ACCOUNT_OF_ITEM}, e.queue_id, e.received, $1 FROM queue q"
+            f" JOIN envelopes e ON e.id = q.envelope_id WHERE q.id = $2"
+            f" AND {ACCOUNT_OF_ITEM} IS NOT NULL",
+            settled_at,
+            item.id,
+        )
 
 
 async def defer(c: Conn, item: QueueItem, owner: str, when: float, error: str) -> bool:
@@ -266,10 +302,16 @@ async def renew(c: Conn, item_ids: Sequence[int], owner: str, until: float) -> i
     return len(r)
 
 
-async def settle(c: Conn, s: Settlement, owner: str) -> list[int] | None:
-    """One attempt's outcome; the mailboxes the notices reached, or None when a lease is lost."""
+async def settle(
+    c: Conn, s: Settlement, owner: str, delay_threshold: float = math.inf
+) -> list[int] | None:
+    """One attempt's outcome; the mailboxes the notices reached, or None when a lease is lost.
+
+    Delivered or bounced items that waited longer than `delay_threshold` are recorded as
+    delayed mail in this same transaction."""
     if not await _holds_leases(c, [*s.delivered, *s.failed, *(d.item for d in s.deferred)], owner):
         return None
+    await record_delayed(c, (*s.delivered, *s.failed), time.time(), delay_threshold)
     for item in (*s.delivered, *s.failed):
         await _drop_item(c, item.id)
     for d in s.deferred:

@@ -15,25 +15,32 @@ from mailfort.errors import AlreadyExists, NotFound, StoreUnavailable
 from mailfort.store import sqlite_cluster as cluster
 from mailfort.store import sqlite_imap as imap
 from mailfort.store import sqlite_queue as q
+from mailfort.store import sqlite_status as status
 from mailfort.store.api import (
     DEFAULT_MAILBOXES,
     AcceptRequest,
     AcceptResult,
     Account,
+    AccountQueue,
     Alias,
     AppendItem,
     AppendResult,
+    ComponentRow,
     CopyResult,
+    DelayedMail,
     FlagMode,
+    HistoryRow,
     Mailbox,
     MailboxChanges,
     MailboxStatus,
     MessageRow,
     NodeInfo,
     QueueItem,
+    RecordRow,
     Settlement,
     Store,
     StoredMessage,
+    WebhookRow,
 )
 from mailfort.store.migrate import apply_sqlite_migrations, sqlite_schema_version
 from mailfort.store.notify import ChangeHub
@@ -109,7 +116,7 @@ class SqliteStore(Store):
     def __init__(self, path: Path, *, readers: int = 4) -> None:
         self.path = path
         self.hub = ChangeHub()
-        self._writer = GroupCommitWriter(path)
+        self._writer = GroupCommitWriter(path, on_commit=self._commit_done)
         self._readers = readers
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
@@ -135,6 +142,10 @@ class SqliteStore(Store):
     @property
     def pending_writes(self) -> int:
         return self._writer.pending
+
+    @property
+    def pending_commits(self) -> int:
+        return self._writer.waiting
 
     @property
     def writer(self) -> GroupCommitWriter:
@@ -416,7 +427,9 @@ class SqliteStore(Store):
         return await self._write(lambda c: q.claim(c, owner, now, lease_seconds, limit, local_only))
 
     async def deliver_queued(self, item: QueueItem, owner: str, prefix: bytes) -> bool:
-        mailbox_id = await self._write(lambda c: q.deliver(c, item, owner, prefix))
+        mailbox_id = await self._write(
+            lambda c: q.deliver(c, item, owner, prefix, self.delay_threshold)
+        )
         if mailbox_id is None:
             return False
         self.hub.publish((mailbox_id,))
@@ -548,7 +561,9 @@ class SqliteStore(Store):
         return await self._write(lambda c: q.renew(c, item_ids, owner, until))
 
     async def settle_queued(self, settlement: Settlement, owner: str) -> bool:
-        mailboxes = await self._write(lambda c: q.settle(c, settlement, owner))
+        mailboxes = await self._write(
+            lambda c: q.settle(c, settlement, owner, self.delay_threshold)
+        )
         if mailboxes is None:
             return False
         if mailboxes:
@@ -592,3 +607,95 @@ class SqliteStore(Store):
 
     async def release_maildrop(self, account_id: int, owner: str) -> None:
         await self._write(lambda c: cluster.release_maildrop(c, account_id, owner))
+
+    # -- status records (issue 6) ------------------------------------------------------------
+    async def status_components(self) -> list[ComponentRow]:
+        return await self._read(status.components)
+
+    async def save_status_components(self, rows: Sequence[ComponentRow]) -> None:
+        await self._write(lambda c: status.save_components(c, rows))
+
+    async def status_history(self, first_day: str) -> list[HistoryRow]:
+        return await self._read(lambda c: status.history(c, first_day))
+
+    async def add_status_history(self, rows: Sequence[HistoryRow], keep_from: str) -> None:
+        await self._write(lambda c: status.add_history(c, rows, keep_from))
+
+    async def put_status_incident(self, row: RecordRow, expect: int | None = None) -> int | None:
+        return await self._write(lambda c: status.put_incident(c, row, expect))
+
+    async def status_incident(self, incident_id: str) -> RecordRow | None:
+        return await self._read(lambda c: status.incident(c, incident_id))
+
+    async def status_incidents(
+        self,
+        *,
+        open_only: bool = False,
+        since: float | None = None,
+        resolved_since: float | None = None,
+        limit: int = 50,
+    ) -> list[RecordRow]:
+        return await self._read(
+            lambda c: status.incidents(c, open_only, since, resolved_since, limit)
+        )
+
+    async def put_status_maintenance(self, row: RecordRow, expect: int | None = None) -> int | None:
+        return await self._write(lambda c: status.put_maintenance(c, row, expect))
+
+    async def status_maintenance_window(self, maintenance_id: str) -> RecordRow | None:
+        return await self._read(lambda c: status.maintenance_window(c, maintenance_id))
+
+    async def status_maintenance(self, ends_after: float | None) -> list[RecordRow]:
+        return await self._read(lambda c: status.maintenance(c, ends_after))
+
+    async def add_status_webhook(self, row: WebhookRow) -> None:
+        def fn(c: sqlite3.Connection) -> None:
+            if _exists(c, "SELECT 1 FROM status_webhooks WHERE url = ?", row.url):
+                raise AlreadyExists(f"webhook {row.url} already exists")
+            status.add_webhook(c, row)
+
+        await self._write(fn)
+
+    async def remove_status_webhook(self, webhook_id: str) -> bool:
+        return await self._write(lambda c: status.remove_webhook(c, webhook_id))
+
+    async def status_webhooks(self) -> list[WebhookRow]:
+        return await self._read(status.webhooks)
+
+    async def new_id(self, prefix: str) -> str:
+        return await self._write(lambda c: status.new_id(c, prefix))
+
+    async def acquire_lease(self, name: str, owner: str, until: float, now: float) -> bool:
+        return await self._write(lambda c: status.acquire_lease(c, name, owner, until, now))
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        await self._write(lambda c: status.release_lease(c, name, owner))
+
+    async def lease_holder(self, name: str, now: float) -> str | None:
+        return await self._read(lambda c: status.lease_holder(c, name, now))
+
+    async def delayed_mail(
+        self, since: float, until: float, now: float, threshold: float
+    ) -> list[DelayedMail]:
+        return await self._read(
+            lambda c: _snapshot(c, lambda c: status.delayed_mail(c, since, until, now, threshold))
+        )
+
+    async def queue_health(self, now: float) -> tuple[int, float | None]:
+        return await self._read(lambda c: status.queue_health(c, now))
+
+    async def account_queue(self, account_id: int, address: str) -> AccountQueue:
+        return await self._read(
+            lambda c: _snapshot(c, lambda c: status.account_queue(c, account_id, address))
+        )
+
+    async def deliver_status_notice(
+        self, key: str, account_id: int, message: bytes, now: float
+    ) -> bool:
+        mailbox_id = await self._write(
+            lambda c: status.deliver_notice(c, key, account_id, message, now)
+        )
+        if mailbox_id is None:
+            return False
+        self.hub.publish((mailbox_id,))
+        return True

@@ -8,7 +8,9 @@ its mailbox or in the queue, never in both and never in neither.
 
 from __future__ import annotations
 
+import math
 import sqlite3
+import time
 from collections.abc import Sequence
 
 from mailfort.store.api import (
@@ -24,6 +26,13 @@ _ITEM_SQL = (
     " e.received, q.attempts, q.next_attempt, q.last_error, q.lease_owner, q.lease_until,"
     " q.warned, q.last_attempt, q.last_status, q.remote_mta, q.diagnostic"
     " FROM queue q JOIN envelopes e ON e.id = q.envelope_id JOIN blobs b ON b.id = e.blob_id"
+)
+
+# The local account a queued message belongs to, for delay notices and per-customer status:
+# the local recipient, else the account that sent it (its login, else its envelope sender).
+ACCOUNT_OF_ITEM = (
+    "coalesce((SELECT address FROM accounts WHERE id = q.account_id),"
+    " (SELECT address FROM accounts WHERE address = coalesce(e.authenticated, e.sender)))"
 )
 
 
@@ -194,8 +203,16 @@ def _drop_item(c: sqlite3.Connection, item_id: int) -> None:
         )
 
 
-def deliver(c: sqlite3.Connection, item: QueueItem, owner: str, prefix: bytes) -> int | None:
-    """Deliver a leased local item and drop it; the receiving mailbox id, or None."""
+def deliver(
+    c: sqlite3.Connection,
+    item: QueueItem,
+    owner: str,
+    prefix: bytes,
+    delay_threshold: float = math.inf,
+) -> int | None:
+    """Deliver a leased local item and drop it; the receiving mailbox id, or None.
+
+    An item that waited longer than `delay_threshold` is recorded as delayed mail."""
     if item.account_id is None or not _holds_lease(c, item, owner):
         return None
     row = c.execute(
@@ -206,8 +223,29 @@ def deliver(c: sqlite3.Connection, item: QueueItem, owner: str, prefix: bytes) -
     placed = deliver_into(c, item.account_id, "INBOX", row[0], row[1], prefix, item.received)
     if placed is None:
         return None
+    record_delayed(c, (item,), time.time(), delay_threshold)
     _drop_item(c, item.id)
     return placed[0]
+
+
+def record_delayed(
+    c: sqlite3.Connection, items: Sequence[QueueItem], settled_at: float, threshold: float
+) -> None:
+    """Record the items that settle more than `threshold` seconds after acceptance.
+
+    Called by the settling transaction before the items are dropped (their envelope is needed to
+    find the sender's account). The comparison is in Python, so the usual case — nothing
+    delayed — costs no statement at all."""
+    for item in items:
+        if settled_at - item.received <= threshold:
+            continue
+        c.execute(
+            "INSERT INTO delayed_mail(account, queue_id, accepted_at, settled_at)"
+            f" SELECT {ACCOUNT_OF_ITEM}, e.queue_id, e.received, ? FROM queue q"
+            f" JOIN envelopes e ON e.id = q.envelope_id WHERE q.id = ?"
+            f" AND {ACCOUNT_OF_ITEM} IS NOT NULL",
+            (settled_at, item.id),
+        )
 
 
 def defer(c: sqlite3.Connection, item: QueueItem, owner: str, when: float, error: str) -> bool:
@@ -233,11 +271,17 @@ def renew(c: sqlite3.Connection, item_ids: Sequence[int], owner: str, until: flo
     return renewed
 
 
-def settle(c: sqlite3.Connection, s: Settlement, owner: str) -> list[int] | None:
-    """One attempt's outcome; the mailboxes the notices reached, or None when a lease is lost."""
+def settle(
+    c: sqlite3.Connection, s: Settlement, owner: str, delay_threshold: float = math.inf
+) -> list[int] | None:
+    """One attempt's outcome; the mailboxes the notices reached, or None when a lease is lost.
+
+    Delivered or bounced items that waited longer than `delay_threshold` are recorded as
+    delayed mail in this same transaction."""
     items = [*s.delivered, *s.failed, *(d.item for d in s.deferred)]
     if not all(_holds_lease(c, item, owner) for item in items):
         return None
+    record_delayed(c, (*s.delivered, *s.failed), time.time(), delay_threshold)
     for item in (*s.delivered, *s.failed):
         _drop_item(c, item.id)
     for d in s.deferred:

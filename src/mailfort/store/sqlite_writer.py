@@ -92,7 +92,11 @@ def translate(exc: BaseException) -> BaseException:
 Outcome = tuple[asyncio.Future[Any], Any, BaseException | None]
 
 
-def _settle(outcomes: list[Outcome]) -> None:
+def _settle(
+    outcomes: list[Outcome],
+    observer: Callable[[float], None] | None = None,
+    seconds: float = 0.0,
+) -> None:
     for future, result, error in outcomes:
         if future.done():
             continue
@@ -100,13 +104,27 @@ def _settle(outcomes: list[Outcome]) -> None:
             future.set_exception(error)
         else:
             future.set_result(result)
+    if observer is not None:
+        try:
+            observer(seconds)
+        except Exception:  # a measuring hook must never break the store
+            log.exception("event=commit_observer_failed")
 
 
 class GroupCommitWriter:
     """Runs write functions on one connection, batching them into shared transactions."""
 
-    def __init__(self, path: Path, *, max_batch: int = 512) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_batch: int = 512,
+        on_commit: Callable[[float], None] | None = None,
+    ) -> None:
         self._path = path
+        # Told each batch's commit time on the event loop of the batch's first job.
+        self._on_commit = on_commit
+        self.waiting = 0  # jobs handed to run() and not yet settled (the overload gate reads it)
         self._max_batch = max_batch
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -154,7 +172,11 @@ class GroupCommitWriter:
             if self._closed:
                 raise StoreUnavailable("store is closed")
             self._jobs.put(_Job(fn, future, loop))
-        return await future
+        self.waiting += 1
+        try:
+            return await future
+        finally:
+            self.waiting -= 1
 
     def _run(self, setup: Callable[[sqlite3.Connection], None]) -> None:
         conn: sqlite3.Connection | None = None
@@ -222,7 +244,9 @@ class GroupCommitWriter:
         by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
         for job, result, error in outcomes:
             by_loop.setdefault(job.loop, []).append((job.future, result, error))
+        observer = self._on_commit
         for loop, settled in by_loop.items():
             # RuntimeError: the caller's loop is gone (shutdown); the commit stands.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, settled)
+                loop.call_soon_threadsafe(_settle, settled, observer, self.last_commit_seconds)
+            observer = None
