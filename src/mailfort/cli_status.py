@@ -361,7 +361,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "webhook", help="URLs notified when a component, incident or maintenance window changes"
     )
     actions = webhook.add_subparsers(dest="webhook_action", required=True, metavar="ACTION")
-    p = actions.add_parser("add", help="subscribe a URL; prints its id (e.g. whk-2)")
+    p = actions.add_parser("add", help="subscribe a URL; prints its id (a random token: keep it to unsubscribe)")
     p.add_argument("url", help="an http:// or https:// URL")
     p.add_argument(
         "--component",
@@ -373,5 +373,5 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = actions.add_parser("list", help="subscribed URLs")
     p.set_defaults(func=cmd_webhook_list)
     p = actions.add_parser("remove", help="unsubscribe a URL by its id")
-    p.add_argument("id", help="the webhook id, e.g. whk-2")
+    p.add_argument("id", help="the webhook id, as printed by add and list")
     p.set_defaults(func=cmd_webhook_remove)

@@ -13,6 +13,7 @@ read-modify-write with a version check, so concurrent writers never lose each ot
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 import urllib.parse
 from collections.abc import Mapping
@@ -239,7 +240,9 @@ class StatusRepository:
         subscribed already."""
         url = check_webhook_url(url)
         hook = Webhook(
-            id=await self.new_id("whk"),
+            # The id is what lets a subscriber unsubscribe over the public API: it must not be
+            # guessable, or anyone could delete everyone's subscriptions.
+            id="whk-" + secrets.token_urlsafe(18),
             url=url,
             created_at=time.time() if now is None else now,
             components=tuple(dict.fromkeys(components)),

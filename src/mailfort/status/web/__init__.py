@@ -1,0 +1,22 @@
+"""The status web: public page, Statuspage-style JSON, Atom feed, banner, phone announcement,
+per-customer status and `/metrics`, served on the node's `http` listener (issue 6, items 8 and 10).
+
+Contract of this package (the web half of ``status/``):
+
+- It only *reads* the status through :class:`~mailfort.status.repository.StatusRepository`
+  (plus webhook subscriptions and the customer's own account for `/account`); it never computes
+  component states itself.
+- Public pages render from an in-memory snapshot (:mod:`.snapshot`) refreshed at most every few
+  seconds, single-flight, so a visitor rush costs no store reads, and the last snapshot keeps being
+  served while the store is down. Responses carry ``Cache-Control`` and a strong ``ETag`` so a CDN
+  or proxy absorbs the rush (:mod:`.caching`).
+- Every string a reader sees comes from the catalogs (``locales/<lang>/web.toml``), in the
+  language chosen by ``?lang=`` or ``Accept-Language`` (:mod:`.text`).
+- It must not import protocol cores or server internals; the node passes in what it needs
+  (:class:`.context.WebContext`).
+"""
+
+from mailfort.status.web.app import create_app
+from mailfort.status.web.context import Gate, WebContext
+
+__all__ = ["Gate", "WebContext", "create_app"]
