@@ -361,7 +361,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "webhook", help="URLs notified when a component, incident or maintenance window changes"
     )
     actions = webhook.add_subparsers(dest="webhook_action", required=True, metavar="ACTION")
-    p = actions.add_parser("add", help="subscribe a URL; prints its id (a random token: keep it to unsubscribe)")
+    p = actions.add_parser(
+        "add", help="subscribe a URL; prints its id (a random token: keep it to unsubscribe)"
+    )
     p.add_argument("url", help="an http:// or https:// URL")
     p.add_argument(
         "--component",

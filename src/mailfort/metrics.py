@@ -202,7 +202,12 @@ class NodeMetrics:
     def delivered(self, kind: str, seconds: float) -> None:
         """A message reached a mailbox (`kind="local"`) or the next hop (`"remote"`)."""
         self.accept_to_delivery.labels(kind).observe(seconds)
-        self.window.observe("accept_to_mailbox", seconds, self.clock())
+        # Incoming mail is judged by the time to *our* mailboxes; a slow remote MX is the
+        # outgoing side's business (judged by queue age and remote success) and must not make
+        # Incoming mail look degraded.
+        self.window.observe(
+            "accept_to_mailbox" if kind == "local" else "accept_to_next_hop", seconds, self.clock()
+        )
 
     def snapshot(self) -> dict[str, Any]:
         """The window for the heartbeat (JSON-able)."""
