@@ -137,6 +137,10 @@ class OverloadConfig:
     breaker_max_open_seconds: float = 1800.0
     retry_budget_ratio: float = 0.1  # retries at most this share of delivery attempts
     retry_budget_window: float = 60.0
+    # Retries allowed per window whatever the ratio: a node whose queue holds only retries (after
+    # an outage) must still retry some. 0 makes the ratio strict.
+    retry_budget_reserve: int = 10
+    lag_interval: float = 0.1  # seconds between event-loop lag samples
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,7 +155,12 @@ class StatusConfig:
     recover_after: float = 300.0  # a better state must hold this long
     notice_delay: float = 900.0  # a message held longer than this counts as delayed
     history_days: int = 90
+    # The web serves an in-memory snapshot of the status, read from the store at most this often.
+    page_refresh_seconds: float = 5.0
     webhook_timeout: float = 5.0
+    # Webhooks to loopback/private addresses (an internal chat bridge, tests). Off by default:
+    # subscriptions are public, and the node must not become a way into the provider's network.
+    webhook_allow_private: bool = False
     provider_name: str = "mailfort"
     # Threshold overrides: "signal" -> [degraded, down] or [degraded, down, major]; keys are
     # those of status.signals.StatusThresholds (e.g. "store_commit_p95", "remote_success_rate").

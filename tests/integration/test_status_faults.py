@@ -72,6 +72,7 @@ retry_budget_ratio = 0.9
 retry_budget_reserve = 100000
 
 [status]
+webhook_allow_private = true
 evaluate_seconds = 0.5
 window_seconds = 10.0
 worsen_after = 1.0

@@ -208,7 +208,9 @@ class StatusService:
         self.hostname = hostname
         self.repository = repository or StatusRepository(store, history_days=settings.history_days)
         self.metrics = metrics
-        self.webhooks = webhooks or WebhookSender(timeout=settings.webhook_timeout)
+        self.webhooks = webhooks or WebhookSender(
+            timeout=settings.webhook_timeout, allow_private=settings.webhook_allow_private
+        )
         self.clock = clock
         self.thresholds = thresholds_from(settings)
         self.hysteresis = Hysteresis(settings.worsen_after, settings.recover_after)

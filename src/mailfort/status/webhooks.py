@@ -18,9 +18,11 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import random
+import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -142,6 +144,7 @@ class WebhookSender:
         secret: bytes | None = None,
         max_pending: int = 256,
         post: Post | None = None,
+        allow_private: bool = False,
     ) -> None:
         self.timeout = timeout
         self.retries = retries
@@ -149,6 +152,10 @@ class WebhookSender:
         self.secret = secret
         self.max_pending = max_pending
         self._post = post or self._urllib_post
+        # Anyone may subscribe over the public API, so a URL whose host resolves to loopback or
+        # a private network would let strangers make the node POST into the provider's own
+        # network. Only an operator who wants that ([status] webhook_allow_private) gets it.
+        self.allow_private = allow_private
         self._pool: ThreadPoolExecutor | None = None
         self._pending: set[asyncio.Task[None]] = set()
         self.sent = 0
@@ -227,10 +234,29 @@ class WebhookSender:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhook")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, _post_blocking, url, body, headers, timeout)
+        return await loop.run_in_executor(
+            self._pool, _post_blocking, url, body, headers, timeout, self.allow_private
+        )
 
 
-def _post_blocking(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> int:
+def refuse_private(url: str) -> None:
+    """ValueError when the URL's host is or resolves to a non-public address."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as exc:
+        raise ValueError(f"cannot resolve {host!r}: {exc}") from None
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if not address.is_global:
+            raise ValueError(f"{host!r} is a non-public address ({address})")
+
+
+def _post_blocking(
+    url: str, body: bytes, headers: Mapping[str, str], timeout: float, allow_private: bool = False
+) -> int:
+    if not allow_private:
+        refuse_private(url)
     request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
     try:
         with _OPENER.open(request, timeout=timeout) as response:

@@ -111,7 +111,7 @@ def test_subscriptions_filter_by_component() -> None:
 
 
 async def test_a_post_carries_json_and_a_verifiable_signature(receiver: Receiver) -> None:
-    sender = WebhookSender(timeout=2.0, secret=b"s3cret")
+    sender = WebhookSender(timeout=2.0, secret=b"s3cret", allow_private=True)
     payload = component_payload(change(), page_info("p", "u", {}))
     assert sender.publish([hook(receiver.url)], payload, [Component.OUTGOING]) == 1
     assert sender.publish([hook(receiver.url, Component.IMAP)], payload, [Component.OUTGOING]) == 0
@@ -128,7 +128,7 @@ async def test_failures_are_retried_with_backoff_then_given_up() -> None:
     flaky = Receiver(500, 503, 200)
     dead = Receiver(500)
     try:
-        sender = WebhookSender(timeout=2.0, retries=2, backoff=0.05)
+        sender = WebhookSender(timeout=2.0, retries=2, backoff=0.05, allow_private=True)
         payload = component_payload(change(), page_info("p", "u", {}))
         sender.publish([hook(flaky.url), hook(dead.url)], payload, [Component.OUTGOING])
         await sender.drain(timeout=10)
@@ -142,7 +142,7 @@ async def test_failures_are_retried_with_backoff_then_given_up() -> None:
 async def test_a_stalled_subscriber_is_bounded_by_the_timeout() -> None:
     stalled = Receiver(0, stall=3.0)
     try:
-        sender = WebhookSender(timeout=0.3, retries=0)
+        sender = WebhookSender(timeout=0.3, retries=0, allow_private=True)
         payload = component_payload(change(), page_info("p", "u", {}))
         sender.publish([hook(stalled.url)], payload, [Component.OUTGOING])
         await sender.drain(timeout=2.5)  # well before the server would answer
@@ -153,8 +153,22 @@ async def test_a_stalled_subscriber_is_bounded_by_the_timeout() -> None:
 
 
 async def test_only_http_urls_are_posted_to(receiver: Receiver) -> None:
-    sender = WebhookSender(timeout=1.0, retries=0)
+    sender = WebhookSender(timeout=1.0, retries=0, allow_private=True)
     payload = component_payload(change(), page_info("p", "u", {}))
     sender.publish([hook("file:///etc/passwd")], payload, [Component.OUTGOING])
     await sender.drain(timeout=5)
     assert (sender.sent, sender.failed) == (0, 1)
+
+
+async def test_by_default_no_post_goes_to_a_private_or_loopback_address(
+    receiver: Receiver,
+) -> None:
+    # Subscriptions are public: without [status] webhook_allow_private a stranger's URL must not
+    # make the node POST into the provider's own network (here: loopback, by name and by number).
+    sender = WebhookSender(timeout=1.0, retries=0)
+    payload = component_payload(change(), page_info("p", "u", {}))
+    by_name = receiver.url.replace("127.0.0.1", "localhost")
+    sender.publish([hook(receiver.url), hook(by_name)], payload, [Component.OUTGOING])
+    await sender.drain(timeout=5)
+    assert receiver.bodies == []
+    assert (sender.sent, sender.failed) == (0, 2)
