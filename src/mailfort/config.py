@@ -149,9 +149,12 @@ class StatusConfig:
 
     enabled: bool = True
     public_url: str = ""  # shown in notices; default: http://<listen.http>/
-    evaluate_seconds: float = 15.0  # how often the leader node evaluates the signals
-    window_seconds: float = 300.0  # signals are measured over this trailing window
-    worsen_after: float = 30.0  # a worse state must hold this long before it is published
+    # The promise is an incident within 60 s of a fault. Worst case for a rate signal: the fault
+    # must fill ~30 % of the window (18 s), then one heartbeat (5 s), one evaluation (10 s) and
+    # `worsen_after` (20 s) pass: 53 s. A longer window smooths more but publishes later.
+    evaluate_seconds: float = 10.0  # how often the leader node evaluates the signals
+    window_seconds: float = 60.0  # signals are measured over this trailing window
+    worsen_after: float = 20.0  # a worse state must hold this long before it is published
     recover_after: float = 300.0  # a better state must hold this long
     notice_delay: float = 900.0  # a message held longer than this counts as delayed
     history_days: int = 90

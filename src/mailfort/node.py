@@ -11,29 +11,38 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailfort.auth.passwords import Verifier
 from mailfort.auth.throttle import LoginThrottle
 from mailfort.cluster.maildrop import StoreMaildropLocks
 from mailfort.cluster.membership import Membership
-from mailfort.config import Config, parse_hostport
+from mailfort.config import Config, OverloadConfig, parse_hostport
 from mailfort.errors import StoreError
 from mailfort.mail.directory import Directory
 from mailfort.metrics import NodeMetrics
+from mailfort.overload import BreakerConfig, RetryBudgetConfig
 from mailfort.queue.local_worker import LocalWorker
-from mailfort.queue.remote_worker import RemoteWorker
+from mailfort.queue.remote_worker import Politeness, RemoteWorker
 from mailfort.server.admission import ConnectionLimiter
 from mailfort.server.imap.cache import MetaCache
 from mailfort.server.imap.connection import Connection as ImapConnection
 from mailfort.server.imap.connection import ImapLimits, start_imap
 from mailfort.server.imap.session import ImapContext
+from mailfort.server.overload import OverloadGate
 from mailfort.server.pop3 import Pop3Context, Pop3Limits, start_pop3
 from mailfort.server.pop3_maildrop import SizeCache
 from mailfort.server.smtp import start_smtp
 from mailfort.server.smtp_policy import Mode, SmtpPolicy
 from mailfort.server.tls import ensure_self_signed, server_context
+from mailfort.status.notices import NoticeBoard
+from mailfort.status.repository import StatusRepository
+from mailfort.status.service import StatusService
 from mailfort.store import open_store
 from mailfort.store.api import Store
+
+if TYPE_CHECKING:
+    from mailfort.status.web.server import HttpListener
 
 log = logging.getLogger("mailfort.node")
 
@@ -45,9 +54,8 @@ _DESCRIPTIONS = {
     "imaps": "IMAP4rev1/rev2 with implicit TLS",
     "pop3": "POP3: STLS, then USER/PASS or AUTH PLAIN",
     "pop3s": "POP3 with implicit TLS",
+    "http": "status page, JSON, Atom feed, banner, /metrics (plain HTTP: put TLS in front)",
 }
-# Listeners named in the config that later versions serve (web status).
-_NOT_YET = ("http",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +72,27 @@ class Node:
         self.store = store or open_store(config.store.url, config.data_dir)
         # What this node measures: /metrics for scrapers, a window in each heartbeat for status.
         self.metrics = NodeMetrics(window=config.status.window_seconds)
+        # Status (issue 6): the leader's evaluation loop, and the notices every login path shows.
+        self.store.delay_threshold = config.status.notice_delay
+        status_url = status_page_url(config)
+        # Refreshed as often as the leader evaluates (at most every 5 s): a new notice shows
+        # at the next login, not minutes later.
+        self.notices = NoticeBoard(
+            StatusRepository(self.store),
+            url=status_url,
+            refresh_seconds=min(5.0, max(0.1, config.status.evaluate_seconds)),
+        )
+        self.status_service = StatusService(
+            self.store,
+            node_name=config.node_name,
+            settings=config.status,
+            heartbeat_seconds=config.cluster.heartbeat_seconds,
+            url=status_url,
+            hostname=config.hostname,
+            metrics=self.metrics,
+        )
+        # Admission for store-bound work on every listener, adapting to measured latency.
+        self.gate = OverloadGate(config.overload, self.metrics, store=self.store)
         self.directory = Directory(
             self.store, config_domains=config.local_domains, delimiter=config.recipient_delimiter
         )
@@ -93,6 +122,7 @@ class Node:
         self.imap_connections: set[ImapConnection] = set()
         self.listeners: list[Listener] = []
         self.tasks: list[asyncio.Task[None]] = []
+        self.http: HttpListener | None = None
         self.worker = LocalWorker(
             self.store,
             owner=config.node_name,
@@ -101,8 +131,12 @@ class Node:
             retry_seconds=config.queue.local_retry_seconds,
             directory=self.directory,
             hostname=config.hostname,
+            metrics=self.metrics,
+            stressed=self.gate.stressed,
         )
-        self.remote_worker = remote_worker(config, self.store, self.directory)
+        self.remote_worker = remote_worker(
+            config, self.store, self.directory, metrics=self.metrics, stressed=self.gate.stressed
+        )
         # Set by SIGTERM/SIGINT (serve) or by an operator's drain seen at a heartbeat.
         self.stop_requested = asyncio.Event()
         self.maildrop_locks = StoreMaildropLocks(
@@ -141,6 +175,7 @@ class Node:
 
     async def start(self) -> list[Listener]:
         await self.store.open()
+        self.gate.start()
         cert, key = self._tls_paths()
         tls = server_context(cert, key)
         limits = self.config.limits
@@ -156,6 +191,9 @@ class Node:
                 max_recipients=limits.max_recipients,
                 verifier=self.verifier,
                 throttle=self.throttle,
+                metrics=self.metrics,
+                gate=self.gate,
+                notices=self.notices,
             )
             server = await start_smtp(
                 policy=policy,
@@ -176,11 +214,27 @@ class Node:
         self.tasks.append(asyncio.create_task(self.worker.run(), name="local-worker"))
         if self.remote_worker is not None:
             self.tasks.append(asyncio.create_task(self.remote_worker.run(), name="remote-worker"))
+        await self._start_http()
         await self.membership.join(
             [{"name": x.name, "host": x.host, "port": x.port} for x in self.listeners]
         )
         self.tasks.append(asyncio.create_task(self.membership.run(), name="heartbeat"))
+        if self.config.status.enabled:
+            self.tasks.append(asyncio.create_task(self.notices.run(), name="status-notices"))
+            self.tasks.append(asyncio.create_task(self.status_service.run(), name="status"))
         return self.listeners
+
+    async def _start_http(self) -> None:
+        """The status web (status/web/): served by every node, so it outlives any one of them."""
+        address = self._address("http")
+        if address is None:
+            return
+        from mailfort.status.web import WebContext, create_app
+        from mailfort.status.web.server import HttpListener
+
+        self.http = HttpListener(create_app(WebContext.from_node(self)), *address)
+        await self.http.start()
+        self.listeners.append(Listener("http", address[0], self.http.port, _DESCRIPTIONS["http"]))
 
     async def _start_imap(self, tls: ssl.SSLContext) -> None:
 
@@ -195,6 +249,9 @@ class Node:
             hostname=config.hostname,
             max_message_size=limits.max_message_size,
             allow_plaintext_loopback=config.auth.allow_plaintext_loopback,
+            gate=self.gate,
+            metrics=self.metrics,
+            notices=self.notices,
         )
         imap_limits = ImapLimits(
             max_line=limits.imap_max_line,
@@ -229,6 +286,9 @@ class Node:
             sizes=SizeCache(),
             hostname=self.config.hostname,
             allow_plaintext_loopback=self.config.auth.allow_plaintext_loopback,
+            gate=self.gate,
+            metrics=self.metrics,
+            notices=self.notices,
         )
         pop3_limits = Pop3Limits(
             unauth_timeout=limits.pop3_unauth_timeout, idle_timeout=limits.pop3_idle_timeout
@@ -275,9 +335,14 @@ class Node:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # The status page stayed up through the drain (customers look at it most then).
+        if self.http is not None:
+            await self.http.stop()
         await self._cluster_step("release_maildrops", self.maildrop_locks.close)
         await self._cluster_step("release_leases", self._release_leases)
         await self._cluster_step("leave", self.membership.leave)
+        await self.gate.stop()
+        await self.status_service.stop()
         await self.store.close()
 
     async def _release_leases(self) -> None:
@@ -292,7 +357,21 @@ class Node:
             log.warning("event=node_stop_step_failed step=%s error=%s", step, exc)
 
 
-def remote_worker(config: Config, store: Store, directory: Directory) -> RemoteWorker | None:
+def status_page_url(config: Config) -> str:
+    """Where notices send customers: `[status] public_url`, else this node's http listener."""
+    if config.status.public_url:
+        return config.status.public_url
+    return f"http://{config.listen.http or config.hostname}/"
+
+
+def remote_worker(
+    config: Config,
+    store: Store,
+    directory: Directory,
+    *,
+    metrics: NodeMetrics | None = None,
+    stressed: Callable[[], bool] | None = None,
+) -> RemoteWorker | None:
     """The remote delivery worker from `[delivery]`, or None when it is disabled."""
     from mailfort.delivery.mx import MxResolver
     from mailfort.delivery.remote import ClientSettings, RemoteClient
@@ -334,6 +413,26 @@ def remote_worker(config: Config, store: Store, directory: Directory) -> RemoteW
         poll_interval=config.queue.poll_interval,
         max_in_flight=d.max_in_flight,
         max_recipients=d.destination_recipients,
+        politeness=politeness(config.overload),
+        metrics=metrics,
+        stressed=stressed,
+    )
+
+
+def politeness(o: OverloadConfig) -> Politeness:
+    """Remote delivery's circuit breakers and retry budget from `[overload]`."""
+    return Politeness(
+        breaker=BreakerConfig(
+            failure_threshold=o.breaker_failures,
+            base_backoff_seconds=o.breaker_open_seconds,
+            max_backoff_seconds=max(o.breaker_open_seconds, o.breaker_max_open_seconds),
+        ),
+        budget=RetryBudgetConfig(
+            ratio=o.retry_budget_ratio,
+            window_seconds=o.retry_budget_window,
+            reserve=o.retry_budget_reserve,
+        ),
+        probe_wait=min(10.0, o.breaker_open_seconds),
     )
 
 
@@ -341,9 +440,9 @@ def describe(node: Node) -> str:
     lines = [f"mailfort node {node.config.node_name!r} is running (data in {node.config.data_dir})"]
     for item in node.listeners:
         lines.append(f"  {item.name:<12} {item.host}:{item.port:<6} {item.description}")
-    pending = [n for n in _NOT_YET if getattr(node.config.listen, n)]
-    if pending:
-        lines.append(f"  (configured but not served by this version yet: {', '.join(pending)})")
+    http = next((x for x in node.listeners if x.name == "http"), None)
+    if http:
+        lines.append(f"Status page: http://{http.host}:{http.port}/ (metrics at /metrics)")
     smtp = next((x for x in node.listeners if x.name == "smtp"), None)
     sub = next((x for x in node.listeners if x.name == "submission"), None)
     if smtp:

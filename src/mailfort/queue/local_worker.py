@@ -24,6 +24,7 @@ from mailfort.errors import StoreError
 from mailfort.mail import dsn
 from mailfort.mail.directory import Directory
 from mailfort.mail.trace import delivery_prefix
+from mailfort.metrics import NodeMetrics
 from mailfort.queue.bounce import notice
 from mailfort.queue.schedule import next_delay
 from mailfort.store.api import AcceptRequest, QueueItem, Settlement, Store
@@ -32,6 +33,8 @@ log = logging.getLogger("mailfort.queue")
 
 MAILBOX_UNAVAILABLE = "450 4.2.0 mailbox unavailable"
 ACCOUNT_GONE = "5.1.1"
+BATCH = 100  # items claimed per round
+STRESSED_BATCH = 10  # while the node is under stress: a survivor takes only what it can do
 
 
 class LocalWorker:
@@ -46,6 +49,8 @@ class LocalWorker:
         directory: Directory | None = None,
         hostname: str = "",
         clock: Callable[[], float] = time.time,
+        metrics: NodeMetrics | None = None,
+        stressed: Callable[[], bool] | None = None,
     ) -> None:
         self.store = store
         self.owner = owner
@@ -55,13 +60,16 @@ class LocalWorker:
         self.directory = directory  # None: drop without a bounce
         self.hostname = hostname
         self.clock = clock
+        self.metrics = metrics
+        self.stressed = stressed
         self.delivered = 0
         self.dropped = 0
         self.bounces = 0
 
     async def run_once(self) -> int:
+        batch = STRESSED_BATCH if self.stressed is not None and self.stressed() else BATCH
         items = await self.store.claim_queue(
-            self.owner, self.clock(), self.lease_seconds, 100, local_only=True
+            self.owner, self.clock(), self.lease_seconds, batch, local_only=True
         )
         done = 0
         for item in items:
@@ -71,6 +79,8 @@ class LocalWorker:
             prefix = delivery_prefix(item.sender, item.recipient)
             if await self.store.deliver_queued(item, self.owner, prefix):
                 done += 1
+                if self.metrics is not None:
+                    self.metrics.delivered("local", self.clock() - item.received)
                 log.info("event=delivered id=%s rcpt=%s via=queue", item.queue_id, item.recipient)
             else:
                 delay = next_delay(item.attempts, base=self.retry_seconds, cap=3600.0)

@@ -14,6 +14,15 @@ Each group's outcome is committed in one transaction (`Store.settle_queued`):
   (DSN) to the sender that reports them, accepted as a new message in that same transaction.
 A message from the null sender gets no DSN at all: its failures are logged and dropped.
 
+Politeness under failure (issue 6 item 3): a circuit breaker per destination stops connecting to
+a failing MX (every transaction deferred, or no connection at all, `failure_threshold` times in a
+row) and lets one probe through after a jittered, doubling pause; until then its items are
+deferred to the probe time without a connection. A retry budget keeps retries (items with
+`attempts > 0`) within a share of the attempts in a window: a retry over budget is not tried now,
+its lease simply lapses and it is claimed again a little later. Claims are bounded by
+`max_in_flight`, and shrink while the node is stressed, so a node that takes over a dead node's
+queue never takes more than it can deliver (item 4).
+
 A worker that dies mid-delivery leaves its items leased; when the leases expire another worker
 (or this node after a restart) claims and delivers them again. If the remote server had accepted
 the message but the reply was lost, it gets it twice: SMTP's known duplicate (RFC 5321 6.1 prefers
@@ -26,11 +35,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from mailfort.delivery.remote import Destination, Outcome, RecipientResult, RemoteClient
 from mailfort.errors import StoreError
 from mailfort.mail import dsn
 from mailfort.mail.directory import Directory
+from mailfort.metrics import NodeMetrics
+from mailfort.overload.breaker import BreakerConfig, CircuitBreakers
+from mailfort.overload.budget import RetryBudget, RetryBudgetConfig
 from mailfort.queue.bounce import notice
 from mailfort.queue.retry import RetryPolicy
 from mailfort.store.api import (
@@ -50,6 +63,19 @@ BAD_ADDRESS = RecipientResult(
     status="5.1.3",
     text="bad recipient address syntax: no domain",
 )
+
+
+BREAKER_STATUS = "4.4.1"  # no answer from host: what a deferral without a connection reports
+# Breakers of destinations not heard of for this long are forgotten (bounded memory).
+BREAKER_IDLE = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Politeness:
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    budget: RetryBudgetConfig = field(default_factory=RetryBudgetConfig)
+    # While another item's probe is out, wait about this long before looking at the breaker again.
+    probe_wait: float = 10.0
 
 
 def _age(seconds: float) -> str:
@@ -75,6 +101,9 @@ class RemoteWorker:
         max_in_flight: int = 100,
         max_recipients: int = 50,
         clock: Callable[[], float] = time.time,
+        politeness: Politeness | None = None,
+        metrics: NodeMetrics | None = None,
+        stressed: Callable[[], bool] | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -87,6 +116,14 @@ class RemoteWorker:
         self.max_in_flight = max_in_flight
         self.max_recipients = max_recipients
         self.clock = clock
+        politeness = politeness or Politeness()
+        self.breakers = CircuitBreakers(politeness.breaker)
+        self.budget = RetryBudget(politeness.budget)
+        self.probe_wait = politeness.probe_wait
+        self.metrics = metrics
+        self.stressed = stressed
+        self.held_back = 0  # recipients deferred without a connection (breaker open)
+        self.over_budget = 0  # retries left for later (retry budget spent)
         self._leased: dict[int, QueueItem] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.delivered = 0
@@ -127,9 +164,13 @@ class RemoteWorker:
 
     async def fill(self) -> bool:
         """Claim what fits and start delivering it; True when no more items are due."""
-        free = self.max_in_flight - len(self._leased)
+        room = self.max_in_flight
+        if self.stressed is not None and self.stressed():
+            room = max(1, room // 4)  # the node is at its limit: take over less of the queue
+        free = room - len(self._leased)
         if free <= 0:
             return False
+        self.breakers.prune(self.clock(), BREAKER_IDLE)
         items = await self.store.claim_remote(self.owner, self.clock(), self.lease_seconds, free)
         for item in items:
             self._leased[item.id] = item
@@ -181,11 +222,9 @@ class RemoteWorker:
                 return
             if dest is None:
                 results = [_for(BAD_ADDRESS, item.recipient) for item in items]
+                await self._settle(items, results, body)
             else:
-                results = await self.client.deliver(
-                    dest, first.sender, [i.recipient for i in items], body
-                )
-            await self._settle(items, results, body)
+                await self._attempt(dest, items, body)
         except StoreError as exc:
             # Nothing was committed: the items are tried again when their leases expire.
             log.warning("event=settle_failed id=%s error=%s", first.queue_id, exc)
@@ -195,8 +234,51 @@ class RemoteWorker:
             for item in items:
                 self._leased.pop(item.id, None)
 
+    async def _attempt(self, dest: Destination, items: list[QueueItem], body: bytes) -> None:
+        """One transaction to `dest`, unless its breaker or the retry budget says not now."""
+        now = self.clock()
+        first = items[0]
+        retry = any(item.attempts > 0 for item in items)
+        if retry and not self.budget.can_retry(now):
+            self.over_budget += len(items)
+            log.info("event=remote_retry_postponed id=%s reason=retry_budget", first.queue_id)
+            return  # the lease lapses: claimed again (here or elsewhere) a little later
+        breaker = self.breakers.get(dest.key)
+        if not breaker.allow(now):
+            self.held_back += len(items)
+            not_before = breaker.retry_at or now + self.probe_wait
+            log.info(
+                "event=remote_held_back id=%s dest=%s reason=breaker_open until=%.0f",
+                first.queue_id,
+                dest.key,
+                not_before,
+            )
+            held = [_held_back(item, dest) for item in items]
+            await self._settle(items, held, body, not_before=not_before)
+            return
+        if retry:
+            self.budget.try_retry(now)
+        else:
+            self.budget.record_attempt(now)
+        results = await self.client.deliver(dest, first.sender, [i.recipient for i in items], body)
+        done = self.clock()
+        # A destination fails when it took nothing (no connection, or every recipient deferred);
+        # a 5xx is an answer from a working server.
+        if all(r.outcome is Outcome.DEFERRED for r in results):
+            breaker.record_failure(done)
+        else:
+            breaker.record_success(done)
+        if self.metrics is not None:
+            self.metrics.breakers_open.set(sum(1 for _ in self.breakers.not_closed(done)))
+        await self._settle(items, results, body)
+
     async def _settle(
-        self, items: list[QueueItem], results: list[RecipientResult], body: bytes
+        self,
+        items: list[QueueItem],
+        results: list[RecipientResult],
+        body: bytes,
+        *,
+        not_before: float | None = None,
     ) -> None:
         now = self.clock()
         first = items[0]
@@ -232,10 +314,13 @@ class RemoteWorker:
                 )
             else:
                 warn = self.policy.should_warn(item, now)
+                next_attempt = self.policy.next_attempt(item, now)
+                if not_before is not None:
+                    next_attempt = min(not_before, max(now, self.policy.expires(item)))
                 deferred.append(
                     Deferral(
                         item=item,
-                        next_attempt=self.policy.next_attempt(item, now),
+                        next_attempt=next_attempt,
                         failure=AttemptFailure(
                             error=result.text,
                             status=result.status,
@@ -283,6 +368,17 @@ class RemoteWorker:
         self.deferred += len(deferred)
         self.bounced += len(failed)
         self.notices += len(notices)
+        if self.metrics is not None:
+            counts = {
+                "delivered": len(delivered),
+                "deferred": len(deferred),
+                "bounced": len(failed),
+            }
+            for kind, n in counts.items():
+                if n:
+                    self.metrics.remote_attempt(kind, n)
+            for item in delivered:
+                self.metrics.delivered("remote", now - item.received)
         for made in notices:
             log.info(
                 "event=dsn_sent id=%s about=%s to=<%s>", made.queue_id, first.queue_id, first.sender
@@ -308,6 +404,18 @@ class RemoteWorker:
             last_attempt=now,
             will_retry_until=self.policy.expires(item) if action is dsn.Action.DELAYED else None,
         )
+
+
+def _held_back(item: QueueItem, dest: Destination) -> RecipientResult:
+    """A deferral without a connection; keeps what the last real attempt learnt (for DSNs)."""
+    return RecipientResult(
+        recipient=item.recipient,
+        outcome=Outcome.DEFERRED,
+        status=item.last_status or BREAKER_STATUS,
+        text=f"not tried: {dest.key} failed recently, next try after a pause (circuit breaker)",
+        remote_mta=item.remote_mta,
+        diagnostic=item.diagnostic,
+    )
 
 
 def _for(template: RecipientResult, recipient: str) -> RecipientResult:

@@ -15,18 +15,23 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from dataclasses import dataclass, field
 
 from mailfort.auth.passwords import Verifier
 from mailfort.auth.throttle import LoginThrottle
 from mailfort.errors import StoreError
 from mailfort.mail.address import AddressError, normalize
+from mailfort.metrics import NodeMetrics
 from mailfort.protocol.pop3 import replies as R
 from mailfort.protocol.pop3 import session as core
 from mailfort.protocol.pop3.replies import Code
 from mailfort.server.admission import ConnectionLimiter, Refusal
+from mailfort.server.overload import REASON_OVERLOAD, OverloadGate
 from mailfort.server.pop3_maildrop import MaildropLocks, SizeCache, load_maildrop
 from mailfort.server.streams import close, peer_ip, refuse
+from mailfort.status.components import Component
+from mailfort.status.notices import NoticeBoard
 from mailfort.store.api import Store
 
 log = logging.getLogger("mailfort.pop3")
@@ -55,6 +60,10 @@ class Pop3Context:
     hostname: str
     allow_plaintext_loopback: bool = False
     logins: dict[str, int] = field(default_factory=lambda: {"ok": 0, "failed": 0})
+    gate: OverloadGate | None = None
+    metrics: NodeMetrics | None = None
+    # Status notices: an incident touching POP3 is named in the +OK of a login (issue 6).
+    notices: NoticeBoard | None = None
 
 
 def _is_loopback(ip: str) -> bool:
@@ -158,9 +167,9 @@ class Connection:
                     return
                 self.core.receive_data(data)
             elif isinstance(event, core.Login):
-                await self.send(await self.login(event))
+                await self.send(await self.gated_login(event))
             elif isinstance(event, core.Retrieve):
-                await self.retrieve(event)
+                await self.gated_retrieve(event)
             elif isinstance(event, core.StartTls):
                 await self.start_tls(event.reply)
             elif isinstance(event, core.Update):
@@ -193,6 +202,29 @@ class Connection:
             await self.ctx.locks.release(self.account_id, self)
 
     # -- events -------------------------------------------------------------------------------
+    async def gated_login(self, event: core.Login) -> bytes:
+        """A login needs a slot in the overload gate: it reads the store and hashes a password."""
+        gate = self.ctx.gate
+        token = gate.try_acquire("pop3") if gate is not None else None
+        if gate is not None and token is None:
+            return self.core.login_failed(core.LoginFailure.UNAVAILABLE)
+        reply = await self.login(event)
+        if gate is not None and token is not None:
+            gate.release(token, not reply.startswith(b"-ERR [SYS/TEMP]"))
+        return reply
+
+    async def gated_retrieve(self, event: core.Retrieve) -> None:
+        gate = self.ctx.gate
+        token = gate.try_acquire("pop3") if gate is not None else None
+        if gate is not None and token is None:
+            await self.send(self.core.message_unavailable())
+            return
+        try:
+            await self.retrieve(event)
+        finally:
+            if gate is not None and token is not None:
+                gate.release(token)
+
     async def login(self, event: core.Login) -> bytes:
         ip, ctx = self.client_ip, self.ctx
         try:
@@ -202,6 +234,7 @@ class Connection:
         if ctx.ip_throttle.blocked(ip) or ctx.account_throttle.blocked(address):
             log.warning("event=pop3_login_refused reason=throttled client=%s user=%r", ip, address)
             return self.core.login_failed(core.LoginFailure.THROTTLED)
+        started = time.monotonic()
         try:
             account = await ctx.store.get_account(address)
             ok = await ctx.verifier.verify(
@@ -209,7 +242,9 @@ class Connection:
             )
         except StoreError as exc:  # includes Busy: too many password checks at once
             log.warning("event=pop3_store_error step=login error=%s", exc)
+            self._record_login(False, started)
             return self.core.login_failed(core.LoginFailure.UNAVAILABLE)
+        self._record_login(ok and account is not None, started)
         if not ok or account is None:
             ctx.logins["failed"] += 1
             delay = max(ctx.ip_throttle.failed(ip), ctx.account_throttle.failed(address))
@@ -252,7 +287,15 @@ class Connection:
             event.mechanism,
             maildrop.count,
         )
-        return self.core.login_succeeded(maildrop)
+        reply = self.core.login_succeeded(maildrop)
+        notice = ctx.notices.line(Component.POP3) if ctx.notices else None
+        if notice:  # ASCII, one line, short: the +OK stays within RFC 1939's 512 octets
+            reply = reply.removesuffix(b"\r\n") + b" - " + notice.encode("ascii") + b"\r\n"
+        return reply
+
+    def _record_login(self, ok: bool, started: float) -> None:
+        if self.ctx.metrics is not None:
+            self.ctx.metrics.login("pop3", ok, time.monotonic() - started)
 
     async def retrieve(self, event: core.Retrieve) -> None:
         assert self.account_id is not None
@@ -303,11 +346,15 @@ async def start_pop3(
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ip = peer_ip(writer)
         refusal = limiter.admit(ip)
-        if refusal is not None:
+        reason = refusal.value if refusal is not None else ""
+        if refusal is None and ctx.gate is not None and ctx.gate.overloaded():
+            limiter.release(ip)
+            reason = REASON_OVERLOAD
+        if reason:
             text = R.TOO_MANY_FROM_IP if refusal is Refusal.IP_FULL else R.SERVER_BUSY
-            log.warning(
-                "event=connection_refused proto=pop3 reason=%s client=%s", refusal.value, ip
-            )
+            log.warning("event=connection_refused proto=pop3 reason=%s client=%s", reason, ip)
+            if ctx.metrics is not None:
+                ctx.metrics.refused("pop3", reason)
             await refuse(writer, R.err(text, Code.SYS_TEMP))
             return
         connection = Connection(ctx, limits, reader, writer, tls_context)

@@ -14,7 +14,9 @@ import asyncio
 import base64
 import binascii
 import logging
+import os
 import re
+import socket
 import ssl
 from collections import defaultdict
 from typing import Any, AnyStr, Final
@@ -24,7 +26,8 @@ from aiosmtpd.smtp import MISSING, SMTP, syntax
 from mailfort.protocol.smtp import replies as R
 from mailfort.protocol.smtp.data import END, TEXT_LINE_LIMIT, DataReceiver
 from mailfort.server.admission import ConnectionLimiter, Refusal
-from mailfort.server.smtp_policy import Mode, SmtpPolicy
+from mailfort.server.overload import REASON_OVERLOAD, OverloadGate, Token
+from mailfort.server.smtp_policy import OVERLOADED_CONNECT, OVERLOADED_MAIL, Mode, SmtpPolicy
 
 log = logging.getLogger("mailfort.smtp")
 
@@ -129,6 +132,9 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
         # aiosmtpd keeps these on the class and grows MAIL's entry on every EHLO, so one session's
         # EHLOs (or another session's arrival, which clears it) changed every session's limit.
         self.command_size_limits = defaultdict(lambda: SMTP.command_size_limit)
+        # The overload gate's slot for the transaction under way (MAIL FROM to its reply).
+        self._token: Token | None = None
+        self._arrival: asyncio.TimerHandle | None = None  # see OverloadGate.arrive
         super().__init__(handler, **kwargs)
         self._policy = handler
         self._receiving_data = False
@@ -153,12 +159,19 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
             if refusal is not None:
                 self._refused = True
                 log.warning("event=connection_refused reason=%s client=%s", refusal.value, ip)
+                if self._policy.metrics is not None:
+                    self._policy.metrics.refused(self._policy.protocol, refusal.value)
                 assert isinstance(transport, asyncio.WriteTransport)
                 transport.write(_REFUSALS[refusal].encode() + b"\r\n")
                 transport.close()
                 return
             self._slot_ip = ip
             self._deadline = self.loop.call_later(self._session_timeout, self._expire)
+            gate = self._policy.gate
+            if gate is not None:
+                gate.arrive()
+                # A session that does not come to MAIL soon gives its reservation back.
+                self._arrival = self.loop.call_later(_ARRIVAL_SECONDS, self._arrived)
         super().connection_made(transport)
 
     # -- reading (asyncio.BufferedProtocol) -----------------------------------------------------
@@ -172,7 +185,8 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
     # -- replies -------------------------------------------------------------------------------
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str):
-            line = R.for_wire(status).encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
+            text = R.for_wire(self._policy.with_notice(status))
+            line = text.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
         else:
             line = status
         waiting = self._waiting
@@ -220,6 +234,48 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
             return None, None
         return address, match[2] or ""
 
+    # -- the transaction's slot in the overload gate ------------------------------------------
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        self._arrived()
+        gate = self._policy.gate
+        if gate is not None and self._token is None:
+            self._token = gate.try_acquire(self._policy.protocol)
+            if self._token is None:
+                # Refused before anything of the message was read: nothing can be half-accepted.
+                await self.push(OVERLOADED_MAIL)
+                return
+        await super().smtp_MAIL(arg)
+        if self.envelope is None or self.envelope.mail_from is None:
+            self._forget_token()  # MAIL itself was refused: no transaction holds the slot
+
+    def _arrived(self) -> None:
+        arrival, self._arrival = self._arrival, None
+        if arrival is not None:
+            arrival.cancel()
+            assert self._policy.gate is not None
+            self._policy.gate.arrived()
+
+    def _set_post_data_state(self) -> None:
+        # Every end of a transaction passes here: after DATA, RSET, HELO/EHLO, STARTTLS.
+        self._forget_token()
+        super()._set_post_data_state()  # type: ignore[no-untyped-call]
+
+    def _forget_token(self) -> None:
+        token, self._token = self._token, None
+        if token is not None and self._policy.gate is not None:
+            self._policy.gate.forget(token)
+
+    def _finish_token(self, status: str) -> None:
+        token, self._token = self._token, None
+        if token is not None and self._policy.gate is not None:
+            # A 451 from the store is a loss signal. The sample is the whole transaction, MAIL
+            # to 250, round trips included (Gradient2's own measure): when the loop is busy every
+            # round trip waits, and that is the queueing the limit must see. (The node's own time
+            # at DATA alone missed it: the limit sat at its maximum with hundreds of sessions in
+            # flight; benchmarks/overload.py.)
+            self._policy.gate.release(token, ok=not status.startswith("451"))
+
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
         # aiosmtpd's checks, in its order; then the data through DataReceiver.
@@ -248,13 +304,18 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
         try:
             data = receiver.result()
             if data.refusal is not None:
-                self._set_post_data_state()  # type: ignore[no-untyped-call]
+                self._set_post_data_state()
                 await self.push(data.refusal)
                 return
             assert self.session is not None
             self.envelope.content = self.envelope.original_content = data.content
-            status = await self._policy.handle_DATA(self, self.session, self.envelope)
-            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            try:
+                status = await self._policy.handle_DATA(self, self.session, self.envelope)
+            except BaseException:
+                self._forget_token()
+                raise
+            self._finish_token(status)
+            self._set_post_data_state()
             await self.push(status)
         finally:
             if self.transport is not None:
@@ -334,6 +395,8 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
     def connection_lost(self, error: Exception | None) -> None:
         if self._refused:
             return
+        self._forget_token()
+        self._arrived()
         if self._slot_ip is not None:
             self._limiter.release(self._slot_ip)
             self._slot_ip = None
@@ -345,6 +408,77 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
         if self._refused:
             return False
         return super().eof_received()
+
+
+# Seconds a new session holds its reservation in the overload gate before its first MAIL.
+_ARRIVAL_SECONDS: Final = 2.0
+# Connections refused per accept() call at most: asyncio calls it again on the next loop turn.
+_SHED_BATCH: Final = 64
+
+
+class _SheddingSocket(socket.socket):
+    """A listening socket whose accept() answers 421 itself while the node is overloaded.
+
+    At 4x load most connections are refused; through asyncio each one cost a transport, a
+    protocol, several callbacks and two epoll changes, and the refusals alone took over half the
+    node's CPU (benchmarks/overload.py). Here a refused connection costs accept, one write and
+    close, and never reaches the event loop's machinery."""
+
+    gate: OverloadGate
+    policy: SmtpPolicy
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        for _ in range(_SHED_BATCH):
+            fd, address = self._accept()  # type: ignore[attr-defined]
+            if not self.gate.overloaded():
+                return socket.socket(self.family, self.type, self.proto, fileno=fd), address
+            try:
+                os.write(fd, _BUSY_LINE)  # a fresh socket's empty buffer takes it at once
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+            self.gate.shed(self.policy.protocol)
+        raise BlockingIOError  # asyncio comes back on its next turn; others get to run first
+
+
+def _shedding_socket(host: str, port: int, policy: SmtpPolicy, gate: OverloadGate) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = _SheddingSocket(family, kind, proto)
+    sock.gate, sock.policy = gate, policy
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(_BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+# A burst of connections waits in the kernel to be accepted and told 421, rather than overflow a
+# short backlog and wait for the client's SYN retry with no answer at all.
+_BACKLOG: Final = 1024
+
+
+class _Busy(asyncio.Protocol):
+    """A connection refused at once because the node is overloaded: one line, then close."""
+
+    def __init__(self, policy: SmtpPolicy) -> None:
+        self._policy = policy
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._policy.metrics is not None:
+            self._policy.metrics.refused(self._policy.protocol, REASON_OVERLOAD)
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(_BUSY_LINE)
+        transport.close()
+
+
+_BUSY_LINE: Final = OVERLOADED_CONNECT.encode() + b"\r\n"
 
 
 async def start_smtp(
@@ -362,7 +496,12 @@ async def start_smtp(
     mode = policy.mode
     implicit_tls = mode is Mode.SUBMISSIONS
 
-    def factory() -> LimitedSMTP:
+    def factory() -> asyncio.Protocol:
+        gate = policy.gate
+        if implicit_tls and gate is not None and not limiter.draining and gate.overloaded():
+            # On the TLS port the refusal comes inside TLS (the others shed in accept(), see
+            # _SheddingSocket), before aiosmtpd builds a session.
+            return _Busy(policy)
         return LimitedSMTP(
             policy,
             limiter=limiter,
@@ -379,11 +518,16 @@ async def start_smtp(
             command_call_limit=CALL_LIMITS,
         )
 
-    server = await asyncio.get_running_loop().create_server(
+    loop = asyncio.get_running_loop()
+    if policy.gate is not None and not implicit_tls:
+        # On a TLS port the refusal must come inside TLS: there the factory answers it.
+        sock = _shedding_socket(host, port, policy, policy.gate)
+        return await loop.create_server(factory, sock=sock, backlog=_BACKLOG)
+    return await loop.create_server(
         factory,
         host,
         port,
         ssl=tls if implicit_tls else None,
         reuse_address=True,
+        backlog=_BACKLOG,
     )
-    return server

@@ -15,6 +15,7 @@ import time
 from base64 import b64decode
 from collections.abc import Callable
 from enum import Enum
+from typing import Final
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, TLSSetupException
 
@@ -25,10 +26,19 @@ from mailfort.mail.accept import build_request
 from mailfort.mail.address import AddressError, normalize
 from mailfort.mail.directory import Directory, Resolution
 from mailfort.mail.trace import protocol_name
+from mailfort.metrics import NodeMetrics
 from mailfort.protocol.smtp import replies as R
+from mailfort.server.overload import OverloadGate
+from mailfort.status.components import Component
+from mailfort.status.notices import NoticeBoard
 from mailfort.store.api import Store
 
 log = logging.getLogger("mailfort.smtp")
+
+# The overload gate's answers (issue 6): temporary, the sender retries; RFC 3463 4.3.2 is
+# "system not accepting network messages", 4.3.0 "other or undefined mail system status".
+OVERLOADED_CONNECT: Final = "421 4.3.2 Server busy, try again later"
+OVERLOADED_MAIL: Final = "451 4.3.0 Server busy, try again later"
 
 
 class Mode(Enum):
@@ -61,6 +71,9 @@ class SmtpPolicy:
         verifier: Verifier,
         throttle: LoginThrottle,
         clock: Callable[[], float] = time.time,
+        metrics: NodeMetrics | None = None,
+        gate: OverloadGate | None = None,
+        notices: NoticeBoard | None = None,
     ) -> None:
         self.mode = mode
         self.store = store
@@ -70,7 +83,21 @@ class SmtpPolicy:
         self.verifier = verifier
         self.throttle = throttle
         self.clock = clock
+        self.metrics = metrics
+        self.gate = gate
+        self.notices = notices
+        # Metrics label: both submission ports are "submission".
+        self.protocol = "smtp" if mode is Mode.MX else "submission"
         self.accepted = 0
+
+    def with_notice(self, reply: str) -> str:
+        """A submission 4xx reply names an incident touching Outgoing mail (issue 6): the
+        sender's client shows the text, so the customer learns why and where to look."""
+        last_line = reply[3:4] != "-"
+        if self.mode is Mode.MX or self.notices is None or not (reply[:1] == "4" and last_line):
+            return reply
+        notice = self.notices.line(Component.OUTGOING)
+        return f"{reply} ({notice})" if notice else reply
 
     # -- EHLO --------------------------------------------------------------------------------
     async def handle_EHLO(
@@ -103,6 +130,16 @@ class SmtpPolicy:
         if isinstance(credentials, str):
             return credentials
         login, password = credentials
+        started = time.monotonic()
+        reply = await self._check_login(session, ip, login, password)
+        if self.metrics is not None:
+            self.metrics.login(self.protocol, reply == R.AUTH_OK, time.monotonic() - started)
+        if reply == R.AUTH_FAILED:
+            # Slows password guessing; after the measurement, which is of the node, not of it.
+            await asyncio.sleep(self.throttle.failed(ip))
+        return reply
+
+    async def _check_login(self, session: Session, ip: str, login: str, password: str) -> str:
         account = None
         try:
             account = await self.store.get_account(normalize(login))
@@ -115,9 +152,7 @@ class SmtpPolicy:
         except StoreError:  # Busy: too many password checks at once; the client retries
             return R.STORE_UNAVAILABLE
         if not ok or account is None:
-            delay = self.throttle.failed(ip)
             log.warning("event=auth_failed client=%s login=%r", ip, login[:100])
-            await asyncio.sleep(delay)
             return R.AUTH_FAILED
         session.authenticated = True
         session.auth_data = account.address  # type: ignore[assignment]
@@ -287,6 +322,7 @@ class SmtpPolicy:
             authenticated=session.auth_data if isinstance(session.auth_data, str) else None,
             now=self.clock(),
         )
+        request_at = self.clock()
         try:
             result = await self.store.accept(request)
         except StoreUnavailable as exc:
@@ -296,6 +332,11 @@ class SmtpPolicy:
             log.error("event=accept_failed client=%s error=%s", _peer_ip(session), exc)
             return R.STORE_UNAVAILABLE
         self.accepted += 1
+        if self.metrics is not None:
+            self.metrics.message_accepted(self.mode.value)
+            # Local copies were delivered in the acceptance transaction: their delay is its time.
+            for _ in range(result.delivered):
+                self.metrics.delivered("local", self.clock() - request_at)
         log.info(
             "event=accepted id=%s client=%s from=<%s> rcpts=%d delivered=%d queued=%d size=%d",
             result.queue_id,

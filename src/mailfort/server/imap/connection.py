@@ -20,6 +20,7 @@ from mailfort.protocol.imap.commands import StartTLS
 from mailfort.server.admission import ConnectionLimiter, Refusal
 from mailfort.server.imap import mailboxes, messages  # noqa: F401  (registers handlers)
 from mailfort.server.imap.session import ImapContext, Session, State
+from mailfort.server.overload import REASON_OVERLOAD
 from mailfort.server.streams import close, peer_ip, refuse
 
 log = logging.getLogger("mailfort.imap")
@@ -229,15 +230,19 @@ async def start_imap(
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ip = peer_ip(writer)
         refusal = limiter.admit(ip)
-        if refusal is not None:
+        reason = refusal.value if refusal is not None else ""
+        if refusal is None and ctx.gate is not None and ctx.gate.overloaded():
+            limiter.release(ip)
+            reason = REASON_OVERLOAD
+        if reason:
             text = (
                 "too many connections from your address"
                 if refusal is Refusal.IP_FULL
                 else "server busy, try again later"
             )
-            log.warning(
-                "event=connection_refused proto=imap reason=%s client=%s", refusal.value, ip
-            )
+            log.warning("event=connection_refused proto=imap reason=%s client=%s", reason, ip)
+            if ctx.metrics is not None:
+                ctx.metrics.refused("imap", reason)
             await refuse(writer, f"* BYE [UNAVAILABLE] {text}\r\n".encode())
             return
         connection = Connection(ctx, limits, reader, writer, tls_context)

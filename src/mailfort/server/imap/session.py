@@ -24,11 +24,15 @@ from mailfort.auth.passwords import Verifier
 from mailfort.auth.throttle import LoginThrottle
 from mailfort.errors import NotFound, OverQuota, StoreError, StoreUnavailable
 from mailfort.mail.address import AddressError, normalize
+from mailfort.metrics import NodeMetrics
 from mailfort.protocol.imap import commands as C
 from mailfort.server.imap.cache import MetaCache, SnapshotCache
 from mailfort.server.imap.flags import FlagError
 from mailfort.server.imap.names import NameError_
 from mailfort.server.imap.selected import SelectedMailbox
+from mailfort.server.overload import OverloadGate
+from mailfort.status.components import Component
+from mailfort.status.notices import NoticeBoard
 from mailfort.store.api import Account, MessageRow, Store
 
 log = logging.getLogger("mailfort.imap")
@@ -100,6 +104,13 @@ AUTHED_CAPABILITIES = (
 )
 ENABLEABLE = frozenset({"CONDSTORE", "UTF8=ACCEPT", "IMAP4REV2"})
 
+# Commands that run without a slot in the overload gate: they do not touch the store (or, like
+# NOOP and IDLE, only to look for changes), and refusing them would only make clients reconnect.
+UNGATED: frozenset[type[C.Command]] = frozenset(
+    {C.Capability, C.Noop, C.Check, C.Logout, C.Id, C.StartTLS, C.Enable, C.Namespace, C.Idle}
+)
+BUSY = "server busy, try again later"
+
 
 class SessionIO(Protocol):
     """What a session needs from its connection."""
@@ -132,6 +143,10 @@ class ImapContext:
     clock: Callable[[], float] = time.monotonic
     logins: dict[str, int] = field(default_factory=lambda: {"ok": 0, "failed": 0})
     snapshots: SnapshotCache = field(default_factory=SnapshotCache)
+    # Status notices: an incident touching IMAP is named in an [ALERT] at login (issue 6).
+    notices: NoticeBoard | None = None
+    gate: OverloadGate | None = None
+    metrics: NodeMetrics | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +249,14 @@ class Session:
                 cmd.tag, Done("BAD", f"{cmd.name} is not allowed in the {self.state.value} state")
             )
             return True
+        token = None
+        gate = self.ctx.gate
+        if gate is not None and type(cmd) not in UNGATED:
+            token = gate.try_acquire("imap")
+            if token is None:
+                await self.tagged(cmd.tag, Done("NO", BUSY, "UNAVAILABLE"))
+                return True
+        ok = True
         try:
             done = await handler(self, cmd)
         except CommandError as exc:
@@ -249,9 +272,14 @@ class Session:
         except StoreUnavailable:
             log.warning("event=imap_store_unavailable command=%s", cmd.name)
             done = Done("NO", "temporarily unavailable, try again later", "UNAVAILABLE")
+            ok = False
         except StoreError as exc:
             log.warning("event=imap_store_error command=%s error=%s", cmd.name, exc)
             done = Done("NO", "temporarily unavailable, try again later", "UNAVAILABLE")
+            ok = False
+        finally:
+            if token is not None and gate is not None:
+                gate.release(token, ok)
         if done is ANSWERED:
             return True
         if self.state is State.LOGOUT:
@@ -347,8 +375,16 @@ class Session:
         if self.ctx.ip_throttle.blocked(ip) or self.ctx.account_throttle.blocked(address):
             log.warning("event=imap_login_refused reason=throttled client=%s user=%r", ip, address)
             return Done("NO", "too many failed logins, try again later", "UNAVAILABLE")
-        account = await self.ctx.store.get_account(address)
-        ok = await self.ctx.verifier.verify(account.password_hash if account else None, password)
+        started = time.monotonic()
+        try:
+            account = await self.ctx.store.get_account(address)
+            ok = await self.ctx.verifier.verify(
+                account.password_hash if account else None, password
+            )
+        except StoreError:
+            self._record_login(False, started)
+            raise  # handle() answers NO [UNAVAILABLE]
+        self._record_login(ok and account is not None, started)
         if not ok or account is None:
             self.ctx.logins["failed"] += 1
             delay = max(self.ctx.ip_throttle.failed(ip), self.ctx.account_throttle.failed(address))
@@ -359,7 +395,14 @@ class Session:
         self.account = account
         self.state = State.AUTHENTICATED
         log.info("event=imap_login client=%s user=%s", ip, account.address)
+        notice = self.ctx.notices.line(Component.IMAP) if self.ctx.notices else None
+        if notice:  # RFC 9051 §7.1: the client must show an ALERT to its user
+            await self.untagged(f"OK [ALERT] {notice}")
         return Done("OK", "logged in", f"CAPABILITY {self.capabilities()}")
+
+    def _record_login(self, ok: bool, started: float) -> None:
+        if self.ctx.metrics is not None:
+            self.ctx.metrics.login("imap", ok, time.monotonic() - started)
 
 
 # -- any state --------------------------------------------------------------------------------

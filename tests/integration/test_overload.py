@@ -1,0 +1,181 @@
+"""Overload on a real node: a slowed store makes it say "not now" on every protocol, it keeps
+serving the sessions it has, and nothing it answered 250 for is lost or stored twice.
+
+The store is slowed for real: the test holds SQLite's write lock (`BEGIN IMMEDIATE` on the node's
+own database file, from another connection), so the node's commits wait. The [overload] limits
+are tiny so that two stuck SMTP transactions fill them.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import poplib
+import smtplib
+import sqlite3
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import PASSWORD
+from tests.nodeproc import NodeProcess
+
+ALICE = "alice@example.test"
+BOB = "bob@example.test"
+OVERLOAD = """
+[overload]
+initial_limit = 2
+min_limit = 1
+max_limit = 2
+max_pending_commits = 2
+"""
+
+
+def _tls() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def message(tag: str) -> bytes:
+    return (
+        f"From: <sender@outside.test>\r\nTo: <{ALICE}>\r\nSubject: {tag}\r\n"
+        f"Message-ID: <{tag}@outside.test>\r\n\r\nbody of {tag}\r\n"
+    ).encode()
+
+
+def send(node: NodeProcess, tag: str) -> tuple[int, bytes]:
+    """One message over a fresh connection: the reply to the final dot (or to what failed)."""
+    try:
+        with smtplib.SMTP("127.0.0.1", node.ports["smtp"], timeout=30) as smtp:
+            smtp.ehlo("outside.test")
+            code, text = smtp.mail("sender@outside.test")
+            if code != 250:
+                return code, text
+            code, text = smtp.rcpt(ALICE)
+            if code != 250:
+                return code, text
+            return smtp.data(message(tag))
+    except smtplib.SMTPConnectError as exc:
+        return exc.smtp_code, exc.smtp_error
+    except smtplib.SMTPResponseException as exc:
+        return exc.smtp_code, exc.smtp_error
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def inbox_tags(node: NodeProcess) -> list[str]:
+    tags = []
+    for data in node.inbox(ALICE):
+        for line in data.split(b"\r\n"):
+            if line.startswith(b"Subject: "):
+                tags.append(line[9:].decode())
+    return tags
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[NodeProcess]:
+    proc = NodeProcess(tmp_path, extra_config=OVERLOAD)
+    proc.provision(domains=("example.test",), users={ALICE: PASSWORD, BOB: PASSWORD})
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.mark.timeout(120)
+def test_slow_store_refuses_new_work_on_every_protocol_and_loses_nothing(
+    node: NodeProcess,
+) -> None:
+    answers: dict[str, tuple[int, bytes]] = {}
+    answers["before"] = send(node, "before")
+    assert answers["before"][0] == 250
+
+    # Sessions that exist before the fault.
+    smtp = smtplib.SMTP("127.0.0.1", node.ports["smtp"], timeout=30)
+    smtp.ehlo("outside.test")
+    # A transaction begun and reset: the session is past its arrival (no reservation held).
+    assert smtp.mail("sender@outside.test")[0] == 250
+    assert smtp.rset()[0] == 250
+    imap = imaplib.IMAP4_SSL("127.0.0.1", node.ports["imaps"], ssl_context=_tls(), timeout=30)
+    imap.login(ALICE, PASSWORD)
+    pop = poplib.POP3_SSL("127.0.0.1", node.ports["pop3s"], context=_tls(), timeout=30)
+    pop.user(BOB)
+
+    # Two transactions take the limit's two slots (MAIL FROM) ...
+    stuck_sessions = []
+    for _ in range(2):
+        client = smtplib.SMTP("127.0.0.1", node.ports["smtp"], timeout=30)
+        client.ehlo("outside.test")
+        assert client.mail("sender@outside.test")[0] == 250
+        assert client.rcpt(ALICE)[0] == 250
+        stuck_sessions.append(client)
+    blocker = sqlite3.connect(node.db_path, isolation_level=None, timeout=10)
+    blocker.execute("BEGIN IMMEDIATE")
+    pool = ThreadPoolExecutor(2)
+    stuck: list[Future[tuple[int, bytes]]] = []
+    try:
+        # ... and reach their commit, which waits for the lock.
+        stuck = [
+            pool.submit(client.data, message(f"stuck{i}"))
+            for i, client in enumerate(stuck_sessions)
+        ]
+        code, text = send(node, "refused-at-connect")
+        assert code == 421, text
+        assert b"4.3.2" in text
+        # The session the node already had is still served, but gets no new transaction.
+        assert smtp.noop()[0] == 250
+        code, text = smtp.mail("sender@outside.test")
+        assert (code, text[:5]) == (451, b"4.3.0"), text
+        assert b"try again later" in text
+        assert smtp.noop()[0] == 250
+        # IMAP: store work is refused in the session, which stays usable; new ones hear BYE.
+        status, data = imap.select("INBOX")
+        assert status == "NO" and b"[UNAVAILABLE]" in data[0], data
+        assert imap.noop()[0] == "OK"
+        with pytest.raises(imaplib.IMAP4.error, match=r"BYE \[UNAVAILABLE\]"):
+            imaplib.IMAP4_SSL("127.0.0.1", node.ports["imaps"], ssl_context=_tls(), timeout=30)
+        # POP3: a login now is temporarily refused, as is a new connection.
+        with pytest.raises(poplib.error_proto, match=r"SYS/TEMP"):
+            pop.pass_(PASSWORD)
+        with pytest.raises(poplib.error_proto, match=r"SYS/TEMP"):
+            poplib.POP3_SSL("127.0.0.1", node.ports["pop3s"], context=_tls(), timeout=30)
+        # Nothing can have been committed while the lock is held.
+        assert not any(f.done() for f in stuck)
+    finally:
+        blocker.execute("COMMIT")
+        blocker.close()
+
+    for i, future in enumerate(stuck):
+        answers[f"stuck{i}"] = future.result(timeout=30)
+    pool.shutdown()
+    for client in stuck_sessions:
+        client.quit()
+    # Once the store keeps up again, the node takes work again.
+    answers["after"] = wait_for(
+        lambda: (a := send(node, "after"))[0] == 250 and a, 10, "250 after the fault"
+    )
+    assert imap.select("INBOX")[0] == "OK"
+    imap.logout()
+    smtp.quit()
+    pop.close()
+
+    accepted = sorted(tag for tag, (code, _) in answers.items() if code == 250)
+    assert {"before", "after"} <= set(accepted)
+    assert all(code in (250, 421, 451) for code, _ in answers.values()), answers
+    # Every 250 is in the mailbox exactly once, and nothing else is (no half-accepted refusal).
+    assert sorted(inbox_tags(node)) == accepted
+    log = node.log()
+    assert "Traceback" not in log

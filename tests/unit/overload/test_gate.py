@@ -1,0 +1,192 @@
+"""The node's overload gate: admission, refusals counted, stress signals, the store hook."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from mailfort.config import OverloadConfig
+from mailfort.metrics import NodeMetrics
+from mailfort.server.overload import OverloadGate
+from mailfort.store.sqlite import SqliteStore
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def refusals(metrics: NodeMetrics, protocol: str, reason: str) -> float:
+    value = metrics.registry.get_sample_value(
+        "mailfort_admission_refusals_total", {"protocol": protocol, "reason": reason}
+    )
+    return value or 0.0
+
+
+def gate(**overrides: object) -> tuple[OverloadGate, NodeMetrics, Clock]:
+    config = OverloadConfig(**{"initial_limit": 3, "min_limit": 1, "max_limit": 3, **overrides})  # type: ignore[arg-type]
+    metrics = NodeMetrics()
+    clock = Clock()
+    return OverloadGate(config, metrics, clock=clock), metrics, clock
+
+
+def test_admits_up_to_the_limit_then_refuses_and_counts_it() -> None:
+    g, metrics, _ = gate()
+    tokens = [g.try_acquire("smtp") for _ in range(3)]
+    assert all(t is not None for t in tokens)
+    assert g.try_acquire("imap") is None
+    assert refusals(metrics, "imap", "limit") == 1
+    first = tokens[0]
+    assert first is not None
+    g.release(first)
+    g.release(first)  # a second release is harmless, not a second free slot
+    assert g.try_acquire("smtp") is not None
+    assert g.try_acquire("smtp") is None
+
+
+def test_forget_frees_the_slot_without_a_sample() -> None:
+    g, _, clock = gate()
+    token = g.try_acquire("pop3")
+    assert token is not None
+    clock.now += 100.0  # a client that sat for 100 s must not teach the limit anything
+    g.forget(token)
+    assert g.limit.in_flight == 0
+    assert g.limit.baseline_latency == 0.0
+
+
+def test_disabled_gate_admits_everything() -> None:
+    g, metrics, _ = gate(enabled=False)
+    tokens = [g.try_acquire("smtp") for _ in range(50)]
+    assert all(t is not None for t in tokens)
+    assert not g.overloaded() and not g.stressed()
+    for t in tokens:
+        assert t is not None
+        g.release(t, ok=False)
+    assert refusals(metrics, "smtp", "limit") == 0
+
+
+def test_failures_back_the_limit_off() -> None:
+    g, _, _ = gate(initial_limit=20, max_limit=40)
+    for _ in range(10):
+        token = g.try_acquire("smtp")
+        assert token is not None
+        g.release(token, ok=False)
+    assert g.limit.limit < 20
+
+
+def test_loop_lag_makes_the_node_hard_overloaded_and_shrinks_the_limit() -> None:
+    g, metrics, clock = gate(initial_limit=40, max_limit=40, max_loop_lag=0.2)
+    assert not g.overloaded()
+    for _ in range(30):
+        clock.now += 0.1
+        g.observe_lag(0.5)
+        token = g.try_acquire("smtp")
+        if token is not None:
+            g.release(token, latency=0.01)
+    assert g.overloaded()
+    assert g.stressed()
+    assert g.limit.limit < 40
+    assert metrics.registry.get_sample_value("mailfort_event_loop_lag_seconds") == 0.5
+    # Recovery: the lag average falls below the bound again.
+    for _ in range(30):
+        clock.now += 0.1
+        g.observe_lag(0.0)
+    assert not g.overloaded()
+
+
+def test_full_limit_is_overload_at_connect() -> None:
+    g, _, _ = gate()
+    held = [g.try_acquire("smtp") for _ in range(2)]
+    assert not g.overloaded()  # a slot is free: a new session may get it
+    held.append(g.try_acquire("smtp"))
+    assert g.overloaded()  # every slot taken: a new session could only be refused later
+    token = held.pop()
+    assert token is not None
+    g.release(token)
+    assert not g.overloaded()
+
+
+def test_commit_latency_above_target_shrinks_the_limit() -> None:
+    g, _, clock = gate(initial_limit=40, max_limit=40, target_commit_latency=0.05)
+    assert not g.stressed()
+    for _ in range(50):
+        g.observe_commit(0.5)
+        clock.now += 0.1
+        g.observe_lag(0.0)
+        token = g.try_acquire("smtp")
+        assert token is not None
+        g.release(token, latency=0.01)
+    assert g.stressed()
+    assert g.limit.limit < 40
+
+
+def test_pending_commits_bound_with_a_real_store(tmp_path: Path) -> None:
+    """Holding SQLite's write lock from another connection makes writes wait: the gate sees
+    them pending and refuses; once they commit, it sees their latency."""
+    import sqlite3
+
+    async def run() -> None:
+        store = SqliteStore(tmp_path / "db.sqlite3")
+        await store.open()
+        g, metrics, _ = gate(max_pending_commits=2)
+        g.attach(store)
+        try:
+            await store.add_domain("example.test")  # a commit while nobody blocks
+            assert g.commit_latency > 0
+            assert (
+                metrics.registry.get_sample_value("mailfort_store_commit_duration_seconds_count")
+                == 1.0
+            )
+            blocker = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")
+            writes = [asyncio.create_task(store.add_domain(f"d{i}.test")) for i in range(2)]
+            deadline = time.monotonic() + 5
+            while store.pending_commits < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            assert g.pending_commits == 2
+            assert g.try_acquire("smtp") is None
+            assert refusals(metrics, "smtp", "commits") == 1
+            assert g.overloaded()
+            await asyncio.sleep(0.3)
+            blocker.execute("COMMIT")
+            blocker.close()
+            await asyncio.gather(*writes)
+            assert store.pending_commits == 0
+            assert not g.overloaded()
+            # The blocked batch waited ~0.3 s for the lock: that is the commit latency seen.
+            assert g.commit_latency > 0.03
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+def test_sampler_measures_real_loop_lag() -> None:
+    async def run() -> float:
+        g, _, _ = gate(lag_interval=0.02)
+        g.clock = time.monotonic
+        g.start()
+        try:
+            await asyncio.sleep(0.05)
+            for _ in range(5):
+                time.sleep(0.1)  # block the loop: every timer is late
+                await asyncio.sleep(0.03)
+            return g.loop_lag
+        finally:
+            await g.stop()
+
+    assert asyncio.run(run()) > 0.02
+
+
+def test_shed_connections_are_counted_at_the_next_tick() -> None:
+    g, metrics, _ = gate()
+    for _ in range(5):
+        g.shed("smtp")
+    assert refusals(metrics, "smtp", "overload") == 0
+    g.observe_lag(0.0)
+    assert refusals(metrics, "smtp", "overload") == 5
+    assert metrics.snapshot()["counts"]["refused.smtp"] == 5
