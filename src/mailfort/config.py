@@ -304,6 +304,36 @@ def validate(config: Config) -> None:
     for key in ("heartbeat_seconds", "maildrop_lease_seconds"):
         if getattr(config.cluster, key) < 0.1:
             raise ConfigError(f"cluster.{key}", "must be at least 0.1")
+    _validate_overload(config.overload)
+    _validate_status(config.status)
+
+
+def _at_least(section: object, prefix: str, minimum: float, *keys: str) -> None:
+    for key in keys:
+        if getattr(section, key) < minimum:
+            raise ConfigError(f"{prefix}.{key}", f"must be at least {minimum:g}")
+
+
+def _validate_overload(o: OverloadConfig) -> None:
+    _at_least(o, "overload", 1, "min_limit", "max_pending_commits", "breaker_failures")
+    _at_least(o, "overload", 0.01, "lag_interval", "max_loop_lag", "retry_budget_window")
+    _at_least(o, "overload", 0.001, "target_commit_latency")
+    _at_least(o, "overload", 0.1, "breaker_open_seconds")
+    if not o.min_limit <= o.initial_limit <= o.max_limit:
+        raise ConfigError("overload.initial_limit", "need min_limit <= initial_limit <= max_limit")
+    if o.breaker_max_open_seconds < o.breaker_open_seconds:
+        raise ConfigError("overload.breaker_max_open_seconds", "must be >= breaker_open_seconds")
+    if not 0 <= o.retry_budget_ratio < 1:
+        raise ConfigError("overload.retry_budget_ratio", "must be at least 0 and below 1")
+
+
+def _validate_status(st: StatusConfig) -> None:
+    _at_least(st, "status", 0.1, "evaluate_seconds", "notice_delay")
+    # The heartbeat's window is kept in 10-second slots; a shorter one would hold nothing.
+    _at_least(st, "status", 10.0, "window_seconds")
+    _at_least(st, "status", 1, "history_days")
+    if st.public_url and not st.public_url.startswith(("http://", "https://")):
+        raise ConfigError("status.public_url", "expected an http:// or https:// URL")
 
 
 def _validate_delivery(delivery: DeliveryConfig) -> None:

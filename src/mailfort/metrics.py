@@ -183,9 +183,9 @@ class NodeMetrics:
         self.window.count(f"login.{protocol}.{'ok' if ok else 'fail'}", now)
         self.window.observe(f"login.{protocol}", seconds, now)
 
-    def refused(self, protocol: str, reason: str) -> None:
-        self.refusals.labels(protocol, reason).inc()
-        self.window.count(f"refused.{protocol}", self.clock())
+    def refused(self, protocol: str, reason: str, n: int = 1) -> None:
+        self.refusals.labels(protocol, reason).inc(n)
+        self.window.count(f"refused.{protocol}", self.clock(), n)
 
     def store_commit(self, seconds: float) -> None:
         self.commit_seconds.observe(seconds)

@@ -103,10 +103,10 @@ def test_breaker_stops_hammering_a_failing_mx_and_probes_until_it_recovers(
     node = start_node(
         tmp_path,
         port,
-        # A large retry reserve: after the outage every item is a retry, and this test is
-        # about the breaker (the budget has its own test below).
+        # A strict budget (no reserve): after the outage every item is a retry, yet the backlog
+        # must go at once when the probe finds the destination delivering again.
         "[overload]\nbreaker_failures = 2\nbreaker_open_seconds = 1.5\n"
-        "breaker_max_open_seconds = 3.0\nretry_budget_reserve = 1000\n",
+        "breaker_max_open_seconds = 3.0\nretry_budget_reserve = 0\n",
     )
     sink: Sink | None = None
     try:
@@ -159,3 +159,28 @@ def test_retry_budget_bounds_retries_to_a_share_of_attempts(tmp_path: Path) -> N
     finally:
         node.stop()
         mx.stop()
+
+
+def test_a_server_that_defers_recipients_is_not_a_failing_destination(tmp_path: Path) -> None:
+    # Greylisting: a working MX answers 450 to every RCPT. That is an answer per recipient, not
+    # a dead destination; the breaker must stay closed so retries keep their own schedule
+    # instead of being held back for the breaker's pause.
+    port = free_ports(1)[0]
+    sink = Sink(port=port).start()
+    for i in range(ITEMS):
+        sink.script(f"user{i}@remote.test", "defer", "defer", "accept")
+    node = start_node(
+        tmp_path,
+        port,
+        "[overload]\nbreaker_failures = 2\nbreaker_open_seconds = 30.0\n"
+        "retry_budget_reserve = 1000\n",
+    )
+    try:
+        send_all(node)
+        wait_for(lambda: not node.queue(), 30, "the queue to empty")
+        received = sorted(r for t in sink.received() for r in t.recipients)
+        assert received == sorted(f"user{i}@remote.test" for i in range(ITEMS))
+        assert "breaker_open" not in node.log()
+    finally:
+        node.stop()
+        sink.stop()

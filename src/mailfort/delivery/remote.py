@@ -66,6 +66,9 @@ class RecipientResult:
     text: str  # one line for logs and `queue list`: what happened, where
     remote_mta: str | None = None  # the host that answered, for the DSN's Remote-MTA
     diagnostic: str | None = None  # "smtp; 550 5.1.1 ..." when a server answered (RFC 3464)
+    # The server answered for this recipient alone (RCPT TO): a 450 greylisting or a full
+    # mailbox says nothing about whether the destination works.
+    per_recipient: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +181,7 @@ class _Session:
             text=f"host {self.label} said: {code} {line} (in reply to {command} command)",
             remote_mta=self.host,
             diagnostic=f"smtp; {code} {line}",
+            per_recipient=command == "RCPT TO",
         )
 
 

@@ -68,6 +68,7 @@ class CircuitBreaker:
         "_config",
         "_consecutive",
         "_last_event",
+        "_last_success",
         "_probe_started",
         "_probes",
         "_rand",
@@ -90,6 +91,7 @@ class CircuitBreaker:
         self._probes = 0
         self._probe_started = 0.0
         self._last_event = 0.0
+        self._last_success: float | None = None
 
     @property
     def trips(self) -> int:
@@ -130,8 +132,17 @@ class CircuitBreaker:
         self._probe_started = now
         return True
 
+    def delivering(self, now: float, within: float) -> bool:
+        """Closed, and an attempt succeeded in the last `within` seconds: the destination works."""
+        return (
+            self.state(now) is BreakerState.CLOSED
+            and self._last_success is not None
+            and now - self._last_success <= within
+        )
+
     def record_success(self, now: float) -> None:
         self._last_event = max(self._last_event, now)
+        self._last_success = max(self._last_success or now, now)
         state = self.state(now)
         if state is BreakerState.HALF_OPEN:
             self._close()

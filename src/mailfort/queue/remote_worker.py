@@ -42,7 +42,7 @@ from mailfort.errors import StoreError
 from mailfort.mail import dsn
 from mailfort.mail.directory import Directory
 from mailfort.metrics import NodeMetrics
-from mailfort.overload.breaker import BreakerConfig, CircuitBreakers
+from mailfort.overload.breaker import BreakerConfig, BreakerState, CircuitBreakers
 from mailfort.overload.budget import RetryBudget, RetryBudgetConfig
 from mailfort.queue.bounce import notice
 from mailfort.queue.retry import RetryPolicy
@@ -238,12 +238,8 @@ class RemoteWorker:
         """One transaction to `dest`, unless its breaker or the retry budget says not now."""
         now = self.clock()
         first = items[0]
-        retry = any(item.attempts > 0 for item in items)
-        if retry and not self.budget.can_retry(now):
-            self.over_budget += len(items)
-            log.info("event=remote_retry_postponed id=%s reason=retry_budget", first.queue_id)
-            return  # the lease lapses: claimed again (here or elsewhere) a little later
         breaker = self.breakers.get(dest.key)
+        closed = breaker.state(now) is BreakerState.CLOSED
         if not breaker.allow(now):
             self.held_back += len(items)
             not_before = breaker.retry_at or now + self.probe_wait
@@ -256,18 +252,30 @@ class RemoteWorker:
             held = [_held_back(item, dest) for item in items]
             await self._settle(items, held, body, not_before=not_before)
             return
-        if retry:
-            self.budget.try_retry(now)
-        else:
+        # The budget stops retries from piling onto a destination in doubt. A half-open
+        # breaker's probe is already paced by the breaker; retries to a destination that is
+        # delivering again are the backlog catching up, not amplification (budgeted, a queue of
+        # 100 000 deferred during an outage would drain a few per minute afterwards).
+        retry = (
+            closed
+            and any(item.attempts > 0 for item in items)
+            and not breaker.delivering(now, self.budget.config.window_seconds)
+        )
+        if retry and not self.budget.try_retry(now):
+            self.over_budget += len(items)
+            log.info("event=remote_retry_postponed id=%s reason=retry_budget", first.queue_id)
+            return  # the lease lapses: claimed again (here or elsewhere) a little later
+        if not retry:
             self.budget.record_attempt(now)
         results = await self.client.deliver(dest, first.sender, [i.recipient for i in items], body)
         done = self.clock()
-        # A destination fails when it took nothing (no connection, or every recipient deferred);
-        # a 5xx is an answer from a working server.
-        if all(r.outcome is Outcome.DEFERRED for r in results):
-            breaker.record_failure(done)
-        else:
+        # A destination fails when it took nothing: no connection, a 421, a 4xx to MAIL or to
+        # the message. A 5xx is an answer from a working server, and so is a 4xx to every RCPT
+        # (greylisting, full mailboxes): five such in a row must not close a large domain.
+        if not all(r.outcome is Outcome.DEFERRED for r in results):
             breaker.record_success(done)
+        elif not all(r.per_recipient for r in results):
+            breaker.record_failure(done)
         if self.metrics is not None:
             self.metrics.breakers_open.set(sum(1 for _ in self.breakers.not_closed(done)))
         await self._settle(items, results, body)

@@ -180,9 +180,7 @@ class OverloadGate:
     def _flush_shed(self) -> None:
         shed, self._shed = self._shed, {}
         for protocol, n in shed.items():
-            # What NodeMetrics.refused records, n at once.
-            self.metrics.refusals.labels(protocol, REASON_OVERLOAD).inc(n)
-            self.metrics.window.count(f"refused.{protocol}", self.metrics.clock(), n)
+            self.metrics.refused(protocol, REASON_OVERLOAD, n)
 
     def arrive(self) -> None:
         """A session was admitted at connect and will soon want a slot (SMTP's MAIL FROM).

@@ -213,6 +213,10 @@ class WebhookSender:
                 status = await asyncio.wait_for(
                     self._post(url, body, headers, self.timeout), self.timeout + 1.0
                 )
+            except Refused as exc:
+                self.failed += 1
+                log.warning("event=webhook_refused url=%s reason=%s", url, exc)
+                return
             except (OSError, TimeoutError, ValueError) as exc:
                 outcome = repr(exc)
             else:
@@ -239,17 +243,21 @@ class WebhookSender:
         )
 
 
+class Refused(ValueError):
+    """Not sent, on purpose: trying again would not change that."""
+
+
 def refuse_private(url: str) -> None:
-    """ValueError when the URL's host is or resolves to a non-public address."""
+    """`Refused` when the URL's host is or resolves to a non-public address."""
     host = urllib.parse.urlsplit(url).hostname or ""
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
-        raise ValueError(f"cannot resolve {host!r}: {exc}") from None
+        raise OSError(f"cannot resolve {host!r}: {exc}") from None
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if not address.is_global:
-            raise ValueError(f"{host!r} is a non-public address ({address})")
+            raise Refused(f"{host!r} is a non-public address ({address})")
 
 
 def _post_blocking(

@@ -155,3 +155,15 @@ def test_bad_config_is_rejected() -> None:
         BreakerConfig(failure_rate=0.0)
     with pytest.raises(ValueError):
         BreakerConfig(base_backoff_seconds=10.0, max_backoff_seconds=1.0)
+
+
+def test_delivering_means_closed_with_a_recent_success() -> None:
+    b = breaker()
+    assert not b.delivering(0.0, 60.0)  # nothing known yet: in doubt
+    b.record_success(5.0)
+    assert b.delivering(30.0, 60.0)
+    assert not b.delivering(70.0, 60.0)  # too long ago to vouch for the destination
+    b.record_success(70.0)
+    for _ in range(CFG.failure_threshold):
+        b.record_failure(71.0)
+    assert not b.delivering(72.0, 60.0)  # open: not delivering, whatever it did before

@@ -29,6 +29,7 @@ SETTINGS = StatusConfig(
     recover_after=4.0,
     login_min_attempts=5,
     remote_min_attempts=5,
+    webhook_allow_private=True,  # the test's subscriber listens on loopback
 )
 
 
