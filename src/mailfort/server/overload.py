@@ -26,6 +26,7 @@ Every few seconds while busy the gate logs one `event=overload_state` line.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -103,6 +104,7 @@ class OverloadGate:
         # `arrive`): they will, within a few round trips.
         self.arriving = 0
         self._shed: dict[str, int] = {}
+        self._waiters: collections.deque[tuple[asyncio.Future[Token], str]] = collections.deque()
         self._store: Store | None = None
         self._task: asyncio.Task[None] | None = None
         if store is not None:
@@ -149,6 +151,67 @@ class OverloadGate:
             return None
         return Token(inner, protocol)
 
+    async def acquire(self, protocol: str, wait: float) -> Token | None:
+        """Like `try_acquire`, but a session that is already open may wait up to `wait` seconds
+        for a slot another one gives back.
+
+        Such a session has cost the greeting, TLS and EHLO already; refused, it costs all that
+        again when the client retries. The wait is short and the waiters are bounded (at most
+        the limit's size), so this is a small queue in front of the workers, not a buffer.
+        """
+        token = self._take(protocol)
+        if token is not None or not self.enabled or wait <= 0:
+            return self._counted(token, protocol)
+        if len(self._waiters) >= self.limit.limit or self._pending_full():
+            return self._counted(None, protocol)
+        waiter: asyncio.Future[Token] = asyncio.get_running_loop().create_future()
+        entry = (waiter, protocol)
+        self._waiters.append(entry)
+        try:
+            return await asyncio.wait_for(waiter, wait)
+        except TimeoutError:
+            return self._counted(None, protocol)
+        except BaseException:
+            # The session went away (cancelled) just as a slot was handed to it: give it back,
+            # or the limit would shrink by one for good.
+            if waiter.done() and not waiter.cancelled():
+                self.forget(waiter.result())
+            raise
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(entry)
+
+    def _pending_full(self) -> bool:
+        return self.pending_commits >= self.config.max_pending_commits
+
+    def _take(self, protocol: str) -> Token | None:
+        """A slot without counting a refusal (the caller decides what a None means)."""
+        if not self.enabled:
+            return Token(None, protocol)
+        if self._pending_full():
+            return None
+        inner = self.limit.acquire(self.clock())
+        return None if inner is None else Token(inner, protocol)
+
+    def _counted(self, token: Token | None, protocol: str) -> Token | None:
+        if token is None:
+            reason = REASON_COMMITS if self._pending_full() else REASON_LIMIT
+            self.metrics.refused(protocol, reason)
+        return token
+
+    def _hand_over(self) -> None:
+        """A slot was given back: the longest waiting session gets it, if it can."""
+        while self._waiters:
+            waiter, protocol = self._waiters[0]
+            if waiter.done():
+                self._waiters.popleft()
+                continue
+            token = self._take(protocol)
+            if token is None:
+                return
+            self._waiters.popleft()
+            waiter.set_result(token)
+
     def release(self, token: Token, ok: bool = True, latency: float | None = None) -> None:
         """The work is done. `ok=False`: it failed for lack of resources (store error, timeout),
         which backs the limit off. `latency`: the sample, when not the token's whole life."""
@@ -162,6 +225,8 @@ class OverloadGate:
             # Below a healthy commit's time, differences are noise (group commit batches).
             elapsed = max(elapsed, self.config.target_commit_latency)
             inner.release(now, elapsed, dropped=not ok)
+        if self._waiters:
+            self._hand_over()
 
     def forget(self, token: Token) -> None:
         """Give the slot back without a sample (the client left: its latency says nothing)."""
@@ -170,6 +235,8 @@ class OverloadGate:
         token.released = True
         if token._inner is not None:
             token._inner.ignore()
+        if self._waiters:
+            self._hand_over()
 
     def shed(self, protocol: str) -> None:
         """Count a connection refused at connect for `protocol`; recorded in metrics at the
@@ -205,7 +272,7 @@ class OverloadGate:
             return False
         if self.pending_commits >= self.config.max_pending_commits:
             return True
-        if self.limit.in_flight + self.arriving >= self.limit.limit:
+        if self.limit.in_flight + self.arriving + len(self._waiters) >= self.limit.limit:
             return True
         # Loop lag sheds a growing share of new connections, from none at an eighth of
         # max_loop_lag to all of them at half of it: a smooth control keeps the lag (and with

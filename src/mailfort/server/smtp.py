@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
+import inspect
 import logging
 import os
 import re
@@ -21,6 +23,7 @@ import ssl
 from collections import defaultdict
 from typing import Any, AnyStr, Final
 
+import aiosmtpd.smtp
 from aiosmtpd.smtp import MISSING, SMTP, syntax
 
 from mailfort.protocol.smtp import replies as R
@@ -30,6 +33,35 @@ from mailfort.server.overload import REASON_OVERLOAD, OverloadGate, Token
 from mailfort.server.smtp_policy import OVERLOADED_CONNECT, OVERLOADED_MAIL, Mode, SmtpPolicy
 
 log = logging.getLogger("mailfort.smtp")
+
+
+_CLASS_NAMES: dict[type, frozenset[str]] = {}
+
+
+class _AiosmtpdInspect:
+    """What aiosmtpd's `SMTP.__init__` needs of `inspect`, without its cost per connection.
+
+    It calls `inspect.getmembers(self)` and `(handler)` for every new connection only to pick the
+    `auth_*` methods; getmembers reads every attribute (properties included) and sorts them. At 4x
+    load in benchmarks/overload.py that was a fifth of the node's CPU, all spent on connections
+    that then sent one message. Same members, from the names that can match.
+    """
+
+    @staticmethod
+    def getmembers(obj: object) -> list[tuple[str, Any]]:
+        return [(name, getattr(obj, name)) for name in dir(obj) if name.startswith("auth_")]
+
+    @staticmethod
+    def signature(fn: Any) -> inspect.Signature:
+        return _signature(fn)
+
+
+@functools.lru_cache(maxsize=64)  # bound methods of the same handler compare equal: a hit
+def _signature(fn: Any) -> inspect.Signature:
+    return inspect.signature(fn)
+
+
+setattr(aiosmtpd.smtp, "inspect", _AiosmtpdInspect)  # noqa: B010 (a module attribute, on purpose)
 
 _REFUSALS = {
     Refusal.NODE_FULL: R.TOO_MANY_CONNECTIONS_NODE,
@@ -120,6 +152,14 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
     """
 
     line_length_limit = READ_LIMIT  # aiosmtpd's name for the StreamReader limit
+
+    def __dir__(self) -> list[str]:
+        # aiosmtpd's __init__ walks dir(self) for every connection (smtp_* commands, auth_*
+        # mechanisms); the class part of the answer never changes, so it is worked out once.
+        names = _CLASS_NAMES.get(type(self))
+        if names is None:
+            names = _CLASS_NAMES[type(self)] = frozenset(dir(type(self))) | {"__class__"}
+        return list(names.union(self.__dict__))
 
     def __init__(
         self,
@@ -240,7 +280,7 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
         self._arrived()
         gate = self._policy.gate
         if gate is not None and self._token is None:
-            self._token = gate.try_acquire(self._policy.protocol)
+            self._token = await gate.acquire(self._policy.protocol, _SLOT_WAIT)
             if self._token is None:
                 # Refused before anything of the message was read: nothing can be half-accepted.
                 await self.push(OVERLOADED_MAIL)
@@ -410,6 +450,8 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
         return super().eof_received()
 
 
+# Seconds an open session may wait at MAIL for a slot in the overload gate before its 451.
+_SLOT_WAIT: Final = 1.0
 # Seconds a new session holds its reservation in the overload gate before its first MAIL.
 _ARRIVAL_SECONDS: Final = 2.0
 # Connections refused per accept() call at most: asyncio calls it again on the next loop turn.

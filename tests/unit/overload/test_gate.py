@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 
@@ -190,3 +191,42 @@ def test_shed_connections_are_counted_at_the_next_tick() -> None:
     g.observe_lag(0.0)
     assert refusals(metrics, "smtp", "overload") == 5
     assert metrics.snapshot()["counts"]["refused.smtp"] == 5
+
+
+async def test_an_open_session_waits_briefly_for_a_slot_given_back() -> None:
+    g, metrics, _ = gate()
+    held = [g.try_acquire("smtp") for _ in range(3)]
+    waiting = asyncio.create_task(g.acquire("smtp", wait=5.0))
+    await asyncio.sleep(0.01)
+    assert not waiting.done() and g.overloaded()  # a waiter is demand: new connections wait out
+    first = held[0]
+    assert first is not None
+    g.release(first)
+    token = await asyncio.wait_for(waiting, 1.0)
+    assert token is not None and g.limit.in_flight == 3
+    assert refusals(metrics, "smtp", "limit") == 0  # it waited, it was not refused
+
+
+async def test_a_wait_that_runs_out_is_one_refusal() -> None:
+    g, metrics, _ = gate()
+    for _ in range(3):
+        g.try_acquire("smtp")
+    assert await g.acquire("smtp", wait=0.05) is None
+    assert refusals(metrics, "smtp", "limit") == 1
+    assert not g._waiters
+
+
+async def test_a_session_that_leaves_while_waiting_does_not_keep_a_slot() -> None:
+    g, _, _ = gate()
+    held = [g.try_acquire("smtp") for _ in range(3)]
+    gone = asyncio.create_task(g.acquire("smtp", wait=5.0))
+    await asyncio.sleep(0.01)
+    gone.cancel()  # the client hung up while waiting
+    with contextlib.suppress(asyncio.CancelledError):
+        await gone
+    assert not g._waiters
+    first = held[0]
+    assert first is not None
+    g.release(first)  # nobody is waiting any more: the slot is simply free
+    assert g.limit.in_flight == 2
+    assert g.try_acquire("smtp") is not None

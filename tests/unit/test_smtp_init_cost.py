@@ -1,0 +1,50 @@
+"""The stand-in for `inspect` that server/smtp.py gives aiosmtpd finds the same AUTH methods."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+
+import aiosmtpd.smtp
+from aiosmtpd.smtp import SMTP
+
+from mailfort.server.smtp import _AiosmtpdInspect
+
+
+class Handler:
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        return "250 OK"
+
+    async def auth_CUSTOM(self, server: object, args: list[str]) -> None:
+        return None
+
+
+def test_the_same_auth_members_as_inspect_getmembers() -> None:
+    assert aiosmtpd.smtp.inspect is _AiosmtpdInspect  # installed on import
+    loop = asyncio.new_event_loop()
+    try:
+        handler = Handler()
+        server = SMTP(handler, loop=loop)
+        for obj in (server, handler):
+            expected = [(n, m) for n, m in inspect.getmembers(obj) if n.startswith("auth_")]
+            assert _AiosmtpdInspect.getmembers(obj) == expected
+        assert set(server._auth_methods) == {"LOGIN", "PLAIN", "CUSTOM"}
+        assert _AiosmtpdInspect.signature(handler.handle_DATA) == inspect.signature(
+            handler.handle_DATA
+        )
+    finally:
+        loop.close()
+
+
+def test_dir_of_a_session_is_what_object_dir_says() -> None:
+    # LimitedSMTP answers dir() from a per-class cache; it must match the real thing, or
+    # aiosmtpd would miss (or invent) commands and AUTH mechanisms.
+    from mailfort.server.smtp import LimitedSMTP
+
+    class Probe(LimitedSMTP):
+        def __init__(self) -> None:  # no aiosmtpd set-up: only the attribute lookup matters
+            self.extra = 1
+
+    probe = Probe()
+    assert sorted(dir(probe)) == sorted(object.__dir__(probe))
+    assert "smtp_EHLO" in dir(probe) and "extra" in dir(probe)
