@@ -35,21 +35,32 @@ from mailfort.server.smtp_policy import OVERLOADED_CONNECT, OVERLOADED_MAIL, Mod
 log = logging.getLogger("mailfort.smtp")
 
 
-_CLASS_NAMES: dict[type, frozenset[str]] = {}
+_CLASS_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _names(obj: object) -> list[str]:
+    """`dir()` as aiosmtpd uses it: only to scan for `smtp_`, `handle_` and `auth_` names.
+
+    aiosmtpd's `SMTP.__init__` scans dir(self) and dir(handler) for every new connection, and
+    `inspect.getmembers` read every attribute to find the `auth_*` ones. At 4x load in
+    benchmarks/overload.py that was a fifth of the node's CPU, for connections that then sent
+    one message. The class part never changes and is worked out once; unsorted (no one needs
+    the order), plus the instance's own attributes.
+    """
+    cls = type(obj)
+    names = _CLASS_NAMES.get(cls)
+    if names is None:
+        names = _CLASS_NAMES[cls] = tuple(dir(cls))
+    own = getattr(obj, "__dict__", None)
+    return [*names, *own] if own else list(names)
 
 
 class _AiosmtpdInspect:
-    """What aiosmtpd's `SMTP.__init__` needs of `inspect`, without its cost per connection.
-
-    It calls `inspect.getmembers(self)` and `(handler)` for every new connection only to pick the
-    `auth_*` methods; getmembers reads every attribute (properties included) and sorts them. At 4x
-    load in benchmarks/overload.py that was a fifth of the node's CPU, all spent on connections
-    that then sent one message. Same members, from the names that can match.
-    """
+    """What aiosmtpd needs of `inspect`: the `auth_*` members, an EHLO hook's signature."""
 
     @staticmethod
     def getmembers(obj: object) -> list[tuple[str, Any]]:
-        return [(name, getattr(obj, name)) for name in dir(obj) if name.startswith("auth_")]
+        return [(name, getattr(obj, name)) for name in _names(obj) if name.startswith("auth_")]
 
     @staticmethod
     def signature(fn: Any) -> inspect.Signature:
@@ -61,7 +72,9 @@ def _signature(fn: Any) -> inspect.Signature:
     return inspect.signature(fn)
 
 
+# Module globals shadow builtins: aiosmtpd's own `dir(...)` and `inspect.` calls reach these.
 setattr(aiosmtpd.smtp, "inspect", _AiosmtpdInspect)  # noqa: B010 (a module attribute, on purpose)
+setattr(aiosmtpd.smtp, "dir", _names)  # noqa: B010
 
 _REFUSALS = {
     Refusal.NODE_FULL: R.TOO_MANY_CONNECTIONS_NODE,
@@ -152,14 +165,6 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
     """
 
     line_length_limit = READ_LIMIT  # aiosmtpd's name for the StreamReader limit
-
-    def __dir__(self) -> list[str]:
-        # aiosmtpd's __init__ walks dir(self) for every connection (smtp_* commands, auth_*
-        # mechanisms); the class part of the answer never changes, so it is worked out once.
-        names = _CLASS_NAMES.get(type(self))
-        if names is None:
-            names = _CLASS_NAMES[type(self)] = frozenset(dir(type(self))) | {"__class__"}
-        return list(names.union(self.__dict__))
 
     def __init__(
         self,
