@@ -149,11 +149,20 @@ async def cmd_status_show(config: Config, store: Store, args: argparse.Namespace
     status = _repo(config, store)
     now = time.time()
     components = await status.components()
+    incidents = await status.incidents(open_only=True, limit=200)
     print("components:")
     for component, published in components.items():
         since = f" since {_at(published.since)}" if published.since is not None else ""
-        print(f"  {component.display_name:<22} {_state(published.state)}{since}")
-    incidents = await status.incidents(open_only=True, limit=200)
+        # The page shows the worse of the measured state and what an open incident declares;
+        # say where a declared state comes from, so the two views never seem to disagree.
+        declared = [
+            (i.id, i.components[component]) for i in incidents if component in i.components
+        ]
+        worst = max(declared, key=lambda d: d[1].severity, default=None)
+        note = ""
+        if worst is not None and worst[1].severity > published.state.severity:
+            note = f" (measured); {_state(worst[1])} per {worst[0]}"
+        print(f"  {component.display_name:<22} {_state(published.state)}{since}{note}")
     print("open incidents:" if incidents else "open incidents: none")
     for incident in incidents:
         print(f"  {_incident_line(incident)}")

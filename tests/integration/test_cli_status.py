@@ -175,6 +175,12 @@ def test_show_prints_what_the_status_leader_published(node: NodeProcess) -> None
     assert "Outgoing mail          partial outage since 2096-10-02 07:06 UTC" in shown
     assert "IMAP                   operational" in shown
     assert "open incidents: none" in shown and "maintenance: none scheduled" in shown
+    incident = ok(node, "incident", "open", "--title", "t", "--text", "x", "--component",
+                  "imap=major_outage", "--component", "outgoing=degraded").strip()  # fmt: skip
+    shown = ok(node, "show")
+    # What an operator declares is shown beside the measurement, as the page combines them.
+    assert f"IMAP                   operational (measured); major outage per {incident}" in shown
+    assert "Outgoing mail          partial outage since 2096-10-02 07:06 UTC\n" in shown
 
 
 def test_help_explains_the_values_a_newcomer_must_type(node: NodeProcess) -> None:
