@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 import ssl
@@ -69,6 +70,7 @@ class Listener:
 class Node:
     def __init__(self, config: Config, store: Store | None = None) -> None:
         self.config = config
+        self._binding = ""  # the listener being bound, for an error that names it
         self.store = store or open_store(config.store.url, config.data_dir)
         # What this node measures: /metrics for scrapers, a window in each heartbeat for status.
         self.metrics = NodeMetrics(window=config.status.window_seconds)
@@ -161,7 +163,10 @@ class Node:
         }
 
     def _address(self, listener: str) -> tuple[str, int] | None:
-        return parse_hostport(f"listen.{listener}", getattr(self.config.listen, listener))
+        address = parse_hostport(f"listen.{listener}", getattr(self.config.listen, listener))
+        if address is not None:
+            self._binding = f"[listen] {listener} = {address[0]}:{address[1]}"
+        return address
 
     def _serving(self, listener: str, host: str, server: asyncio.Server) -> None:
         self.servers.append(server)
@@ -178,6 +183,26 @@ class Node:
         self.gate.start()
         cert, key = self._tls_paths()
         tls = server_context(cert, key)
+        try:
+            await self._start_listeners(tls)
+        except OSError as exc:
+            if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+                raise
+            # "Address already in use" alone does not say which of eight listeners it was.
+            raise OSError(exc.errno, exc.strerror, self._binding) from None
+        self.tasks.append(asyncio.create_task(self.worker.run(), name="local-worker"))
+        if self.remote_worker is not None:
+            self.tasks.append(asyncio.create_task(self.remote_worker.run(), name="remote-worker"))
+        await self.membership.join(
+            [{"name": x.name, "host": x.host, "port": x.port} for x in self.listeners]
+        )
+        self.tasks.append(asyncio.create_task(self.membership.run(), name="heartbeat"))
+        if self.config.status.enabled:
+            self.tasks.append(asyncio.create_task(self.notices.run(), name="status-notices"))
+            self.tasks.append(asyncio.create_task(self.status_service.run(), name="status"))
+        return self.listeners
+
+    async def _start_listeners(self, tls: ssl.SSLContext) -> None:
         limits = self.config.limits
         for mode in Mode:
             address = self._address(mode.value)
@@ -211,18 +236,7 @@ class Node:
             await self._start_imap(tls)
         if self.config.listen.pop3 or self.config.listen.pop3s:
             await self._start_pop3(tls)
-        self.tasks.append(asyncio.create_task(self.worker.run(), name="local-worker"))
-        if self.remote_worker is not None:
-            self.tasks.append(asyncio.create_task(self.remote_worker.run(), name="remote-worker"))
         await self._start_http()
-        await self.membership.join(
-            [{"name": x.name, "host": x.host, "port": x.port} for x in self.listeners]
-        )
-        self.tasks.append(asyncio.create_task(self.membership.run(), name="heartbeat"))
-        if self.config.status.enabled:
-            self.tasks.append(asyncio.create_task(self.notices.run(), name="status-notices"))
-            self.tasks.append(asyncio.create_task(self.status_service.run(), name="status"))
-        return self.listeners
 
     async def _start_http(self) -> None:
         """The status web (status/web/): served by every node, so it outlives any one of them."""

@@ -303,3 +303,18 @@ def test_a_store_from_a_newer_mailfort_is_refused_clearly(node: NodeProcess) -> 
         conn.execute("PRAGMA user_version = 999")
     message = fails(node, "domain", "list")
     assert "schema version 999" in message and "upgrade mailfort" in message
+
+
+def test_a_taken_port_is_named_with_its_listener(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        node = NodeProcess(tmp_path, fixed_ports={"submission": port})
+        node.write_config()
+        assert node.cli("init").returncode == 0
+        message = fails(node, "serve")
+    # Which of the eight listeners, and where: not just "Address already in use".
+    assert message == f"mailfort: Address already in use: [listen] submission = 127.0.0.1:{port}"
