@@ -63,6 +63,9 @@ def test_killed_mid_delivery_is_delivered_after_the_lease_expires(tmp_path: Path
         copies = sink.received("far@away.test")
         assert 1 <= len(copies) <= 2
         assert all(c.data.endswith(body) for c in copies)
+        deadline = time.monotonic() + 10  # the node writes its log in batches
+        while "event=remote_delivered" not in node.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert "event=remote_delivered" in node.log()
     finally:
         sink.release()

@@ -3,7 +3,6 @@ StatusRepository on the node's own store (SQLite file, shared with the running n
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -14,6 +13,7 @@ import httpx
 
 from mailfort.status.repository import StatusRepository
 from mailfort.store.sqlite import SqliteStore
+from tests.cluster_support import run_async
 from tests.nodeproc import NodeProcess
 
 T = TypeVar("T")
@@ -54,7 +54,7 @@ def with_repository(node: NodeProcess, fn: Callable[[StatusRepository], Awaitabl
         finally:
             await store.close()
 
-    return asyncio.run(run())
+    return run_async(run)  # from plain tests and from inside a running loop alike
 
 
 def wait_for(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -12,8 +10,8 @@ import pytest
 
 from mailfort.status.components import Component, ComponentState
 from mailfort.status.incidents import Author, IncidentStatus, Origin
-from mailfort.status.repository import PublishedComponent, StatusRepository
-from mailfort.store.sqlite import SqliteStore
+from mailfort.status.repository import PublishedComponent
+from tests.integration.status_web_support import with_repository
 from tests.nodeproc import NodeProcess
 
 T = TypeVar("T")
@@ -24,18 +22,6 @@ def node(tmp_path: Path) -> NodeProcess:
     proc = NodeProcess(tmp_path)
     proc.write_config()
     return proc
-
-
-def in_status(node: NodeProcess, fn: Callable[[StatusRepository], Awaitable[T]]) -> T:
-    async def run() -> T:
-        store = SqliteStore(node.db_path)
-        await store.open()
-        try:
-            return await fn(StatusRepository(store))
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
 
 
 def ok(node: NodeProcess, *args: str) -> str:
@@ -74,7 +60,7 @@ def test_an_incident_is_opened_updated_and_resolved(node: NodeProcess) -> None:
     assert ok(node, "incident", "list").strip() == "no open incidents"
     assert "resolved" in ok(node, "incident", "list", "--all")
 
-    stored = in_status(node, lambda s: s.incident("inc-1"))
+    stored = with_repository(node, lambda s: s.incident("inc-1"))
     assert stored is not None and stored.origin is Origin.OPERATOR
     assert [(e.status, e.author, e.text) for e in stored.timeline] == [
         (IncidentStatus.INVESTIGATING, Author.OPERATOR, "We are looking into it"),
@@ -108,7 +94,7 @@ def test_bad_incident_values_exit_2_with_one_line(
 ) -> None:
     message = fails(node, "incident", "open", "--title", "t", "--text", "x", *args, status=2)
     assert expected in message
-    assert in_status(node, lambda s: s.incidents()) == []
+    assert with_repository(node, lambda s: s.incidents()) == []
 
 
 def test_maintenance_is_scheduled_listed_and_cancelled(node: NodeProcess) -> None:
@@ -118,7 +104,7 @@ def test_maintenance_is_scheduled_listed_and_cancelled(node: NodeProcess) -> Non
         "--start", "2099-12-01T02:00Z", "--end", "2099-12-01T07:00+01:00", "--component", "imap",
     ).strip()  # fmt: skip
     assert window_id == "mnt-1"
-    (window,) = in_status(node, lambda s: s.maintenance(time.time()))
+    (window,) = with_repository(node, lambda s: s.maintenance(time.time()))
     assert window.starts_at == 4_099_773_600.0  # 2099-12-01 02:00 UTC
     assert window.ends_at == window.starts_at + 4 * 3600  # 07:00+01:00 is 06:00 UTC
     assert window.components == (Component.IMAP,)
@@ -170,7 +156,7 @@ def test_webhooks_are_added_listed_and_removed(node: NodeProcess) -> None:
 
 def test_show_prints_what_the_status_leader_published(node: NodeProcess) -> None:
     published = PublishedComponent(Component.OUTGOING, ComponentState.PARTIAL_OUTAGE, 4e9)
-    in_status(node, lambda s: s.save_components({Component.OUTGOING: published}))
+    with_repository(node, lambda s: s.save_components({Component.OUTGOING: published}))
     shown = ok(node, "show")
     assert "Outgoing mail          partial outage since 2096-10-02 07:06 UTC" in shown
     assert "IMAP                   operational" in shown

@@ -38,10 +38,10 @@ from mailfort.status import Component, ComponentState, Incident, IncidentStatus,
 from mailfort.status.repository import StatusRepository
 from mailfort.status.service import LEADER_LEASE
 from mailfort.store.api import Store
-from mailfort.store.sqlite import SqliteStore
-from tests.cluster_support import PgSchema, base_dsn, cluster_node, run_async
+from tests.cluster_support import PgSchema, base_dsn, cluster_node
 from tests.conftest import PASSWORD
 from tests.dnsserver import NameServer
+from tests.integration.status_web_support import with_repository
 from tests.integration.test_remote_delivery import delivery_config, make_zone
 from tests.nodeproc import NodeProcess, free_ports
 from tests.rawclient import client_tls
@@ -102,18 +102,6 @@ def wait(predicate: Callable[[], T], what: str, timeout: float = DEADLINE) -> T:
         time.sleep(0.2)
 
 
-def sqlite_repo(node: NodeProcess, fn: Callable[[StatusRepository], Awaitable[T]]) -> T:
-    async def run() -> T:
-        store = SqliteStore(node.db_path)
-        await store.open()
-        try:
-            return await fn(StatusRepository(store))
-        finally:
-            await store.close()
-
-    return run_async(run)
-
-
 def states(read: Callable[[Callable[[StatusRepository], Awaitable[Any]]], Any]) -> Any:
     async def fn(repo: StatusRepository) -> dict[Component, ComponentState]:
         return {c: p.state for c, p in (await repo.components()).items()}
@@ -145,7 +133,7 @@ def evaluated(read: Callable[[Callable[[StatusRepository], Awaitable[Any]]], Any
 
 
 def read_of(node: NodeProcess) -> Callable[[Callable[[StatusRepository], Awaitable[Any]]], Any]:
-    return lambda fn: sqlite_repo(node, fn)
+    return lambda fn: with_repository(node, fn)
 
 
 def cheap_users(store_query: Callable[[Callable[[Store], Awaitable[None]]], None]) -> None:
@@ -383,7 +371,7 @@ def test_remote_mx_down_opens_an_incident_and_the_delayed_sender_gets_one_notice
     read = read_of(node)
     hooks = Receiver()
     revived: Sink | None = None
-    hook = sqlite_repo(node, lambda repo: repo.add_webhook(hooks.url))
+    hook = with_repository(node, lambda repo: repo.add_webhook(hooks.url))
     try:
         sink.stop()
         with submission(node) as client:
@@ -457,7 +445,7 @@ def test_remote_mx_down_opens_an_incident_and_the_delayed_sender_gets_one_notice
             for e in events
         )
     finally:
-        sqlite_repo(node, lambda repo: repo.remove_webhook(hook.id))
+        with_repository(node, lambda repo: repo.remove_webhook(hook.id))
         hooks.close()
         if revived is not None:
             revived.stop()
