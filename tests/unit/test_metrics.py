@@ -1,0 +1,45 @@
+"""NodeMetrics: the heartbeat window forgets what is older than it, merges exactly across nodes,
+and the Prometheus exposition follows the client library's conventions."""
+
+from __future__ import annotations
+
+from prometheus_client import generate_latest
+
+from mailfort.metrics import LATENCY_BUCKETS, NodeMetrics, WindowStats, merge_snapshots, quantile
+
+
+def test_the_window_forgets_what_is_older_than_it() -> None:
+    window = WindowStats(window=60.0, slot=10.0)
+    window.count("login.imap.ok", now=1000.0, n=5)
+    window.observe("store_commit", 0.004, now=1000.0)
+    assert window.snapshot(1030.0)["counts"] == {"login.imap.ok": 5}
+    window.count("login.imap.ok", now=1075.0)  # a new slot; the first is now out of the window
+    snap = window.snapshot(1075.0)
+    assert snap["counts"] == {"login.imap.ok": 1}
+    assert snap["hists"] == {}
+
+
+def test_windows_of_several_nodes_add_up_bucket_by_bucket() -> None:
+    a, b = WindowStats(), WindowStats()
+    for _ in range(95):
+        a.observe("store_commit", 0.004, now=10.0)
+    for _ in range(5):
+        b.observe("store_commit", 3.0, now=10.0)
+    merged = merge_snapshots([a.snapshot(10.0), b.snapshot(10.0)])
+    buckets = merged["hists"]["store_commit"]
+    assert sum(buckets) == 100 and len(buckets) == len(LATENCY_BUCKETS)
+    assert quantile(buckets, 0.95) == 0.005  # the upper bound of the bucket holding the p95
+    assert quantile(buckets, 0.99) == 5.0
+    assert quantile(None, 0.95) is None and quantile([0] * len(LATENCY_BUCKETS), 0.5) is None
+
+
+def test_exposition_names_follow_prometheus_conventions() -> None:
+    metrics = NodeMetrics()
+    metrics.login("imap", ok=False, seconds=0.2)
+    metrics.refused("smtp", "limit", n=3)
+    text = generate_latest(metrics.registry).decode()
+    assert 'mailfort_logins_total{protocol="imap",result="failure"} 1.0' in text
+    assert 'mailfort_admission_refusals_total{protocol="smtp",reason="limit"} 3.0' in text
+    assert "mailfort_login_duration_seconds_bucket" in text
+    assert "_created" not in text  # no timestamp series beside every counter
+    assert metrics.snapshot()["counts"] == {"login.imap.fail": 1, "refused.smtp": 3}
