@@ -23,14 +23,20 @@ _LISTENER = re.compile(r"^\s+(smtp|submission|submissions|imaps?|pop3s?)\s+([\d.
 IMAP = True
 POP3 = True
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_ports(count: int) -> list[int]:
     """Ports free on 127.0.0.1 now, for nodes that are restarted on the same ports.
 
     Taken below the kernel's ephemeral range (32768 and up): a port from that range could be
     handed to one of the test's own client connections while the node is down, and the restart
-    would then fail with "address already in use"."""
+    would then fail with "address already in use". A port is handed out once per test run:
+    nodes set up together bind only later, so two calls could otherwise return the same port."""
     found: list[int] = []
     for port in random.sample(range(20000, 32000), 500):
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
@@ -38,6 +44,7 @@ def free_ports(count: int) -> list[int]:
                 continue
         found.append(port)
         if len(found) == count:
+            _HANDED_OUT.update(found)
             return found
     raise RuntimeError("no free ports below the ephemeral range")
 
