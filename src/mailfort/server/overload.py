@@ -140,16 +140,7 @@ class OverloadGate:
 
     def try_acquire(self, protocol: str) -> Token | None:
         """Admit one unit of store-bound work, or None: refuse it now (already counted)."""
-        if not self.enabled:
-            return Token(None, protocol)
-        if self.pending_commits >= self.config.max_pending_commits:
-            self.metrics.refused(protocol, REASON_COMMITS)
-            return None
-        inner = self.limit.acquire(self.clock())
-        if inner is None:
-            self.metrics.refused(protocol, REASON_LIMIT)
-            return None
-        return Token(inner, protocol)
+        return self._counted(self._take(protocol), protocol)
 
     async def acquire(self, protocol: str, wait: float) -> Token | None:
         """Like `try_acquire`, but a session that is already open may wait up to `wait` seconds
@@ -270,7 +261,7 @@ class OverloadGate:
         half the goodput in benchmarks/overload.py)."""
         if not self.enabled:
             return False
-        if self.pending_commits >= self.config.max_pending_commits:
+        if self._pending_full():
             return True
         if self.limit.in_flight + self.arriving + len(self._waiters) >= self.limit.limit:
             return True
