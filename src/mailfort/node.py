@@ -466,26 +466,21 @@ def describe(node: Node) -> str:
             f"Mail client (outgoing): server {sub.host}, port {sub.port}, STARTTLS, password auth,"
             " your full address as user name (the certificate is self-signed)"
         )
-    imap = next((x for x in node.listeners if x.name == "imap"), None)
-    imaps = next((x for x in node.listeners if x.name == "imaps"), None)
-    if imap or imaps:
-        incoming = ", ".join(
-            f"port {x.port} ({'STARTTLS' if x.name == 'imap' else 'SSL/TLS'})"
-            for x in (imap, imaps)
-            if x
+    for protocol in ("imap", "pop3"):
+        # The plain listener (STARTTLS) and its implicit-TLS twin ("imaps", "pop3s").
+        served = sorted(
+            (x for x in node.listeners if x.name in (protocol, protocol + "s")),
+            key=lambda x: x.name,
         )
-        host = (imap or imaps).host  # type: ignore[union-attr]
-        lines.append(f"Mail client (incoming): IMAP server {host}, {incoming}, normal password")
-    pop3 = next((x for x in node.listeners if x.name == "pop3"), None)
-    pop3s = next((x for x in node.listeners if x.name == "pop3s"), None)
-    if pop3 or pop3s:
-        incoming = ", ".join(
-            f"port {x.port} ({'STARTTLS' if x.name == 'pop3' else 'SSL/TLS'})"
-            for x in (pop3, pop3s)
-            if x
-        )
-        host = (pop3 or pop3s).host  # type: ignore[union-attr]
-        lines.append(f"Mail client (incoming): POP3 server {host}, {incoming}, normal password")
+        if served:
+            incoming = ", ".join(
+                f"port {x.port} ({'STARTTLS' if x.name == protocol else 'SSL/TLS'})"
+                for x in served
+            )
+            lines.append(
+                f"Mail client (incoming): {protocol.upper()} server {served[0].host},"
+                f" {incoming}, normal password"
+            )
     lines.append("Stop with Ctrl-C (SIGINT) or SIGTERM.")
     return "\n".join(lines)
 
