@@ -83,6 +83,18 @@ class Outcome:
     wall: float = 0.0
     cpu: float = 0.0
 
+    def record(self, seq: int, code: int | None, started: float, end: float) -> None:
+        """The final answer for message `seq`: 250, a refusal code, or None (no answer)."""
+        if code is None:
+            self.unknown.append(seq)
+        elif code == 250:
+            now = time.monotonic()
+            self.acked.append(seq)
+            self.latencies.append(now - started)
+            self.in_window += now <= end
+        else:
+            self.refused[seq] = code
+
 
 class _Client(asyncio.Protocol):
     """One message over one connection, as a state machine on raw callbacks.
@@ -147,16 +159,7 @@ class _Client(asyncio.Protocol):
     def finish(self, code: int | None) -> None:
         if self.state == "done":
             return
-        out, seq = self.out, self.seq
-        if code is None:
-            out.unknown.append(seq)
-        elif code == 250:
-            now = time.monotonic()
-            out.acked.append(seq)
-            out.latencies.append(now - self.started)
-            out.in_window += now <= self.end
-        else:
-            out.refused[seq] = code
+        self.out.record(self.seq, code, self.started, self.end)
         self.state = "done"
         if self.transport is not None:
             if code is not None and code != 421:
@@ -304,16 +307,7 @@ class _Raw:
         return True
 
     def finish(self, code: int | None) -> bool:
-        out, seq = self.out, self.seq
-        if code is None:
-            out.unknown.append(seq)
-        elif code == 250:
-            now = time.monotonic()
-            out.acked.append(seq)
-            out.latencies.append(now - self.started)
-            out.in_window += now <= self.end
-        else:
-            out.refused[seq] = code
+        self.out.record(self.seq, code, self.started, self.end)
         if code is not None and code != 421:
             with contextlib.suppress(OSError):
                 self.sock.send(b"QUIT\r\n")
