@@ -179,3 +179,63 @@ def test_slow_store_refuses_new_work_on_every_protocol_and_loses_nothing(
     assert sorted(inbox_tags(node)) == accepted
     log = node.log()
     assert "Traceback" not in log
+
+
+@pytest.mark.timeout(60)
+def test_a_burst_past_the_limit_is_refused_at_connect_not_at_mail(tmp_path: Path) -> None:
+    """A burst that queued while the node was busy: asyncio accepts all of it in one go, before
+    it builds any session. Every connection past the limit must hear 421 at once, not a 220
+    and then a 451 at MAIL (a greeting and EHLO spent for nothing, on both sides)."""
+    import os
+    import signal
+    import socket
+
+    limit = 3
+    proc = NodeProcess(
+        tmp_path,
+        extra_config=f"[overload]\ninitial_limit = {limit}\nmin_limit = {limit}\n"
+        f"max_limit = {limit}\nmax_loop_lag = 30.0\n",
+    )
+    proc.provision(domains=("example.test",), users={ALICE: PASSWORD})
+    proc.start()
+    assert proc.proc is not None
+    sockets: list[socket.socket] = []
+    try:
+        os.kill(proc.proc.pid, signal.SIGSTOP)  # busy: the kernel queues the burst
+        try:
+            for _ in range(20):
+                sockets.append(socket.create_connection(("127.0.0.1", proc.ports["smtp"]), 5))
+        finally:
+            os.kill(proc.proc.pid, signal.SIGCONT)
+        greeted: list[socket.socket] = []
+        for sock in sockets:
+            sock.settimeout(10)
+            with sock.makefile("rb") as stream:
+                reply = stream.readline()
+            if reply.startswith(b"220"):
+                greeted.append(sock)
+            else:
+                assert reply.startswith(b"421 4.3.2"), reply
+        assert len(greeted) == limit
+        # Every session admitted has its slot: each delivers a message, none hears 451.
+        for i, sock in enumerate(greeted):
+            with sock.makefile("rwb") as stream:
+
+                def say(line: bytes, stream: Any = stream) -> bytes:
+                    stream.write(line + b"\r\n")
+                    stream.flush()
+                    reply: bytes = stream.readline()
+                    while reply[3:4] == b"-":
+                        reply = stream.readline()
+                    return reply
+
+                assert say(b"EHLO outside.test").startswith(b"250")
+                assert say(b"MAIL FROM:<sender@outside.test>").startswith(b"250")
+                assert say(f"RCPT TO:<{ALICE}>".encode()).startswith(b"250")
+                assert say(b"DATA").startswith(b"354")
+                assert say(message(f"burst{i}") + b".").startswith(b"250")
+        assert sorted(inbox_tags(proc)) == [f"burst{i}" for i in range(limit)]
+    finally:
+        for sock in sockets:
+            sock.close()
+        proc.stop()

@@ -55,6 +55,8 @@ _COMMIT_ALPHA: Final = 0.2
 _COMMIT_FADE: Final = 0.9
 _TOLERANCE: Final = 3.0
 _LOG_EVERY: Final = 5.0  # seconds between state lines in the log while the node is busy
+# Seconds a session admitted at connect holds its reservation before its first slot (see `admit`).
+ARRIVAL_SECONDS: Final = 2.0
 
 
 class Token:
@@ -100,9 +102,9 @@ class OverloadGate:
         self.loop_lag = 0.0  # smoothed seconds
         self.commit_latency = 0.0  # smoothed seconds
         self._commits_since_tick = 0
-        # Sessions admitted at connect that have not asked for their first slot yet (see
-        # `arrive`): they will, within a few round trips.
-        self.arriving = 0
+        # When the reservations of sessions admitted at connect run out, oldest first (see
+        # `admit`): they will ask for their first slot within a few round trips.
+        self._arrivals: collections.deque[float] = collections.deque()
         self._shed: dict[str, int] = {}
         self._waiters: collections.deque[tuple[asyncio.Future[Token], str]] = collections.deque()
         self._store: Store | None = None
@@ -240,17 +242,39 @@ class OverloadGate:
         for protocol, n in shed.items():
             self.metrics.refused(protocol, REASON_OVERLOAD, n)
 
-    def arrive(self) -> None:
-        """A session was admitted at connect and will soon want a slot (SMTP's MAIL FROM).
+    def admit(self) -> bool:
+        """A new connection: admit it and reserve a slot for its first transaction, or False:
+        refuse it at connect (the caller answers and counts it, see `shed`).
 
-        Counted against the limit by `overloaded()` until `arrived()`: otherwise a burst of
-        connections all pass the connect check, and most are refused later at MAIL, which
-        costs both sides the greeting, EHLO and MAIL (at 4x load thousands of 451s and a third
-        of the goodput in benchmarks/overload.py)."""
-        self.arriving += 1
+        The reservation counts against the limit in `overloaded()` until the session asks for
+        its slot (`arrived`) or `ARRIVAL_SECONDS` pass. It is taken here, at accept time, not
+        when the session object is built: asyncio accepts a whole burst of connections before
+        it builds any of them, and every connection of the burst passed the check while none
+        was counted yet; most were refused later at MAIL instead, after costing both sides the
+        greeting and EHLO (at 4x load in benchmarks/overload.py ~100 such 451s a second, a
+        tenth of the node's CPU)."""
+        if self.overloaded():
+            return False
+        if self.enabled:
+            self._arrivals.append(self.clock() + ARRIVAL_SECONDS)
+        return True
 
-    def arrived(self) -> None:
-        self.arriving = max(0, self.arriving - 1)
+    def arrived(self, admitted_at: float) -> None:
+        """The session admitted at `admitted_at` (the gate's clock) asks for its first slot, or
+        went away: its reservation, if it has not run out, is given back.
+
+        Every reservation lasts as long, so they run out in the order they were taken: giving
+        back the oldest one is the same count as giving back one's own."""
+        if self.clock() < admitted_at + ARRIVAL_SECONDS and self._arrivals:
+            self._arrivals.popleft()
+
+    @property
+    def arriving(self) -> int:
+        """Reservations of admitted sessions that have not asked for their first slot yet."""
+        arrivals, now = self._arrivals, self.clock()
+        while arrivals and arrivals[0] <= now:
+            arrivals.popleft()
+        return len(arrivals)
 
     def overloaded(self) -> bool:
         """Hard overload: refuse new connections at connect time (cheapest for both sides).

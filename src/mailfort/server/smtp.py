@@ -172,6 +172,7 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
         *,
         limiter: ConnectionLimiter,
         session_timeout: float,
+        admitted_at: float | None = None,
         **kwargs: Any,
     ) -> None:
         # aiosmtpd keeps these on the class and grows MAIL's entry on every EHLO, so one session's
@@ -179,7 +180,9 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
         self.command_size_limits = defaultdict(lambda: SMTP.command_size_limit)
         # The overload gate's slot for the transaction under way (MAIL FROM to its reply).
         self._token: Token | None = None
-        self._arrival: asyncio.TimerHandle | None = None  # see OverloadGate.arrive
+        # When the overload gate admitted this session with a reservation for its first
+        # transaction (OverloadGate.admit); None once given back, or when there is none.
+        self._admitted_at = admitted_at
         super().__init__(handler, **kwargs)
         self._policy = handler
         self._receiving_data = False
@@ -204,6 +207,7 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
             if refusal is not None:
                 self._refused = True
                 log.warning("event=connection_refused reason=%s client=%s", refusal.value, ip)
+                self._arrived()
                 if self._policy.metrics is not None:
                     self._policy.metrics.refused(self._policy.protocol, refusal.value)
                 assert isinstance(transport, asyncio.WriteTransport)
@@ -212,11 +216,6 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
                 return
             self._slot_ip = ip
             self._deadline = self.loop.call_later(self._session_timeout, self._expire)
-            gate = self._policy.gate
-            if gate is not None:
-                gate.arrive()
-                # A session that does not come to MAIL soon gives its reservation back.
-                self._arrival = self.loop.call_later(_ARRIVAL_SECONDS, self._arrived)
         super().connection_made(transport)
 
     # -- reading (asyncio.BufferedProtocol) -----------------------------------------------------
@@ -295,11 +294,9 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
             self._forget_token()  # MAIL itself was refused: no transaction holds the slot
 
     def _arrived(self) -> None:
-        arrival, self._arrival = self._arrival, None
-        if arrival is not None:
-            arrival.cancel()
-            assert self._policy.gate is not None
-            self._policy.gate.arrived()
+        admitted_at, self._admitted_at = self._admitted_at, None
+        if admitted_at is not None and self._policy.gate is not None:
+            self._policy.gate.arrived(admitted_at)
 
     def _set_post_data_state(self) -> None:
         # Every end of a transaction passes here: after DATA, RSET, HELO/EHLO, STARTTLS.
@@ -457,8 +454,6 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
 
 # Seconds an open session may wait at MAIL for a slot in the overload gate before its 451.
 _SLOT_WAIT: Final = 1.0
-# Seconds a new session holds its reservation in the overload gate before its first MAIL.
-_ARRIVAL_SECONDS: Final = 2.0
 # Connections refused per accept() call at most: asyncio calls it again on the next loop turn.
 _SHED_BATCH: Final = 64
 
@@ -477,7 +472,7 @@ class _SheddingSocket(socket.socket):
     def accept(self) -> tuple[socket.socket, Any]:
         for _ in range(_SHED_BATCH):
             fd, address = self._accept()  # type: ignore[attr-defined]
-            if not self.gate.overloaded():
+            if self.gate.admit():
                 return socket.socket(self.family, self.type, self.proto, fileno=fd), address
             try:
                 os.write(fd, _BUSY_LINE)  # a fresh socket's empty buffer takes it at once
@@ -545,14 +540,21 @@ async def start_smtp(
 
     def factory() -> asyncio.Protocol:
         gate = policy.gate
-        if implicit_tls and gate is not None and not limiter.draining and gate.overloaded():
-            # On the TLS port the refusal comes inside TLS (the others shed in accept(), see
-            # _SheddingSocket), before aiosmtpd builds a session.
-            return _Busy(policy)
+        admitted_at = None
+        if gate is not None:
+            if not implicit_tls:
+                admitted_at = gate.clock()  # _SheddingSocket.accept admitted it just now
+            elif not limiter.draining:
+                # On the TLS port the refusal comes inside TLS (the others shed in accept(),
+                # see _SheddingSocket), before aiosmtpd builds a session.
+                if not gate.admit():
+                    return _Busy(policy)
+                admitted_at = gate.clock()
         return LimitedSMTP(
             policy,
             limiter=limiter,
             session_timeout=session_timeout,
+            admitted_at=admitted_at,
             data_size_limit=max_message_size,
             enable_SMTPUTF8=True,
             hostname=hostname,

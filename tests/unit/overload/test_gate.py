@@ -230,3 +230,48 @@ async def test_a_session_that_leaves_while_waiting_does_not_keep_a_slot() -> Non
     g.release(first)  # nobody is waiting any more: the slot is simply free
     assert g.limit.in_flight == 2
     assert g.try_acquire("smtp") is not None
+
+
+def test_admitted_connections_reserve_their_first_slot_at_once() -> None:
+    # asyncio accepts a burst before it builds any session: each admission must count at once,
+    # or the whole burst passes a limit of 3 and most of it is refused later at MAIL.
+    g, _, _ = gate()
+    assert [g.admit() for _ in range(5)] == [True, True, True, False, False]
+    assert g.arriving == 3
+
+
+def test_a_session_gives_its_reservation_back_when_it_asks_for_a_slot() -> None:
+    g, _, clock = gate()
+    admitted_at = clock.now
+    assert g.admit() and g.admit() and g.admit()
+    g.arrived(admitted_at)
+    token = g.try_acquire("smtp")
+    assert token is not None  # the reservation became the slot: still 3 in all
+    assert not g.admit()
+    g.release(token)
+    assert g.admit()
+
+
+def test_reservations_run_out_and_a_late_session_gives_back_nothing() -> None:
+    g, _, clock = gate()
+    early = clock.now
+    assert g.admit()
+    clock.now += 1.5
+    late = clock.now
+    assert g.admit() and g.admit()
+    clock.now += 1.0  # the first reservation is over: a session silent for 2 s holds nothing
+    assert g.arriving == 2
+    g.arrived(early)  # its own ran out: the other two stay reserved
+    assert g.arriving == 2
+    g.arrived(late)
+    assert g.arriving == 1
+    clock.now += 5.0
+    assert g.arriving == 0
+    g.arrived(late)  # nothing left to give back, and nothing goes negative
+    assert g.arriving == 0 and g.admit()
+
+
+def test_a_disabled_gate_admits_without_reserving() -> None:
+    g, _, _ = gate(enabled=False)
+    assert all(g.admit() for _ in range(10))
+    assert g.arriving == 0
