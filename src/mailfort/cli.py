@@ -326,6 +326,37 @@ async def cmd_node_drain(config: Config, store: Store, args: argparse.Namespace)
     return 0
 
 
+async def cmd_node_forget(config: Config, store: Store, args: argparse.Namespace) -> int:
+    from mailfort.cluster.status import effective_state
+
+    nodes = {n.name: n for n in await store.list_nodes()}
+    node = nodes.get(args.name)
+    if node is None:
+        raise CliError(f"no node {args.name!r} (see: mailfort cluster status)")
+    now = time.time()
+    state = effective_state(node, now, config.cluster.heartbeat_seconds)
+    if state == "gone":
+        print(f"node {args.name} is gone already")
+        return 0
+    if state != "dead":
+        # A live node marked gone would go on working while the status page and the cluster
+        # stopped counting it; a live node leaves by draining.
+        raise CliError(
+            f"node {args.name} is {state} (last heartbeat {now - node.heartbeat:.0f}s ago):"
+            f" only a dead node can be forgotten; to take a running node out: mailfort node"
+            f" drain {args.name}"
+        )
+    await store.set_node_state(args.name, "gone")
+    # Its queue leases are left to expire ([queue] lease_seconds): a node that only lost the
+    # store for a while may still be delivering what it holds, and releasing them early could
+    # deliver a message twice.
+    print(
+        f"node {args.name} marked gone: it no longer counts as an expected node (status page,"
+        f" 'live nodes'); its queue leases expire by themselves. Started again, it rejoins."
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mailfort",
@@ -433,6 +464,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = node.add_parser("drain", help="make a running node finish its sessions and exit")
     p.add_argument("name", help="the node's name (node_name in its config)")
     p.set_defaults(func=cmd_node_drain)
+    p = node.add_parser(
+        "forget", help="mark a dead node that will not come back as gone (no longer expected)"
+    )
+    p.add_argument("name", help="the node's name (node_name in its config)")
+    p.set_defaults(func=cmd_node_forget)
     cli_status.add_parser(sub)
     return parser
 

@@ -131,3 +131,30 @@ def test_sigterm_marks_the_node_gone(tmp_path: Path) -> None:
         return [n.state for n in await store.list_nodes()]
 
     assert node._query(nodes) == ["gone"]
+
+
+def test_forget_a_dead_node_but_never_a_live_one(tmp_path: Path) -> None:
+    """A node that died and will not come back stops counting as expected (`live nodes` on the
+    status page) once an operator forgets it; a live one must be drained instead."""
+    node = NodeProcess(tmp_path, extra_config=CLUSTER)
+    node.provision(users={"alice@example.test": PASSWORD})
+    node.start()
+    assert node.proc is not None
+    try:
+        out = node.cli("node", "forget", "node1")
+        assert out.returncode == 1
+        assert "only a dead node can be forgotten" in out.stderr
+        assert "mailfort node drain node1" in out.stderr
+        assert node.cli("node", "forget", "nobody").returncode == 1
+        node.proc.kill()
+        node.proc.wait()
+        assert _wait_for(lambda: _status(node)["node1"][1] == "dead", 10)
+        out = node.cli("node", "forget", "node1")
+        assert out.returncode == 0, out.stderr
+        assert "marked gone" in out.stdout
+        assert _status(node)["node1"][1] == "gone"
+        assert "gone already" in node.cli("node", "forget", "node1").stdout
+        node.start()  # started again, it rejoins
+        assert _status(node)["node1"][1] == "active"
+    finally:
+        node.stop()

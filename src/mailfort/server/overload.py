@@ -287,8 +287,14 @@ class OverloadGate:
             return False
         if self._pending_full():
             return True
-        if self.limit.in_flight + self.arriving + len(self._waiters) >= self.limit.limit:
+        in_play = self.limit.in_flight + self.arriving + len(self._waiters)
+        if in_play >= self.limit.limit:
             return True
+        if in_play < self.config.min_limit:
+            # Lag with less than the least work a node always takes is not this node's doing
+            # (a busy host, the node's own start-up): refusing would not lower it. (Seen: a
+            # node's first connection refused on a loaded test machine.)
+            return False
         # Loop lag sheds a growing share of new connections, from none at an eighth of
         # max_loop_lag to all of them at half of it: a smooth control keeps the lag (and with
         # it the time to 250 of every admitted session) low, where an on/off switch would

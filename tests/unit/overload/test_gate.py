@@ -88,6 +88,9 @@ def test_loop_lag_makes_the_node_hard_overloaded_and_shrinks_the_limit() -> None
         token = g.try_acquire("smtp")
         if token is not None:
             g.release(token, latency=0.01)
+    assert not g.overloaded()  # nothing in play: the lag is not this node's doing
+    held = g.try_acquire("smtp")
+    assert held is not None
     assert g.overloaded()
     assert g.stressed()
     assert g.limit.limit < 40
@@ -97,6 +100,19 @@ def test_loop_lag_makes_the_node_hard_overloaded_and_shrinks_the_limit() -> None
         clock.now += 0.1
         g.observe_lag(0.0)
     assert not g.overloaded()
+
+
+def test_loop_lag_sheds_only_once_the_node_has_its_least_work_in_play() -> None:
+    # A busy host or the node's own start-up lags the loop with no sessions at all: refusing
+    # the first ones could not help, and min_limit is the work a node always takes.
+    g, _, clock = gate(initial_limit=40, min_limit=4, max_limit=40, max_loop_lag=0.2)
+    for _ in range(30):
+        clock.now += 0.1
+        g.observe_lag(1.0)  # past max_loop_lag / 2: every new session would be shed
+    assert g.admit() and g.admit()  # two reserved
+    assert g.try_acquire("smtp") is not None  # three in play
+    assert g.admit()  # the fourth still comes in
+    assert not g.admit()  # with four in play the lag is the node's own: shed
 
 
 def test_full_limit_is_overload_at_connect() -> None:
