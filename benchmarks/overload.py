@@ -14,8 +14,10 @@ Per run it prints the offered rate, goodput (250s per second) and its share of m
 the time from connect to the 250 of accepted messages, refusals by reply code (421 at connect,
 451 at MAIL, ...), connections without any answer, the node's CPU seconds and peak RSS, then
 checks that every message that got a 250 is in its recipient's INBOX exactly once and that every
-other one got a 4xx and is not stored (nothing lost, nothing half-accepted). With `--runs R` each
-phase runs R times and the median is shown. It never asserts speed.
+other one got a 4xx and is not stored (nothing lost, nothing half-accepted). Meanwhile a visitor
+fetches the node's status page (/api/v2/summary.json, a new connection every 0.1 s): the share
+of 200s and their p99 show whether customers can still read it while mail is overloaded. With
+`--runs R` each phase runs R times and the median is shown. It never asserts speed.
 
     .venv/bin/python benchmarks/overload.py                     # T=10 s, R=3 (~2 min)
     .venv/bin/python benchmarks/overload.py -t 10 -r 1          # quicker
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http.client
 import os
 import selectors
 import shutil
@@ -34,6 +37,7 @@ import socket
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -330,6 +334,43 @@ def run_client(job: Job) -> Outcome:
     return out
 
 
+class PageProbe(threading.Thread):
+    """A status-page visitor during a phase: GET /api/v2/summary.json on a new connection every
+    0.1 s; records each answer's status (0: no answer) and time."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.done = threading.Event()
+        self.answers: list[tuple[int, float]] = []
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            started = time.monotonic()
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=GIVE_UP)
+            try:
+                conn.request("GET", "/api/v2/summary.json")
+                response = conn.getresponse()
+                response.read()
+                status = response.status
+            except OSError:
+                status = 0
+            finally:
+                conn.close()
+            self.answers.append((status, time.monotonic() - started))
+            self.done.wait(0.1)
+
+    def finish(self) -> tuple[float, float]:
+        """Share of 200s (%) and p99 seconds of all answers."""
+        self.done.set()
+        self.join()
+        if not self.answers:
+            return 0.0, 0.0
+        ok = sum(1 for status, _ in self.answers if status == 200)
+        times = sorted(t for _, t in self.answers)
+        return ok * 100 / len(self.answers), percentile(times, 99)
+
+
 # -- the runs ------------------------------------------------------------------------------------
 @dataclass
 class Row:
@@ -345,6 +386,8 @@ class Row:
     node_cpu: float
     rss_mb: float
     client_cpu: float
+    page_ok: float = 0.0  # % of status page fetches answered 200
+    page_p99: float = 0.0  # ms
 
 
 def one_run(
@@ -359,9 +402,12 @@ def one_run(
         for i in range(procs)
     ]  # fmt: skip
     reset_peak_rss(pid)
+    probe = PageProbe(args.http_port)
+    probe.start()
     cpu0 = node_cpu_seconds(pid)[0]
     results = list(pool.map(run_client, jobs))
     node_cpu = node_cpu_seconds(pid)[0] - cpu0
+    page_ok, page_p99 = probe.finish()
     merged = Outcome()
     for r in results:
         merged.acked += r.acked
@@ -387,6 +433,8 @@ def one_run(
         node_cpu=node_cpu,
         rss_mb=node_status(pid, "VmHWM") / 1024,
         client_cpu=merged.cpu,
+        page_ok=page_ok,
+        page_p99=page_p99 * 1000,
     )
     return row, merged
 
@@ -436,7 +484,7 @@ def verify(db: Path, recipients: list[str], outcomes: dict[int, Outcome]) -> lis
 HEADER = (
     f"{'phase':<10} {'offered/s':>9} {'goodput/s':>9} {'% of max':>8} {'p50 ms':>7} "
     f"{'p99 ms':>7} {'421':>6} {'451':>6} {'other':>5} {'no answer':>9} {'node CPU s':>10} "
-    f"{'peak RSS MB':>11} {'client CPU s':>12}"
+    f"{'peak RSS MB':>11} {'client CPU s':>12} {'page ok %':>9} {'page p99':>8}"
 )
 
 
@@ -447,7 +495,7 @@ def fmt(row: Row) -> str:
         f"{row.name:<10} {offered:>9} {row.goodput:>9.0f} {row.share:>8.0f} {row.p50:>7.1f} "
         f"{row.p99:>7.1f} {row.refusals[421]:>6} {row.refusals[451]:>6} {other:>5} "
         f"{row.unknown + row.skipped:>9} {row.node_cpu:>10.1f} {row.rss_mb:>11.0f} "
-        f"{row.client_cpu:>12.1f}"
+        f"{row.client_cpu:>12.1f} {row.page_ok:>9.0f} {row.page_p99:>8.0f}"
     )
 
 
@@ -461,12 +509,13 @@ def median_row(name: str, rows: list[Row]) -> Row:
         med(r.share for r in rows), med(r.p50 for r in rows), med(r.p99 for r in rows),
         refusals, int(med(r.unknown for r in rows)), int(med(r.skipped for r in rows)),
         med(r.node_cpu for r in rows), med(r.rss_mb for r in rows),
-        med(r.client_cpu for r in rows),
+        med(r.client_cpu for r in rows), med(r.page_ok for r in rows),
+        med(r.page_p99 for r in rows),
     )  # fmt: skip
 
 
 def start_node(args: argparse.Namespace, recipients: list[str]):  # type: ignore[no-untyped-def]
-    from tests.nodeproc import NodeProcess
+    from tests.nodeproc import NodeProcess, free_ports
 
     root = Path(tempfile.mkdtemp(prefix="mailfort-overload-", dir=args.tmp))
     extra = (
@@ -475,6 +524,11 @@ def start_node(args: argparse.Namespace, recipients: list[str]):  # type: ignore
     )
     node = NodeProcess(root, name="overload", extra_config=extra)
     node.provision(domains=("bench.test",), users=dict.fromkeys(recipients, "pw"), aliases=())
+    (args.http_port,) = free_ports(1)
+    text = node.config_path.read_text()
+    node.config_path.write_text(
+        text.replace('http = ""', f'http = "127.0.0.1:{args.http_port}"', 1)
+    )
     node.start()
     if args.pin:
         # The node on CPU 0, the clients on the others: the client offering 4x load must not

@@ -463,7 +463,9 @@ async def test_without_any_snapshot_components_are_unknown(tmp_path: Path) -> No
         await listener.stop()
 
 
-async def test_overload_gate_refuses_with_retry_after_but_metrics_stay(tmp_path: Path) -> None:
+async def test_overload_gate_refuses_store_work_but_serves_pages_from_memory(
+    tmp_path: Path,
+) -> None:
     store = SqliteStore(tmp_path / "mailfort.sqlite3")
     await store.open()
     config = Config(
@@ -478,12 +480,27 @@ async def test_overload_gate_refuses_with_retry_after_but_metrics_stay(tmp_path:
             assert (await client.get("/api/v2/status.json")).status_code == 200
             held = gate.try_acquire("test")  # the node's only slot is taken
             assert held is not None
+            # Store-bound requests wait for a slot: a subscription, an incident too old for the
+            # snapshot.
+            refused = await client.post("/api/v2/webhooks", json={"url": "https://a.test/h"})
+            assert refused.status_code == 503
+            assert refused.headers["retry-after"] == "7"
+            refused = await client.get("/incidents/inc-old")
+            assert refused.status_code == 503
+            assert refused.headers["retry-after"] == "7"
+            # Pages from memory do not: customers read them while mail is overloaded.
+            for path in ("/", "/api/v2/status.json", "/banner.json", "/history.atom"):
+                assert (await client.get(path)).status_code == 200, path
+            # ... unless the CPU itself is saturated.
+            gate.loop_lag = config.overload.max_loop_lag
             refused = await client.get("/api/v2/status.json")
             assert refused.status_code == 503
             assert refused.headers["retry-after"] == "7"
             assert (await client.get("/metrics")).status_code == 200
+            gate.loop_lag = 0.0
             gate.release(held)
             assert (await client.get("/api/v2/status.json")).status_code == 200
+            assert (await client.get("/incidents/inc-old")).status_code == 404
     finally:
         await listener.stop()
         await store.close()

@@ -306,6 +306,13 @@ class OverloadGate:
         share = (self.loop_lag - low) / (high - low)
         return self.rand() < share
 
+    def saturated(self) -> bool:
+        """The node's CPU is saturated (loop lag at `max_loop_lag`): even work that needs no
+        store slot, a status page from memory, should wait. Below that such work is served
+        whatever the store-bound limit says, since turning customers away from the status page
+        while mail is overloaded is the outage this project exists to prevent."""
+        return self.enabled and self.loop_lag >= self.config.max_loop_lag
+
     def stressed(self) -> bool:
         """Soft overload: take less optional work (queue claims) than usual."""
         if not self.enabled:

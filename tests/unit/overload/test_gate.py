@@ -291,3 +291,18 @@ def test_a_disabled_gate_admits_without_reserving() -> None:
     g, _, _ = gate(enabled=False)
     assert all(g.admit() for _ in range(10))
     assert g.arriving == 0
+
+
+def test_saturated_only_at_max_loop_lag_and_never_when_disabled() -> None:
+    # Pages served from memory are refused only then, whatever the store-bound limit says.
+    g, _, _ = gate(max_loop_lag=0.2)
+    held = [g.try_acquire("smtp") for _ in range(3)]
+    assert all(held) and g.overloaded()
+    assert not g.saturated()
+    g.loop_lag = 0.19
+    assert not g.saturated()
+    g.loop_lag = 0.2
+    assert g.saturated()
+    off, _, _ = gate(enabled=False, max_loop_lag=0.2)
+    off.loop_lag = 5.0
+    assert not off.saturated()

@@ -1,5 +1,11 @@
 """Bounds on every request: the node's overload gate, a deadline, and a body size limit.
 
+Public pages come from the in-memory snapshot (one store read per refresh, renders memoized per
+snapshot) and take no store slot: they are what customers read while mail is overloaded, so
+the store-bound limit that refuses SMTP transactions must not refuse them too; only a saturated
+CPU does. Everything else (an account page, a webhook subscription) takes a slot like any other
+store-bound work.
+
 Pure ASGI middleware (no body buffering) so that a refused request costs almost nothing.
 """
 
@@ -19,6 +25,23 @@ log = logging.getLogger("mailfort.status.web")
 # Scrapers must see an overloaded node (that is when its metrics matter most), and a health
 # check must never be what tips a node over, so these skip the gate.
 UNGATED = frozenset({"/metrics"})
+_FROM_MEMORY = frozenset({"/", "/history.atom", "/banner.json", "/banner.html", "/banner.js"})
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def from_memory(scope: Scope) -> bool:
+    """A public page drawn from the snapshot. (An incident too old for the snapshot is read from
+    the store: `pages.find` takes a slot for that read itself.)"""
+    if scope.get("method") not in _READS:
+        return False
+    path: str = scope.get("path", "")
+    return (
+        path in _FROM_MEMORY
+        or path.startswith("/incidents/")
+        or (path.startswith("/api/v2/") and path.endswith(".json"))
+    )
+
+
 _RETRY = [(b"retry-after", b"5")]
 _CLOSE = [(b"connection", b"close")]
 _TIMED_OUT = -1  # what _run reports for a request cut off at its deadline
@@ -41,6 +64,11 @@ async def _send_plain(
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def _busy(send: Send, gate: Gate) -> None:
+    retry = str(max(1, math.ceil(float(gate.retry_after))))
+    await _send_plain(send, 503, "busy, try again later\n", [(b"retry-after", retry.encode())])
 
 
 class Guard:
@@ -73,14 +101,18 @@ class Guard:
         gate = None if scope.get("path") in UNGATED else self.gate()
         token = None
         if gate is not None:
-            token = gate.try_acquire("http")
-            if token is None:
-                # The gate counts its own refusals (metrics.refused) for the status signals.
-                retry = str(max(1, math.ceil(float(gate.retry_after))))
-                await _send_plain(
-                    send, 503, "busy, try again later\n", [(b"retry-after", retry.encode())]
-                )
-                return
+            if from_memory(scope):
+                if gate.saturated():
+                    gate.shed("http")
+                    await _busy(send, gate)
+                    return
+                gate = None  # no slot taken, none to give back
+            else:
+                token = gate.try_acquire("http")
+                if token is None:
+                    # The gate counts its own refusals (metrics.refused) for the status signals.
+                    await _busy(send, gate)
+                    return
         status = 500
         try:
             status = await self._run(scope, self._bounded(receive), send)

@@ -29,6 +29,10 @@ _ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _OLD_INCIDENTS = 256  # incidents older than the snapshot, remembered per snapshot
 
 
+class _Busy(Exception):
+    """The overload gate refused the store read of an incident older than the snapshot."""
+
+
 def cache_age(view: View) -> int:
     """Shorter caching for pages drawn from stale or missing data (they should heal soon)."""
     return UNSURE_MAX_AGE if view.page is None or view.stale else PAGE_MAX_AGE
@@ -63,9 +67,21 @@ def routes(ctx: WebContext) -> list[Route]:
             old.clear()
             old_for[0] = view
         if incident_id not in old:
-            # Bounded like the snapshot's own reads: a hanging store must not hold the visitor.
-            lookup = ctx.repository.incident(incident_id)
-            old[incident_id] = await asyncio.wait_for(lookup, ctx.snapshots.timeout)
+            # The page itself takes no slot (guard.from_memory); this store read does, so a
+            # crawler walking old ids is store-bound work like any other.
+            gate = ctx.gate()
+            token = gate.try_acquire("http") if gate is not None else None
+            if gate is not None and token is None:
+                raise _Busy
+            ok = False
+            try:
+                # Bounded like the snapshot's own reads: a hanging store must not hold the visitor.
+                lookup = ctx.repository.incident(incident_id)
+                old[incident_id] = await asyncio.wait_for(lookup, ctx.snapshots.timeout)
+                ok = True
+            finally:
+                if gate is not None:
+                    gate.release(token, ok=ok)  # a store error or timeout backs the limit off
             if len(old) > _OLD_INCIDENTS:
                 old.popitem(last=False)
         return old[incident_id]
@@ -80,11 +96,14 @@ def routes(ctx: WebContext) -> list[Route]:
         if _ID.match(incident_id):
             try:
                 found = await find(view, incident_id)
-            except (StoreError, TimeoutError):
+            except (StoreError, TimeoutError, _Busy):
                 return Response(
-                    t("web.account.unavailable"),
+                    t("web.account.busy"),
                     503,
-                    headers={"Retry-After": "5", "Cache-Control": "no-store"},
+                    headers={
+                        "Retry-After": str(ctx.config.overload.retry_after),
+                        "Cache-Control": "no-store",
+                    },
                     media_type="text/plain; charset=utf-8",
                 )
 
