@@ -3,7 +3,8 @@ when it cannot (DESIGN.md "Overload", issue 6 items 1-2).
 
 One `AdaptiveLimit` bounds the store-bound work in flight on the node, whatever protocol brings
 it: an SMTP transaction (MAIL FROM to its 250), an IMAP command that touches the store, a POP3
-login or RETR, an HTTP request. The limit moves with what the node can really do:
+login or RETR, an HTTP request that reads the store (public status pages come from memory and
+wait only for a saturated CPU, see `saturated`). The limit moves with what the node can really do:
 
 * each finished unit of work is a latency sample (Gradient2: queueing makes latency rise);
 * a sampler task measures how late the event loop runs a timer (loop lag: the node's CPU is
