@@ -117,7 +117,7 @@ class DeliveryConfig:
 class OverloadConfig:
     """Admission that adapts to what the node can do now (issue 6, `server/overload.py`).
 
-    The concurrency limit for store-bound work (SMTP transactions at DATA, IMAP/POP3 commands
+    The concurrency limit for store-bound work (SMTP transactions, MAIL to 250; IMAP/POP3 commands
     that hit the store, HTTP requests that read the store) moves between `min_limit` and
     `max_limit`, driven by the measured store commit latency and event-loop lag. Past it a node
     answers with a temporary refusal and keeps serving what it has.
