@@ -6,9 +6,9 @@
 2. Open loop: new connections arrive at a fixed rate (2x and 4x max) whatever the node does,
    each sending one message, for T seconds; a client gives up on a connection after 30 s.
 
-Phases interleave in rounds (max, 2x, 4x; max, 2x, 4x; ...): each round's max sets that round's
-offered rates and is what its overload runs' shares are of, so a machine whose speed drifts
-between rounds does not pass for the gate's doing (nor make "4x" a milder load than 4x).
+Phases interleave in rounds (max, 2x, 4x; max, 2x, 4x; ...; max): the max before a round sets its
+offered rates, and each overload run's share is of the mean of the max runs just before and just
+after it, so a machine whose speed drifts does not pass for the gate's doing.
 
 Per run it prints the offered rate, goodput (250s per second) and its share of max, p50/p99 of
 the time from connect to the 250 of accepted messages, refusals by reply code (421 at connect,
@@ -578,33 +578,49 @@ def main() -> int:
     try:
         with ProcessPoolExecutor(args.procs) as pool:
             print(HEADER)
-            # Rounds interleave the phases (max, 2x, 4x, max, 2x, 4x, ...) and each overload
-            # run is judged against the max of its own round: this shared machine's speed drifts
-            # by 15 % within minutes, which sequential phases would read as the gate's doing.
-            # A round's max also sets its offered rates: with the first round's max for all,
-            # a slow first round (a cold node) made every later "4x" nearer 3.4x.
+            # Rounds interleave the phases (max, 2x, 4x, max, 2x, 4x, ..., max) and each
+            # overload run is judged against the mean of the max runs just before and just after
+            # it: this shared machine's speed drifts by 15 % within minutes, which sequential
+            # phases would read as the gate's doing, and one max alone was often an outlier
+            # (a fast max then made its round's share look low, a slow one high). The max before
+            # a round also sets its offered rates: with the first round's max for all, a slow
+            # first round (a cold node) made every later "4x" nearer 3.4x.
             factors = [float(f) for f in args.factors.split(",")]
             rows_of: dict[str, list[Row]] = {"max": [], **{f"{f:g}x": [] for f in factors}}
-            for _ in range(args.runs):
-                round_max = args.rate
+            pending: list[Row] = []  # a round's overload runs, until its closing max is known
+
+            def judge(opening: float, closing: float) -> None:
+                for row in pending:
+                    row.share = row.goodput / ((opening + closing) / 2) * 100
+                    rows_of[row.name].append(row)
+                    print(fmt(row), flush=True)
+                pending.clear()
+
+            opening = args.rate
+            for round_number in range(args.runs + (args.rate is None)):
                 if args.rate is None:
                     run_id += 1
                     row, outcomes[run_id] = one_run(
                         pool, args, target, pid, recipients, run_id, 0, 0
                     )
                     row.name, row.share = "max", 100.0
+                    if opening is not None:
+                        judge(opening, row.goodput)
                     rows_of["max"].append(row)
                     print(fmt(row), flush=True)
-                    round_max = row.goodput
-                assert round_max is not None
+                    opening = row.goodput
+                if round_number == args.runs:
+                    break  # the last max only closes the last round
+                assert opening is not None
                 for factor in factors:
                     run_id += 1
                     row, outcomes[run_id] = one_run(
-                        pool, args, target, pid, recipients, run_id, round_max * factor, 0
+                        pool, args, target, pid, recipients, run_id, opening * factor, 0
                     )
-                    row.name, row.share = f"{factor:g}x", row.goodput / round_max * 100
-                    rows_of[row.name].append(row)
-                    print(fmt(row), flush=True)
+                    row.name = f"{factor:g}x"
+                    pending.append(row)
+                if args.rate is not None:
+                    judge(args.rate, args.rate)
             phases.extend((name, rows) for name, rows in rows_of.items() if rows)
         print("\nmedians:")
         print(HEADER)
