@@ -371,7 +371,11 @@ class Clock:
 
 
 async def _serve(
-    store: SqliteStore, config: Config, gate: OverloadGate | None = None, clock: Clock | None = None
+    store: SqliteStore,
+    config: Config,
+    gate: OverloadGate | None = None,
+    clock: Clock | None = None,
+    head_timeout: float = 10.0,
 ) -> tuple[HttpListener, WebContext]:
     repository = StatusRepository(store)
     snapshots = SnapshotCache(
@@ -388,7 +392,7 @@ async def _serve(
         snapshots=snapshots,
         gate=lambda: gate,
     )
-    listener = HttpListener(create_app(ctx), "127.0.0.1", 0)
+    listener = HttpListener(create_app(ctx), "127.0.0.1", 0, head_timeout=head_timeout)
     await listener.start()
     return listener, ctx
 
@@ -559,6 +563,57 @@ async def test_automatic_entries_are_told_in_the_readers_language(tmp_path: Path
             ]
             assert update["body"].startswith("IMAP: Partial outage")
             assert summary["status"]["indicator"] == "major"
+    finally:
+        await listener.stop()
+        await store.close()
+
+
+async def test_a_request_head_must_arrive_in_time_or_the_connection_goes(tmp_path: Path) -> None:
+    """uvicorn alone keeps a silent or trickling client for ever; enough of them (slowloris)
+    would make the status page answer 503 to every visitor."""
+    store = SqliteStore(tmp_path / "mailfort.sqlite3")
+    await store.open()
+    listener, _ = await _serve(store, Config(), head_timeout=1.0)
+    port = listener.port
+
+    async def read_all(reader: asyncio.StreamReader) -> bytes:
+        return await asyncio.wait_for(reader.read(), 5.0)  # until the node closes
+
+    try:
+        # Silent: closed without a word.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        started = time.monotonic()
+        assert await read_all(reader) == b""
+        assert 0.9 <= time.monotonic() - started < 4.0
+        writer.close()
+        # A head trickled past the deadline: 408, then closed.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for piece in (b"GET / HTTP/1.1\r\n", b"Host: status.test\r\n", b"X-Slow: 1\r\n"):
+            writer.write(piece)
+            await asyncio.sleep(0.4)
+        answer = await read_all(reader)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        writer.close()
+        # A keep-alive client whose second head trickles: the deadline runs again from its
+        # first byte, the first answer still came whole.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /api/v2/status.json HTTP/1.1\r\nHost: status.test\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        await asyncio.sleep(0.8)  # idle between requests: within keep-alive, not the head's time
+        writer.write(b"GET / HTTP/1.1\r\n")
+        answer = await read_all(reader)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        writer.close()
+        # An ordinary client is unaffected.
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=10
+        ) as client:
+            assert (await client.get("/api/v2/status.json")).status_code == 200
+            await asyncio.sleep(1.5)  # longer than the head timeout, idle on keep-alive
+            assert (await client.get("/")).status_code == 200
     finally:
         await listener.stop()
         await store.close()
