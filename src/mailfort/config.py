@@ -51,6 +51,9 @@ class LimitsConfig:
     max_connections: int = 1000
     max_connections_per_ip: int = 20
     smtp_idle_timeout: float = 300.0
+    # While most SMTP connection slots are taken, an idle session is closed after this instead
+    # (Postfix's stress mode: 300 s -> 10 s), so idle or slow clients cannot hold the node full.
+    smtp_stress_idle_timeout: float = 10.0
     smtp_session_timeout: float = 1800.0
     auth_failures_per_ip: int = 10
     auth_failure_window: float = 900.0
@@ -292,6 +295,8 @@ def validate(config: Config) -> None:
         raise ConfigError("limits.max_recipients", "must be at least 1")
     if config.limits.max_message_size < 1024:
         raise ConfigError("limits.max_message_size", "must be at least 1024")
+    # Above smtp_idle_timeout it simply never applies.
+    _at_least(config.limits, "limits", 0.5, "smtp_stress_idle_timeout")
     if not config.hostname:
         raise ConfigError("hostname", "must not be empty")
     # It is written into every Received header; a space or line break there would forge headers.

@@ -229,6 +229,7 @@ class Node:
                 hostname=self.config.hostname,
                 max_message_size=limits.max_message_size,
                 idle_timeout=limits.smtp_idle_timeout,
+                stress_idle_timeout=limits.smtp_stress_idle_timeout,
                 session_timeout=limits.smtp_session_timeout,
             )
             self._serving(mode.value, address[0], server)

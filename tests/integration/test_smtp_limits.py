@@ -634,3 +634,40 @@ def test_connection_limits(tight: NodeProcess) -> None:
         except smtplib.SMTPConnectError:
             assert time.monotonic() < deadline, "slots were not released"
             time.sleep(0.1)
+
+
+def test_idle_sessions_make_room_when_the_node_fills_up(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Postfix's stress mode: while most connection slots are taken, an idle session is closed
+    after the short stress timeout, not the usual 300 s, so idle clients cannot hold a node full."""
+    node = start_node(
+        tmp_path_factory,
+        extra_config="[limits]\nmax_connections = 5\nmax_connections_per_ip = 5\n"
+        "smtp_idle_timeout = 300.0\nsmtp_stress_idle_timeout = 1.0\n",
+    )
+    port = node.ports["smtp"]
+    held: list[Raw] = []
+    try:
+        held = [_hold(port, "127.0.0.1") for _ in range(3)]  # 3 of 5: no stress
+        time.sleep(2.5)
+        for c in held:
+            assert c.cmd(b"NOOP")[0] == 250  # idle for over twice the stress timeout: kept
+        newcomer = _hold(port, "127.0.0.1")  # 4 of 5: 80 %, stress
+        held.append(newcomer)
+        started = time.monotonic()
+        for c in held[:3]:
+            code, text = c.reply()
+            assert code == 421 and enhanced(text, b"4.4.2"), text
+            assert c.closed()
+        # Each within a stress period of its last command (plus one of the timer's checks).
+        assert time.monotonic() - started < 4.0
+        # With the idle ones gone the stress is over: the newcomer keeps its usual timeout.
+        time.sleep(1.5)
+        assert newcomer.cmd(b"NOOP")[0] == 250
+        delivered(node)  # the node takes mail again
+    finally:
+        for c in held:
+            c.sock.close()
+        node.stop()
+    assert "event=stress_idle_timeout" in node.log()

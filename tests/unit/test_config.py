@@ -158,6 +158,7 @@ def test_relative_tls_paths_are_found_beside_the_file(
         ("[limits]\nsmtp_idle_timeout = 'slow'\n", "limits.smtp_idle_timeout", "number"),
         ("[limits]\nsmtp_idle_timeout = nan\n", "limits.smtp_idle_timeout", "finite"),
         ("[limits]\nsmtp_idle_timeout = inf\n", "limits.smtp_idle_timeout", "finite"),
+        ("[limits]\nsmtp_stress_idle_timeout = 0.1\n", "limits.smtp_stress_idle_timeout", "least"),
         ("[auth]\nallow_plaintext_loopback = 1\n", "auth.allow_plaintext_loopback", "true"),
         ("[cluster]\nheartbeat_seconds = 0\n", "cluster.heartbeat_seconds", "at least"),
         ("[cluster]\nmaildrop_lease_seconds = 0.01\n", "cluster.maildrop_lease_seconds", "least"),

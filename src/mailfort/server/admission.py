@@ -12,6 +12,11 @@ class Refusal(Enum):
     DRAINING = "draining"
 
 
+# Share of a listener's connection slots in use from which it is under stress (Postfix's stress
+# mode starts when every smtpd process is busy; starting a little earlier leaves room to recover).
+STRESS_SHARE = 0.8
+
+
 class ConnectionLimiter:
     """Counts open connections; `admit` either takes a slot or says why not."""
 
@@ -37,6 +42,11 @@ class ConnectionLimiter:
         self.total += 1
         self._per_ip[ip] += 1
         return None
+
+    @property
+    def stressed(self) -> bool:
+        """Most slots are taken (`STRESS_SHARE`): idle sessions should make room for new ones."""
+        return self.total >= self.max_total * STRESS_SHARE
 
     def release(self, ip: str) -> None:
         self.total -= 1

@@ -172,6 +172,7 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
         *,
         limiter: ConnectionLimiter,
         session_timeout: float,
+        stress_idle_timeout: float | None = None,
         admitted_at: float | None = None,
         **kwargs: Any,
     ) -> None:
@@ -195,6 +196,7 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
         self._flush_scheduled = False
         self._active_at = 0.0  # loop time of the client's last command or DATA bytes
         self._idle_limit = 0.0
+        self._stress_idle = stress_idle_timeout  # see _idle_check
         self._idle_timer_at: float | None = None  # when the armed idle timer fires
         self._recv_view = memoryview(bytearray(RECV_BUFFER))
 
@@ -395,6 +397,8 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
         self._active_at = now
         self._idle_limit = duration or self._timeout_duration
         due = now + self._idle_limit
+        if self._stress_idle is not None:
+            due = min(due, now + self._stress_idle)  # see _idle_check
         if self._idle_timer_at is None or self._idle_timer_at > due:
             if self._timeout_handle is not None:
                 self._timeout_handle.cancel()
@@ -402,12 +406,28 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
             self._idle_timer_at = due
 
     def _idle_check(self) -> None:
+        """While the listeners' connection slots are mostly taken, an idle session gets the
+        short stress timeout instead of the usual one (Postfix's stress mode), so that idle or
+        slow clients cannot keep a full node from taking new mail. The timer looks again at
+        least every stress period: a node that fills up must not wait out the whole idle
+        timeout of the sessions it already has."""
         self._idle_timer_at = None
-        due = self._active_at + self._idle_limit
-        if due > self.loop.time():
+        now = self.loop.time()
+        limit = self._idle_limit
+        stress = self._stress_idle
+        stressed = stress is not None and stress < limit and self._limiter.stressed
+        if stressed:
+            assert stress is not None
+            limit = stress
+        due = self._active_at + limit
+        if due > now:
+            if stress is not None:
+                due = min(due, now + stress)
             self._timeout_handle = self.loop.call_at(due, self._idle_check)
             self._idle_timer_at = due
         else:
+            if stressed:
+                log.info("event=stress_idle_timeout client=%s", self._slot_ip)
             self._timeout_cb()
 
     def data_received(self, data: bytes) -> None:
@@ -534,6 +554,7 @@ async def start_smtp(
     max_message_size: int,
     idle_timeout: float,
     session_timeout: float,
+    stress_idle_timeout: float | None = None,
 ) -> asyncio.Server:
     mode = policy.mode
     implicit_tls = mode is Mode.SUBMISSIONS
@@ -554,6 +575,7 @@ async def start_smtp(
             policy,
             limiter=limiter,
             session_timeout=session_timeout,
+            stress_idle_timeout=stress_idle_timeout,
             admitted_at=admitted_at,
             data_size_limit=max_message_size,
             enable_SMTPUTF8=True,
