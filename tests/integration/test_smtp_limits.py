@@ -653,16 +653,20 @@ def test_idle_sessions_make_room_when_the_node_fills_up(
         time.sleep(2.5)
         for c in held:
             assert c.cmd(b"NOOP")[0] == 250  # idle for over twice the stress timeout: kept
+        idle = list(held)
         newcomer = _hold(port, "127.0.0.1")  # 4 of 5: 80 %, stress
         held.append(newcomer)
-        started = time.monotonic()
-        for c in held[:3]:
-            code, text = c.reply()
-            assert code == 421 and enhanced(text, b"4.4.2"), text
-            assert c.closed()
-        # Each within a stress period of its last command (plus one of the timer's checks).
-        assert time.monotonic() - started < 4.0
-        # With the idle ones gone the stress is over: the newcomer keeps its usual timeout.
+        # Idle sessions are closed until the node is below the stress share again: at least
+        # one, within a stress period of its last command (plus one of the timer's checks).
+        # (All three when their timers fire in one loop turn, before any close is counted.)
+        ready, _, _ = select.select([c.sock for c in idle], [], [], 4.0)
+        assert ready, "no idle session was closed under stress"
+        for c in idle:
+            if c.sock in ready:
+                code, text = c.reply()
+                assert code == 421 and enhanced(text, b"4.4.2"), text
+                assert c.closed()
+        # Below the share the stress is over: the newcomer keeps its usual timeout.
         time.sleep(1.5)
         assert newcomer.cmd(b"NOOP")[0] == 250
         delivered(node)  # the node takes mail again

@@ -408,9 +408,10 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
     def _idle_check(self) -> None:
         """While the listeners' connection slots are mostly taken, an idle session gets the
         short stress timeout instead of the usual one (Postfix's stress mode), so that idle or
-        slow clients cannot keep a full node from taking new mail. The timer looks again at
-        least every stress period: a node that fills up must not wait out the whole idle
-        timeout of the sessions it already has."""
+        slow clients cannot keep a full node from taking new mail. Idle sessions go until the
+        node is below the stress share again, not all of them. The timer looks again at least
+        every stress period: a node that fills up must not wait out the whole idle timeout of
+        the sessions it already has."""
         self._idle_timer_at = None
         now = self.loop.time()
         limit = self._idle_limit
