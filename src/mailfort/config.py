@@ -62,11 +62,13 @@ class LimitsConfig:
     imap_max_connections: int = 5000
     imap_max_connections_per_ip: int = 50
     imap_unauth_timeout: float = 60.0
+    imap_stress_unauth_timeout: float = 10.0  # ... while 80 % of imap_max_connections are taken
     imap_idle_timeout: float = 1800.0
     imap_max_line: int = 65536
     pop3_max_connections: int = 5000
     pop3_max_connections_per_ip: int = 20
     pop3_unauth_timeout: float = 60.0
+    pop3_stress_unauth_timeout: float = 10.0  # ... while 80 % of pop3_max_connections are taken
     pop3_idle_timeout: float = 600.0  # RFC 1939 §3: the autologout timer is at least 10 minutes
 
 
@@ -296,7 +298,14 @@ def validate(config: Config) -> None:
     if config.limits.max_message_size < 1024:
         raise ConfigError("limits.max_message_size", "must be at least 1024")
     # Above smtp_idle_timeout it simply never applies.
-    _at_least(config.limits, "limits", 0.5, "smtp_stress_idle_timeout")
+    _at_least(
+        config.limits,
+        "limits",
+        0.5,
+        "smtp_stress_idle_timeout",
+        "imap_stress_unauth_timeout",
+        "pop3_stress_unauth_timeout",
+    )
     if not config.hostname:
         raise ConfigError("hostname", "must not be empty")
     # It is written into every Received header; a space or line break there would forge headers.

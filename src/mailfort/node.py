@@ -272,6 +272,7 @@ class Node:
             max_line=limits.imap_max_line,
             max_literal=limits.max_message_size,
             unauth_timeout=limits.imap_unauth_timeout,
+            stress_unauth_timeout=limits.imap_stress_unauth_timeout,
             idle_timeout=limits.imap_idle_timeout,
         )
         for name in ("imap", "imaps"):
@@ -306,7 +307,9 @@ class Node:
             notices=self.notices,
         )
         pop3_limits = Pop3Limits(
-            unauth_timeout=limits.pop3_unauth_timeout, idle_timeout=limits.pop3_idle_timeout
+            unauth_timeout=limits.pop3_unauth_timeout,
+            stress_unauth_timeout=limits.pop3_stress_unauth_timeout,
+            idle_timeout=limits.pop3_idle_timeout,
         )
         for name in ("pop3", "pop3s"):
             address = self._address(name)

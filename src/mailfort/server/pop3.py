@@ -16,6 +16,7 @@ import contextlib
 import logging
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mailfort.auth.passwords import Verifier
@@ -41,6 +42,8 @@ _COALESCE = 16 * 1024
 @dataclass(frozen=True, slots=True)
 class Pop3Limits:
     unauth_timeout: float = 60.0  # from connect to a successful login
+    # ... while most connection slots are taken (see Connection._unauth_deadline)
+    stress_unauth_timeout: float = 10.0
     unauth_commands: int = 20
     idle_timeout: float = 600.0  # RFC 1939 §3: an autologout timer of at least 10 minutes
     write_timeout: float = 120.0
@@ -109,6 +112,8 @@ class Connection:
         self.address = ""
         self.mailbox_id = 0
         self.locked = False
+        # Set by the listener: most of its connection slots are taken (see _unauth_deadline).
+        self.stressed: Callable[[], bool] = lambda: False
 
     # -- transport ----------------------------------------------------------------------------
     async def send(self, data: bytes) -> None:
@@ -138,9 +143,18 @@ class Connection:
             return b""
 
     # -- main loop ----------------------------------------------------------------------------
+    def _unauth_deadline(self, connected_at: float) -> float:
+        """When a client that has not logged in is sent away: `unauth_timeout` after connect,
+        or `stress_unauth_timeout` while the listener's slots are mostly taken (Postfix's
+        stress mode): strangers must not keep a full node from its users."""
+        limit = self.limits.unauth_timeout
+        if self.stressed():
+            limit = min(limit, self.limits.stress_unauth_timeout)
+        return connected_at + limit
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        unauth_deadline = loop.time() + self.limits.unauth_timeout
+        connected_at = loop.time()
         await self.send(self.core.greeting())
         while True:
             event = self.core.next_event()
@@ -153,11 +167,19 @@ class Connection:
                 continue
             await self.flush()
             if isinstance(event, core.NeedData):
-                if self.core.state is core.State.AUTHORIZATION:
-                    timeout = unauth_deadline - loop.time()
+                unauthorized = self.core.state is core.State.AUTHORIZATION
+                if unauthorized:
+                    # Wake at least every stress period: the listener may fill up meanwhile.
+                    timeout = self._unauth_deadline(connected_at) - loop.time()
+                    timeout = min(timeout, self.limits.stress_unauth_timeout)
                 else:
                     timeout = self.limits.idle_timeout
                 data = await self._read(timeout)
+                if data is None and unauthorized:
+                    if loop.time() < self._unauth_deadline(connected_at):
+                        continue  # woke only to look at the stress again
+                    if self.stressed():
+                        log.info("event=stress_unauth_timeout client=%s", self.client_ip)
                 if data is None:
                     log.info("event=pop3_autologout client=%s", self.client_ip)
                     with contextlib.suppress(Exception):
@@ -358,6 +380,7 @@ async def start_pop3(
             await refuse(writer, R.err(text, Code.SYS_TEMP))
             return
         connection = Connection(ctx, limits, reader, writer, tls_context)
+        connection.stressed = lambda: limiter.stressed
         abort = False
         try:
             await connection.run()

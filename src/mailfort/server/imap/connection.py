@@ -13,6 +13,7 @@ import contextlib
 import logging
 import ssl
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailfort.protocol.imap import framing, response
@@ -34,6 +35,9 @@ class ImapLimits:
     # a message-sized literal per connection (RFC 9051 7.5 lets us refuse it with NO [TOOBIG]).
     unauth_max_literal: int = 8 * 1024
     unauth_timeout: float = 60.0
+    # While most connection slots are taken (`ConnectionLimiter.stressed`), a client has only
+    # this long from connect to login: strangers must not keep a full node from its users.
+    stress_unauth_timeout: float = 10.0
     unauth_commands: int = 20
     idle_timeout: float = 30 * 60.0  # RFC 9051 5.4: at least 30 minutes once authenticated
     write_timeout: float = 120.0
@@ -60,8 +64,10 @@ class Connection:
         )
         self.events: deque[framing.Event] = deque()
         self.closing = asyncio.Event()
-        self._read_task: asyncio.Future[bytes] | None = None
+        self._read_task: asyncio.Future[bytes | None] | None = None
         self.session = Session(ctx, self)
+        # Set by the listener: most of its connection slots are taken (see _unauth_deadline).
+        self.stressed: Callable[[], bool] = lambda: False
 
     def shutdown(self) -> None:
         """Drain: a session waiting for its client is told BYE now; a busy one after its command."""
@@ -128,24 +134,40 @@ class Connection:
             else:
                 transport.pause_reading()
 
-    async def _read(self, timeout: float) -> bytes:
+    async def _read(self, timeout: float) -> bytes | None:
+        """Octets from the client; b"" when it is gone, None when `timeout` ran out."""
         try:
             return await asyncio.wait_for(self.reader.read(65536), timeout)
-        except (TimeoutError, ConnectionError):
+        except TimeoutError:
+            return None
+        except ConnectionError:
             return b""
+
+    def _unauth_deadline(self, connected_at: float) -> float:
+        """When a client that has not logged in is sent away: `unauth_timeout` after connect,
+        or `stress_unauth_timeout` while the listener's slots are mostly taken (Postfix's
+        stress mode, for the part of it that cannot hurt a user: an IDLE session of a logged-in
+        user sits idle for half an hour by design)."""
+        limit = self.limits.unauth_timeout
+        if self.stressed():
+            limit = min(limit, self.limits.stress_unauth_timeout)
+        return connected_at + limit
 
     # -- main loop ----------------------------------------------------------------------------
     async def run(self) -> None:
         await self.session.greet()
         unauth_commands = 0
         loop = asyncio.get_running_loop()
-        unauth_deadline = loop.time() + self.limits.unauth_timeout
+        connected_at = loop.time()
         while True:
             if not self.events:
                 authed = self.session.state is not State.NOT_AUTHENTICATED
-                timeout = (
-                    self.limits.idle_timeout if authed else max(0.0, unauth_deadline - loop.time())
-                )
+                if authed:
+                    timeout = self.limits.idle_timeout
+                else:
+                    # Wake at least every stress period: the listener may fill up meanwhile.
+                    remaining = max(0.0, self._unauth_deadline(connected_at) - loop.time())
+                    timeout = min(remaining, self.limits.stress_unauth_timeout)
                 if self.closing.is_set():
                     await self._bye("[UNAVAILABLE] server shutting down, please reconnect")
                     return
@@ -158,6 +180,11 @@ class Connection:
                     data = b""
                 finally:
                     self._read_task = None
+                if data is None and not authed and not self.closing.is_set():
+                    if loop.time() < self._unauth_deadline(connected_at):
+                        continue  # woke only to look at the stress again
+                    if self.stressed():
+                        log.info("event=stress_unauth_timeout client=%s", self.client_ip)
                 if not data:
                     if self.closing.is_set():
                         await self._bye("[UNAVAILABLE] server shutting down, please reconnect")
@@ -246,6 +273,7 @@ async def start_imap(
             await refuse(writer, f"* BYE [UNAVAILABLE] {text}\r\n".encode())
             return
         connection = Connection(ctx, limits, reader, writer, tls_context)
+        connection.stressed = lambda: limiter.stressed
         registry.add(connection)
         try:
             await connection.run()
