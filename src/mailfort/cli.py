@@ -19,7 +19,7 @@ from mailfort.errors import AlreadyExists, ConfigError, MailfortError, NotFound
 from mailfort.logs import configure as configure_logging
 from mailfort.mail.address import AddressError, normalize, normalize_domain
 from mailfort.store import open_store
-from mailfort.store.api import QueueItem, Store
+from mailfort.store.api import NodeInfo, QueueItem, Store
 
 Command = Callable[[Config, Store, argparse.Namespace], Awaitable[int]]
 
@@ -309,11 +309,15 @@ async def cmd_cluster_status(config: Config, store: Store, args: argparse.Namesp
     return 0
 
 
+async def _node(store: Store, name: str) -> NodeInfo:
+    for node in await store.list_nodes():
+        if node.name == name:
+            return node
+    raise CliError(f"no node {name!r} (see: mailfort cluster status)")
+
+
 async def cmd_node_drain(config: Config, store: Store, args: argparse.Namespace) -> int:
-    nodes = {n.name: n for n in await store.list_nodes()}
-    node = nodes.get(args.name)
-    if node is None:
-        raise CliError(f"no node {args.name!r} (see: mailfort cluster status)")
+    node = await _node(store, args.name)
     if node.state == "gone":
         print(f"node {args.name} is gone already")
         return 0
@@ -329,10 +333,7 @@ async def cmd_node_drain(config: Config, store: Store, args: argparse.Namespace)
 async def cmd_node_forget(config: Config, store: Store, args: argparse.Namespace) -> int:
     from mailfort.cluster.status import effective_state
 
-    nodes = {n.name: n for n in await store.list_nodes()}
-    node = nodes.get(args.name)
-    if node is None:
-        raise CliError(f"no node {args.name!r} (see: mailfort cluster status)")
+    node = await _node(store, args.name)
     now = time.time()
     state = effective_state(node, now, config.cluster.heartbeat_seconds)
     if state == "gone":

@@ -48,6 +48,13 @@ class ConnectionLimiter:
         """Most slots are taken (`STRESS_SHARE`): idle sessions should make room for new ones."""
         return self.total >= self.max_total * STRESS_SHARE
 
+    def login_deadline(self, connected_at: float, usual: float, under_stress: float) -> float:
+        """When a client that connected at `connected_at` and has not logged in is sent away:
+        `usual` seconds later, or `under_stress` while most slots are taken (Postfix's stress
+        mode, for the part of it that cannot hurt a user): strangers must not keep a full node
+        from its users. Asked again while the client waits, since the node may fill meanwhile."""
+        return connected_at + (min(usual, under_stress) if self.stressed else usual)
+
     def release(self, ip: str) -> None:
         self.total -= 1
         self._per_ip[ip] -= 1

@@ -39,6 +39,7 @@ from mailfort.config import OverloadConfig
 from mailfort.metrics import NodeMetrics
 from mailfort.overload.limit import AdaptiveLimit, LimitConfig
 from mailfort.overload.limit import Token as LimitToken
+from mailfort.server.admission import ConnectionLimiter
 from mailfort.store.api import Store
 
 log = logging.getLogger("mailfort.overload")
@@ -387,3 +388,28 @@ class OverloadGate:
             limit.baseline_latency,
             self.pending_commits,
         )
+
+
+def admit_session(
+    limiter: ConnectionLimiter,
+    ip: str,
+    gate: OverloadGate | None,
+    metrics: NodeMetrics | None,
+    protocol: str,
+    logger: logging.Logger,
+) -> str:
+    """A new IMAP or POP3 connection from `ip`: take its connection slot, or say why not: "" when
+    admitted, else the reason (a `Refusal` value, or `REASON_OVERLOAD` when the node is hard
+    overloaded), already logged to `logger` and counted in `metrics`."""
+    refusal = limiter.admit(ip)
+    reason = refusal.value if refusal is not None else ""
+    if refusal is None and gate is not None and gate.overloaded():
+        limiter.release(ip)
+        reason = REASON_OVERLOAD
+    if reason:
+        logger.warning(
+            "event=connection_refused proto=%s reason=%s client=%s", protocol, reason, ip
+        )
+        if metrics is not None:
+            metrics.refused(protocol, reason)
+    return reason

@@ -16,7 +16,6 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mailfort.auth.passwords import Verifier
@@ -28,7 +27,7 @@ from mailfort.protocol.pop3 import replies as R
 from mailfort.protocol.pop3 import session as core
 from mailfort.protocol.pop3.replies import Code
 from mailfort.server.admission import ConnectionLimiter, Refusal
-from mailfort.server.overload import REASON_OVERLOAD, OverloadGate
+from mailfort.server.overload import OverloadGate, admit_session
 from mailfort.server.pop3_maildrop import MaildropLocks, SizeCache, load_maildrop
 from mailfort.server.streams import close, peer_ip, refuse
 from mailfort.status.components import Component
@@ -42,7 +41,7 @@ _COALESCE = 16 * 1024
 @dataclass(frozen=True, slots=True)
 class Pop3Limits:
     unauth_timeout: float = 60.0  # from connect to a successful login
-    # ... while most connection slots are taken (see Connection._unauth_deadline)
+    # ... while most connection slots are taken (ConnectionLimiter.login_deadline)
     stress_unauth_timeout: float = 10.0
     unauth_commands: int = 20
     idle_timeout: float = 600.0  # RFC 1939 §3: an autologout timer of at least 10 minutes
@@ -91,9 +90,11 @@ class Connection:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         tls_context: ssl.SSLContext,
+        limiter: ConnectionLimiter,
     ) -> None:
         self.ctx = ctx
         self.limits = limits
+        self.limiter = limiter  # the listener's: its stress shortens the time to log in
         self.reader = reader
         self.writer = writer
         self.tls_context = tls_context
@@ -112,8 +113,6 @@ class Connection:
         self.address = ""
         self.mailbox_id = 0
         self.locked = False
-        # Set by the listener: most of its connection slots are taken (see _unauth_deadline).
-        self.stressed: Callable[[], bool] = lambda: False
 
     # -- transport ----------------------------------------------------------------------------
     async def send(self, data: bytes) -> None:
@@ -143,14 +142,11 @@ class Connection:
             return b""
 
     # -- main loop ----------------------------------------------------------------------------
-    def _unauth_deadline(self, connected_at: float) -> float:
-        """When a client that has not logged in is sent away: `unauth_timeout` after connect,
-        or `stress_unauth_timeout` while the listener's slots are mostly taken (Postfix's
-        stress mode): strangers must not keep a full node from its users."""
-        limit = self.limits.unauth_timeout
-        if self.stressed():
-            limit = min(limit, self.limits.stress_unauth_timeout)
-        return connected_at + limit
+    def _login_deadline(self, connected_at: float) -> float:
+        limits = self.limits
+        return self.limiter.login_deadline(
+            connected_at, limits.unauth_timeout, limits.stress_unauth_timeout
+        )
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -170,15 +166,15 @@ class Connection:
                 unauthorized = self.core.state is core.State.AUTHORIZATION
                 if unauthorized:
                     # Wake at least every stress period: the listener may fill up meanwhile.
-                    timeout = self._unauth_deadline(connected_at) - loop.time()
+                    timeout = self._login_deadline(connected_at) - loop.time()
                     timeout = min(timeout, self.limits.stress_unauth_timeout)
                 else:
                     timeout = self.limits.idle_timeout
                 data = await self._read(timeout)
                 if data is None and unauthorized:
-                    if loop.time() < self._unauth_deadline(connected_at):
+                    if loop.time() < self._login_deadline(connected_at):
                         continue  # woke only to look at the stress again
-                    if self.stressed():
+                    if self.limiter.stressed:
                         log.info("event=stress_unauth_timeout client=%s", self.client_ip)
                 if data is None:
                     log.info("event=pop3_autologout client=%s", self.client_ip)
@@ -367,20 +363,12 @@ async def start_pop3(
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ip = peer_ip(writer)
-        refusal = limiter.admit(ip)
-        reason = refusal.value if refusal is not None else ""
-        if refusal is None and ctx.gate is not None and ctx.gate.overloaded():
-            limiter.release(ip)
-            reason = REASON_OVERLOAD
+        reason = admit_session(limiter, ip, ctx.gate, ctx.metrics, "pop3", log)
         if reason:
-            text = R.TOO_MANY_FROM_IP if refusal is Refusal.IP_FULL else R.SERVER_BUSY
-            log.warning("event=connection_refused proto=pop3 reason=%s client=%s", reason, ip)
-            if ctx.metrics is not None:
-                ctx.metrics.refused("pop3", reason)
+            text = R.TOO_MANY_FROM_IP if reason == Refusal.IP_FULL.value else R.SERVER_BUSY
             await refuse(writer, R.err(text, Code.SYS_TEMP))
             return
-        connection = Connection(ctx, limits, reader, writer, tls_context)
-        connection.stressed = lambda: limiter.stressed
+        connection = Connection(ctx, limits, reader, writer, tls_context, limiter)
         abort = False
         try:
             await connection.run()

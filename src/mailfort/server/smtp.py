@@ -414,12 +414,9 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
         the sessions it already has."""
         self._idle_timer_at = None
         now = self.loop.time()
-        limit = self._idle_limit
-        stress = self._stress_idle
-        stressed = stress is not None and stress < limit and self._limiter.stressed
-        if stressed:
-            assert stress is not None
-            limit = stress
+        limit, stress, stressed = self._idle_limit, self._stress_idle, False
+        if stress is not None and stress < limit and self._limiter.stressed:
+            limit, stressed = stress, True
         due = self._active_at + limit
         if due > now:
             if stress is not None:

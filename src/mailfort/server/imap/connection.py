@@ -13,7 +13,6 @@ import contextlib
 import logging
 import ssl
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailfort.protocol.imap import framing, response
@@ -21,7 +20,7 @@ from mailfort.protocol.imap.commands import StartTLS
 from mailfort.server.admission import ConnectionLimiter, Refusal
 from mailfort.server.imap import mailboxes, messages  # noqa: F401  (registers handlers)
 from mailfort.server.imap.session import ImapContext, Session, State
-from mailfort.server.overload import REASON_OVERLOAD
+from mailfort.server.overload import admit_session
 from mailfort.server.streams import close, peer_ip, refuse
 
 log = logging.getLogger("mailfort.imap")
@@ -51,9 +50,11 @@ class Connection:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         tls_context: ssl.SSLContext,
+        limiter: ConnectionLimiter,
     ) -> None:
         self.ctx = ctx
         self.limits = limits
+        self.limiter = limiter  # the listener's: its stress shortens the time to log in
         self.reader = reader
         self.writer = writer
         self.tls_context = tls_context
@@ -66,8 +67,6 @@ class Connection:
         self.closing = asyncio.Event()
         self._read_task: asyncio.Future[bytes | None] | None = None
         self.session = Session(ctx, self)
-        # Set by the listener: most of its connection slots are taken (see _unauth_deadline).
-        self.stressed: Callable[[], bool] = lambda: False
 
     def shutdown(self) -> None:
         """Drain: a session waiting for its client is told BYE now; a busy one after its command."""
@@ -143,15 +142,13 @@ class Connection:
         except ConnectionError:
             return b""
 
-    def _unauth_deadline(self, connected_at: float) -> float:
-        """When a client that has not logged in is sent away: `unauth_timeout` after connect,
-        or `stress_unauth_timeout` while the listener's slots are mostly taken (Postfix's
-        stress mode, for the part of it that cannot hurt a user: an IDLE session of a logged-in
-        user sits idle for half an hour by design)."""
-        limit = self.limits.unauth_timeout
-        if self.stressed():
-            limit = min(limit, self.limits.stress_unauth_timeout)
-        return connected_at + limit
+    def _login_deadline(self, connected_at: float) -> float:
+        # Only before login: an IDLE session of a logged-in user sits idle for half an hour by
+        # design, stress or not.
+        limits = self.limits
+        return self.limiter.login_deadline(
+            connected_at, limits.unauth_timeout, limits.stress_unauth_timeout
+        )
 
     # -- main loop ----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -166,7 +163,7 @@ class Connection:
                     timeout = self.limits.idle_timeout
                 else:
                     # Wake at least every stress period: the listener may fill up meanwhile.
-                    remaining = max(0.0, self._unauth_deadline(connected_at) - loop.time())
+                    remaining = max(0.0, self._login_deadline(connected_at) - loop.time())
                     timeout = min(remaining, self.limits.stress_unauth_timeout)
                 if self.closing.is_set():
                     await self._bye("[UNAVAILABLE] server shutting down, please reconnect")
@@ -181,9 +178,9 @@ class Connection:
                 finally:
                     self._read_task = None
                 if data is None and not authed and not self.closing.is_set():
-                    if loop.time() < self._unauth_deadline(connected_at):
+                    if loop.time() < self._login_deadline(connected_at):
                         continue  # woke only to look at the stress again
-                    if self.stressed():
+                    if self.limiter.stressed:
                         log.info("event=stress_unauth_timeout client=%s", self.client_ip)
                 if not data:
                     if self.closing.is_set():
@@ -256,24 +253,16 @@ async def start_imap(
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ip = peer_ip(writer)
-        refusal = limiter.admit(ip)
-        reason = refusal.value if refusal is not None else ""
-        if refusal is None and ctx.gate is not None and ctx.gate.overloaded():
-            limiter.release(ip)
-            reason = REASON_OVERLOAD
+        reason = admit_session(limiter, ip, ctx.gate, ctx.metrics, "imap", log)
         if reason:
             text = (
                 "too many connections from your address"
-                if refusal is Refusal.IP_FULL
+                if reason == Refusal.IP_FULL.value
                 else "server busy, try again later"
             )
-            log.warning("event=connection_refused proto=imap reason=%s client=%s", reason, ip)
-            if ctx.metrics is not None:
-                ctx.metrics.refused("imap", reason)
             await refuse(writer, f"* BYE [UNAVAILABLE] {text}\r\n".encode())
             return
-        connection = Connection(ctx, limits, reader, writer, tls_context)
-        connection.stressed = lambda: limiter.stressed
+        connection = Connection(ctx, limits, reader, writer, tls_context, limiter)
         registry.add(connection)
         try:
             await connection.run()
