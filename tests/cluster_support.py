@@ -194,10 +194,13 @@ def send(
     sender: str = "sender@remote.test",
     timeout: float = 15.0,
 ) -> tuple[int, bytes]:
-    """One SMTP transaction on the MX port: the reply to DATA (or the first refusal)."""
+    """One SMTP transaction on the MX port: the reply to DATA, or the first refusal (a 421
+    greeting included); 0 when the connection failed without an answer."""
     client = smtplib.SMTP(timeout=timeout)
     try:
-        client.connect("127.0.0.1", port)
+        code, text = client.connect("127.0.0.1", port)
+        if code != 220:
+            return code, text
         code, text = client.ehlo("client.test")
         if code != 250:
             return code, text

@@ -9,9 +9,7 @@ the end every message that got a 250 from any node is in its mailbox exactly onc
 
 from __future__ import annotations
 
-import contextlib
 import re
-import smtplib
 import statistics
 import threading
 import time
@@ -24,6 +22,7 @@ from tests.cluster_support import (
     PgSchema,
     base_dsn,
     cluster_node,
+    send,
     unexpected_tracebacks,
     wait_until,
 )
@@ -46,33 +45,6 @@ max_pending_commits = 8
 max_connections_per_ip = 200
 """
 _MID = re.compile(rb"^Message-ID: <([^@>]+)@overload\.test>", re.M)
-
-
-def send(port: int, rcpt: str, body: bytes) -> tuple[int, bytes]:
-    """One message on the MX port: the reply to the final dot, or the refusal (421 at connect
-    included); 0 when the connection failed without an answer."""
-    client = smtplib.SMTP(timeout=30)
-    try:
-        code, text = client.connect("127.0.0.1", port)
-        if code != 220:
-            return code, text
-        client.ehlo("client.test")
-        code, text = client.mail("sender@remote.test")
-        if code != 250:
-            return code, text
-        code, text = client.rcpt(rcpt)
-        if code != 250:
-            return code, text
-        code, text = client.data(body)
-        with contextlib.suppress(smtplib.SMTPException, OSError):
-            client.quit()
-        return code, text
-    except smtplib.SMTPResponseException as exc:
-        return exc.smtp_code, exc.smtp_error
-    except (smtplib.SMTPException, OSError) as exc:
-        return 0, repr(exc).encode()
-    finally:
-        client.close()
 
 
 def test_three_nodes_near_their_limit_one_killed_the_others_stay_up(tmp_path: Path) -> None:
@@ -105,7 +77,7 @@ def test_three_nodes_near_their_limit_one_killed_the_others_stay_up(tmp_path: Pa
                     f"Subject: {mid}\r\nMessage-ID: <{mid}@overload.test>\r\n\r\nload\r\n"
                 ).encode()
                 started = time.monotonic()
-                code, text = send(ports[target], rcpt, body)
+                code, text = send(ports[target], [rcpt], body, timeout=30)
                 with lock:
                     outcomes.append((mid, target, code, time.monotonic() - started))
                     if code == 0:
@@ -133,6 +105,7 @@ def test_three_nodes_near_their_limit_one_killed_the_others_stay_up(tmp_path: Pa
                         node.ports["smtp"],
                         [USERS[0]],
                         f"Message-ID: <final{i}@overload.test>\r\n\r\nafter\r\n".encode(),
+                        timeout=30,
                     )[0]
                     == 250
                 ),

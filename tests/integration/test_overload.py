@@ -13,16 +13,17 @@ import poplib
 import smtplib
 import sqlite3
 import ssl
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.cluster_support import send as smtp_send
 from tests.conftest import PASSWORD
 from tests.nodeproc import NodeProcess
+from tests.polling import wait_for
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
@@ -51,30 +52,9 @@ def message(tag: str) -> bytes:
 
 def send(node: NodeProcess, tag: str) -> tuple[int, bytes]:
     """One message over a fresh connection: the reply to the final dot (or to what failed)."""
-    try:
-        with smtplib.SMTP("127.0.0.1", node.ports["smtp"], timeout=30) as smtp:
-            smtp.ehlo("outside.test")
-            code, text = smtp.mail("sender@outside.test")
-            if code != 250:
-                return code, text
-            code, text = smtp.rcpt(ALICE)
-            if code != 250:
-                return code, text
-            return smtp.data(message(tag))
-    except smtplib.SMTPConnectError as exc:
-        return exc.smtp_code, exc.smtp_error
-    except smtplib.SMTPResponseException as exc:
-        return exc.smtp_code, exc.smtp_error
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return smtp_send(
+        node.ports["smtp"], [ALICE], message(tag), sender="sender@outside.test", timeout=30
+    )
 
 
 def inbox_tags(node: NodeProcess) -> list[str]:

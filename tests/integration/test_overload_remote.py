@@ -13,13 +13,12 @@ import asyncio
 import smtplib
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.nodeproc import NodeProcess, free_ports
+from tests.polling import wait_for
 from tests.smtpsink import Sink
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -62,16 +61,6 @@ class FailingMx:
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def start_node(root: Path, port: int, overload: str) -> NodeProcess:

@@ -16,7 +16,7 @@ import re
 import smtplib
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from email.message import EmailMessage, Message
 from typing import Any
 
@@ -25,6 +25,7 @@ import pytest
 from tests.conftest import PASSWORD, client_tls
 from tests.dnsserver import NameServer, Zone
 from tests.nodeproc import NodeProcess
+from tests.polling import wait_for
 from tests.smtpsink import ACCEPT, DEFER, REJECT, Sink
 
 ALICE = "alice@example.test"
@@ -120,16 +121,6 @@ def via_mx(node: NodeProcess, sender: str, recipient: str, subject: str) -> None
         assert client.sendmail(sender, [recipient], message(subject, sender or "x@y.test")) == {}
 
 
-def wait(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def queue_empty(node: NodeProcess, subject: str | None = None) -> bool:
     items = node.queue()
     if subject is None:
@@ -184,22 +175,22 @@ def test_several_recipients_in_one_transaction_then_a_reused_connection(
     submit(node, ["r4@remote.test"], "second message")
     (again,) = sink.wait_for(lambda: sink.received("r4@remote.test"), what="second message")
     assert again.connection == got.connection
-    wait(lambda: queue_empty(node), what="empty queue")
-    wait(lambda: "event=remote_delivered" in node.log(), what="the delivery in the log")
+    wait_for(lambda: queue_empty(node), what="empty queue")
+    wait_for(lambda: "event=remote_delivered" in node.log(), what="the delivery in the log")
 
 
 def test_a_4xx_is_retried_until_it_succeeds(node: NodeProcess, sink: Sink) -> None:
     sink.script("later@remote.test", DEFER, DEFER, ACCEPT)
     submit(node, ["later@remote.test"], "try again")
     sink.wait_for(lambda: sink.received("later@remote.test"), what="delivery after two 450s")
-    wait(lambda: queue_empty(node), what="empty queue")
+    wait_for(lambda: queue_empty(node), what="empty queue")
 
     def deferrals() -> list[str]:
         pattern = r"event=remote_deferred \S+ rcpt=later@remote\.test status=4\.2\.1"
         return re.findall(pattern, node.log())
 
     # The node writes its log in batches (every 0.5 s, later on a busy machine): wait for it.
-    wait(lambda: len(deferrals()) >= 2, what="both deferrals in the log")
+    wait_for(lambda: len(deferrals()) >= 2, what="both deferrals in the log")
     assert len(deferrals()) == 2
     assert dsns(node, "try again") == []  # no warning: delay_warning is 4 h
 
@@ -207,9 +198,9 @@ def test_a_4xx_is_retried_until_it_succeeds(node: NodeProcess, sink: Sink) -> No
 def test_a_5xx_bounces_to_the_local_sender(node: NodeProcess, sink: Sink) -> None:
     sink.script("gone@remote.test", REJECT)
     submit(node, ["fine@remote.test", "gone@remote.test"], "partly bounced")
-    (dsn,) = wait(lambda: dsns(node, "partly bounced"), what="the bounce")
+    (dsn,) = wait_for(lambda: dsns(node, "partly bounced"), what="the bounce")
     assert [t.recipients for t in sink.received("fine@remote.test")] == [("fine@remote.test",)]
-    wait(lambda: queue_empty(node), what="empty queue")
+    wait_for(lambda: queue_empty(node), what="empty queue")
 
     assert dsn["From"] == "Mail Delivery System <MAILER-DAEMON@mx.mailfort.test>"
     assert dsn["To"].addresses[0].addr_spec == ALICE
@@ -248,14 +239,14 @@ def test_a_bounce_to_a_remote_sender_goes_out_from_the_null_sender(
     assert rcpt["Final-Recipient"] == "rfc822; gone-fwd@remote.test"
     assert rcpt["Original-Recipient"] == "rfc822; fwd-gone@example.test"
     assert rcpt["Status"] == "5.1.1"
-    wait(lambda: queue_empty(node), what="empty queue")
+    wait_for(lambda: queue_empty(node), what="empty queue")
 
 
 def test_no_dsn_for_the_null_sender(node: NodeProcess, sink: Sink) -> None:
     sink.script("gone-null@remote.test", REJECT)
     via_mx(node, "", "fwd-null@example.test", "from nobody")
-    wait(lambda: "event=bounce_suppressed" in node.log(), what="the suppressed bounce")
-    wait(lambda: queue_empty(node), what="empty queue")
+    wait_for(lambda: "event=bounce_suppressed" in node.log(), what="the suppressed bounce")
+    wait_for(lambda: queue_empty(node), what="empty queue")
     time.sleep(0.5)  # a DSN would have been queued and delivered by now
     assert not [t for t in sink.received() if b"from nobody" in t.data and t.sender == "<>"]
     assert node.queue() == []
@@ -263,13 +254,13 @@ def test_no_dsn_for_the_null_sender(node: NodeProcess, sink: Sink) -> None:
 
 def test_a_null_mx_bounces_at_once(node: NodeProcess, sink: Sink) -> None:
     submit(node, ["x@nullmx.test"], "to a null mx")
-    (dsn,) = wait(lambda: dsns(node, "to a null mx"), what="the bounce")
+    (dsn,) = wait_for(lambda: dsns(node, "to a null mx"), what="the bounce")
     _, (rcpt,) = report(dsn)
     assert rcpt["Status"] == "5.1.10"
     assert rcpt["Action"] == "failed"
     assert rcpt["Remote-MTA"] is None
     assert rcpt["Diagnostic-Code"].startswith("X-Mailfort; nullmx.test does not accept mail")
-    wait(lambda: queue_empty(node), what="empty queue")
+    wait_for(lambda: queue_empty(node), what="empty queue")
 
 
 def test_mx_preference_fallback_and_transport_override(node: NodeProcess, sink: Sink) -> None:
@@ -279,13 +270,13 @@ def test_mx_preference_fallback_and_transport_override(node: NodeProcess, sink: 
     assert sink.received("a@pref.test")[0].local == "127.0.0.3"  # MX 10, not MX 20
     assert sink.received("b@fallback.test")[0].local == "127.0.0.1"  # MX 10 refused
     assert sink.received("c@relayed.test")[0].local == "127.0.0.3"  # not in DNS at all
-    wait(lambda: queue_empty(node), what="empty queue")
+    wait_for(lambda: queue_empty(node), what="empty queue")
 
 
 def test_queue_commands_show_what_happened(node: NodeProcess, sink: Sink) -> None:
     sink.script("stuck@remote.test", DEFER)
     submit(node, ["stuck@remote.test"], "stuck in the queue")
-    (item,) = wait(
+    (item,) = wait_for(
         lambda: [i for i in node.queue() if i.recipient == "stuck@remote.test" and i.attempts >= 2],
         what="two attempts",
     )
@@ -303,11 +294,11 @@ def test_queue_commands_show_what_happened(node: NodeProcess, sink: Sink) -> Non
     assert "1 recipient(s) due now" in retried.stdout
     sink.script("stuck@remote.test", ACCEPT)
     sink.wait_for(lambda: sink.received("stuck@remote.test"), timeout=5, what="after retry")
-    wait(lambda: queue_empty(node), what="empty queue")
+    wait_for(lambda: queue_empty(node), what="empty queue")
 
     sink.script("stuck2@remote.test", DEFER)
     submit(node, ["stuck2@remote.test"], "deleted from the queue")
-    (item,) = wait(
+    (item,) = wait_for(
         lambda: [i for i in node.queue() if i.recipient == "stuck2@remote.test" and i.attempts],
         what="an attempt",
     )
@@ -334,7 +325,7 @@ def test_delay_warning_then_expiry(
     try:
         sink.script("slow@remote.test", DEFER)
         submit(proc, ["slow@remote.test"], "slow one")
-        first = wait(lambda: dsns(proc, "slow one"), timeout=10, what="the delay warning")
+        first = wait_for(lambda: dsns(proc, "slow one"), timeout=10, what="the delay warning")
         warning = first[0]
         assert warning["Subject"] == "Delayed Mail (still being retried)"
         per_message, (rcpt,) = report(warning)
@@ -342,8 +333,8 @@ def test_delay_warning_then_expiry(
         arrival = date(per_message["Arrival-Date"])
         assert abs(date(rcpt["Will-Retry-Until"]) - (arrival + 3.0)) <= 1.0
 
-        both = wait(lambda: len(dsns(proc, "slow one")) >= 2 and dsns(proc, "slow one"))
-        wait(lambda: queue_empty(proc), what="empty queue")
+        both = wait_for(lambda: len(dsns(proc, "slow one")) >= 2 and dsns(proc, "slow one"))
+        wait_for(lambda: queue_empty(proc), what="empty queue")
         time.sleep(0.3)
         assert len(dsns(proc, "slow one")) == 2  # one warning, one bounce
         bounce = both[1]
