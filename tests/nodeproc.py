@@ -17,7 +17,9 @@ from pathlib import Path
 from mailfort.auth.passwords import hash_password
 from mailfort.store.sqlite import SqliteStore
 
-_LISTENER = re.compile(r"^\s+(smtp|submission|submissions|imaps?|pop3s?)\s+([\d.]+):(\d+)\s", re.M)
+_LISTENER = re.compile(
+    r"^\s+(smtp|submission|submissions|imaps?|pop3s?|http)\s+([\d.]+):(\d+)\s", re.M
+)
 
 # IMAP listeners on (the node serves IMAP since issue 3), POP3 ones since issue 4.
 IMAP = True
@@ -63,7 +65,7 @@ imap = "{imap_listen}"
 imaps = "{imaps_listen}"
 pop3 = "{pop3_listen}"
 pop3s = "{pop3s_listen}"
-http = ""
+http = "{http_listen}"
 
 [queue]
 lease_seconds = {lease_seconds}
@@ -88,6 +90,7 @@ class NodeProcess:
     fixed_ports: dict[str, int] = field(default_factory=dict)
     store_url: str = ""  # when set: a `[store] url = "..."` table (PostgreSQL cluster tests)
     lease_seconds: float = 5.0
+    http: bool = False  # serve the status web (`ports["http"]`); off unless a test needs it
     proc: subprocess.Popen[bytes] | None = None
     ports: dict[str, int] = field(default_factory=dict)
 
@@ -119,6 +122,7 @@ class NodeProcess:
             imaps_listen=f"127.0.0.1:{self.fixed_ports.get('imaps', 0)}" if IMAP else "",
             pop3_listen=f"127.0.0.1:{self.fixed_ports.get('pop3', 0)}" if POP3 else "",
             pop3s_listen=f"127.0.0.1:{self.fixed_ports.get('pop3s', 0)}" if POP3 else "",
+            http_listen=f"127.0.0.1:{self.fixed_ports.get('http', 0)}" if self.http else "",
             delivery=self.delivery,
             lease_seconds=self.lease_seconds,
         )

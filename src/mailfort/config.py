@@ -70,6 +70,13 @@ class LimitsConfig:
     pop3_unauth_timeout: float = 60.0
     pop3_stress_unauth_timeout: float = 10.0  # ... while 80 % of pop3_max_connections are taken
     pop3_idle_timeout: float = 600.0  # RFC 1939 §3: the autologout timer is at least 10 minutes
+    # Per-client bounds count per address and per network (`mailfort.network`): one machine may
+    # own a whole IPv4 /24 or IPv6 /64.
+    network_prefix_v4: int = 24
+    network_prefix_v6: int = 64
+    # The share of a listener's connection slots, of the overload gate's slots and of its
+    # connect reservations that one client network may hold, so that no stranger can take all.
+    max_network_share: float = 0.25
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -306,6 +313,12 @@ def validate(config: Config) -> None:
         "imap_stress_unauth_timeout",
         "pop3_stress_unauth_timeout",
     )
+    if not 8 <= config.limits.network_prefix_v4 <= 32:
+        raise ConfigError("limits.network_prefix_v4", "expected a prefix length from 8 to 32")
+    if not 16 <= config.limits.network_prefix_v6 <= 128:
+        raise ConfigError("limits.network_prefix_v6", "expected a prefix length from 16 to 128")
+    if not 0 < config.limits.max_network_share <= 1:
+        raise ConfigError("limits.max_network_share", "expected a share above 0 and at most 1")
     if not config.hostname:
         raise ConfigError("hostname", "must not be empty")
     # It is written into every Received header; a space or line break there would forge headers.

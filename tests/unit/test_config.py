@@ -256,3 +256,17 @@ def test_the_cli_stops_with_status_2_and_one_line(tmp_path: Path) -> None:
     assert "limits.max_recipients" in lines[0]
     assert "integer" in lines[0]
     assert not (tmp_path / "var").exists()  # nothing was created
+
+
+def test_client_networks_are_validated(tmp_path: Path) -> None:
+    for text, key in (
+        ("[limits]\nnetwork_prefix_v4 = 33\n", "limits.network_prefix_v4"),
+        ("[limits]\nnetwork_prefix_v6 = 8\n", "limits.network_prefix_v6"),
+        ("[limits]\nmax_network_share = 0\n", "limits.max_network_share"),
+        ("[limits]\nmax_network_share = 1.5\n", "limits.max_network_share"),
+    ):
+        path = tmp_path / "mailfort.toml"
+        path.write_text(text)
+        with pytest.raises(ConfigError) as caught:
+            load(path)
+        assert caught.value.key == key, text
