@@ -39,6 +39,12 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 
 PROTOCOLS = ("smtp", "submission", "imap", "pop3", "http")
+# Refusals a client earns by its own conduct: too many connections from its address ("ip") or
+# network ("network"), more than its network's share of the overload gate ("client"), too many
+# failed logins ("throttled"). They are exported, but they are not the platform turning
+# customers away, so they stay out of the window the public status signals read: otherwise a
+# stranger could publish an outage by knocking too often.
+CLIENT_REASONS = frozenset({"ip", "network", "client", "throttled"})
 
 
 class WindowStats:
@@ -195,7 +201,8 @@ class NodeMetrics:
 
     def refused(self, protocol: str, reason: str, n: int = 1) -> None:
         self.refusals.labels(protocol, reason).inc(n)
-        self.window.count(f"refused.{protocol}", self.clock(), n)
+        if reason not in CLIENT_REASONS:
+            self.window.count(f"refused.{protocol}", self.clock(), n)
 
     def store_commit(self, seconds: float) -> None:
         self.commit_seconds.observe(seconds)

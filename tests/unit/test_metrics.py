@@ -43,3 +43,15 @@ def test_exposition_names_follow_prometheus_conventions() -> None:
     assert "mailfort_login_duration_seconds_bucket" in text
     assert "_created" not in text  # no timestamp series beside every counter
     assert metrics.snapshot()["counts"] == {"login.imap.fail": 1, "refused.smtp": 3}
+
+
+def test_refusals_a_client_earns_itself_stay_out_of_the_public_window() -> None:
+    metrics = NodeMetrics(window=60.0, clock=lambda: 1000.0)
+    for reason in ("ip", "network", "client", "throttled"):
+        metrics.refused("imap", reason, 5)
+    assert metrics.snapshot()["counts"].get("refused.imap", 0) == 0
+    metrics.refused("imap", "overload", 2)
+    metrics.refused("imap", "node")
+    assert metrics.snapshot()["counts"]["refused.imap"] == 3
+    exported = generate_latest(metrics.registry).decode()
+    assert 'mailfort_admission_refusals_total{protocol="imap",reason="ip"} 5.0' in exported
