@@ -55,6 +55,10 @@ class LimitsConfig:
     # (Postfix's stress mode: 300 s -> 10 s), so idle or slow clients cannot hold the node full.
     smtp_stress_idle_timeout: float = 10.0
     smtp_session_timeout: float = 1800.0
+    # Postfix's smtpd_min_data_rate: DATA may take the idle time plus a second per this many
+    # octets, so a client that trickles a message cannot hold a connection for the session time.
+    # 0 turns it off.
+    smtp_min_data_rate: float = 500.0
     auth_failures_per_ip: int = 10
     auth_failure_window: float = 900.0
     auth_failure_delay: float = 1.0
@@ -153,6 +157,10 @@ class OverloadConfig:
     # an outage) must still retry some. 0 makes the ratio strict.
     retry_budget_reserve: int = 10
     lag_interval: float = 0.1  # seconds between event-loop lag samples
+    # At most this share of the node's CPU goes to refusing connections; past it the listeners
+    # stop accepting for a moment and new connections wait in the kernel's queue, so that no
+    # offered load (a flood is 10x load from one sender) turns the node into a refusal machine.
+    refusal_cpu_share: float = 0.1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -350,6 +358,8 @@ def _validate_overload(o: OverloadConfig) -> None:
         raise ConfigError("overload.initial_limit", "need min_limit <= initial_limit <= max_limit")
     if o.breaker_max_open_seconds < o.breaker_open_seconds:
         raise ConfigError("overload.breaker_max_open_seconds", "must be >= breaker_open_seconds")
+    if not 0 < o.refusal_cpu_share <= 1:
+        raise ConfigError("overload.refusal_cpu_share", "expected a share above 0 and at most 1")
     if not 0 <= o.retry_budget_ratio < 1:
         raise ConfigError("overload.retry_budget_ratio", "must be at least 0 and below 1")
 

@@ -22,6 +22,7 @@ from mailfort.config import Config, OverloadConfig, parse_hostport
 from mailfort.errors import StoreError
 from mailfort.mail.directory import Directory
 from mailfort.metrics import NodeMetrics
+from mailfort.network import Networks
 from mailfort.overload import BreakerConfig, RetryBudgetConfig
 from mailfort.queue.local_worker import LocalWorker
 from mailfort.queue.remote_worker import Politeness, RemoteWorker
@@ -30,6 +31,8 @@ from mailfort.server.imap.cache import MetaCache
 from mailfort.server.imap.connection import Connection as ImapConnection
 from mailfort.server.imap.connection import ImapLimits, start_imap
 from mailfort.server.imap.session import ImapContext
+from mailfort.server.listener import Listener as ServerListener
+from mailfort.server.listener import RefusalBudget
 from mailfort.server.overload import OverloadGate
 from mailfort.server.pop3 import Pop3Context, Pop3Limits, start_pop3
 from mailfort.server.pop3_maildrop import SizeCache
@@ -93,15 +96,22 @@ class Node:
             hostname=config.hostname,
             metrics=self.metrics,
         )
+        limits = config.limits
+        # Every per-client bound counts per address and per network (mailfort.network).
+        self.networks = Networks(limits.network_prefix_v4, limits.network_prefix_v6)
         # Admission for store-bound work on every listener, adapting to measured latency.
-        self.gate = OverloadGate(config.overload, self.metrics, store=self.store)
+        self.gate = OverloadGate(
+            config.overload,
+            self.metrics,
+            store=self.store,
+            client_share=limits.max_network_share,
+        )
+        # The CPU all listeners together may spend refusing connections (server/listener.py).
+        self.refusal_budget = RefusalBudget(config.overload.refusal_cpu_share)
         self.directory = Directory(
             self.store, config_domains=config.local_domains, delimiter=config.recipient_delimiter
         )
-        limits = config.limits
-        self.limiter = ConnectionLimiter(
-            max_total=limits.max_connections, max_per_ip=limits.max_connections_per_ip
-        )
+        self.limiter = self._limiter(limits.max_connections, limits.max_connections_per_ip)
         self.throttle = LoginThrottle(
             max_failures=limits.auth_failures_per_ip,
             window=limits.auth_failure_window,
@@ -114,13 +124,13 @@ class Node:
             window=limits.auth_failure_window,
             base_delay=limits.auth_failure_delay,
         )
-        self.imap_limiter = ConnectionLimiter(
-            max_total=limits.imap_max_connections, max_per_ip=limits.imap_max_connections_per_ip
+        self.imap_limiter = self._limiter(
+            limits.imap_max_connections, limits.imap_max_connections_per_ip
         )
-        self.pop3_limiter = ConnectionLimiter(
-            max_total=limits.pop3_max_connections, max_per_ip=limits.pop3_max_connections_per_ip
+        self.pop3_limiter = self._limiter(
+            limits.pop3_max_connections, limits.pop3_max_connections_per_ip
         )
-        self.servers: list[asyncio.Server] = []
+        self.servers: list[ServerListener] = []
         self.imap_connections: set[ImapConnection] = set()
         self.listeners: list[Listener] = []
         self.tasks: list[asyncio.Task[None]] = []
@@ -152,6 +162,14 @@ class Node:
             on_drain=self.stop_requested.set,
         )
 
+    def _limiter(self, max_total: int, max_per_ip: int) -> ConnectionLimiter:
+        return ConnectionLimiter(
+            max_total=max_total,
+            max_per_ip=max_per_ip,
+            networks=self.networks,
+            network_share=self.config.limits.max_network_share,
+        )
+
     def load(self) -> dict[str, object]:
         """What the heartbeat reports: open connections per protocol, deliveries in flight."""
         return {
@@ -168,7 +186,7 @@ class Node:
             self._binding = f"[listen] {listener} = {address[0]}:{address[1]}"
         return address
 
-    def _serving(self, listener: str, host: str, server: asyncio.Server) -> None:
+    def _serving(self, listener: str, host: str, server: ServerListener) -> None:
         self.servers.append(server)
         port = server.sockets[0].getsockname()[1]
         self.listeners.append(Listener(listener, host, port, _DESCRIPTIONS[listener]))
@@ -231,6 +249,8 @@ class Node:
                 idle_timeout=limits.smtp_idle_timeout,
                 stress_idle_timeout=limits.smtp_stress_idle_timeout,
                 session_timeout=limits.smtp_session_timeout,
+                min_data_rate=limits.smtp_min_data_rate,
+                budget=self.refusal_budget,
             )
             self._serving(mode.value, address[0], server)
         if self.config.listen.imap or self.config.listen.imaps:
@@ -267,6 +287,7 @@ class Node:
             gate=self.gate,
             metrics=self.metrics,
             notices=self.notices,
+            networks=self.networks,
         )
         imap_limits = ImapLimits(
             max_line=limits.imap_max_line,
@@ -288,6 +309,7 @@ class Node:
                 tls_context=tls,
                 implicit_tls=name == "imaps",
                 limits=imap_limits,
+                budget=self.refusal_budget,
             )
             self._serving(name, address[0], server)
 
@@ -305,6 +327,7 @@ class Node:
             gate=self.gate,
             metrics=self.metrics,
             notices=self.notices,
+            networks=self.networks,
         )
         pop3_limits = Pop3Limits(
             unauth_timeout=limits.pop3_unauth_timeout,
@@ -323,6 +346,7 @@ class Node:
                 tls_context=tls,
                 implicit_tls=name == "pop3s",
                 limits=pop3_limits,
+                budget=self.refusal_budget,
             )
             self._serving(name, address[0], server)
 

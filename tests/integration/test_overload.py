@@ -11,6 +11,7 @@ from __future__ import annotations
 import imaplib
 import poplib
 import smtplib
+import socket
 import sqlite3
 import ssl
 from collections.abc import Iterator
@@ -27,7 +28,12 @@ from tests.polling import wait_for
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
+# One client network (127.0.0.0/24: every client here) may hold the whole gate: these tests are
+# about the node's limit, not about sharing it between networks.
 OVERLOAD = """
+[limits]
+max_network_share = 1.0
+
 [overload]
 initial_limit = 2
 min_limit = 1
@@ -55,6 +61,13 @@ def send(node: NodeProcess, tag: str) -> tuple[int, bytes]:
     return smtp_send(
         node.ports["smtp"], [ALICE], message(tag), sender="sender@outside.test", timeout=30
     )
+
+
+def greeting(node: NodeProcess) -> bytes:
+    """The first line a new SMTP connection hears (the connection is closed at once)."""
+    address = ("127.0.0.1", node.ports["smtp"])
+    with socket.create_connection(address, timeout=10) as sock, sock.makefile("rb") as stream:
+        return stream.readline()
 
 
 def inbox_tags(node: NodeProcess) -> list[str]:
@@ -94,7 +107,7 @@ def test_slow_store_refuses_new_work_on_every_protocol_and_loses_nothing(
     pop = poplib.POP3_SSL("127.0.0.1", node.ports["pop3s"], context=_tls(), timeout=30)
     pop.user(BOB)
 
-    # Two transactions take the limit's two slots (MAIL FROM) ...
+    # Two transactions take the limit's two slots (their store work, once DATA is in) ...
     stuck_sessions = []
     for _ in range(2):
         client = smtplib.SMTP("127.0.0.1", node.ports["smtp"], timeout=30)
@@ -112,6 +125,8 @@ def test_slow_store_refuses_new_work_on_every_protocol_and_loses_nothing(
             pool.submit(client.data, message(f"stuck{i}"))
             for i, client in enumerate(stuck_sessions)
         ]
+        # Their data is on its way; once both wait in the store, new connections hear 421.
+        wait_for(lambda: greeting(node).startswith(b"421"), 10, "both slots taken")
         code, text = send(node, "refused-at-connect")
         assert code == 421, text
         assert b"4.3.2" in text
@@ -173,7 +188,8 @@ def test_a_burst_past_the_limit_is_refused_at_connect_not_at_mail(tmp_path: Path
     limit = 3
     proc = NodeProcess(
         tmp_path,
-        extra_config=f"[overload]\ninitial_limit = {limit}\nmin_limit = {limit}\n"
+        extra_config="[limits]\nmax_network_share = 1.0\n"
+        f"[overload]\ninitial_limit = {limit}\nmin_limit = {limit}\n"
         f"max_limit = {limit}\nmax_loop_lag = 30.0\n",
     )
     proc.provision(domains=("example.test",), users={ALICE: PASSWORD})

@@ -9,6 +9,7 @@ timeouts); tests that need a client address of their own bind to another 127.0.0
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 import select
 import smtplib
@@ -40,6 +41,7 @@ auth_failure_delay = {AUTH_DELAY}
 TIGHT = f"""[limits]
 max_connections = 3
 max_connections_per_ip = 2
+max_network_share = 1.0
 smtp_idle_timeout = {IDLE}
 smtp_session_timeout = {SESSION}
 """
@@ -582,11 +584,35 @@ def test_slow_data_is_not_idle(tight: NodeProcess) -> None:
         assert c.cmd(b"RCPT TO:<alice@example.test>")[0] == 250
         assert c.cmd(b"DATA")[0] == 354
         c.send(b"Subject: slow\r\n\r\n")
-        for i in range(5):  # 2 idle periods in all
+        for i in range(5):  # 2 idle periods in all, at ~1,000 octets/s: above the minimum rate
             time.sleep(IDLE * 0.4)
-            c.send(b"part %d\r\n" % i)
+            c.send(b"part %d " % i + b"x" * 390 + b"\r\n")
         assert c.cmd(b".")[0] == 250
     assert len(tight.inbox("alice@example.test")) == before + 1
+
+
+def test_data_slower_than_the_minimum_rate_is_cut_off(tight: NodeProcess) -> None:
+    """Postfix's smtpd_min_data_rate: DATA may take the idle time plus a second per 500 octets;
+    a client that trickles its message (to hold a connection) is told so and closed, and nothing
+    of its message is kept."""
+    before = len(tight.inbox("alice@example.test"))
+    with Raw(tight.ports["smtp"]) as c:
+        c.start()
+        assert c.cmd(b"MAIL FROM:<s@remote.test>")[0] == 250
+        assert c.cmd(b"RCPT TO:<alice@example.test>")[0] == 250
+        assert c.cmd(b"DATA")[0] == 354
+        started = time.monotonic()
+        c.send(b"Subject: trickle\r\n\r\n")
+        with contextlib.suppress(OSError):
+            for _ in range(int(IDLE * 10)):  # a byte every 0.2 s: never idle, far too slow
+                time.sleep(0.2)
+                c.send(b"x")
+        code, text = c.reply()
+        assert code == 421 and b"4.4.2" in text and b"slowly" in text, text
+        assert time.monotonic() - started < IDLE * 2.5
+        assert c.closed()
+    assert len(tight.inbox("alice@example.test")) == before
+    assert "event=data_too_slow" in tight.log()
 
 
 def _hold(port: int, source: str, patience: float = 3.0) -> Raw:
@@ -636,6 +662,33 @@ def test_connection_limits(tight: NodeProcess) -> None:
             time.sleep(0.1)
 
 
+def test_one_network_holds_at_most_its_share_of_the_connections(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A machine with a whole /24 cannot take every slot by using many addresses: past its
+    network's share it is refused (421 4.7.0, its own doing), and everyone else still gets in."""
+    node = start_node(
+        tmp_path_factory,
+        extra_config="[limits]\nmax_connections = 8\nmax_connections_per_ip = 8\n"
+        "max_network_share = 0.25\n",
+    )
+    port = node.ports["smtp"]
+    held: list[Raw] = []
+    try:
+        held = [_hold(port, "127.0.5.1"), _hold(port, "127.0.5.2")]  # 2 of 8: the share
+        text = _refused(port, "127.0.5.3")
+        assert enhanced(text, b"4.7.0"), text
+        assert enhanced(_refused(node.ports["submission"], "127.0.5.4"), b"4.7.0")
+        held.append(_hold(port, "127.0.6.1"))  # another network is served
+        for c in held:
+            assert c.cmd(b"NOOP")[0] == 250
+    finally:
+        for c in held:
+            c.sock.close()
+        node.stop()
+    assert "reason=network client=127.0.5.3" in node.log()
+
+
 def test_idle_sessions_make_room_when_the_node_fills_up(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -644,7 +697,7 @@ def test_idle_sessions_make_room_when_the_node_fills_up(
     node = start_node(
         tmp_path_factory,
         extra_config="[limits]\nmax_connections = 5\nmax_connections_per_ip = 5\n"
-        "smtp_idle_timeout = 300.0\nsmtp_stress_idle_timeout = 1.0\n",
+        "max_network_share = 1.0\nsmtp_idle_timeout = 300.0\nsmtp_stress_idle_timeout = 1.0\n",
     )
     port = node.ports["smtp"]
     held: list[Raw] = []

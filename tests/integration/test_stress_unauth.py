@@ -67,7 +67,8 @@ def test_imap_strangers_make_room_but_logged_in_users_stay(
 ) -> None:
     node = start_node(
         tmp_path_factory,
-        extra_config=f"[limits]\nimap_max_connections = 5\nimap_max_connections_per_ip = 5\n"
+        extra_config="[limits]\nmax_network_share = 1.0\n"
+        f"imap_max_connections = 5\nimap_max_connections_per_ip = 5\n"
         f"imap_stress_unauth_timeout = {STRESS}\n",
     )
     user = imaplib.IMAP4_SSL("127.0.0.1", node.ports["imaps"], ssl_context=client_tls(), timeout=10)
@@ -87,7 +88,8 @@ def test_pop3_strangers_make_room_but_logged_in_users_stay(
 ) -> None:
     node = start_node(
         tmp_path_factory,
-        extra_config=f"[limits]\npop3_max_connections = 5\npop3_max_connections_per_ip = 5\n"
+        extra_config="[limits]\nmax_network_share = 1.0\n"
+        f"pop3_max_connections = 5\npop3_max_connections_per_ip = 5\n"
         f"pop3_stress_unauth_timeout = {STRESS}\n",
     )
     user = poplib.POP3_SSL("127.0.0.1", node.ports["pop3s"], context=client_tls(), timeout=10)

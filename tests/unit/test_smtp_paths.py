@@ -11,6 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mailfort.server.admission import ConnectionLimiter
+from mailfort.server.listener import Admitted
 from mailfort.server.smtp import _PLAIN_PATH, LimitedSMTP
 
 
@@ -19,7 +20,14 @@ def server() -> Iterator[LimitedSMTP]:
     loop = asyncio.new_event_loop()
     try:
         limiter = ConnectionLimiter(max_total=1, max_per_ip=1)
-        yield LimitedSMTP(object(), limiter=limiter, session_timeout=1.0, loop=loop)  # type: ignore[arg-type]
+        admitted = Admitted("192.0.2.1", "192.0.2.0/24", limiter, None, None)
+        yield LimitedSMTP(
+            object(),  # type: ignore[arg-type]
+            admitted=admitted,
+            limiter=limiter,
+            session_timeout=1.0,
+            loop=loop,
+        )
     finally:
         loop.close()
 

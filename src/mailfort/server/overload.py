@@ -37,9 +37,9 @@ from typing import Final
 
 from mailfort.config import OverloadConfig
 from mailfort.metrics import NodeMetrics
+from mailfort.network import share_of
 from mailfort.overload.limit import AdaptiveLimit, LimitConfig
 from mailfort.overload.limit import Token as LimitToken
-from mailfort.server.admission import ConnectionLimiter
 from mailfort.store.api import Store
 
 log = logging.getLogger("mailfort.overload")
@@ -48,6 +48,9 @@ log = logging.getLogger("mailfort.overload")
 REASON_LIMIT: Final = "limit"  # the adaptive concurrency limit is reached
 REASON_COMMITS: Final = "commits"  # too many store commits waiting
 REASON_OVERLOAD: Final = "overload"  # refused at connect: the node is hard overloaded
+# The client's network holds its share of slots or reservations already: its own doing, so it
+# stays out of the public status signals (metrics.CLIENT_REASONS).
+REASON_CLIENT: Final = "client"
 
 # How fast the smoothed loop lag and commit latency follow new samples (per sample).
 _LAG_ALPHA: Final = 0.3
@@ -64,12 +67,24 @@ ARRIVAL_SECONDS: Final = 2.0
 class Token:
     """One admitted unit of work; give it back with `OverloadGate.release` exactly once."""
 
-    __slots__ = ("_inner", "protocol", "released")
+    __slots__ = ("_inner", "client", "protocol", "released")
 
-    def __init__(self, inner: LimitToken | None, protocol: str) -> None:
+    def __init__(self, inner: LimitToken | None, protocol: str, client: str | None) -> None:
         self._inner = inner  # None when the gate is disabled
         self.protocol = protocol
+        self.client = client  # the client network it counts against (see `client_share`)
         self.released = False
+
+
+class Reservation:
+    """A new connection's claim on its first slot (see `OverloadGate.admit`)."""
+
+    __slots__ = ("client", "expires", "live")
+
+    def __init__(self, client: str | None, expires: float) -> None:
+        self.client = client
+        self.expires = expires
+        self.live = True
 
 
 class OverloadGate:
@@ -81,8 +96,13 @@ class OverloadGate:
         store: Store | None = None,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
+        client_share: float = 1.0,
     ) -> None:
         self.config = config
+        # The share of slots, of waiters and of connect reservations one client (a network, see
+        # mailfort.network) may hold: slots turn over in the time of the node's own work, but a
+        # stranger who held them all, or every reservation, would turn everyone else away.
+        self.client_share = client_share
         self.metrics = metrics
         self.clock = clock
         self.rand = rand
@@ -104,11 +124,16 @@ class OverloadGate:
         self.loop_lag = 0.0  # smoothed seconds
         self.commit_latency = 0.0  # smoothed seconds
         self._commits_since_tick = 0
-        # When the reservations of sessions admitted at connect run out, oldest first (see
-        # `admit`): they will ask for their first slot within a few round trips.
-        self._arrivals: collections.deque[float] = collections.deque()
+        # Reservations of sessions admitted at connect, in the order they run out (see `admit`):
+        # they will ask for their first slot within a few round trips.
+        self._arrivals: collections.deque[Reservation] = collections.deque()
+        self._arriving = 0  # live reservations in _arrivals
+        self._reserved_by: collections.Counter[str] = collections.Counter()
+        self._held_by: collections.Counter[str] = collections.Counter()  # slots and waiters
         self._shed: dict[str, int] = {}
-        self._waiters: collections.deque[tuple[asyncio.Future[Token], str]] = collections.deque()
+        self._waiters: collections.deque[tuple[asyncio.Future[Token], str, str | None]] = (
+            collections.deque()
+        )
         self._store: Store | None = None
         self._task: asyncio.Task[None] | None = None
         if store is not None:
@@ -142,30 +167,37 @@ class OverloadGate:
         """Seconds a refused client should wait (HTTP Retry-After)."""
         return self.config.retry_after
 
-    def try_acquire(self, protocol: str) -> Token | None:
-        """Admit one unit of store-bound work, or None: refuse it now (already counted)."""
-        return self._counted(self._take(protocol), protocol)
+    def try_acquire(self, protocol: str, client: str | None = None) -> Token | None:
+        """Admit one unit of store-bound work for `client` (its network; None: not bounded per
+        client), or None: refuse it now (already counted)."""
+        return self._counted(self._take(protocol, client), protocol, client)
 
-    async def acquire(self, protocol: str, wait: float) -> Token | None:
+    async def acquire(self, protocol: str, wait: float, client: str | None = None) -> Token | None:
         """Like `try_acquire`, but a session that is already open may wait up to `wait` seconds
         for a slot another one gives back.
 
         Such a session has cost the greeting, TLS and EHLO already; refused, it costs all that
         again when the client retries. The wait is short and the waiters are bounded (at most
-        the limit's size), so this is a small queue in front of the workers, not a buffer.
+        the limit's size, and a client's share of it), so this is a small queue in front of the
+        workers, not a buffer.
         """
-        token = self._take(protocol)
+        token = self._take(protocol, client)
         if token is not None or not self.enabled or wait <= 0:
-            return self._counted(token, protocol)
-        if len(self._waiters) >= self.limit.limit or self._pending_full():
-            return self._counted(None, protocol)
+            return self._counted(token, protocol, client)
+        if (
+            len(self._waiters) >= self.limit.limit
+            or self._pending_full()
+            or self.client_full(client)
+        ):
+            return self._counted(None, protocol, client)
         waiter: asyncio.Future[Token] = asyncio.get_running_loop().create_future()
-        entry = (waiter, protocol)
+        entry = (waiter, protocol, client)
         self._waiters.append(entry)
+        self._hold(client)  # a waiter counts against its client's share like a slot
         try:
             return await asyncio.wait_for(waiter, wait)
         except TimeoutError:
-            return self._counted(None, protocol)
+            return self._counted(None, protocol, client)
         except BaseException:
             # The session went away (cancelled) just as a slot was handed to it: give it back,
             # or the limit would shrink by one for good.
@@ -175,48 +207,92 @@ class OverloadGate:
         finally:
             with contextlib.suppress(ValueError):
                 self._waiters.remove(entry)
+                self._unhold(client)
+
+    def client_full(self, client: str | None) -> bool:
+        """`client` holds its whole share of slots (with its waiters) already."""
+        if client is None or not self.enabled or self.client_share >= 1:
+            return False
+        return self._held_by[client] >= share_of(self.limit.limit, self.client_share)
+
+    def _hold(self, client: str | None) -> None:
+        if client is not None:
+            self._held_by[client] += 1
+
+    def _unhold(self, client: str | None) -> None:
+        if client is not None:
+            self._held_by[client] -= 1
+            if self._held_by[client] <= 0:
+                del self._held_by[client]
 
     def _pending_full(self) -> bool:
         return self.pending_commits >= self.config.max_pending_commits
 
-    def _take(self, protocol: str) -> Token | None:
+    def _take(self, protocol: str, client: str | None) -> Token | None:
         """A slot without counting a refusal (the caller decides what a None means)."""
         if not self.enabled:
-            return Token(None, protocol)
-        if self._pending_full():
+            return Token(None, protocol, None)
+        if self._pending_full() or self.client_full(client):
             return None
         inner = self.limit.acquire(self.clock())
-        return None if inner is None else Token(inner, protocol)
+        if inner is None:
+            return None
+        self._hold(client)
+        return Token(inner, protocol, client)
 
-    def _counted(self, token: Token | None, protocol: str) -> Token | None:
+    def _counted(self, token: Token | None, protocol: str, client: str | None) -> Token | None:
         if token is None:
-            reason = REASON_COMMITS if self._pending_full() else REASON_LIMIT
+            if self._pending_full():
+                reason = REASON_COMMITS
+            elif self.client_full(client):
+                reason = REASON_CLIENT
+            else:
+                reason = REASON_LIMIT
             self.metrics.refused(protocol, reason)
         return token
 
     def _hand_over(self) -> None:
-        """A slot was given back: the longest waiting session gets it, if it can."""
-        while self._waiters:
-            waiter, protocol = self._waiters[0]
+        """A slot was given back: the longest waiting session whose client has room gets it."""
+        for entry in list(self._waiters):
+            waiter, protocol, client = entry
             if waiter.done():
-                self._waiters.popleft()
+                self._waiters.remove(entry)
+                self._unhold(client)
                 continue
-            token = self._take(protocol)
+            # The waiter already counts against its client's share: take the slot for it as if
+            # it did not, so that a client at its share can still be served from its own place.
+            self._unhold(client)
+            token = self._take(protocol, client)
             if token is None:
-                return
-            self._waiters.popleft()
+                self._hold(client)
+                if self._pending_full() or self.limit.in_flight >= self.limit.limit:
+                    return  # no slot for anyone
+                continue  # only this client is at its share: the next waiter may have room
+            self._waiters.remove(entry)
             waiter.set_result(token)
+            return
 
-    def release(self, token: Token, ok: bool = True, latency: float | None = None) -> None:
+    def release(
+        self,
+        token: Token,
+        ok: bool = True,
+        latency: float | None = None,
+        *,
+        client_wait: float = 0.0,
+    ) -> None:
         """The work is done. `ok=False`: it failed for lack of resources (store error, timeout),
-        which backs the limit off. `latency`: the sample, when not the token's whole life."""
+        which backs the limit off. `latency`: the sample, when not the token's whole life;
+        `client_wait`: seconds of that life spent waiting for the client (a reader that does
+        not read), which say nothing about the node and are left out."""
         if token.released:
             return
         token.released = True
+        self._unhold(token.client)
         inner = token._inner
         if inner is not None:
             now = self.clock()
             elapsed = now - inner.acquired_at if latency is None else latency
+            elapsed -= client_wait
             # Below a healthy commit's time, differences are noise (group commit batches).
             elapsed = max(elapsed, self.config.target_commit_latency)
             inner.release(now, elapsed, dropped=not ok)
@@ -228,6 +304,7 @@ class OverloadGate:
         if token.released:
             return
         token.released = True
+        self._unhold(token.client)
         if token._inner is not None:
             token._inner.ignore()
         if self._waiters:
@@ -244,39 +321,68 @@ class OverloadGate:
         for protocol, n in shed.items():
             self.metrics.refused(protocol, REASON_OVERLOAD, n)
 
-    def admit(self) -> bool:
-        """A new connection: admit it and reserve a slot for its first transaction, or False:
-        refuse it at connect (the caller answers and counts it, see `shed`).
+    def admit(self, client: str | None = None) -> Reservation | None:
+        """A new connection from `client` (its network): admit it and reserve a slot for its
+        first transaction, or None: refuse it at connect (the caller answers and counts it,
+        see `shed`; `reservations_full` tells whether it was the client's own share).
 
         The reservation counts against the limit in `overloaded()` until the session asks for
-        its slot (`arrived`) or `ARRIVAL_SECONDS` pass. It is taken here, at accept time, not
-        when the session object is built: asyncio accepts a whole burst of connections before
-        it builds any of them, and every connection of the burst passed the check while none
-        was counted yet; most were refused later at MAIL instead, after costing both sides the
+        its slot (`arrived`) or `ARRIVAL_SECONDS` pass. It is taken at accept time, not when
+        the session object is built: asyncio accepts a whole burst of connections before it
+        builds any of them, and every connection of the burst passed the check while none was
+        counted yet; most were refused later at MAIL instead, after costing both sides the
         greeting and EHLO (at 4x load in benchmarks/overload.py ~100 such 451s a second, a
-        tenth of the node's CPU)."""
-        if self.overloaded():
+        tenth of the node's CPU). One client network holds at most its share of them: silent
+        connections from one machine (~80 a second) once took every reservation, and with it
+        every other client's connection."""
+        if self.reservations_full(client) or self.overloaded():
+            return None
+        if not self.enabled:
+            return Reservation(None, 0.0)
+        reservation = Reservation(client, self.clock() + ARRIVAL_SECONDS)
+        self._arrivals.append(reservation)
+        self._arriving += 1
+        if client is not None:
+            self._reserved_by[client] += 1
+        return reservation
+
+    def reservations_full(self, client: str | None) -> bool:
+        """`client` holds its whole share of connect reservations already."""
+        if client is None or not self.enabled or self.client_share >= 1:
             return False
-        if self.enabled:
-            self._arrivals.append(self.clock() + ARRIVAL_SECONDS)
-        return True
+        self._expire_arrivals()
+        return self._reserved_by[client] >= share_of(self.limit.limit, self.client_share)
 
-    def arrived(self, admitted_at: float) -> None:
-        """The session admitted at `admitted_at` (the gate's clock) asks for its first slot, or
-        went away: its reservation, if it has not run out, is given back.
+    def arrived(self, reservation: Reservation | None) -> None:
+        """The session holding `reservation` asks for its first slot, or went away: its
+        reservation, if it has not run out, is given back."""
+        if reservation is None or not reservation.live:
+            return
+        if self.clock() < reservation.expires:
+            self._drop_reservation(reservation)
 
-        Every reservation lasts as long, so they run out in the order they were taken: giving
-        back the oldest one is the same count as giving back one's own."""
-        if self.clock() < admitted_at + ARRIVAL_SECONDS and self._arrivals:
-            self._arrivals.popleft()
+    def _drop_reservation(self, reservation: Reservation) -> None:
+        reservation.live = False
+        self._arriving -= 1
+        client = reservation.client
+        if client is not None:
+            self._reserved_by[client] -= 1
+            if self._reserved_by[client] <= 0:
+                del self._reserved_by[client]
+
+    def _expire_arrivals(self) -> None:
+        # Every reservation lasts as long, so they run out in the order they were taken.
+        arrivals, now = self._arrivals, self.clock()
+        while arrivals and (not arrivals[0].live or arrivals[0].expires <= now):
+            reservation = arrivals.popleft()
+            if reservation.live:
+                self._drop_reservation(reservation)
 
     @property
     def arriving(self) -> int:
         """Reservations of admitted sessions that have not asked for their first slot yet."""
-        arrivals, now = self._arrivals, self.clock()
-        while arrivals and arrivals[0] <= now:
-            arrivals.popleft()
-        return len(arrivals)
+        self._expire_arrivals()
+        return self._arriving
 
     def overloaded(self) -> bool:
         """Hard overload: refuse new connections at connect time (cheapest for both sides).
@@ -307,6 +413,16 @@ class OverloadGate:
             return False
         share = (self.loop_lag - low) / (high - low)
         return self.rand() < share
+
+    def full(self) -> bool:
+        """Every slot is taken or waited for, or the store has its bound of commits waiting:
+        new work would only queue. An open session asking for a new transaction hears "not
+        now" before its client sends anything more (SMTP 451 at MAIL, not after DATA)."""
+        if not self.enabled:
+            return False
+        return self._pending_full() or (
+            self.limit.in_flight + len(self._waiters) >= self.limit.limit
+        )
 
     def saturated(self) -> bool:
         """The node's CPU is saturated (loop lag at `max_loop_lag`): even work that needs no
@@ -388,28 +504,3 @@ class OverloadGate:
             limit.baseline_latency,
             self.pending_commits,
         )
-
-
-def admit_session(
-    limiter: ConnectionLimiter,
-    ip: str,
-    gate: OverloadGate | None,
-    metrics: NodeMetrics | None,
-    protocol: str,
-    logger: logging.Logger,
-) -> str:
-    """A new IMAP or POP3 connection from `ip`: take its connection slot, or say why not: "" when
-    admitted, else the reason (a `Refusal` value, or `REASON_OVERLOAD` when the node is hard
-    overloaded), already logged to `logger` and counted in `metrics`."""
-    refusal = limiter.admit(ip)
-    reason = refusal.value if refusal is not None else ""
-    if refusal is None and gate is not None and gate.overloaded():
-        limiter.release(ip)
-        reason = REASON_OVERLOAD
-    if reason:
-        logger.warning(
-            "event=connection_refused proto=%s reason=%s client=%s", protocol, reason, ip
-        )
-        if metrics is not None:
-            metrics.refused(protocol, reason)
-    return reason

@@ -23,13 +23,22 @@ from mailfort.auth.throttle import LoginThrottle
 from mailfort.errors import StoreError
 from mailfort.mail.address import AddressError, normalize
 from mailfort.metrics import NodeMetrics
+from mailfort.network import Networks
 from mailfort.protocol.pop3 import replies as R
 from mailfort.protocol.pop3 import session as core
 from mailfort.protocol.pop3.replies import Code
-from mailfort.server.admission import ConnectionLimiter, Refusal
-from mailfort.server.overload import OverloadGate, admit_session
+from mailfort.server.admission import ConnectionLimiter
+from mailfort.server.listener import (
+    Admitted,
+    Listener,
+    RefusalBudget,
+    RefusalLines,
+    serve,
+    stream_factory,
+)
+from mailfort.server.overload import OverloadGate
 from mailfort.server.pop3_maildrop import MaildropLocks, SizeCache, load_maildrop
-from mailfort.server.streams import close, peer_ip, refuse
+from mailfort.server.streams import close, peer_ip
 from mailfort.status.components import Component
 from mailfort.status.notices import NoticeBoard
 from mailfort.store.api import Store
@@ -66,6 +75,7 @@ class Pop3Context:
     metrics: NodeMetrics | None = None
     # Status notices: an incident touching POP3 is named in the +OK of a login (issue 6).
     notices: NoticeBoard | None = None
+    networks: Networks = field(default_factory=Networks)
 
 
 def _is_loopback(ip: str) -> bool:
@@ -91,14 +101,17 @@ class Connection:
         writer: asyncio.StreamWriter,
         tls_context: ssl.SSLContext,
         limiter: ConnectionLimiter,
+        admitted: Admitted | None = None,
     ) -> None:
         self.ctx = ctx
         self.limits = limits
         self.limiter = limiter  # the listener's: its stress shortens the time to log in
+        self.admitted = admitted
         self.reader = reader
         self.writer = writer
         self.tls_context = tls_context
         self.client_ip = peer_ip(writer)
+        self.network = ctx.networks.of(self.client_ip)
         tls = writer.get_extra_info("ssl_object") is not None
         self.core = core.Session(
             core.SessionConfig(
@@ -183,11 +196,13 @@ class Connection:
                     return
                 if not data:
                     return
+                if self.admitted is not None:
+                    self.admitted.arrived()  # the client asks for work: its reservation is done
                 self.core.receive_data(data)
             elif isinstance(event, core.Login):
                 await self.send(await self.gated_login(event))
             elif isinstance(event, core.Retrieve):
-                await self.gated_retrieve(event)
+                await self.retrieve(event)
             elif isinstance(event, core.StartTls):
                 await self.start_tls(event.reply)
             elif isinstance(event, core.Update):
@@ -231,17 +246,6 @@ class Connection:
             gate.release(token, not reply.startswith(b"-ERR [SYS/TEMP]"))
         return reply
 
-    async def gated_retrieve(self, event: core.Retrieve) -> None:
-        gate = self.ctx.gate
-        token = gate.try_acquire("pop3") if gate is not None else None
-        if gate is not None and token is None:
-            await self.send(self.core.message_unavailable())
-            return
-        try:
-            await self.retrieve(event)
-        finally:
-            if gate is not None and token is not None:
-                gate.release(token)
 
     async def login(self, event: core.Login) -> bytes:
         ip, ctx = self.client_ip, self.ctx
@@ -316,13 +320,25 @@ class Connection:
             self.ctx.metrics.login("pop3", ok, time.monotonic() - started)
 
     async def retrieve(self, event: core.Retrieve) -> None:
+        """RETR and TOP. The overload gate's slot covers the store read only: sending the message
+        waits for the client to read it, which is neither the node's work nor its latency."""
         assert self.account_id is not None
+        gate = self.ctx.gate
+        token = gate.try_acquire("pop3", self.network) if gate is not None else None
+        if gate is not None and token is None:
+            await self.send(self.core.message_unavailable())
+            return
+        ok = True
         try:
             found = await self.ctx.store.bodies(self.account_id, self.mailbox_id, [event.uid])
         except StoreError as exc:
+            ok = False
             log.warning("event=pop3_store_error step=retrieve error=%s", exc)
             await self.send(self.core.message_unavailable())
             return
+        finally:
+            if gate is not None and token is not None:
+                gate.release(token, ok)
         data = found.get(event.uid)
         if data is None:
             await self.send(self.core.message_gone())
@@ -349,6 +365,13 @@ class Connection:
         return self.core.updated(True)
 
 
+REFUSALS = RefusalLines(
+    busy=R.err(R.SERVER_BUSY, Code.SYS_TEMP),
+    client=R.err(R.TOO_MANY_FROM_IP, Code.SYS_TEMP),
+    draining=R.err(R.SHUTTING_DOWN, Code.SYS_TEMP),
+)
+
+
 async def start_pop3(
     *,
     ctx: Pop3Context,
@@ -358,17 +381,15 @@ async def start_pop3(
     tls_context: ssl.SSLContext,
     implicit_tls: bool,
     limits: Pop3Limits | None = None,
-) -> asyncio.Server:
+    budget: RefusalBudget | None = None,
+) -> Listener:
     limits = limits or Pop3Limits()
 
-    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        ip = peer_ip(writer)
-        reason = admit_session(limiter, ip, ctx.gate, ctx.metrics, "pop3", log)
-        if reason:
-            text = R.TOO_MANY_FROM_IP if reason == Refusal.IP_FULL.value else R.SERVER_BUSY
-            await refuse(writer, R.err(text, Code.SYS_TEMP))
-            return
-        connection = Connection(ctx, limits, reader, writer, tls_context, limiter)
+    async def on_connect(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, admitted: Admitted
+    ) -> None:
+        ip = admitted.ip
+        connection = Connection(ctx, limits, reader, writer, tls_context, limiter, admitted)
         abort = False
         try:
             await connection.run()
@@ -384,15 +405,18 @@ async def start_pop3(
             try:
                 await connection.finish()
             finally:
-                limiter.release(ip)
+                admitted.release()
                 await close(writer, abort=abort)
 
-    return await asyncio.start_server(
-        on_connect,
+    return await serve(
         host,
         port,
-        ssl=tls_context if implicit_tls else None,
-        ssl_handshake_timeout=30 if implicit_tls else None,
-        reuse_address=True,
-        limit=limits.read_size,
+        protocol="pop3",
+        factory=stream_factory(on_connect, limit=limits.read_size),
+        limiter=limiter,
+        lines=REFUSALS,
+        gate=ctx.gate,
+        metrics=ctx.metrics,
+        budget=budget,
+        tls=tls_context if implicit_tls else None,
     )

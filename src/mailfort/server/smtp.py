@@ -16,9 +16,7 @@ import binascii
 import functools
 import inspect
 import logging
-import os
 import re
-import socket
 import ssl
 from collections import defaultdict
 from typing import Any, AnyStr, Final
@@ -28,8 +26,9 @@ from aiosmtpd.smtp import MISSING, SMTP, syntax
 
 from mailfort.protocol.smtp import replies as R
 from mailfort.protocol.smtp.data import END, TEXT_LINE_LIMIT, DataReceiver
-from mailfort.server.admission import ConnectionLimiter, Refusal
-from mailfort.server.overload import REASON_OVERLOAD, OverloadGate, Token
+from mailfort.server.admission import ConnectionLimiter
+from mailfort.server.listener import Admitted, Listener, RefusalBudget, RefusalLines, serve
+from mailfort.server.overload import REASON_LIMIT
 from mailfort.server.smtp_policy import OVERLOADED_CONNECT, OVERLOADED_MAIL, Mode, SmtpPolicy
 
 log = logging.getLogger("mailfort.smtp")
@@ -76,11 +75,11 @@ def _signature(fn: Any) -> inspect.Signature:
 setattr(aiosmtpd.smtp, "inspect", _AiosmtpdInspect)  # noqa: B010 (a module attribute, on purpose)
 setattr(aiosmtpd.smtp, "dir", _names)  # noqa: B010
 
-_REFUSALS = {
-    Refusal.NODE_FULL: R.TOO_MANY_CONNECTIONS_NODE,
-    Refusal.IP_FULL: R.TOO_MANY_CONNECTIONS_IP,
-    Refusal.DRAINING: R.SHUTTING_DOWN,
-}
+REFUSALS: Final = RefusalLines(
+    busy=OVERLOADED_CONNECT.encode() + b"\r\n",
+    client=R.TOO_MANY_CONNECTIONS_IP.encode() + b"\r\n",
+    draining=R.SHUTTING_DOWN.encode() + b"\r\n",
+)
 
 # Commands a well-behaved client sends a few times per session; a flood of them is abuse.
 CALL_LIMITS = {
@@ -170,27 +169,27 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
         self,
         handler: SmtpPolicy,
         *,
+        admitted: Admitted,
         limiter: ConnectionLimiter,
         session_timeout: float,
         stress_idle_timeout: float | None = None,
-        admitted_at: float | None = None,
+        min_data_rate: float = 0.0,
         **kwargs: Any,
     ) -> None:
         # aiosmtpd keeps these on the class and grows MAIL's entry on every EHLO, so one session's
         # EHLOs (or another session's arrival, which clears it) changed every session's limit.
         self.command_size_limits = defaultdict(lambda: SMTP.command_size_limit)
-        # The overload gate's slot for the transaction under way (MAIL FROM to its reply).
-        self._token: Token | None = None
-        # When the overload gate admitted this session with a reservation for its first
-        # transaction (OverloadGate.admit); None once given back, or when there is none.
-        self._admitted_at = admitted_at
+        # The connection slot and overload-gate reservation this session was admitted with.
+        self._admitted = admitted
         super().__init__(handler, **kwargs)
         self._policy = handler
         self._receiving_data = False
+        self._data_started = 0.0  # loop time DATA's 354 went out
+        self._data_bytes = 0  # octets of DATA received so far
+        self._min_data_rate = min_data_rate
         self._limiter = limiter
         self._session_timeout = session_timeout
-        self._slot_ip: str | None = None
-        self._refused = False
+        self._slot_ip = admitted.ip
         self._deadline: asyncio.TimerHandle | None = None
         self._waiting = bytearray()  # replies not yet written (see _MAY_WAIT)
         self._flush_scheduled = False
@@ -201,22 +200,7 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
         self._recv_view = memoryview(bytearray(RECV_BUFFER))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        first = self.transport is None and self._slot_ip is None and not self._refused
-        if first:
-            peer = transport.get_extra_info("peername")
-            ip = str(peer[0]) if peer else "unknown"
-            refusal = self._limiter.admit(ip)
-            if refusal is not None:
-                self._refused = True
-                log.warning("event=connection_refused reason=%s client=%s", refusal.value, ip)
-                self._arrived()
-                if self._policy.metrics is not None:
-                    self._policy.metrics.refused(self._policy.protocol, refusal.value)
-                assert isinstance(transport, asyncio.WriteTransport)
-                transport.write(_REFUSALS[refusal].encode() + b"\r\n")
-                transport.close()
-                return
-            self._slot_ip = ip
+        if self._deadline is None:  # the first call; STARTTLS makes a second one
             self._deadline = self.loop.call_later(self._session_timeout, self._expire)
         super().connection_made(transport)
 
@@ -280,45 +264,21 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
             return None, None
         return address, match[2] or ""
 
-    # -- the transaction's slot in the overload gate ------------------------------------------
+    # -- the transaction ------------------------------------------------------------------------
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
-        self._arrived()
+        # The session asks for work: its connect reservation has done its job. The overload
+        # gate's slot is taken only when the store work starts, after DATA has arrived: time
+        # spent waiting for the client (a slow upload, a client that went away) must neither
+        # hold a slot nor count as the node's latency.
+        self._admitted.arrived()
         gate = self._policy.gate
-        if gate is not None and self._token is None:
-            self._token = await gate.acquire(self._policy.protocol, _SLOT_WAIT)
-            if self._token is None:
-                # Refused before anything of the message was read: nothing can be half-accepted.
-                await self.push(OVERLOADED_MAIL)
-                return
+        if gate is not None and gate.full():
+            # Nothing of the message was sent yet: refusing now saves the client the upload.
+            gate.metrics.refused(self._policy.protocol, REASON_LIMIT)
+            await self.push(OVERLOADED_MAIL)
+            return
         await super().smtp_MAIL(arg)
-        if self.envelope is None or self.envelope.mail_from is None:
-            self._forget_token()  # MAIL itself was refused: no transaction holds the slot
-
-    def _arrived(self) -> None:
-        admitted_at, self._admitted_at = self._admitted_at, None
-        if admitted_at is not None and self._policy.gate is not None:
-            self._policy.gate.arrived(admitted_at)
-
-    def _set_post_data_state(self) -> None:
-        # Every end of a transaction passes here: after DATA, RSET, HELO/EHLO, STARTTLS.
-        self._forget_token()
-        super()._set_post_data_state()  # type: ignore[no-untyped-call]
-
-    def _forget_token(self) -> None:
-        token, self._token = self._token, None
-        if token is not None and self._policy.gate is not None:
-            self._policy.gate.forget(token)
-
-    def _finish_token(self, status: str) -> None:
-        token, self._token = self._token, None
-        if token is not None and self._policy.gate is not None:
-            # A 451 from the store is a loss signal. The sample is the whole transaction, MAIL
-            # to 250, round trips included (Gradient2's own measure): when the loop is busy every
-            # round trip waits, and that is the queueing the limit must see. (The node's own time
-            # at DATA alone missed it: the limit sat at its maximum with hundreds of sessions in
-            # flight; benchmarks/overload.py.)
-            self._policy.gate.release(token, ok=not status.startswith("451"))
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
@@ -337,6 +297,8 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
         await self.push(R.START_DATA)
         receiver = DataReceiver(max_size=self.data_size_limit, max_line=TEXT_LINE_LIMIT)
         self._receiving_data = True
+        self._data_started = self.loop.time()
+        self._data_bytes = 0
         try:
             await receive_data(self._reader, receiver)
         except asyncio.IncompleteReadError:
@@ -348,22 +310,39 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
         try:
             data = receiver.result()
             if data.refusal is not None:
-                self._set_post_data_state()
+                self._set_post_data_state()  # type: ignore[no-untyped-call]
                 await self.push(data.refusal)
                 return
             assert self.session is not None
             self.envelope.content = self.envelope.original_content = data.content
-            try:
-                status = await self._policy.handle_DATA(self, self.session, self.envelope)
-            except BaseException:
-                self._forget_token()
-                raise
-            self._finish_token(status)
-            self._set_post_data_state()
+            status = await self._store_work(self.session, self.envelope)
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
             await self.push(status)
         finally:
             if self.transport is not None:
                 self._reset_timeout()
+
+    async def _store_work(self, session: Any, envelope: Any) -> str:
+        """The policy's DATA work (building the request, the durable commit) under a slot of
+        the overload gate, taken now that the data has arrived.
+
+        The sample is this work alone: the node's own latency, with the round trips and the
+        upload left out. A session that finds no slot within `_SLOT_WAIT` gets a 451 and keeps
+        nothing: the sender retries, as it would after a 4xx at MAIL."""
+        gate = self._policy.gate
+        if gate is None:
+            return await self._policy.handle_DATA(self, session, envelope)
+        token = await gate.acquire(self._policy.protocol, _SLOT_WAIT, self._admitted.network)
+        if token is None:
+            return OVERLOADED_MAIL
+        try:
+            status = await self._policy.handle_DATA(self, session, envelope)
+        except BaseException:
+            gate.forget(token)
+            raise
+        # A 451 from the store is a loss signal: it backs the limit off.
+        gate.release(token, ok=not status.startswith("451"))
+        return status
 
     async def challenge_auth(
         self,
@@ -418,12 +397,24 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
         if stress is not None and stress < limit and self._limiter.stressed:
             limit, stressed = stress, True
         due = self._active_at + limit
+        slow = False
+        if self._receiving_data and self._min_data_rate > 0:
+            # Postfix's smtpd_min_data_rate: DATA may take the idle time plus one second per
+            # `min_data_rate` octets received, so a client that trickles its message cannot
+            # hold a connection (and its share of them) for the whole session time.
+            allowed = self._data_started + limit + self._data_bytes / self._min_data_rate
+            if allowed < due:
+                due, slow = allowed, True
         if due > now:
             if stress is not None:
                 due = min(due, now + stress)
             self._timeout_handle = self.loop.call_at(due, self._idle_check)
             self._idle_timer_at = due
         else:
+            if slow:
+                log.info("event=data_too_slow client=%s octets=%d", self._slot_ip, self._data_bytes)
+                self._close_with(R.DATA_TOO_SLOW)
+                return
             if stressed:
                 log.info("event=stress_idle_timeout client=%s", self._slot_ip)
             self._timeout_cb()
@@ -433,112 +424,34 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
         # would be cut off after one idle period; the session deadline still bounds a trickle.
         if self._receiving_data:
             self._active_at = self.loop.time()
+            self._data_bytes += len(data)
         super().data_received(data)
 
     def _timeout_cb(self) -> None:
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
+        if self.transport is not None and not self.transport.is_closing():
             log.info("event=idle_timeout client=%s", self._slot_ip)
-            assert isinstance(transport, asyncio.WriteTransport)
-            self._flush()
-            transport.write(R.IDLE_TIMEOUT.encode() + b"\r\n")
-            transport.close()
+        self._close_with(R.IDLE_TIMEOUT)
 
     def _expire(self) -> None:
+        self._close_with(R.SESSION_TOO_LONG)
+
+    def _close_with(self, reply: str) -> None:
         transport = self.transport
         if transport is not None and not transport.is_closing():
             assert isinstance(transport, asyncio.WriteTransport)
             self._flush()
-            transport.write(R.SESSION_TOO_LONG.encode() + b"\r\n")
+            transport.write(reply.encode() + b"\r\n")
             transport.close()
 
     def connection_lost(self, error: Exception | None) -> None:
-        if self._refused:
-            return
-        self._forget_token()
-        self._arrived()
-        if self._slot_ip is not None:
-            self._limiter.release(self._slot_ip)
-            self._slot_ip = None
+        self._admitted.release()
         if self._deadline is not None:
             self._deadline.cancel()
         super().connection_lost(error)
 
-    def eof_received(self) -> bool | None:
-        if self._refused:
-            return False
-        return super().eof_received()
 
-
-# Seconds an open session may wait at MAIL for a slot in the overload gate before its 451.
+# Seconds a session whose data has arrived may wait for a slot in the overload gate before its 451.
 _SLOT_WAIT: Final = 1.0
-# Connections refused per accept() call at most: asyncio calls it again on the next loop turn.
-_SHED_BATCH: Final = 64
-
-
-class _SheddingSocket(socket.socket):
-    """A listening socket whose accept() answers 421 itself while the node is overloaded.
-
-    At 4x load most connections are refused; through asyncio each one cost a transport, a
-    protocol, several callbacks and two epoll changes, and the refusals alone took over half the
-    node's CPU (benchmarks/overload.py). Here a refused connection costs accept, one write and
-    close, and never reaches the event loop's machinery."""
-
-    gate: OverloadGate
-    policy: SmtpPolicy
-
-    def accept(self) -> tuple[socket.socket, Any]:
-        for _ in range(_SHED_BATCH):
-            fd, address = self._accept()  # type: ignore[attr-defined]
-            if self.gate.admit():
-                return socket.socket(self.family, self.type, self.proto, fileno=fd), address
-            try:
-                os.write(fd, _BUSY_LINE)  # a fresh socket's empty buffer takes it at once
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
-            self.gate.shed(self.policy.protocol)
-        raise BlockingIOError  # asyncio comes back on its next turn; others get to run first
-
-
-def _shedding_socket(host: str, port: int, policy: SmtpPolicy, gate: OverloadGate) -> socket.socket:
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = _SheddingSocket(family, kind, proto)
-    sock.gate, sock.policy = gate, policy
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(_BACKLOG)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-# A burst of connections waits in the kernel to be accepted and told 421, rather than overflow a
-# short backlog and wait for the client's SYN retry with no answer at all.
-_BACKLOG: Final = 1024
-
-
-class _Busy(asyncio.Protocol):
-    """A connection refused at once because the node is overloaded: one line, then close."""
-
-    def __init__(self, policy: SmtpPolicy) -> None:
-        self._policy = policy
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self._policy.metrics is not None:
-            self._policy.metrics.refused(self._policy.protocol, REASON_OVERLOAD)
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(_BUSY_LINE)
-        transport.close()
-
-
-_BUSY_LINE: Final = OVERLOADED_CONNECT.encode() + b"\r\n"
 
 
 async def start_smtp(
@@ -553,28 +466,20 @@ async def start_smtp(
     idle_timeout: float,
     session_timeout: float,
     stress_idle_timeout: float | None = None,
-) -> asyncio.Server:
+    min_data_rate: float = 0.0,
+    budget: RefusalBudget | None = None,
+) -> Listener:
     mode = policy.mode
     implicit_tls = mode is Mode.SUBMISSIONS
 
-    def factory() -> asyncio.Protocol:
-        gate = policy.gate
-        admitted_at = None
-        if gate is not None:
-            if not implicit_tls:
-                admitted_at = gate.clock()  # _SheddingSocket.accept admitted it just now
-            elif not limiter.draining:
-                # On the TLS port the refusal comes inside TLS (the others shed in accept(),
-                # see _SheddingSocket), before aiosmtpd builds a session.
-                if not gate.admit():
-                    return _Busy(policy)
-                admitted_at = gate.clock()
+    def factory(admitted: Admitted) -> asyncio.BaseProtocol:
         return LimitedSMTP(
             policy,
+            admitted=admitted,
             limiter=limiter,
             session_timeout=session_timeout,
             stress_idle_timeout=stress_idle_timeout,
-            admitted_at=admitted_at,
+            min_data_rate=min_data_rate,
             data_size_limit=max_message_size,
             enable_SMTPUTF8=True,
             hostname=hostname,
@@ -587,16 +492,15 @@ async def start_smtp(
             command_call_limit=CALL_LIMITS,
         )
 
-    loop = asyncio.get_running_loop()
-    if policy.gate is not None and not implicit_tls:
-        # On a TLS port the refusal must come inside TLS: there the factory answers it.
-        sock = _shedding_socket(host, port, policy, policy.gate)
-        return await loop.create_server(factory, sock=sock, backlog=_BACKLOG)
-    return await loop.create_server(
-        factory,
+    return await serve(
         host,
         port,
-        ssl=tls if implicit_tls else None,
-        reuse_address=True,
-        backlog=_BACKLOG,
+        protocol=policy.protocol,
+        factory=factory,
+        limiter=limiter,
+        lines=REFUSALS,
+        gate=policy.gate,
+        metrics=policy.metrics,
+        budget=budget,
+        tls=tls if implicit_tls else None,
     )

@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 
 def peer_ip(writer: asyncio.StreamWriter) -> str:
     peer = writer.get_extra_info("peername")
     return str(peer[0]) if peer else "unknown"
-
-
-async def refuse(writer: asyncio.StreamWriter, line: bytes) -> None:
-    """Answer a connection we do not admit with one line, then close it."""
-    with contextlib.suppress(Exception):
-        writer.write(line)
-        await asyncio.wait_for(writer.drain(), 5)
-    writer.close()
 
 
 async def close(writer: asyncio.StreamWriter, *, abort: bool = False) -> None:

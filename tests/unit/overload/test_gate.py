@@ -112,7 +112,7 @@ def test_loop_lag_sheds_only_once_the_node_has_its_least_work_in_play() -> None:
     assert g.admit() and g.admit()  # two reserved
     assert g.try_acquire("smtp") is not None  # three in play
     assert g.admit()  # the fourth still comes in
-    assert not g.admit()  # with four in play the lag is the node's own: shed
+    assert g.admit() is None  # with four in play the lag is the node's own: shed
 
 
 def test_full_limit_is_overload_at_connect() -> None:
@@ -252,34 +252,36 @@ def test_admitted_connections_reserve_their_first_slot_at_once() -> None:
     # asyncio accepts a burst before it builds any session: each admission must count at once,
     # or the whole burst passes a limit of 3 and most of it is refused later at MAIL.
     g, _, _ = gate()
-    assert [g.admit() for _ in range(5)] == [True, True, True, False, False]
+    assert [g.admit() is not None for _ in range(5)] == [True, True, True, False, False]
     assert g.arriving == 3
 
 
 def test_a_session_gives_its_reservation_back_when_it_asks_for_a_slot() -> None:
-    g, _, clock = gate()
-    admitted_at = clock.now
-    assert g.admit() and g.admit() and g.admit()
-    g.arrived(admitted_at)
+    g, _, _ = gate()
+    first = g.admit()
+    assert first and g.admit() and g.admit()
+    g.arrived(first)
     token = g.try_acquire("smtp")
     assert token is not None  # the reservation became the slot: still 3 in all
-    assert not g.admit()
+    assert g.admit() is None
     g.release(token)
     assert g.admit()
 
 
 def test_reservations_run_out_and_a_late_session_gives_back_nothing() -> None:
     g, _, clock = gate()
-    early = clock.now
-    assert g.admit()
+    early = g.admit()
+    assert early
     clock.now += 1.5
-    late = clock.now
-    assert g.admit() and g.admit()
+    late = g.admit()
+    assert late and g.admit()
     clock.now += 1.0  # the first reservation is over: a session silent for 2 s holds nothing
     assert g.arriving == 2
     g.arrived(early)  # its own ran out: the other two stay reserved
     assert g.arriving == 2
     g.arrived(late)
+    assert g.arriving == 1
+    g.arrived(late)  # given back once only
     assert g.arriving == 1
     clock.now += 5.0
     assert g.arriving == 0
@@ -306,3 +308,53 @@ def test_saturated_only_at_max_loop_lag_and_never_when_disabled() -> None:
     off, _, _ = gate(enabled=False, max_loop_lag=0.2)
     off.loop_lag = 5.0
     assert not off.saturated()
+
+
+def test_one_client_network_holds_at_most_its_share_of_slots() -> None:
+    g, metrics, _ = gate(initial_limit=8, max_limit=8)
+    g.client_share = 0.25  # two of eight
+    mine = [g.try_acquire("smtp", "192.0.2.0/24") for _ in range(3)]
+    assert mine[0] is not None and mine[1] is not None and mine[2] is None
+    assert refusals(metrics, "smtp", "client") == 1
+    assert refusals(metrics, "smtp", "limit") == 0
+    # Everyone else still finds the other six.
+    others = [g.try_acquire("smtp", f"198.51.{n}.0/24") for n in range(6)]
+    assert all(t is not None for t in others)
+    assert g.try_acquire("smtp", "203.0.113.0/24") is None
+    assert refusals(metrics, "smtp", "limit") == 1
+    first = mine[0]
+    assert first is not None
+    g.release(first)
+    assert g.try_acquire("smtp", "192.0.2.0/24") is not None  # its share has room again
+
+
+async def test_a_waiting_client_at_its_share_does_not_block_the_queue() -> None:
+    g, _, _ = gate(initial_limit=4, max_limit=4)
+    g.client_share = 0.5  # two of four
+    hog = "192.0.2.0/24"
+    held = [g.try_acquire("smtp", hog), g.try_acquire("smtp", hog)]
+    other = [g.try_acquire("smtp", "198.51.100.0/24"), g.try_acquire("smtp", "198.51.100.0/24")]
+    assert all(held) and all(other)
+    # The hog is at its share: it may not even queue; a stranger to it waits and is served.
+    assert await g.acquire("smtp", 0.5, hog) is None
+    waiting = asyncio.ensure_future(g.acquire("smtp", 5.0, "203.0.113.0/24"))
+    await asyncio.sleep(0)
+    released = other[0]
+    assert released is not None
+    g.release(released)
+    token = await asyncio.wait_for(waiting, 1.0)
+    assert token is not None and token.client == "203.0.113.0/24"
+
+
+def test_one_client_network_holds_at_most_its_share_of_connect_reservations() -> None:
+    # ~80 silent connections a second from one machine once took every reservation: each lasts
+    # two seconds, and with them every other client's connection was refused as "overload".
+    g, _, _ = gate(initial_limit=8, max_limit=8)
+    g.client_share = 0.25
+    hog = "192.0.2.0/24"
+    assert g.admit(hog) and g.admit(hog)
+    assert g.reservations_full(hog)
+    assert g.admit(hog) is None
+    assert not g.overloaded()
+    assert all(g.admit(f"198.51.{n}.0/24") for n in range(6))
+    assert g.overloaded()  # now the node is full, for everyone alike

@@ -47,6 +47,8 @@ RELAY_DENIED: Final = "550 5.7.1 Relaying denied"
 SENDER_NOT_OWNED: Final = "553 5.7.1 Sender address not owned by authenticated user"
 NULL_SENDER_SUBMISSION: Final = "553 5.7.1 Authenticated users must use their own address"
 IDLE_TIMEOUT: Final = "421 4.4.2 Idle timeout, closing"
+# RFC 3463 4.4.2 "bad connection": the data came slower than the node's minimum data rate.
+DATA_TOO_SLOW: Final = "421 4.4.2 Data arriving too slowly, closing"
 # DATA, in aiosmtpd's words (RFC 5321 4.5.3.1.6 for lines, RFC 1870 for size)
 NEED_RCPT: Final = "503 5.5.1 Error: need RCPT command"
 DATA_SYNTAX: Final = "501 5.5.4 Syntax: DATA"

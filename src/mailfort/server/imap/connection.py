@@ -12,16 +12,24 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from collections import deque
 from dataclasses import dataclass
 
 from mailfort.protocol.imap import framing, response
 from mailfort.protocol.imap.commands import StartTLS
-from mailfort.server.admission import ConnectionLimiter, Refusal
+from mailfort.server.admission import ConnectionLimiter
 from mailfort.server.imap import mailboxes, messages  # noqa: F401  (registers handlers)
 from mailfort.server.imap.session import ImapContext, Session, State
-from mailfort.server.overload import admit_session
-from mailfort.server.streams import close, peer_ip, refuse
+from mailfort.server.listener import (
+    Admitted,
+    Listener,
+    RefusalBudget,
+    RefusalLines,
+    serve,
+    stream_factory,
+)
+from mailfort.server.streams import close, peer_ip
 
 log = logging.getLogger("mailfort.imap")
 
@@ -51,10 +59,12 @@ class Connection:
         writer: asyncio.StreamWriter,
         tls_context: ssl.SSLContext,
         limiter: ConnectionLimiter,
+        admitted: Admitted | None = None,
     ) -> None:
         self.ctx = ctx
         self.limits = limits
         self.limiter = limiter  # the listener's: its stress shortens the time to log in
+        self.admitted = admitted
         self.reader = reader
         self.writer = writer
         self.tls_context = tls_context
@@ -65,6 +75,7 @@ class Connection:
         )
         self.events: deque[framing.Event] = deque()
         self.closing = asyncio.Event()
+        self.blocked = 0.0  # seconds spent waiting for the client to read what was sent
         self._read_task: asyncio.Future[bytes | None] | None = None
         self.session = Session(ctx, self)
 
@@ -79,8 +90,15 @@ class Connection:
     # -- SessionIO ----------------------------------------------------------------------------
     async def send(self, data: bytes) -> None:
         self.writer.write(data)
+        if not self.writer.transport.get_write_buffer_size():
+            return
         # Backpressure: a client that stops reading makes us wait here, not buffer without end.
-        await asyncio.wait_for(self.writer.drain(), self.limits.write_timeout)
+        # That wait is the client's, not the node's: the overload gate leaves it out.
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(self.writer.drain(), self.limits.write_timeout)
+        finally:
+            self.blocked += time.monotonic() - started
 
     async def read_line(self, timeout: float) -> bytes | None:
         self.events.extend(self.framer.expect_line())
@@ -199,6 +217,8 @@ class Connection:
                 self.events.extend(self.framer.feed(data))
                 continue
             event = self.events.popleft()
+            if self.admitted is not None:
+                self.admitted.arrived()  # the client asks for work: its reservation is done
             if self.session.state is State.NOT_AUTHENTICATED and not isinstance(
                 event, framing.Continue | framing.RawLine
             ):
@@ -236,6 +256,13 @@ class Connection:
             await self.send(f"* BYE {text}\r\n".encode())
 
 
+REFUSALS = RefusalLines(
+    busy=b"* BYE [UNAVAILABLE] server busy, try again later\r\n",
+    client=b"* BYE [UNAVAILABLE] too many connections from your address\r\n",
+    draining=b"* BYE [UNAVAILABLE] server shutting down, please reconnect\r\n",
+)
+
+
 async def start_imap(
     *,
     ctx: ImapContext,
@@ -246,23 +273,17 @@ async def start_imap(
     implicit_tls: bool,
     limits: ImapLimits | None = None,
     connections: set[Connection] | None = None,
-) -> asyncio.Server:
+    budget: RefusalBudget | None = None,
+) -> Listener:
     """`connections`, when given, holds every open connection (for draining the node)."""
     limits = limits or ImapLimits()
     registry: set[Connection] = connections if connections is not None else set()
 
-    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        ip = peer_ip(writer)
-        reason = admit_session(limiter, ip, ctx.gate, ctx.metrics, "imap", log)
-        if reason:
-            text = (
-                "too many connections from your address"
-                if reason == Refusal.IP_FULL.value
-                else "server busy, try again later"
-            )
-            await refuse(writer, f"* BYE [UNAVAILABLE] {text}\r\n".encode())
-            return
-        connection = Connection(ctx, limits, reader, writer, tls_context, limiter)
+    async def on_connect(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, admitted: Admitted
+    ) -> None:
+        ip = admitted.ip
+        connection = Connection(ctx, limits, reader, writer, tls_context, limiter, admitted)
         registry.add(connection)
         try:
             await connection.run()
@@ -279,16 +300,19 @@ async def start_imap(
                 writer.write(b"* BYE [SERVERBUG] internal error, please reconnect\r\n")
         finally:
             registry.discard(connection)
-            limiter.release(ip)
+            admitted.release()
             connection.session.watch(None)
             await close(writer)
 
-    return await asyncio.start_server(
-        on_connect,
+    return await serve(
         host,
         port,
-        ssl=tls_context if implicit_tls else None,
-        ssl_handshake_timeout=30 if implicit_tls else None,
-        reuse_address=True,
-        limit=65536,
+        protocol="imap",
+        factory=stream_factory(on_connect, limit=65536),
+        limiter=limiter,
+        lines=REFUSALS,
+        gate=ctx.gate,
+        metrics=ctx.metrics,
+        budget=budget,
+        tls=tls_context if implicit_tls else None,
     )

@@ -25,6 +25,7 @@ from mailfort.auth.throttle import LoginThrottle
 from mailfort.errors import NotFound, OverQuota, StoreError, StoreUnavailable
 from mailfort.mail.address import AddressError, normalize
 from mailfort.metrics import NodeMetrics
+from mailfort.network import Networks
 from mailfort.protocol.imap import commands as C
 from mailfort.server.imap.cache import MetaCache, SnapshotCache
 from mailfort.server.imap.flags import FlagError
@@ -118,6 +119,7 @@ class SessionIO(Protocol):
     client_ip: str
     tls: bool
     closing: asyncio.Event  # set when the node drains: IDLE ends with BYE
+    blocked: float  # seconds `send` has waited for the client to read, in all
 
     async def send(self, data: bytes) -> None: ...
 
@@ -147,6 +149,7 @@ class ImapContext:
     notices: NoticeBoard | None = None
     gate: OverloadGate | None = None
     metrics: NodeMetrics | None = None
+    networks: Networks = field(default_factory=Networks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +193,8 @@ class Session:
         self.ctx = ctx
         self.io = io
         self.state = State.NOT_AUTHENTICATED
+        # The client's network: its commands hold at most its share of the overload gate.
+        self.network = ctx.networks.of(io.client_ip)
         self.account: Account | None = None
         self.selected: SelectedMailbox | None = None
         self.enabled: set[str] = set()
@@ -251,8 +256,9 @@ class Session:
             return True
         token = None
         gate = self.ctx.gate
+        blocked = self.io.blocked
         if gate is not None and type(cmd) not in UNGATED:
-            token = gate.try_acquire("imap")
+            token = gate.try_acquire("imap", self.network)
             if token is None:
                 await self.tagged(cmd.tag, Done("NO", BUSY, "UNAVAILABLE"))
                 return True
@@ -279,7 +285,7 @@ class Session:
             ok = False
         finally:
             if token is not None and gate is not None:
-                gate.release(token, ok)
+                gate.release(token, ok, client_wait=self.io.blocked - blocked)
         if done is ANSWERED:
             return True
         if self.state is State.LOGOUT:
