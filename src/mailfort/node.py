@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import resource
 import signal
 import ssl
 import sys
@@ -49,6 +50,10 @@ if TYPE_CHECKING:
     from mailfort.status.web.server import HttpListener
 
 log = logging.getLogger("mailfort.node")
+
+# Descriptors beyond the client connections: the store's files and connections, the log, spool
+# files, outgoing SMTP connections, DNS.
+_SPARE_DESCRIPTORS = 1024
 
 _DESCRIPTIONS = {
     "smtp": "SMTP (MX): mail from other servers for local domains; no AUTH, no relaying",
@@ -180,6 +185,36 @@ class Node:
             "window": self.metrics.snapshot(),
         }
 
+    def _raise_file_limit(self) -> None:
+        """Every connection is a file descriptor. Below the connection bounds, accept() fails
+        (EMFILE) before any bound refuses anyone, and a stranger who fills the descriptors turns
+        every client of every listener away; so the soft limit goes up to what the bounds need
+        (at most the hard limit), and a limit too low for them is said at start."""
+        limits = self.config.limits
+        from mailfort.status.web.server import MAX_CONNECTIONS as HTTP_CONNECTIONS
+
+        needed = (
+            limits.max_connections
+            + limits.imap_max_connections
+            + limits.pop3_max_connections
+            + HTTP_CONNECTIONS
+            + _SPARE_DESCRIPTORS
+        )
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < needed:
+            target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft != resource.RLIM_INFINITY and soft < needed:
+            log.warning(
+                "event=file_limit_low limit=%d needed=%d hint=raise the hard limit (ulimit -Hn,"
+                " LimitNOFILE=) or lower [limits] max_connections, imap_max_connections,"
+                " pop3_max_connections",
+                soft,
+                needed,
+            )
+
     def _address(self, listener: str) -> tuple[str, int] | None:
         address = parse_hostport(f"listen.{listener}", getattr(self.config.listen, listener))
         if address is not None:
@@ -197,6 +232,7 @@ class Node:
         return ensure_self_signed(self.config.data_dir / "tls", self.config.hostname)
 
     async def start(self) -> list[Listener]:
+        self._raise_file_limit()
         await self.store.open()
         self.gate.start()
         cert, key = self._tls_paths()

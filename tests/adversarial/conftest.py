@@ -136,3 +136,24 @@ def assert_unharmed(node: NodeProcess, report: Report, *, p99: float = 1.0) -> N
     assert_served(report, p99=p99)
     assert_no_traceback(node)
     assert_calm(node)
+
+
+def metric(node: NodeProcess, name: str, **labels: str) -> float | None:
+    """One sample from the node's /metrics (None when it is not there)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = f"http://127.0.0.1:{node.ports['http']}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return None
+
+
+def store_limit(node: NodeProcess) -> float:
+    """The overload gate's adaptive limit now."""
+    value = metric(node, "mailfort_concurrency_limit", scope="store")
+    assert value is not None
+    return value
