@@ -131,12 +131,13 @@ class DeliveryConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OverloadConfig:
-    """Admission that adapts to what the node can do now (issue 6, `server/overload.py`).
+    """Admission that adapts to what the node can do now (`server/overload.py`).
 
-    The concurrency limit for store-bound work (SMTP transactions, MAIL to 250; IMAP/POP3 commands
-    that hit the store, HTTP requests that read the store) moves between `min_limit` and
-    `max_limit`, driven by the measured store commit latency and event-loop lag. Past it a node
-    answers with a temporary refusal and keeps serving what it has.
+    The concurrency limit for store-bound work (an SMTP transaction's store work, from the end of
+    DATA to the 250; IMAP/POP3 commands that hit the store, HTTP requests that read the store)
+    moves between `min_limit` and `max_limit`, driven by the measured time of that work, the store
+    commit latency and event-loop lag. Past it a node answers with a temporary refusal and keeps
+    serving what it has. Time spent waiting for a client is never part of it.
     """
 
     enabled: bool = True

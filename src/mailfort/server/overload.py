@@ -1,10 +1,14 @@
 """The node's overload gate: admits store-bound work while the node can do it, refuses it cheaply
-when it cannot (DESIGN.md "Overload", issue 6 items 1-2).
+when it cannot (DESIGN.md "Overload").
 
 One `AdaptiveLimit` bounds the store-bound work in flight on the node, whatever protocol brings
-it: an SMTP transaction (MAIL FROM to its 250), an IMAP command that touches the store, a POP3
-login or RETR, an HTTP request that reads the store (public status pages come from memory and
-wait only for a saturated CPU, see `saturated`). The limit moves with what the node can really do:
+it: an SMTP transaction's store work (from the end of DATA to its 250), an IMAP command that
+touches the store, a POP3 login or the store read of a RETR, an HTTP request that reads the store
+(public status pages come from memory and wait only for a saturated CPU, see `saturated`). A slot
+is taken when the node's own work starts and given back when it ends: time spent waiting for a
+client (an upload, a reader that does not read, a deliberate failed-login delay) never holds a
+slot and never counts as latency, or a stranger could shrink the limit by being slow. The limit
+moves with what the node can really do:
 
 * each finished unit of work is a latency sample (Gradient2: queueing makes latency rise);
 * a sampler task measures how late the event loop runs a timer (loop lag: the node's CPU is
@@ -12,11 +16,15 @@ wait only for a saturated CPU, see `saturated`). The limit moves with what the n
   both feed the limit's stress signal, so the node takes less work instead of queueing it;
 * the commits waiting in the store are bounded (`max_pending_commits`).
 
+Each client network (mailfort.network) holds at most `client_share` of the slots (with its
+waiters) and of the connect reservations (`admit`); its refusals past that are its own doing
+(`REASON_CLIENT`) and stay out of the public status signals.
+
 Refusals are temporary answers chosen by the caller (SMTP 451 4.3.0 / 421 4.3.2, IMAP
 NO [UNAVAILABLE] / BYE, POP3 -ERR [SYS/TEMP], HTTP 503 + Retry-After); sessions a node already has
 keep being served. `try_acquire` counts its own refusals in `metrics.refused(protocol, reason)`
-(so an HTTP 503 after a None needs no further count); callers count the refusals they decide
-themselves from `overloaded()` at connect time, or hand them to `shed()` in bulk.
+(so an HTTP 503 after a None needs no further count); the listeners count the refusals they
+decide at connect time (server/listener.py).
 
 Tuning (the reasons are measured with `benchmarks/overload.py`, see benchmarks/README.md): loop lag
 mainly sheds new connections (a cheap 421 / BYE / -ERR before any session state exists), and
@@ -60,7 +68,7 @@ _COMMIT_ALPHA: Final = 0.2
 _COMMIT_FADE: Final = 0.9
 _TOLERANCE: Final = 3.0
 _LOG_EVERY: Final = 5.0  # seconds between state lines in the log while the node is busy
-# Seconds a session admitted at connect holds its reservation before its first slot (see `admit`).
+# Seconds a connection admitted at accept holds its reservation while it says nothing (`admit`).
 ARRIVAL_SECONDS: Final = 2.0
 
 
@@ -322,19 +330,19 @@ class OverloadGate:
             self.metrics.refused(protocol, REASON_OVERLOAD, n)
 
     def admit(self, client: str | None = None) -> Reservation | None:
-        """A new connection from `client` (its network): admit it and reserve a slot for its
-        first transaction, or None: refuse it at connect (the caller answers and counts it,
-        see `shed`; `reservations_full` tells whether it was the client's own share).
+        """A new connection from `client` (its network): admit it and reserve room for the work
+        it will ask for, or None: refuse it at connect (the listener answers and counts it;
+        `reservations_full`, asked first, tells the client's own share apart).
 
-        The reservation counts against the limit in `overloaded()` until the session asks for
-        its slot (`arrived`) or `ARRIVAL_SECONDS` pass. It is taken at accept time, not when
-        the session object is built: asyncio accepts a whole burst of connections before it
-        builds any of them, and every connection of the burst passed the check while none was
-        counted yet; most were refused later at MAIL instead, after costing both sides the
-        greeting and EHLO (at 4x load in benchmarks/overload.py ~100 such 451s a second, a
-        tenth of the node's CPU). One client network holds at most its share of them: silent
-        connections from one machine (~80 a second) once took every reservation, and with it
-        every other client's connection."""
+        The reservation counts against the limit in `overloaded()` until the client first
+        speaks (`arrived`) or `ARRIVAL_SECONDS` pass. It is taken at accept time, not when the
+        session object is built: a whole burst of connections is accepted before any session
+        exists, and every connection of the burst passed the check while none was counted yet;
+        most were refused later instead, after costing both sides the greeting and EHLO (at 4x
+        load in benchmarks/overload.py ~100 such 451s a second, a tenth of the node's CPU). One
+        client network holds at most its share of them: silent connections from one machine
+        (~80 a second) once took every reservation, and with it every other client's
+        connection."""
         if self.reservations_full(client) or self.overloaded():
             return None
         if not self.enabled:
@@ -354,8 +362,8 @@ class OverloadGate:
         return self._reserved_by[client] >= share_of(self.limit.limit, self.client_share)
 
     def arrived(self, reservation: Reservation | None) -> None:
-        """The session holding `reservation` asks for its first slot, or went away: its
-        reservation, if it has not run out, is given back."""
+        """The client holding `reservation` spoke, or went away: its reservation, if it has not
+        run out, is given back."""
         if reservation is None or not reservation.live:
             return
         if self.clock() < reservation.expires:

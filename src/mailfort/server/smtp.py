@@ -267,11 +267,9 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
     # -- the transaction ------------------------------------------------------------------------
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
-        # The session asks for work: its connect reservation has done its job. The overload
-        # gate's slot is taken only when the store work starts, after DATA has arrived: time
-        # spent waiting for the client (a slow upload, a client that went away) must neither
-        # hold a slot nor count as the node's latency.
-        self._admitted.arrived()
+        # The overload gate's slot is taken only when the store work starts, after DATA has
+        # arrived: time spent waiting for the client (a slow upload, a client that went away)
+        # must neither hold a slot nor count as the node's latency.
         gate = self._policy.gate
         if gate is not None and gate.full():
             # Nothing of the message was sent yet: refusing now saves the client the upload.
@@ -425,6 +423,10 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
         if self._receiving_data:
             self._active_at = self.loop.time()
             self._data_bytes += len(data)
+        elif self._admitted.reservation is not None:
+            # The client spoke: its connect reservation has done its job (only a silent
+            # connection holds one, and one network holds a share of them at most).
+            self._admitted.arrived()
         super().data_received(data)
 
     def _timeout_cb(self) -> None:
