@@ -169,3 +169,77 @@ def test_one_network_cannot_hold_every_connection(fresh_node) -> None:  # type: 
             node, "mailfort_admission_refusals_total", protocol=protocol, reason="network"
         )
         assert refused == 50, (protocol, refused)
+
+
+def _flood(port: int, seconds: float, first: int) -> int:
+    """Connect, read the first line, close: as fast as one process can (another process)."""
+    done, n = 0, first
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        n += 1
+        try:
+            with socket.create_connection(
+                ("127.0.0.1", port), timeout=5, source_address=(attacker(n % 250 + 1), 0)
+            ) as sock:
+                sock.recv(100)
+        except OSError:
+            pass
+        done += 1
+    return done
+
+
+def test_a_connection_flood_from_one_machine_is_refused_cheaply(hostile_node: NodeProcess) -> None:
+    # A flood is 4x load from one sender: two processes connecting as fast as they can. The
+    # network's share of reservations and connections turns most of it away at accept(), and
+    # refusing has a CPU budget, so the customer on another network is still served.
+    import multiprocessing
+
+    node = hostile_node
+    with served(node) as report, multiprocessing.get_context("spawn").Pool(2) as pool:
+        time.sleep(0.5)
+        counts = pool.starmap(_flood, [(node.ports["smtp"], 5.0, 0), (node.ports["smtp"], 5.0, 7)])
+    assert sum(counts) > 1000, counts
+    assert_unharmed(node, report)
+
+
+def test_a_reader_that_does_not_read_neither_holds_the_node_nor_shrinks_the_limit(
+    hostile_node: NodeProcess,
+) -> None:
+    # A logged-in client FETCHes a big message and never reads the answer: its command waits
+    # for it (with a slot, at most its network's share of them), and that wait is the client's,
+    # not the node's latency.
+    import imaplib
+
+    from tests.rawclient import client_tls
+
+    node = hostile_node
+    owner = imaplib.IMAP4_SSL("127.0.0.1", node.ports["imaps"], ssl_context=client_tls())
+    owner.login("bob@example.test", "correct horse battery staple")
+    big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 256  # 256 KB
+    owner.append("INBOX", None, None, big)
+    owner.logout()
+    before = store_limit(node)
+    readers: list[socket.socket] = []
+    with served(node) as report:
+        time.sleep(0.5)
+        for n in range(12):
+            raw = socket.create_connection(
+                ("127.0.0.1", node.ports["imaps"]), timeout=10,
+                source_address=(attacker(n + 1), 0),
+            )  # fmt: skip
+            sock = client_tls().wrap_socket(raw)
+            sock.recv(1000)
+            sock.sendall(b'a LOGIN "bob@example.test" "correct horse battery staple"\r\n')
+            while b"a OK" not in sock.recv(4000):
+                pass
+            # 10 MB of answers: more than the socket buffers hold, so the command waits.
+            sock.sendall(b"b SELECT INBOX\r\n" + b"c FETCH 1:* BODY.PEEK[]\r\n" * 40)
+            readers.append(sock)  # and never read again
+        time.sleep(6.0)
+    for sock in readers:
+        sock.close()  # the waiting commands end now, each after ~6 s of the client's time
+    time.sleep(1.0)
+    # Had those 6 s counted as the node's latency, each of the 12 samples would have cut the
+    # limit by a tenth (to about a third in all); the node's own work may move it a little.
+    assert store_limit(node) >= before * 0.85, (before, store_limit(node))
+    assert_unharmed(node, report)
