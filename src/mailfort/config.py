@@ -81,6 +81,9 @@ class LimitsConfig:
     # The share of a listener's connection slots, of the overload gate's slots and of its
     # connect reservations that one client network may hold, so that no stranger can take all.
     max_network_share: float = 0.25
+    # New connections a second one client network may open to each listener (MX and submission
+    # together), as Postfix's anvil bounds a client's connection rate; 0: unbounded.
+    max_connection_rate_per_network: float = 100.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -173,6 +173,7 @@ class Node:
             max_per_ip=max_per_ip,
             networks=self.networks,
             network_share=self.config.limits.max_network_share,
+            network_rate=self.config.limits.max_connection_rate_per_network,
         )
 
     def load(self) -> dict[str, object]:

@@ -200,6 +200,9 @@ def test_a_connection_flood_from_one_machine_is_refused_cheaply(hostile_node: No
         counts = pool.starmap(_flood, [(node.ports["smtp"], 5.0, 0), (node.ports["smtp"], 5.0, 7)])
     assert sum(counts) > 1000, counts
     assert_unharmed(node, report)
+    # Past its network's connection rate the flood was refused at accept(), its own doing.
+    refused = metric(node, "mailfort_admission_refusals_total", protocol="smtp", reason="network")
+    assert refused and refused > sum(counts) / 2, (refused, counts)
 
 
 def test_a_reader_that_does_not_read_neither_holds_the_node_nor_shrinks_the_limit(

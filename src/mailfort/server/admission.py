@@ -3,7 +3,9 @@ before any work is done for a connection."""
 
 from __future__ import annotations
 
-from collections import Counter
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable
 from enum import Enum
 
 from mailfort.network import Networks, share_of
@@ -12,7 +14,7 @@ from mailfort.network import Networks, share_of
 class Refusal(Enum):
     NODE_FULL = "node"
     IP_FULL = "ip"
-    NETWORK_FULL = "network"
+    NETWORK_FULL = "network"  # too many connections, or connecting too fast, from one network
     DRAINING = "draining"
 
 
@@ -35,11 +37,17 @@ class ConnectionLimiter:
         max_per_ip: int,
         networks: Networks | None = None,
         network_share: float = 1.0,
+        network_rate: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_total = max_total
         self.max_per_ip = max_per_ip
         self.networks = networks or Networks()
         self.max_per_network = share_of(max_total, network_share)
+        # New connections a second one network may open (0: unbounded), as Postfix's anvil
+        # bounds a client's connection rate: a session costs the node far more than a refusal,
+        # so a machine that connects as fast as it can must hear "not now" after a while.
+        self._rates = _RateLimit(network_rate, clock) if network_rate > 0 else None
         self._per_ip: Counter[str] = Counter()
         self._per_network: Counter[str] = Counter()
         self.total = 0
@@ -53,8 +61,8 @@ class ConnectionLimiter:
             refusal = Refusal.DRAINING
         elif self._per_ip[ip] >= self.max_per_ip:
             refusal = Refusal.IP_FULL
-        elif self.max_per_network < self.max_total and (
-            self._per_network[network] >= self.max_per_network
+        elif self._network_full(network) or (
+            self._rates is not None and not self._rates.take(network)
         ):
             refusal = Refusal.NETWORK_FULL
         elif self.total >= self.max_total:
@@ -66,6 +74,13 @@ class ConnectionLimiter:
         self._per_ip[ip] += 1
         self._per_network[network] += 1
         return None
+
+    def _network_full(self, network: str) -> bool:
+        # A share of 1 (or one that rounds to every slot) is the node's own bound, not a
+        # network's: the refusal is then "node", as it is for a client that is alone.
+        if self.max_per_network >= self.max_total:
+            return False
+        return self._per_network[network] >= self.max_per_network
 
     @property
     def stressed(self) -> bool:
@@ -89,3 +104,29 @@ def _drop(counts: Counter[str], key: str) -> None:
     counts[key] -= 1
     if counts[key] <= 0:
         del counts[key]
+
+
+class _RateLimit:
+    """A token bucket per key: `rate` a second, up to one second's worth saved up.
+
+    Keys are kept in the order they were last used, at most `max_keys` of them: a key not seen
+    for a while has a full bucket anyway, so forgetting the oldest costs nothing but memory."""
+
+    def __init__(self, rate: float, clock: Callable[[], float], max_keys: int = 65536) -> None:
+        self.rate = rate
+        self.burst = max(1.0, rate)
+        self._clock = clock
+        self._max_keys = max_keys
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # tokens, at
+
+    def take(self, key: str) -> bool:
+        now = self._clock()
+        tokens, at = self._buckets.pop(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        allowed = tokens >= 1.0
+        if allowed:
+            tokens -= 1.0
+        self._buckets[key] = (tokens, now)
+        if len(self._buckets) > self._max_keys:
+            self._buckets.popitem(last=False)
+        return allowed

@@ -51,6 +51,10 @@ _EMFILE_PAUSE: Final = 0.5  # out of file descriptors: wait this long before acc
 _FLUSH_EVERY: Final = 1.0  # seconds between refusal counts written to the metrics
 _LOG_EVERY: Final = 10.0  # one log line per refusal reason and network in this time at most
 _LOG_KEYS: Final = 1024
+# Refusals that mean "this node cannot take more now": only these spend the refusal budget. A
+# client turned away for its own excess (its address or network at its share or rate) must not
+# make the listener stop accepting for everyone: that would hand a stranger a way to close it.
+_NODE_REASONS: Final = frozenset({REASON_OVERLOAD, Refusal.NODE_FULL.value})
 
 
 class RefusalBudget:
@@ -257,7 +261,7 @@ class Listener:
                 self._start(socket.socket(sock.family, sock.type, sock.proto, fileno=fd), admitted)
                 continue
             self._refuse(fd, reason, ip)
-            if budget is not None:
+            if budget is not None and reason in _NODE_REASONS:
                 weight = TLS_REFUSAL_WEIGHT if self._tls is not None else 1
                 budget.spend((time.thread_time() - started) * weight)
 
