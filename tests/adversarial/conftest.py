@@ -153,7 +153,9 @@ def metric(node: NodeProcess, name: str, **labels: str) -> float | None:
 
 
 def store_limit(node: NodeProcess) -> float:
-    """The overload gate's adaptive limit now."""
-    value = metric(node, "mailfort_concurrency_limit", scope="store")
-    assert value is not None
+    """The overload gate's adaptive limit now (the gate publishes it at its first tick)."""
+    deadline = time.monotonic() + 10
+    while (value := metric(node, "mailfort_concurrency_limit", scope="store")) is None:
+        assert time.monotonic() < deadline, "no mailfort_concurrency_limit on /metrics"
+        time.sleep(0.1)
     return value
