@@ -96,7 +96,11 @@ class Node:
         # Admission for store-bound work on every listener, adapting to measured latency.
         self.gate = OverloadGate(config.overload, self.metrics, store=self.store)
         self.directory = Directory(
-            self.store, config_domains=config.local_domains, delimiter=config.recipient_delimiter
+            self.store,
+            config_domains=config.local_domains,
+            delimiter=config.recipient_delimiter,
+            postmaster=config.postmaster,
+            senders=config.submission.senders,
         )
         limits = config.limits
         self.limiter = ConnectionLimiter(

@@ -261,6 +261,16 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
         self.command_size_limits.clear()
         await super().smtp_EHLO(hostname)
 
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        # RFC 3207 4: no TLS inside TLS. aiosmtpd would answer 220 and start a second handshake
+        # inside the first; on the implicit-TLS port it says 454 "not available".
+        transport = self.transport
+        if transport is not None and transport.get_extra_info("ssl_object") is not None:
+            await self.push(R.TLS_ALREADY_ACTIVE)
+            return
+        await super().smtp_STARTTLS(arg)
+
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         # aiosmtpd runs the email package's header parser and defines a typing.Protocol class on
         # every call: a quarter of a millisecond per MAIL or RCPT.
