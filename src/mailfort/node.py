@@ -184,6 +184,7 @@ class Node:
 
     async def start(self) -> list[Listener]:
         await self.store.open()
+        await self._check_postmaster()
         self.gate.start()
         cert, key = self._tls_paths()
         tls = server_context(cert, key)
@@ -205,6 +206,17 @@ class Node:
             self.tasks.append(asyncio.create_task(self.notices.run(), name="status-notices"))
             self.tasks.append(asyncio.create_task(self.status_service.run(), name="status"))
         return self.listeners
+
+    async def _check_postmaster(self) -> None:
+        """RFC 5321 4.5.1: mail to postmaster must reach somebody. Until it does, RCPT TO:
+        <postmaster> gets 550; say so once at start (users can be added while it runs)."""
+        postmaster = await self.directory.postmaster()
+        if postmaster is None or await self.directory.resolve(postmaster) is None:
+            log.warning(
+                "event=postmaster_unresolved postmaster=%s hint=%s",
+                postmaster or "-",
+                "set `postmaster` in the config or add that address as a user or alias",
+            )
 
     async def _start_listeners(self, tls: ssl.SSLContext) -> None:
         limits = self.config.limits
