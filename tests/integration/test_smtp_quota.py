@@ -7,8 +7,11 @@ import itertools
 import re
 import smtplib
 
+import pytest
+
 from tests.conftest import PASSWORD, client_tls
 from tests.nodeproc import NodeProcess
+from tests.rawclient import RawClient
 
 KB = 1024
 _names = itertools.count(1)
@@ -138,3 +141,26 @@ def test_submission_is_held_to_the_recipient_quota_too(node: NodeProcess) -> Non
         code, text = client.data(body)
     assert (code, text[:5]) == (552, b"5.2.3"), text
     assert node.inbox(tight) == []
+
+
+@pytest.mark.parametrize(
+    ("size", "reply"),
+    [
+        ("\u00b2".encode(), b"501 5.5.4"),  # isdigit() but not a digit int() takes: was a 451
+        ("\u0663".encode(), b"501 5.5.4"),  # an Arabic-Indic 3, which int() reads as 3
+        (b"1" * 21, b"501 5.5.4"),  # RFC 1870 4: 1*20DIGIT
+        (b"9" * 20, b"552 5.3.4"),
+        (b"1000", b"250 2.1.0"),
+    ],
+)
+def test_size_parameter_syntax(node: NodeProcess, size: bytes, reply: bytes) -> None:
+    with RawClient(node.ports["smtp"], tls=False) as client:
+        client.send(b"EHLO client.test\r\n")
+        while b"\r\n250 " not in client.buffer or not client.buffer.endswith(b"\r\n"):
+            client._fill()
+        client.buffer = b""
+        client.send(b"MAIL FROM:<s@remote.test> SIZE=" + size + b"\r\n")
+        while not client.buffer.endswith(b"\r\n"):
+            client._fill()
+        assert client.buffer.startswith(reply), client.buffer
+    assert "Traceback" not in node.log()
