@@ -472,15 +472,17 @@ class SmtpPolicy:
         """The real size against every local recipient's remaining quota, before the store
         write; a refusal for the whole transaction when any envelope recipient cannot take it.
 
-        One reply to DATA answers for every recipient (RFC 5321 4.2.5, 3.3), and a 250 takes
-        responsibility for each (6.1). Storing the copies that fit and dropping the rest would
-        lose mail behind a 250; accepting and then bouncing the rest (what Postfix does when a
-        Dovecot LMTP recipient is over quota) stores the very bytes the quota refuses, and sends
-        backscatter to senders that may be forged. So nothing is stored and the sender hears
-        452 4.2.2 and retries all of them (552 5.2.3 when no recipient could ever take it). A
-        client that declares SIZE (every MTA does) learns of a full mailbox at its RCPT already,
-        so only clients that declare nothing or too little meet this. Members of an alias are
-        left out as at RCPT."""
+        One reply to DATA answers for every recipient (RFC 5321 3.3), and a 250 takes
+        responsibility for each (4.2.5, 6.1). LMTP could answer per recipient here (RFC 2033
+        4.2, as Dovecot's LMTP does for a recipient over quota); SMTP cannot. Storing the copies
+        that fit and dropping the rest would lose mail behind a 250; accepting and then bouncing
+        the rest (Postfix in front of Dovecot: the LMTP 4xx/5xx becomes a deferral, then a DSN)
+        stores the very bytes the quota refuses and sends backscatter to senders that may be
+        forged. So nothing is stored, and the sender hears 452 4.2.2 and retries all of them
+        (552 5.2.3 when no recipient could ever take it). A client that declares SIZE (every
+        MTA does) was told of a mailbox without room at its RCPT already (Dovecot's quota-status
+        service for Postfix does the same), so only clients that declare nothing or too little
+        meet this. Members of an alias are left out as at RCPT."""
         extra = {d.account_id: len(d.prefix) for d in request.local}
         refusals = []
         for recipient, resolution in resolved.items():
