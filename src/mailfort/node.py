@@ -184,7 +184,6 @@ class Node:
 
     async def start(self) -> list[Listener]:
         await self.store.open()
-        await self._check_postmaster()
         self.gate.start()
         cert, key = self._tls_paths()
         tls = server_context(cert, key)
@@ -205,6 +204,7 @@ class Node:
         if self.config.status.enabled:
             self.tasks.append(asyncio.create_task(self.notices.run(), name="status-notices"))
             self.tasks.append(asyncio.create_task(self.status_service.run(), name="status"))
+        await self._check_postmaster()
         return self.listeners
 
     async def _check_postmaster(self) -> None:
