@@ -19,7 +19,7 @@ from typing import Any
 
 from mailfort.delivery.transport import parse_nexthop
 from mailfort.errors import ConfigError
-from mailfort.mail.address import normalize_domain
+from mailfort.mail.address import AddressError, normalize, normalize_domain
 
 DEFAULT_PATH = Path("mailfort.toml")
 
@@ -203,11 +203,27 @@ class AuthConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SubmissionConfig:
+    """What an authenticated user may send as, beyond what they own: their address, the aliases
+    that deliver to them, and `+detail` forms of either (`Directory.may_send_as`). The rule holds
+    for the envelope sender and for the header `From:` and `Sender:` alike."""
+
+    # "user@domain" (one user) or "@domain" (every user of that domain) -> extra addresses they
+    # may send as: "address" or "@domain" (any address at that domain). For shared role
+    # addresses that are not aliases, or an application account that sends for a whole domain.
+    senders: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     hostname: str = field(default_factory=lambda: socket.getfqdn() or "localhost")
     data_dir: Path = Path("var")
     local_domains: tuple[str, ...] = ()
     recipient_delimiter: str = "+"
+    # Where `RCPT TO:<postmaster>` (no domain, RFC 5321 4.5.1) goes, and postmaster@ any local
+    # domain that has no account or alias of that name; resolved like any address (aliases,
+    # forwarding). Default: postmaster@ the first local domain (`Directory.postmaster`).
+    postmaster: str = ""
     node_name: str = field(default_factory=socket.gethostname)
     listen: ListenConfig = field(default_factory=ListenConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
@@ -219,6 +235,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     overload: OverloadConfig = field(default_factory=OverloadConfig)
     status: StatusConfig = field(default_factory=StatusConfig)
+    submission: SubmissionConfig = field(default_factory=SubmissionConfig)
     source: Path | None = None
 
 
@@ -269,6 +286,13 @@ def _convert(key: str, hint: Any, value: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(key, "expected a list of strings")
         return tuple(v.lower() for v in value)
+    if origin is dict and typing.get_origin(typing.get_args(hint)[1]) is tuple:
+        ok = isinstance(value, dict) and all(
+            isinstance(v, list) and all(isinstance(x, str) for x in v) for v in value.values()
+        )
+        if not ok:
+            raise ConfigError(key, "expected a table of lists of strings")
+        return {k.lower(): tuple(x.lower() for x in v) for k, v in value.items()}
     if origin is dict and typing.get_args(hint)[1] is not str:
         ok = isinstance(value, dict) and all(
             isinstance(v, list)
@@ -339,12 +363,35 @@ def validate(config: Config) -> None:
     for domain in config.local_domains:
         if normalize_domain(domain) is None:
             raise ConfigError("local_domains", f"not a domain: {domain!r}")
+    if config.postmaster and not _is_address(config.postmaster):
+        raise ConfigError("postmaster", f"not an address: {config.postmaster!r}")
+    for owner, patterns in config.submission.senders.items():
+        key = f"submission.senders.{owner}"
+        if not _is_address_or_domain(owner):
+            raise ConfigError(key, 'expected "user@domain" or "@domain" as the key')
+        for pattern in patterns:
+            if not _is_address_or_domain(pattern):
+                raise ConfigError(key, f'expected "address" or "@domain", got {pattern!r}')
     _validate_delivery(config.delivery)
     for key in ("heartbeat_seconds", "maildrop_lease_seconds"):
         if getattr(config.cluster, key) < 0.1:
             raise ConfigError(f"cluster.{key}", "must be at least 0.1")
     _validate_overload(config.overload)
     _validate_status(config.status)
+
+
+def _is_address(text: str) -> bool:
+    try:
+        normalize(text)
+    except AddressError:
+        return False
+    return True
+
+
+def _is_address_or_domain(text: str) -> bool:
+    if text.startswith("@"):
+        return normalize_domain(text[1:]) is not None
+    return _is_address(text)
 
 
 def _at_least(section: object, prefix: str, minimum: float, *keys: str) -> None:
@@ -423,6 +470,8 @@ def load(path: Path | None) -> Config:
     # Compared with the domain of normalized addresses, so "Example.TEST." must become theirs.
     domains = tuple(normalize_domain(d) or d for d in config.local_domains)
     config = dataclasses.replace(config, local_domains=domains)
+    if _is_address(config.postmaster):
+        config = dataclasses.replace(config, postmaster=normalize(config.postmaster))
     if path is not None:
         config = dataclasses.replace(config, source=path)
         if not config.data_dir.is_absolute():

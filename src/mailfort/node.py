@@ -114,7 +114,11 @@ class Node:
         # The CPU all listeners together may spend refusing connections (server/listener.py).
         self.refusal_budget = RefusalBudget(config.overload.refusal_cpu_share)
         self.directory = Directory(
-            self.store, config_domains=config.local_domains, delimiter=config.recipient_delimiter
+            self.store,
+            config_domains=config.local_domains,
+            delimiter=config.recipient_delimiter,
+            postmaster=config.postmaster,
+            senders=config.submission.senders,
         )
         self.limiter = self._limiter(limits.max_connections, limits.max_connections_per_ip)
         self.throttle = LoginThrottle(
@@ -255,7 +259,19 @@ class Node:
         if self.config.status.enabled:
             self.tasks.append(asyncio.create_task(self.notices.run(), name="status-notices"))
             self.tasks.append(asyncio.create_task(self.status_service.run(), name="status"))
+        await self._check_postmaster()
         return self.listeners
+
+    async def _check_postmaster(self) -> None:
+        """RFC 5321 4.5.1: mail to postmaster must reach somebody. Until it does, RCPT TO:
+        <postmaster> gets 550; say so once at start (users can be added while it runs)."""
+        postmaster = await self.directory.postmaster()
+        if postmaster is None or await self.directory.resolve(postmaster) is None:
+            log.warning(
+                "event=postmaster_unresolved postmaster=%s hint=%s",
+                postmaster or "-",
+                "set `postmaster` in the config or add that address as a user or alias",
+            )
 
     async def _start_listeners(self, tls: ssl.SSLContext) -> None:
         limits = self.config.limits

@@ -37,7 +37,10 @@ def test_killed_mid_delivery_is_delivered_after_the_lease_expires(tmp_path: Path
         node.provision(domains=("example.test",), users={ALICE: PASSWORD})
         node.start()
         sink.hold()
-        body = b"Subject: kill me\r\nMessage-ID: <kill@example.test>\r\n\r\nlast words\r\n"
+        body = (
+            f"From: {ALICE}\r\nSubject: kill me\r\nMessage-ID: <kill@example.test>\r\n"
+            "\r\nlast words\r\n"
+        ).encode()
         with smtplib.SMTP("127.0.0.1", node.ports["submission"], timeout=30) as client:
             client.starttls(context=client_tls())
             client.login(ALICE, PASSWORD)

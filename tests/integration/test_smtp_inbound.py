@@ -6,6 +6,7 @@ import smtplib
 
 import pytest
 
+from tests.conftest import PASSWORD, imaps
 from tests.nodeproc import NodeProcess
 
 
@@ -89,16 +90,24 @@ def test_one_copy_per_account_per_transaction(node: NodeProcess, recipients: lis
 
 
 def test_full_mailbox_is_a_temporary_refusal(node: NodeProcess) -> None:
-    added = node.cli("user", "add", "full@example.test", "--quota", "2000")
+    added = node.cli(
+        "user", "add", "full@example.test", "--quota", "2000", "--password-stdin", stdin=PASSWORD
+    )
     assert added.returncode == 0, added.stderr
+    # Filled to the byte over IMAP: APPEND counts exactly the literal against the quota.
+    with imaps(node, "full@example.test") as client:
+        typ, _ = client.append(
+            "INBOX", None, None, b"Subject: a\r\n\r\n".ljust(1998, b"x") + b"\r\n"
+        )
+        assert typ == "OK"
+    assert "used=2000\tquota=2000" in node.cli("user", "list").stdout
     with smtp(node) as client:
-        big = b"Subject: a\r\n\r\n" + (b"x" * 70 + b"\r\n") * 40
-        client.sendmail("s@remote.test", ["full@example.test"], big)
-        client.mail("s@remote.test")
+        client.ehlo("client.test")
+        assert client.mail("s@remote.test")[0] == 250
         code, text = client.rcpt("full@example.test")
         assert (code, text[:5]) == (452, b"4.2.2")
-        # A full member of an alias does not block the others.
         client.rset()
+    # A full member of an alias does not block the others.
     alias = node.cli("alias", "add", "pair@example.test", "full@example.test", "bob@example.test")
     assert alias.returncode == 0, alias.stderr
     before = len(node.inbox("bob@example.test"))

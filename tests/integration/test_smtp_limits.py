@@ -489,7 +489,7 @@ def test_auth_failures_delayed_then_refused(limited: NodeProcess) -> None:
     with _submission(limited, bystander) as client:
         code, _, elapsed = _auth_plain(client, PASSWORD)
         assert code == 235
-        body = b"Subject: ok\r\n\r\n"
+        body = b"From: alice@example.test\r\nSubject: ok\r\n\r\n"
         assert client.sendmail("alice@example.test", ["bob@example.test"], body) == {}
     delivered(limited)
 

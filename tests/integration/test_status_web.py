@@ -272,7 +272,8 @@ def test_account_status_needs_the_right_password(site: Site) -> None:
     with smtplib.SMTP("127.0.0.1", site.node.ports["submission"], timeout=30) as smtp:
         smtp.starttls(context=client_tls())
         smtp.login(USER, PASSWORD)
-        smtp.sendmail(USER, ["someone@remote.test"], b"Subject: hi\r\n\r\nhello\r\n")
+        message = f"From: {USER}\r\nSubject: hi\r\n\r\nhello\r\n"
+        smtp.sendmail(USER, ["someone@remote.test"], message)
     r = site.client.get("/api/account.json", headers=_basic(USER.upper(), PASSWORD))
     assert r.status_code == 200, r.text
     assert r.headers["cache-control"] == "private, no-store"

@@ -18,13 +18,21 @@ from tests.conftest import PASSWORD, client_tls, start_node
 from tests.nodeproc import NodeProcess
 
 LISTENERS = ("submission", "submissions")
+CONFIG = """
+[limits]
+auth_failure_delay = 0.05
+
+[submission.senders]
+"alice@example.test" = ["ceo@example.test", "@news.remote.test"]
+"@other.test" = ["noreply@example.test"]
+"""
 MECHANISMS = ("PLAIN", "LOGIN")
 _addresses = count(20)
 
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    proc = start_node(tmp_path_factory, extra_config="[limits]\nauth_failure_delay = 0.05\n")
+    proc = start_node(tmp_path_factory, extra_config=CONFIG)
     yield proc
     proc.stop()
 
@@ -181,7 +189,153 @@ def test_authenticated_user_cannot_send_as_other_after_good_mail(node: NodeProce
     """The sender check holds for every transaction of a session, not only the first."""
     with connect(node, "submission") as client:
         login(client, "PLAIN")
-        refused = client.sendmail("alice@example.test", ["bob@example.test"], b"Subject: 1\r\n\r\n")
+        message = b"From: alice@example.test\r\nSubject: 1\r\n\r\n"
+        refused = client.sendmail("alice@example.test", ["bob@example.test"], message)
         assert refused == {}
         code, text = client.docmd("MAIL", "FROM:<bob@example.test>")
         assert (code, text[:5]) == (553, b"5.7.1")
+
+
+# -- the header From: and Sender: -----------------------------------------------------------------
+def submit(
+    node: NodeProcess,
+    head: bytes,
+    *,
+    user: str = "alice@example.test",
+    listener: str = "submission",
+) -> tuple[int, bytes, str]:
+    """Send a message with header lines `head` as `user`; DATA's reply and the subject used."""
+    subject = f"header {uuid.uuid4()}"
+    data = head + f"\r\nSubject: {subject}\r\n\r\nhello\r\n".encode()
+    with connect(node, listener) as client:
+        login(client, "PLAIN", user=user)
+        assert client.mail(user)[0] == 250
+        assert client.rcpt("bob@example.test")[0] == 250
+        code, text = client.data(data)
+    return code, text, subject
+
+
+def delivered(node: NodeProcess, subject: str) -> bool:
+    return any(subject.encode() in m for m in node.inbox("bob@example.test"))
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"From: alice@example.test",
+        b"From: Alice Liddell <Alice@Example.TEST>",
+        b"From: =?utf-8?q?Alice_L=C3=BCdell?= <alice@example.test>",
+        b"From: alice+lists@example.test (Alice)",
+        b"From: postmaster@example.test",  # an alias of alice
+        b"From: team@example.test\r\nSender: alice@example.test",  # an alias including her
+        b"From: alice@example.test, team@example.test\r\nSender: alice@example.test",
+        b"From: Us: alice@example.test, team@example.test;\r\nSender: alice@example.test",
+        b"From: ceo@example.test",  # [submission.senders] for alice
+        b"From: letters@news.remote.test",  # ... and a whole domain
+    ],
+)
+def test_header_from_the_user_owns_is_delivered(node: NodeProcess, head: bytes) -> None:
+    code, text, subject = submit(node, head)
+    assert code == 250, text
+    assert delivered(node, subject)
+
+
+@pytest.mark.parametrize("listener", LISTENERS)
+@pytest.mark.parametrize(
+    ("head", "reply"),
+    [
+        (b"From: Bob <bob@example.test>", b"5.7.1 From: <bob@example.test>"),
+        (b"From: bob+alice@example.test", b"5.7.1 From: <bob+alice@example.test>"),
+        (b"From: forward@example.test", b"5.7.1 From: <forward@example.test>"),
+        (b"From: alice@remote.test", b"5.7.1 From: <alice@remote.test>"),
+        (b'From: "alice@example.test" <bob@example.test>', b"5.7.1 From: <bob@example.test>"),
+        (
+            b"From: alice@example.test\r\nSender: bob@example.test",
+            b"5.7.1 Sender: <bob@example.test>",
+        ),
+        (
+            b"From: alice@example.test, bob@example.test\r\nSender: alice@example.test",
+            b"5.7.1 From: <bob@example.test>",
+        ),
+        (b"From: alice@example.test, team@example.test", b"5.6.0 A From: header with several"),
+        (b"Subject: no author", b"5.6.0 Message has no From:"),
+        (b"From: alice@example.test\r\nFrom: bob@example.test", b"5.6.0 Message has more than"),
+        (b"From: alice@example.test\r\nFrom : bob@example.test", b"5.6.0 Malformed"),
+        (b"From: alice@example.test <bob@example.test>", b"5.6.0 Cannot parse the From:"),
+        (b"From: =?us-ascii?q?alice?=@example.test", b"5.6.0 Cannot parse the From:"),
+        (b"From: Undisclosed:;", b"5.6.0 Cannot parse the From:"),
+        (b"From: ceo@example.test\r\nSender: noreply@example.test", b"5.7.1 Sender:"),
+    ],
+)
+def test_header_from_of_someone_else_is_refused(
+    node: NodeProcess, listener: str, head: bytes, reply: bytes
+) -> None:
+    code, text, subject = submit(node, head, listener=listener)
+    assert (code, text[: len(reply)]) == (550, reply), text
+    assert not delivered(node, subject)
+
+
+def test_domain_wide_allowance_is_for_that_domain_only(node: NodeProcess) -> None:
+    code, text, _ = submit(node, b"From: noreply@example.test", user="carol@other.test")
+    assert code == 250, text
+    code, text, _ = submit(node, b"From: noreply@example.test", user="bob@example.test")
+    assert (code, text[:5]) == (550, b"5.7.1")
+
+
+def test_envelope_sender_allowance_matches_the_header_one(node: NodeProcess) -> None:
+    with connect(node, "submission") as client:
+        login(client, "PLAIN")
+        assert client.mail("ceo@example.test")[0] == 250
+        client.rset()
+        assert client.mail("someone@news.remote.test")[0] == 250
+        client.rset()
+        assert client.mail("someone@else.remote.test")[0] == 553
+
+
+# -- AUTH PLAIN authorization identity -------------------------------------------------------------
+def auth_plain(
+    client: smtplib.SMTP, authzid: str, authcid: str, password: str
+) -> tuple[int, bytes]:
+    token = base64.b64encode(f"{authzid}\0{authcid}\0{password}".encode()).decode()
+    return client.docmd("AUTH", f"PLAIN {token}")
+
+
+@pytest.mark.parametrize("authzid", ["alice@example.test", "Alice@Example.TEST"])
+def test_authzid_naming_the_user_is_accepted(node: NodeProcess, authzid: str) -> None:
+    with connect(node, "submissions") as client:
+        code, text = auth_plain(client, authzid, "alice@example.test", PASSWORD)
+        assert (code, text[:5]) == (235, b"2.7.0")
+
+
+@pytest.mark.parametrize("password", [PASSWORD, "wrong"])
+def test_authzid_of_someone_else_is_refused(node: NodeProcess, password: str) -> None:
+    with connect(node, "submissions", source=fresh_source()) as client:
+        code, text = auth_plain(client, "bob@example.test", "alice@example.test", password)
+        assert (code, text[:5]) == (535, b"5.7.8"), text
+        assert b"act as" in text
+        # Not logged in, as anyone.
+        code, text = client.mail("bob@example.test")
+        assert (code, text[:5]) == (530, b"5.7.0")
+        code, text = client.mail("alice@example.test")
+        assert (code, text[:5]) == (530, b"5.7.0")
+
+
+# -- no TLS inside TLS (RFC 3207 4) ---------------------------------------------------------------
+@pytest.mark.parametrize("listener", [*LISTENERS, "smtp"])
+def test_starttls_inside_tls_is_refused(node: NodeProcess, listener: str) -> None:
+    if listener == "smtp":
+        client = smtplib.SMTP("127.0.0.1", node.ports["smtp"], timeout=30)
+        client.ehlo("client.test")
+        assert client.starttls(context=client_tls())[0] == 220
+        client.ehlo("client.test")
+    else:
+        client = connect(node, listener)
+    with client:
+        assert "starttls" not in client.esmtp_features
+        code, text = client.docmd("STARTTLS")
+        assert (code, text[:5]) == (503, b"5.5.1"), text
+        # Still the same TLS session, still usable: no second handshake was started.
+        assert client.noop()[0] == 250
+        if listener != "smtp":
+            assert login(client, "PLAIN")[0] == 235
+            assert client.mail("alice@example.test")[0] == 250

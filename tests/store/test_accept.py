@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from mailfort.errors import AlreadyExists
-from mailfort.store.api import Store
+from mailfort.errors import AlreadyExists, OverQuota
+from mailfort.store.api import AcceptRequest, Account, Store
 from tests.store.conftest import Engine
 from tests.store.helpers import SENDER, inbox, request, user
 
@@ -105,3 +107,57 @@ async def test_used_bytes_counts_delivered_copies(store: Store) -> None:
     account = await store.get_account("alice@a.test")
     assert account is not None
     assert account.used_bytes == len(req.local[0].prefix) + len(req.body)
+
+
+async def quota_user(store: Store, address: str, quota: int) -> Account:
+    domain = address.rpartition("@")[2]
+    if domain not in await store.list_domains():
+        await store.add_domain(domain)
+    return await store.add_account(address, "$argon2id$not-a-real-hash", quota)
+
+
+def copy_size(req: AcceptRequest) -> int:
+    return len(req.local[0].prefix) + len(req.body)
+
+
+async def test_a_copy_past_the_quota_refuses_the_whole_acceptance(
+    store: Store, engine: Engine
+) -> None:
+    probe = request(local=(await user(store, "probe@a.test"),))
+    room = copy_size(probe) * 2 - 1  # one copy fits, two do not
+    tight = await quota_user(store, "tight@a.test", room)
+    bob = await user(store, "bob@a.test")
+    await store.accept(request(local=(tight,)))
+    blobs = engine.blob_count()
+    second = request(local=(bob, tight), remote=("x@remote.test",))
+    with pytest.raises(OverQuota):
+        await store.accept(second)
+    # Nothing of it stayed: not bob's copy, not the queue item, not the body.
+    assert await inbox(store, bob) == []
+    assert await store.queue_items(second.queue_id) == []
+    assert engine.blob_count() == blobs
+    account = await store.get_account("tight@a.test")
+    assert account is not None and account.used_bytes == copy_size(probe)
+    assert len(await inbox(store, tight)) == 1
+
+
+async def test_a_copy_that_fills_the_quota_exactly_fits(store: Store) -> None:
+    probe = request(local=(await user(store, "probe@a.test"),))
+    exact = await quota_user(store, "exact@a.test", copy_size(probe))
+    req = request(local=(exact,))
+    assert copy_size(req) == copy_size(probe)
+    assert (await store.accept(req)).delivered == 1
+    with pytest.raises(OverQuota):
+        await store.accept(request(local=(exact,)))
+
+
+async def test_concurrent_acceptances_cannot_share_the_last_room(store: Store) -> None:
+    """Each message fits alone, two do not: of ten at once exactly one is stored."""
+    probe = request(local=(await user(store, "probe@a.test"),))
+    tight = await quota_user(store, "tight@a.test", copy_size(probe) * 2 - 1)
+    outcomes = await asyncio.gather(
+        *(store.accept(request(local=(tight,))) for _ in range(10)), return_exceptions=True
+    )
+    assert sum(not isinstance(o, BaseException) for o in outcomes) == 1, outcomes
+    assert all(isinstance(o, OverQuota) for o in outcomes if isinstance(o, BaseException))
+    assert len(await inbox(store, tight)) == 1

@@ -18,6 +18,7 @@ data_dir = "state"
 local_domains = ["Example.TEST.", "other.test"]
 recipient_delimiter = "-"
 node_name = "node-a"
+postmaster = "Ops@Example.TEST"
 
 [listen]
 smtp = "0.0.0.0:25"
@@ -54,6 +55,10 @@ local_retry_seconds = 30
 
 [auth]
 allow_plaintext_loopback = true
+
+[submission.senders]
+"Alice@example.test" = ["ceo@example.test", "@News.example.test"]
+"@example.test" = ["noreply@example.test"]
 """
 
 
@@ -125,6 +130,11 @@ def test_a_full_valid_file(tmp_path: Path) -> None:
     assert config.store.url == "sqlite:///var/lib/mailfort/store.sqlite3"
     assert config.queue.local_retry_seconds == 30.0
     assert config.auth.allow_plaintext_loopback is True
+    assert config.postmaster == "ops@example.test"
+    assert config.submission.senders == {
+        "alice@example.test": ("ceo@example.test", "@news.example.test"),
+        "@example.test": ("noreply@example.test",),
+    }
 
 
 def test_relative_tls_paths_are_found_beside_the_file(
@@ -173,6 +183,28 @@ def test_relative_tls_paths_are_found_beside_the_file(
         ('hostname = "mx test"\n', "hostname", "not a host name"),
         ('local_domains = ["a.test", "not a domain"]\n', "local_domains", "not a domain"),
         ('local_domains = ["user@a.test"]\n', "local_domains", "not a domain"),
+        ('postmaster = "postmaster"\n', "postmaster", "not an address"),
+        ('postmaster = "a b@example.test"\n', "postmaster", "not an address"),
+        ("postmaster = 5\n", "postmaster", "string"),
+        ("[submission]\nsenders = 'x'\n", "submission.senders", "lists of strings"),
+        ("[submission.senders]\n'a@b.test' = 'c@b.test'\n", "submission.senders", "lists"),
+        ("[submission.senders]\n'a@b.test' = [1]\n", "submission.senders", "lists of strings"),
+        (
+            "[submission.senders]\n'alice' = ['c@b.test']\n",
+            "submission.senders.alice",
+            '"@domain"',
+        ),
+        (
+            "[submission.senders]\n'@b.test' = ['*']\n",
+            "submission.senders.@b.test",
+            "'*'",
+        ),
+        (
+            "[submission.senders]\n'a@b.test' = ['@not a domain']\n",
+            "submission.senders.a@b.test",
+            '"@domain"',
+        ),
+        ("[submission]\nsendres = {}\n", "submission.sendres", "unknown key"),
         ('listen = "x"\n', "listen", "table"),
         ("[listen]\nsmtp = 25\n", "listen.smtp", "string"),
         ("[listen]\nsmtp = '127.0.0.1'\n", "listen.smtp", "host:port"),

@@ -218,6 +218,50 @@ async def test_may_send_as(world: World) -> None:
     assert not await may(alice, "anything@b.test")
 
 
+async def test_may_send_as_what_the_operator_allows_besides(world: World) -> None:
+    await world.users("alice@a.test", "bob@a.test", "carol@b.test")
+    directory = Directory(
+        world.store,
+        cache_seconds=0,
+        senders={
+            "alice@a.test": ("ceo@a.test", "@news.remote.test"),
+            "@a.test": ("noreply@a.test",),
+        },
+    )
+    alice, bob, carol = (world.accounts[a] for a in ("alice@a.test", "bob@a.test", "carol@b.test"))
+    may = directory.may_send_as
+    assert await may(alice, "ceo@a.test") and await may(alice, "ceo+x@a.test")
+    assert await may(alice, "anyone@news.remote.test")
+    assert not await may(alice, "anyone@sub.news.remote.test")
+    assert not await may(bob, "ceo@a.test")
+    # A domain's entry is for every user of that domain, and only for them.
+    assert await may(alice, "noreply@a.test") and await may(bob, "noreply@a.test")
+    assert not await may(carol, "noreply@a.test")
+    assert not await may(bob, "alice@a.test")
+
+
+async def test_postmaster(world: World, tmp_path: Path) -> None:
+    await world.users("alice@a.test", "ops@b.test")
+    await world.aliases(("postmaster@a.test", "alice@a.test"))
+    # Default: postmaster@ the first configured local domain, resolved like any address.
+    assert await world.directory.postmaster() == "postmaster@config.test"
+    configured = Directory(world.store, cache_seconds=0, postmaster="ops@b.test")
+    assert await configured.postmaster() == "ops@b.test"
+    # Without configured domains: the first stored one.
+    assert await Directory(world.store, cache_seconds=0).postmaster() == "postmaster@a.test"
+    # postmaster@ a local domain that has none of its own reaches the configured postmaster
+    # (RFC 5321 4.5.1); one that has its own keeps it; other names do not fall back.
+    found = await configured.resolve("postmaster@b.test")
+    assert found is not None and found.local == world.local("ops@b.test")
+    found = await configured.resolve("postmaster@a.test")
+    assert found is not None and found.local == world.local("alice@a.test")
+    assert await configured.resolve("hostmaster@b.test") is None
+    # A postmaster elsewhere is forwarded to.
+    remote = Directory(world.store, cache_seconds=0, postmaster="noc@remote.test")
+    found = await remote.resolve("postmaster@b.test")
+    assert found is not None and found.remote == ["noc@remote.test"]
+
+
 # -- the resolution cache --------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ and the local queue worker drops what it cannot deliver for that reason (see
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from mailfort.mail.address import domain_of, without_detail
@@ -64,9 +64,16 @@ class Directory:
         delimiter: str = "+",
         cache_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        postmaster: str = "",
+        senders: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
         self._store = store
-        self._config_domains = frozenset(d.lower() for d in config_domains)
+        ordered = [d.lower() for d in config_domains]
+        self._config_domains = frozenset(ordered)
+        self._first_domain = ordered[0] if ordered else None
+        self._postmaster = postmaster
+        # Extra send-as patterns ([submission] senders): owner ("user@dom" or "@dom") -> patterns.
+        self._senders = {owner: tuple(p) for owner, p in (senders or {}).items()}
         self._delimiter = delimiter
         self._cache_seconds = cache_seconds
         self._clock = clock
@@ -93,9 +100,21 @@ class Directory:
     async def is_local(self, address: str) -> bool:
         return domain_of(address) in await self.local_domains()
 
+    async def postmaster(self) -> str | None:
+        """Where mail for the bare `postmaster` goes (RFC 5321 4.5.1): the configured address,
+        else postmaster@ the first configured local domain, else @ the first stored one."""
+        if self._postmaster:
+            return self._postmaster
+        if self._first_domain is not None:
+            return f"postmaster@{self._first_domain}"
+        domains = sorted(await self.local_domains())
+        return f"postmaster@{domains[0]}" if domains else None
+
     async def resolve(self, address: str) -> Resolution | None:
         """None when the address is in a local domain but nobody receives it.
 
+        postmaster@ every local domain reaches somebody (RFC 5321 4.5.1 requires it): where no
+        account or alias of that name exists, the configured postmaster.
         The caller gets its own copy (the SMTP policy drops full mailboxes from it)."""
         now = self._clock()
         cached = self._resolved.get(address)
@@ -103,6 +122,10 @@ class Directory:
             found = cached[1]
         else:
             found = await self._resolve(address, 0, set())
+            if found is None and address.startswith("postmaster@"):
+                target = await self.postmaster()
+                if target is not None and target != address:
+                    found = await self._resolve(target, 0, set())
             if self._cache_seconds > 0:
                 self._remember(address, now, found)
         return None if found is None else found.copy()
@@ -155,10 +178,21 @@ class Directory:
         return result
 
     async def may_send_as(self, account: Account, sender: str) -> bool:
-        """The user's own address (with or without +detail) or an alias that delivers to them."""
-        if sender == account.address or without_detail(sender, self._delimiter) == account.address:
+        """The user's own address (with or without +detail), an alias that delivers to them, or
+        what the operator allows the user or their domain besides ([submission] senders).
+
+        `sender` is normalized; the same rule holds for the envelope and the header From:."""
+        base = without_detail(sender, self._delimiter)
+        if account.address in (sender, base) or self._allowed_extra(account.address, sender, base):
             return True
         if not await self.is_local(sender):
             return False
         resolution = await self.resolve(sender)
         return resolution is not None and account.id in resolution.local
+
+    def _allowed_extra(self, user: str, sender: str, base: str | None) -> bool:
+        for owner in (user, "@" + domain_of(user)):
+            for pattern in self._senders.get(owner, ()):
+                if pattern in (sender, base) or pattern == "@" + domain_of(sender):
+                    return True
+        return False

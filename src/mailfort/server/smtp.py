@@ -19,6 +19,7 @@ import logging
 import re
 import ssl
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any, AnyStr, Final
 
 import aiosmtpd.smtp
@@ -244,6 +245,25 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
     async def smtp_EHLO(self, hostname: str) -> None:
         self.command_size_limits.clear()
         await super().smtp_EHLO(hostname)
+
+    def _getparams(self, params: Sequence[str]) -> dict[str, str | bool] | None:
+        # RFC 1870 4: size-value = 1*20DIGIT. aiosmtpd's isdigit() lets "²" through to an int()
+        # that raises (a 451 and a traceback for a client's typo) and reads "٣" as 3.
+        found: dict[str, str | bool] | None = super()._getparams(params)
+        size = None if found is None else found.get("SIZE")
+        if isinstance(size, str) and not (size.isascii() and size.isdigit() and len(size) <= 20):
+            return None  # the syntax error aiosmtpd answers for a malformed parameter
+        return found
+
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        # RFC 3207 4: no TLS inside TLS. aiosmtpd would answer 220 and start a second handshake
+        # inside the first; on the implicit-TLS port it says 454 "not available".
+        transport = self.transport
+        if transport is not None and transport.get_extra_info("ssl_object") is not None:
+            await self.push(R.TLS_ALREADY_ACTIVE)
+            return
+        await super().smtp_STARTTLS(arg)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         # aiosmtpd runs the email package's header parser and defines a typing.Protocol class on

@@ -3,7 +3,11 @@
 One handler class serves all three listeners; `Mode` says which one it is:
 - MX (port 25): no AUTH, mail only for local recipients (no open relay);
 - SUBMISSION (587, STARTTLS) and SUBMISSIONS (465, implicit TLS): AUTH PLAIN/LOGIN under TLS only,
-  the envelope sender must belong to the user, any recipient.
+  the envelope sender and the header From:/Sender: must belong to the user, any recipient.
+
+On every port a message must fit each local recipient's remaining quota before a byte of it is
+stored: at RCPT by the size declared with MAIL (RFC 1870), at the end of DATA by its real size,
+and once more inside the store transaction, which concurrent deliveries cannot both pass.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import binascii
 import logging
 import time
 from base64 import b64decode
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import Final
 
@@ -21,17 +25,18 @@ from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, TLSSetupException
 
 from mailfort.auth.passwords import Verifier
 from mailfort.auth.throttle import LoginThrottle
-from mailfort.errors import StoreError, StoreUnavailable
+from mailfort.errors import OverQuota, StoreError, StoreUnavailable
 from mailfort.mail.accept import build_request
 from mailfort.mail.address import AddressError, normalize
 from mailfort.mail.directory import Directory, Resolution
+from mailfort.mail.originator import MAX_HEADER_BLOCK, OriginatorError, Problem, originators
 from mailfort.mail.trace import protocol_name
 from mailfort.metrics import NodeMetrics
 from mailfort.protocol.smtp import replies as R
 from mailfort.server.overload import OverloadGate
 from mailfort.status.components import Component
 from mailfort.status.notices import NoticeBoard
-from mailfort.store.api import Store
+from mailfort.store.api import AcceptRequest, Store
 
 log = logging.getLogger("mailfort.smtp")
 
@@ -39,6 +44,17 @@ log = logging.getLogger("mailfort.smtp")
 # "system not accepting network messages", 4.3.0 "other or undefined mail system status".
 OVERLOADED_CONNECT: Final = "421 4.3.2 Server busy, try again later"
 OVERLOADED_MAIL: Final = "451 4.3.0 Server busy, try again later"
+
+_PROBLEM_REPLIES: Final = {
+    Problem.HEADER_TOO_LARGE: R.HEADER_TOO_LARGE,
+    Problem.MALFORMED_HEADER: R.HEADER_MALFORMED,
+    Problem.NO_FROM: R.HEADER_NO_FROM,
+    Problem.FROM_TWICE: R.HEADER_FROM_TWICE,
+    Problem.SENDER_TWICE: R.HEADER_SENDER_TWICE,
+    Problem.BAD_FROM: R.HEADER_BAD_FROM,
+    Problem.BAD_SENDER: R.HEADER_BAD_SENDER,
+    Problem.NEED_SENDER: R.HEADER_NEED_SENDER,
+}
 
 
 class Mode(Enum):
@@ -172,7 +188,14 @@ class SmtpPolicy:
             parts = raw.split(b"\0")
             if len(parts) != 3:
                 return R.AUTH_SYNTAX
-            _authz, login_bytes, password_bytes = parts
+            authz_bytes, login_bytes, password_bytes = parts
+            if authz_bytes and not _same_identity(authz_bytes, login_bytes):
+                # RFC 4616 2: a non-empty authzid asks to act as someone else; nobody may here.
+                # Refused before the password is looked at, so it tells nothing about it.
+                log.warning(
+                    "event=authz_refused authzid=%r login=%r", authz_bytes[:100], login_bytes[:100]
+                )
+                return R.AUTHZ_REFUSED
         elif mechanism == "LOGIN":
             raw = await self._initial_or_challenge(server, args, "Username:")
             if not isinstance(raw, bytes):
@@ -246,6 +269,7 @@ class SmtpPolicy:
         envelope.mail_from = sender or "<>"
         envelope.mail_options.extend(mail_options)
         envelope.resolved = {}  # type: ignore[attr-defined]
+        envelope.declared_size = _declared_size(mail_options)  # type: ignore[attr-defined]
         return R.SENDER_OK
 
     # -- RCPT --------------------------------------------------------------------------------
@@ -261,42 +285,78 @@ class SmtpPolicy:
         if len(resolved) >= self.max_recipients:
             return R.TOO_MANY_RECIPIENTS
         try:
-            recipient = normalize(address)
-        except AddressError:
-            return R.SYNTAX_ADDRESS
-        try:
-            if await self.directory.is_local(recipient):
-                resolution = await self.directory.resolve(recipient)
-                if resolution is None:
-                    log.info("event=rcpt_unknown client=%s rcpt=%s", _peer_ip(session), recipient)
-                    return R.UNKNOWN_USER
-                if not await self._drop_full_mailboxes(resolution):
-                    log.info("event=rcpt_full client=%s rcpt=%s", _peer_ip(session), recipient)
-                    return R.MAILBOX_FULL
-            elif isinstance(session.auth_data, str) and self.mode is not Mode.MX:
-                resolution = Resolution(remote=[recipient])
-            else:
-                log.info("event=relay_denied client=%s rcpt=%s", _peer_ip(session), recipient)
-                return R.RELAY_DENIED
+            found = await self._recipient(session, address)
+            if isinstance(found, str):
+                return found
+            recipient, resolution = found
+            # RFC 1870 6: with SIZE declared, a recipient whose mailbox cannot take that much is
+            # refused here, before the client sends the message; without it, a full one.
+            declared: int = getattr(envelope, "declared_size", 0)
+            refusal = await self._drop_unfit(resolution, declared)
         except StoreError:
             return R.STORE_UNAVAILABLE
+        if refusal is not None:
+            log.info(
+                "event=rcpt_full client=%s rcpt=%s size=%d", _peer_ip(session), recipient, declared
+            )
+            return refusal
         resolved[recipient] = resolution
         envelope.resolved = resolved  # type: ignore[attr-defined]
         envelope.rcpt_tos.append(recipient)
         envelope.rcpt_options.extend(rcpt_options)
         return R.RECIPIENT_OK
 
-    async def _drop_full_mailboxes(self, resolution: Resolution) -> bool:
-        """Leave out accounts at or over quota; False when nobody is left to receive.
+    async def _recipient(self, session: Session, address: str) -> tuple[str, Resolution] | str:
+        """The envelope recipient as it will be recorded, and where its mail goes; or a refusal."""
+        if address.lower() == "postmaster":
+            # RFC 5321 4.5.1: "RCPT TO:<Postmaster>", with no domain, must be accepted.
+            target = await self.directory.postmaster()
+            resolution = None if target is None else await self.directory.resolve(target)
+            if target is None or resolution is None:
+                log.warning("event=postmaster_unresolved postmaster=%s", target or "-")
+                return R.UNKNOWN_USER
+            return target, resolution
+        try:
+            recipient = normalize(address)
+        except AddressError:
+            return R.SYNTAX_ADDRESS
+        if await self.directory.is_local(recipient):
+            resolution = await self.directory.resolve(recipient)
+            if resolution is None:
+                log.info("event=rcpt_unknown client=%s rcpt=%s", _peer_ip(session), recipient)
+                return R.UNKNOWN_USER
+            return recipient, resolution
+        if isinstance(session.auth_data, str) and self.mode is not Mode.MX:
+            return recipient, Resolution(remote=[recipient])
+        log.info("event=relay_denied client=%s rcpt=%s", _peer_ip(session), recipient)
+        return R.RELAY_DENIED
+
+    async def _drop_unfit(
+        self, resolution: Resolution, size: int, extra: Mapping[int, int] | None = None
+    ) -> str | None:
+        """Leave out accounts whose remaining quota cannot take `size` octets (plus `extra` for
+        that account: its own trace lines); the refusal when nobody is left to receive.
 
         A full mailbox is a temporary condition (452 4.2.2): the sender retries, the user cleans
-        up. One full member of an alias must not block mail for the others. Only accounts with a
-        quota are looked at, and their use is read fresh (it changes with every delivery)."""
-        for account_id in resolution.limited & resolution.local.keys():
+        up; a message larger than the whole quota can never fit (552 5.2.3). One member of an
+        alias that cannot take it must not block the mail for the others, as before. Only
+        accounts with a quota are looked at, and their use is read fresh (it changes with every
+        delivery). With `size` 0 (not declared), only a mailbox already at its quota is full."""
+        dropped = too_big = 0
+        for account_id in sorted(resolution.limited & resolution.local.keys()):
             account = await self.store.get_account_by_id(account_id)
-            if account is not None and 0 < account.quota_bytes <= account.used_bytes:
+            if account is None or account.quota_bytes <= 0:
+                continue
+            needed = size + (extra or {}).get(account_id, 0)
+            if account.used_bytes >= account.quota_bytes or (
+                account.used_bytes + needed > account.quota_bytes
+            ):
                 del resolution.local[account_id]
-        return bool(resolution.local or resolution.remote)
+                dropped += 1
+                too_big += needed > account.quota_bytes
+        if resolution.local or resolution.remote:
+            return None
+        return R.MESSAGE_OVER_QUOTA if dropped and too_big == dropped else R.MAILBOX_FULL
 
     # -- DATA --------------------------------------------------------------------------------
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -305,26 +365,28 @@ class SmtpPolicy:
         if not resolved or data is None:
             return R.BAD_SEQUENCE
         sender = "" if envelope.mail_from == "<>" else str(envelope.mail_from)
-        protocol = protocol_name(
-            esmtp=session.extended_smtp,
-            tls=_is_tls(server),
-            authenticated=bool(session.authenticated),
-            utf8=envelope.smtp_utf8,
-        )
-        request = build_request(
-            sender=sender,
-            data=data,
-            resolved=resolved,
-            helo=session.host_name or "",
-            client_ip=_peer_ip(session),
-            hostname=self.hostname,
-            protocol=protocol,
-            authenticated=session.auth_data if isinstance(session.auth_data, str) else None,
-            now=self.clock(),
-        )
+        try:
+            if self.mode is not Mode.MX:
+                refusal = await self._check_originators(session, data[: MAX_HEADER_BLOCK + 4])
+                if refusal is not None:
+                    return refusal
+            request = self._request(server, session, envelope, sender, data, resolved)
+            refusal = await self._fit_quota(session, resolved, request)
+        except StoreError:
+            return R.STORE_UNAVAILABLE
+        if refusal is not None:
+            return refusal
+        if {d.account_id for d in request.local} != _accounts(resolved):
+            # Members of an alias that cannot take it were left out: their copies go.
+            request = self._request(server, session, envelope, sender, data, resolved)
         request_at = self.clock()
         try:
             result = await self.store.accept(request)
+        except OverQuota as exc:
+            # A concurrent delivery took the room between the check above and this commit; the
+            # store refused the whole transaction, so nothing is stored and the sender retries.
+            log.info("event=accept_over_quota client=%s error=%s", _peer_ip(session), exc)
+            return R.MAILBOX_NO_ROOM
         except StoreUnavailable as exc:
             log.error("event=accept_failed client=%s error=%s", _peer_ip(session), exc)
             return R.STORE_UNAVAILABLE
@@ -349,6 +411,96 @@ class SmtpPolicy:
         )
         return R.queued(result.queue_id)
 
+    def _request(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        sender: str,
+        data: bytes,
+        resolved: dict[str, Resolution],
+    ) -> AcceptRequest:
+        protocol = protocol_name(
+            esmtp=session.extended_smtp,
+            tls=_is_tls(server),
+            authenticated=bool(session.authenticated),
+            utf8=envelope.smtp_utf8,
+        )
+        return build_request(
+            sender=sender,
+            data=data,
+            resolved=resolved,
+            helo=session.host_name or "",
+            client_ip=_peer_ip(session),
+            hostname=self.hostname,
+            protocol=protocol,
+            authenticated=session.auth_data if isinstance(session.auth_data, str) else None,
+            now=self.clock(),
+        )
+
+    async def _check_originators(self, session: Session, head: bytes) -> str | None:
+        """Submission: every address in the header From: and Sender: is the user's (RFC 6409 8
+        lets the MSA check them); a refusal otherwise. `head` is the start of the message."""
+        user = session.auth_data
+        if not isinstance(user, str):
+            return R.AUTH_REQUIRED
+        try:
+            claimed = originators(head)
+        except OriginatorError as exc:
+            log.info("event=header_refused user=%s problem=%r", user, exc.problem.value)
+            return _PROBLEM_REPLIES[exc.problem]
+        account = await self.store.get_account(user)
+        if account is None:
+            return R.AUTH_REQUIRED
+        checks = [(a, "From") for a in claimed.authors]
+        if claimed.sender is not None:
+            checks.append((claimed.sender, "Sender"))
+        for address, field_name in checks:
+            if not await self.directory.may_send_as(account, address):
+                log.warning(
+                    "event=header_sender_refused user=%s field=%s address=%s",
+                    user,
+                    field_name,
+                    address,
+                )
+                return R.header_sender_refused(address, field_name)
+        return None
+
+    async def _fit_quota(
+        self, session: Session, resolved: dict[str, Resolution], request: AcceptRequest
+    ) -> str | None:
+        """The real size against every local recipient's remaining quota, before the store
+        write; a refusal for the whole transaction when any envelope recipient cannot take it.
+
+        One reply to DATA answers for every recipient (RFC 5321 3.3), and a 250 takes
+        responsibility for each (4.2.5, 6.1). LMTP could answer per recipient here (RFC 2033
+        4.2, as Dovecot's LMTP does for a recipient over quota); SMTP cannot. Storing the copies
+        that fit and dropping the rest would lose mail behind a 250; accepting and then bouncing
+        the rest (Postfix in front of Dovecot: the LMTP 4xx/5xx becomes a deferral, then a DSN)
+        stores the very bytes the quota refuses and sends backscatter to senders that may be
+        forged. So nothing is stored, and the sender hears 452 4.2.2 and retries all of them
+        (552 5.2.3 when no recipient could ever take it). A client that declares SIZE (every
+        MTA does) was told of a mailbox without room at its RCPT already (Dovecot's quota-status
+        service for Postfix does the same), so only clients that declare nothing or too little
+        meet this. Members of an alias are left out as at RCPT."""
+        extra = {d.account_id: len(d.prefix) for d in request.local}
+        refusals = []
+        for recipient, resolution in resolved.items():
+            refusal = await self._drop_unfit(resolution, len(request.body), extra)
+            if refusal is not None:
+                log.info(
+                    "event=data_over_quota client=%s rcpt=%s size=%d",
+                    _peer_ip(session),
+                    recipient,
+                    len(request.body),
+                )
+                refusals.append(refusal)
+        if not refusals:
+            return None
+        if len(refusals) == len(resolved) and set(refusals) == {R.MESSAGE_OVER_QUOTA}:
+            return R.MESSAGE_OVER_QUOTA
+        return R.MAILBOX_NO_ROOM
+
     async def handle_exception(self, error: Exception) -> str:
         if isinstance(error, TLSSetupException):
             # The client sent something other than a TLS handshake after STARTTLS: its fault, not
@@ -358,3 +510,26 @@ class SmtpPolicy:
         # Never put a Python error on the wire; the session stays usable.
         log.exception("event=smtp_exception error=%r", error)
         return R.INTERNAL_ERROR
+
+
+def _accounts(resolved: Mapping[str, Resolution]) -> set[int]:
+    return {account_id for resolution in resolved.values() for account_id in resolution.local}
+
+
+def _declared_size(mail_options: list[str]) -> int:
+    """The SIZE=n of MAIL (RFC 1870); 0 when not declared. aiosmtpd checked its syntax."""
+    for option in mail_options:
+        name, _, value = option.partition("=")
+        if name.upper() == "SIZE" and value.isascii() and value.isdigit():
+            return int(value)
+    return 0
+
+
+def _same_identity(authz: bytes, login: bytes) -> bool:
+    """RFC 4616: the authorization identity names the authentication identity itself."""
+    a = authz.decode("utf-8", "surrogateescape")
+    b = login.decode("utf-8", "surrogateescape")
+    try:
+        return normalize(a) == normalize(b)
+    except AddressError:
+        return a == b

@@ -416,7 +416,11 @@ class Store(abc.ABC):
     # -- messages ----------------------------------------------------------------------------
     @abc.abstractmethod
     async def accept(self, request: AcceptRequest) -> AcceptResult:
-        """Commit a whole SMTP transaction: body, local copies, queue items. Durable on return."""
+        """Commit a whole SMTP transaction: body, local copies, queue items. Durable on return.
+
+        Raises OverQuota, and stores nothing, when a local copy would take its account past a
+        non-zero quota (checked inside the transaction, so concurrent acceptances cannot both
+        fill the same room)."""
 
     @abc.abstractmethod
     async def list_messages(self, account_id: int, mailbox: str) -> list[StoredMessage]: ...

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from mailfort.errors import OverQuota
 from mailfort.store.api import (
     AcceptRequest,
     AcceptResult,
@@ -101,6 +102,17 @@ async def deliver_into(
     return int(r[0]), int(r[1])
 
 
+async def _within_quota(c: Conn, account_id: int) -> None:
+    """After a copy was counted: past the account's quota, the whole acceptance is undone.
+
+    The copy's UPDATE holds the account row until commit, and under READ COMMITTED a concurrent
+    delivery's UPDATE waits for it and then adds to the committed use: of two messages that
+    each fit alone but not together, the second sees the first and is refused."""
+    r = await c.fetchrow("SELECT quota_bytes, used_bytes FROM accounts WHERE id = $1", account_id)
+    if r is not None and 0 < r[0] < r[1]:
+        raise OverQuota(f"account {account_id}: quota of {r[0]} bytes exceeded")
+
+
 async def accept(c: Conn, req: AcceptRequest) -> AcceptResult:
     blob_id = await c.fetchval(
         "INSERT INTO blobs(data, size) VALUES ($1, $2) RETURNING id", req.body, len(req.body)
@@ -121,6 +133,7 @@ async def accept(c: Conn, req: AcceptRequest) -> AcceptResult:
                 )
             )
         else:
+            await _within_quota(c, copy.account_id)
             delivered += 1
             mailboxes.append(placed[0])
     if pending:

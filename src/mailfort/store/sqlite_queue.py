@@ -13,6 +13,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 
+from mailfort.errors import OverQuota
 from mailfort.store.api import (
     AcceptRequest,
     AcceptResult,
@@ -93,6 +94,15 @@ def deliver_into(
     return int(mailbox_id), int(uid)
 
 
+def _within_quota(c: sqlite3.Connection, account_id: int) -> None:
+    """After a copy was counted: past the account's quota, the whole acceptance is undone."""
+    row = c.execute(
+        "SELECT quota_bytes, used_bytes FROM accounts WHERE id = ?", (account_id,)
+    ).fetchone()
+    if row is not None and 0 < row[0] < row[1]:
+        raise OverQuota(f"account {account_id}: quota of {row[0]} bytes exceeded")
+
+
 def accept(c: sqlite3.Connection, req: AcceptRequest) -> AcceptResult:
     cur = c.execute("INSERT INTO blobs(data, size) VALUES (?, ?)", (req.body, len(req.body)))
     assert cur.lastrowid is not None
@@ -111,6 +121,7 @@ def accept(c: sqlite3.Connection, req: AcceptRequest) -> AcceptResult:
                 )
             )
         else:
+            _within_quota(c, copy.account_id)
             delivered += 1
             mailboxes.append(placed[0])
     if pending:

@@ -26,7 +26,10 @@ SHUTTING_DOWN: Final = "421 4.3.2 Service shutting down, try again later"
 STORE_UNAVAILABLE: Final = "451 4.3.0 Temporary failure, please try again later"
 INTERNAL_ERROR: Final = "451 4.3.0 Internal error, please try again later"
 TOO_MANY_RECIPIENTS: Final = "452 4.5.3 Too many recipients"
+# RFC 3463 X.2.2 "mailbox full", a persistent transient failure; RFC 1870 6.1: 452 when the
+# storage a message needs is lacking now.
 MAILBOX_FULL: Final = "452 4.2.2 Mailbox full"
+MAILBOX_NO_ROOM: Final = "452 4.2.2 Mailbox full: the message does not fit the remaining quota"
 AUTH_THROTTLED: Final = "454 4.7.0 Too many failed logins, try again later"
 TLS_FAILED: Final = "454 4.7.0 TLS negotiation failed"
 
@@ -42,10 +45,37 @@ AUTH_CANCELLED: Final = "501 5.7.0 Auth aborted"  # the client sent "*" (RFC 495
 AUTH_NOT_BASE64: Final = "501 5.5.2 Can't decode base64"
 AUTH_MECHANISM: Final = "504 5.5.4 Unrecognized authentication mechanism"
 AUTH_FAILED: Final = "535 5.7.8 Authentication credentials invalid"
+# RFC 4422 3.4.1: a client that may not act as the authorization identity it asked for fails the
+# exchange; RFC 4954 6 gives 535 5.7.8 for a failed exchange.
+AUTHZ_REFUSED: Final = "535 5.7.8 Not authorized to act as that identity"
 UNKNOWN_USER: Final = "550 5.1.1 No such user here"
 RELAY_DENIED: Final = "550 5.7.1 Relaying denied"
 SENDER_NOT_OWNED: Final = "553 5.7.1 Sender address not owned by authenticated user"
 NULL_SENDER_SUBMISSION: Final = "553 5.7.1 Authenticated users must use their own address"
+# RFC 3463 X.2.3: a per-mailbox length limit (here the whole quota) the message exceeds, a
+# permanent failure; RFC 1870 6.1 answers limits that waiting cannot lift with 552.
+MESSAGE_OVER_QUOTA: Final = "552 5.2.3 Message is larger than the recipient's mailbox quota"
+# RFC 3207 4: no TLS inside TLS; the command is out of sequence (RFC 5321 4.2.4).
+TLS_ALREADY_ACTIVE: Final = "503 5.5.1 TLS already active"
+# Submission: the header's claims about who wrote and sent the message (RFC 5322 3.6.2, RFC 6409
+# 8: the MSA may check them). RFC 3463 X.6.0 for content it cannot use, X.7.1 for a refusal.
+HEADER_TOO_LARGE: Final = "552 5.3.4 Message header too large"
+HEADER_MALFORMED: Final = (
+    "550 5.6.0 Malformed message header: each line must be a field or a continuation, with CRLF"
+)
+HEADER_NO_FROM: Final = "550 5.6.0 Message has no From: header"
+HEADER_FROM_TWICE: Final = "550 5.6.0 Message has more than one From: header"
+HEADER_SENDER_TWICE: Final = "550 5.6.0 Message has more than one Sender: header"
+HEADER_BAD_FROM: Final = "550 5.6.0 Cannot parse the From: header"
+HEADER_BAD_SENDER: Final = "550 5.6.0 Cannot parse the Sender: header"
+HEADER_NEED_SENDER: Final = "550 5.6.0 A From: header with several addresses needs a Sender: header"
+
+
+def header_sender_refused(address: str, field: str) -> str:
+    """`address` (normalized, so without control characters) in `field` is not the user's."""
+    return f"550 5.7.1 {field}: <{address}> is not an address of the authenticated user"
+
+
 IDLE_TIMEOUT: Final = "421 4.4.2 Idle timeout, closing"
 # RFC 3463 4.4.2 "bad connection": the data came slower than the node's minimum data rate.
 DATA_TOO_SLOW: Final = "421 4.4.2 Data arriving too slowly, closing"
