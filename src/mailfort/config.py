@@ -77,6 +77,10 @@ class LimitsConfig:
     # The share of a listener's connection slots, of the overload gate's slots and of its
     # connect reservations that one client network may hold, so that no stranger can take all.
     max_network_share: float = 0.25
+    # Threads that parse and search message bodies (FETCH of structure and sections, SEARCH of
+    # text, POP3 TOP) off the event loop, which every client shares. More than the cores buys
+    # nothing (the interpreter lock); each more lets one more such command run while others do.
+    cpu_threads: int = 2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -319,6 +323,8 @@ def validate(config: Config) -> None:
         raise ConfigError("limits.network_prefix_v6", "expected a prefix length from 16 to 128")
     if not 0 < config.limits.max_network_share <= 1:
         raise ConfigError("limits.max_network_share", "expected a share above 0 and at most 1")
+    if not 1 <= config.limits.cpu_threads <= 64:
+        raise ConfigError("limits.cpu_threads", "expected 1 to 64 threads")
     if not config.hostname:
         raise ConfigError("hostname", "must not be empty")
     # It is written into every Received header; a space or line break there would forge headers.
