@@ -309,6 +309,7 @@ class Node:
             gate=self.gate,
             metrics=self.metrics,
             notices=self.notices,
+            cpu=self.cpu,
         )
         pop3_limits = Pop3Limits(
             unauth_timeout=limits.pop3_unauth_timeout,

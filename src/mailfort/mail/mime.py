@@ -55,7 +55,10 @@ _COMMENT_TEXT = re.compile(rb"[^()\\]*")
 # One field: a line and its continuation lines (RFC 5322 2.2.3).
 _FIELD = re.compile(rb"[^\n]*(?:\n[ \t][^\n]*)*\n?")
 # RFC 5322 3.6.8: ftext is printable ASCII but ":"; 4.5.8 allows WSP before the colon.
-_FIELD_NAME = re.compile(rb"([!-9;-~]+)[ \t]*:")
+# Possessive: on a long line without a colon, a plain `+` gave back one byte at a time and
+# tried for the colon after each (25 MB of header took 0.8 s in one call).
+_FIELD_NAME = re.compile(rb"([!-9;-~]++)[ \t]*+:")
+MAX_LINE = 998  # RFC 5322 2.1.1: a field name and its colon lie within the first line
 _SECTION = re.compile(r"(.+?)\*([0-9]{1,4})(\*?)")  # RFC 2231 3: name*0 / name*0*
 # RFC 2231 7: attribute-char, the bytes an extended value may carry without %-encoding
 _ATTR_CHARS = frozenset(
@@ -255,7 +258,7 @@ def _split(
     current: int | None = None  # where the part being collected begins
     pos = start
     while True:
-        i = data.find(needle, pos, end)
+        i = _find(data, needle, pos, end)
         if i < 0:
             break
         if i != start and data[i - 1] != 0x0A:  # a boundary only counts at the start of a line
@@ -287,6 +290,17 @@ def _split(
         # text/plain stands in for none, as Dovecot does.
         children.append(Part(header_start=end, fields_end=end, header_end=end, body_end=end))
     return tuple(children)
+
+
+def _find(data: bytes, needle: bytes, start: int, end: int) -> int:
+    """`data.find(needle, start, end)` a SLICE at a time (see the module docstring)."""
+    while start < end:
+        stop = min(end, start + SLICE + len(needle) - 1)
+        i = data.find(needle, start, stop)
+        if i >= 0 or stop == end:
+            return i
+        start += SLICE
+    return -1
 
 
 def _before_line_ending(data: bytes, lo: int, i: int) -> int:
@@ -322,7 +336,7 @@ def scan_fields(
         end = m.end() if m is not None else stop
         if end <= pos:  # cannot happen (the pattern eats at least one byte here); stay safe
             end = stop
-        n = _FIELD_NAME.match(data, pos, end)
+        n = _FIELD_NAME.match(data, pos, min(end, pos + MAX_LINE))
         if n is not None:
             name = _field_name(n.group(1))
             value = data[n.end() : end]
@@ -349,7 +363,7 @@ def count_lines(data: bytes, start: int, end: int) -> int:
     """Text lines in data[start:end]: line endings, plus a last line that has none."""
     if start >= end:
         return 0
-    n = data.count(b"\n", start, end)
+    n = sum(data.count(b"\n", i, min(end, i + SLICE)) for i in range(start, end, SLICE))
     return n if data[end - 1] == 0x0A else n + 1
 
 

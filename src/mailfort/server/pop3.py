@@ -27,6 +27,7 @@ from mailfort.protocol.pop3 import replies as R
 from mailfort.protocol.pop3 import session as core
 from mailfort.protocol.pop3.replies import Code
 from mailfort.server.admission import ConnectionLimiter, Refusal
+from mailfort.server.offload import CpuPool, Pacer
 from mailfort.server.overload import OverloadGate, admit_session
 from mailfort.server.pop3_maildrop import MaildropLocks, SizeCache, load_maildrop
 from mailfort.server.streams import close, peer_ip, refuse
@@ -66,6 +67,8 @@ class Pop3Context:
     metrics: NodeMetrics | None = None
     # Status notices: an incident touching POP3 is named in the +OK of a login (issue 6).
     notices: NoticeBoard | None = None
+    # Threads for work on message bodies (TOP) off the event loop.
+    cpu: CpuPool = field(default_factory=CpuPool)
 
 
 def _is_loopback(ip: str) -> bool:
@@ -327,8 +330,16 @@ class Connection:
         if data is None:
             await self.send(self.core.message_gone())
             return
-        for piece in self.core.message(data):
+        if event.lines is None:
+            pieces = self.core.message(data)
+        else:
+            # TOP makes the whole message CRLF and counts its lines: off the loop. The session
+            # waits meanwhile, so nothing else touches its core.
+            pieces = await self.ctx.cpu.run(self.core.message, data)
+        pacer = Pacer()  # a fast reader never makes send() wait: give the others their turns
+        for piece in pieces:
             await self.send(piece)
+            await pacer.tick()
 
     async def update(self, event: core.Update) -> bytes:
         """RFC 1939 §6: QUIT in TRANSACTION removes the marked messages, all in one commit."""

@@ -132,7 +132,9 @@ async def do_store(s: Session, cmd: C.Command) -> Done:
     sel.update_rows(changed)
     changed_uids = {r.uid for r in changed}
     out: list[bytes] = []
+    pacer = Pacer()
     for uid in uids:
+        await pacer.tick()
         row = sel.rows.get(uid)
         if row is None or uid in failed:
             continue
