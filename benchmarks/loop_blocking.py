@@ -4,8 +4,10 @@
 It starts its own node (a real `mailfort serve` subprocess on loopback, SQLite store in a
 temporary directory), fills bob's account through the store API before the node starts, then
 runs each case below as bob while a second session (alice) sends NOOP after NOOP, 2 ms apart,
-and times each round trip. Every protocol shares the one event loop, so the longest NOOP round
-trip during a case is the longest stretch the loop was held (plus a round trip of ~0.2 ms). A
+and times each round trip (--repeat N: N runs of each case whose work is not cached, the
+least worst shown, since a busy machine only adds to a round trip). Every protocol shares the
+one event loop, so the longest NOOP round trip during a case is the longest stretch the loop
+was held (plus a round trip of ~0.2 ms). A
 case that has not finished after --timeout seconds is reported as such; the node is then
 restarted, since a loop that is still busy would spoil the next case.
 
@@ -72,6 +74,10 @@ CASES = (
     "smtp-25mb",
     "pop3-top",
 )
+
+
+# The node keeps ENVELOPE and BODYSTRUCTURE per message: a second run would measure the cache.
+CACHED = frozenset({"fetch-envelope", "bodystructure", "deep-nesting", "to-blanks"})
 
 
 # -- the data -------------------------------------------------------------------------------------
@@ -297,6 +303,9 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated cases", default=",".join(CASES))
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--blanks", type=int, default=30_000)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per case; the least worst round trip is shown"
+    )
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="mailfort-blocking-"))
@@ -309,11 +318,19 @@ def main() -> None:
     print(f"{'case':16} {'duration':>10} {'longest NOOP round trip':>24}")
     try:
         for case in args.only.split(","):
-            duration, worst = measure(node, case, args.blanks, args.timeout)
+            runs = []
+            for _ in range(1 if case in CACHED else args.repeat):
+                duration, worst = measure(node, case, args.blanks, args.timeout)
+                runs.append((duration, worst))
+                if worst.startswith("gave up"):
+                    node.kill()
+                    node.start(timeout=120)
+                    break
+            # A busy machine only adds to a round trip: the least of the worst is the closest.
+            duration, worst = min(
+                runs, key=lambda r: float(r[1].split()[0]) if r[1][0].isdigit() else 1e9
+            )
             print(f"{case:16} {duration:>10} {worst:>24}", flush=True)
-            if worst.startswith("gave up"):
-                node.kill()
-                node.start(timeout=120)
     finally:
         node.stop()
         if not args.keep:
