@@ -84,6 +84,10 @@ class LimitsConfig:
     # New connections a second one client network may open to each listener (MX and submission
     # together), as Postfix's anvil bounds a client's connection rate; 0: unbounded.
     max_connection_rate_per_network: float = 100.0
+    # Threads that parse and search message bodies (FETCH of structure and sections, SEARCH of
+    # text, POP3 TOP) off the event loop, which every client shares. More than the cores buys
+    # nothing (the interpreter lock); each more lets one more such command run while others do.
+    cpu_threads: int = 2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -355,6 +359,8 @@ def validate(config: Config) -> None:
         raise ConfigError("limits.network_prefix_v6", "expected a prefix length from 16 to 128")
     if not 0 < config.limits.max_network_share <= 1:
         raise ConfigError("limits.max_network_share", "expected a share above 0 and at most 1")
+    if not 1 <= config.limits.cpu_threads <= 64:
+        raise ConfigError("limits.cpu_threads", "expected 1 to 64 threads")
     if not config.hostname:
         raise ConfigError("hostname", "must not be empty")
     # It is written into every Received header; a space or line break there would forge headers.

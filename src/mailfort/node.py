@@ -34,6 +34,7 @@ from mailfort.server.imap.connection import ImapLimits, start_imap
 from mailfort.server.imap.session import ImapContext
 from mailfort.server.listener import Listener as ServerListener
 from mailfort.server.listener import RefusalBudget
+from mailfort.server.offload import CpuPool
 from mailfort.server.overload import OverloadGate
 from mailfort.server.pop3 import Pop3Context, Pop3Limits, start_pop3
 from mailfort.server.pop3_maildrop import SizeCache
@@ -127,6 +128,8 @@ class Node:
             base_delay=limits.auth_failure_delay,
         )
         self.verifier = Verifier()
+        # Parsing and searching of message bodies runs here, off the loop every client shares.
+        self.cpu = CpuPool(limits.cpu_threads)
         # One count of failed logins per account, whichever protocol they come through.
         self.account_throttle = LoginThrottle(
             max_failures=limits.auth_failures_per_account,
@@ -341,6 +344,7 @@ class Node:
             metrics=self.metrics,
             notices=self.notices,
             networks=self.networks,
+            cpu=self.cpu,
         )
         imap_limits = ImapLimits(
             max_line=limits.imap_max_line,
@@ -381,6 +385,7 @@ class Node:
             metrics=self.metrics,
             notices=self.notices,
             networks=self.networks,
+            cpu=self.cpu,
         )
         pop3_limits = Pop3Limits(
             unauth_timeout=limits.pop3_unauth_timeout,
@@ -439,6 +444,7 @@ class Node:
         await self.gate.stop()
         await self.status_service.stop()
         await self.store.close()
+        self.cpu.close()
 
     async def _release_leases(self) -> None:
         released = await self.store.release_leases(self.config.node_name)

@@ -296,6 +296,8 @@ def test_client_networks_are_validated(tmp_path: Path) -> None:
         ("[limits]\nnetwork_prefix_v6 = 8\n", "limits.network_prefix_v6"),
         ("[limits]\nmax_network_share = 0\n", "limits.max_network_share"),
         ("[limits]\nmax_network_share = 1.5\n", "limits.max_network_share"),
+        ("[limits]\ncpu_threads = 0\n", "limits.cpu_threads"),
+        ("[limits]\ncpu_threads = 65\n", "limits.cpu_threads"),
     ):
         path = tmp_path / "mailfort.toml"
         path.write_text(text)

@@ -36,6 +36,7 @@ from mailfort.server.listener import (
     serve,
     stream_factory,
 )
+from mailfort.server.offload import CpuPool, Pacer
 from mailfort.server.overload import OverloadGate
 from mailfort.server.pop3_maildrop import MaildropLocks, SizeCache, load_maildrop
 from mailfort.server.streams import close, peer_ip
@@ -76,6 +77,8 @@ class Pop3Context:
     # Status notices: an incident touching POP3 is named in the +OK of a login (issue 6).
     notices: NoticeBoard | None = None
     networks: Networks = field(default_factory=Networks)
+    # Threads for work on message bodies (TOP) off the event loop.
+    cpu: CpuPool = field(default_factory=CpuPool)
 
 
 def _is_loopback(ip: str) -> bool:
@@ -343,8 +346,16 @@ class Connection:
         if data is None:
             await self.send(self.core.message_gone())
             return
-        for piece in self.core.message(data):
+        if event.lines is None:
+            pieces = self.core.message(data)
+        else:
+            # TOP makes the whole message CRLF and counts its lines: off the loop. The session
+            # waits meanwhile, so nothing else touches its core.
+            pieces = await self.ctx.cpu.run(self.core.message, data)
+        pacer = Pacer()  # a fast reader never makes send() wait: give the others their turns
+        for piece in pieces:
             await self.send(piece)
+            await pacer.tick()
 
     async def update(self, event: core.Update) -> bytes:
         """RFC 1939 §6: QUIT in TRANSACTION removes the marked messages, all in one commit."""

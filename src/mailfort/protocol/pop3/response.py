@@ -17,13 +17,12 @@ response ends with ".CRLF". Sizes never count the stuffing or the terminator.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from typing import Final
 
 CHUNK: Final = 64 * 1024
 TERMINATOR: Final = b".\r\n"
-_BARE_LF = re.compile(rb"(?<!\r)\n")
+_TOP_BLOCK: Final = 64 * 1024
 
 
 def wire_size(data: bytes) -> int:
@@ -33,10 +32,16 @@ def wire_size(data: bytes) -> int:
     return len(data) + bare + final
 
 
+def _crlf_lines(data: bytes) -> bytes:
+    """Every bare LF made CRLF. Two C-speed replaces rather than `(?<!\r)\n` substituted: a
+    25 MB message of bare LFs took the regex 9 s, holding the event loop."""
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
 def to_crlf(data: bytes) -> bytes:
     """The message as RETR sends it before dot-stuffing (see the module docstring)."""
     if data.count(b"\n") != data.count(b"\r\n"):
-        data = _BARE_LF.sub(b"\r\n", data)
+        data = _crlf_lines(data)
     if data and not data.endswith(b"\n"):
         data += b"\r\n"
     return data
@@ -60,7 +65,7 @@ def stuffed_chunks(data: bytes, chunk_size: int = CHUNK) -> Iterator[bytes]:
         end = size if end < 0 else end + 1
         piece = data[pos:end]
         if piece.count(b"\n") != piece.count(b"\r\n"):
-            piece = _BARE_LF.sub(b"\r\n", piece)
+            piece = _crlf_lines(piece)
         yield _stuff(piece)
         pos = end
     if data and not data.endswith(b"\n"):
@@ -81,12 +86,21 @@ def top(data: bytes, lines: int) -> bytes:
         if blank < 0:
             return data
         body = blank + 4
-    end = body
+    # Every line ends with one LF now. Whole blocks of lines are skipped with a C-speed count,
+    # and only the last block line by line: `TOP 1 5999999` of a message of six million short
+    # lines took two seconds one find() at a time.
+    end, size = body, len(data)
+    while lines > 0 and end < size:
+        block = data.count(b"\n", end, end + _TOP_BLOCK)
+        if block >= lines:
+            break
+        lines -= block
+        end += _TOP_BLOCK
     for _ in range(lines):
-        nxt = data.find(b"\r\n", end)
+        nxt = data.find(b"\n", end)
         if nxt < 0:
             return data
-        end = nxt + 2
+        end = nxt + 1
     return data[:end]
 
 

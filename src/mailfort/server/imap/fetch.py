@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from mailfort.mail import mime, sections
 from mailfort.protocol.imap import response
@@ -178,3 +180,48 @@ def render(att: FetchAtt, view: MessageView, *, modseq: int) -> tuple[bytes, byt
 
 def fetch_line(seq: int, items: list[tuple[bytes, bytes]]) -> bytes:
     return b"* %d FETCH (" % seq + b" ".join(k + b" " + v for k, v in items) + b")\r\n"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchItem:
+    """One message of a FETCH batch, as the loop knows it when the batch is handed over."""
+
+    uid: int
+    seq: int
+    row: MessageRow | None  # None: expunged by another session meanwhile
+    data: bytes | None  # the stored bytes, when the batch read them
+    meta: MessageMeta | None  # from the cache
+    needed_data: bool  # the bytes were asked for (so None means the message is gone)
+
+
+@dataclass(slots=True)
+class RenderedBatch:
+    lines: list[bytes] = field(default_factory=list)
+    metas: dict[int, MessageMeta] = field(default_factory=dict)  # built here, to cache
+    expunged: bool = False
+    unknown_cte: bool = False  # rendering stopped: answer NO [UNKNOWN-CTE], send nothing more
+
+
+def render_batch(
+    items: Sequence[BatchItem], atts: Sequence[FetchAtt], *, wants_meta: bool
+) -> RenderedBatch:
+    """The `* n FETCH` lines of one batch. Pure: the server runs it off the event loop when it
+    parses messages (a 25 MB message of 5,000 parts takes a tenth of a second)."""
+    out = RenderedBatch()
+    for item in items:
+        row, body = item.row, item.data
+        if row is None or (item.needed_data and body is None):
+            out.expunged = True
+            continue
+        meta = item.meta
+        if wants_meta and meta is None:
+            assert body is not None
+            meta = out.metas[item.uid] = build_meta(body)
+        view = MessageView(row, body, meta)
+        try:
+            rendered = [render(a, view, modseq=row.modseq) for a in atts]
+        except UnknownTransferEncoding:
+            out.unknown_cte = True
+            return out
+        out.lines.append(fetch_line(item.seq, rendered))
+    return out

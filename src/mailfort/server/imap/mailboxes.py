@@ -12,6 +12,7 @@ from mailfort.server.imap import names
 from mailfort.server.imap.flags import PERMANENT_FLAGS, SYSTEM_FLAGS, normalize_flags
 from mailfort.server.imap.selected import SelectedMailbox
 from mailfort.server.imap.session import CommandError, Done, Session, State, handles
+from mailfort.server.offload import Pacer
 from mailfort.store.api import AppendItem, Mailbox, MailboxStatus
 
 _SPECIAL_USES = frozenset(
@@ -204,6 +205,11 @@ async def do_list(s: Session, cmd: C.Command) -> Done:
         # RFC 9051 6.3.9: an empty pattern asks for the delimiter and the root.
         await s.untagged('LIST (\\Noselect) "/" ""')
         return Done(text="LIST completed")
+    try:
+        reference = names.decode(cmd.reference, s.utf8)
+        patterns = [names.pattern(reference, names.decode(p, s.utf8)) for p in cmd.patterns]
+    except names.NameError_ as exc:
+        return Done("BAD", str(exc))
     store, account_id = s.ctx.store, _account_id(s)
     boxes = {b.name: b for b in await store.list_mailboxes(account_id)}
     subscribed = await store.subscriptions(account_id)
@@ -211,23 +217,33 @@ async def do_list(s: Session, cmd: C.Command) -> Done:
     recursive = "RECURSIVEMATCH" in cmd.select_options
     special_only = "SPECIAL-USE" in cmd.select_options
     show_subscribed = "SUBSCRIBED" in cmd.return_options or (select_subscribed and not cmd.lsub)
+    # An account may hold any number of names: the loops below give other clients a turn.
+    pacer = Pacer()
     candidates = set(boxes)
-    for name in list(boxes) + (list(subscribed) if select_subscribed else []):
-        candidates.update(names.parents(name))
-    if select_subscribed:
-        candidates.update(subscribed)
-    try:
-        patterns = [
-            names.pattern(names.decode(cmd.reference, s.utf8), names.decode(p, s.utf8))
-            for p in cmd.patterns
-        ]
-    except names.NameError_ as exc:
-        return Done("BAD", str(exc))
     # Every name that has an inferior, computed once rather than scanned for again per name.
-    with_children = {p for other in boxes for p in names.parents(other)}
-    with_subscribed_children = {p for other in subscribed for p in names.parents(other)}
+    with_children: set[str] = set()
+    for name in boxes:
+        with_children.update(names.parents(name))
+        await pacer.tick()
+    candidates |= with_children
+    with_subscribed_children: set[str] = set()
+    for name in subscribed:
+        with_subscribed_children.update(names.parents(name))
+        await pacer.tick()
+    if select_subscribed:
+        candidates |= subscribed | with_subscribed_children
+    # RFC 3501 6.3.9: LSUB "%" lists an unsubscribed parent of a subscribed name the pattern
+    # does not reach, flagged \Noselect. Each subscribed name is matched once, not once per
+    # candidate parent.
+    lsub_parents: set[str] = set()
+    if cmd.lsub:
+        for other in subscribed:
+            if not any(p.match(other) for p in patterns):
+                lsub_parents.update(names.parents(other))
+            await pacer.tick()
     lines: list[bytes] = []
     for name in sorted(candidates, key=lambda n: (n != "INBOX", n)):
+        await pacer.tick()
         if not any(p.match(name) for p in patterns):
             continue
         box = boxes.get(name)
@@ -238,13 +254,7 @@ async def do_list(s: Session, cmd: C.Command) -> Done:
         lsub_parent = False
         if select_subscribed and name not in subscribed:
             if cmd.lsub:
-                # RFC 3501 6.3.9: LSUB "%" lists an unsubscribed parent of a subscribed name
-                # the pattern does not reach, flagged \Noselect.
-                lsub_parent = any(
-                    other.startswith(name + names.DELIMITER)
-                    and not any(p.match(other) for p in patterns)
-                    for other in subscribed
-                )
+                lsub_parent = name in lsub_parents
                 if not lsub_parent:
                     continue
             elif not (recursive and child_subscribed):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from mailfort.errors import NotFound
 from mailfort.mail import search
@@ -13,6 +13,7 @@ from mailfort.server.imap import fetch, names
 from mailfort.server.imap.flags import normalize_flags
 from mailfort.server.imap.selected import SelectedMailbox
 from mailfort.server.imap.session import Done, Session, handles
+from mailfort.server.offload import Pacer
 from mailfort.store.api import FlagMode, MessageRow
 
 # Messages read from the store per round trip, and at most BATCH_BYTES of them (one larger
@@ -80,30 +81,36 @@ async def do_fetch(s: Session, cmd: C.Command) -> Done:
     wants_bytes = fetch.needs_bytes(tuple(atts))
     cache = s.ctx.cache
     failed = False
+    pacer = Pacer()
     for chunk in _batches(sel, uids):
         metas = {u: cache.get(sel.mailbox_id, u) for u in chunk} if wants_meta else {}
         need = chunk if wants_bytes else [u for u in chunk if wants_meta and metas[u] is None]
         data = await s.ctx.store.bodies(account_id, sel.mailbox_id, need) if need else {}
-        out: list[bytes] = []
-        for uid in chunk:
-            row = sel.rows.get(uid)
-            body = data.get(uid)
-            if row is None or (uid in need and body is None):
-                failed = True  # expunged by another session meanwhile
-                continue
-            meta = metas.get(uid)
-            if wants_meta and meta is None:
-                assert body is not None
-                meta = fetch.build_meta(body)
-                cache.put(sel.mailbox_id, uid, meta)
-            view = fetch.MessageView(row, body, meta)
-            try:
-                items = [fetch.render(a, view, modseq=row.modseq) for a in atts]
-            except fetch.UnknownTransferEncoding:
-                return Done("NO", "unknown content-transfer-encoding", "UNKNOWN-CTE")
-            out.append(fetch.fetch_line(sel.seq(uid), items))
-        if out:
-            await s.send(b"".join(out))
+        needed = set(need)
+        items = [
+            fetch.BatchItem(
+                uid=uid,
+                seq=sel.seq(uid),
+                row=sel.rows.get(uid),
+                data=data.get(uid),
+                meta=metas.get(uid),
+                needed_data=uid in needed,
+            )
+            for uid in chunk
+        ]
+        if need:
+            # Parsing and cutting message bodies: off the loop (see server/offload.py).
+            rendered = await s.ctx.cpu.run(fetch.render_batch, items, atts, wants_meta=wants_meta)
+        else:
+            rendered = fetch.render_batch(items, atts, wants_meta=wants_meta)
+            await pacer.tick()
+        for uid, meta in rendered.metas.items():
+            cache.put(sel.mailbox_id, uid, meta)
+        if rendered.unknown_cte:
+            return Done("NO", "unknown content-transfer-encoding", "UNKNOWN-CTE")
+        failed = failed or rendered.expunged
+        if rendered.lines:
+            await s.send(b"".join(rendered.lines))
     if failed:
         return Done("NO", "some messages were expunged meanwhile", "EXPUNGEISSUED")
     return Done(text=("UID " if cmd.uid else "") + "FETCH completed")
@@ -125,7 +132,9 @@ async def do_store(s: Session, cmd: C.Command) -> Done:
     sel.update_rows(changed)
     changed_uids = {r.uid for r in changed}
     out: list[bytes] = []
+    pacer = Pacer()
     for uid in uids:
+        await pacer.tick()
         row = sel.rows.get(uid)
         if row is None or uid in failed:
             continue
@@ -174,6 +183,29 @@ class _Searchable:
         self.data = data or b""
 
 
+def _search_batch(
+    keys: C.SearchKey,
+    batch: list[tuple[MessageRow, int]],
+    data: Mapping[int, bytes],
+    largest_seq: int,
+    largest_uid: int,
+    saved: frozenset[int],
+) -> list[int]:
+    """The UIDs of `batch` (rows with their sequence numbers) that match `keys`."""
+    return [
+        row.uid
+        for row, seq in batch
+        if search.matches(
+            keys,
+            _Searchable(row, data.get(row.uid)),
+            seq=seq,
+            largest_seq=largest_seq,
+            largest_uid=largest_uid,
+            saved=saved,
+        )
+    ]
+
+
 def _uses_modseq(key: C.SearchKey) -> bool:
     return key.name == "MODSEQ" or any(_uses_modseq(k) for k in key.children)
 
@@ -191,20 +223,18 @@ async def do_search(s: Session, cmd: C.Command) -> Done:
     largest_seq = len(sel.uids)
     largest_uid = sel.uids[-1] if sel.uids else 0
     found: list[int] = []
+    pacer = Pacer()
     for chunk in _batches(sel, candidates):
-        data = await s.ctx.store.bodies(account_id, sel.mailbox_id, chunk) if needs_data else {}
-        for uid in chunk:
-            row = sel.rows[uid]
-            msg = _Searchable(row, data.get(uid))
-            if search.matches(
-                cmd.keys,
-                msg,
-                seq=sel.seq(uid),
-                largest_seq=largest_seq,
-                largest_uid=largest_uid,
-                saved=saved,
-            ):
-                found.append(uid)
+        batch = [(sel.rows[uid], sel.seq(uid)) for uid in chunk]
+        if needs_data:
+            data = await s.ctx.store.bodies(account_id, sel.mailbox_id, chunk)
+            # Parsing, decoding and scanning message bodies: off the loop.
+            found += await s.ctx.cpu.run(
+                _search_batch, cmd.keys, batch, data, largest_seq, largest_uid, saved
+            )
+        else:
+            found += _search_batch(cmd.keys, batch, {}, largest_seq, largest_uid, saved)
+            await pacer.tick()
     modseq = max((sel.rows[u].modseq for u in found), default=0)
     with_modseq = _uses_modseq(cmd.keys)
     if with_modseq:

@@ -31,6 +31,7 @@ from mailfort.server.imap.cache import MetaCache, SnapshotCache
 from mailfort.server.imap.flags import FlagError
 from mailfort.server.imap.names import NameError_
 from mailfort.server.imap.selected import SelectedMailbox
+from mailfort.server.offload import CpuPool
 from mailfort.server.overload import OverloadGate
 from mailfort.status.components import Component
 from mailfort.status.notices import NoticeBoard
@@ -150,6 +151,8 @@ class ImapContext:
     gate: OverloadGate | None = None
     metrics: NodeMetrics | None = None
     networks: Networks = field(default_factory=Networks)
+    # Threads for parsing and searching message bodies off the event loop.
+    cpu: CpuPool = field(default_factory=CpuPool)
 
 
 @dataclass(frozen=True, slots=True)
