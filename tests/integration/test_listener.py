@@ -4,12 +4,15 @@ and what an admitted connection holds until it ends."""
 from __future__ import annotations
 
 import asyncio
+import ssl
+from pathlib import Path
 
 from mailfort.config import OverloadConfig
 from mailfort.metrics import NodeMetrics
 from mailfort.server.admission import ConnectionLimiter
 from mailfort.server.listener import Admitted, RefusalBudget, RefusalLines, serve
 from mailfort.server.overload import OverloadGate
+from mailfort.server.tls import ensure_self_signed, server_context
 
 LINES = RefusalLines(busy=b"BUSY\r\n", client=b"YOURS\r\n", draining=b"BYE\r\n")
 
@@ -109,3 +112,48 @@ async def test_an_admitted_connection_holds_its_slot_and_reservation_until_it_en
         assert limiter.total == 0 and gate.arriving == 0
     finally:
         listener.close()
+
+
+async def test_refusals_inside_tls_wait_for_a_bounded_number_of_handshakes(
+    tmp_path: Path,
+) -> None:
+    # On an implicit-TLS port a refusal is answered inside TLS, which waits for the client's
+    # handshake; clients that never send one must not pile up without end.
+    from mailfort.server import listener as listener_module
+
+    cert, key = ensure_self_signed(tmp_path, "mx.test")
+    metrics = NodeMetrics()
+    gate = OverloadGate(OverloadConfig(initial_limit=1, min_limit=1, max_limit=1), metrics)
+    held = gate.try_acquire("submission")
+    assert held is not None and gate.overloaded()
+    limiter = ConnectionLimiter(max_total=1000, max_per_ip=1000)
+    listener = await serve(
+        "127.0.0.1", 0, protocol="submission", factory=Hello, limiter=limiter, lines=LINES,
+        gate=gate, tls=server_context(cert, key),
+    )  # fmt: skip
+    port = listener.sockets[0].getsockname()[1]
+    bound = listener_module._MAX_TLS_REFUSALS
+    silent = []
+    try:
+        for _ in range(bound + 20):
+            silent.append(await asyncio.open_connection("127.0.0.1", port))
+        await asyncio.sleep(0.5)
+        assert listener._tls_refusals == bound
+        # Past the bound a silent client is closed unanswered at once.
+        closed = 0
+        for reader, _ in silent[-20:]:
+            if await asyncio.wait_for(reader.read(), 5) == b"":
+                closed += 1
+        assert closed == 20
+        # A client that does its handshake still hears why it is turned away.
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        for _, writer in silent:
+            writer.close()
+        await asyncio.sleep(0.5)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
+        assert await asyncio.wait_for(reader.readline(), 10) == b"BUSY\r\n"
+        writer.close()
+    finally:
+        listener.close()
+        gate.release(held)

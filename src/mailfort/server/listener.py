@@ -51,6 +51,7 @@ _EMFILE_PAUSE: Final = 0.5  # out of file descriptors: wait this long before acc
 _FLUSH_EVERY: Final = 1.0  # seconds between refusal counts written to the metrics
 _LOG_EVERY: Final = 10.0  # one log line per refusal reason and network in this time at most
 _LOG_KEYS: Final = 1024
+_MAX_TLS_REFUSALS: Final = 256  # refusals waiting for a TLS handshake at once, per listener
 # Refusals that mean "this node cannot take more now": only these spend the refusal budget. A
 # client turned away for its own excess (its address or network at its share or rate) must not
 # make the listener stop accepting for everyone: that would hand a stranger a way to close it.
@@ -189,6 +190,7 @@ class Listener:
         self._refused: collections.Counter[str] = collections.Counter()
         self._flush: asyncio.TimerHandle | None = None
         self._logged: dict[tuple[str, str], float] = {}
+        self._tls_refusals = 0  # refusals waiting for their TLS handshake
         self.accepted = 0
 
     # -- asyncio.Server's shape -----------------------------------------------------------------
@@ -286,9 +288,15 @@ class Listener:
         self._count(reason, ip)
         line = self._lines.for_reason(reason)
         if self._tls is not None:
+            if self._tls_refusals >= _MAX_TLS_REFUSALS:
+                # Each answer inside TLS waits for a handshake: past this many at once (a flood
+                # of clients that never complete one) they are closed unanswered, not piled up.
+                os.close(fd)
+                return
             # The answer must come inside TLS: a handshake, then the line (see _Refuse).
             sock = self._sock
             conn = socket.socket(sock.family, sock.type, sock.proto, fileno=fd)
+            self._tls_refusals += 1
             task = self._loop.create_task(self._refuse_in_tls(conn, line))
             self._starting.add(task)
             task.add_done_callback(self._starting.discard)
@@ -307,6 +315,8 @@ class Listener:
             )
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError):
             conn.close()
+        finally:
+            self._tls_refusals -= 1
 
     def _start(self, conn: socket.socket, admitted: Admitted) -> None:
         task = self._loop.create_task(self._connect(conn, admitted))
