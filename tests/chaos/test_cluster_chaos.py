@@ -4,11 +4,15 @@ Concurrent senders spread over the nodes' MX ports; a third of the mail goes to 
 forward to remote recipients, delivered through a transport override to the test's SMTP sink,
 which takes its time answering the final dot, so that queue leases are held when a node dies.
 Every few seconds one node is SIGKILLed and later restarted on its same ports. Afterwards every
-message that got `250` is in its mailbox exactly once, the sink got every remote message at
-least once (twice at most: a kill between the sink's data and its reply), the queue is empty, and
-the items a dead node held were delivered by the survivors once its lease ran out: the test
-prints those takeover times. A rolling drain of all three nodes under load refuses nothing
-permanently.
+message that got `250` is in its mailbox exactly once, the queue is empty, and the items a dead
+node held were delivered by the survivors once its lease ran out: the test prints those takeover
+times. The sink got every remote message at least once, and at most once more per lease lost on
+it: a node killed between the sink's data and its reply, whose lease the test saw at the kill.
+A message can lose two leases: a kill comes every ~4.6 s, and a survivor sends an orphan some 3-4 s
+after its lease holder died, so that second delivery is often in flight when the next node is
+killed. A message no dead node held a lease on arrives exactly once. A rolling drain of all three
+nodes under load refuses nothing permanently and delivers every remote message exactly once: a
+drained node waits for the answers to what it has sent.
 """
 
 from __future__ import annotations
@@ -187,8 +191,9 @@ def orphans_of(schema: PgSchema, victim: str, now: float) -> list[str]:
     return schema.query(fn)
 
 
-def verify(cluster: Cluster, load: Load) -> None:
-    """Every 250 stored once, nothing stored twice, remote mail at the sink 1-2 times."""
+def verify(cluster: Cluster, load: Load, kills: list[Kill]) -> None:
+    """Every 250 stored once, nothing stored twice, remote mail at the sink once plus at most
+    once per lease a killed node held on it."""
     wait_until(lambda: not cluster.schema.queue(), 40, "an empty queue")
     stored = Counter(
         m.decode()
@@ -204,9 +209,15 @@ def verify(cluster: Cluster, load: Load) -> None:
     assert not [m for m in local if stored[m] != 1], "250 but not stored exactly once"
     assert not [m for m, n in stored.items() if n > 1 and m.startswith(load.prefix)]
     assert not [m for m in remote if at_sink[m] == 0], "remote mail lost"
-    assert not [m for m in remote if at_sink[m] > 2], "remote mail delivered more than twice"
-    # A copy at the sink of something never acknowledged is fine; more than two is not.
-    assert not [m for m, n in at_sink.items() if n > 2 and m.startswith(load.prefix)]
+    lost = Counter(m for kill in kills for m in kill.orphans)
+    extra = {
+        m: (n, lost[m], [k.victim for k in kills if m in k.orphans])
+        for m, n in at_sink.items()
+        if m.startswith(load.prefix) and n > 1 + lost[m]
+    }
+    # A copy at the sink of something never acknowledged is fine; an extra one without a lost
+    # lease is not.
+    assert not extra, f"copies beyond one per lost lease (copies, lost leases, holders): {extra}"
     permanent = [(m, s.code, s.text) for m, s in load.sent.items() if s.code >= 500]
     assert not permanent, permanent
 
@@ -229,7 +240,7 @@ def test_kill_and_restart_nodes_under_load(cluster: Cluster) -> None:
             time.sleep(UP_SECONDS)
             cycle += 1
         time.sleep(1.0)
-    verify(cluster, load)
+    verify(cluster, load, kills)
 
     # Takeover: for each kill, when a survivor delivered what the dead node had leased.
     transactions = sink.received()
@@ -289,7 +300,7 @@ def test_rolling_drain_under_load_refuses_nothing_permanently(cluster: Cluster) 
             node.start()
             time.sleep(1.5)
         time.sleep(1.0)
-    verify(cluster, load)
+    verify(cluster, load, [])
     codes = Counter(s.code for s in load.sent.values())
     print(
         "\nrolling drain: "
