@@ -42,7 +42,7 @@ from tests.cluster_support import (
 )
 from tests.conftest import PASSWORD
 from tests.nodeproc import NodeProcess
-from tests.smtpsink import Sink
+from tests.smtpsink import Sink, Transaction
 
 pytestmark = [pytest.mark.slow]
 
@@ -191,6 +191,19 @@ def orphans_of(schema: PgSchema, victim: str, now: float) -> list[str]:
     return schema.query(fn)
 
 
+def timeline(mid: str, transactions: list[Transaction], kills: list[Kill]) -> str:
+    """When each copy of `mid` reached the sink and from which node, and the kills of nodes that
+    held a lease on it (times from the first transaction)."""
+    events = [
+        (t.at, f"at the sink from {t.helo.split('.')[0]}")
+        for t in transactions
+        if any(m.decode() == mid for m in _MID.findall(t.data))
+    ]
+    events += [(k.at, f"{k.victim} killed holding its lease") for k in kills if mid in k.orphans]
+    start = min(at for at, _ in events)
+    return f"  {mid}: " + ", ".join(f"+{at - start:.2f}s {what}" for at, what in sorted(events))
+
+
 def verify(cluster: Cluster, load: Load, kills: list[Kill]) -> None:
     """Every 250 stored once, nothing stored twice, remote mail at the sink once plus at most
     once per lease a killed node held on it."""
@@ -201,7 +214,8 @@ def verify(cluster: Cluster, load: Load, kills: list[Kill]) -> None:
         for data in bodies
         for m in _MID.findall(data)
     )
-    at_sink = Counter(m.decode() for t in cluster.sink.received() for m in _MID.findall(t.data))
+    transactions = cluster.sink.received()
+    at_sink = Counter(m.decode() for t in transactions for m in _MID.findall(t.data))
     accepted = load.accepted()
     local = {m: s for m, s in accepted.items() if s.remote is None}
     remote = {m: s for m, s in accepted.items() if s.remote is not None}
@@ -210,14 +224,12 @@ def verify(cluster: Cluster, load: Load, kills: list[Kill]) -> None:
     assert not [m for m, n in stored.items() if n > 1 and m.startswith(load.prefix)]
     assert not [m for m in remote if at_sink[m] == 0], "remote mail lost"
     lost = Counter(m for kill in kills for m in kill.orphans)
-    extra = {
-        m: (n, lost[m], [k.victim for k in kills if m in k.orphans])
-        for m, n in at_sink.items()
-        if m.startswith(load.prefix) and n > 1 + lost[m]
-    }
     # A copy at the sink of something never acknowledged is fine; an extra one without a lost
     # lease is not.
-    assert not extra, f"copies beyond one per lost lease (copies, lost leases, holders): {extra}"
+    extra = [m for m, n in at_sink.items() if m.startswith(load.prefix) and n > 1 + lost[m]]
+    assert not extra, "copies beyond one per lost lease:\n" + "\n".join(
+        timeline(m, transactions, kills) for m in extra
+    )
     permanent = [(m, s.code, s.text) for m, s in load.sent.items() if s.code >= 500]
     assert not permanent, permanent
 
