@@ -230,6 +230,11 @@ def verify(cluster: Cluster, load: Load, kills: list[Kill]) -> None:
     assert not extra, "copies beyond one per lost lease:\n" + "\n".join(
         timeline(m, transactions, kills) for m in extra
     )
+    copies = Counter((at_sink[m], lost[m]) for m in remote)
+    print(
+        "\nremote copies at the sink (copies, leases lost on it: messages): "
+        + ", ".join(f"({n}, {k}): {count}" for (n, k), count in sorted(copies.items()))
+    )
     permanent = [(m, s.code, s.text) for m, s in load.sent.items() if s.code >= 500]
     assert not permanent, permanent
 

@@ -447,8 +447,8 @@ class RemoteWorker:
     async def _commit(self, settlement: Settlement, queue_id: str) -> bool:
         """`settle_queued`, tried again for up to a lease while the store fails.
 
-        Dropped, a delivered outcome would be delivered again once the lease expired: a
-        duplicate without any node dying. Trying again is safe: if a failed attempt did commit
+        Given up, a delivered message would be sent again once the lease expired: a duplicate
+        without any node dying. Trying again is safe: if a failed attempt did commit
         (its answer was lost with the connection), the next finds the items gone and says so."""
         deadline = self.clock() + self.lease_seconds
         pause = self.poll_interval
