@@ -146,6 +146,7 @@ class Node:
         self.imap_connections: set[ImapConnection] = set()
         self.listeners: list[Listener] = []
         self.tasks: list[asyncio.Task[None]] = []
+        self.remote_task: asyncio.Task[None] | None = None
         self.http: HttpListener | None = None
         self.worker = LocalWorker(
             self.store,
@@ -254,7 +255,8 @@ class Node:
             raise OSError(exc.errno, exc.strerror, self._binding) from None
         self.tasks.append(asyncio.create_task(self.worker.run(), name="local-worker"))
         if self.remote_worker is not None:
-            self.tasks.append(asyncio.create_task(self.remote_worker.run(), name="remote-worker"))
+            self.remote_task = asyncio.create_task(self.remote_worker.run(), name="remote-worker")
+            self.tasks.append(self.remote_task)
         await self.membership.join(
             [{"name": x.name, "host": x.host, "port": x.port} for x in self.listeners]
         )
@@ -410,8 +412,9 @@ class Node:
 
     async def stop(self, grace: float | None = None) -> None:
         """Drain: refuse new connections, give open sessions `grace` seconds (default
-        `[cluster] drain_seconds`), stop the workers, give back queue leases and maildrop locks,
-        mark the node gone, close the store. SIGTERM and `mailfort node drain` both end here."""
+        `[cluster] drain_seconds`), stop the workers (a remote delivery whose message is sent
+        waits for its answer), give back queue leases and maildrop locks, mark the node gone,
+        close the store. SIGTERM and `mailfort node drain` both end here."""
         if grace is None:
             grace = self.config.cluster.drain_seconds
         self.limiter.draining = True
@@ -430,6 +433,11 @@ class Node:
             await asyncio.sleep(0.05)
         for server in self.servers:
             server.close()
+        if self.remote_worker is not None and self.remote_task is not None:
+            # A message already sent waits for its answer, which is committed: given back
+            # unanswered, another node would send it again. Bounded by the SMTP command timeout.
+            self.remote_worker.stop()
+            await asyncio.gather(self.remote_task, return_exceptions=True)
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:

@@ -4,11 +4,15 @@ Concurrent senders spread over the nodes' MX ports; a third of the mail goes to 
 forward to remote recipients, delivered through a transport override to the test's SMTP sink,
 which takes its time answering the final dot, so that queue leases are held when a node dies.
 Every few seconds one node is SIGKILLed and later restarted on its same ports. Afterwards every
-message that got `250` is in its mailbox exactly once, the sink got every remote message at
-least once (twice at most: a kill between the sink's data and its reply), the queue is empty, and
-the items a dead node held were delivered by the survivors once its lease ran out: the test
-prints those takeover times. A rolling drain of all three nodes under load refuses nothing
-permanently.
+message that got `250` is in its mailbox exactly once, the queue is empty, and the items a dead
+node held were delivered by the survivors once its lease ran out: the test prints those takeover
+times. The sink got every remote message at least once, and at most once more per lease lost on
+it: a node killed between the sink's data and its reply, whose lease the test saw at the kill.
+A message can lose two leases: a kill comes every ~4.6 s, and a survivor sends an orphan some 3-4 s
+after its lease holder died, so that second delivery is often in flight when the next node is
+killed. A message no dead node held a lease on arrives exactly once. A rolling drain of all three
+nodes under load refuses nothing permanently and delivers every remote message exactly once: a
+drained node waits for the answers to what it has sent.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from tests.cluster_support import (
 )
 from tests.conftest import PASSWORD
 from tests.nodeproc import NodeProcess
-from tests.smtpsink import Sink
+from tests.smtpsink import Sink, Transaction
 
 pytestmark = [pytest.mark.slow]
 
@@ -187,8 +191,22 @@ def orphans_of(schema: PgSchema, victim: str, now: float) -> list[str]:
     return schema.query(fn)
 
 
-def verify(cluster: Cluster, load: Load) -> None:
-    """Every 250 stored once, nothing stored twice, remote mail at the sink 1-2 times."""
+def timeline(mid: str, transactions: list[Transaction], kills: list[Kill]) -> str:
+    """When each copy of `mid` reached the sink and from which node, and the kills of nodes that
+    held a lease on it (times from the first transaction)."""
+    events = [
+        (t.at, f"at the sink from {t.helo.split('.')[0]}")
+        for t in transactions
+        if any(m.decode() == mid for m in _MID.findall(t.data))
+    ]
+    events += [(k.at, f"{k.victim} killed holding its lease") for k in kills if mid in k.orphans]
+    start = min(at for at, _ in events)
+    return f"  {mid}: " + ", ".join(f"+{at - start:.2f}s {what}" for at, what in sorted(events))
+
+
+def verify(cluster: Cluster, load: Load, kills: list[Kill]) -> None:
+    """Every 250 stored once, nothing stored twice, remote mail at the sink once plus at most
+    once per lease a killed node held on it."""
     wait_until(lambda: not cluster.schema.queue(), 40, "an empty queue")
     stored = Counter(
         m.decode()
@@ -196,7 +214,8 @@ def verify(cluster: Cluster, load: Load) -> None:
         for data in bodies
         for m in _MID.findall(data)
     )
-    at_sink = Counter(m.decode() for t in cluster.sink.received() for m in _MID.findall(t.data))
+    transactions = cluster.sink.received()
+    at_sink = Counter(m.decode() for t in transactions for m in _MID.findall(t.data))
     accepted = load.accepted()
     local = {m: s for m, s in accepted.items() if s.remote is None}
     remote = {m: s for m, s in accepted.items() if s.remote is not None}
@@ -204,9 +223,18 @@ def verify(cluster: Cluster, load: Load) -> None:
     assert not [m for m in local if stored[m] != 1], "250 but not stored exactly once"
     assert not [m for m, n in stored.items() if n > 1 and m.startswith(load.prefix)]
     assert not [m for m in remote if at_sink[m] == 0], "remote mail lost"
-    assert not [m for m in remote if at_sink[m] > 2], "remote mail delivered more than twice"
-    # A copy at the sink of something never acknowledged is fine; more than two is not.
-    assert not [m for m, n in at_sink.items() if n > 2 and m.startswith(load.prefix)]
+    lost = Counter(m for kill in kills for m in kill.orphans)
+    # A copy at the sink of something never acknowledged is fine; an extra one without a lost
+    # lease is not.
+    extra = [m for m, n in at_sink.items() if m.startswith(load.prefix) and n > 1 + lost[m]]
+    assert not extra, "copies beyond one per lost lease:\n" + "\n".join(
+        timeline(m, transactions, kills) for m in extra
+    )
+    copies = Counter((at_sink[m], lost[m]) for m in remote)
+    print(
+        "\nremote copies at the sink (copies, leases lost on it: messages): "
+        + ", ".join(f"({n}, {k}): {count}" for (n, k), count in sorted(copies.items()))
+    )
     permanent = [(m, s.code, s.text) for m, s in load.sent.items() if s.code >= 500]
     assert not permanent, permanent
 
@@ -229,7 +257,7 @@ def test_kill_and_restart_nodes_under_load(cluster: Cluster) -> None:
             time.sleep(UP_SECONDS)
             cycle += 1
         time.sleep(1.0)
-    verify(cluster, load)
+    verify(cluster, load, kills)
 
     # Takeover: for each kill, when a survivor delivered what the dead node had leased.
     transactions = sink.received()
@@ -289,7 +317,7 @@ def test_rolling_drain_under_load_refuses_nothing_permanently(cluster: Cluster) 
             node.start()
             time.sleep(1.5)
         time.sleep(1.0)
-    verify(cluster, load)
+    verify(cluster, load, [])
     codes = Counter(s.code for s in load.sent.values())
     print(
         "\nrolling drain: "

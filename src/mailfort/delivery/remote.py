@@ -30,7 +30,7 @@ import logging
 import os
 import re
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import aiosmtplib
@@ -258,16 +258,26 @@ class RemoteClient:
 
     # -- delivery -----------------------------------------------------------------------------
     async def deliver(
-        self, dest: Destination, sender: str, recipients: Sequence[str], body: bytes
+        self,
+        dest: Destination,
+        sender: str,
+        recipients: Sequence[str],
+        body: bytes,
+        *,
+        on_data: Callable[[], None] | None = None,
     ) -> list[RecipientResult]:
-        """Send `body` from `sender` to `recipients` (all at `dest`); a result per recipient."""
+        """Send `body` from `sender` to `recipients` (all at `dest`); a result per recipient.
+
+        `on_data` is called when the message is about to go out (the DATA command): from then on
+        the server may have it, so a transaction abandoned before its answer may deliver twice
+        (RFC 5321 6.1); before that, giving up costs nothing."""
         gate = self._gates.get(dest.key)
         if gate is None:
             gate = self._gates[dest.key] = _Gate(asyncio.Semaphore(self.settings.concurrency))
         gate.users += 1
         try:
             async with gate.limit:
-                return await self._deliver(gate, dest, sender, recipients, body)
+                return await self._deliver(gate, dest, sender, recipients, body, on_data)
         finally:
             gate.users -= 1
             if gate.users == 0 and not gate.idle:
@@ -276,12 +286,20 @@ class RemoteClient:
                 self._gates.pop(dest.key, None)
 
     async def _deliver(
-        self, gate: _Gate, dest: Destination, sender: str, recipients: Sequence[str], body: bytes
+        self,
+        gate: _Gate,
+        dest: Destination,
+        sender: str,
+        recipients: Sequence[str],
+        body: bytes,
+        on_data: Callable[[], None] | None,
     ) -> list[RecipientResult]:
         session = self._take_idle(gate)
         if session is not None:
             try:
-                results = await self._transaction(session, sender, recipients, body, reused=True)
+                results = await self._transaction(
+                    session, sender, recipients, body, reused=True, on_data=on_data
+                )
             except _Stale:
                 session = None
             else:
@@ -293,7 +311,9 @@ class RemoteClient:
         except _HopFailure as failure:
             log.info("event=remote_unreachable dest=%s error=%s", dest.key, failure.text)
             return [failure.result(r) for r in recipients]
-        results = await self._transaction(session, sender, recipients, body, reused=False)
+        results = await self._transaction(
+            session, sender, recipients, body, reused=False, on_data=on_data
+        )
         self._release(gate, dest, session)
         return results
 
@@ -505,6 +525,7 @@ class RemoteClient:
         body: bytes,
         *,
         reused: bool,
+        on_data: Callable[[], None] | None = None,
     ) -> list[RecipientResult]:
         def fail_all(status: str, text: str) -> list[RecipientResult]:
             return [
@@ -566,6 +587,8 @@ class RemoteClient:
                 await self._rset(session)
                 return [results[r] for r in recipients]
             stage = "DATA"
+            if on_data is not None:
+                on_data()
             try:
                 reply = await smtp.data(body)
                 code, message = reply.code, reply.message

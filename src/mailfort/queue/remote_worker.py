@@ -23,10 +23,20 @@ its lease simply lapses and it is claimed again a little later. Claims are bound
 `max_in_flight`, and shrink while the node is stressed, so a node that takes over a dead node's
 queue never takes more than it can deliver (item 4).
 
-A worker that dies mid-delivery leaves its items leased; when the leases expire another worker
-(or this node after a restart) claims and delivers them again. If the remote server had accepted
-the message but the reply was lost, it gets it twice: SMTP's known duplicate (RFC 5321 6.1 prefers
-it to loss). Nothing is lost or dropped silently.
+Copies at the destination: exactly one, unless a node dies (or loses the store for a whole
+lease) between sending a message and committing its outcome; each such lost lease may add one
+copy, never more. A worker that dies mid-delivery leaves its items leased; when the leases expire
+another worker (or this node after a restart) claims and delivers them again. If the remote
+server had accepted the message but the reply was lost, it gets it twice: SMTP's known duplicate
+(RFC 5321 6.1 prefers it to loss). A message whose deliverer dies twice in turn is sent three
+times, and so on. Nothing is lost or dropped silently. What keeps the other cases at one copy:
+- a drain (`stop`) gives back only the deliveries that have not sent their message yet; one that
+  has waits for the server's answer and commits it, its lease renewed meanwhile (handed back
+  unanswered, it would go out again from another node);
+- an outcome the store failed to commit is committed again (with the lease still renewed) rather
+  than left for a redelivery: committing twice is harmless, the second finds the item gone;
+- an item this worker's own claim returns while it is still delivering it (its lease lapsed while
+  the store was out of reach) is not started a second time.
 """
 
 from __future__ import annotations
@@ -126,6 +136,9 @@ class RemoteWorker:
         self.over_budget = 0  # retries left for later (retry budget spent)
         self._leased: dict[int, QueueItem] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Deliveries whose message may be at the server already (DATA sent): not to be abandoned.
+        self._sent: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
         self.delivered = 0
         self.deferred = 0
         self.bounced = 0
@@ -138,9 +151,12 @@ class RemoteWorker:
 
     # -- the loop -------------------------------------------------------------------------------
     async def run(self) -> None:
+        """Deliver until `stop()` (then return once the deliveries in hand are settled) or until
+        cancelled (then abandon them, as a node that dies does: their leases expire)."""
         renewer = asyncio.create_task(self._renew_leases(), name="remote-lease-renewal")
+        stopping = asyncio.create_task(self._stopping.wait())
         try:
-            while True:
+            while not self._stopping.is_set():
                 drained = True
                 try:
                     drained = await self.fill()
@@ -150,17 +166,41 @@ class RemoteWorker:
                     # A bug in one round must not end remote delivery for the life of the node.
                     log.exception("event=queue_worker_error worker=remote")
                 if drained or not self._tasks:
-                    await asyncio.sleep(self.poll_interval)
+                    await asyncio.wait({stopping}, timeout=self.poll_interval)
                 else:
                     # Saturated: claim again once half of the slots are free.
-                    while self._tasks and len(self._leased) > self.max_in_flight // 2:
-                        await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+                    while (
+                        self._tasks
+                        and len(self._leased) > self.max_in_flight // 2
+                        and not self._stopping.is_set()
+                    ):
+                        await asyncio.wait(
+                            {stopping, *self._tasks}, return_when=asyncio.FIRST_COMPLETED
+                        )
+            await self._finish()
         finally:
             renewer.cancel()
+            stopping.cancel()
             for task in self._tasks:
                 task.cancel()
-            await asyncio.gather(renewer, *self._tasks, return_exceptions=True)
+            await asyncio.gather(renewer, stopping, *self._tasks, return_exceptions=True)
             await self.client.close()
+
+    def stop(self) -> None:
+        """Claim nothing more and let `run()` return once the deliveries in hand are settled."""
+        self._stopping.set()
+
+    async def _finish(self) -> None:
+        """Give back what has not been sent; wait for the answers to what has (the renewer keeps
+        those leases meanwhile; the SMTP command timeout bounds the wait)."""
+        waiting = [task for task in self._tasks if task not in self._sent]
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+        sent = list(self._tasks)
+        if sent:
+            log.info("event=remote_drain_waiting deliveries=%d", len(sent))
+            await asyncio.gather(*sent, return_exceptions=True)
 
     async def fill(self) -> bool:
         """Claim what fits and start delivering it; True when no more items are due."""
@@ -172,12 +212,16 @@ class RemoteWorker:
             return False
         self.breakers.prune(self.clock(), BREAKER_IDLE)
         items = await self.store.claim_remote(self.owner, self.clock(), self.lease_seconds, free)
-        for item in items:
+        # Our own lease on an item still in flight can lapse only while renewals failed; the
+        # claim has just renewed it, and a second delivery would be a second copy.
+        fresh = [item for item in items if item.id not in self._leased]
+        for item in fresh:
             self._leased[item.id] = item
-        for dest, group in self._groups(items):
+        for dest, group in self._groups(fresh):
             task = asyncio.create_task(self._deliver(dest, group))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._sent.discard)
         return len(items) < free
 
     def _groups(
@@ -267,7 +311,15 @@ class RemoteWorker:
             return  # the lease lapses: claimed again (here or elsewhere) a little later
         if not retry:
             self.budget.record_attempt(now)
-        results = await self.client.deliver(dest, first.sender, [i.recipient for i in items], body)
+        task = asyncio.current_task()
+
+        def sent() -> None:
+            if task is not None:
+                self._sent.add(task)
+
+        results = await self.client.deliver(
+            dest, first.sender, [i.recipient for i in items], body, on_data=sent
+        )
         done = self.clock()
         # A destination fails when it took nothing: no connection, a 421, a 4xx to MAIL or to
         # the message. A 5xx is an answer from a working server, and so is a 4xx to every RCPT
@@ -369,7 +421,7 @@ class RemoteWorker:
         settlement = Settlement(
             delivered=delivered, deferred=deferred, failed=failed, notices=notices
         )
-        if not await self.store.settle_queued(settlement, self.owner):
+        if not await self._commit(settlement, first.queue_id):
             log.warning("event=settle_skipped id=%s reason=lease_lost", first.queue_id)
             return
         self.delivered += len(delivered)
@@ -391,6 +443,24 @@ class RemoteWorker:
             log.info(
                 "event=dsn_sent id=%s about=%s to=<%s>", made.queue_id, first.queue_id, first.sender
             )
+
+    async def _commit(self, settlement: Settlement, queue_id: str) -> bool:
+        """`settle_queued`, tried again for up to a lease while the store fails.
+
+        Given up, a delivered message would be sent again once the lease expired: a duplicate
+        without any node dying. Trying again is safe: if a failed attempt did commit
+        (its answer was lost with the connection), the next finds the items gone and says so."""
+        deadline = self.clock() + self.lease_seconds
+        pause = self.poll_interval
+        while True:
+            try:
+                return await self.store.settle_queued(settlement, self.owner)
+            except StoreError as exc:
+                if self.clock() + pause >= deadline:
+                    raise
+                log.warning("event=settle_retry id=%s error=%s", queue_id, exc)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, self.lease_seconds / 3)
 
     def _report(
         self,
