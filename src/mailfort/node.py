@@ -478,8 +478,7 @@ def describe(node: Node) -> str:
         )
         if served:
             incoming = ", ".join(
-                f"port {x.port} ({'STARTTLS' if x.name == protocol else 'SSL/TLS'})"
-                for x in served
+                f"port {x.port} ({'STARTTLS' if x.name == protocol else 'SSL/TLS'})" for x in served
             )
             lines.append(
                 f"Mail client (incoming): {protocol.upper()} server {served[0].host},"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import ipaddress
 import json
 import logging
 import time
@@ -31,13 +32,21 @@ from mailfort.status.repository import AccountStatus
 from mailfort.status.web import model
 from mailfort.status.web.caching import HTML_HEADERS, NO_STORE
 from mailfort.status.web.context import WebContext, language
-from mailfort.status.web.subscriptions import is_loopback
 from mailfort.status.web.text import Texts, iso
 
 log = logging.getLogger("mailfort.status.web")
 
 REALM = 'Basic realm="mailfort account status", charset="UTF-8"'
 MAX_CREDENTIALS = 1024
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Refused(Exception):

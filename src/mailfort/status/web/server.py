@@ -2,7 +2,8 @@
 
 Bounded like every listener (DESIGN.md "Bounded everything"): connections and in-flight requests
 (`limit_concurrency`, past it uvicorn answers 503), keep-alive idle time, the size of a request
-head h11 will buffer, and the time a request head may take to arrive (`_BoundedH11`). The node
+head (`head.HeadMeter`: 431, or 414 for a request line, before h11 parses anything) and the time
+it may take to arrive (`_BoundedH11`); request bodies are bounded by `guard.Guard`. The node
 binds the socket itself, so port 0 works in tests, a taken port fails `Node.start` like any other
 listener, and uvicorn never calls `sys.exit` on a bind error.
 """
@@ -11,26 +12,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import Generator
 
+import h11
 import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from mailfort.status.web.head import HEAD_TOO_LARGE, MAX_HEAD, URI_TOO_LONG, HeadMeter
+
+log = logging.getLogger("mailfort.status.web")
+
 MAX_CONNECTIONS = 1000
 KEEP_ALIVE = 5.0  # seconds an idle keep-alive connection stays open
-MAX_HEAD = 16 * 1024  # bytes of request line and headers h11 buffers before refusing
 HEAD_TIMEOUT = 10.0  # seconds from a connection (or a request's first byte) to its whole head
 
-_TIMED_OUT = b"request head not received in time\n"
-_REQUEST_TIMEOUT = (
-    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
-    b"connection: close\r\ncache-control: no-store\r\ncontent-length: "
-    + str(len(_TIMED_OUT)).encode()
-    + b"\r\n\r\n"
-    + _TIMED_OUT
-)
+
+def _closing(status: str, text: bytes) -> bytes:
+    """A whole response that ends the connection, written before any app runs."""
+    return (
+        f"HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\n".encode()
+        + b"connection: close\r\ncache-control: no-store\r\ncontent-length: "
+        + str(len(text)).encode()
+        + b"\r\n\r\n"
+        + text
+    )
+
+
+_REQUEST_TIMEOUT = _closing("408 Request Timeout", b"request head not received in time\n")
+_REFUSED_HEAD = {
+    URI_TOO_LONG: _closing("414 URI Too Long", b"request line too long\n"),
+    HEAD_TOO_LARGE: _closing("431 Request Header Fields Too Large", b"request head too large\n"),
+}
 
 
 class _BoundedH11(H11Protocol):
@@ -43,6 +58,10 @@ class _BoundedH11(H11Protocol):
     the connection, or from the first byte of each later request, to the end of that head; past
     it a client that sent part of a head gets 408, one that sent nothing is closed. (Bodies are
     bounded by the app's own deadline and size limit in `guard.py`.)
+
+    The bytes of each head are counted as they arrive (`HeadMeter`); past its bound the client
+    gets 431 (or 414 for a request line) and the connection is closed before h11 buffers or
+    parses the rest.
     """
 
     head_timeout = HEAD_TIMEOUT
@@ -50,14 +69,16 @@ class _BoundedH11(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._head_timer: asyncio.TimerHandle | None = None
-        self._head_bytes = 0
+        self._head = HeadMeter()
         self._arm_head_timer()
 
     def _waiting_for_head(self) -> bool:
-        return self.cycle is None or self.cycle.response_complete
+        # IDLE: before a request's head is parsed (SEND_BODY/DONE while one is in progress,
+        # until both sides are done and h11 starts the next cycle).
+        return self.conn.their_state is h11.IDLE
 
     def _arm_head_timer(self) -> None:
-        self._head_bytes = 0
+        self._head.reset()
         self._head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
 
     def _cancel_head_timer(self) -> None:
@@ -66,9 +87,13 @@ class _BoundedH11(H11Protocol):
             self._head_timer = None
 
     def data_received(self, data: bytes) -> None:
-        if self._head_timer is None and self._waiting_for_head():
-            self._arm_head_timer()
-        self._head_bytes += len(data)
+        if self._waiting_for_head():
+            if self._head_timer is None:
+                self._arm_head_timer()
+            refused = self._head.feed(data)
+            if refused:
+                self._refuse_head(refused)
+                return
         super().data_received(data)
         if not self._waiting_for_head():
             self._cancel_head_timer()  # the head is complete: the app's deadline takes over
@@ -81,8 +106,17 @@ class _BoundedH11(H11Protocol):
         self._head_timer = None
         if self.transport.is_closing() or not self._waiting_for_head():
             return
-        if self._head_bytes:
+        if self._head.seen:
             self.transport.write(_REQUEST_TIMEOUT)
+        self.transport.close()
+
+    def _refuse_head(self, status: int) -> None:
+        self._cancel_head_timer()
+        if self.transport.is_closing():
+            return
+        client = self.client[0] if self.client else "-"
+        log.info("event=http_head_refused status=%d client=%s", status, client)
+        self.transport.write(_REFUSED_HEAD[status])
         self.transport.close()
 
 
