@@ -159,7 +159,7 @@ class WebhookSender:
         self.queue_size = queue_size
         self.client = client or WebhookClient(timeout=timeout, allow_private=allow_private)
         self._post = post or self._client_post
-        self._subscribers: dict[str, _Subscriber] = {}  # by subscription id
+        self._subscribers: dict[str, _Subscriber] = {}  # by URL (one subscription per URL)
         self.sent = 0
         self.failed = 0
         self.dropped = 0
@@ -174,9 +174,9 @@ class WebhookSender:
         for hook in hooks:
             if not wants(hook, wanted):
                 continue
-            subscriber = self._subscribers.get(hook.id)
-            if subscriber is None or subscriber.url != hook.url:
-                subscriber = self._subscribers[hook.id] = _Subscriber(hook.url)
+            subscriber = self._subscribers.get(hook.url)
+            if subscriber is None:
+                subscriber = self._subscribers[hook.url] = _Subscriber(hook.url)
             if len(subscriber.waiting) >= self.queue_size:
                 subscriber.waiting.popleft()
                 self.dropped += 1
@@ -186,7 +186,7 @@ class WebhookSender:
             subscriber.waiting.append(body)
             if subscriber.task is None:
                 subscriber.task = asyncio.create_task(
-                    self._work(hook.id, subscriber), name=f"webhook-{hook.id}"
+                    self._work(subscriber), name=f"webhook-{hook.id}"
                 )
             queued += 1
         return queued
@@ -214,14 +214,14 @@ class WebhookSender:
                 await task
         self._subscribers.clear()
 
-    async def _work(self, key: str, subscriber: _Subscriber) -> None:
+    async def _work(self, subscriber: _Subscriber) -> None:
         try:
             while subscriber.waiting:
                 await self._deliver(subscriber.url, subscriber.waiting.popleft())
         finally:
             subscriber.task = None
-            if not subscriber.waiting and self._subscribers.get(key) is subscriber:
-                del self._subscribers[key]
+            if not subscriber.waiting and self._subscribers.get(subscriber.url) is subscriber:
+                del self._subscribers[subscriber.url]
 
     def _headers(self, body: bytes) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
