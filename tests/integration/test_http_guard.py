@@ -142,10 +142,12 @@ async def test_a_trickled_body_holds_no_slot_and_is_cut_off_at_the_minimum_rate(
     served: Served,
 ) -> None:
     # Once: the slot was taken before the body was read, so 66 trickling clients held them all.
-    async def trickle() -> tuple[int, float]:
+    async def trickle(path: str) -> tuple[int, float]:
         started = time.monotonic()
         reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
-        writer.write(request("/api/account.json", method="POST").replace(b": 0", b": 1000"))
+        writer.write(
+            request(path, method="POST").replace(b"Content-Length: 0", b"Content-Length: 1000")
+        )
         try:
             for _ in range(100):
                 writer.write(b"x")
@@ -161,7 +163,8 @@ async def test_a_trickled_body_holds_no_slot_and_is_cut_off_at_the_minimum_rate(
             writer.close()
         return status_of(answer), time.monotonic() - started
 
-    results = await asyncio.gather(*(trickle() for _ in range(10)))
+    paths = ("/api/v2/webhooks", "/api/account.json")
+    results = await asyncio.gather(*(trickle(paths[n % 2]) for n in range(10)))
     for status, seconds in results:
         assert status == 408
         assert seconds < 4.0, "cut off by the rate (2-s grace), before the 4-s deadline"

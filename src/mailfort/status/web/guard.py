@@ -123,12 +123,17 @@ class Guard:
         if refused:
             await _send_plain(send, refused, _HEAD_REFUSED[refused], _CLOSE)
             return
-        length = dict(scope.get("headers") or ()).get(b"content-length", b"0")
+        headers = dict(scope.get("headers") or ())
+        length = headers.get(b"content-length", b"0")
         if not length.isdigit():
             await _send_plain(send, 400, "bad Content-Length\n", _CLOSE)
             return
         if int(length) > self.max_body:
             await _send_plain(send, 413, "request body too large\n", _CLOSE)
+            return
+        if int(length) == 0 and b"transfer-encoding" not in headers:
+            # No body (a page view): nothing to wait for, and the cheapest path for a rush.
+            await self._admitted(scope, receive, send)
             return
         try:
             body = await self._read_body(receive)
