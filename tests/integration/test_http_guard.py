@@ -5,6 +5,7 @@ the node's real `OverloadGate`; its limit and slots are read directly."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import time
@@ -16,7 +17,7 @@ import pytest
 
 from mailfort.auth.passwords import Verifier
 from mailfort.auth.throttle import LoginThrottle
-from mailfort.config import Config, LimitsConfig
+from mailfort.config import AuthConfig, Config, LimitsConfig
 from mailfort.metrics import NodeMetrics
 from mailfort.server.overload import OverloadGate
 from mailfort.status.repository import StatusRepository
@@ -203,6 +204,45 @@ async def test_a_body_within_the_rate_but_past_the_deadline_is_cut_off(tmp_path:
         answer = await exchange(listener.port, head, *([b"x"] * 10), pause=0.3)
         assert status_of(answer) == 408
         assert 1.2 < time.monotonic() - started < 4.0
+    finally:
+        await listener.stop()
+        await store.close()
+
+
+async def test_a_wrong_password_waits_out_its_delay_without_a_slot(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "mailfort.sqlite3")
+    await store.open()
+    config = Config(auth=AuthConfig(allow_plaintext_loopback=True))
+    gate = OverloadGate(config.overload, NodeMetrics())
+    repository = StatusRepository(store)
+    ctx = WebContext(
+        config=config,
+        store=store,
+        repository=repository,
+        metrics=NodeMetrics(),
+        verifier=Verifier(),
+        ip_throttle=LoginThrottle(max_failures=100, window=60, base_delay=3.0),
+        account_throttle=LoginThrottle(max_failures=100, window=60, base_delay=3.0),
+        snapshots=SnapshotCache(lambda now: repository.page(now), refresh=5.0, timeout=2.0),
+        gate=lambda: gate,
+    )
+    listener = HttpListener(create_app(ctx), "127.0.0.1", 0)
+    await listener.start()
+    limit = gate.limit.limit
+    try:
+        wrong = base64.b64encode(b"nobody@example.test:wrong").decode()
+        head = request("/api/account.json", f"Authorization: Basic {wrong}")
+        answers = asyncio.gather(*(exchange(listener.port, head) for _ in range(6)))
+        # Each holds a slot while its password is checked (two at a time, a few hundred ms
+        # each), none while it waits out its delay (3 s for the first failure, then 5 s).
+        await asyncio.sleep(0.1)
+        deadline = time.monotonic() + 30
+        while gate.limit.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert gate.limit.in_flight == 0
+        assert not answers.done(), "the slots were free while the answers were still delayed"
+        assert [status_of(a) for a in await answers] == [401] * 6
+        assert gate.limit.limit >= limit
     finally:
         await listener.stop()
         await store.close()

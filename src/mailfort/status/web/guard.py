@@ -40,8 +40,12 @@ log = logging.getLogger("mailfort.status.web")
 # Scrapers must see an overloaded node (that is when its metrics matter most), and a health
 # check must never be what tips a node over, so these skip the gate.
 UNGATED = frozenset({"/metrics"})
-# Routes that take their slot themselves, around their store work only.
-SELF_GATED = frozenset({("POST", "/api/v2/webhooks")})
+# Routes that take their slot themselves (`Slot.take`), around their store work only: a
+# subscription first waits for the subscriber to answer a challenge, an account page for a
+# wrong password's deliberate delay, and neither wait is the node's work.
+SELF_GATED = frozenset(
+    {("POST", "/api/v2/webhooks"), ("GET", "/account"), ("GET", "/api/account.json")}
+)
 _FROM_MEMORY = frozenset({"/", "/history.atom", "/banner.json", "/banner.html", "/banner.js"})
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 BODY_GRACE: Final = 2.0  # seconds of body-reading budget, at the start and at most
@@ -165,7 +169,7 @@ class Guard:
             # The gate counts its own refusals (metrics.refused) for the status signals.
             await _busy(send, gate)
             return
-        await self._run(scope, receive, send, _Slot(gate, token))
+        await self._run(scope, receive, send, Slot(gate, token))
 
     def _gate_for(self, scope: Scope) -> Gate | None:
         if scope.get("path") in UNGATED or (scope.get("method"), scope.get("path")) in SELF_GATED:
@@ -206,7 +210,7 @@ class Guard:
                 spent = loop.time() - started
                 budget = min(BODY_GRACE, budget - spent + len(chunk) / self.min_rate)
 
-    async def _run(self, scope: Scope, receive: Receive, send: Send, slot: _Slot | None) -> None:
+    async def _run(self, scope: Scope, receive: Receive, send: Send, slot: Slot | None) -> None:
         """Run the app under the deadline; the slot (if any) is given back when the response
         starts, or when the app ends without one."""
         started = False
@@ -230,6 +234,10 @@ class Guard:
         except ClientDisconnect:
             if slot is not None:
                 slot.forget()  # the client left: its timing says nothing about the node
+        except asyncio.CancelledError:
+            if slot is not None:
+                slot.forget()  # the listener stops
+            raise
         except BaseException:
             if slot is not None:
                 slot.done(ok=False)
@@ -239,22 +247,30 @@ class Guard:
                 slot.done(ok=True)  # ended without a response (the client left meanwhile)
 
 
-class _Slot:
-    """A gate slot held for one request, given back once."""
+class Slot:
+    """A gate slot held for one request's store work, given back once (`done` or `forget`)."""
 
     __slots__ = ("gate", "token")
 
-    def __init__(self, gate: Gate, token: Any) -> None:
+    def __init__(self, gate: Gate | None, token: Any) -> None:
         self.gate = gate
         self.token: Any = token
 
+    @classmethod
+    def take(cls, gate: Gate | None) -> Slot | None:
+        """A slot from `gate` (a no-op one without a gate), or None: refused (counted)."""
+        if gate is None:
+            return cls(None, None)
+        token = gate.try_acquire("http")
+        return None if token is None else cls(gate, token)
+
     def done(self, *, ok: bool) -> None:
-        if self.token is not None:
+        if self.gate is not None and self.token is not None:
             token, self.token = self.token, None
             self.gate.release(token, ok=ok)
 
     def forget(self) -> None:
-        if self.token is not None:
+        if self.gate is not None and self.token is not None:
             token, self.token = self.token, None
             self.gate.forget(token)
 

@@ -30,6 +30,7 @@ from mailfort.errors import StoreError
 from mailfort.status.components import Component
 from mailfort.status.repository import Webhook
 from mailfort.status.web.context import WebContext
+from mailfort.status.web.guard import Slot
 from mailfort.status.web.text import iso
 from mailfort.status.webhook_url import BadUrl, Refused, parse
 from mailfort.status.webhook_verify import NotVerified, verify
@@ -136,9 +137,8 @@ def routes(ctx: WebContext) -> list[Route]:
     ) -> Response:
         # The slot is taken only now, for the store write: waiting for the subscriber above
         # was not the node's work and must not count in its latency.
-        gate = ctx.gate()
-        token = gate.try_acquire("http") if gate is not None else None
-        if gate is not None and token is None:
+        slot = Slot.take(ctx.gate())
+        if slot is None:
             return _error(503, "busy, try again later", ctx.config.overload.retry_after)
         ok = False
         try:
@@ -154,8 +154,7 @@ def routes(ctx: WebContext) -> list[Route]:
             log.warning("event=webhook_subscribe_failed error=%s", exc)
             return _error(503, "try again later", 5)
         finally:
-            if gate is not None:
-                gate.release(token, ok=ok)
+            slot.done(ok=ok)
         if added.outcome is WebhookOutcome.NETWORK_FULL:
             return _error(429, "your network has as many subscriptions as it may have")
         if added.outcome is WebhookOutcome.FULL or added.hook is None:
