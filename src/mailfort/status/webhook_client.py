@@ -80,10 +80,12 @@ class WebhookClient:
         """Send one request to `target` (at `path`, default the target's own) and read the
         answer. Raises `Refused` for a non-public host, `OSError` or `TimeoutError` when the
         exchange fails."""
-        async with asyncio.timeout(self.timeout):
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        async with asyncio.timeout_at(deadline):
             addresses = await resolve(target, self.resolver, allow_private=self.allow_private)
             reader, writer = await self._connect(target, addresses)
-            try:
+        try:
+            async with asyncio.timeout_at(deadline):
                 return await _exchange(
                     reader,
                     writer,
@@ -91,10 +93,11 @@ class WebhookClient:
                     body,
                     max_answer,
                 )
-            finally:
-                writer.close()
-                with contextlib.suppress(OSError, ssl.SSLError):
-                    await writer.wait_closed()
+        finally:
+            # Outside the deadline: a peer slow to close must not turn an answer into a timeout.
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
 
     async def _connect(
         self, target: Target, addresses: list[IPAddress]

@@ -164,12 +164,12 @@ class Guard:
                 return
             await self._run(scope, receive, send, None)
             return
-        token = gate.try_acquire("http")
-        if token is None:
+        slot = Slot.take(gate)
+        if slot is None:
             # The gate counts its own refusals (metrics.refused) for the status signals.
             await _busy(send, gate)
             return
-        await self._run(scope, receive, send, Slot(gate, token))
+        await self._run(scope, receive, send, slot)
 
     def _gate_for(self, scope: Scope) -> Gate | None:
         if scope.get("path") in UNGATED or (scope.get("method"), scope.get("path")) in SELF_GATED:
@@ -258,7 +258,8 @@ class Slot:
 
     @classmethod
     def take(cls, gate: Gate | None) -> Slot | None:
-        """A slot from `gate` (a no-op one without a gate), or None: refused (counted)."""
+        """A slot from `gate` (a no-op one without a gate), or None: refused (counted). The one
+        place the http listener asks the gate for a slot."""
         if gate is None:
             return cls(None, None)
         token = gate.try_acquire("http")
