@@ -247,7 +247,13 @@ class Node:
         from mailfort.status.web import WebContext, create_app
         from mailfort.status.web.server import HttpListener
 
-        self.http = HttpListener(create_app(WebContext.from_node(self)), *address)
+        context = WebContext.from_node(self)
+        self.http = HttpListener(
+            create_app(context),
+            *address,
+            networks=context.networks,
+            network_share=self.config.limits.max_network_share,
+        )
         await self.http.start()
         self.listeners.append(Listener("http", address[0], self.http.port, _DESCRIPTIONS["http"]))
 

@@ -246,3 +246,58 @@ async def test_a_wrong_password_waits_out_its_delay_without_a_slot(tmp_path: Pat
     finally:
         await listener.stop()
         await store.close()
+
+
+async def test_one_network_holds_at_most_its_share_of_the_connections(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "mailfort.sqlite3")
+    await store.open()
+    repository = StatusRepository(store)
+    ctx = WebContext(
+        config=Config(),
+        store=store,
+        repository=repository,
+        metrics=NodeMetrics(),
+        verifier=Verifier(),
+        ip_throttle=LoginThrottle(max_failures=10, window=60, base_delay=0.1),
+        account_throttle=LoginThrottle(max_failures=10, window=60, base_delay=0.1),
+        snapshots=SnapshotCache(lambda now: repository.page(now), refresh=5.0, timeout=2.0),
+    )
+    # 40 connections, a quarter (10) per client network.
+    listener = HttpListener(create_app(ctx), "127.0.0.1", 0, max_connections=40)
+    await listener.start()
+    port = listener.port
+    held = []
+    try:
+        for n in range(10):  # ten silent connections from ten addresses of 127.0.0.0/24
+            held.append(
+                await asyncio.open_connection("127.0.0.1", port, local_addr=(f"127.0.0.{n + 2}", 0))
+            )
+        await asyncio.sleep(0.1)
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, local_addr=("127.0.0.99", 0)
+        )
+        refused = await asyncio.wait_for(reader.read(4096), 5)
+        writer.close()
+        assert refused.startswith(b"HTTP/1.1 503") and b"retry-after: 5" in refused
+        # Another network is served, and so is the TLS proxy (127.0.0.1), which carries everyone.
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, local_addr=("127.0.9.1", 0)
+        )
+        writer.write(request("/banner.js"))
+        assert (await asyncio.wait_for(reader.read(65536), 5)).startswith(b"HTTP/1.1 200")
+        writer.close()
+        assert status_of(await exchange(port, request("/banner.js"))) == 200
+        # A connection of the network closes: its place is free again.
+        held.pop()[1].close()
+        await asyncio.sleep(0.1)
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, local_addr=("127.0.0.99", 0)
+        )
+        writer.write(request("/banner.js"))
+        assert (await asyncio.wait_for(reader.read(65536), 5)).startswith(b"HTTP/1.1 200")
+        writer.close()
+    finally:
+        for _, writer in held:
+            writer.close()
+        await listener.stop()
+        await store.close()
