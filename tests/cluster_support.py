@@ -154,8 +154,6 @@ class PgSchema:
         return self.query(lambda store: store.queue_items())
 
 
-
-
 LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
 
 

@@ -155,9 +155,7 @@ async def cmd_status_show(config: Config, store: Store, args: argparse.Namespace
         since = f" since {_at(published.since)}" if published.since is not None else ""
         # The page shows the worse of the measured state and what an open incident declares;
         # say where a declared state comes from, so the two views never seem to disagree.
-        declared = [
-            (i.id, i.components[component]) for i in incidents if component in i.components
-        ]
+        declared = [(i.id, i.components[component]) for i in incidents if component in i.components]
         worst = max(declared, key=lambda d: d[1].severity, default=None)
         note = ""
         if worst is not None and worst[1].severity > published.state.severity:

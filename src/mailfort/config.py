@@ -88,6 +88,13 @@ class LimitsConfig:
     # text, POP3 TOP) off the event loop, which every client shares. More than the cores buys
     # nothing (the interpreter lock); each more lets one more such command run while others do.
     cpu_threads: int = 2
+    # A request body on the http listener must arrive within http_body_timeout of its head and
+    # at no less than http_min_body_rate bytes a second (after a 2-s grace; Postfix's
+    # smtpd_min_data_rate), so clients that trickle bodies cannot hold connections. It is read
+    # before the request takes a slot in the overload gate, so the gate never waits for it.
+    # 0 turns the rate off (the timeout still holds).
+    http_body_timeout: float = 10.0
+    http_min_body_rate: int = 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -192,6 +199,14 @@ class StatusConfig:
     # Webhooks to loopback/private addresses (an internal chat bridge, tests). Off by default:
     # subscriptions are public, and the node must not become a way into the provider's network.
     webhook_allow_private: bool = False
+    # Public subscriptions (POST /api/v2/webhooks): stored ones are capped in all and per client
+    # network, and attempts (each costs a verification request) are limited per client address
+    # and network per hour, so that strangers can neither fill the list nor drown out the real
+    # subscribers, nor use the node to send requests for them.
+    webhook_max_subscriptions: int = 1000
+    webhook_max_per_network: int = 10
+    webhook_subscribe_per_ip: int = 5  # attempts per hour
+    webhook_subscribe_per_network: int = 20  # attempts per hour
     provider_name: str = "mailfort"
     # Threshold overrides: "signal" -> [degraded, down] or [degraded, down, major]; keys are
     # those of status.signals.StatusThresholds (e.g. "store_commit_p95", "remote_success_rate").
@@ -361,6 +376,7 @@ def validate(config: Config) -> None:
         raise ConfigError("limits.max_network_share", "expected a share above 0 and at most 1")
     if not 1 <= config.limits.cpu_threads <= 64:
         raise ConfigError("limits.cpu_threads", "expected 1 to 64 threads")
+    _at_least(config.limits, "limits", 0.5, "http_body_timeout")
     if not config.hostname:
         raise ConfigError("hostname", "must not be empty")
     # It is written into every Received header; a space or line break there would forge headers.
@@ -428,6 +444,20 @@ def _validate_status(st: StatusConfig) -> None:
     _at_least(st, "status", 1, "history_days")
     if st.public_url and not st.public_url.startswith(("http://", "https://")):
         raise ConfigError("status.public_url", "expected an http:// or https:// URL")
+    _at_least(st, "status", 0.1, "webhook_timeout")
+    _at_least(
+        st,
+        "status",
+        1,
+        "webhook_max_subscriptions",
+        "webhook_max_per_network",
+        "webhook_subscribe_per_ip",
+        "webhook_subscribe_per_network",
+    )
+    if st.webhook_subscribe_per_network < st.webhook_subscribe_per_ip:
+        raise ConfigError(
+            "status.webhook_subscribe_per_network", "must be at least webhook_subscribe_per_ip"
+        )
 
 
 def _validate_delivery(delivery: DeliveryConfig) -> None:

@@ -325,7 +325,13 @@ class Node:
         from mailfort.status.web import WebContext, create_app
         from mailfort.status.web.server import HttpListener
 
-        self.http = HttpListener(create_app(WebContext.from_node(self)), *address)
+        context = WebContext.from_node(self)
+        self.http = HttpListener(
+            create_app(context),
+            *address,
+            networks=context.networks,
+            network_share=self.config.limits.max_network_share,
+        )
         await self.http.start()
         self.listeners.append(Listener("http", address[0], self.http.port, _DESCRIPTIONS["http"]))
 
@@ -569,8 +575,7 @@ def describe(node: Node) -> str:
         )
         if served:
             incoming = ", ".join(
-                f"port {x.port} ({'STARTTLS' if x.name == protocol else 'SSL/TLS'})"
-                for x in served
+                f"port {x.port} ({'STARTTLS' if x.name == protocol else 'SSL/TLS'})" for x in served
             )
             lines.append(
                 f"Mail client (incoming): {protocol.upper()} server {served[0].host},"

@@ -24,6 +24,9 @@ WEB_CONFIG = """
 [status]
 page_refresh_seconds = 0.5
 provider_name = "Example Mail"
+webhook_allow_private = true  # the tests' subscribers listen on loopback
+webhook_subscribe_per_ip = 100  # one test client makes many attempts
+webhook_subscribe_per_network = 100
 
 [auth]
 allow_plaintext_loopback = true

@@ -148,7 +148,7 @@ def test_webhooks_are_added_listed_and_removed(node: NodeProcess) -> None:
     assert "already exists" in fails(
         node, "webhook", "add", "https://hooks.example/status", status=1
     )
-    assert "http:// or https://" in fails(node, "webhook", "add", "file:///etc/passwd", status=2)
+    assert "http or https" in fails(node, "webhook", "add", "file:///etc/passwd", status=2)
     assert f"removed webhook {hook_id}" in ok(node, "webhook", "remove", hook_id)
     assert ok(node, "webhook", "list").strip() == "no webhooks"
     assert f"no webhook {hook_id}" in fails(node, "webhook", "remove", hook_id, status=1)

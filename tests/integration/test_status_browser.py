@@ -120,6 +120,11 @@ def test_banner_script_puts_a_red_notice_on_another_site(site: str, browser: Web
     try:
         browser.get(f"http://127.0.0.1:{homepage.server_address[1]}/")
         _check_banner(browser)
+        # No public_url here, so banner.json links relative to the status server; the script
+        # resolves them there, not on the homepage that embeds it.
+        link = browser.find_element(By.CSS_SELECTOR, "#mailfort-status-banner a")
+        href = link.get_attribute("href") or ""
+        assert href.startswith(f"{site}incidents/"), href
     finally:
         homepage.shutdown()
         homepage.server_close()

@@ -46,7 +46,7 @@ from tests.integration.test_remote_delivery import delivery_config, make_zone
 from tests.nodeproc import NodeProcess, free_ports
 from tests.rawclient import client_tls
 from tests.smtpsink import Sink
-from tests.unit.status.test_webhooks import Receiver
+from tests.webhook_receiver import Receiver
 
 T = TypeVar("T")
 

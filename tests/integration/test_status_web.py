@@ -29,10 +29,12 @@ from mailfort.status.signals import Finding, Protocol, Severity
 from mailfort.status.web import WebContext, create_app
 from mailfort.status.web.server import HttpListener
 from mailfort.status.web.snapshot import SnapshotCache
+from mailfort.status.webhook_client import WebhookClient
 from mailfort.store.sqlite import SqliteStore
 from tests.integration.status_web_support import json_of, start_web_node, wait_for, with_repository
 from tests.nodeproc import NodeProcess
 from tests.rawclient import client_tls
+from tests.webhook_receiver import Receiver
 
 PASSWORD = "correct horse battery staple"
 USER = "alice@example.test"
@@ -184,7 +186,10 @@ def test_atom_feed_parses_and_holds_the_incident(site: Site) -> None:
     for tag in ("id", "title", "updated", "author"):
         assert feed.find(f"{ATOM}{tag}") is not None, tag
     self_link = [x for x in feed.findall(f"{ATOM}link") if x.get("rel") == "self"]
-    assert self_link and self_link[0].get("href", "").startswith(site.base)
+    # No [status] public_url: links are relative (RFC 4287 resolves them against the feed's
+    # own address), never built from the request's Host; ids must be absolute (atom:id).
+    assert self_link and self_link[0].get("href", "").startswith("/history.atom")
+    assert (feed.findtext(f"{ATOM}id") or "").startswith("http://")
     entries = feed.findall(f"{ATOM}entry")
     contents = [e.findtext(f"{ATOM}content") for e in entries]
     assert FIRST in contents and SECOND in contents
@@ -306,35 +311,43 @@ def test_metrics_exposes_the_node_registry(site: Site) -> None:
         assert name in r.text, name
 
 
-def test_webhook_subscribe_and_unsubscribe(site: Site) -> None:
-    r = site.client.post(
-        "/api/v2/webhooks",
-        json={"url": "https://hooks.example.test/status", "components": ["imap", "pop3"]},
-    )
-    assert r.status_code == 201, r.text
-    hook = r.json()
-    assert hook["url"] == "https://hooks.example.test/status"
-    assert hook["components"] == ["imap", "pop3"]
-    stored = with_repository(site.node, lambda repo: repo.webhooks())
-    assert [(w.id, w.url) for w in stored] == [(hook["id"], hook["url"])]
-    form = site.client.post("/api/v2/webhooks", data={"url": "http://127.0.0.1:9/hook"})
-    assert form.status_code == 201, form.text
-    for bad in (
-        {"url": "ftp://hooks.example.test/"},
-        {"url": "https://user:secret@hooks.example.test/"},
-        {"url": "https://hooks.example.test/", "components": ["nonsense"]},
-        {},
-    ):
-        refused = site.client.post("/api/v2/webhooks", json=bad)
-        assert refused.status_code == 400, (bad, refused.text)
-    huge = site.client.post(
-        "/api/v2/webhooks", json={"url": "https://hooks.example.test/" + "x" * 20_000}
-    )
-    assert huge.status_code == 413
-    assert site.client.delete(f"/api/v2/webhooks/{hook['id']}").status_code == 204
-    assert site.client.delete(f"/api/v2/webhooks/{hook['id']}").status_code == 404
-    left = with_repository(site.node, lambda repo: repo.webhooks())
-    assert [w.url for w in left] == ["http://127.0.0.1:9/hook"]
+def test_webhook_subscribe_verify_and_unsubscribe(site: Site) -> None:
+    # The site's node has [status] webhook_allow_private = true: its subscribers are on loopback.
+    with Receiver() as willing, Receiver(echo=False) as unwilling:
+        r = site.client.post(
+            "/api/v2/webhooks", json={"url": willing.url, "components": ["imap", "pop3"]}
+        )
+        assert r.status_code == 201, r.text
+        hook = r.json()
+        assert hook["url"] == willing.url and hook["components"] == ["imap", "pop3"]
+        assert r.headers["location"] == f"/api/v2/webhooks/{hook['id']}"
+        (challenge,) = willing.challenges  # asked before it was stored
+        assert challenge["hub.mode"] == "subscribe"
+        stored = with_repository(site.node, lambda repo: repo.webhooks())
+        assert [(w.id, w.url) for w in stored] == [(hook["id"], hook["url"])]
+        # Twice is like once: the same subscription (after proving control of the URL again).
+        again = site.client.post("/api/v2/webhooks", data={"url": willing.url})
+        assert again.status_code == 200, again.text
+        assert again.json()["id"] == hook["id"] and len(willing.challenges) == 2
+        # A URL that does not echo the challenge is not stored and gets nothing else.
+        refused = site.client.post("/api/v2/webhooks", json={"url": unwilling.url})
+        assert refused.status_code == 400 and "challenge" in refused.json()["error"]
+        assert unwilling.bodies == [] and len(unwilling.challenges) == 1
+        for bad in (
+            {"url": "ftp://hooks.example.test/"},
+            {"url": "https://user:secret@hooks.example.test/"},
+            {"url": willing.url, "components": ["nonsense"]},
+            {},
+        ):
+            refused = site.client.post("/api/v2/webhooks", json=bad)
+            assert refused.status_code == 400, (bad, refused.text)
+        huge = site.client.post(
+            "/api/v2/webhooks", json={"url": "https://hooks.example.test/" + "x" * 20_000}
+        )
+        assert huge.status_code == 413
+        assert site.client.delete(f"/api/v2/webhooks/{hook['id']}").status_code == 204
+        assert site.client.delete(f"/api/v2/webhooks/{hook['id']}").status_code == 404
+        assert with_repository(site.node, lambda repo: repo.webhooks()) == []
 
 
 def test_banner_goes_quiet_after_resolve(site: Site) -> None:
@@ -392,6 +405,7 @@ async def _serve(
         account_throttle=LoginThrottle(max_failures=10, window=60, base_delay=0.1),
         snapshots=snapshots,
         gate=lambda: gate,
+        webhook_client=WebhookClient(timeout=2.0, allow_private=True),
     )
     listener = HttpListener(create_app(ctx), "127.0.0.1", 0, head_timeout=head_timeout)
     await listener.start()
@@ -485,11 +499,13 @@ async def test_overload_gate_refuses_store_work_but_serves_pages_from_memory(
             assert (await client.get("/api/v2/status.json")).status_code == 200
             held = gate.try_acquire("test")  # the node's only slot is taken
             assert held is not None
-            # Store-bound requests wait for a slot: a subscription, an incident too old for the
-            # snapshot.
-            refused = await client.post("/api/v2/webhooks", json={"url": "https://a.test/h"})
-            assert refused.status_code == 503
-            assert refused.headers["retry-after"] == "7"
+            # Store-bound requests wait for a slot: a subscription (for its store write, after
+            # the subscriber answered), an incident too old for the snapshot.
+            with Receiver() as hooks:
+                refused = await client.post("/api/v2/webhooks", json={"url": hooks.url})
+                assert refused.status_code == 503
+                assert refused.headers["retry-after"] == "7"
+                assert len(hooks.challenges) == 1
             refused = await client.get("/incidents/inc-old")
             assert refused.status_code == 503
             assert refused.headers["retry-after"] == "7"

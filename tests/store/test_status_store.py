@@ -21,7 +21,7 @@ from mailfort.status.incidents import (
 )
 from mailfort.status.repository import PublishedComponent, StatusRepository
 from mailfort.status.signals import Finding, Protocol, Severity
-from mailfort.store.api import Settlement, Store
+from mailfort.store.api import Settlement, Store, WebhookOutcome
 from mailfort.store.sqlite_status import QUEUE_HEALTH_SQL
 from tests.store.conftest import Engine, SqliteEngine
 from tests.store.helpers import inbox, request, user
@@ -268,6 +268,41 @@ async def test_webhooks_add_list_remove(store: Store) -> None:
     assert await status.remove_webhook(first.id) is True
     assert await status.remove_webhook(first.id) is False
     assert await status.webhooks() == [second]
+
+
+async def test_public_subscriptions_are_capped_in_all_and_per_network(store: Store) -> None:
+    status = repo(store)
+    net_a, net_b = "192.0.2.0/24", "2001:db8::/64"
+
+    async def sub(url: str, network: str) -> WebhookOutcome:
+        added = await status.subscribe(url, network=network, max_total=4, max_per_network=2)
+        return added.outcome
+
+    assert await sub("https://a.example/1", net_a) is WebhookOutcome.CREATED
+    assert await sub("https://a.example/2", net_a) is WebhookOutcome.CREATED
+    assert await sub("https://a.example/3", net_a) is WebhookOutcome.NETWORK_FULL
+    # The same URL again is its existing subscription, unchanged, whoever asks.
+    again = await status.subscribe(
+        "https://a.example/1", (Component.IMAP,), network=net_b, max_total=4, max_per_network=2
+    )
+    assert again.outcome is WebhookOutcome.EXISTS and again.hook is not None
+    assert again.hook.components == () and again.hook.url == "https://a.example/1"
+    assert await sub("https://b.example/1", net_b) is WebhookOutcome.CREATED
+    # The operator's own (CLI, no network) count only toward the total.
+    await status.add_webhook("https://ops.example/hook")
+    assert await sub("https://b.example/2", net_b) is WebhookOutcome.FULL
+    assert len(await status.webhooks()) == 4
+    stored = {r.url: r.network for r in await store.status_webhooks()}
+    assert stored["https://a.example/1"] == net_a and stored["https://ops.example/hook"] == ""
+
+
+async def test_concurrent_subscriptions_cannot_pass_the_cap(store: Store) -> None:
+    status = repo(store)
+    results = await asyncio.gather(
+        *(status.subscribe(f"https://c.example/{n}", network="n", max_total=5) for n in range(20))
+    )
+    assert [r.outcome for r in results].count(WebhookOutcome.CREATED) == 5
+    assert len(await status.webhooks()) == 5
 
 
 # -- ids and leases -------------------------------------------------------------------------------

@@ -15,13 +15,12 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
-from mailfort.errors import NotFound, StoreUnavailable
-from mailfort.status import records
+from mailfort.errors import AlreadyExists, NotFound, StoreUnavailable
+from mailfort.status import records, webhook_url
 from mailfort.status.components import ALL_COMPONENTS, Component, ComponentState
 from mailfort.status.incidents import (
     Author,
@@ -31,7 +30,14 @@ from mailfort.status.incidents import (
     Maintenance,
 )
 from mailfort.status.signals import Finding, Severity
-from mailfort.store.api import ComponentRow, HistoryRow, RecordRow, Store, WebhookRow
+from mailfort.store.api import (
+    ComponentRow,
+    HistoryRow,
+    RecordRow,
+    Store,
+    WebhookOutcome,
+    WebhookRow,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,14 @@ class Webhook:
     url: str
     created_at: float
     components: tuple[Component, ...] = ()  # empty: all
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribed:
+    """What `StatusRepository.subscribe` did: `hook` is the new or existing subscription."""
+
+    outcome: WebhookOutcome
+    hook: Webhook | None  # None when a cap refused it
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,24 +235,33 @@ class StatusRepository:
 
     async def webhooks(self) -> list[Webhook]:
         """Oldest subscription first."""
-        return [
-            Webhook(
-                id=r.id,
-                url=r.url,
-                created_at=r.created_at,
-                components=records.components_from_text(r.components),
-            )
-            for r in await self.store.status_webhooks()
-        ]
+        return [_webhook(r) for r in await self.store.status_webhooks()]
 
     # ---- writes (CLI, web subscriptions) -----------------------------------------------------
 
     async def add_webhook(
         self, url: str, components: tuple[Component, ...] = (), *, now: float | None = None
     ) -> Webhook:
-        """ValueError for a URL that is not http(s)://host/..., AlreadyExists for one that is
-        subscribed already."""
-        url = check_webhook_url(url)
+        """The operator's subscription (CLI): ValueError for a URL that is not
+        http(s)://host/..., AlreadyExists for one that is subscribed already."""
+        added = await self.subscribe(check_webhook_url(url), components, now=now)
+        if added.outcome is WebhookOutcome.EXISTS:
+            raise AlreadyExists(f"webhook {url} already exists")
+        assert added.hook is not None  # no caps given: only CREATED or EXISTS
+        return added.hook
+
+    async def subscribe(
+        self,
+        url: str,
+        components: tuple[Component, ...] = (),
+        *,
+        network: str = "",
+        max_total: int | None = None,
+        max_per_network: int | None = None,
+        now: float | None = None,
+    ) -> Subscribed:
+        """Store a subscription of `url` (checked by the caller) unless the URL has one already
+        (EXISTS: that one, unchanged) or a cap is reached (`Store.add_status_webhook`)."""
         hook = Webhook(
             # The id is what lets a subscriber unsubscribe over the public API: it must not be
             # guessable, or anyone could delete everyone's subscriptions.
@@ -247,15 +270,19 @@ class StatusRepository:
             created_at=time.time() if now is None else now,
             components=tuple(dict.fromkeys(components)),
         )
-        await self.store.add_status_webhook(
+        added = await self.store.add_status_webhook(
             WebhookRow(
                 id=hook.id,
                 url=hook.url,
                 components=records.components_to_text(hook.components),
                 created_at=hook.created_at,
-            )
+                network=network,
+            ),
+            max_total=max_total,
+            max_per_network=max_per_network,
         )
-        return hook
+        row = added.row
+        return Subscribed(added.outcome, None if row is None else _webhook(row))
 
     async def remove_webhook(self, webhook_id: str) -> bool:
         return await self.store.remove_status_webhook(webhook_id)
@@ -450,20 +477,19 @@ class StatusRepository:
         return await self.store.put_status_maintenance(row, expect) is not None
 
 
+def _webhook(row: WebhookRow) -> Webhook:
+    return Webhook(
+        id=row.id,
+        url=row.url,
+        created_at=row.created_at,
+        components=records.components_from_text(row.components),
+    )
+
+
 def check_webhook_url(url: str) -> str:
-    """The URL, stripped, if it is an absolute http(s) URL with a host; else ValueError."""
-    url = url.strip()
-    if len(url) > 2000 or any(ch.isspace() or ord(ch) < 32 for ch in url):
-        raise ValueError("a webhook URL must be one line without spaces, at most 2000 characters")
-    try:
-        parts = urllib.parse.urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError as exc:
-        raise ValueError(f"not a valid URL: {url!r}") from exc
-    if parts.scheme not in ("http", "https") or not host:
-        raise ValueError(f"a webhook URL must be http:// or https:// with a host: {url!r}")
-    return url
+    """The URL, stripped, if it is an absolute http(s) URL with a host (`webhook_url.parse`);
+    else ValueError."""
+    return webhook_url.parse(url.strip()).url
 
 
 _DAY = 86400.0

@@ -3,42 +3,47 @@
 Payloads follow Statuspage's webhook format (``component_update`` + ``component``, or
 ``incident`` with ``incident_updates``) so that tools which read Statuspage read ours.
 
-Delivery never holds up the status loop: each POST runs on a small thread pool of its own (stdlib
-``urllib``; a slow subscriber cannot starve the node's other threads), bounded by
+Delivery never holds up the status loop, and no subscriber holds up another: each subscriber has
+a queue of its own (at most ``queue_size`` payloads; when it is full its oldest payload is
+dropped, since a newer state says more) and one task that POSTs them in order, each bounded by
 ``timeout`` per try, retried a few times with exponential backoff and jitter, and given up with a
-log line. Only ``http``/``https`` URLs are posted to and redirects are not followed, so a
-subscription cannot steer the node to other schemes or hosts. At most ``max_pending`` deliveries
-wait at once; past that new ones are dropped (and logged) rather than queued without bound.
-With a ``secret``, each POST carries ``X-Mailfort-Signature: sha256=<HMAC of the body>``.
+log line. A slow or dead subscriber only fills its own queue. Requests go through
+`WebhookClient`: the host is resolved once per try, every address must be public (unless the
+operator allows private ones), the connection goes to one of those addresses, and redirects are
+never followed. With a ``secret``, each POST carries ``X-Mailfort-Signature: sha256=<HMAC of the
+body>``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import random
-import socket
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
-from mailfort import __version__
 from mailfort.status.components import Component, ComponentState, StateChange
 from mailfort.status.incidents import Impact, Incident
 from mailfort.status.repository import Webhook
+from mailfort.status.webhook_client import WebhookClient
+from mailfort.status.webhook_url import BadUrl, Refused, parse
 
 log = logging.getLogger("mailfort.status.webhooks")
 
-Post = Callable[[str, bytes, Mapping[str, str], float], Awaitable[int]]
+# (url, body, headers) -> HTTP status; raises Refused, OSError or TimeoutError.
+Post = Callable[[str, bytes, Mapping[str, str]], Awaitable[int]]
+
+QUEUE_SIZE: Final = 32  # payloads waiting per subscriber
+# Answers worth another try (RFC 9110 §15.6 server errors, 408 and 429); any other, a redirect
+# included, would be the same next time.
+_RETRIED: Final = frozenset({408, 429, 500, 502, 503, 504})
 
 
 def iso(at: float | None) -> str | None:
@@ -126,12 +131,13 @@ def wants(hook: Webhook, components: Iterable[Component]) -> bool:
     return not hook.components or any(c in hook.components for c in components)
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
+@dataclass(slots=True)
+class _Subscriber:
+    """One subscriber's own queue and the task working through it."""
 
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
+    url: str
+    waiting: collections.deque[bytes] = field(default_factory=collections.deque)
+    task: asyncio.Task[None] | None = None
 
 
 class WebhookSender:
@@ -142,88 +148,107 @@ class WebhookSender:
         retries: int = 3,
         backoff: float = 1.0,
         secret: bytes | None = None,
-        max_pending: int = 256,
-        post: Post | None = None,
+        queue_size: int = QUEUE_SIZE,
         allow_private: bool = False,
+        client: WebhookClient | None = None,
+        post: Post | None = None,
     ) -> None:
-        self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
         self.secret = secret
-        self.max_pending = max_pending
-        self._post = post or self._urllib_post
-        # Anyone may subscribe over the public API, so a URL whose host resolves to loopback or
-        # a private network would let strangers make the node POST into the provider's own
-        # network. Only an operator who wants that ([status] webhook_allow_private) gets it.
-        self.allow_private = allow_private
-        self._pool: ThreadPoolExecutor | None = None
-        self._pending: set[asyncio.Task[None]] = set()
+        self.queue_size = queue_size
+        self.client = client or WebhookClient(timeout=timeout, allow_private=allow_private)
+        self._post = post or self._client_post
+        self._subscribers: dict[str, _Subscriber] = {}  # by URL (one subscription per URL)
         self.sent = 0
         self.failed = 0
+        self.dropped = 0
 
     def publish(
         self, hooks: Sequence[Webhook], payload: Mapping[str, Any], components: Iterable[Component]
     ) -> int:
-        """Start POSTing `payload` to each hook that wants `components`; returns how many."""
+        """Queue `payload` for each hook that wants `components`; returns how many."""
         wanted = tuple(components)
         body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
-        started = 0
+        queued = 0
         for hook in hooks:
             if not wants(hook, wanted):
                 continue
-            if len(self._pending) >= self.max_pending:
-                log.warning("event=webhook_dropped reason=too_many_pending url=%s", hook.url)
-                continue
-            task = asyncio.create_task(self._deliver(hook.url, body), name="webhook")
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
-            started += 1
-        return started
+            subscriber = self._subscribers.get(hook.url)
+            if subscriber is None:
+                subscriber = self._subscribers[hook.url] = _Subscriber(hook.url)
+            if len(subscriber.waiting) >= self.queue_size:
+                subscriber.waiting.popleft()
+                self.dropped += 1
+                log.warning(
+                    "event=webhook_dropped reason=queue_full id=%s url=%s", hook.id, hook.url
+                )
+            subscriber.waiting.append(body)
+            if subscriber.task is None:
+                subscriber.task = asyncio.create_task(
+                    self._work(subscriber), name=f"webhook-{hook.id}"
+                )
+            queued += 1
+        return queued
+
+    @property
+    def waiting(self) -> int:
+        """Payloads queued for all subscribers, not yet being sent."""
+        return sum(len(s.waiting) for s in self._subscribers.values())
+
+    def _tasks(self) -> set[asyncio.Task[None]]:
+        return {s.task for s in self._subscribers.values() if s.task is not None}
 
     async def drain(self, timeout: float | None = None) -> None:
-        """Wait for the deliveries under way (tests, orderly stop)."""
-        if self._pending:
-            await asyncio.wait(set(self._pending), timeout=timeout)
+        """Wait for the deliveries queued and under way (tests, orderly stop)."""
+        tasks = self._tasks()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
 
     async def close(self) -> None:
-        for task in list(self._pending):
+        tasks = self._tasks()
+        for task in tasks:
             task.cancel()
-        for task in list(self._pending):
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        self._subscribers.clear()
+
+    async def _work(self, subscriber: _Subscriber) -> None:
+        try:
+            while subscriber.waiting:
+                await self._deliver(subscriber.url, subscriber.waiting.popleft())
+        finally:
+            subscriber.task = None
+            if not subscriber.waiting and self._subscribers.get(subscriber.url) is subscriber:
+                del self._subscribers[subscriber.url]
 
     def _headers(self, body: bytes) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "User-Agent": f"mailfort/{__version__}"}
+        headers = {"Content-Type": "application/json"}
         if self.secret is not None:
             digest = hmac.new(self.secret, body, hashlib.sha256).hexdigest()
             headers["X-Mailfort-Signature"] = f"sha256={digest}"
         return headers
 
     async def _deliver(self, url: str, body: bytes) -> None:
-        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-            log.warning("event=webhook_refused reason=scheme url=%s", url)
-            self.failed += 1
-            return
         headers = self._headers(body)
+        outcome = ""
         for attempt in range(self.retries + 1):
             try:
-                status = await asyncio.wait_for(
-                    self._post(url, body, headers, self.timeout), self.timeout + 1.0
-                )
-            except Refused as exc:
+                status = await self._post(url, body, headers)
+            except (Refused, BadUrl) as exc:
                 self.failed += 1
                 log.warning("event=webhook_refused url=%s reason=%s", url, exc)
                 return
-            except (OSError, TimeoutError, ValueError) as exc:
+            except (OSError, TimeoutError) as exc:
                 outcome = repr(exc)
             else:
                 if 200 <= status < 300:
                     self.sent += 1
                     return
                 outcome = f"http {status}"
+                if status not in _RETRIED:
+                    break  # a redirect or a refusal: the same request would get the same answer
             if attempt == self.retries:
                 break
             delay = self.backoff * 2**attempt
@@ -232,43 +257,6 @@ class WebhookSender:
         self.failed += 1
         log.warning("event=webhook_failed url=%s tries=%d error=%s", url, self.retries + 1, outcome)
 
-    async def _urllib_post(
-        self, url: str, body: bytes, headers: Mapping[str, str], timeout: float
-    ) -> int:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhook")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._pool, _post_blocking, url, body, headers, timeout, self.allow_private
-        )
-
-
-class Refused(ValueError):
-    """Not sent, on purpose: trying again would not change that."""
-
-
-def refuse_private(url: str) -> None:
-    """`Refused` when the URL's host is or resolves to a non-public address."""
-    host = urllib.parse.urlsplit(url).hostname or ""
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as exc:
-        raise OSError(f"cannot resolve {host!r}: {exc}") from None
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if not address.is_global:
-            raise Refused(f"{host!r} is a non-public address ({address})")
-
-
-def _post_blocking(
-    url: str, body: bytes, headers: Mapping[str, str], timeout: float, allow_private: bool = False
-) -> int:
-    if not allow_private:
-        refuse_private(url)
-    request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
-    try:
-        with _OPENER.open(request, timeout=timeout) as response:
-            response.read(65536)
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
+    async def _client_post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
+        answer = await self.client.request(parse(url), "POST", body=body, headers=headers)
+        return answer.status

@@ -302,6 +302,22 @@ class WebhookRow:
     url: str
     components: str  # JSON list of component keys; [] = all
     created_at: float
+    # The client network that subscribed over the public API ("192.0.2.0/24"); "" for the
+    # operator's own (CLI), which no per-network cap counts.
+    network: str = ""
+
+
+class WebhookOutcome(enum.Enum):
+    CREATED = "created"
+    EXISTS = "exists"  # the URL was subscribed already: `row` is that subscription, unchanged
+    FULL = "full"  # `max_total` subscriptions exist
+    NETWORK_FULL = "network_full"  # `max_per_network` subscriptions from the row's network exist
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAdded:
+    outcome: WebhookOutcome
+    row: WebhookRow | None  # None when full
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -641,8 +657,17 @@ class Store(abc.ABC):
         """Soonest start first; with `ends_after`, only windows not cancelled that end later."""
 
     @abc.abstractmethod
-    async def add_status_webhook(self, row: WebhookRow) -> None:
-        """AlreadyExists when the URL is subscribed already."""
+    async def add_status_webhook(
+        self,
+        row: WebhookRow,
+        *,
+        max_total: int | None = None,
+        max_per_network: int | None = None,
+    ) -> WebhookAdded:
+        """Store `row`, unless its URL is subscribed already (EXISTS, with that subscription) or
+        a cap is reached: `max_total` subscriptions in all, or `max_per_network` with the row's
+        network (a row without one is counted only in the total). The check and the insert are
+        one transaction, so concurrent subscriptions on several nodes cannot pass a cap."""
 
     @abc.abstractmethod
     async def remove_status_webhook(self, webhook_id: str) -> bool: ...

@@ -42,6 +42,7 @@ from mailfort.store.api import (
     Settlement,
     Store,
     StoredMessage,
+    WebhookAdded,
     WebhookRow,
 )
 from mailfort.store.notify import ChangeHub
@@ -577,9 +578,14 @@ class PostgresStore(Store):
     async def status_maintenance(self, ends_after: float | None) -> list[RecordRow]:
         return await self.db.read_one(lambda c: status.maintenance(c, ends_after))
 
-    async def add_status_webhook(self, row: WebhookRow) -> None:
-        if not await self.db.run(lambda c: status.add_webhook(c, row)):
-            raise AlreadyExists(f"webhook {row.url} already exists")
+    async def add_status_webhook(
+        self,
+        row: WebhookRow,
+        *,
+        max_total: int | None = None,
+        max_per_network: int | None = None,
+    ) -> WebhookAdded:
+        return await self.db.run(lambda c: status.add_webhook(c, row, max_total, max_per_network))
 
     async def remove_status_webhook(self, webhook_id: str) -> bool:
         return await self.db.run(lambda c: status.remove_webhook(c, webhook_id))

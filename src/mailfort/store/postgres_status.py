@@ -18,6 +18,8 @@ from mailfort.store.api import (
     DelayedMail,
     HistoryRow,
     RecordRow,
+    WebhookAdded,
+    WebhookOutcome,
     WebhookRow,
 )
 from mailfort.store.postgres_conn import Conn
@@ -204,17 +206,38 @@ async def maintenance(c: Conn, ends_after: float | None) -> list[RecordRow]:
     return [_maintenance(r) for r in rows]
 
 
-async def add_webhook(c: Conn, row: WebhookRow) -> bool:
-    """False when the URL is subscribed already."""
-    done = await c.fetchval(
-        "INSERT INTO status_webhooks(id, url, components, created_at) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT (url) DO NOTHING RETURNING 1",
+# pg_advisory_xact_lock key for subscribing: the caps are counts over the table, and two nodes
+# counting at once under READ COMMITTED would both see room for one more.
+_WEBHOOK_LOCK = 0x6D66_7768  # "mfwh"
+
+
+async def add_webhook(
+    c: Conn, row: WebhookRow, max_total: int | None, max_per_network: int | None
+) -> WebhookAdded:
+    await c.execute("SELECT pg_advisory_xact_lock($1)", _WEBHOOK_LOCK)
+    found = await c.fetchrow(f"SELECT {_WEBHOOK_COLS} FROM status_webhooks WHERE url = $1", row.url)
+    if found is not None:
+        return WebhookAdded(WebhookOutcome.EXISTS, _webhook(found))
+    if max_total is not None:
+        total = await c.fetchval("SELECT count(*) FROM status_webhooks")
+        if total >= max_total:
+            return WebhookAdded(WebhookOutcome.FULL, None)
+    if max_per_network is not None and row.network:
+        mine = await c.fetchval(
+            "SELECT count(*) FROM status_webhooks WHERE network = $1", row.network
+        )
+        if mine >= max_per_network:
+            return WebhookAdded(WebhookOutcome.NETWORK_FULL, None)
+    await c.execute(
+        "INSERT INTO status_webhooks(id, url, components, created_at, network)"
+        " VALUES ($1, $2, $3, $4, $5)",
         row.id,
         row.url,
         row.components,
         row.created_at,
+        row.network,
     )
-    return done is not None
+    return WebhookAdded(WebhookOutcome.CREATED, row)
 
 
 async def remove_webhook(c: Conn, webhook_id: str) -> bool:
@@ -223,10 +246,15 @@ async def remove_webhook(c: Conn, webhook_id: str) -> bool:
 
 
 async def webhooks(c: Conn) -> list[WebhookRow]:
-    rows = await c.fetch(
-        "SELECT id, url, components, created_at FROM status_webhooks ORDER BY created_at, id"
-    )
-    return [WebhookRow(id=r[0], url=r[1], components=r[2], created_at=r[3]) for r in rows]
+    rows = await c.fetch(f"SELECT {_WEBHOOK_COLS} FROM status_webhooks ORDER BY created_at, id")
+    return [_webhook(r) for r in rows]
+
+
+_WEBHOOK_COLS = "id, url, components, created_at, network"
+
+
+def _webhook(r: asyncpg.Record) -> WebhookRow:
+    return WebhookRow(id=r[0], url=r[1], components=r[2], created_at=float(r[3]), network=r[4])
 
 
 async def new_id(c: Conn, prefix: str) -> str:

@@ -40,6 +40,7 @@ from mailfort.store.api import (
     Settlement,
     Store,
     StoredMessage,
+    WebhookAdded,
     WebhookRow,
 )
 from mailfort.store.migrate import apply_sqlite_migrations, sqlite_schema_version
@@ -648,13 +649,14 @@ class SqliteStore(Store):
     async def status_maintenance(self, ends_after: float | None) -> list[RecordRow]:
         return await self._read(lambda c: status.maintenance(c, ends_after))
 
-    async def add_status_webhook(self, row: WebhookRow) -> None:
-        def fn(c: sqlite3.Connection) -> None:
-            if _exists(c, "SELECT 1 FROM status_webhooks WHERE url = ?", row.url):
-                raise AlreadyExists(f"webhook {row.url} already exists")
-            status.add_webhook(c, row)
-
-        await self._write(fn)
+    async def add_status_webhook(
+        self,
+        row: WebhookRow,
+        *,
+        max_total: int | None = None,
+        max_per_network: int | None = None,
+    ) -> WebhookAdded:
+        return await self._write(lambda c: status.add_webhook(c, row, max_total, max_per_network))
 
     async def remove_status_webhook(self, webhook_id: str) -> bool:
         return await self._write(lambda c: status.remove_webhook(c, webhook_id))

@@ -17,6 +17,8 @@ from mailfort.store.api import (
     DelayedMail,
     HistoryRow,
     RecordRow,
+    WebhookAdded,
+    WebhookOutcome,
     WebhookRow,
 )
 from mailfort.store.sqlite_queue import ACCOUNT_OF_ITEM, deliver_into
@@ -189,11 +191,33 @@ def maintenance(c: sqlite3.Connection, ends_after: float | None) -> list[RecordR
     return [_maintenance(r) for r in rows]
 
 
-def add_webhook(c: sqlite3.Connection, row: WebhookRow) -> None:
+def add_webhook(
+    c: sqlite3.Connection,
+    row: WebhookRow,
+    max_total: int | None,
+    max_per_network: int | None,
+) -> WebhookAdded:
+    # One writer runs this whole transaction, so the counts cannot change under it.
+    existing = c.execute(f"SELECT {_WEBHOOK_COLS} FROM status_webhooks WHERE url = ?", (row.url,))
+    found = existing.fetchone()
+    if found is not None:
+        return WebhookAdded(WebhookOutcome.EXISTS, _webhook(found))
+    if max_total is not None:
+        (total,) = c.execute("SELECT count(*) FROM status_webhooks").fetchone()
+        if total >= max_total:
+            return WebhookAdded(WebhookOutcome.FULL, None)
+    if max_per_network is not None and row.network:
+        (mine,) = c.execute(
+            "SELECT count(*) FROM status_webhooks WHERE network = ?", (row.network,)
+        ).fetchone()
+        if mine >= max_per_network:
+            return WebhookAdded(WebhookOutcome.NETWORK_FULL, None)
     c.execute(
-        "INSERT INTO status_webhooks(id, url, components, created_at) VALUES (?, ?, ?, ?)",
-        (row.id, row.url, row.components, row.created_at),
+        "INSERT INTO status_webhooks(id, url, components, created_at, network)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (row.id, row.url, row.components, row.created_at, row.network),
     )
+    return WebhookAdded(WebhookOutcome.CREATED, row)
 
 
 def remove_webhook(c: sqlite3.Connection, webhook_id: str) -> bool:
@@ -201,10 +225,21 @@ def remove_webhook(c: sqlite3.Connection, webhook_id: str) -> bool:
 
 
 def webhooks(c: sqlite3.Connection) -> list[WebhookRow]:
-    rows = c.execute(
-        "SELECT id, url, components, created_at FROM status_webhooks ORDER BY created_at, id"
+    rows = c.execute(f"SELECT {_WEBHOOK_COLS} FROM status_webhooks ORDER BY created_at, id")
+    return [_webhook(r) for r in rows]
+
+
+_WEBHOOK_COLS = "id, url, components, created_at, network"
+
+
+def _webhook(r: Sequence[object]) -> WebhookRow:
+    return WebhookRow(
+        id=str(r[0]),
+        url=str(r[1]),
+        components=str(r[2]),
+        created_at=float(r[3]),  # type: ignore[arg-type]
+        network=str(r[4]),
     )
-    return [WebhookRow(id=r[0], url=r[1], components=r[2], created_at=r[3]) for r in rows]
 
 
 def new_id(c: sqlite3.Connection, prefix: str) -> str:

@@ -19,7 +19,7 @@ from mailfort.status import Component, ComponentState, IncidentStatus, Origin
 from mailfort.status.repository import StatusRepository
 from mailfort.status.service import LEADER_LEASE, StatusService
 from mailfort.store.sqlite import SqliteStore
-from tests.unit.status.test_webhooks import Receiver
+from tests.webhook_receiver import Receiver
 
 T0 = 1_780_000_000.0
 SETTINGS = StatusConfig(

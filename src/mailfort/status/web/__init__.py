@@ -12,6 +12,10 @@ Contract of this package (the web half of ``status/``):
   or proxy absorbs the rush (:mod:`.caching`).
 - Every string a reader sees comes from the catalogs (``locales/<lang>/web.toml``), in the
   language chosen by ``?lang=`` or ``Accept-Language`` (:mod:`.text`).
+- Links are built from ``[status] public_url`` or are relative, never from a request's ``Host``
+  (public responses are cached by CDNs for everyone).
+- Every request passes :class:`.guard.Guard`: its head and body are bounded (and the body read
+  whole) before it may take a slot in the node's overload gate (:mod:`.head`, :mod:`.server`).
 - It must not import protocol cores or server internals; the node passes in what it needs
   (:class:`.context.WebContext`).
 """

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import ipaddress
 import json
 import logging
 import time
@@ -31,7 +32,7 @@ from mailfort.status.repository import AccountStatus
 from mailfort.status.web import model
 from mailfort.status.web.caching import HTML_HEADERS, NO_STORE
 from mailfort.status.web.context import WebContext, language
-from mailfort.status.web.subscriptions import is_loopback
+from mailfort.status.web.guard import Slot
 from mailfort.status.web.text import Texts, iso
 
 log = logging.getLogger("mailfort.status.web")
@@ -40,12 +41,27 @@ REALM = 'Basic realm="mailfort account status", charset="UTF-8"'
 MAX_CREDENTIALS = 1024
 
 
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class Refused(Exception):
-    def __init__(self, status: int, key: str, headers: dict[str, str] | None = None) -> None:
+    """The answer instead of the account; `delay`: seconds to wait before giving it (a wrong
+    password's penalty), spent after the request's gate slot is given back."""
+
+    def __init__(
+        self, status: int, key: str, headers: dict[str, str] | None = None, delay: float = 0.0
+    ) -> None:
         super().__init__(key)
         self.status = status
         self.key = key
         self.headers = headers or {}
+        self.delay = delay
 
 
 def credentials(request: Request) -> tuple[str, str] | None:
@@ -98,10 +114,22 @@ async def authenticate(ctx: WebContext, request: Request) -> str:
     if not ok:
         delay = max(ctx.ip_throttle.failed(ip), ctx.account_throttle.failed(address))
         log.warning("event=http_login_failed client=%s user=%r", ip, address)
-        await asyncio.sleep(delay)
-        raise Refused(401, "web.account.unauthorized", {"WWW-Authenticate": REALM})
+        raise Refused(401, "web.account.unauthorized", {"WWW-Authenticate": REALM}, delay)
     assert account is not None
     return account.address
+
+
+def _plain(text: str, status: int, headers: dict[str, str]) -> Response:
+    return Response(
+        text + "\n",
+        status,
+        headers={"Cache-Control": NO_STORE, **headers},
+        media_type="text/plain; charset=utf-8",
+    )
+
+
+def _retry(ctx: WebContext) -> str:
+    return str(max(1, ctx.config.overload.retry_after))
 
 
 def document(status: AccountStatus, now: float, base: str) -> dict[str, Any]:
@@ -132,24 +160,27 @@ def document(status: AccountStatus, now: float, base: str) -> dict[str, Any]:
 def routes(ctx: WebContext) -> list[Route]:
     async def lookup(request: Request) -> tuple[Texts, AccountStatus | Response]:
         t = Texts(language(request), ctx.provider)
+        # The slot covers the store and password work only (a self-gated route, see guard.py):
+        # a wrong password's delay is spent after it is given back, so it neither holds a slot
+        # nor counts as the node's latency.
+        slot = Slot.take(ctx.gate(), ctx.client_network(request))
+        if slot is None:
+            return t, _plain(t("web.account.busy"), 503, {"Retry-After": _retry(ctx)})
+        ok = True
         try:
             address = await authenticate(ctx, request)
             found = await ctx.repository.account_status(address, ctx.clock())
         except Refused as exc:
-            return t, Response(
-                t(exc.key) + "\n",
-                exc.status,
-                headers={"Cache-Control": NO_STORE, **exc.headers},
-                media_type="text/plain; charset=utf-8",
-            )
+            slot.done(ok=True)
+            if exc.delay:
+                await asyncio.sleep(exc.delay)
+            return t, _plain(t(exc.key), exc.status, exc.headers)
         except StoreError as exc:
+            ok = False
             log.warning("event=account_status_unavailable error=%s", exc)
-            return t, Response(
-                t("web.account.unavailable") + "\n",
-                503,
-                headers={"Cache-Control": NO_STORE, "Retry-After": "5"},
-                media_type="text/plain; charset=utf-8",
-            )
+            return t, _plain(t("web.account.unavailable"), 503, {"Retry-After": "5"})
+        finally:
+            slot.done(ok=ok)
         if found is None:  # the account vanished between login and lookup
             return t, Response(status_code=404, headers={"Cache-Control": NO_STORE})
         return t, found

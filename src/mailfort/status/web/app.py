@@ -40,8 +40,17 @@ def create_app(ctx: WebContext) -> Starlette:
         *account.routes(ctx),
         *metrics.routes(ctx),
     ]
+    limits = ctx.config.limits
     middleware = [
-        Middleware(Guard, gate=ctx.gate, timeout=REQUEST_TIMEOUT, max_body=MAX_BODY),
+        Middleware(
+            Guard,
+            gate=ctx.gate,
+            timeout=REQUEST_TIMEOUT,
+            max_body=MAX_BODY,
+            body_timeout=limits.http_body_timeout,
+            min_rate=limits.http_min_body_rate,
+            networks=ctx.networks,
+        ),
     ]
     app = Starlette(
         routes=routes, middleware=middleware, exception_handlers={500: _error}, debug=False

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.requests import Request
@@ -13,13 +14,18 @@ from mailfort.auth.passwords import Verifier
 from mailfort.auth.throttle import LoginThrottle
 from mailfort.config import Config
 from mailfort.metrics import NodeMetrics
+from mailfort.network import Networks
 from mailfort.status.i18n import SUPPORTED, negotiate
 from mailfort.status.repository import StatusRepository
 from mailfort.status.web.snapshot import SnapshotCache
+from mailfort.status.web.subscribe_limits import SubscribeLimits
+from mailfort.status.webhook_client import WebhookClient
 from mailfort.store.api import Store
 
 if TYPE_CHECKING:
     from mailfort.node import Node
+
+log = logging.getLogger("mailfort.status.web")
 
 
 class Gate(Protocol):
@@ -28,8 +34,9 @@ class Gate(Protocol):
     @property
     def retry_after(self) -> int: ...
 
-    # The token is the gate's own type; the web only hands it back.
-    def try_acquire(self, protocol: str) -> Any: ...
+    # The token is the gate's own type; the web only hands it back. `client` is the client's
+    # network, which holds at most its share of the slots.
+    def try_acquire(self, protocol: str, client: str | None = None) -> Any: ...
 
     # The CPU is saturated: even pages served from memory should wait.
     def saturated(self) -> bool: ...
@@ -39,6 +46,9 @@ class Gate(Protocol):
 
     # ok=False: the work failed for lack of resources (a 5xx), which backs the limit off.
     def release(self, token: Any, ok: bool = True) -> None: ...
+
+    # Give the slot back without a sample (the client left: its timing says nothing).
+    def forget(self, token: Any) -> None: ...
 
 
 @dataclass(slots=True)
@@ -56,15 +66,27 @@ class WebContext:
     clock: Callable[[], float] = time.time
     espeak: str = "espeak-ng"
     recent_days: int = 14
+    # Client address -> the network its per-client bounds count in.
+    networks: Networks = field(default_factory=Networks)
+    # Verification requests to webhook subscribers (its resolver is the test seam).
+    webhook_client: WebhookClient = field(default_factory=WebhookClient)
+    subscribe_limits: SubscribeLimits = field(default_factory=SubscribeLimits)
 
     @classmethod
     def from_node(cls, node: Node) -> WebContext:
+        config = node.config
         repository = StatusRepository(node.store)
-        status = node.config.status
+        status = config.status
         snapshots = SnapshotCache(
             lambda now: repository.page(now, days=status.history_days, recent_days=14),
             refresh=status.page_refresh_seconds,
         )
+        if not status.public_url:
+            log.warning(
+                "event=status_public_url_unset detail=%s",
+                "links on the status pages are relative and notices point at the listener;"
+                " set [status] public_url to the page's public address",
+            )
         return cls(
             config=node.config,
             store=node.store,
@@ -75,6 +97,15 @@ class WebContext:
             account_throttle=node.account_throttle,
             snapshots=snapshots,
             gate=lambda: node.gate,
+            networks=node.networks,
+            webhook_client=WebhookClient(
+                timeout=status.webhook_timeout, allow_private=status.webhook_allow_private
+            ),
+            subscribe_limits=SubscribeLimits(
+                per_ip=status.webhook_subscribe_per_ip,
+                per_network=status.webhook_subscribe_per_network,
+                network_share=config.limits.max_network_share,
+            ),
         )
 
     @property
@@ -82,12 +113,30 @@ class WebContext:
         return self.config.status.provider_name
 
     def base_url(self, request: Request) -> str:
-        """Absolute URL of the page, ending in "/": `[status] public_url`, else the request's
-        own (a CDN in front keeps the Host header, so links stay on the public name)."""
-        configured = self.config.status.public_url
-        if configured:
-            return configured if configured.endswith("/") else configured + "/"
-        return str(request.base_url)
+        """What links on a page start with, ending in "/": `[status] public_url`, else "/"
+        (links relative to the server the reader asked). Never the request's `Host` header:
+        pages are cached publicly (`Cache-Control: public`), so a link built from one
+        visitor's Host would be served by a CDN to everyone (web cache poisoning)."""
+        return public_base(self.config) or "/"
+
+    def client_network(self, request: Request) -> str | None:
+        """The network of the request's client (behind the TLS proxy: the visitor's, which
+        uvicorn takes from X-Forwarded-For), whose share of the overload gate it counts in."""
+        return self.networks.of(request.client.host) if request.client else None
+
+    @property
+    def id_base(self) -> str:
+        """An absolute URL for identifiers that must be absolute (Atom ids, the WebSub topic):
+        `[status] public_url`, else this node's configured http listener."""
+        return public_base(self.config) or f"http://{self.config.listen.http}/"
+
+
+def public_base(config: Config) -> str:
+    """`[status] public_url` ending in "/", or "" when it is not set."""
+    configured = config.status.public_url
+    if not configured:
+        return ""
+    return configured if configured.endswith("/") else configured + "/"
 
 
 def language(request: Request) -> str:

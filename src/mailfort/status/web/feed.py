@@ -34,10 +34,13 @@ def _add(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) ->
     return element
 
 
-def build(t: Texts, view: View, base: str) -> bytes:
+def build(t: Texts, view: View, base: str, ids: str | None = None) -> bytes:
+    """The feed with links under `base` (may be relative: RFC 4287 §2 resolves them against
+    the feed's own URL) and ids under `ids` (absolute, as atom:id must be; default `base`)."""
+    ids = base if ids is None else ids
     ET.register_namespace("", ATOM)
     feed = ET.Element(f"{{{ATOM}}}feed", {"{http://www.w3.org/XML/1998/namespace}lang": t.lang})
-    _add(feed, "id", f"{base}history.atom")
+    _add(feed, "id", f"{ids}history.atom")
     _add(feed, "title", t("web.title", provider=t.provider))
     _add(feed, "link", rel="self", href=f"{base}history.atom?lang={t.lang}")
     _add(feed, "link", rel="alternate", type="text/html", href=f"{base}?lang={t.lang}")
@@ -51,7 +54,7 @@ def build(t: Texts, view: View, base: str) -> bytes:
         for index, update in enumerate(incident.timeline, start=1):
             entry = ET.Element(f"{{{ATOM}}}entry")
             status = t(f"web.incident_status.{update.status}")
-            _add(entry, "id", f"{link}#update-{index}")
+            _add(entry, "id", f"{ids}incidents/{incident.id}#update-{index}")
             _add(entry, "title", f"{incident.title} – {status}")
             _add(entry, "updated", iso(update.at))
             _add(entry, "published", iso(update.at))
@@ -62,7 +65,7 @@ def build(t: Texts, view: View, base: str) -> bytes:
         entry = ET.Element(f"{{{ATOM}}}entry")
         changed = window.updates[-1].at if window.updates else window.starts_at
         status = t(f"web.maintenance_status.{window.status(view.now)}")
-        _add(entry, "id", f"{base}#{window.id}")
+        _add(entry, "id", f"{ids}#{window.id}")
         _add(entry, "title", f"{t('web.maintenance')}: {window.title} – {status}")
         _add(entry, "updated", iso(changed))
         _add(entry, "link", rel="alternate", type="text/html", href=f"{base}#{window.id}")
@@ -89,7 +92,8 @@ def routes(ctx: WebContext) -> list[Route]:
         base = ctx.base_url(request)
 
         def render() -> Body:
-            return Body.of(build(Texts(lang, ctx.provider), view, base), MEDIA_TYPE)
+            texts = Texts(lang, ctx.provider)
+            return Body.of(build(texts, view, base, ctx.id_base), MEDIA_TYPE)
 
         body = view.rendered(("atom", lang, base), render)
         return cached(request, body, lang=lang, max_age=cache_age(view))

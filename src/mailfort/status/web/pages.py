@@ -21,6 +21,7 @@ from mailfort.status.web.caching import (
     cached,
 )
 from mailfort.status.web.context import WebContext, language
+from mailfort.status.web.guard import Slot
 from mailfort.status.web.snapshot import View
 from mailfort.status.web.text import Texts
 
@@ -58,7 +59,7 @@ def routes(ctx: WebContext) -> list[Route]:
         body = view.rendered(("index", lang, base), render)
         return cached(request, body, lang=lang, max_age=cache_age(view), headers=HTML_HEADERS)
 
-    async def find(view: View, incident_id: str) -> Incident | None:
+    async def find(view: View, incident_id: str, client: str | None) -> Incident | None:
         if view.page is not None:
             for item in (*view.page.open_incidents, *view.page.recent_incidents):
                 if item.id == incident_id:
@@ -69,9 +70,8 @@ def routes(ctx: WebContext) -> list[Route]:
         if incident_id not in old:
             # The page itself takes no slot (guard.from_memory); this store read does, so a
             # crawler walking old ids is store-bound work like any other.
-            gate = ctx.gate()
-            token = gate.try_acquire("http") if gate is not None else None
-            if gate is not None and token is None:
+            slot = Slot.take(ctx.gate(), client)
+            if slot is None:
                 raise _Busy
             ok = False
             try:
@@ -80,8 +80,7 @@ def routes(ctx: WebContext) -> list[Route]:
                 old[incident_id] = await asyncio.wait_for(lookup, ctx.snapshots.timeout)
                 ok = True
             finally:
-                if gate is not None:
-                    gate.release(token, ok=ok)  # a store error or timeout backs the limit off
+                slot.done(ok=ok)  # a store error or timeout backs the limit off
             if len(old) > _OLD_INCIDENTS:
                 old.popitem(last=False)
         return old[incident_id]
@@ -95,7 +94,7 @@ def routes(ctx: WebContext) -> list[Route]:
         found: Incident | None = None
         if _ID.match(incident_id):
             try:
-                found = await find(view, incident_id)
+                found = await find(view, incident_id, ctx.client_network(request))
             except (StoreError, TimeoutError, _Busy):
                 return Response(
                     t("web.account.busy"),

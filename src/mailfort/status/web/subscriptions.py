@@ -1,15 +1,22 @@
 """Webhook subscriptions: `POST /api/v2/webhooks` and `DELETE /api/v2/webhooks/{id}`.
 
-The status engine (status/webhooks.py) sends the notifications; this module only validates and
-stores subscriptions. A subscriber's URL is fetched by our nodes later, so it is checked here:
-http(s) only, no credentials, bounded length, and no literal loopback/private/link-local address
-unless the subscription itself comes from loopback (the operator, or a test). Names that resolve
-to such addresses must be refused by the sender at send time (resolution can change).
+The status engine (status/webhooks.py) sends the notifications; this module decides what gets
+stored. A subscription request goes through, in order:
+
+1. the client's attempt count (`SubscribeLimits`: per address and per network an hour; 429);
+2. the URL's syntax (`webhook_url.parse`; 400) and its components (400);
+3. a verification slot (bounded in all and per network; 503 when none is free);
+4. the URL's host, resolved once: every address must be public unless the operator allows
+   private ones (400), then the challenge to exactly that address (`webhook_verify`; 400 when
+   the URL does not echo it);
+5. the store, with a gate slot taken only now (503 when the node is overloaded): 201 with a new
+   subscription, 200 with the existing one if the URL was subscribed already (the caller has
+   just proved it controls the URL, so it may know the id that unsubscribes it), 429 when the
+   client's network has its share of subscriptions, 503 when the page has all it takes.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import urllib.parse
@@ -21,54 +28,23 @@ from starlette.routing import Route
 
 from mailfort.errors import StoreError
 from mailfort.status.components import Component
+from mailfort.status.repository import Webhook
 from mailfort.status.web.context import WebContext
+from mailfort.status.web.guard import Slot
 from mailfort.status.web.text import iso
+from mailfort.status.webhook_url import BadUrl, Refused, parse
+from mailfort.status.webhook_verify import NotVerified, verify
+from mailfort.store.api import WebhookOutcome
 
 log = logging.getLogger("mailfort.status.web")
 
 MAX_BODY = 4096
-MAX_URL = 2048
 NO_STORE = {"Cache-Control": "no-store"}
+FULL_RETRY = 3600  # seconds to come back after when every subscription is taken
 
 
 class Invalid(ValueError):
     """The subscription request is unusable; the message is shown to the client."""
-
-
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_url(url: object, *, local: bool) -> str:
-    if not isinstance(url, str) or not url or len(url) > MAX_URL:
-        raise Invalid(f"url: expected an http or https URL of at most {MAX_URL} characters")
-    if any(ch.isspace() or not ch.isprintable() for ch in url):
-        raise Invalid("url: must not contain spaces or control characters")
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise Invalid("url: expected an http or https URL with a host")
-    if parts.username is not None or parts.password is not None:
-        raise Invalid("url: must not contain credentials")
-    try:
-        parts.port  # noqa: B018 - raises ValueError for a port out of range
-    except ValueError:
-        raise Invalid("url: bad port") from None
-    if not local:
-        host = parts.hostname
-        if host == "localhost" or host.endswith(".localhost"):
-            raise Invalid("url: must be reachable from the internet")
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            address = None
-        if address is not None and not address.is_global:
-            raise Invalid("url: must be reachable from the internet")
-    return url
 
 
 def check_components(value: object) -> tuple[Component, ...]:
@@ -87,21 +63,14 @@ def check_components(value: object) -> tuple[Component, ...]:
     return tuple(dict.fromkeys(found))
 
 
-async def read_body(request: Request) -> bytes:
-    data = b""
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > MAX_BODY:
-            raise Invalid(f"body larger than {MAX_BODY} bytes")
-    return data
-
-
-def parse(content_type: str, data: bytes) -> dict[str, Any]:
+def parse_body(content_type: str, data: bytes) -> dict[str, Any]:
     """JSON `{url, components?}` or a form `url=…&components=a,b` (or repeated)."""
+    if len(data) > MAX_BODY:
+        raise Invalid(f"body larger than {MAX_BODY} bytes")
     if content_type.split(";")[0].strip().lower() == "application/json":
         try:
             document = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise Invalid("body: not valid JSON") from None
         if not isinstance(document, dict):
             raise Invalid("body: expected a JSON object")
@@ -117,31 +86,87 @@ def parse(content_type: str, data: bytes) -> dict[str, Any]:
     return result
 
 
+def _error(status: int, text: str, retry: int | None = None) -> Response:
+    headers = dict(NO_STORE)
+    if retry is not None:
+        headers["Retry-After"] = str(retry)
+    return JSONResponse({"error": text}, status, headers=headers)
+
+
+def _described(hook: Webhook) -> dict[str, Any]:
+    return {
+        "id": hook.id,
+        "url": hook.url,
+        "components": [c.value for c in hook.components],
+        "created_at": iso(hook.created_at),
+    }
+
+
 def routes(ctx: WebContext) -> list[Route]:
+    limits = ctx.subscribe_limits
+    status = ctx.config.status
+
     async def subscribe(request: Request) -> Response:
+        client = request.client.host if request.client else "unknown"
+        network = ctx.networks.of(client)
+        wait = limits.attempt(client, network)
+        if wait:
+            ctx.metrics.refused("http", "throttled")
+            return _error(429, "too many subscription attempts; try again later", wait)
         try:
-            document = parse(request.headers.get("content-type", ""), await read_body(request))
-            url = check_url(document.get("url"), local=is_loopback(_peer(request)))
+            document = parse_body(request.headers.get("content-type", ""), await request.body())
+            target = parse(document.get("url"))
             components = check_components(document.get("components"))
-        except Invalid as exc:
-            status = 413 if "larger" in str(exc) else 400
-            return JSONResponse({"error": str(exc)}, status, headers=NO_STORE)
+        except (Invalid, BadUrl) as exc:
+            return _error(413 if "larger" in str(exc) else 400, str(exc))
+        if not limits.start_verifying(network):
+            return _error(503, "too many subscriptions are being verified; try again later", 5)
         try:
-            hook = await ctx.repository.add_webhook(url, components)
+            await verify(ctx.webhook_client, target, topic=f"{ctx.id_base}api/v2/summary.json")
+        except Refused:
+            return _error(400, "url: must be a public address reachable from the internet")
+        except NotVerified as exc:
+            log.info("event=webhook_not_verified client=%s reason=%s", client, exc)
+            return _error(400, str(exc))
+        finally:
+            limits.done_verifying(network)
+        return await _store(target.url, components, network, ctx.base_url(request))
+
+    async def _store(
+        url: str, components: tuple[Component, ...], network: str, base: str
+    ) -> Response:
+        # The slot is taken only now, for the store write: waiting for the subscriber above
+        # was not the node's work and must not count in its latency.
+        slot = Slot.take(ctx.gate(), network)
+        if slot is None:
+            return _error(503, "busy, try again later", ctx.config.overload.retry_after)
+        ok = False
+        try:
+            added = await ctx.repository.subscribe(
+                url,
+                components,
+                network=network,
+                max_total=status.webhook_max_subscriptions,
+                max_per_network=status.webhook_max_per_network,
+            )
+            ok = True
         except StoreError as exc:
             log.warning("event=webhook_subscribe_failed error=%s", exc)
-            return JSONResponse(
-                {"error": "try again later"}, 503, headers={**NO_STORE, "Retry-After": "5"}
-            )
-        log.info("event=webhook_subscribed id=%s", hook.id)
-        body = {
-            "id": hook.id,
-            "url": hook.url,
-            "components": [c.value for c in hook.components],
-            "created_at": iso(hook.created_at),
-        }
-        location = f"{ctx.base_url(request)}api/v2/webhooks/{urllib.parse.quote(hook.id)}"
-        return JSONResponse(body, 201, headers={**NO_STORE, "Location": location})
+            return _error(503, "try again later", 5)
+        finally:
+            slot.done(ok=ok)
+        if added.outcome is WebhookOutcome.NETWORK_FULL:
+            return _error(429, "your network has as many subscriptions as it may have")
+        if added.outcome is WebhookOutcome.FULL or added.hook is None:
+            return _error(503, "the page has as many subscriptions as it takes", FULL_RETRY)
+        hook = added.hook
+        created = added.outcome is WebhookOutcome.CREATED
+        if created:
+            log.info("event=webhook_subscribed id=%s network=%s", hook.id, network)
+        location = f"{base}api/v2/webhooks/{urllib.parse.quote(hook.id)}"
+        return JSONResponse(
+            _described(hook), 201 if created else 200, headers={**NO_STORE, "Location": location}
+        )
 
     async def unsubscribe(request: Request) -> Response:
         webhook_id = request.path_params["webhook_id"]
@@ -158,7 +183,3 @@ def routes(ctx: WebContext) -> list[Route]:
         Route("/api/v2/webhooks", subscribe, methods=["POST"]),
         Route("/api/v2/webhooks/{webhook_id}", unsubscribe, methods=["DELETE"]),
     ]
-
-
-def _peer(request: Request) -> str | None:
-    return request.client.host if request.client else None

@@ -24,7 +24,9 @@
     if (data.text) { box.appendChild(document.createTextNode(" \u2013 " + data.text + " ")); }
     if (data.url) {
       var link = document.createElement("a");
-      link.href = data.url;
+      // Links may be relative to the status server (no public_url configured): resolve them
+      // against banner.json's address, not against the page that embeds the banner.
+      link.href = new URL(data.url, new URL(url, document.baseURI)).href;
       link.textContent = "\u2192";
       link.setAttribute("aria-label", data.title);
       link.style.cssText = "color:#fff;text-decoration:underline;margin-left:8px";
