@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import time
 import urllib.error
 import urllib.request
@@ -26,23 +25,13 @@ from tests.adversarial.conftest import (
     assert_unharmed,
     attacker,
     served,
+    store_limit,
 )
 from tests.adversarial.customer import CUSTOMER
 from tests.cluster_support import run_async
 from tests.nodeproc import NodeProcess
 from tests.polling import wait_for
 from tests.webhook_receiver import Receiver
-
-_LIMIT = re.compile(r'^mailfort_concurrency_limit\{scope="store"\} ([\d.e+]+)$', re.M)
-
-
-def store_limit(node: NodeProcess) -> float:
-    """The gate's adaptive limit, as the node exports it."""
-    url = f"http://127.0.0.1:{node.ports['http']}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        found = _LIMIT.search(response.read().decode())
-    assert found, "no mailfort_concurrency_limit{scope=store} in /metrics"
-    return float(found[1])
 
 
 def status_settings(lines: str) -> str:
