@@ -25,16 +25,19 @@ from mailfort.metrics import NodeMetrics
 from mailfort.overload import BreakerConfig, RetryBudgetConfig
 from mailfort.queue.local_worker import LocalWorker
 from mailfort.queue.remote_worker import Politeness, RemoteWorker
+from mailfort.server.account_sessions import AccountSessions
 from mailfort.server.admission import ConnectionLimiter
 from mailfort.server.imap.cache import MetaCache
 from mailfort.server.imap.connection import Connection as ImapConnection
 from mailfort.server.imap.connection import ImapLimits, start_imap
 from mailfort.server.imap.session import ImapContext
+from mailfort.server.memory_budget import MemoryBudget
 from mailfort.server.overload import OverloadGate
 from mailfort.server.pop3 import Pop3Context, Pop3Limits, start_pop3
 from mailfort.server.pop3_maildrop import SizeCache
 from mailfort.server.smtp import start_smtp
 from mailfort.server.smtp_policy import Mode, SmtpPolicy
+from mailfort.server.spool import Spool
 from mailfort.server.tls import ensure_self_signed, server_context
 from mailfort.status.notices import NoticeBoard
 from mailfort.status.repository import StatusRepository
@@ -120,6 +123,11 @@ class Node:
         self.pop3_limiter = ConnectionLimiter(
             max_total=limits.pop3_max_connections, max_per_ip=limits.pop3_max_connections_per_ip
         )
+        # Message data in flight: on disk past a small threshold, in memory only within a
+        # node-wide budget while the store writes it; and a bound on one account's sessions.
+        self.spool = Spool(config.data_dir / "spool")
+        self.memory = MemoryBudget(limits.max_message_bytes_in_memory)
+        self.account_sessions = AccountSessions(limits.max_sessions_per_account)
         self.servers: list[asyncio.Server] = []
         self.imap_connections: set[ImapConnection] = set()
         self.listeners: list[Listener] = []
@@ -179,6 +187,7 @@ class Node:
         return ensure_self_signed(self.config.data_dir / "tls", self.config.hostname)
 
     async def start(self) -> list[Listener]:
+        self.spool.prepare()
         await self.store.open()
         self.gate.start()
         cert, key = self._tls_paths()
@@ -219,6 +228,9 @@ class Node:
                 metrics=self.metrics,
                 gate=self.gate,
                 notices=self.notices,
+                spool=self.spool,
+                memory=self.memory,
+                sessions=self.account_sessions,
             )
             server = await start_smtp(
                 policy=policy,
@@ -267,6 +279,9 @@ class Node:
             gate=self.gate,
             metrics=self.metrics,
             notices=self.notices,
+            spool=self.spool,
+            memory=self.memory,
+            sessions=self.account_sessions,
         )
         imap_limits = ImapLimits(
             max_line=limits.imap_max_line,
@@ -305,6 +320,7 @@ class Node:
             gate=self.gate,
             metrics=self.metrics,
             notices=self.notices,
+            sessions=self.account_sessions,
         )
         pop3_limits = Pop3Limits(
             unauth_timeout=limits.pop3_unauth_timeout,

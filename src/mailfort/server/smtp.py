@@ -21,6 +21,7 @@ import re
 import socket
 import ssl
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any, AnyStr, Final
 
 import aiosmtpd.smtp
@@ -31,6 +32,7 @@ from mailfort.protocol.smtp.data import END, TEXT_LINE_LIMIT, DataReceiver
 from mailfort.server.admission import ConnectionLimiter, Refusal
 from mailfort.server.overload import REASON_OVERLOAD, OverloadGate, Token
 from mailfort.server.smtp_policy import OVERLOADED_CONNECT, OVERLOADED_MAIL, Mode, SmtpPolicy
+from mailfort.server.spool import SPOOL_THRESHOLD, SpoolFile
 
 log = logging.getLogger("mailfort.smtp")
 
@@ -335,7 +337,15 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
             await self.push(R.DATA_SYNTAX)
             return
         await self.push(R.START_DATA)
-        receiver = DataReceiver(max_size=self.data_size_limit, max_line=TEXT_LINE_LIMIT)
+        # Past SPOOL_THRESHOLD the message goes to the node's spool as it arrives. The file is
+        # closed (and, having no name, gone) when this DATA ends, however it ends.
+        spooled: list[SpoolFile] = []
+        receiver = DataReceiver(
+            max_size=self.data_size_limit,
+            max_line=TEXT_LINE_LIMIT,
+            spool=self._spool_opener(spooled),
+            spool_threshold=SPOOL_THRESHOLD,
+        )
         self._receiving_data = True
         try:
             await receive_data(self._reader, receiver)
@@ -345,6 +355,8 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
             raise asyncio.CancelledError from None
         finally:
             self._receiving_data = False
+            if not receiver.done:
+                _close_all(spooled)
         try:
             data = receiver.result()
             if data.refusal is not None:
@@ -353,6 +365,7 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
                 return
             assert self.session is not None
             self.envelope.content = self.envelope.original_content = data.content
+            self.envelope.spooled = spooled[0] if data.spooled else None  # type: ignore[attr-defined]
             try:
                 status = await self._policy.handle_DATA(self, self.session, self.envelope)
             except BaseException:
@@ -362,8 +375,21 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
             self._set_post_data_state()
             await self.push(status)
         finally:
+            _close_all(spooled)
             if self.transport is not None:
                 self._reset_timeout()
+
+    def _spool_opener(self, opened: list[SpoolFile]) -> Callable[[], SpoolFile] | None:
+        spool = self._policy.spool
+        if spool is None:
+            return None
+
+        def open_file() -> SpoolFile:
+            file = spool.open()
+            opened.append(file)
+            return file
+
+        return open_file
 
     async def challenge_auth(
         self,
@@ -457,6 +483,8 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
             return
         self._forget_token()
         self._arrived()
+        if self.session is not None:
+            self._policy.ended(self.session)
         if self._slot_ip is not None:
             self._limiter.release(self._slot_ip)
             self._slot_ip = None
@@ -468,6 +496,11 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
         if self._refused:
             return False
         return super().eof_received()
+
+
+def _close_all(files: list[SpoolFile]) -> None:
+    for file in files:
+        file.close()
 
 
 # Seconds an open session may wait at MAIL for a slot in the overload gate before its 451.

@@ -22,13 +22,16 @@ from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, TLSSetupException
 from mailfort.auth.passwords import Verifier
 from mailfort.auth.throttle import LoginThrottle
 from mailfort.errors import StoreError, StoreUnavailable
-from mailfort.mail.accept import build_request
+from mailfort.mail.accept import new_stamp, stamped_request
 from mailfort.mail.address import AddressError, normalize
 from mailfort.mail.directory import Directory, Resolution
 from mailfort.mail.trace import protocol_name
 from mailfort.metrics import NodeMetrics
 from mailfort.protocol.smtp import replies as R
+from mailfort.server.account_sessions import AccountSessions, SessionTicket
+from mailfort.server.memory_budget import MemoryBudget
 from mailfort.server.overload import OverloadGate
+from mailfort.server.spool import Spool, SpoolFile
 from mailfort.status.components import Component
 from mailfort.status.notices import NoticeBoard
 from mailfort.store.api import Store
@@ -74,6 +77,9 @@ class SmtpPolicy:
         metrics: NodeMetrics | None = None,
         gate: OverloadGate | None = None,
         notices: NoticeBoard | None = None,
+        spool: Spool | None = None,
+        memory: MemoryBudget | None = None,
+        sessions: AccountSessions | None = None,
     ) -> None:
         self.mode = mode
         self.store = store
@@ -86,6 +92,12 @@ class SmtpPolicy:
         self.metrics = metrics
         self.gate = gate
         self.notices = notices
+        # DATA past the spool threshold goes to disk as it arrives (None: kept in memory);
+        # reading it back for the store write takes from the node's memory budget.
+        self.spool = spool
+        self.memory = memory or MemoryBudget(64 * 1024 * 1024)
+        # Logged-in sessions per account on this node, shared with IMAP and POP3.
+        self.sessions = sessions or AccountSessions(50)
         # Metrics label: both submission ports are "submission".
         self.protocol = "smtp" if mode is Mode.MX else "submission"
         self.accepted = 0
@@ -133,7 +145,9 @@ class SmtpPolicy:
         started = time.monotonic()
         reply = await self._check_login(session, ip, login, password)
         if self.metrics is not None:
-            self.metrics.login(self.protocol, reply == R.AUTH_OK, time.monotonic() - started)
+            # Refused for its number of sessions, a login still had the right password.
+            ok = reply in (R.AUTH_OK, R.AUTH_TOO_MANY_SESSIONS)
+            self.metrics.login(self.protocol, ok, time.monotonic() - started)
         if reply == R.AUTH_FAILED:
             # Slows password guessing; after the measurement, which is of the node, not of it.
             await asyncio.sleep(self.throttle.failed(ip))
@@ -154,6 +168,11 @@ class SmtpPolicy:
         if not ok or account is None:
             log.warning("event=auth_failed client=%s login=%r", ip, login[:100])
             return R.AUTH_FAILED
+        ticket = self.sessions.open(account.id)
+        if ticket is None:
+            log.warning("event=auth_refused reason=sessions client=%s user=%s", ip, account.address)
+            return R.AUTH_TOO_MANY_SESSIONS
+        session.ticket = ticket  # type: ignore[attr-defined]  # given back by ended()
         session.authenticated = True
         session.auth_data = account.address  # type: ignore[assignment]
         session.login_data = account.address
@@ -299,9 +318,17 @@ class SmtpPolicy:
         return bool(resolution.local or resolution.remote)
 
     # -- DATA --------------------------------------------------------------------------------
+    def ended(self, session: Session) -> None:
+        """The connection is gone: its login's place among the account's sessions is free."""
+        ticket: SessionTicket | None = getattr(session, "ticket", None)
+        if ticket is not None:
+            ticket.close()
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         resolved: dict[str, Resolution] = getattr(envelope, "resolved", {})
         data = envelope.original_content
+        # The message is on disk instead when it was too large to keep in memory as it came.
+        spooled: SpoolFile | None = getattr(envelope, "spooled", None)
         if not resolved or data is None:
             return R.BAD_SEQUENCE
         sender = "" if envelope.mail_from == "<>" else str(envelope.mail_from)
@@ -311,20 +338,36 @@ class SmtpPolicy:
             authenticated=bool(session.authenticated),
             utf8=envelope.smtp_utf8,
         )
-        request = build_request(
-            sender=sender,
-            data=data,
-            resolved=resolved,
+        now = self.clock()
+        client_ip = _peer_ip(session)
+        stamp = new_stamp(
+            recipients=list(resolved),
             helo=session.host_name or "",
-            client_ip=_peer_ip(session),
+            client_ip=client_ip,
             hostname=self.hostname,
             protocol=protocol,
-            authenticated=session.auth_data if isinstance(session.auth_data, str) else None,
-            now=self.clock(),
+            now=now,
         )
+        size = len(stamp.received) + (len(data) if spooled is None else spooled.size)
         request_at = self.clock()
         try:
-            result = await self.store.accept(request)
+            # A spooled message is in memory only from here to the end of the store write.
+            async with self.memory.hold(0 if spooled is None else size):
+                if spooled is None:
+                    body: bytes | bytearray = stamp.received + data
+                else:
+                    body = await spooled.read(stamp.received)
+                    spooled.close()  # the octets are in memory now: free the disk at once
+                request = stamped_request(
+                    stamp=stamp,
+                    sender=sender,
+                    body=body,
+                    resolved=resolved,
+                    client_ip=client_ip,
+                    authenticated=session.auth_data if isinstance(session.auth_data, str) else None,
+                    now=now,
+                )
+                result = await self.store.accept(request)
         except StoreUnavailable as exc:
             log.error("event=accept_failed client=%s error=%s", _peer_ip(session), exc)
             return R.STORE_UNAVAILABLE
@@ -345,7 +388,7 @@ class SmtpPolicy:
             len(resolved),
             result.delivered,
             result.queued,
-            len(request.body),
+            size,
         )
         return R.queued(result.queue_id)
 
