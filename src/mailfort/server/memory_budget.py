@@ -34,7 +34,8 @@ class MemoryBudget:
     async def hold(self, size: int) -> AsyncIterator[None]:
         """Hold `size` octets of the budget for the block; raises Busy after `wait` seconds."""
         size = min(max(size, 0), self.limit)
-        await self._acquire(size)
+        if size:  # nothing to hold never queues behind others
+            await self._acquire(size)
         try:
             yield
         finally:

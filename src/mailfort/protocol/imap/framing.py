@@ -34,7 +34,8 @@ line longer than `max_line` is refused and the rest of it discarded up to its LF
 Without a spool, `max_held` is `max_command` and every literal is kept. With one (`spool`, a
 factory the server passes in: this module opens no files), a message literal of APPEND (RFC
 3502 append-data, see `parser.append_data`) goes to the `LiteralSink` the factory returns, as
-its octets arrive, when it is over `spool_threshold` or would not fit `max_held`; the parsed
+its octets arrive, when it is over `spool_threshold` or keeping it would leave less than
+`max_line` of `max_held` for the lines of the command still to come; the parsed
 `AppendMessage` then carries that sink instead of bytes. Every other literal must fit
 `max_held`, so `max_held` (a few times `max_line`, not a message) bounds a session's memory
 whatever it sends. `max_command` bounds a command's octets, spooled ones included. A sink whose
@@ -349,7 +350,9 @@ class CommandReader:
         self._size += size
         self._literal_left = size
         self._state = _State.LITERAL
-        if spoolable and (size > self.spool_threshold or self._held + size > self.max_held):
+        # Kept literals leave max_line of max_held for the lines still to come (MULTIAPPEND).
+        room = self.max_held - self.max_line
+        if spoolable and (size > self.spool_threshold or self._held + size > room):
             assert self.spool is not None
             self._sink = self.spool(size)
         elif self._doomed is None:
