@@ -10,7 +10,6 @@ on another address is served all the while.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import smtplib
 import socket
@@ -19,7 +18,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tests.adversarial.conftest import PASSWORD, assert_unharmed, attacker, served
+from tests.adversarial.customer import CUSTOMER
 from tests.nodeproc import NodeProcess
+from tests.polling import wait_for
 from tests.rawclient import RawClient
 
 SESSIONS = 50
@@ -38,38 +39,29 @@ def rss_mb(node: NodeProcess) -> float:
     return int(found[1]) / 1024
 
 
-def spooled(node: NodeProcess) -> list[int]:
-    """Sizes of the spool files the node holds open (they have no name: see server/spool.py)."""
-    assert node.proc is not None
-    spool = str(node.data_dir.resolve() / "spool") + "/"
-    sizes = []
-    fds = Path(f"/proc/{node.proc.pid}/fd")
-    for fd in fds.iterdir():
-        with contextlib.suppress(OSError):
-            if os.readlink(fd).startswith(spool):
-                sizes.append(os.stat(fd).st_size)
-    return sizes
-
-
 def body(size: int) -> bytes:
     head = b"From: a@remote.test\r\nSubject: big\r\n\r\n"
     return head + LINE * ((size - len(head)) // len(LINE) + 1)
 
 
 @contextlib.contextmanager
-def hanging(node: NodeProcess, start: Callable[[int], socket.socket]) -> Iterator[float]:
-    """Open SESSIONS sessions that each stop halfway through a message; yield the RSS growth
-    in MB (before them to the most while they hang) and keep them open until resumed."""
+def hanging(node: NodeProcess, start: Callable[[int], Session]) -> Iterator[float]:
+    """Open SESSIONS sessions, each up to the start of a message (logged in, APPEND sent, or
+    DATA answered 354); then each sends half of it and stops. Yields the RSS growth in MB
+    (before the sessions to the most while they hang); the sessions end with the block."""
     before = rss_mb(node)
-    socks: list[socket.socket] = []
+    sessions: list[Session] = []
     try:
         for n in range(SESSIONS):
-            socks.append(start(n))
-        peak, deadline = before, time.monotonic() + 30
+            sessions.append(start(n))
+        half = body(MESSAGE)[:HALF]
+        for sock, _ in sessions:
+            sock.sendall(half)
+        peak, deadline = before, time.monotonic() + 60
         # Until the node has read what was sent: it is on disk, or (without a spool) in memory.
         while time.monotonic() < deadline:
             peak = max(peak, rss_mb(node))
-            if sum(spooled(node)) >= SESSIONS * (HALF - 1_000_000):
+            if sum(node.spooled()) >= SESSIONS * (HALF - 1_000_000):
                 break
             time.sleep(0.25)
         for _ in range(8):  # and a while longer: nothing may grow as they hang
@@ -77,28 +69,29 @@ def hanging(node: NodeProcess, start: Callable[[int], socket.socket]) -> Iterato
             time.sleep(0.25)
         yield peak - before
     finally:
-        for sock in socks:
-            sock.close()
+        for _, close in sessions:
+            close()
 
 
-def imap_session(node: NodeProcess, n: int) -> socket.socket:
+# A session's socket, to send the message on, and how to end the session.
+Session = tuple[socket.socket, Callable[[], None]]
+
+
+def imap_session(node: NodeProcess, n: int) -> Session:
     user = ("bob@example.test", "victim@example.test")[n % 2]
     raw = RawClient(node.ports["imaps"], source=attacker(1 + n % ADDRESSES), timeout=30)
-    greeting = raw.sock.recv(4096)
-    assert greeting.startswith(b"* OK"), greeting
     # The APPEND waits for the login: before it, a literal may have only 8 KiB.
     raw.send(f'l LOGIN {user} "{PASSWORD}"\r\n')
-    while b"\r\n" not in raw.buffer:
+    while b"\r\nl " not in b"\r\n" + raw.buffer:
         raw._fill()
-    assert raw.buffer.startswith(b"l OK"), raw.buffer
+    assert b"\r\nl OK" in b"\r\n" + raw.buffer, raw.buffer
     raw.send(f"a APPEND INBOX {{{MESSAGE}}}\r\n")
     while not raw.buffer.endswith(b"\r\n+ Ready for literal data\r\n"):
         raw._fill()
-    raw.send(body(MESSAGE)[:HALF])
-    return raw.sock
+    return raw.sock, raw.sock.close
 
 
-def smtp_session(node: NodeProcess, n: int) -> socket.socket:
+def smtp_session(node: NodeProcess, n: int) -> Session:
     client = smtplib.SMTP(
         "127.0.0.1", node.ports["smtp"], timeout=30, source_address=(attacker(1 + n % ADDRESSES), 0)
     )
@@ -107,29 +100,45 @@ def smtp_session(node: NodeProcess, n: int) -> socket.socket:
     assert client.rcpt("bob@example.test")[0] == 250
     assert client.docmd("DATA")[0] == 354
     assert client.sock is not None
-    client.sock.sendall(body(MESSAGE)[:HALF])
-    return client.sock
+    return client.sock, client.close
+
+
+def warm(node: NodeProcess) -> None:
+    """The customer's first login costs a whole password hash (about a second on a loaded test
+    machine, attack or not); later ones hit the verifier's cache. Pay it before measuring."""
+    with RawClient(node.ports["imaps"], source=CUSTOMER) as raw:
+        raw.send(f'l LOGIN alice@example.test "{PASSWORD}"\r\n')
+        while b"\r\nl " not in b"\r\n" + raw.buffer:
+            raw._fill()
 
 
 def test_fifty_half_sent_appends_stay_on_disk(fresh_node) -> None:  # type: ignore[no-untyped-def]
     node = fresh_node()
+    warm(node)
     with served(node) as report, hanging(node, lambda n: imap_session(node, n)) as growth:
-        held = spooled(node)
+        held = node.spooled()
         print(f"IMAP: {SESSIONS} half-sent 20 MB APPENDs: RSS +{growth:.1f} MB")
         assert growth < MAX_GROWTH_MB, f"RSS grew {growth:.0f} MB"
         assert len(held) == SESSIONS and min(held) >= HALF - 1_000_000, held
+    # The clients went away: their spool files are gone at once.
+    wait_for(lambda: node.spooled() == [], timeout=2, what="the spool files to be closed")
     assert_unharmed(node, report)
-    time.sleep(0.5)
-    assert spooled(node) == []  # the clients went away: their spool files are gone at once
+
+
+# The overload gate's slot of an SMTP transaction is taken at MAIL here, so the 50 sessions in
+# DATA hold 50 slots, and the adaptive limit, shrinking under a loaded test machine, would turn
+# everyone away at connect: a defect of the gate (slow DATA must not hold slots), tested with
+# the gate's attacks. This test is about memory: the limit stays above the attack.
+GATE_ABOVE_THE_ATTACK = "[overload]\nmin_limit = 64\n"
 
 
 def test_fifty_half_sent_data_sections_stay_on_disk(fresh_node) -> None:  # type: ignore[no-untyped-def]
-    node = fresh_node()
+    node = fresh_node(GATE_ABOVE_THE_ATTACK)
+    warm(node)
     with served(node) as report, hanging(node, lambda n: smtp_session(node, n)) as growth:
-        held = spooled(node)
+        held = node.spooled()
         print(f"SMTP: {SESSIONS} half-sent 20 MB DATA sections: RSS +{growth:.1f} MB")
         assert growth < MAX_GROWTH_MB, f"RSS grew {growth:.0f} MB"
         assert len(held) == SESSIONS and min(held) >= HALF - 1_000_000, held
+    wait_for(lambda: node.spooled() == [], timeout=2, what="the spool files to be closed")
     assert_unharmed(node, report)
-    time.sleep(0.5)
-    assert spooled(node) == []
