@@ -105,3 +105,14 @@ async def test_used_bytes_counts_delivered_copies(store: Store) -> None:
     account = await store.get_account("alice@a.test")
     assert account is not None
     assert account.used_bytes == len(req.local[0].prefix) + len(req.body)
+
+
+async def test_a_body_read_back_from_the_spool_is_stored_as_its_octets(store: Store) -> None:
+    # The spool reads a large message into a bytearray (server/spool.py); both drivers must
+    # store it as a BLOB/bytea, byte for byte, as they store bytes.
+    alice = await user(store, "alice@a.test")
+    data = bytearray(b"Subject: spooled\r\n\r\n" + bytes(range(256)) * 4000 + b"\r\n")
+    req = request(local=(alice,), remote=("x@remote.test",), data=data)
+    await store.accept(req)
+    assert await inbox(store, alice) == [req.local[0].prefix + bytes(data)]
+    assert await store.queue_body(req.queue_id) == bytes(data)

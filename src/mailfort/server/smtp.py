@@ -220,6 +220,10 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
                 return
             self._slot_ip = ip
             self._deadline = self.loop.call_later(self._session_timeout, self._expire)
+        elif self.session is not None:
+            # After STARTTLS aiosmtpd starts a new session (RFC 3207 4.2): the old one's login,
+            # if it had one, no longer counts among its account's sessions.
+            self._policy.ended(self.session)
         super().connection_made(transport)
 
     # -- reading (asyncio.BufferedProtocol) -----------------------------------------------------
