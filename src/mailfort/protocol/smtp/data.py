@@ -90,9 +90,11 @@ class DataReceiver:
         # The longest tail of the stream so far that could begin the end marker; not yet judged.
         # It starts as the CRLF that the data is deemed to follow.
         self._tail = CRLF
-        self._content = bytearray()  # the message so far, unless it went to the sink
+        # The message so far without its transparency dots, after that virtual CRLF; unless it
+        # went to the sink.
+        self._parts: list[bytes] = []
+        self._kept = 0  # octets in _parts
         self._sink: DataSink | None = None
-        self._skip = len(CRLF)  # octets of that virtual CRLF not yet dropped from the content
         self._line = 0  # octets of the current, unfinished line among the judged bytes
         self._complete = -len(CRLF)  # octets of finished lines (the virtual CRLF is not data)
         self._judged = -len(CRLF)
@@ -140,7 +142,8 @@ class DataReceiver:
         if self._sink is not None:
             sink = self._sink
             return ReceivedData(outcome=Outcome.COMPLETE, content=b"", size=size, spooled=sink)
-        return ReceivedData(outcome=Outcome.COMPLETE, content=bytes(self._content), size=size)
+        content = b"".join(self._parts)[len(CRLF) :]
+        return ReceivedData(outcome=Outcome.COMPLETE, content=content, size=size)
 
     def _keep(self, chunk: bytes) -> None:
         """Add judged octets to the message, without their transparency dots.
@@ -151,18 +154,15 @@ class DataReceiver:
         possible start of the end marker), and the next chunk starts with that tail; only the
         last chunk ends in CRLF, the one that ends the last line."""
         content = chunk.replace(b"\r\n.", CRLF)
-        if self._skip:
-            dropped = min(self._skip, len(content))
-            content = content[dropped:]
-            self._skip -= dropped
         if self._sink is not None:
             self._sink.write(content)
             return
-        self._content += content
-        if self._spool is not None and len(self._content) > self._spool_threshold:
+        self._parts.append(content)
+        self._kept += len(content)
+        if self._spool is not None and self._kept - len(CRLF) > self._spool_threshold:
             self._sink = self._spool()
-            self._sink.write(self._content)
-            self._content = bytearray()
+            self._sink.write(b"".join(self._parts)[len(CRLF) :])
+            self._parts, self._kept = [], 0
 
     def _judge(self, stream: bytes, stop: int) -> None:
         """Account for stream[:stop], which holds no part of a possible end marker."""
@@ -220,5 +220,5 @@ class DataReceiver:
 
     def _refuse(self, outcome: Outcome) -> None:
         self._outcome = outcome
-        self._content = bytearray()
+        self._parts, self._kept = [], 0
         self._sink = None  # the server disposes of what it holds
