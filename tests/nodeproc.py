@@ -211,6 +211,20 @@ class NodeProcess:
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
+    def spooled(self) -> list[int]:
+        """Sizes of the spool files the node holds open. They have no name (server/spool.py),
+        so they are found among its open files: /proc/<pid>/fd links into <data_dir>/spool."""
+        assert self.proc is not None
+        spool = str(self.data_dir.resolve() / "spool") + "/"
+        sizes = []
+        for fd in Path(f"/proc/{self.proc.pid}/fd").iterdir():
+            try:
+                if os.readlink(fd).startswith(spool):
+                    sizes.append(os.stat(fd).st_size)
+            except OSError:
+                pass  # closed meanwhile
+        return sizes
+
     # -- looking at the store from the outside -----------------------------------------------
     def _query(self, coro_factory):  # type: ignore[no-untyped-def]
         async def run():  # type: ignore[no-untyped-def]

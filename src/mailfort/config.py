@@ -95,6 +95,15 @@ class LimitsConfig:
     # 0 turns the rate off (the timeout still holds).
     http_body_timeout: float = 10.0
     http_min_body_rate: int = 1024
+    # Message data past 64 KiB is spooled to <data_dir>/spool as it arrives; a store write
+    # reads it back into memory. This many octets of such messages may be in memory at once on
+    # the node (a write past it waits up to 10 s, then 451 4.3.0 / NO [UNAVAILABLE]), so N
+    # concurrent 25 MB messages cannot take N x 25 MB. At least max_message_size.
+    max_message_bytes_in_memory: int = 64 * 1024 * 1024
+    # Logged-in IMAP, POP3 and submission sessions of one account on this node: past it a login
+    # gets NO [LIMIT] / -ERR [IN-USE] / 454 4.7.0. Generous for several devices with several
+    # connections each; one stolen account cannot hold the node's connections.
+    max_sessions_per_account: int = 50
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -377,6 +386,12 @@ def validate(config: Config) -> None:
     if not 1 <= config.limits.cpu_threads <= 64:
         raise ConfigError("limits.cpu_threads", "expected 1 to 64 threads")
     _at_least(config.limits, "limits", 0.5, "http_body_timeout")
+    if config.limits.max_message_bytes_in_memory < config.limits.max_message_size:
+        raise ConfigError(
+            "limits.max_message_bytes_in_memory", "must be at least limits.max_message_size"
+        )
+    if config.limits.max_sessions_per_account < 1:
+        raise ConfigError("limits.max_sessions_per_account", "must be at least 1")
     if not config.hostname:
         raise ConfigError("hostname", "must not be empty")
     # It is written into every Received header; a space or line break there would forge headers.

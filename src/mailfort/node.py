@@ -27,6 +27,7 @@ from mailfort.network import Networks
 from mailfort.overload import BreakerConfig, RetryBudgetConfig
 from mailfort.queue.local_worker import LocalWorker
 from mailfort.queue.remote_worker import Politeness, RemoteWorker
+from mailfort.server.account_sessions import AccountSessions
 from mailfort.server.admission import ConnectionLimiter
 from mailfort.server.imap.cache import MetaCache
 from mailfort.server.imap.connection import Connection as ImapConnection
@@ -34,12 +35,14 @@ from mailfort.server.imap.connection import ImapLimits, start_imap
 from mailfort.server.imap.session import ImapContext
 from mailfort.server.listener import Listener as ServerListener
 from mailfort.server.listener import RefusalBudget
+from mailfort.server.memory_budget import MemoryBudget
 from mailfort.server.offload import CpuPool
 from mailfort.server.overload import OverloadGate
 from mailfort.server.pop3 import Pop3Context, Pop3Limits, start_pop3
 from mailfort.server.pop3_maildrop import SizeCache
 from mailfort.server.smtp import start_smtp
 from mailfort.server.smtp_policy import Mode, SmtpPolicy
+from mailfort.server.spool import Spool
 from mailfort.server.tls import ensure_self_signed, server_context
 from mailfort.status.notices import NoticeBoard
 from mailfort.status.repository import StatusRepository
@@ -142,6 +145,11 @@ class Node:
         self.pop3_limiter = self._limiter(
             limits.pop3_max_connections, limits.pop3_max_connections_per_ip
         )
+        # Message data in flight: on disk past a small threshold, in memory only within a
+        # node-wide budget while the store writes it; and a bound on one account's sessions.
+        self.spool = Spool(config.data_dir / "spool")
+        self.memory = MemoryBudget(limits.max_message_bytes_in_memory)
+        self.account_sessions = AccountSessions(limits.max_sessions_per_account)
         self.servers: list[ServerListener] = []
         self.imap_connections: set[ImapConnection] = set()
         self.listeners: list[Listener] = []
@@ -242,6 +250,7 @@ class Node:
 
     async def start(self) -> list[Listener]:
         self._raise_file_limit()
+        self.spool.prepare()
         await self.store.open()
         self.gate.start()
         cert, key = self._tls_paths()
@@ -295,6 +304,9 @@ class Node:
                 metrics=self.metrics,
                 gate=self.gate,
                 notices=self.notices,
+                spool=self.spool,
+                memory=self.memory,
+                sessions=self.account_sessions,
             )
             server = await start_smtp(
                 policy=policy,
@@ -353,6 +365,9 @@ class Node:
             notices=self.notices,
             networks=self.networks,
             cpu=self.cpu,
+            spool=self.spool,
+            memory=self.memory,
+            sessions=self.account_sessions,
         )
         imap_limits = ImapLimits(
             max_line=limits.imap_max_line,
@@ -394,6 +409,7 @@ class Node:
             notices=self.notices,
             networks=self.networks,
             cpu=self.cpu,
+            sessions=self.account_sessions,
         )
         pop3_limits = Pop3Limits(
             unauth_timeout=limits.pop3_unauth_timeout,

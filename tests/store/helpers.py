@@ -35,7 +35,7 @@ def request(
     local: tuple[Account, ...] = (),
     remote: tuple[str, ...] = (),
     queued_local: tuple[Account, ...] = (),
-    data: bytes | None = None,
+    data: bytes | bytearray | None = None,
     received: float | None = None,
     qid: str | None = None,
 ) -> AcceptRequest:

@@ -161,3 +161,12 @@ async def test_concurrent_acceptances_cannot_share_the_last_room(store: Store) -
     assert sum(not isinstance(o, BaseException) for o in outcomes) == 1, outcomes
     assert all(isinstance(o, OverQuota) for o in outcomes if isinstance(o, BaseException))
     assert len(await inbox(store, tight)) == 1
+async def test_a_body_read_back_from_the_spool_is_stored_as_its_octets(store: Store) -> None:
+    # The spool reads a large message into a bytearray (server/spool.py); both drivers must
+    # store it as a BLOB/bytea, byte for byte, as they store bytes.
+    alice = await user(store, "alice@a.test")
+    data = bytearray(b"Subject: spooled\r\n\r\n" + bytes(range(256)) * 4000 + b"\r\n")
+    req = request(local=(alice,), remote=("x@remote.test",), data=data)
+    await store.accept(req)
+    assert await inbox(store, alice) == [req.local[0].prefix + bytes(data)]
+    assert await store.queue_body(req.queue_id) == bytes(data)

@@ -595,3 +595,15 @@ async def test_another_accounts_mailbox_id_is_out_of_reach(store: Store, engine:
         engine.blob_count(),
     )
     assert after == before
+
+
+async def test_append_of_messages_read_back_from_the_spool(store: Store) -> None:
+    alice = await user(store, "alice@a.test")
+    spooled = bytearray(b"Subject: spooled\r\n\r\n" + bytes(range(256)) * 4000)
+    items = [AppendItem(data=spooled, internal_date=DATE), item("small")]
+    result = await store.append(alice.id, "INBOX", items)
+    assert len(result.uids) == 2
+    stored = await store.message_bytes(alice.id, "INBOX", result.uids[0])
+    assert stored == bytes(spooled)
+    account = await store.get_account_by_id(alice.id)
+    assert account is not None and account.used_bytes == len(spooled) + len(items[1].data)

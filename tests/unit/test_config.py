@@ -315,3 +315,22 @@ def test_client_networks_are_validated(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as caught:
             load(path)
         assert caught.value.key == key, text
+
+
+def test_message_memory_and_account_sessions_are_validated(tmp_path: Path) -> None:
+    defaults = Config().limits
+    assert defaults.max_message_bytes_in_memory >= defaults.max_message_size
+    assert defaults.max_sessions_per_account == 50
+    path = write(
+        tmp_path,
+        "[limits]\nmax_message_bytes_in_memory = 2097152\nmax_message_size = 1048576\n"
+        "max_sessions_per_account = 3\n",
+    )
+    limits = load(path).limits
+    assert (limits.max_message_bytes_in_memory, limits.max_sessions_per_account) == (2097152, 3)
+    for text, key in (
+        # The largest message must fit the budget, or it could never be stored.
+        ("[limits]\nmax_message_bytes_in_memory = 1048576\n", "limits.max_message_bytes_in_memory"),
+        ("[limits]\nmax_sessions_per_account = 0\n", "limits.max_sessions_per_account"),
+    ):
+        assert error_for(tmp_path, text).key == key, text

@@ -256,3 +256,88 @@ async def test_the_reader_takes_a_large_message_in_bulk() -> None:
     await receive_data(reader, receiver)
     assert receiver.result().content == body
     assert await reader.read() == b"QUIT\r\n"
+
+
+# -- spooling: a large message goes to the server's sink as it arrives -------------------------
+class MemorySink:
+    """What a spool file would hold (the server's is `server.spool.SpoolFile`)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data: bytes | bytearray) -> None:
+        self.data += data
+
+
+class MemorySpool:
+    def __init__(self) -> None:
+        self.sinks: list[MemorySink] = []
+
+    def __call__(self) -> MemorySink:
+        self.sinks.append(MemorySink())
+        return self.sinks[-1]
+
+
+def read_back(result: ReceivedData) -> ReceivedData:
+    """The result as it would be without a spool."""
+    if not isinstance(result.spooled, MemorySink):
+        return result
+    content = bytes(result.spooled.data)
+    return ReceivedData(outcome=result.outcome, content=content, size=result.size)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    stream=streams,
+    points=st.lists(st.integers(min_value=0, max_value=10_000), max_size=12),
+    max_line=st.integers(min_value=3, max_value=24),
+    max_size=st.one_of(st.none(), st.integers(min_value=0, max_value=80)),
+    threshold=st.integers(min_value=0, max_value=40),
+)
+def test_spooling_gives_the_same_message_however_cut(
+    stream: bytes, points: list[int], max_line: int, max_size: int | None, threshold: int
+) -> None:
+    expected = reference(stream + END, max_size, max_line)
+    assert expected is not None
+    spool = MemorySpool()
+    receiver = DataReceiver(
+        max_size=max_size, max_line=max_line, spool=spool, spool_threshold=threshold
+    )
+    feed_pieces(receiver, cut(stream + END, points))
+    result = receiver.result()
+    assert read_back(result) == expected[0]
+    if result.spooled is not None:
+        assert result.content == b"" and spool.sinks == [result.spooled]
+        assert len(spool.sinks[0].data) > threshold
+    else:
+        assert len(spool.sinks) <= 1  # one started, then the data was refused
+        assert not spool.sinks or result.outcome is not Outcome.COMPLETE
+        assert len(result.content) <= threshold or result.outcome is not Outcome.COMPLETE
+
+
+def test_a_large_message_is_held_in_the_sink_not_in_memory() -> None:
+    chunk = (b"0123456789" * 99 + b"\r\n") * 64  # 64 KB of lines
+    spool = MemorySpool()
+    receiver = DataReceiver(max_size=None, spool=spool, spool_threshold=64 * 1024)
+    tracemalloc.start()
+    try:
+        for _ in range(80):  # 5 MB
+            receiver.feed(chunk)
+            if spool.sinks:
+                spool.sinks[-1].data.clear()  # a spool file would not be in memory
+        receiver.feed(b".\r\n")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    result = receiver.result()
+    assert result.outcome is Outcome.COMPLETE and result.spooled is spool.sinks[0]
+    assert len(spool.sinks) == 1
+    assert peak < 1_000_000, peak
+
+
+def test_a_small_message_never_opens_a_sink() -> None:
+    spool = MemorySpool()
+    receiver = DataReceiver(max_size=None, spool=spool, spool_threshold=64 * 1024)
+    receiver.feed(b"Subject: hi\r\n\r\n..dot\r\n.\r\n")
+    assert receiver.result().content == b"Subject: hi\r\n\r\n.dot\r\n"
+    assert spool.sinks == []

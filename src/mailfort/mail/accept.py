@@ -3,10 +3,42 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from mailfort.mail.directory import Resolution
 from mailfort.mail.trace import delivery_prefix, new_queue_id, received_header
 from mailfort.store.api import AcceptRequest, LocalDelivery, QueuedRecipient
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stamp:
+    """What acceptance puts on a message: its queue id and the Received header (RFC 5321 4.4)
+    that the stored body starts with."""
+
+    queue_id: str
+    received: bytes
+
+
+def new_stamp(
+    *,
+    recipients: list[str],
+    helo: str,
+    client_ip: str,
+    hostname: str,
+    protocol: str,
+    now: float,
+) -> Stamp:
+    queue_id = new_queue_id(now)
+    received = received_header(
+        helo=helo,
+        client_ip=client_ip,
+        hostname=hostname,
+        protocol=protocol,
+        queue_id=queue_id,
+        recipients=recipients,
+        now=now,
+    )
+    return Stamp(queue_id=queue_id, received=received)
 
 
 def build_request(
@@ -22,16 +54,38 @@ def build_request(
     now: float,
 ) -> AcceptRequest:
     """`resolved` maps each envelope recipient, in RCPT order, to where its mail goes."""
-    queue_id = new_queue_id(now)
-    received = received_header(
+    stamp = new_stamp(
+        recipients=list(resolved),
         helo=helo,
         client_ip=client_ip,
         hostname=hostname,
         protocol=protocol,
-        queue_id=queue_id,
-        recipients=list(resolved),
         now=now,
     )
+    return stamped_request(
+        stamp=stamp,
+        sender=sender,
+        body=stamp.received + data,
+        resolved=resolved,
+        client_ip=client_ip,
+        authenticated=authenticated,
+        now=now,
+    )
+
+
+def stamped_request(
+    *,
+    stamp: Stamp,
+    sender: str,
+    body: bytes | bytearray,
+    resolved: Mapping[str, Resolution],
+    client_ip: str,
+    authenticated: str | None,
+    now: float,
+) -> AcceptRequest:
+    """The request for a `body` that already starts with `stamp.received` (a large message is
+    read from the spool straight after its header, so it is never copied to prepend one)."""
+    queue_id = stamp.queue_id
     local: dict[int, LocalDelivery] = {}
     queued: list[QueuedRecipient] = []
     seen_remote: set[str] = set()
@@ -51,7 +105,7 @@ def build_request(
     return AcceptRequest(
         queue_id=queue_id,
         sender=sender,
-        body=received + data,
+        body=body,
         received=now,
         client=client_ip,
         authenticated=authenticated,

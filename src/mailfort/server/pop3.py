@@ -27,6 +27,7 @@ from mailfort.network import Networks
 from mailfort.protocol.pop3 import replies as R
 from mailfort.protocol.pop3 import session as core
 from mailfort.protocol.pop3.replies import Code
+from mailfort.server.account_sessions import AccountSessions, SessionTicket
 from mailfort.server.admission import ConnectionLimiter
 from mailfort.server.listener import (
     Admitted,
@@ -79,6 +80,8 @@ class Pop3Context:
     networks: Networks = field(default_factory=Networks)
     # Threads for work on message bodies (TOP) off the event loop.
     cpu: CpuPool = field(default_factory=CpuPool)
+    # Logged-in sessions per account on this node, shared with IMAP and submission.
+    sessions: AccountSessions = field(default_factory=lambda: AccountSessions(50))
 
 
 def _is_loopback(ip: str) -> bool:
@@ -129,6 +132,7 @@ class Connection:
         self.address = ""
         self.mailbox_id = 0
         self.locked = False
+        self.ticket: SessionTicket | None = None  # this session's place among its account's
 
     # -- transport ----------------------------------------------------------------------------
     async def send(self, data: bytes) -> None:
@@ -233,6 +237,8 @@ class Connection:
         """However the session ended: nothing more is deleted, the maildrop is free again."""
         if self.core.state is not core.State.CLOSED:
             self.core.abort()
+        if self.ticket is not None:
+            self.ticket.close()
         if self.locked and self.account_id is not None:
             self.locked = False
             await self.ctx.locks.release(self.account_id, self)
@@ -303,6 +309,13 @@ class Connection:
             await ctx.locks.release(account.id, self)
             return self.core.login_failed(failure)
         self.mailbox_id, maildrop = loaded
+        # Counted once logged in; the maildrop lock already keeps POP3 to one session.
+        self.ticket = ctx.sessions.open(account.id)
+        if self.ticket is None:
+            log.warning("event=pop3_login_refused reason=sessions client=%s user=%s", ip, address)
+            self.locked = False
+            await ctx.locks.release(account.id, self)
+            return self.core.login_failed(core.LoginFailure.TOO_MANY_SESSIONS)
         self.address = account.address
         ctx.logins["ok"] += 1
         log.info(

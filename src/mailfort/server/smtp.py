@@ -19,7 +19,7 @@ import logging
 import re
 import ssl
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, AnyStr, Final
 
 import aiosmtpd.smtp
@@ -31,6 +31,7 @@ from mailfort.server.admission import ConnectionLimiter
 from mailfort.server.listener import Admitted, Listener, RefusalBudget, RefusalLines, serve
 from mailfort.server.overload import REASON_LIMIT
 from mailfort.server.smtp_policy import OVERLOADED_CONNECT, OVERLOADED_MAIL, Mode, SmtpPolicy
+from mailfort.server.spool import SPOOL_THRESHOLD, SpoolFile
 
 log = logging.getLogger("mailfort.smtp")
 
@@ -203,6 +204,10 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self._deadline is None:  # the first call; STARTTLS makes a second one
             self._deadline = self.loop.call_later(self._session_timeout, self._expire)
+        elif self.session is not None:
+            # After STARTTLS aiosmtpd starts a new session (RFC 3207 4.2): the old one's login,
+            # if it had one, no longer counts among its account's sessions.
+            self._policy.ended(self.session)
         super().connection_made(transport)
 
     # -- reading (asyncio.BufferedProtocol) -----------------------------------------------------
@@ -313,7 +318,15 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
             await self.push(R.DATA_SYNTAX)
             return
         await self.push(R.START_DATA)
-        receiver = DataReceiver(max_size=self.data_size_limit, max_line=TEXT_LINE_LIMIT)
+        # Past SPOOL_THRESHOLD the message goes to the node's spool as it arrives. The file is
+        # closed (and, having no name, gone) when this DATA ends, however it ends.
+        spooled: list[SpoolFile] = []
+        receiver = DataReceiver(
+            max_size=self.data_size_limit,
+            max_line=TEXT_LINE_LIMIT,
+            spool=self._spool_opener(spooled),
+            spool_threshold=SPOOL_THRESHOLD,
+        )
         self._receiving_data = True
         self._data_started = self.loop.time()
         self._data_bytes = 0
@@ -325,6 +338,8 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
             raise asyncio.CancelledError from None
         finally:
             self._receiving_data = False
+            if not receiver.done:
+                _close_all(spooled)
         try:
             data = receiver.result()
             if data.refusal is not None:
@@ -333,10 +348,12 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
                 return
             assert self.session is not None
             self.envelope.content = self.envelope.original_content = data.content
+            self.envelope.spooled = spooled[0] if data.spooled else None  # type: ignore[attr-defined]
             status = await self._store_work(self.session, self.envelope)
             self._set_post_data_state()  # type: ignore[no-untyped-call]
             await self.push(status)
         finally:
+            _close_all(spooled)
             if self.transport is not None:
                 self._reset_timeout()
 
@@ -361,6 +378,18 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
         # A 451 from the store is a loss signal: it backs the limit off.
         gate.release(token, ok=not status.startswith("451"))
         return status
+
+    def _spool_opener(self, opened: list[SpoolFile]) -> Callable[[], SpoolFile] | None:
+        spool = self._policy.spool
+        if spool is None:
+            return None
+
+        def open_file() -> SpoolFile:
+            file = spool.open()
+            opened.append(file)
+            return file
+
+        return open_file
 
     async def challenge_auth(
         self,
@@ -467,9 +496,17 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
 
     def connection_lost(self, error: Exception | None) -> None:
         self._admitted.release()
+        if self.session is not None:
+            self._policy.ended(self.session)
         if self._deadline is not None:
             self._deadline.cancel()
         super().connection_lost(error)
+
+
+
+def _close_all(files: list[SpoolFile]) -> None:
+    for file in files:
+        file.close()
 
 
 # Seconds a session whose data has arrived may wait for a slot in the overload gate before its 451.

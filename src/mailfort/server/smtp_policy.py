@@ -26,17 +26,20 @@ from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, TLSSetupException
 from mailfort.auth.passwords import Verifier
 from mailfort.auth.throttle import LoginThrottle
 from mailfort.errors import OverQuota, StoreError, StoreUnavailable
-from mailfort.mail.accept import build_request
+from mailfort.mail.accept import Stamp, new_stamp, stamped_request
 from mailfort.mail.address import AddressError, normalize
 from mailfort.mail.directory import Directory, Resolution
 from mailfort.mail.originator import MAX_HEADER_BLOCK, OriginatorError, Problem, originators
-from mailfort.mail.trace import protocol_name
+from mailfort.mail.trace import delivery_prefix, protocol_name
 from mailfort.metrics import NodeMetrics
 from mailfort.protocol.smtp import replies as R
+from mailfort.server.account_sessions import AccountSessions, SessionTicket
+from mailfort.server.memory_budget import MemoryBudget
 from mailfort.server.overload import OverloadGate
+from mailfort.server.spool import Spool, SpoolFile
 from mailfort.status.components import Component
 from mailfort.status.notices import NoticeBoard
-from mailfort.store.api import AcceptRequest, Store
+from mailfort.store.api import Store
 
 log = logging.getLogger("mailfort.smtp")
 
@@ -90,6 +93,9 @@ class SmtpPolicy:
         metrics: NodeMetrics | None = None,
         gate: OverloadGate | None = None,
         notices: NoticeBoard | None = None,
+        spool: Spool | None = None,
+        memory: MemoryBudget | None = None,
+        sessions: AccountSessions | None = None,
     ) -> None:
         self.mode = mode
         self.store = store
@@ -102,6 +108,12 @@ class SmtpPolicy:
         self.metrics = metrics
         self.gate = gate
         self.notices = notices
+        # DATA past the spool threshold goes to disk as it arrives (None: kept in memory);
+        # reading it back for the store write takes from the node's memory budget.
+        self.spool = spool
+        self.memory = memory or MemoryBudget(64 * 1024 * 1024)
+        # Logged-in sessions per account on this node, shared with IMAP and POP3.
+        self.sessions = sessions or AccountSessions(50)
         # Metrics label: both submission ports are "submission".
         self.protocol = "smtp" if mode is Mode.MX else "submission"
         self.accepted = 0
@@ -149,7 +161,9 @@ class SmtpPolicy:
         started = time.monotonic()
         reply = await self._check_login(session, ip, login, password)
         if self.metrics is not None:
-            self.metrics.login(self.protocol, reply == R.AUTH_OK, time.monotonic() - started)
+            # Refused for its number of sessions, a login still had the right password.
+            ok = reply in (R.AUTH_OK, R.AUTH_TOO_MANY_SESSIONS)
+            self.metrics.login(self.protocol, ok, time.monotonic() - started)
         if reply == R.AUTH_FAILED:
             # Slows password guessing; after the measurement, which is of the node, not of it.
             await asyncio.sleep(self.throttle.failed(ip))
@@ -170,6 +184,11 @@ class SmtpPolicy:
         if not ok or account is None:
             log.warning("event=auth_failed client=%s login=%r", ip, login[:100])
             return R.AUTH_FAILED
+        ticket = self.sessions.open(account.id)
+        if ticket is None:
+            log.warning("event=auth_refused reason=sessions client=%s user=%s", ip, account.address)
+            return R.AUTH_TOO_MANY_SESSIONS
+        session.ticket = ticket  # type: ignore[attr-defined]  # given back by ended()
         session.authenticated = True
         session.auth_data = account.address  # type: ignore[assignment]
         session.login_data = account.address
@@ -359,29 +378,53 @@ class SmtpPolicy:
         return R.MESSAGE_OVER_QUOTA if dropped and too_big == dropped else R.MAILBOX_FULL
 
     # -- DATA --------------------------------------------------------------------------------
+    def ended(self, session: Session) -> None:
+        """The connection is gone: its login's place among the account's sessions is free."""
+        ticket: SessionTicket | None = getattr(session, "ticket", None)
+        if ticket is not None:
+            ticket.close()
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         resolved: dict[str, Resolution] = getattr(envelope, "resolved", {})
         data = envelope.original_content
+        # The message is on disk instead when it was too large to keep in memory as it came.
+        spooled: SpoolFile | None = getattr(envelope, "spooled", None)
         if not resolved or data is None:
             return R.BAD_SEQUENCE
         sender = "" if envelope.mail_from == "<>" else str(envelope.mail_from)
+        stamp = self._stamp(server, session, envelope, resolved)
+        size = len(stamp.received) + (len(data) if spooled is None else spooled.size)
         try:
             if self.mode is not Mode.MX:
-                refusal = await self._check_originators(session, data[: MAX_HEADER_BLOCK + 4])
+                limit = MAX_HEADER_BLOCK + 4
+                head = data[:limit] if spooled is None else await spooled.head(limit)
+                refusal = await self._check_originators(session, head)
                 if refusal is not None:
                     return refusal
-            request = self._request(server, session, envelope, sender, data, resolved)
-            refusal = await self._fit_quota(session, resolved, request)
+            refusal = await self._fit_quota(session, sender, resolved, size)
         except StoreError:
             return R.STORE_UNAVAILABLE
         if refusal is not None:
             return refusal
-        if {d.account_id for d in request.local} != _accounts(resolved):
-            # Members of an alias that cannot take it were left out: their copies go.
-            request = self._request(server, session, envelope, sender, data, resolved)
         request_at = self.clock()
         try:
-            result = await self.store.accept(request)
+            # A spooled message is in memory only from here to the end of the store write.
+            async with self.memory.hold(0 if spooled is None else size):
+                if spooled is None:
+                    body: bytes | bytearray = stamp.received + data
+                else:
+                    body = await spooled.read(stamp.received)
+                    spooled.close()  # the octets are in memory now: free the disk at once
+                request = stamped_request(
+                    stamp=stamp,
+                    sender=sender,
+                    body=body,
+                    resolved=resolved,
+                    client_ip=_peer_ip(session),
+                    authenticated=session.auth_data if isinstance(session.auth_data, str) else None,
+                    now=self.clock(),
+                )
+                result = await self.store.accept(request)
         except OverQuota as exc:
             # A concurrent delivery took the room between the check above and this commit; the
             # store refused the whole transaction, so nothing is stored and the sender retries.
@@ -407,34 +450,29 @@ class SmtpPolicy:
             len(resolved),
             result.delivered,
             result.queued,
-            len(request.body),
+            size,
         )
         return R.queued(result.queue_id)
 
-    def _request(
+    def _stamp(
         self,
         server: SMTP,
         session: Session,
         envelope: Envelope,
-        sender: str,
-        data: bytes,
         resolved: dict[str, Resolution],
-    ) -> AcceptRequest:
+    ) -> Stamp:
         protocol = protocol_name(
             esmtp=session.extended_smtp,
             tls=_is_tls(server),
             authenticated=bool(session.authenticated),
             utf8=envelope.smtp_utf8,
         )
-        return build_request(
-            sender=sender,
-            data=data,
-            resolved=resolved,
+        return new_stamp(
+            recipients=list(resolved),
             helo=session.host_name or "",
             client_ip=_peer_ip(session),
             hostname=self.hostname,
             protocol=protocol,
-            authenticated=session.auth_data if isinstance(session.auth_data, str) else None,
             now=self.clock(),
         )
 
@@ -467,7 +505,7 @@ class SmtpPolicy:
         return None
 
     async def _fit_quota(
-        self, session: Session, resolved: dict[str, Resolution], request: AcceptRequest
+        self, session: Session, sender: str, resolved: dict[str, Resolution], size: int
     ) -> str | None:
         """The real size against every local recipient's remaining quota, before the store
         write; a refusal for the whole transaction when any envelope recipient cannot take it.
@@ -483,16 +521,21 @@ class SmtpPolicy:
         MTA does) was told of a mailbox without room at its RCPT already (Dovecot's quota-status
         service for Postfix does the same), so only clients that declare nothing or too little
         meet this. Members of an alias are left out as at RCPT."""
-        extra = {d.account_id: len(d.prefix) for d in request.local}
+        # Each copy also carries its own Delivered-To/Return-Path lines.
+        extra = {
+            account_id: len(delivery_prefix(sender, address))
+            for resolution in resolved.values()
+            for account_id, address in resolution.local.items()
+        }
         refusals = []
         for recipient, resolution in resolved.items():
-            refusal = await self._drop_unfit(resolution, len(request.body), extra)
+            refusal = await self._drop_unfit(resolution, size, extra)
             if refusal is not None:
                 log.info(
                     "event=data_over_quota client=%s rcpt=%s size=%d",
                     _peer_ip(session),
                     recipient,
-                    len(request.body),
+                    size,
                 )
                 refusals.append(refusal)
         if not refusals:
@@ -510,10 +553,6 @@ class SmtpPolicy:
         # Never put a Python error on the wire; the session stays usable.
         log.exception("event=smtp_exception error=%r", error)
         return R.INTERNAL_ERROR
-
-
-def _accounts(resolved: Mapping[str, Resolution]) -> set[int]:
-    return {account_id for resolution in resolved.values() for account_id in resolution.local}
 
 
 def _declared_size(mail_options: list[str]) -> int:

@@ -86,7 +86,9 @@ class AcceptRequest:
 
     queue_id: str
     sender: str
-    body: bytes
+    # A bytearray when read back from the node's spool: converting it to bytes would copy a
+    # message of up to max_message_size once more. Both drivers bind either as a BLOB/bytea.
+    body: bytes | bytearray
     received: float
     client: str
     authenticated: str | None
@@ -134,7 +136,7 @@ class MailboxStatus:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AppendItem:
-    data: bytes
+    data: bytes | bytearray  # a bytearray when read back from the spool (see AcceptRequest)
     flags: frozenset[str] = frozenset()
     internal_date: float
 

@@ -1,6 +1,7 @@
 """The sans-IO IMAP core: octets from a client → commands; results → octets for the client.
 
-Owns: framing of the client stream with literal limits (`framing`), the command grammar
+Owns: framing of the client stream with literal limits, large APPEND literals handed to a
+sink the server provides rather than held (`framing`), the command grammar
 (`parser`, producing the objects of `commands`), the response writer (`response`), modified
 UTF-7 mailbox names (`mutf7`), and the ENVELOPE/BODYSTRUCTURE writers.
 

@@ -11,6 +11,7 @@ import datetime
 import enum
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 
 # -- sequence sets (RFC 9051 9: sequence-set) ----------------------------------------------------
@@ -200,11 +201,24 @@ class Status(Command):
     items: tuple[str, ...]  # upper-cased: MESSAGES UIDNEXT UIDVALIDITY UNSEEN RECENT SIZE ...
 
 
+class LiteralSink(Protocol):
+    """Where `CommandReader` puts the octets of a large APPEND message literal as they arrive,
+    instead of its memory: the server's spool. A sink that ends up in a parsed command belongs
+    to the server from then on; one whose command is abandoned is discarded by the reader."""
+
+    def write(self, data: bytes | bytearray) -> None:
+        """Take the next octets; `data` is the reader's own buffer: copy it, do not keep it."""
+
+    def discard(self) -> None:
+        """The command was abandoned: forget the octets (called at most once)."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AppendMessage:
     flags: tuple[str, ...] = ()
     internal_date: datetime.datetime | None = None
-    data: bytes = b""
+    # The message's octets, or the sink that holds them when the reader spooled them.
+    data: bytes | LiteralSink = b""
     binary: bool = False  # literal8 `~{n}` (RFC 3516)
 
 

@@ -27,22 +27,39 @@ make a new one): octets sent before the handshake are never executed after it
 (the STARTTLS command injection flaw, CVE-2011-0411).
 
 Memory. Literal sizes are checked when announced, before their octets are read. Between calls
-the reader holds at most `max_command + max_line` octets (see `buffered`): the command in
-progress, lines and literals, ≤ `max_command`, and its current line < `max_line`; or, after a
-stop, the rest of the last chunk (no command is in progress then), ≤ `max_command`. A line
-longer than `max_line` is refused and the rest of it discarded up to its LF, unbuffered. The
-limits are plain attributes: the server may lower `max_literal` before login (LOGIN and
-AUTHENTICATE need little) or to what an account's quota allows.
+the reader holds at most `max_held + max_line` octets (see `buffered`): of the command in
+progress, its lines and the literals it keeps, ≤ `max_held`, and its current line < `max_line`;
+or, after a stop, the rest of the last chunk (no command is in progress then), ≤ `max_held`. A
+line longer than `max_line` is refused and the rest of it discarded up to its LF, unbuffered.
+Without a spool, `max_held` is `max_command` and every literal is kept. With one (`spool`, a
+factory the server passes in: this module opens no files), a message literal of APPEND (RFC
+3502 append-data, see `parser.append_data`) goes to the `LiteralSink` the factory returns, as
+its octets arrive, when it is over `spool_threshold` or keeping it would leave less than
+`max_line` of `max_held` for the lines of the command still to come; the parsed
+`AppendMessage` then carries that sink instead of bytes. Every other literal must fit
+`max_held`, so `max_held` (a few times `max_line`, not a message) bounds a session's memory
+whatever it sends. `max_command` bounds a command's octets, spooled ones included. A sink whose
+command is abandoned (refused, malformed, `reset()`, `close()`) is discarded here; one in a
+`Parsed` command is the server's to dispose of. The limits are plain attributes: the server may
+lower `max_literal` before login (LOGIN and AUTHENTICATE need little) or to what an account's
+quota allows.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from mailfort.protocol.imap.commands import Authenticate, Command, Idle, StartTLS
-from mailfort.protocol.imap.parser import ProtocolError, check_prefix, parse_command, tag_of
+from mailfort.protocol.imap.commands import Authenticate, Command, Idle, LiteralSink, StartTLS
+from mailfort.protocol.imap.parser import (
+    ProtocolError,
+    append_data,
+    check_prefix,
+    parse_command,
+    tag_of,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,6 +104,10 @@ Event = Parsed | Continue | LiteralTooBig | ParseError | RawLine
 # Commands after which the next octets may not be commands (see the module docstring).
 _PAUSING: Final = (Authenticate, Idle, StartTLS)
 MAX_LITERALS: Final = 1000  # per command: bounds object overhead for `{0}` floods
+SPOOL_THRESHOLD: Final = 64 * 1024  # APPEND literals larger than this go to the spool
+
+# The server's spool: a new sink for a literal of the given size.
+Spool = Callable[[int], LiteralSink]
 
 
 class _State(enum.Enum):
@@ -107,25 +128,45 @@ class CommandReader:
         max_command: int | None = None,
         *,
         max_literals: int = MAX_LITERALS,
+        spool: Spool | None = None,
+        spool_threshold: int = SPOOL_THRESHOLD,
+        max_held: int | None = None,
     ) -> None:
         self.max_line = max_line
         self.max_literal = max_literal
         self.max_command = max_literal + max_line if max_command is None else max_command
         self.max_literals = max_literals
+        self.spool = spool
+        self.spool_threshold = spool_threshold
+        if max_held is None:
+            max_held = self.max_command if spool is None else max_line + spool_threshold
+        self.max_held = max_held
         self._buf = bytearray()
         self._scanned = 0  # octets of _buf already searched for LF
         self._state = _State.LINE
         self._stopped = False  # after a pausing event, the rest of a chunk waits in _buf
         self._new_command()
 
+    def _abandon(self) -> None:
+        """Drop the command in progress, discarding the sinks of its spooled literals."""
+        sinks = [x for x in self._literals if not isinstance(x, bytes)]
+        if self._sink is not None:
+            sinks.append(self._sink)
+        self._new_command()
+        for sink in sinks:
+            sink.discard()
+
     def _new_command(self) -> None:
         self._segments: list[bytes] = []
-        self._literals: list[bytes] = []
+        self._literals: list[bytes | LiteralSink] = []
         self._literal = bytearray()
+        self._sink: LiteralSink | None = None  # where the literal being read goes, if spooled
         self._literal_left = 0
         self._size = 0  # octets of the command so far, literals included
+        self._held = 0  # ... of them kept in memory: lines and literals not spooled
         self._literal_count = 0
         self._tag: str | None = None
+        self._first = b""  # the command's first line
         # A command found bad while its non-synchronizing literals still arrive: they are
         # read and dropped, and the error is reported when the command ends.
         self._doomed: ProtocolError | None = None
@@ -165,7 +206,13 @@ class CommandReader:
         self._scanned = 0
         self._state = _State.LINE
         self._stopped = False
-        self._new_command()
+        self._abandon()
+
+    def close(self) -> None:
+        """The connection is gone: drop everything, discard the sinks of the command in progress."""
+        self._buf.clear()
+        self._abandon()
+        self._state = _State.CLOSED
 
     @property
     def closed(self) -> bool:
@@ -177,7 +224,7 @@ class CommandReader:
         return (
             len(self._buf)
             + sum(map(len, self._segments))
-            + sum(map(len, self._literals))
+            + sum(len(x) for x in self._literals if isinstance(x, bytes))
             + len(self._literal)
         )
 
@@ -188,7 +235,7 @@ class CommandReader:
         while not self._stopped and self._state is not _State.CLOSED and self._step(events):
             pass
         # No command is in progress after a stop, so this keeps within the memory bound.
-        if self._stopped and len(self._buf) > self.max_command:
+        if self._stopped and len(self._buf) > self.max_held:
             self._fatal(events, None, "Too much input sent without waiting for a response")
         return events
 
@@ -231,7 +278,9 @@ class CommandReader:
         if not self._buf:
             return False
         take = min(self._literal_left, len(self._buf))
-        if self._doomed is None:
+        if self._sink is not None:
+            self._sink.write(self._buf if take == len(self._buf) else self._buf[:take])
+        elif self._doomed is None:
             self._literal += self._buf[:take]
         del self._buf[:take]
         self._literal_left -= take
@@ -240,7 +289,10 @@ class CommandReader:
         return True
 
     def _end_literal(self) -> None:
-        if self._doomed is None:
+        if self._sink is not None:
+            self._literals.append(self._sink)
+            self._sink = None
+        elif self._doomed is None:
             self._literals.append(bytes(self._literal))
         self._literal = bytearray()
         self._state = _State.LINE
@@ -252,8 +304,10 @@ class CommandReader:
                 events.append(ParseError(tag=None, text="Empty command line"))
                 return
             self._tag = tag_of(line)
+            self._first = line
         self._size += len(line) + 2
-        if self._size > self.max_command:
+        self._held += len(line) + 2
+        if self._size > self.max_command or self._held > self.max_held:
             self._fatal(events, self._tag, "Command too long", code="TOOBIG")
             return
         marker = _literal_marker(line)
@@ -270,13 +324,20 @@ class CommandReader:
         if synchronizing and self._doomed is not None:
             # RFC 9051 7.5: a BAD instead of the continuation stops the client sending more.
             events.append(_error_event(self._doomed))
-            self._new_command()
+            self._abandon()
             return
+        spoolable = (
+            self.spool is not None
+            and self._doomed is None
+            and append_data(self._first, self._literal_count)
+        )
         limit = min(self.max_literal, self.max_command - self._size)
+        if not spoolable:
+            limit = min(limit, self.max_held - self._held)
         if size > limit or self._literal_count >= self.max_literals:
             if synchronizing and self._tag is not None:
                 events.append(LiteralTooBig(tag=self._tag, size=size, limit=max(limit, 0)))
-                self._new_command()
+                self._abandon()
             else:
                 # The client sends a non-synchronizing literal's octets without waiting
                 # (RFC 7888 4): they cannot be told apart from commands, so stop reading.
@@ -289,6 +350,13 @@ class CommandReader:
         self._size += size
         self._literal_left = size
         self._state = _State.LITERAL
+        # Kept literals leave max_line of max_held for the lines still to come (MULTIAPPEND).
+        room = self.max_held - self.max_line
+        if spoolable and (size > self.spool_threshold or self._held + size > room):
+            assert self.spool is not None
+            self._sink = self.spool(size)
+        elif self._doomed is None:
+            self._held += size
         if size == 0:
             self._end_literal()
 
@@ -305,6 +373,9 @@ class CommandReader:
         try:
             command = parse_command(segments, literals)
         except ProtocolError as error:
+            for sink in literals:
+                if not isinstance(sink, bytes):
+                    sink.discard()
             events.append(_error_event(error))
             return
         events.append(Parsed(command=command))
@@ -329,7 +400,7 @@ class CommandReader:
             self._state = _State.SKIP
         else:
             self._state = _State.LINE
-        self._new_command()
+        self._abandon()
         events.append(ParseError(tag=tag, text="Line too long", close=True, code="TOOBIG"))
 
     def _fatal(
@@ -337,7 +408,7 @@ class CommandReader:
     ) -> None:
         events.append(ParseError(tag=tag, text=text, close=True, code=code))
         self._buf.clear()
-        self._new_command()
+        self._abandon()
         self._state = _State.CLOSED
 
 

@@ -7,7 +7,9 @@ LITERAL+ (RFC 7888), BINARY (RFC 3516), MULTIAPPEND (RFC 3502), UIDPLUS (RFC 431
 QUOTA (RFC 9208), MOVE (RFC 6851), UNSELECT (RFC 3691), IDLE (RFC 2177).
 
 A command arrives as `CommandReader` framed it: line segments without their CRLF, each but the
-last ending in a literal marker (`{n}`, `{n+}`, `~{n}`), and the literals' octets between them.
+last ending in a literal marker (`{n}`, `{n+}`, `~{n}`), and the literals' octets between them;
+an APPEND message literal may come as the `LiteralSink` the reader spooled it to instead
+(`append_data` tells the reader which literals those are).
 Whatever goes wrong raises `ProtocolError` (answered `tag BAD text`), never anything else: the
 recursion is bounded (`MAX_NESTING`), numbers are range-checked, and the input is never trusted.
 
@@ -46,6 +48,7 @@ from mailfort.protocol.imap.commands import (
     Id,
     Idle,
     ListCmd,
+    LiteralSink,
     Login,
     Logout,
     Namespace,
@@ -169,7 +172,7 @@ class _Cursor:
 
     __slots__ = ("index", "line", "literals", "pos", "segments", "tag")
 
-    def __init__(self, segments: Sequence[bytes], literals: Sequence[bytes]) -> None:
+    def __init__(self, segments: Sequence[bytes], literals: Sequence[bytes | LiteralSink]) -> None:
         self.segments = segments
         self.literals = literals
         self.index = 0
@@ -235,8 +238,9 @@ class _Cursor:
             self.fail("Expected a non-zero number")
         return value
 
-    def literal(self) -> tuple[bytes, bool]:
-        """A literal's octets and whether it was literal8; the marker must end its segment.
+    def literal(self) -> tuple[bytes | LiteralSink, bool]:
+        """A literal's octets (or their sink) and whether it was literal8; the marker must end
+        its segment.
 
         Only APPEND data calls this at a "~": literal8 is for APPEND only (RFC 3516 4.2).
         """
@@ -244,11 +248,11 @@ class _Cursor:
         if found is None:
             self.fail("Invalid literal")
         binary = bool(found.group(1))
-        if self.index >= len(self.literals) or len(self.literals[self.index]) != int(
-            found.group(2)
-        ):
+        if self.index >= len(self.literals):
             self.fail("Literal data missing")
         data = self.literals[self.index]
+        if isinstance(data, bytes) and len(data) != int(found.group(2)):
+            self.fail("Literal data missing")
         self.index += 1
         self.line = self.segments[self.index]
         self.pos = 0
@@ -267,6 +271,8 @@ class _Cursor:
             return self.quoted()
         if octet == 0x7B:  # "{"
             data, _ = self.literal()
+            if not isinstance(data, bytes):
+                self.fail("String too long")  # only APPEND data is ever spooled
             if b"\x00" in data:
                 self.fail("NUL in a string")  # literal = ... *CHAR8, CHAR8 excludes NUL
             return data
@@ -966,7 +972,25 @@ def check_prefix(line: bytes) -> str:
     return tag
 
 
-def parse_command(segments: Sequence[bytes], literals: Sequence[bytes] = ()) -> Command:
+def append_data(first: bytes, index: int) -> bool:
+    """Whether literal `index` (from 0) of a command whose first line is `first` holds a message
+    of APPEND (RFC 3502 6: append-data), so that the reader may spool it.
+
+    In APPEND the only other literal can be the mailbox name, and that is the first one when
+    the line goes on with "{" right after "APPEND " (flags are atoms, the date is quoted)."""
+    cur = _Cursor((first,), ())
+    try:
+        _, name, _ = _start(cur)
+    except ProtocolError:
+        return False
+    if name != "APPEND":
+        return False
+    return index > 0 or not (cur.take(SP) and cur.peek() in (0x7B, 0x7E))  # "{", "~"
+
+
+def parse_command(
+    segments: Sequence[bytes], literals: Sequence[bytes | LiteralSink] = ()
+) -> Command:
     """One framed command → its `Command`; raises only `ProtocolError`.
 
     `segments` are the command's lines without CRLF; every one but the last ends in a literal

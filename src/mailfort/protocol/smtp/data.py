@@ -15,15 +15,21 @@ end belong to the next pipelined command).
   (when set) is TOO_BIG; a line that does both is too long. After either, the rest of the data is
   read and thrown away: the refusal is answered after the end, when the client listens again.
 
-Memory: the message within its size limit, one line, and four octets of a possibly started end
-marker; once refused, only the four octets.
+The message comes out without its transparency dots, in `ReceivedData.content`; or, once it has
+grown past `spool_threshold` with a `spool` given (a factory the server passes in: this module
+opens no files), in the `DataSink` that factory returned, written as the octets arrive
+(`ReceivedData.spooled`).
+
+Memory: the message within its size limit (with a spool: up to `spool_threshold`), one line,
+and four octets of a possibly started end marker; once refused, only the four octets.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Final
+from typing import Final, Protocol
 
 from mailfort.protocol.smtp import replies as R
 
@@ -33,6 +39,14 @@ CRLF: Final = b"\r\n"
 # transparency dot (4.5.2), as aiosmtpd allowed.
 TEXT_LINE_LIMIT: Final = 1001
 _PREFIXES: Final = tuple(END[:k] for k in range(len(END) - 1, 0, -1))  # longest first
+SPOOL_THRESHOLD: Final = 64 * 1024
+
+
+class DataSink(Protocol):
+    """Where a message too large to keep in memory goes (the server's spool file)."""
+
+    def write(self, data: bytes | bytearray) -> None:
+        """Take the next octets of the message; copy them, do not keep `data`."""
 
 
 class Outcome(Enum):
@@ -47,8 +61,10 @@ _REFUSALS: Final = {Outcome.LINE_TOO_LONG: R.LINE_TOO_LONG, Outcome.TOO_BIG: R.D
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReceivedData:
     outcome: Outcome
-    content: bytes  # the message with the transparency dots removed; b"" unless COMPLETE
+    # the message with the transparency dots removed; b"" unless COMPLETE and kept in memory
+    content: bytes
     size: int  # octets received as sent, without the end marker
+    spooled: DataSink | None = None  # holds the message instead, when it was spooled
 
     @property
     def refusal(self) -> str | None:
@@ -59,13 +75,26 @@ class ReceivedData:
 class DataReceiver:
     """One DATA section. `feed` until `done`, then `result()`."""
 
-    def __init__(self, *, max_size: int | None, max_line: int = TEXT_LINE_LIMIT) -> None:
+    def __init__(
+        self,
+        *,
+        max_size: int | None,
+        max_line: int = TEXT_LINE_LIMIT,
+        spool: Callable[[], DataSink] | None = None,
+        spool_threshold: int = SPOOL_THRESHOLD,
+    ) -> None:
         self._max_size = max_size or 0  # 0: no limit, as aiosmtpd's data_size_limit
         self._max_line = max_line
+        self._spool = spool
+        self._spool_threshold = spool_threshold
         # The longest tail of the stream so far that could begin the end marker; not yet judged.
         # It starts as the CRLF that the data is deemed to follow.
         self._tail = CRLF
-        self._parts: list[bytes] = []  # judged bytes, starting with that virtual CRLF
+        # The message so far without its transparency dots, after that virtual CRLF; unless it
+        # went to the sink.
+        self._parts: list[bytes] = []
+        self._kept = 0  # octets in _parts
+        self._sink: DataSink | None = None
         self._line = 0  # octets of the current, unfinished line among the judged bytes
         self._complete = -len(CRLF)  # octets of finished lines (the virtual CRLF is not data)
         self._judged = -len(CRLF)
@@ -110,11 +139,30 @@ class DataReceiver:
         size = self._judged
         if self._outcome is not Outcome.COMPLETE:
             return ReceivedData(outcome=self._outcome, content=b"", size=size)
-        raw = b"".join(self._parts)
-        # Every line start follows a CRLF (the first one the virtual CRLF), so this finds exactly
-        # the lines that begin with a dot; two of them cannot overlap.
-        content = raw.replace(b"\r\n.", CRLF)[len(CRLF) :]
+        if self._sink is not None:
+            sink = self._sink
+            return ReceivedData(outcome=Outcome.COMPLETE, content=b"", size=size, spooled=sink)
+        content = b"".join(self._parts)[len(CRLF) :]
         return ReceivedData(outcome=Outcome.COMPLETE, content=content, size=size)
+
+    def _keep(self, chunk: bytes) -> None:
+        """Add judged octets to the message, without their transparency dots.
+
+        Every line start follows a CRLF (the first one the virtual CRLF), so the replacement
+        finds exactly the lines that begin with a dot; two of them cannot overlap. Nor can one
+        span two chunks: a judged chunk never ends in CR or CRLF (those stay in the tail, as a
+        possible start of the end marker), and the next chunk starts with that tail; only the
+        last chunk ends in CRLF, the one that ends the last line."""
+        content = chunk.replace(b"\r\n.", CRLF)
+        if self._sink is not None:
+            self._sink.write(content)
+            return
+        self._parts.append(content)
+        self._kept += len(content)
+        if self._spool is not None and self._kept - len(CRLF) > self._spool_threshold:
+            self._sink = self._spool()
+            self._sink.write(b"".join(self._parts)[len(CRLF) :])
+            self._parts, self._kept = [], 0
 
     def _judge(self, stream: bytes, stop: int) -> None:
         """Account for stream[:stop], which holds no part of a possible end marker."""
@@ -145,7 +193,7 @@ class DataReceiver:
             # This line cannot end in time, and no earlier line broke a limit.
             self._refuse(Outcome.LINE_TOO_LONG)
             return
-        self._parts.append(chunk)
+        self._keep(chunk)
 
     def _lines_fit(self, chunk: bytes, start: int, end: int) -> bool:
         """True when every line from `start` (a line start) to the CRLF at `end` fits max_line.
@@ -172,4 +220,5 @@ class DataReceiver:
 
     def _refuse(self, outcome: Outcome) -> None:
         self._outcome = outcome
-        self._parts.clear()
+        self._parts, self._kept = [], 0
+        self._sink = None  # the server disposes of what it holds

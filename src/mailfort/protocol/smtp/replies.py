@@ -31,6 +31,8 @@ TOO_MANY_RECIPIENTS: Final = "452 4.5.3 Too many recipients"
 MAILBOX_FULL: Final = "452 4.2.2 Mailbox full"
 MAILBOX_NO_ROOM: Final = "452 4.2.2 Mailbox full: the message does not fit the remaining quota"
 AUTH_THROTTLED: Final = "454 4.7.0 Too many failed logins, try again later"
+# RFC 4954 6: 454 4.7.0 is a temporary authentication failure; the credentials were right.
+AUTH_TOO_MANY_SESSIONS: Final = "454 4.7.0 Too many sessions for this account, try again later"
 TLS_FAILED: Final = "454 4.7.0 TLS negotiation failed"
 
 # 5xx: permanent

@@ -1,9 +1,12 @@
 """IMAP listeners: asyncio streams around the sans-IO reader and the session.
 
 Per connection: a bounded command reader (line and literal limits enforced before bytes are
-buffered), one command at a time (pipelined commands wait in the reader), output written with
-backpressure (a client that does not read stalls only itself and is dropped after a timeout),
-a limit on time and commands before login, and the RFC's 30-minute autologout afterwards.
+buffered; APPEND message literals past a small threshold written to the node's spool as they
+arrive, so that a session holds little memory whatever it sends), one command at a time
+(pipelined commands wait in the reader), output written with backpressure (a client that does
+not read stalls only itself and is dropped after a timeout), a limit on time and commands before
+login, and the RFC's 30-minute autologout afterwards. Every spool file a connection opened is
+closed after its command, or when the connection ends however it ends.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from mailfort.protocol.imap import framing, response
-from mailfort.protocol.imap.commands import StartTLS
+from mailfort.protocol.imap.commands import Append, Command, StartTLS
 from mailfort.server.admission import ConnectionLimiter
 from mailfort.server.imap import mailboxes, messages  # noqa: F401  (registers handlers)
 from mailfort.server.imap.session import ImapContext, Session, State
@@ -29,6 +32,7 @@ from mailfort.server.listener import (
     serve,
     stream_factory,
 )
+from mailfort.server.spool import SPOOL_THRESHOLD, SpoolFile
 from mailfort.server.streams import close, peer_ip
 
 log = logging.getLogger("mailfort.imap")
@@ -70,14 +74,51 @@ class Connection:
         self.tls_context = tls_context
         self.client_ip = peer_ip(writer)
         self.tls = writer.get_extra_info("ssl_object") is not None
-        self.framer = framing.CommandReader(
-            max_line=limits.max_line, max_literal=limits.max_literal
-        )
+        self.spooled: list[SpoolFile] = []  # spool files opened and not yet closed
+        self.framer = self._new_framer()
         self.events: deque[framing.Event] = deque()
         self.closing = asyncio.Event()
         self.blocked = 0.0  # seconds spent waiting for the client to read what was sent
         self._read_task: asyncio.Future[bytes | None] | None = None
         self.session = Session(ctx, self)
+
+    def _new_framer(self) -> framing.CommandReader:
+        spool = self.ctx.spool
+        return framing.CommandReader(
+            max_line=self.limits.max_line,
+            max_literal=self.limits.max_literal,
+            spool=None if spool is None else self._spool_file,
+            spool_threshold=SPOOL_THRESHOLD,
+        )
+
+    def _spool_file(self, size: int) -> SpoolFile:
+        assert self.ctx.spool is not None
+        file = self.ctx.spool.open()
+        self.spooled.append(file)
+        return file
+
+    def _done_with(self, command: Command) -> None:
+        """The command was handled (or never will be): close the spool files it carries."""
+        if isinstance(command, Append):
+            for message in command.messages:
+                if isinstance(message.data, SpoolFile):
+                    message.data.close()
+        self.spooled = [file for file in self.spooled if not file.closed]
+
+    def release(self) -> None:
+        """The connection is over: no spool file of it may stay open, nor its session's place."""
+        self.framer.close()
+        for file in self.spooled:
+            file.close()
+        self.spooled.clear()
+        self._drop_events()
+        self.session.end()
+
+    def _drop_events(self) -> None:
+        for event in self.events:
+            if isinstance(event, framing.Parsed):
+                self._done_with(event.command)
+        self.events.clear()
 
     def shutdown(self) -> None:
         """Drain: a session waiting for its client is told BYE now; a busy one after its command."""
@@ -124,10 +165,9 @@ class Connection:
         await self.writer.start_tls(self.tls_context)
         self.tls = True
         # RFC 3501 6.2.1: nothing the client sent before the handshake may be used after it.
-        self.framer = framing.CommandReader(
-            max_line=self.limits.max_line, max_literal=self.limits.max_literal
-        )
-        self.events.clear()
+        self.framer.close()
+        self.framer = self._new_framer()
+        self._drop_events()
 
     async def _drop_buffered(self) -> None:
         while True:
@@ -245,7 +285,10 @@ class Connection:
             starttls = isinstance(event.command, StartTLS)
             if starttls:
                 self._reading(False)  # until the handshake; see start_tls()
-            keep = await self.session.handle(event.command)
+            try:
+                keep = await self.session.handle(event.command)
+            finally:
+                self._done_with(event.command)
             if starttls:
                 self._reading(True)  # STARTTLS refused, or the new transport after it
             if not keep:
@@ -301,7 +344,7 @@ async def start_imap(
         finally:
             registry.discard(connection)
             admitted.release()
-            connection.session.watch(None)
+            connection.release()
             await close(writer)
 
     return await serve(

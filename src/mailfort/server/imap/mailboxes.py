@@ -13,6 +13,7 @@ from mailfort.server.imap.flags import PERMANENT_FLAGS, SYSTEM_FLAGS, normalize_
 from mailfort.server.imap.selected import SelectedMailbox
 from mailfort.server.imap.session import CommandError, Done, Session, State, handles
 from mailfort.server.offload import Pacer
+from mailfort.server.spool import SpoolFile
 from mailfort.store.api import AppendItem, Mailbox, MailboxStatus
 
 _SPECIAL_USES = frozenset(
@@ -286,21 +287,48 @@ async def do_list(s: Session, cmd: C.Command) -> Done:
     return Done(text=f"{verb} completed")
 
 
+def _octets(data: bytes | C.LiteralSink) -> int:
+    if isinstance(data, SpoolFile):
+        return data.size
+    assert isinstance(data, bytes)  # the connection spools only to SpoolFiles
+    return len(data)
+
+
+async def _in_memory(data: bytes | C.LiteralSink) -> bytes | bytearray:
+    if isinstance(data, SpoolFile):
+        octets = await data.read()
+        data.close()  # the octets are in memory now: free the disk at once
+        return octets
+    assert isinstance(data, bytes)
+    return data
+
+
 @handles(C.Append)
 async def do_append(s: Session, cmd: C.Command) -> Done:
     assert isinstance(cmd, C.Append)
     name = names.decode(cmd.mailbox, s.utf8)
-    items: list[AppendItem] = []
     for message in cmd.messages:
-        if len(message.data) > s.ctx.max_message_size:
+        size = _octets(message.data)
+        if size > s.ctx.max_message_size:
             return Done("NO", "message too large", "TOOBIG")
-        if not message.data:
+        if not size:
             return Done("NO", "empty message", "CANNOT")
-        flags = normalize_flags(message.flags) - {"\\Recent"}
-        when = message.internal_date.timestamp() if message.internal_date else time.time()
-        items.append(AppendItem(data=message.data, flags=frozenset(flags), internal_date=when))
+    spooled = sum(_octets(m.data) for m in cmd.messages if isinstance(m.data, SpoolFile))
     try:
-        result = await s.ctx.store.append(_account_id(s), name, items)
+        # Spooled messages are in memory only from here to the end of the store write.
+        async with s.ctx.memory.hold(spooled):
+            items: list[AppendItem] = []
+            for message in cmd.messages:
+                flags = normalize_flags(message.flags) - {"\\Recent"}
+                when = message.internal_date.timestamp() if message.internal_date else time.time()
+                items.append(
+                    AppendItem(
+                        data=await _in_memory(message.data),
+                        flags=frozenset(flags),
+                        internal_date=when,
+                    )
+                )
+            result = await s.ctx.store.append(_account_id(s), name, items)
     except NotFound:
         return Done("NO", f"no mailbox {name}", "TRYCREATE")
     uids = response.format_seqset(list(result.uids))

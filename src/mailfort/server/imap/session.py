@@ -27,12 +27,15 @@ from mailfort.mail.address import AddressError, normalize
 from mailfort.metrics import NodeMetrics
 from mailfort.network import Networks
 from mailfort.protocol.imap import commands as C
+from mailfort.server.account_sessions import AccountSessions, SessionTicket
 from mailfort.server.imap.cache import MetaCache, SnapshotCache
 from mailfort.server.imap.flags import FlagError
 from mailfort.server.imap.names import NameError_
 from mailfort.server.imap.selected import SelectedMailbox
+from mailfort.server.memory_budget import MemoryBudget
 from mailfort.server.offload import CpuPool
 from mailfort.server.overload import OverloadGate
+from mailfort.server.spool import Spool
 from mailfort.status.components import Component
 from mailfort.status.notices import NoticeBoard
 from mailfort.store.api import Account, MessageRow, Store
@@ -153,6 +156,12 @@ class ImapContext:
     networks: Networks = field(default_factory=Networks)
     # Threads for parsing and searching message bodies off the event loop.
     cpu: CpuPool = field(default_factory=CpuPool)
+    # Large APPEND literals go to the spool as they arrive (None: kept in memory); reading
+    # them back for the store write takes from the node's memory budget.
+    spool: Spool | None = None
+    memory: MemoryBudget = field(default_factory=lambda: MemoryBudget(64 * 1024 * 1024))
+    # Logged-in sessions per account on this node, shared with POP3 and submission.
+    sessions: AccountSessions = field(default_factory=lambda: AccountSessions(50))
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +208,7 @@ class Session:
         # The client's network: its commands hold at most its share of the overload gate.
         self.network = ctx.networks.of(io.client_ip)
         self.account: Account | None = None
+        self.ticket: SessionTicket | None = None  # this session's place among its account's
         self.selected: SelectedMailbox | None = None
         self.enabled: set[str] = set()
         self.condstore = False
@@ -317,6 +327,12 @@ class Session:
         if mailbox_id is not None:
             self._change_event = hub.subscribe(mailbox_id)
 
+    def end(self) -> None:
+        """The connection is gone: stop watching, give the account's session place back."""
+        self.watch(None)
+        if self.ticket is not None:
+            self.ticket.close()
+
     def close_selected(self) -> None:
         self.watch(None)
         self.selected = None
@@ -400,6 +416,12 @@ class Session:
             log.warning("event=imap_login_failed client=%s user=%r", ip, address)
             await asyncio.sleep(delay)
             return Done("NO", "invalid credentials", "AUTHENTICATIONFAILED")
+        ticket = self.ctx.sessions.open(account.id)
+        if ticket is None:
+            log.warning("event=imap_login_refused reason=sessions client=%s user=%s", ip, address)
+            # RFC 5530 3: LIMIT, "a server-imposed limit", here on one account's sessions.
+            return Done("NO", "too many sessions for this account, try again later", "LIMIT")
+        self.ticket = ticket
         self.ctx.logins["ok"] += 1
         self.account = account
         self.state = State.AUTHENTICATED
