@@ -55,9 +55,18 @@ class LimitsConfig:
     # (Postfix's stress mode: 300 s -> 10 s), so idle or slow clients cannot hold the node full.
     smtp_stress_idle_timeout: float = 10.0
     smtp_session_timeout: float = 1800.0
+    # Failed logins within auth_failure_window (auth/throttle.py), counted before the password
+    # is checked; past a limit further attempts are refused unchecked. Each failure is answered
+    # after auth_failure_delay × the address's failures (at most 5 s).
     auth_failures_per_ip: int = 10
     auth_failure_window: float = 900.0
     auth_failure_delay: float = 1.0
+    # One machine can own a whole /24 or /64: its addresses share this count. Higher than per
+    # address, since a NAT (a university, a mobile carrier) puts many customers behind one /24.
+    auth_failures_per_network: int = 30
+    # Failures from networks the account has never logged in from (see [auth]
+    # known_network_days): a guesser spread over many networks is stopped, while the owner, from
+    # a network they logged in from before, is never refused for it.
     auth_failures_per_account: int = 20
     imap_max_connections: int = 5000
     imap_max_connections_per_ip: int = 50
@@ -188,6 +197,10 @@ class StatusConfig:
 class AuthConfig:
     # Plaintext logins (no TLS) are refused except, when this is true, from loopback clients.
     allow_plaintext_loopback: bool = False
+    # A network (/24, /64) an account logged in from with its password stays exempt from the
+    # account's failed-login limit for this many days after its last such login: an attack on
+    # the account does not lock its owner out where the owner usually logs in.
+    known_network_days: float = 30.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -319,6 +332,16 @@ def validate(config: Config) -> None:
         raise ConfigError("limits.network_prefix_v6", "expected a prefix length from 16 to 128")
     if not 0 < config.limits.max_network_share <= 1:
         raise ConfigError("limits.max_network_share", "expected a share above 0 and at most 1")
+    _at_least(
+        config.limits,
+        "limits",
+        1,
+        "auth_failures_per_ip",
+        "auth_failures_per_network",
+        "auth_failures_per_account",
+    )
+    # Shorter would make every login a store write (a network is re-recorded daily at most).
+    _at_least(config.auth, "auth", 1, "known_network_days")
     if not config.hostname:
         raise ConfigError("hostname", "must not be empty")
     # It is written into every Received header; a space or line break there would forge headers.

@@ -14,14 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mailfort.auth.known import DAY, KnownNetworks
+from mailfort.auth.login import Logins
 from mailfort.auth.passwords import Verifier
-from mailfort.auth.throttle import LoginThrottle
+from mailfort.auth.throttle import AuthThrottle, ThrottleLimits
 from mailfort.cluster.maildrop import StoreMaildropLocks
 from mailfort.cluster.membership import Membership
 from mailfort.config import Config, OverloadConfig, parse_hostport
 from mailfort.errors import StoreError
 from mailfort.mail.directory import Directory
 from mailfort.metrics import NodeMetrics
+from mailfort.network import Networks
 from mailfort.overload import BreakerConfig, RetryBudgetConfig
 from mailfort.queue.local_worker import LocalWorker
 from mailfort.queue.remote_worker import Politeness, RemoteWorker
@@ -102,17 +105,25 @@ class Node:
         self.limiter = ConnectionLimiter(
             max_total=limits.max_connections, max_per_ip=limits.max_connections_per_ip
         )
-        self.throttle = LoginThrottle(
-            max_failures=limits.auth_failures_per_ip,
-            window=limits.auth_failure_window,
-            base_delay=limits.auth_failure_delay,
-        )
-        self.verifier = Verifier()
-        # One count of failed logins per account, whichever protocol they come through.
-        self.account_throttle = LoginThrottle(
-            max_failures=limits.auth_failures_per_account,
-            window=limits.auth_failure_window,
-            base_delay=limits.auth_failure_delay,
+        # Every protocol that takes a password logs in through this one object, so a guesser
+        # is counted once per address, network and account whichever protocol it tries.
+        networks = Networks(limits.network_prefix_v4, limits.network_prefix_v6)
+        self.verifier = Verifier(max_network_share=limits.max_network_share, metrics=self.metrics)
+        self.logins = Logins(
+            store=self.store,
+            verifier=self.verifier,
+            throttle=AuthThrottle(
+                ThrottleLimits(
+                    per_address=limits.auth_failures_per_ip,
+                    per_network=limits.auth_failures_per_network,
+                    per_account=limits.auth_failures_per_account,
+                    window=limits.auth_failure_window,
+                    base_delay=limits.auth_failure_delay,
+                ),
+                networks=networks,
+            ),
+            known=KnownNetworks(self.store, remember_seconds=config.auth.known_network_days * DAY),
+            metrics=self.metrics,
         )
         self.imap_limiter = ConnectionLimiter(
             max_total=limits.imap_max_connections, max_per_ip=limits.imap_max_connections_per_ip
@@ -214,8 +225,7 @@ class Node:
                 directory=self.directory,
                 hostname=self.config.hostname,
                 max_recipients=limits.max_recipients,
-                verifier=self.verifier,
-                throttle=self.throttle,
+                auth=self.logins,
                 metrics=self.metrics,
                 gate=self.gate,
                 notices=self.notices,
@@ -257,9 +267,7 @@ class Node:
         config = self.config
         imap_context = ImapContext(
             store=self.store,
-            verifier=self.verifier,
-            ip_throttle=self.throttle,
-            account_throttle=self.account_throttle,
+            auth=self.logins,
             cache=MetaCache(),
             hostname=config.hostname,
             max_message_size=limits.max_message_size,
@@ -295,9 +303,7 @@ class Node:
         limits = self.config.limits
         pop3_context = Pop3Context(
             store=self.store,
-            verifier=self.verifier,
-            ip_throttle=self.throttle,
-            account_throttle=self.account_throttle,
+            auth=self.logins,
             locks=self.maildrop_locks,
             sizes=SizeCache(),
             hostname=self.config.hostname,
@@ -478,8 +484,7 @@ def describe(node: Node) -> str:
         )
         if served:
             incoming = ", ".join(
-                f"port {x.port} ({'STARTTLS' if x.name == protocol else 'SSL/TLS'})"
-                for x in served
+                f"port {x.port} ({'STARTTLS' if x.name == protocol else 'SSL/TLS'})" for x in served
             )
             lines.append(
                 f"Mail client (incoming): {protocol.upper()} server {served[0].host},"

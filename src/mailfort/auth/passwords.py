@@ -7,11 +7,14 @@ import functools
 import hashlib
 import hmac
 import secrets
+from collections import OrderedDict, deque
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from mailfort.errors import Busy
+from mailfort.metrics import NodeMetrics
+from mailfort.network import share_of
 
 _hasher = PasswordHasher()
 
@@ -38,6 +41,11 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return False
 
 
+class NetworkBusy(Exception):
+    """One client network has its share of the password checks waiting: its own doing, so the
+    answer is the throttle's ("too many attempts"), not "the node is busy"."""
+
+
 class Verifier:
     """Verifies in a worker thread and remembers recent successes.
 
@@ -50,40 +58,105 @@ class Verifier:
     at once and at most `max_waiting` wait; past that the caller gets `Busy` and answers "try again
     later". After a restart every client reconnects at once: without this bound the node's memory
     would grow by 64 MiB per concurrent first login.
+
+    One client network may hold at most `max_network_share` of the waiting places (past that:
+    `NetworkBusy`), and waiting checks are served round-robin across networks, not first come
+    first served: one machine can neither fill the queue (every other login would get `Busy`)
+    nor stand in front of everyone else's login with its own guesses.
     """
 
     def __init__(
-        self, max_entries: int = 10000, *, concurrency: int = 2, max_waiting: int = 64
+        self,
+        max_entries: int = 10000,
+        *,
+        concurrency: int = 2,
+        max_waiting: int = 64,
+        max_network_share: float = 0.25,
+        metrics: NodeMetrics | None = None,
     ) -> None:
         self._key = secrets.token_bytes(32)
         self._ok: dict[bytes, None] = {}
         self._max = max_entries
         self._concurrency = concurrency
         self._max_waiting = max_waiting
-        self._slots: asyncio.Semaphore | None = None
+        self._max_per_network = share_of(max_waiting, max_network_share)
+        self._metrics = metrics
+        self._running = 0
         self._waiting = 0
+        self._per_network: dict[str, int] = {}
+        # Checks waiting for a worker, per network; the network served next is the first key.
+        self._queues: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
         self.refused = 0
+        self.verifications = 0  # argon2 runs (remembered successes cost none)
 
     def _digest(self, password_hash: str, password: str) -> bytes:
         material = password_hash.encode() + b"\0" + password.encode("utf-8", "surrogateescape")
         return hmac.new(self._key, material, hashlib.sha256).digest()
 
-    async def verify(self, password_hash: str | None, password: str) -> bool:
+    async def verify(self, password_hash: str | None, password: str, *, network: str = "") -> bool:
+        """Whether `password` matches `password_hash` (None: an unknown user, checked against a
+        dummy hash all the same). `network` is the client's (`mailfort.network.Networks.of`)."""
         if password_hash is not None and self._digest(password_hash, password) in self._ok:
             return True
         if self._waiting >= self._max_waiting:
             self.refused += 1
             raise Busy("too many logins being verified; try again later")
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self._concurrency)
+        if self._per_network.get(network, 0) >= self._max_per_network:
+            raise NetworkBusy(network)
         self._waiting += 1
+        self._per_network[network] = self._per_network.get(network, 0) + 1
         try:
-            async with self._slots:
+            await self._worker(network)
+            try:
+                self.verifications += 1
+                if self._metrics is not None:
+                    self._metrics.password_verified()
                 ok = await asyncio.to_thread(verify_password, password_hash, password)
+            finally:
+                self._done()
         finally:
             self._waiting -= 1
+            left = self._per_network[network] - 1
+            if left:
+                self._per_network[network] = left
+            else:
+                del self._per_network[network]
         if ok and password_hash is not None:
             if len(self._ok) >= self._max:
                 self._ok.pop(next(iter(self._ok)))
             self._ok[self._digest(password_hash, password)] = None
         return ok
+
+    async def _worker(self, network: str) -> None:
+        """Wait for one of the `concurrency` workers, in the round-robin order of networks."""
+        if self._running < self._concurrency and not self._queues:
+            self._running += 1
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queues.setdefault(network, deque()).append(turn)
+        try:
+            await turn
+        except BaseException:
+            if turn.done() and not turn.cancelled():
+                self._done()  # handed a worker just as the caller went away: pass it on
+            else:
+                queue = self._queues.get(network)
+                if queue is not None and turn in queue:
+                    queue.remove(turn)
+                    if not queue:
+                        del self._queues[network]
+            raise
+
+    def _done(self) -> None:
+        """A worker is free: the next network in turn gets it."""
+        self._running -= 1
+        while self._queues and self._running < self._concurrency:
+            network, queue = next(iter(self._queues.items()))
+            turn = queue.popleft()
+            if queue:
+                self._queues.move_to_end(network)
+            else:
+                del self._queues[network]
+            if not turn.done():
+                self._running += 1
+                turn.set_result(None)

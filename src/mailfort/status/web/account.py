@@ -1,9 +1,11 @@
 """Per-customer status: `/account` (HTML) and `/api/account.json`, behind HTTP Basic with the
 customer's mail address and password (issue 6, item 10).
 
-Login follows the IMAP rules (server/imap/session.py): throttled per client address and per
-account, verified by the node's bounded `Verifier` (Busy → 503), every attempt recorded in
-`metrics.login("http", …)`. Answers are `Cache-Control: private, no-store`.
+Login is the node's `auth/login.Logins`, as on every protocol: throttled per client address,
+network and account (429), verified by the node's bounded `Verifier` (Busy → 503), every attempt
+recorded in `metrics.login("http", …)`. These pages take their overload-gate slots themselves
+(`guard.OWN_SLOTS`), for the store reads only: a failed login's delay holds none. Answers are
+`Cache-Control: private, no-store`.
 
 Plaintext: the listener speaks plain HTTP and expects a TLS proxy in front, which sets
 `X-Forwarded-Proto: https` (trusted from loopback only; uvicorn's proxy headers). Credentials are
@@ -18,15 +20,14 @@ import base64
 import binascii
 import json
 import logging
-import time
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mailfort.errors import Busy, StoreError
-from mailfort.mail.address import AddressError, normalize
+from mailfort.auth.login import Outcome
+from mailfort.errors import StoreError
 from mailfort.status.repository import AccountStatus
 from mailfort.status.web import model
 from mailfort.status.web.caching import HTML_HEADERS, NO_STORE
@@ -76,32 +77,36 @@ async def authenticate(ctx: WebContext, request: Request) -> str:
     if given is None:
         raise Refused(401, "web.account.unauthorized", {"WWW-Authenticate": REALM})
     user, password = given
-    try:
-        address = normalize(user)
-    except AddressError:
-        address = user[:200]
     ip = request.client.host if request.client else "?"
-    if ctx.ip_throttle.blocked(ip) or ctx.account_throttle.blocked(address):
-        log.warning("event=http_login_refused reason=throttled client=%s user=%r", ip, address)
+    attempt = await ctx.auth.attempt("http", ip, user, password, ctx.gate())
+    ctx.auth.record(attempt)
+    if attempt.outcome is Outcome.THROTTLED:
         raise Refused(429, "web.account.throttled", {"Retry-After": "60"})
-    started = time.monotonic()
-    try:
-        account = await ctx.store.get_account(address)
-        ok = await ctx.verifier.verify(account.password_hash if account else None, password)
-    except Busy:
-        raise Refused(503, "web.account.busy", {"Retry-After": "5"}) from None
-    except StoreError as exc:
-        log.warning("event=http_login_unavailable error=%s", exc)
-        raise Refused(503, "web.account.unavailable", {"Retry-After": "5"}) from None
-    ok = ok and account is not None
-    ctx.metrics.login("http", ok, time.monotonic() - started)
-    if not ok:
-        delay = max(ctx.ip_throttle.failed(ip), ctx.account_throttle.failed(address))
-        log.warning("event=http_login_failed client=%s user=%r", ip, address)
-        await asyncio.sleep(delay)
+    if attempt.outcome is Outcome.UNAVAILABLE:
+        busy = attempt.refused_by in ("verifier", "overload")
+        key = "web.account.busy" if busy else "web.account.unavailable"
+        raise Refused(503, key, {"Retry-After": "5"})
+    if attempt.account is None:
+        await asyncio.sleep(attempt.delay)  # no gate slot is held meanwhile
         raise Refused(401, "web.account.unauthorized", {"WWW-Authenticate": REALM})
-    assert account is not None
-    return account.address
+    return attempt.account.address
+
+
+async def account_status(ctx: WebContext, address: str) -> AccountStatus | None:
+    """The customer's status from the store, under a slot of the overload gate (503 when the
+    node refuses it)."""
+    gate = ctx.gate()
+    token = gate.try_acquire("http") if gate is not None else None
+    if gate is not None and token is None:
+        raise Refused(503, "web.account.busy", {"Retry-After": str(gate.retry_after)})
+    ok = False
+    try:
+        found = await ctx.repository.account_status(address, ctx.clock())
+        ok = True
+        return found
+    finally:
+        if gate is not None:
+            gate.release(token, ok)
 
 
 def document(status: AccountStatus, now: float, base: str) -> dict[str, Any]:
@@ -134,7 +139,7 @@ def routes(ctx: WebContext) -> list[Route]:
         t = Texts(language(request), ctx.provider)
         try:
             address = await authenticate(ctx, request)
-            found = await ctx.repository.account_status(address, ctx.clock())
+            found = await account_status(ctx, address)
         except Refused as exc:
             return t, Response(
                 t(exc.key) + "\n",

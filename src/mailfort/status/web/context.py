@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.requests import Request
 
-from mailfort.auth.passwords import Verifier
-from mailfort.auth.throttle import LoginThrottle
+from mailfort.auth.login import Logins
 from mailfort.config import Config
 from mailfort.metrics import NodeMetrics
 from mailfort.status.i18n import SUPPORTED, negotiate
@@ -47,9 +46,7 @@ class WebContext:
     store: Store
     repository: StatusRepository
     metrics: NodeMetrics
-    verifier: Verifier
-    ip_throttle: LoginThrottle
-    account_throttle: LoginThrottle
+    auth: Logins
     snapshots: SnapshotCache
     # Looked up per request, so a node can swap or drop its gate while running.
     gate: Callable[[], Gate | None] = lambda: None
@@ -70,9 +67,7 @@ class WebContext:
             store=node.store,
             repository=repository,
             metrics=node.metrics,
-            verifier=node.verifier,
-            ip_throttle=node.throttle,
-            account_throttle=node.account_throttle,
+            auth=node.logins,
             snapshots=snapshots,
             gate=lambda: node.gate,
         )

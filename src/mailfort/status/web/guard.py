@@ -25,6 +25,9 @@ log = logging.getLogger("mailfort.status.web")
 # Scrapers must see an overloaded node (that is when its metrics matter most), and a health
 # check must never be what tips a node over, so these skip the gate.
 UNGATED = frozenset({"/metrics"})
+# Pages that take their slots themselves, for their store work only (`account.py`): a login's
+# password check and failure delay must not hold a slot, nor count as store latency.
+OWN_SLOTS = frozenset({"/account", "/api/account.json"})
 _FROM_MEMORY = frozenset({"/", "/history.atom", "/banner.json", "/banner.html", "/banner.js"})
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -98,7 +101,8 @@ class Guard:
         if int(length) > self.max_body:
             await _send_plain(send, 413, "request body too large\n", _CLOSE)
             return
-        gate = None if scope.get("path") in UNGATED else self.gate()
+        path = scope.get("path")
+        gate = None if path in UNGATED or path in OWN_SLOTS else self.gate()
         token = None
         if gate is not None:
             if from_memory(scope):
