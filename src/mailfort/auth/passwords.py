@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import secrets
 from collections import OrderedDict, deque
+from collections.abc import Callable
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -60,9 +61,9 @@ class Verifier:
     would grow by 64 MiB per concurrent first login.
 
     One client network may hold at most `max_network_share` of the waiting places (past that:
-    `NetworkBusy`), and waiting checks are served round-robin across networks, not first come
-    first served: one machine can neither fill the queue (every other login would get `Busy`)
-    nor stand in front of everyone else's login with its own guesses.
+    `NetworkBusy`), and waiting checks are served by network in turn, not first come first
+    served: one machine can neither fill the queue (every other login would get `Busy`) nor
+    stand in front of everyone else's login with its own guesses.
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class Verifier:
         max_waiting: int = 64,
         max_network_share: float = 0.25,
         metrics: NodeMetrics | None = None,
+        check: Callable[[str | None, str], bool] = verify_password,
     ) -> None:
         self._key = secrets.token_bytes(32)
         self._ok: dict[bytes, None] = {}
@@ -81,10 +83,14 @@ class Verifier:
         self._max_waiting = max_waiting
         self._max_per_network = share_of(max_waiting, max_network_share)
         self._metrics = metrics
+        self._check = check  # runs in a worker thread
         self._running = 0
         self._waiting = 0
-        self._per_network: dict[str, int] = {}
-        # Checks waiting for a worker, per network; the network served next is the first key.
+        self._per_network: dict[str, int] = {}  # waiting or running, per network
+        # When each network with checks waiting or running last got a worker (a count).
+        self._last_start: dict[str, int] = {}
+        self._starts = 0
+        # Checks waiting for a worker, per network, in the order the networks began to wait.
         self._queues: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
         self.refused = 0
         self.verifications = 0  # argon2 runs (remembered successes cost none)
@@ -98,11 +104,12 @@ class Verifier:
         dummy hash all the same). `network` is the client's (`mailfort.network.Networks.of`)."""
         if password_hash is not None and self._digest(password_hash, password) in self._ok:
             return True
+        # The network's own bound first: past it the refusal is its doing, whatever the node's.
+        if self._per_network.get(network, 0) >= self._max_per_network:
+            raise NetworkBusy(network)
         if self._waiting >= self._max_waiting:
             self.refused += 1
             raise Busy("too many logins being verified; try again later")
-        if self._per_network.get(network, 0) >= self._max_per_network:
-            raise NetworkBusy(network)
         self._waiting += 1
         self._per_network[network] = self._per_network.get(network, 0) + 1
         try:
@@ -111,9 +118,9 @@ class Verifier:
                 self.verifications += 1
                 if self._metrics is not None:
                     self._metrics.password_verified()
-                ok = await asyncio.to_thread(verify_password, password_hash, password)
+                ok = await asyncio.to_thread(self._check, password_hash, password)
             finally:
-                self._done()
+                self._done(network)
         finally:
             self._waiting -= 1
             left = self._per_network[network] - 1
@@ -121,6 +128,7 @@ class Verifier:
                 self._per_network[network] = left
             else:
                 del self._per_network[network]
+                self._last_start.pop(network, None)
         if ok and password_hash is not None:
             if len(self._ok) >= self._max:
                 self._ok.pop(next(iter(self._ok)))
@@ -128,9 +136,11 @@ class Verifier:
         return ok
 
     async def _worker(self, network: str) -> None:
-        """Wait for one of the `concurrency` workers, in the round-robin order of networks."""
+        """Wait for one of the `concurrency` workers. When one is free, the waiting network served
+        least recently goes first: a newcomer is not stuck behind a network that already had its
+        turn and queued more."""
         if self._running < self._concurrency and not self._queues:
-            self._running += 1
+            self._start(network)
             return
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queues.setdefault(network, deque()).append(turn)
@@ -138,7 +148,7 @@ class Verifier:
             await turn
         except BaseException:
             if turn.done() and not turn.cancelled():
-                self._done()  # handed a worker just as the caller went away: pass it on
+                self._done(network)  # handed a worker just as the caller went away: pass it on
             else:
                 queue = self._queues.get(network)
                 if queue is not None and turn in queue:
@@ -147,16 +157,21 @@ class Verifier:
                         del self._queues[network]
             raise
 
-    def _done(self) -> None:
-        """A worker is free: the next network in turn gets it."""
+    def _start(self, network: str) -> None:
+        self._running += 1
+        self._starts += 1
+        self._last_start[network] = self._starts
+
+    def _done(self, network: str) -> None:
+        """`network`'s check is over; a free worker goes to the next in turn."""
         self._running -= 1
         while self._queues and self._running < self._concurrency:
-            network, queue = next(iter(self._queues.items()))
+            # At most `max_waiting` networks wait, so this scan is short.
+            chosen = min(self._queues, key=lambda n: self._last_start.get(n, 0))
+            queue = self._queues[chosen]
             turn = queue.popleft()
-            if queue:
-                self._queues.move_to_end(network)
-            else:
-                del self._queues[network]
+            if not queue:
+                del self._queues[chosen]
             if not turn.done():
-                self._running += 1
+                self._start(chosen)
                 turn.set_result(None)
