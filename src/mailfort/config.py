@@ -201,6 +201,11 @@ class AuthConfig:
     # account's failed-login limit for this many days after its last such login: an attack on
     # the account does not lock its owner out where the owner usually logs in.
     known_network_days: float = 30.0
+    # Password checks (argon2id: ~64 MiB and tens of ms of CPU each) running at once per node,
+    # and at most waiting; past that a login is answered "try again later". One client network
+    # holds at most [limits] max_network_share of the waiting places.
+    verify_concurrency: int = 2
+    verify_max_waiting: int = 64
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -341,7 +346,8 @@ def validate(config: Config) -> None:
         "auth_failures_per_account",
     )
     # Shorter would make every login a store write (a network is re-recorded daily at most).
-    _at_least(config.auth, "auth", 1, "known_network_days")
+    _at_least(config.auth, "auth", 1, "known_network_days", "verify_concurrency")
+    _at_least(config.auth, "auth", 1, "verify_max_waiting")
     if not config.hostname:
         raise ConfigError("hostname", "must not be empty")
     # It is written into every Received header; a space or line break there would forge headers.

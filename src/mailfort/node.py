@@ -108,7 +108,12 @@ class Node:
         # Every protocol that takes a password logs in through this one object, so a guesser
         # is counted once per address, network and account whichever protocol it tries.
         networks = Networks(limits.network_prefix_v4, limits.network_prefix_v6)
-        self.verifier = Verifier(max_network_share=limits.max_network_share, metrics=self.metrics)
+        self.verifier = Verifier(
+            concurrency=config.auth.verify_concurrency,
+            max_waiting=config.auth.verify_max_waiting,
+            max_network_share=limits.max_network_share,
+            metrics=self.metrics,
+        )
         self.logins = Logins(
             store=self.store,
             verifier=self.verifier,

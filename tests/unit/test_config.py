@@ -285,6 +285,8 @@ def test_login_limits_are_validated(tmp_path: Path) -> None:
         ("[limits]\nauth_failures_per_account = 0\n", "limits.auth_failures_per_account"),
         # A shorter memory would make every login a store write.
         ("[auth]\nknown_network_days = 0.5\n", "auth.known_network_days"),
+        ("[auth]\nverify_concurrency = 0\n", "auth.verify_concurrency"),
+        ("[auth]\nverify_max_waiting = 0\n", "auth.verify_max_waiting"),
     ):
         path = tmp_path / "mailfort.toml"
         path.write_text(text)
@@ -294,3 +296,4 @@ def test_login_limits_are_validated(tmp_path: Path) -> None:
     defaults = Config()
     assert defaults.limits.auth_failures_per_network == 30
     assert defaults.auth.known_network_days == 30.0
+    assert (defaults.auth.verify_concurrency, defaults.auth.verify_max_waiting) == (2, 64)
