@@ -2,7 +2,9 @@
 
 Every client binds its socket to `source` (a 127.x.y.z address), so that tests can play clients
 from several networks on one machine: the node counts failed logins per address and per /24.
-Each call is one fresh connection; the answer is the node's own line (or the status code)."""
+Each call is one fresh connection; the answer is the node's own line (or the status code). A
+connection the node refuses at connect answers with its refusal (`* BYE`, `-ERR`, 421, 503).
+"""
 
 from __future__ import annotations
 
@@ -14,9 +16,13 @@ from tests.conftest import RawImap
 from tests.rawclient import RawClient, client_tls
 
 
-def imap(port: int, source: str, user: str, password: str, *, timeout: float = 30.0) -> bytes:
-    """LOGIN over implicit TLS: the tagged answer."""
-    with RawImap(port, source=source, timeout=timeout) as raw:
+def imap(
+    port: int, source: str, user: str, password: str, *, tls: bool = True, timeout: float = 30.0
+) -> bytes:
+    """LOGIN (over implicit TLS, or in plain text where the node allows it): the tagged answer."""
+    with RawImap(port, source=source, tls=tls, timeout=timeout) as raw:
+        if raw.greeting.startswith(b"* BYE"):
+            return raw.greeting
         _, done = raw.command(f'LOGIN "{user}" "{password}"')
         return done
 
@@ -29,10 +35,15 @@ class RawPop3(RawClient):
         return line + b"\n"
 
 
-def pop3(port: int, source: str, user: str, password: str, *, timeout: float = 30.0) -> bytes:
-    """USER/PASS over implicit TLS: the answer to PASS."""
-    with RawPop3(port, source=source, timeout=timeout) as raw:
-        raw.line()  # greeting
+def pop3(
+    port: int, source: str, user: str, password: str, *, tls: bool = True, timeout: float = 30.0
+) -> bytes:
+    """USER/PASS (over implicit TLS, or in plain text where the node allows it): the answer to
+    PASS."""
+    with RawPop3(port, source=source, tls=tls, timeout=timeout) as raw:
+        greeting = raw.line()
+        if greeting.startswith(b"-ERR"):
+            return greeting
         raw.send(f"USER {user}\r\nPASS {password}\r\n")
         raw.line()
         return raw.line()
@@ -42,7 +53,11 @@ def submission(
     port: int, source: str, user: str, password: str, *, timeout: float = 30.0
 ) -> tuple[int, bytes]:
     """AUTH PLAIN after STARTTLS: the reply code and text."""
-    with smtplib.SMTP("127.0.0.1", port, timeout=timeout, source_address=(source, 0)) as client:
+    try:
+        client = smtplib.SMTP("127.0.0.1", port, timeout=timeout, source_address=(source, 0))
+    except smtplib.SMTPConnectError as exc:
+        return exc.smtp_code, exc.smtp_error
+    with client:
         client.starttls(context=client_tls())
         client.ehlo("client.test")
         token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
@@ -56,9 +71,7 @@ def account(port: int, source: str, user: str, password: str, *, timeout: float 
         f"GET /api/account.json HTTP/1.1\r\nHost: status.test\r\nAuthorization: Basic {token}\r\n"
         "Connection: close\r\n\r\n"
     ).encode()
-    with socket.create_connection(
-        ("127.0.0.1", port), timeout, source_address=(source, 0)
-    ) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout, source_address=(source, 0)) as sock:
         sock.sendall(request)
         data = b""
         while chunk := sock.recv(65536):

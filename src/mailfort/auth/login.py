@@ -3,19 +3,21 @@ AUTHENTICATE, POP3 USER/PASS and AUTH, submission's AUTH, the status web's `/acc
 
 The steps, and why in this order:
 
-1. The address's and network's counts (`AuthThrottle.blocked`): a source past its limit is
-   refused before it costs a store read.
+1. The attempt is counted against its address and network (`AuthThrottle.reserve`) before
+   anything is done for it: a source past its limit is refused before it costs a store read,
+   and a concurrent burst cannot all pass the check before any of it is counted.
 2. The account is read from the store, under a slot of the node's overload gate, and the gate
    slot is given back at once: the slot covers store work only. The password check that follows
    is bounded by the `Verifier` itself, and the failure delay is the client's time; neither may
    hold a slot or count as store latency (a flood of wrong passwords would otherwise shrink the
    node's adaptive limit).
-3. The attempt is counted (`AuthThrottle.reserve`) *before* its password is checked, with no
-   await in between, so concurrent bursts obey the limits exactly. Whether the source is one of
-   the account's known networks (`KnownNetworks`) is read only when the account is at its limit.
+3. The attempt is counted against the account (`Reservation.include_account`) before its
+   password is checked, with no await in between. Whether the source is one of the account's
+   known networks (`KnownNetworks`) is read only when the account is at its limit.
 4. The password is checked (`Verifier`, bounded per node and per network).
 5. A success forgets the reservation and teaches the account its network; a failure keeps it
-   and tells the caller how long to wait before answering (after every slot is given back).
+   and tells the caller how long to wait before answering (after every slot is given back); a
+   failure of the platform (store, verifier busy, overload) forgets it: not the client's doing.
 
 The `Attempt` says how it ended; the caller answers in its protocol, may do more store work for a
 successful login (POP3 locks and loads the maildrop), then `record`s the attempt: what reaches
@@ -125,36 +127,39 @@ class Logins:
         """Check `user`'s `password` for a client at `ip`. Never raises for the client's doing
         or the store's: the outcome says what happened. Not yet recorded (see `record`)."""
         attempt = Attempt(protocol, ip, login_address(user), self.clock())
-        scope = self.throttle.blocked(ip)
-        if scope is not None:
-            return self._throttled(attempt, scope.value)
+        reserved = self.throttle.reserve(ip)
+        if not isinstance(reserved, Reservation):
+            return self._throttled(attempt, reserved.value)
         network = self.throttle.networks.of(ip)
         token = None
         if gate is not None:
             token = gate.try_acquire(protocol)
             if token is None:
+                reserved.cancel()
                 attempt.refused_by = "overload"
                 return attempt  # UNAVAILABLE: the node refuses while overloaded
         stored = True
         try:
             account = await self.store.get_account(attempt.address)
-            reserved = await self._reserve(ip, attempt.address, account, network)
+            refused = await self._include_account(reserved, attempt.address, account, network)
         except StoreError as exc:
             stored = False
+            reserved.cancel()
             log.warning("event=login_store_error proto=%s client=%s error=%s", protocol, ip, exc)
             attempt.refused_by = "store"
             return attempt
         finally:
             if gate is not None and token is not None:
                 gate.release(token, stored)
-        if not isinstance(reserved, Reservation):
-            return self._throttled(attempt, reserved.value)
+        if refused is not None:
+            reserved.failed()  # it cost a store read: counted against its source
+            return self._throttled(attempt, refused.value)
         try:
             ok = await self.verifier.verify(
                 account.password_hash if account else None, password, network=network
             )
         except NetworkBusy:
-            reserved.cancel()
+            reserved.failed()
             return self._throttled(attempt, "verifier")
         except Busy:
             reserved.cancel()
@@ -174,17 +179,18 @@ class Logins:
         await self._remember(protocol, account.id, network, gate)
         return attempt
 
-    async def _reserve(
-        self, ip: str, address: str, account: Account | None, network: str
-    ) -> Reservation | Scope:
-        reserved = self.throttle.reserve(ip, address, trusted=None if account else False)
-        if reserved is NeedsTrust.ACCOUNT_FULL:
+    async def _include_account(
+        self, reserved: Reservation, address: str, account: Account | None, network: str
+    ) -> Scope | None:
+        """Count the attempt against its account; the scope that refuses it, if one does."""
+        refused = reserved.include_account(address, trusted=None if account else False)
+        if refused is NeedsTrust.ACCOUNT_FULL:
             assert account is not None
             trusted = await self.known.known(account.id, network)
             # Counted only now, after the await: the counts may have moved meanwhile.
-            reserved = self.throttle.reserve(ip, address, trusted=trusted)
-        assert not isinstance(reserved, NeedsTrust)
-        return reserved
+            refused = reserved.include_account(address, trusted=trusted)
+        assert not isinstance(refused, NeedsTrust)
+        return refused
 
     async def _remember(
         self, protocol: str, account_id: int, network: str, gate: Gate | None

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import functools
 import hashlib
 import hmac
+import os
 import secrets
+import sys
+import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
@@ -24,6 +29,24 @@ _hasher = PasswordHasher()
 def _dummy_hash() -> str:
     """A hash of a random password: unknown users cost the same time as known ones (no oracle)."""
     return _hasher.hash(secrets.token_hex(16))
+
+
+# Password checks run at this niceness (Linux: per thread). Argon2 is built to eat CPU (each check
+# runs four lanes on threads of their own); at the event loop's priority a few checks at once
+# starved it on a small machine, so every session's latency, and the overload gate's loop-lag
+# signal, moved with the number of wrong passwords strangers sent. Niced, the checks get what
+# the loop leaves; the loop is one thread, so on a machine of several cores that is most of it.
+CHECK_NICENESS = 19
+
+
+def _lower_priority() -> None:
+    """Make the calling worker thread (and the threads argon2 starts from it) yield the CPU.
+
+    On Linux a thread has its own nice value, and threads inherit their creator's. Elsewhere
+    `setpriority` on this id would renice the whole process, so it is left alone there."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), CHECK_NICENESS)
 
 
 def hash_password(password: str) -> str:
@@ -63,7 +86,8 @@ class Verifier:
     One client network may hold at most `max_network_share` of the waiting places (past that:
     `NetworkBusy`), and waiting checks are served by network in turn, not first come first
     served: one machine can neither fill the queue (every other login would get `Busy`) nor
-    stand in front of everyone else's login with its own guesses.
+    stand in front of everyone else's login with its own guesses. The checks run niced
+    (`CHECK_NICENESS`): they get the CPU the event loop leaves, so they cannot slow the node.
     """
 
     def __init__(
@@ -83,7 +107,8 @@ class Verifier:
         self._max_waiting = max_waiting
         self._max_per_network = share_of(max_waiting, max_network_share)
         self._metrics = metrics
-        self._check = check  # runs in a worker thread
+        self._check = check  # runs in a worker thread of `_pool`, at a low priority
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._running = 0
         self._waiting = 0
         self._per_network: dict[str, int] = {}  # waiting or running, per network
@@ -118,7 +143,7 @@ class Verifier:
                 self.verifications += 1
                 if self._metrics is not None:
                     self._metrics.password_verified()
-                ok = await asyncio.to_thread(self._check, password_hash, password)
+                ok = await self._run(password_hash, password)
             finally:
                 self._done(network)
         finally:
@@ -134,6 +159,14 @@ class Verifier:
                 self._ok.pop(next(iter(self._ok)))
             self._ok[self._digest(password_hash, password)] = None
         return ok
+
+    async def _run(self, password_hash: str | None, password: str) -> bool:
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                self._concurrency, "password-check", initializer=_lower_priority
+            )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._check, password_hash, password)
 
     async def _worker(self, network: str) -> None:
         """Wait for one of the `concurrency` workers. When one is free, the waiting network served

@@ -15,11 +15,14 @@ What the careful operators do, and what is taken from each:
   (`auth/known.py`): the owner's networks are exempt, so an attack on an account costs its owner
   nothing where they usually log in, and the attacker, who cannot log in, can never become known.
 
-An attempt is counted *before* its password is checked (`reserve`), and the reservation is then
-kept as a failure, or dropped when the login succeeded or the platform could not check it. So a
-burst of concurrent attempts obeys the limits exactly: the eleventh concurrent guess from an
-address is refused before any of the first ten has been answered. Refused attempts cost no
-password check and are not counted again (the attacker's rate is what the window bounds).
+An attempt is counted before anything is done for it: against its address and network before
+the account is read (`reserve`), against the account before the password is checked
+(`include_account`). The reservation is then kept as a failure, or dropped when the login
+succeeded or the platform could not check it. So a burst of concurrent attempts obeys the
+limits exactly: the eleventh concurrent guess from an address is refused before any of the
+first ten has been answered, and costs neither a store read nor a password check. An attempt
+refused past an address's or network's limit costs nothing and is not counted; one refused for
+its account's limit cost a store read and counts against its source.
 
 Pure logic on strings and a clock; memory bounded by `max_tracked` keys per kind.
 """
@@ -108,21 +111,43 @@ class _Counts:
 
 
 class NeedsTrust(enum.Enum):
-    """`reserve` cannot decide without knowing whether the source is known to the account."""
+    """`include_account` cannot decide without knowing whether the source is the owner's."""
 
     ACCOUNT_FULL = "account-full"
 
 
 class Reservation:
-    """One attempt counted before its password is checked. Settle it exactly once."""
+    """One attempt, counted against its address and network before any work is done for it,
+    then against its account once that is known. Settle it exactly once."""
 
-    __slots__ = ("_counts", "_delay", "_settled", "_throttle")
+    __slots__ = ("_address", "_counts", "_settled", "_throttle")
 
-    def __init__(self, throttle: AuthThrottle, counts: list[_Count], delay: float) -> None:
+    def __init__(self, throttle: AuthThrottle, address: _Count, network: _Count) -> None:
         self._throttle = throttle
-        self._counts = counts
-        self._delay = delay
+        self._address = address
+        self._counts = [address, network]
         self._settled = False
+        address.pending += 1
+        network.pending += 1
+
+    def include_account(self, account: str, *, trusted: bool | None) -> Scope | NeedsTrust | None:
+        """Count the attempt against `account` too; or say why not (the attempt stays counted
+        against its source: refused unchecked, it still cost a store read).
+
+        `trusted`: whether the source's network has logged in to `account` before (its
+        owner's), or None when not looked up yet; it matters only when the account is at its
+        limit, and then the answer is `NeedsTrust` and the caller asks again with it. A trusted
+        source is not held to the account's limit and does not count against it (the owner's
+        own typos must not lock the owner out elsewhere); its address and network limits hold."""
+        if trusted:
+            return None
+        throttle = self._throttle
+        if throttle.account_full(account):
+            return NeedsTrust.ACCOUNT_FULL if trusted is None else Scope.ACCOUNT
+        count = throttle._accounts.get(account)
+        count.pending += 1
+        self._counts.append(count)
+        return None
 
     def _settle(self) -> bool:
         if self._settled:
@@ -133,13 +158,16 @@ class Reservation:
         return True
 
     def failed(self) -> float:
-        """The password was wrong (or the user unknown): it stays counted. Returns the delay
-        before the answer (Dovecot's auth penalty: longer with each failure of the address)."""
+        """A guess: the password was wrong, the user unknown, or the attempt refused unchecked.
+        It stays counted. Returns the delay before a wrong password is answered (Dovecot's auth
+        penalty: longer with each failure of the address)."""
+        limits = self._throttle.limits
+        now = self._throttle.clock()
         if self._settle():
-            now = self._throttle.clock()
             for count in self._counts:
                 count.failures.append(now)
-        return self._delay
+        self._address.total(now - limits.window)  # forgets what left the window
+        return min(limits.base_delay * len(self._address.failures), limits.max_delay)
 
     def cancel(self) -> None:
         """The login succeeded, or the platform could not check it: not a guess to count."""
@@ -149,9 +177,10 @@ class Reservation:
 class AuthThrottle:
     """Counts failed logins per address, per network and per account; refuses past the limits.
 
-    `blocked(ip)` is the cheap check before any store work; `reserve(...)` counts the attempt
-    (atomically: no await between the check and the count) and returns the `Reservation` to
-    settle, or what refused it."""
+    `reserve(ip)` counts an attempt against its address and network before any work is done
+    for it (none past their limits: the refusal costs nothing); `Reservation.include_account`
+    adds the account once it is known. There is no await between a check and its count, so
+    concurrent attempts cannot all pass a check before any of them is counted."""
 
     def __init__(
         self,
@@ -168,56 +197,33 @@ class AuthThrottle:
         self._networks = _Counts(max_tracked)
         self._accounts = _Counts(max_tracked)
 
-    def _total(self, counts: _Counts, key: str, oldest: float) -> int:
+    def _total(self, counts: _Counts, key: str) -> int:
         count = counts.peek(key)
         if count is None:
             return 0
-        total = count.total(oldest)
+        total = count.total(self.clock() - self.limits.window)
         counts.drop_idle(key, count)
         return total
 
     def blocked(self, ip: str) -> Scope | None:
-        """Whether the address or its network is at its limit (no account needed)."""
-        oldest = self.clock() - self.limits.window
-        if self._total(self._addresses, ip, oldest) >= self.limits.per_address:
+        """Whether the address or its network is at its limit."""
+        if self._total(self._addresses, ip) >= self.limits.per_address:
             return Scope.ADDRESS
-        if self._total(self._networks, self.networks.of(ip), oldest) >= self.limits.per_network:
+        if self._total(self._networks, self.networks.of(ip)) >= self.limits.per_network:
             return Scope.NETWORK
         return None
 
     def account_full(self, account: str) -> bool:
-        oldest = self.clock() - self.limits.window
-        return self._total(self._accounts, account, oldest) >= self.limits.per_account
+        return self._total(self._accounts, account) >= self.limits.per_account
 
-    def reserve(
-        self, ip: str, account: str, *, trusted: bool | None
-    ) -> Reservation | Scope | NeedsTrust:
-        """Count an attempt from `ip` on `account` before its password is checked.
-
-        `trusted`: whether `ip`'s network has logged in to `account` before (its owner's), or
-        None when not looked up yet; it matters only when the account is at its limit, and then
-        the answer is `NeedsTrust` and the caller asks again with it. A trusted source is not
-        held to the account's limit and does not count against it (the owner's own typos must
-        not lock the owner out elsewhere); its address and network limits still hold."""
-        limits = self.limits
-        oldest = self.clock() - limits.window
-        network = self.networks.of(ip)
-        if self._total(self._addresses, ip, oldest) >= limits.per_address:
-            return Scope.ADDRESS
-        if self._total(self._networks, network, oldest) >= limits.per_network:
-            return Scope.NETWORK
-        counts = [self._addresses.get(ip), self._networks.get(network)]
-        if not trusted:
-            if self._total(self._accounts, account, oldest) >= limits.per_account:
-                if trusted is None:
-                    return NeedsTrust.ACCOUNT_FULL
-                return Scope.ACCOUNT
-            counts.append(self._accounts.get(account))
-        for count in counts:
-            count.pending += 1
-        failures = len(counts[0].failures) + 1
-        delay = min(limits.base_delay * failures, limits.max_delay)
-        return Reservation(self, counts, delay)
+    def reserve(self, ip: str) -> Reservation | Scope:
+        """Count an attempt from `ip` before anything is done for it, or say what refuses it."""
+        scope = self.blocked(ip)
+        if scope is not None:
+            return scope
+        return Reservation(
+            self, self._addresses.get(ip), self._networks.get(self.networks.of(ip))
+        )
 
     @property
     def tracked(self) -> int:

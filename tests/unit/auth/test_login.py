@@ -18,6 +18,7 @@ from mailfort.auth.throttle import AuthThrottle, ThrottleLimits
 from mailfort.config import OverloadConfig
 from mailfort.metrics import NodeMetrics
 from mailfort.server.overload import OverloadGate
+from mailfort.store.api import Account
 from mailfort.store.sqlite import SqliteStore
 
 PASSWORD = "correct horse"
@@ -29,9 +30,19 @@ OWNER = "192.0.2.10"  # the owner's network: 192.0.2.0/24
 LIMITS = ThrottleLimits(per_address=3, per_network=6, per_account=4, window=600, base_delay=0.01)
 
 
+class CountingStore(SqliteStore):
+    """The real SQLite store, counting account reads."""
+
+    reads = 0
+
+    async def get_account(self, address: str) -> Account | None:
+        self.reads += 1
+        return await super().get_account(address)
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "store.sqlite3")
+async def store(tmp_path: Path) -> AsyncIterator[CountingStore]:
+    s = CountingStore(tmp_path / "store.sqlite3")
     await s.open()
     await s.add_domain("x.test")
     stored = CHEAP.hash(PASSWORD)
@@ -56,7 +67,7 @@ def logins(
     )
 
 
-async def test_right_wrong_and_unknown(store: SqliteStore) -> None:
+async def test_right_wrong_and_unknown(store: CountingStore) -> None:
     metrics = NodeMetrics()
     auth = logins(store, metrics=metrics)
     ok = await auth.attempt("imap", OWNER, "Alice@X.test", PASSWORD)
@@ -79,7 +90,7 @@ async def test_right_wrong_and_unknown(store: SqliteStore) -> None:
 
 
 async def test_an_attack_on_an_account_spares_its_owner_on_a_known_network(
-    store: SqliteStore,
+    store: CountingStore,
 ) -> None:
     auth = logins(store)
     assert (await auth.attempt("pop3", OWNER, "alice@x.test", PASSWORD)).ok
@@ -106,7 +117,7 @@ async def test_an_attack_on_an_account_spares_its_owner_on_a_known_network(
 
 
 async def test_known_networks_survive_a_restart_and_are_written_once(
-    store: SqliteStore, tmp_path: Path
+    store: CountingStore, tmp_path: Path
 ) -> None:
     first = logins(store)
     for _ in range(5):
@@ -129,19 +140,21 @@ async def test_known_networks_survive_a_restart_and_are_written_once(
 
 
 async def test_a_concurrent_burst_gets_exactly_the_limits_worth_of_checks(
-    store: SqliteStore,
+    store: CountingStore,
 ) -> None:
     """70 wrong logins at once from one address: 3 password checks (the address's limit), not
-    one per attempt that passed the check before the first failure was recorded."""
+    one per attempt that passed the check before the first failure was recorded; and 3 store
+    reads, since the address is counted before its account is read."""
     verifier = Verifier(max_waiting=200, max_network_share=1.0)
     auth = logins(store, verifier=verifier)
+    store.reads = 0
     burst = await asyncio.gather(
         *(auth.attempt("imap", "198.51.100.1", "alice@x.test", f"g{n}") for n in range(70))
     )
     outcomes = [a.outcome for a in burst]
     assert outcomes.count(Outcome.REJECTED) == 3
     assert outcomes.count(Outcome.THROTTLED) == 67
-    assert verifier.verifications == 3
+    assert verifier.verifications == 3 and store.reads == 3
     # From 70 addresses of 70 networks, the account's limit holds the same way.
     verifier = Verifier(max_waiting=200, max_network_share=1.0)
     auth = logins(store, verifier=verifier)
@@ -152,7 +165,7 @@ async def test_a_concurrent_burst_gets_exactly_the_limits_worth_of_checks(
     assert verifier.verifications == 4
 
 
-async def test_the_gate_slot_covers_the_store_read_only(store: SqliteStore) -> None:
+async def test_the_gate_slot_covers_the_store_read_only(store: CountingStore) -> None:
     """The password check (and with it the failure delay the caller waits out) runs with no
     overload-gate slot held, so wrong passwords cannot hold slots or count as store latency."""
     gate = OverloadGate(OverloadConfig(), NodeMetrics())
@@ -180,7 +193,7 @@ async def test_the_gate_slot_covers_the_store_read_only(store: SqliteStore) -> N
 
 
 async def test_the_platforms_failures_are_errors_and_not_counted_against_the_client(
-    store: SqliteStore,
+    store: CountingStore,
 ) -> None:
     metrics = NodeMetrics()
     auth = logins(store, verifier=Verifier(max_waiting=1, max_network_share=1.0), metrics=metrics)
