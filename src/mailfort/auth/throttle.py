@@ -221,9 +221,7 @@ class AuthThrottle:
         scope = self.blocked(ip)
         if scope is not None:
             return scope
-        return Reservation(
-            self, self._addresses.get(ip), self._networks.get(self.networks.of(ip))
-        )
+        return Reservation(self, self._addresses.get(ip), self._networks.get(self.networks.of(ip)))
 
     @property
     def tracked(self) -> int:

@@ -84,9 +84,12 @@ async def test_right_wrong_and_unknown(store: CountingStore) -> None:
         auth.record(attempt)  # once only
     # What the platform did reaches the window; the strangers' failures do not.
     assert metrics.snapshot()["counts"] == {"login.imap.ok": 1}
-    assert metrics.registry.get_sample_value(
-        "mailfort_logins_total", {"protocol": "imap", "result": "rejected"}
-    ) == 3
+    assert (
+        metrics.registry.get_sample_value(
+            "mailfort_logins_total", {"protocol": "imap", "result": "rejected"}
+        )
+        == 3
+    )
 
 
 async def test_an_attack_on_an_account_spares_its_owner_on_a_known_network(

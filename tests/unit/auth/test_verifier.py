@@ -69,8 +69,7 @@ async def test_waiting_checks_are_served_round_robin_across_networks() -> None:
     check = Gated()
     verifier = Verifier(concurrency=1, max_waiting=64, max_network_share=0.5, check=check)
     attacker = [
-        asyncio.create_task(verifier.verify("h", f"a{n}", network="192.0.2.0/24"))
-        for n in range(6)
+        asyncio.create_task(verifier.verify("h", f"a{n}", network="192.0.2.0/24")) for n in range(6)
     ]
     await settle()
     customer = asyncio.create_task(verifier.verify("h", "right", network="198.51.100.0/24"))
