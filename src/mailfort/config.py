@@ -59,9 +59,18 @@ class LimitsConfig:
     # octets, so a client that trickles a message cannot hold a connection for the session time.
     # 0 turns it off.
     smtp_min_data_rate: float = 500.0
+    # Failed logins within auth_failure_window (auth/throttle.py), counted before the password
+    # is checked; past a limit further attempts are refused unchecked. Each failure is answered
+    # after auth_failure_delay × the address's failures (at most 5 s).
     auth_failures_per_ip: int = 10
     auth_failure_window: float = 900.0
     auth_failure_delay: float = 1.0
+    # One machine can own a whole /24 or /64: its addresses share this count. Higher than per
+    # address, since a NAT (a university, a mobile carrier) puts many customers behind one /24.
+    auth_failures_per_network: int = 30
+    # Failures from networks the account has never logged in from (see [auth]
+    # known_network_days): a guesser spread over many networks is stopped, while the owner, from
+    # a network they logged in from before, is never refused for it.
     auth_failures_per_account: int = 20
     imap_max_connections: int = 5000
     imap_max_connections_per_ip: int = 50
@@ -228,6 +237,15 @@ class StatusConfig:
 class AuthConfig:
     # Plaintext logins (no TLS) are refused except, when this is true, from loopback clients.
     allow_plaintext_loopback: bool = False
+    # A network (/24, /64) an account logged in from with its password stays exempt from the
+    # account's failed-login limit for this many days after its last such login: an attack on
+    # the account does not lock its owner out where the owner usually logs in.
+    known_network_days: float = 30.0
+    # Password checks (argon2id: ~64 MiB and tens of ms of CPU each) running at once per node,
+    # and at most waiting; past that a login is answered "try again later". One client network
+    # holds at most [limits] max_network_share of the waiting places.
+    verify_concurrency: int = 2
+    verify_max_waiting: int = 64
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -392,6 +410,17 @@ def validate(config: Config) -> None:
         )
     if config.limits.max_sessions_per_account < 1:
         raise ConfigError("limits.max_sessions_per_account", "must be at least 1")
+    _at_least(
+        config.limits,
+        "limits",
+        1,
+        "auth_failures_per_ip",
+        "auth_failures_per_network",
+        "auth_failures_per_account",
+    )
+    # Shorter would make every login a store write (a network is re-recorded daily at most).
+    _at_least(config.auth, "auth", 1, "known_network_days", "verify_concurrency")
+    _at_least(config.auth, "auth", 1, "verify_max_waiting")
     if not config.hostname:
         raise ConfigError("hostname", "must not be empty")
     # It is written into every Received header; a space or line break there would forge headers.

@@ -46,6 +46,19 @@ PROTOCOLS = ("smtp", "submission", "imap", "pop3", "http")
 # stranger could publish an outage by knocking too often.
 CLIENT_REASONS = frozenset({"ip", "network", "client", "throttled"})
 
+# How a login ended (`NodeMetrics.login`). Only "success" and "error" are the platform's doing
+# and reach the window the public status signals read: a wrong password or an unknown user
+# ("rejected") is the customer's or a stranger's doing, and so is a login refused unchecked for
+# too many failures ("throttled"); counted in the window, any stranger could publish an outage
+# by failing to log in. "error" is the platform failing a login: a store error, the password
+# checks all busy, the node refusing while overloaded, a real account that logged in correctly
+# but could not be served.
+LOGIN_SUCCESS = "success"
+LOGIN_REJECTED = "rejected"
+LOGIN_THROTTLED = "throttled"
+LOGIN_ERROR = "error"
+LOGIN_RESULTS = (LOGIN_SUCCESS, LOGIN_REJECTED, LOGIN_THROTTLED, LOGIN_ERROR)
+
 
 class WindowStats:
     """Counters and latency histograms over a trailing window, kept in `slot`-second buckets.
@@ -133,8 +146,13 @@ class NodeMetrics:
             registry=r,
         )  # fmt: skip
         self.login_seconds = Histogram(
-            "mailfort_login_duration_seconds", "Time to answer a login", ["protocol"],
-            buckets=LATENCY_BUCKETS, registry=r,
+            "mailfort_login_duration_seconds",
+            "Time to answer a login, failure delay excluded (throttled refusals not observed)",
+            ["protocol"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.password_checks = Counter(
+            "mailfort_password_verifications",
+            "Password hashes verified (argon2 runs; remembered successes cost none)", registry=r,
         )  # fmt: skip
         self.refusals = Counter(
             "mailfort_admission_refusals",
@@ -192,12 +210,21 @@ class NodeMetrics:
 
     # ---- recorders (cheap; called on hot paths) ------------------------------------------------
 
-    def login(self, protocol: str, ok: bool, seconds: float) -> None:
+    def login(self, protocol: str, result: str, seconds: float) -> None:
+        """A login on `protocol` ended with `result` (one of `LOGIN_RESULTS`) after `seconds`
+        of the node's work (not the client's time, not the failure delay)."""
+        self.logins.labels(protocol, result).inc()
+        if result != LOGIN_THROTTLED:
+            self.login_seconds.labels(protocol).observe(seconds)
+        if result not in (LOGIN_SUCCESS, LOGIN_ERROR):
+            return
+        # The window's names stay ("fail" now means "error"): the collector reads them as before.
         now = self.clock()
-        self.logins.labels(protocol, "success" if ok else "failure").inc()
-        self.login_seconds.labels(protocol).observe(seconds)
-        self.window.count(f"login.{protocol}.{'ok' if ok else 'fail'}", now)
+        self.window.count(f"login.{protocol}.{'ok' if result == LOGIN_SUCCESS else 'fail'}", now)
         self.window.observe(f"login.{protocol}", seconds, now)
+
+    def password_verified(self) -> None:
+        self.password_checks.inc()
 
     def refused(self, protocol: str, reason: str, n: int = 1) -> None:
         self.refusals.labels(protocol, reason).inc(n)

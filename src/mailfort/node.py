@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mailfort.auth.known import DAY, KnownNetworks
+from mailfort.auth.login import Logins
 from mailfort.auth.passwords import Verifier
-from mailfort.auth.throttle import LoginThrottle
+from mailfort.auth.throttle import AuthThrottle, ThrottleLimits
 from mailfort.cluster.maildrop import StoreMaildropLocks
 from mailfort.cluster.membership import Membership
 from mailfort.config import Config, OverloadConfig, parse_hostport
@@ -125,19 +127,31 @@ class Node:
             senders=config.submission.senders,
         )
         self.limiter = self._limiter(limits.max_connections, limits.max_connections_per_ip)
-        self.throttle = LoginThrottle(
-            max_failures=limits.auth_failures_per_ip,
-            window=limits.auth_failure_window,
-            base_delay=limits.auth_failure_delay,
-        )
-        self.verifier = Verifier()
         # Parsing and searching of message bodies runs here, off the loop every client shares.
         self.cpu = CpuPool(limits.cpu_threads)
-        # One count of failed logins per account, whichever protocol they come through.
-        self.account_throttle = LoginThrottle(
-            max_failures=limits.auth_failures_per_account,
-            window=limits.auth_failure_window,
-            base_delay=limits.auth_failure_delay,
+        # Every protocol that takes a password logs in through this one object, so a guesser
+        # is counted once per address, network and account whichever protocol it tries.
+        self.verifier = Verifier(
+            concurrency=config.auth.verify_concurrency,
+            max_waiting=config.auth.verify_max_waiting,
+            max_network_share=limits.max_network_share,
+            metrics=self.metrics,
+        )
+        self.logins = Logins(
+            store=self.store,
+            verifier=self.verifier,
+            throttle=AuthThrottle(
+                ThrottleLimits(
+                    per_address=limits.auth_failures_per_ip,
+                    per_network=limits.auth_failures_per_network,
+                    per_account=limits.auth_failures_per_account,
+                    window=limits.auth_failure_window,
+                    base_delay=limits.auth_failure_delay,
+                ),
+                networks=self.networks,
+            ),
+            known=KnownNetworks(self.store, remember_seconds=config.auth.known_network_days * DAY),
+            metrics=self.metrics,
         )
         self.imap_limiter = self._limiter(
             limits.imap_max_connections, limits.imap_max_connections_per_ip
@@ -299,8 +313,7 @@ class Node:
                 directory=self.directory,
                 hostname=self.config.hostname,
                 max_recipients=limits.max_recipients,
-                verifier=self.verifier,
-                throttle=self.throttle,
+                auth=self.logins,
                 metrics=self.metrics,
                 gate=self.gate,
                 notices=self.notices,
@@ -353,9 +366,7 @@ class Node:
         config = self.config
         imap_context = ImapContext(
             store=self.store,
-            verifier=self.verifier,
-            ip_throttle=self.throttle,
-            account_throttle=self.account_throttle,
+            auth=self.logins,
             cache=MetaCache(),
             hostname=config.hostname,
             max_message_size=limits.max_message_size,
@@ -397,9 +408,7 @@ class Node:
         limits = self.config.limits
         pop3_context = Pop3Context(
             store=self.store,
-            verifier=self.verifier,
-            ip_throttle=self.throttle,
-            account_throttle=self.account_throttle,
+            auth=self.logins,
             locks=self.maildrop_locks,
             sizes=SizeCache(),
             hostname=self.config.hostname,

@@ -22,6 +22,7 @@ ALICE = "alice@example.test"
 FAST_FAILURES = """[limits]
 auth_failure_delay = 0.05
 auth_failures_per_ip = 50
+auth_failures_per_network = 50
 auth_failures_per_account = 50
 """
 

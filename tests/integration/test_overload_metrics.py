@@ -70,7 +70,7 @@ def test_logins_acceptance_delivery_and_refusals_are_recorded(tmp_path: Path) ->
                 await call(fn)
             logins = "mailfort_logins_total"
             assert sample(node, logins, protocol="submission", result="success") == 1
-            assert sample(node, logins, protocol="submission", result="failure") == 2
+            assert sample(node, logins, protocol="submission", result="rejected") == 2
             assert sample(node, logins, protocol="imap", result="success") == 1
             assert sample(node, logins, protocol="pop3", result="success") == 1
             assert sample(node, "mailfort_login_duration_seconds_count", protocol="imap") == 1

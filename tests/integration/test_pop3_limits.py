@@ -20,8 +20,10 @@ from typing import Any
 import pytest
 from argon2 import PasswordHasher
 
+from mailfort.auth.known import KnownNetworks
+from mailfort.auth.login import Logins
 from mailfort.auth.passwords import Verifier
-from mailfort.auth.throttle import LoginThrottle
+from mailfort.auth.throttle import AuthThrottle, ThrottleLimits
 from mailfort.errors import StoreUnavailable
 from mailfort.server import pop3
 from mailfort.server.admission import ConnectionLimiter
@@ -116,6 +118,12 @@ class Harness:
         raise AssertionError(f"{self.limiter.total} connections still open")
 
 
+def logins(store: SqliteStore, limits: ThrottleLimits) -> Logins:
+    return Logins(
+        store=store, verifier=Verifier(), throttle=AuthThrottle(limits), known=KnownNetworks(store)
+    )
+
+
 @pytest.fixture
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     store = SqliteStore(tmp_path / "store.sqlite3")
@@ -127,14 +135,9 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     await store.append(account.id, "INBOX", items)
     cert, key = ensure_self_signed(tmp_path / "tls", "localhost")
 
-    def throttle() -> LoginThrottle:
-        return LoginThrottle(max_failures=100, window=60, base_delay=0.0)
-
     ctx = pop3.Pop3Context(
         store=store,
-        verifier=Verifier(),
-        ip_throttle=throttle(),
-        account_throttle=throttle(),
+        auth=logins(store, ThrottleLimits(per_address=100, per_network=100, base_delay=0.0)),
         locks=LocalMaildropLocks(),
         sizes=SizeCache(),
         hostname="mx.test",
@@ -209,7 +212,7 @@ async def test_connections_per_address(harness: Harness) -> None:
 
 
 async def test_failed_logins_are_throttled(harness: Harness) -> None:
-    harness.ctx.ip_throttle = LoginThrottle(max_failures=2, window=60, base_delay=0.01)
+    harness.ctx.auth = logins(harness.store, ThrottleLimits(per_address=2, base_delay=0.01))
     await harness.start()
     client = await harness.connect()
     for _ in range(2):

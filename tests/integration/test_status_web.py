@@ -17,8 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mailfort.auth.known import KnownNetworks
+from mailfort.auth.login import Logins
 from mailfort.auth.passwords import Verifier
-from mailfort.auth.throttle import LoginThrottle
+from mailfort.auth.throttle import AuthThrottle, ThrottleLimits
 from mailfort.config import Config, OverloadConfig, StatusConfig
 from mailfort.metrics import NodeMetrics
 from mailfort.server.overload import OverloadGate
@@ -295,7 +297,7 @@ def test_account_status_needs_the_right_password(site: Site) -> None:
     assert "<td>1</td>" in page.text
     assert page.headers["cache-control"] == "private, no-store"
     metrics = site.client.get("/metrics").text
-    assert 'mailfort_logins_total{protocol="http",result="failure"}' in metrics
+    assert 'mailfort_logins_total{protocol="http",result="rejected"}' in metrics
     assert 'mailfort_logins_total{protocol="http",result="success"}' in metrics
 
 
@@ -400,9 +402,12 @@ async def _serve(
         store=store,
         repository=repository,
         metrics=NodeMetrics(),
-        verifier=Verifier(),
-        ip_throttle=LoginThrottle(max_failures=10, window=60, base_delay=0.1),
-        account_throttle=LoginThrottle(max_failures=10, window=60, base_delay=0.1),
+        auth=Logins(
+            store=store,
+            verifier=Verifier(),
+            throttle=AuthThrottle(ThrottleLimits(per_address=10, per_account=10, base_delay=0.1)),
+            known=KnownNetworks(store),
+        ),
         snapshots=snapshots,
         gate=lambda: gate,
         webhook_client=WebhookClient(timeout=2.0, allow_private=True),

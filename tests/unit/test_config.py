@@ -44,6 +44,8 @@ smtp_session_timeout = 600.5
 auth_failures_per_ip = 3
 auth_failure_window = 300.0
 auth_failure_delay = 0.5
+auth_failures_per_network = 12
+auth_failures_per_account = 7
 
 [store]
 url = "sqlite:///var/lib/mailfort/store.sqlite3"
@@ -55,6 +57,7 @@ local_retry_seconds = 30
 
 [auth]
 allow_plaintext_loopback = true
+known_network_days = 7.5
 
 [submission.senders]
 "Alice@example.test" = ["ceo@example.test", "@News.example.test"]
@@ -135,6 +138,9 @@ def test_a_full_valid_file(tmp_path: Path) -> None:
         "alice@example.test": ("ceo@example.test", "@news.example.test"),
         "@example.test": ("noreply@example.test",),
     }
+    assert config.limits.auth_failures_per_network == 12
+    assert config.limits.auth_failures_per_account == 7
+    assert config.auth.known_network_days == 7.5
 
 
 def test_relative_tls_paths_are_found_beside_the_file(
@@ -334,3 +340,24 @@ def test_message_memory_and_account_sessions_are_validated(tmp_path: Path) -> No
         ("[limits]\nmax_sessions_per_account = 0\n", "limits.max_sessions_per_account"),
     ):
         assert error_for(tmp_path, text).key == key, text
+
+
+def test_login_limits_are_validated(tmp_path: Path) -> None:
+    for text, key in (
+        ("[limits]\nauth_failures_per_network = 0\n", "limits.auth_failures_per_network"),
+        ("[limits]\nauth_failures_per_ip = 0\n", "limits.auth_failures_per_ip"),
+        ("[limits]\nauth_failures_per_account = 0\n", "limits.auth_failures_per_account"),
+        # A shorter memory would make every login a store write.
+        ("[auth]\nknown_network_days = 0.5\n", "auth.known_network_days"),
+        ("[auth]\nverify_concurrency = 0\n", "auth.verify_concurrency"),
+        ("[auth]\nverify_max_waiting = 0\n", "auth.verify_max_waiting"),
+    ):
+        path = tmp_path / "mailfort.toml"
+        path.write_text(text)
+        with pytest.raises(ConfigError) as caught:
+            load(path)
+        assert caught.value.key == key, text
+    defaults = Config()
+    assert defaults.limits.auth_failures_per_network == 30
+    assert defaults.auth.known_network_days == 30.0
+    assert (defaults.auth.verify_concurrency, defaults.auth.verify_max_waiting) == (2, 64)

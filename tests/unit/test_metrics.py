@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from prometheus_client import generate_latest
 
-from mailfort.metrics import LATENCY_BUCKETS, NodeMetrics, WindowStats, merge_snapshots, quantile
+from mailfort.metrics import (
+    LATENCY_BUCKETS,
+    LOGIN_ERROR,
+    LOGIN_REJECTED,
+    LOGIN_SUCCESS,
+    LOGIN_THROTTLED,
+    NodeMetrics,
+    WindowStats,
+    merge_snapshots,
+    quantile,
+)
 
 
 def test_the_window_forgets_what_is_older_than_it() -> None:
@@ -35,10 +45,10 @@ def test_windows_of_several_nodes_add_up_bucket_by_bucket() -> None:
 
 def test_exposition_names_follow_prometheus_conventions() -> None:
     metrics = NodeMetrics()
-    metrics.login("imap", ok=False, seconds=0.2)
+    metrics.login("imap", LOGIN_ERROR, seconds=0.2)
     metrics.refused("smtp", "limit", n=3)
     text = generate_latest(metrics.registry).decode()
-    assert 'mailfort_logins_total{protocol="imap",result="failure"} 1.0' in text
+    assert 'mailfort_logins_total{protocol="imap",result="error"} 1.0' in text
     assert 'mailfort_admission_refusals_total{protocol="smtp",reason="limit"} 3.0' in text
     assert "mailfort_login_duration_seconds_bucket" in text
     assert "_created" not in text  # no timestamp series beside every counter
@@ -55,3 +65,23 @@ def test_refusals_a_client_earns_itself_stay_out_of_the_public_window() -> None:
     assert metrics.snapshot()["counts"]["refused.imap"] == 3
     exported = generate_latest(metrics.registry).decode()
     assert 'mailfort_admission_refusals_total{protocol="imap",reason="ip"} 5.0' in exported
+
+
+def test_logins_the_client_failed_stay_out_of_the_public_window() -> None:
+    """Wrong passwords, unknown users and throttled guesses are exported, but only what the
+    platform did (success, error) reaches the window the status signals read, latency included."""
+    metrics = NodeMetrics(window=60.0, clock=lambda: 1000.0)
+    for _ in range(50):
+        metrics.login("imap", LOGIN_REJECTED, 4.0)
+        metrics.login("imap", LOGIN_THROTTLED, 0.0)
+    assert metrics.snapshot() == {"counts": {}, "hists": {}}
+    metrics.login("imap", LOGIN_SUCCESS, 0.004)
+    metrics.login("imap", LOGIN_ERROR, 0.3)
+    snap = metrics.snapshot()
+    assert snap["counts"] == {"login.imap.ok": 1, "login.imap.fail": 1}
+    assert sum(snap["hists"]["login.imap"]) == 2
+    text = generate_latest(metrics.registry).decode()
+    for result, n in (("rejected", 50), ("throttled", 50), ("success", 1), ("error", 1)):
+        assert f'mailfort_logins_total{{protocol="imap",result="{result}"}} {n}.0' in text
+    # The histogram shows how long answers took (rejections included), not the refusals.
+    assert 'mailfort_login_duration_seconds_count{protocol="imap"} 52.0' in text

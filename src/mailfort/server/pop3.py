@@ -4,8 +4,9 @@ Per connection: input is read only when the core has no complete line left (one 
 64 KiB plus one line of ≤ 255 octets is all a connection buffers); output is written with
 backpressure, piece by piece for RETR, so a client that does not read stalls only itself and is
 dropped after `write_timeout`; a time and command limit before login; RFC 1939's autologout
-(at least 10 minutes) after it. Failed logins are throttled per client address and per account,
-like IMAP. The maildrop is locked for the session (`pop3_maildrop`) and unlocked however the
+(at least 10 minutes) after it. Logins go through the node's `auth/login.Logins`, like every
+protocol's: throttled per address, network and account, and holding an overload-gate slot only
+for store work. The maildrop is locked for the session (`pop3_maildrop`) and unlocked however the
 session ends; deletions are applied only after QUIT, in one store transaction.
 """
 
@@ -15,17 +16,15 @@ import asyncio
 import contextlib
 import logging
 import ssl
-import time
 from dataclasses import dataclass, field
 
-from mailfort.auth.passwords import Verifier
-from mailfort.auth.throttle import LoginThrottle
+from mailfort.auth.login import Attempt, Logins, Outcome
 from mailfort.errors import StoreError
-from mailfort.mail.address import AddressError, normalize
 from mailfort.metrics import NodeMetrics
 from mailfort.network import Networks
 from mailfort.protocol.pop3 import replies as R
 from mailfort.protocol.pop3 import session as core
+from mailfort.protocol.pop3.maildrop import Maildrop
 from mailfort.protocol.pop3.replies import Code
 from mailfort.server.account_sessions import AccountSessions, SessionTicket
 from mailfort.server.admission import ConnectionLimiter
@@ -65,9 +64,7 @@ class Pop3Context:
     """Everything a POP3 session shares with the rest of the node."""
 
     store: Store
-    verifier: Verifier
-    ip_throttle: LoginThrottle
-    account_throttle: LoginThrottle
+    auth: Logins
     locks: MaildropLocks
     sizes: SizeCache
     hostname: str
@@ -207,7 +204,7 @@ class Connection:
                     self.admitted.arrived()  # the client asks for work: its reservation is done
                 self.core.receive_data(data)
             elif isinstance(event, core.Login):
-                await self.send(await self.gated_login(event))
+                await self.send(await self.login(event))
             elif isinstance(event, core.Retrieve):
                 await self.retrieve(event)
             elif isinstance(event, core.StartTls):
@@ -244,57 +241,62 @@ class Connection:
             await self.ctx.locks.release(self.account_id, self)
 
     # -- events -------------------------------------------------------------------------------
-    async def gated_login(self, event: core.Login) -> bytes:
-        """A login needs a slot in the overload gate: it reads the store and hashes a password."""
-        gate = self.ctx.gate
-        token = gate.try_acquire("pop3") if gate is not None else None
-        if gate is not None and token is None:
-            return self.core.login_failed(core.LoginFailure.UNAVAILABLE)
-        reply = await self.login(event)
-        if gate is not None and token is not None:
-            gate.release(token, not reply.startswith(b"-ERR [SYS/TEMP]"))
-        return reply
-
 
     async def login(self, event: core.Login) -> bytes:
+        """Check the password (`auth/login.py`: a gate slot for the account's store read only),
+        then, under a slot of its own, lock and load the maildrop. A failure's delay is waited
+        out with no slot held."""
         ip, ctx = self.client_ip, self.ctx
-        try:
-            address = normalize(event.user)
-        except AddressError:
-            address = event.user[:200]
-        if ctx.ip_throttle.blocked(ip) or ctx.account_throttle.blocked(address):
-            log.warning("event=pop3_login_refused reason=throttled client=%s user=%r", ip, address)
+        attempt = await ctx.auth.attempt("pop3", ip, event.user, event.password, ctx.gate)
+        if attempt.outcome is Outcome.THROTTLED:
+            ctx.auth.record(attempt)
             return self.core.login_failed(core.LoginFailure.THROTTLED)
-        started = time.monotonic()
-        try:
-            account = await ctx.store.get_account(address)
-            ok = await ctx.verifier.verify(
-                account.password_hash if account else None, event.password
-            )
-        except StoreError as exc:  # includes Busy: too many password checks at once
-            log.warning("event=pop3_store_error step=login error=%s", exc)
-            self._record_login(False, started)
+        if attempt.outcome is Outcome.UNAVAILABLE:
+            ctx.auth.record(attempt)
             return self.core.login_failed(core.LoginFailure.UNAVAILABLE)
-        self._record_login(ok and account is not None, started)
-        if not ok or account is None:
+        if attempt.outcome is Outcome.REJECTED:
+            ctx.auth.record(attempt)
             ctx.logins["failed"] += 1
-            delay = max(ctx.ip_throttle.failed(ip), ctx.account_throttle.failed(address))
-            log.warning(
-                "event=pop3_login_failed client=%s user=%r mechanism=%s",
-                ip,
-                address,
-                event.mechanism,
-            )
-            await asyncio.sleep(delay)
+            await asyncio.sleep(attempt.delay)
             return self.core.login_failed(core.LoginFailure.CREDENTIALS)
+        gate = ctx.gate
+        token = gate.try_acquire("pop3", self.network) if gate is not None else None
+        if gate is not None and token is None:
+            ctx.auth.record(attempt, Outcome.UNAVAILABLE)
+            return self.core.login_failed(core.LoginFailure.UNAVAILABLE)
+        opened: Maildrop | core.LoginFailure = core.LoginFailure.UNAVAILABLE
+        try:
+            opened = await self.open_maildrop(attempt, event.mechanism)
+        finally:
+            if gate is not None and token is not None:
+                gate.release(token, opened is not core.LoginFailure.UNAVAILABLE)
+        if isinstance(opened, core.LoginFailure):
+            # The maildrop in use, or the account's sessions all taken, is the user's own doing
+            # (other clients of theirs); a store that cannot lock or load it is the platform's.
+            client_side = opened in (core.LoginFailure.IN_USE, core.LoginFailure.TOO_MANY_SESSIONS)
+            ctx.auth.record(attempt, Outcome.REJECTED if client_side else Outcome.UNAVAILABLE)
+            return self.core.login_failed(opened)
+        ctx.auth.record(attempt)
+        reply = self.core.login_succeeded(opened)
+        notice = ctx.notices.line(Component.POP3) if ctx.notices else None
+        if notice:  # ASCII, one line, short: the +OK stays within RFC 1939's 512 octets
+            reply = reply.removesuffix(b"\r\n") + b" - " + notice.encode("ascii") + b"\r\n"
+        return reply
+
+    async def open_maildrop(self, attempt: Attempt, mechanism: str) -> Maildrop | core.LoginFailure:
+        """Lock and load the maildrop of the account that just logged in."""
+        ip, ctx, account = self.client_ip, self.ctx, attempt.account
+        assert account is not None
         try:
             acquired = await ctx.locks.acquire(account.id, self)
         except StoreError as exc:
             log.warning("event=pop3_store_error step=lock error=%s", exc)
-            return self.core.login_failed(core.LoginFailure.UNAVAILABLE)
+            return core.LoginFailure.UNAVAILABLE
         if not acquired:
-            log.info("event=pop3_login_refused reason=in_use client=%s user=%s", ip, address)
-            return self.core.login_failed(core.LoginFailure.IN_USE)
+            log.info(
+                "event=pop3_login_refused reason=in_use client=%s user=%s", ip, account.address
+            )
+            return core.LoginFailure.IN_USE
         self.account_id, self.locked = account.id, True
         try:
             loaded = await load_maildrop(ctx.store, account.id, ctx.sizes)
@@ -307,33 +309,27 @@ class Connection:
         if loaded is None:
             self.locked = False
             await ctx.locks.release(account.id, self)
-            return self.core.login_failed(failure)
+            return failure
         self.mailbox_id, maildrop = loaded
         # Counted once logged in; the maildrop lock already keeps POP3 to one session.
         self.ticket = ctx.sessions.open(account.id)
         if self.ticket is None:
-            log.warning("event=pop3_login_refused reason=sessions client=%s user=%s", ip, address)
+            log.warning(
+                "event=pop3_login_refused reason=sessions client=%s user=%s", ip, account.address
+            )
             self.locked = False
             await ctx.locks.release(account.id, self)
-            return self.core.login_failed(core.LoginFailure.TOO_MANY_SESSIONS)
+            return core.LoginFailure.TOO_MANY_SESSIONS
         self.address = account.address
         ctx.logins["ok"] += 1
         log.info(
             "event=pop3_login client=%s user=%s mechanism=%s messages=%d",
             ip,
             account.address,
-            event.mechanism,
+            mechanism,
             maildrop.count,
         )
-        reply = self.core.login_succeeded(maildrop)
-        notice = ctx.notices.line(Component.POP3) if ctx.notices else None
-        if notice:  # ASCII, one line, short: the +OK stays within RFC 1939's 512 octets
-            reply = reply.removesuffix(b"\r\n") + b" - " + notice.encode("ascii") + b"\r\n"
-        return reply
-
-    def _record_login(self, ok: bool, started: float) -> None:
-        if self.ctx.metrics is not None:
-            self.ctx.metrics.login("pop3", ok, time.monotonic() - started)
+        return maildrop
 
     async def retrieve(self, event: core.Retrieve) -> None:
         """RETR and TOP. The overload gate's slot covers the store read only: sending the message

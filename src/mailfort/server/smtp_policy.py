@@ -23,8 +23,7 @@ from typing import Final
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, TLSSetupException
 
-from mailfort.auth.passwords import Verifier
-from mailfort.auth.throttle import LoginThrottle
+from mailfort.auth.login import Logins, Outcome
 from mailfort.errors import OverQuota, StoreError, StoreUnavailable
 from mailfort.mail.accept import Stamp, new_stamp, stamped_request
 from mailfort.mail.address import AddressError, normalize
@@ -87,8 +86,7 @@ class SmtpPolicy:
         directory: Directory,
         hostname: str,
         max_recipients: int,
-        verifier: Verifier,
-        throttle: LoginThrottle,
+        auth: Logins,
         clock: Callable[[], float] = time.time,
         metrics: NodeMetrics | None = None,
         gate: OverloadGate | None = None,
@@ -102,8 +100,7 @@ class SmtpPolicy:
         self.directory = directory
         self.hostname = hostname
         self.max_recipients = max_recipients
-        self.verifier = verifier
-        self.throttle = throttle
+        self.auth = auth
         self.clock = clock
         self.metrics = metrics
         self.gate = gate
@@ -149,40 +146,30 @@ class SmtpPolicy:
         if self.mode is Mode.MX:
             return R.AUTH_NOT_HERE
         ip = _peer_ip(session)
-        if self.throttle.blocked(ip):
-            log.warning("event=auth_refused reason=throttled client=%s", ip)
-            return R.AUTH_THROTTLED
+        if self.auth.refuses(self.protocol, ip):
+            return R.AUTH_THROTTLED  # before the exchange: a throttled client sends no password
         credentials = await self._read_credentials(server, args)
         if credentials is None:
             return None  # an error reply was already sent
         if isinstance(credentials, str):
             return credentials
         login, password = credentials
-        started = time.monotonic()
-        reply = await self._check_login(session, ip, login, password)
-        if self.metrics is not None:
-            # Refused for its number of sessions, a login still had the right password.
-            ok = reply in (R.AUTH_OK, R.AUTH_TOO_MANY_SESSIONS)
-            self.metrics.login(self.protocol, ok, time.monotonic() - started)
-        if reply == R.AUTH_FAILED:
-            # Slows password guessing; after the measurement, which is of the node, not of it.
-            await asyncio.sleep(self.throttle.failed(ip))
-        return reply
+        return await self._check_login(session, ip, login, password)
 
     async def _check_login(self, session: Session, ip: str, login: str, password: str) -> str:
-        account = None
-        try:
-            account = await self.store.get_account(normalize(login))
-        except AddressError:
-            pass
-        except StoreError:
+        """One password check through the node's `Logins` (throttled per address, network and
+        account). No overload-gate slot: the account read is the only store work, and a
+        transaction's slot is taken for its own store work, after DATA."""
+        attempt = await self.auth.attempt(self.protocol, ip, login, password)
+        self.auth.record(attempt)
+        if attempt.outcome is Outcome.THROTTLED:
+            return R.AUTH_THROTTLED
+        if attempt.outcome is Outcome.UNAVAILABLE:
             return R.STORE_UNAVAILABLE
-        try:
-            ok = await self.verifier.verify(account.password_hash if account else None, password)
-        except StoreError:  # Busy: too many password checks at once; the client retries
-            return R.STORE_UNAVAILABLE
-        if not ok or account is None:
-            log.warning("event=auth_failed client=%s login=%r", ip, login[:100])
+        account = attempt.account
+        if account is None:
+            # Slows password guessing; after the measurement, which is of the node, not of it.
+            await asyncio.sleep(attempt.delay)
             return R.AUTH_FAILED
         ticket = self.sessions.open(account.id)
         if ticket is None:

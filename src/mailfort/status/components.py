@@ -89,10 +89,14 @@ def _login_findings(
 ) -> list[Finding]:
     login = signals.login(protocol)
     limits = thresholds.login(protocol)
-    found = [limits.p95_latency.judge("login_p95_latency", login.p95_latency, protocol)]
-    if login.attempts >= limits.min_attempts:
-        found.append(limits.success_rate.judge("login_success_rate", login.success_rate, protocol))
-    return found
+    if login.attempts < limits.min_attempts:
+        # Too few to judge: a rate of three logins, or a p95 that is the slowest of three, would
+        # turn one slow or failed login into a public state.
+        return []
+    return [
+        limits.p95_latency.judge("login_p95_latency", login.p95_latency, protocol),
+        limits.success_rate.judge("login_success_rate", login.success_rate, protocol),
+    ]
 
 
 def _findings(component: Component, signals: HealthSignals, t: StatusThresholds) -> list[Finding]:

@@ -175,11 +175,14 @@ class LoginThresholds:
     """Login health for one protocol.
 
     - ``success_rate`` — degraded below 80 %, partial outage below 50 %, major outage below 10 %.
-      Mistyped passwords keep a healthy rate near 90–95 %; a password-guessing attack can push it
-      lower, which is why the partial-outage line sits at half.
     - ``p95_latency`` — degraded above 2 s, partial outage above 10 s (clients start timing out),
       major outage above 30 s (most clients have given up).
-    - ``min_attempts`` — 20: fewer attempts in the window are too few to judge a rate.
+    - ``min_attempts`` — 20: fewer attempts in the window are too few to judge a rate or a p95.
+
+    Attempts are what the platform did: successes and server-side failures (store errors,
+    timeouts, password checks all busy, refused while overloaded), never a wrong password, an
+    unknown user or a login refused for too many failures (`metrics.LOGIN_RESULTS`), so no
+    stranger can move these signals by failing to log in.
     """
 
     success_rate: Floor = Floor(degraded=0.80, down=0.50, major=0.10)

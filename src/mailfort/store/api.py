@@ -340,6 +340,11 @@ class AccountQueue:
     last_inbox_delivery: float | None  # internal date of the newest INBOX message
 
 
+# How many of an account's networks `login_networks` returns: a roaming phone meets many, and the
+# throttle needs the recent ones only.
+MAX_LOGIN_NETWORKS = 256
+
+
 class Store(abc.ABC):
     """Async store. Every write is durable when its coroutine returns.
 
@@ -596,6 +601,20 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def release_leases(self, owner: str) -> int:
         """Give back every queue lease `owner` holds (they are due at once for anyone)."""
+
+    # -- networks an account logged in from (auth/known.py) ---------------------------------
+    @abc.abstractmethod
+    async def login_networks(self, account_id: int, since: float) -> dict[str, float]:
+        """The networks `account_id` logged in from with its password at or after `since`, each
+        with the last time it was recorded; the newest `MAX_LOGIN_NETWORKS` of them."""
+
+    @abc.abstractmethod
+    async def remember_login_network(
+        self, account_id: int, network: str, now: float, forget_before: float
+    ) -> None:
+        """Record that `account_id` logged in from `network` at `now`, and forget its networks
+        not recorded since `forget_before`, in one transaction. Changing the password forgets
+        them all (`set_password`): a network that knew the old one is nobody's to trust."""
 
     # -- POP3 maildrop locks across nodes ----------------------------------------------------
     @abc.abstractmethod

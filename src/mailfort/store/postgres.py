@@ -20,6 +20,7 @@ from mailfort.store import postgres_queue as q
 from mailfort.store import postgres_status as status
 from mailfort.store.api import (
     DEFAULT_MAILBOXES,
+    MAX_LOGIN_NETWORKS,
     AcceptRequest,
     AcceptResult,
     Account,
@@ -209,13 +210,14 @@ class PostgresStore(Store):
 
     async def set_password(self, address: str, password_hash: str) -> None:
         async def fn(c: Conn) -> None:
-            done = await c.fetchval(
-                "UPDATE accounts SET password_hash = $1 WHERE address = $2 RETURNING 1",
+            account_id = await c.fetchval(
+                "UPDATE accounts SET password_hash = $1 WHERE address = $2 RETURNING id",
                 password_hash,
                 address,
             )
-            if done is None:
+            if account_id is None:
                 raise NotFound(f"no user {address}")
+            await c.execute("DELETE FROM login_networks WHERE account_id = $1", account_id)
 
         await self.db.run(fn)
 
@@ -526,6 +528,37 @@ class PostgresStore(Store):
 
     async def release_leases(self, owner: str) -> int:
         return await self.db.run(lambda c: cluster.release_leases(c, owner))
+
+    async def login_networks(self, account_id: int, since: float) -> dict[str, float]:
+        rows = await self.db.fetch(
+            "SELECT network, last_seen FROM login_networks"
+            " WHERE account_id = $1 AND last_seen >= $2 ORDER BY last_seen DESC LIMIT $3",
+            account_id,
+            since,
+            MAX_LOGIN_NETWORKS,
+        )
+        return {str(r[0]): float(r[1]) for r in rows}
+
+    async def remember_login_network(
+        self, account_id: int, network: str, now: float, forget_before: float
+    ) -> None:
+        async def fn(c: Conn) -> None:
+            await c.execute(
+                "DELETE FROM login_networks WHERE account_id = $1 AND last_seen < $2",
+                account_id,
+                forget_before,
+            )
+            # An account deleted meanwhile has nothing to remember (no foreign key error).
+            await c.execute(
+                "INSERT INTO login_networks(account_id, network, last_seen)"
+                " SELECT id, $2, $3 FROM accounts WHERE id = $1"
+                " ON CONFLICT (account_id, network) DO UPDATE SET last_seen = EXCLUDED.last_seen",
+                account_id,
+                network,
+                now,
+            )
+
+        await self.db.run(fn)
 
     async def acquire_maildrop(self, account_id: int, owner: str, until: float, now: float) -> bool:
         return await self.db.run(

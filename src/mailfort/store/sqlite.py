@@ -18,6 +18,7 @@ from mailfort.store import sqlite_queue as q
 from mailfort.store import sqlite_status as status
 from mailfort.store.api import (
     DEFAULT_MAILBOXES,
+    MAX_LOGIN_NETWORKS,
     AcceptRequest,
     AcceptResult,
     Account,
@@ -267,6 +268,11 @@ class SqliteStore(Store):
             )
             if cur.rowcount == 0:
                 raise NotFound(f"no user {address}")
+            c.execute(
+                "DELETE FROM login_networks WHERE account_id ="
+                " (SELECT id FROM accounts WHERE address = ?)",
+                (address,),
+            )
 
         await self._write(fn)
 
@@ -597,6 +603,35 @@ class SqliteStore(Store):
 
     async def release_leases(self, owner: str) -> int:
         return await self._write(lambda c: cluster.release_leases(c, owner))
+
+    async def login_networks(self, account_id: int, since: float) -> dict[str, float]:
+        def fn(c: sqlite3.Connection) -> dict[str, float]:
+            rows = c.execute(
+                "SELECT network, last_seen FROM login_networks"
+                " WHERE account_id = ? AND last_seen >= ? ORDER BY last_seen DESC LIMIT ?",
+                (account_id, since, MAX_LOGIN_NETWORKS),
+            ).fetchall()
+            return {str(r[0]): float(r[1]) for r in rows}
+
+        return await self._read(fn)
+
+    async def remember_login_network(
+        self, account_id: int, network: str, now: float, forget_before: float
+    ) -> None:
+        def fn(c: sqlite3.Connection) -> None:
+            c.execute(
+                "DELETE FROM login_networks WHERE account_id = ? AND last_seen < ?",
+                (account_id, forget_before),
+            )
+            # An account deleted meanwhile has nothing to remember (no foreign key error).
+            c.execute(
+                "INSERT INTO login_networks(account_id, network, last_seen)"
+                " SELECT id, ?, ? FROM accounts WHERE id = ?"
+                " ON CONFLICT(account_id, network) DO UPDATE SET last_seen = excluded.last_seen",
+                (network, now, account_id),
+            )
+
+        await self._write(fn)
 
     async def acquire_maildrop(self, account_id: int, owner: str, until: float, now: float) -> bool:
         return await self._write(

@@ -20,10 +20,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mailfort import __version__
-from mailfort.auth.passwords import Verifier
-from mailfort.auth.throttle import LoginThrottle
+from mailfort.auth.login import Logins, Outcome
 from mailfort.errors import NotFound, OverQuota, StoreError, StoreUnavailable
-from mailfort.mail.address import AddressError, normalize
 from mailfort.metrics import NodeMetrics
 from mailfort.network import Networks
 from mailfort.protocol.imap import commands as C
@@ -111,8 +109,23 @@ ENABLEABLE = frozenset({"CONDSTORE", "UTF8=ACCEPT", "IMAP4REV2"})
 
 # Commands that run without a slot in the overload gate: they do not touch the store (or, like
 # NOOP and IDLE, only to look for changes), and refusing them would only make clients reconnect.
+# LOGIN and AUTHENTICATE take a slot themselves for their store read only (`auth/login.py`):
+# the SASL exchange waits on the client, the password check has its own bound, and a failure's
+# delay is the client's time; none of it is store latency.
 UNGATED: frozenset[type[C.Command]] = frozenset(
-    {C.Capability, C.Noop, C.Check, C.Logout, C.Id, C.StartTLS, C.Enable, C.Namespace, C.Idle}
+    {
+        C.Capability,
+        C.Noop,
+        C.Check,
+        C.Logout,
+        C.Id,
+        C.StartTLS,
+        C.Enable,
+        C.Namespace,
+        C.Idle,
+        C.Login,
+        C.Authenticate,
+    }
 )
 BUSY = "server busy, try again later"
 
@@ -137,9 +150,7 @@ class ImapContext:
     """Everything a session shares with the rest of the node."""
 
     store: Store
-    verifier: Verifier
-    ip_throttle: LoginThrottle
-    account_throttle: LoginThrottle
+    auth: Logins
     cache: MetaCache
     hostname: str
     max_message_size: int
@@ -393,32 +404,24 @@ class Session:
         ip = self.io.client_ip
         if not self.plaintext_ok():
             return Done("NO", "log in after STARTTLS", "PRIVACYREQUIRED")
-        try:
-            address = normalize(user)
-        except AddressError:
-            address = user[:200]
-        if self.ctx.ip_throttle.blocked(ip) or self.ctx.account_throttle.blocked(address):
-            log.warning("event=imap_login_refused reason=throttled client=%s user=%r", ip, address)
+        auth = self.ctx.auth
+        attempt = await auth.attempt("imap", ip, user, password, self.ctx.gate)
+        auth.record(attempt)
+        if attempt.outcome is Outcome.THROTTLED:
             return Done("NO", "too many failed logins, try again later", "UNAVAILABLE")
-        started = time.monotonic()
-        try:
-            account = await self.ctx.store.get_account(address)
-            ok = await self.ctx.verifier.verify(
-                account.password_hash if account else None, password
-            )
-        except StoreError:
-            self._record_login(False, started)
-            raise  # handle() answers NO [UNAVAILABLE]
-        self._record_login(ok and account is not None, started)
-        if not ok or account is None:
+        if attempt.outcome is Outcome.UNAVAILABLE:
+            return Done("NO", "temporarily unavailable, try again later", "UNAVAILABLE")
+        account = attempt.account
+        if account is None:
             self.ctx.logins["failed"] += 1
-            delay = max(self.ctx.ip_throttle.failed(ip), self.ctx.account_throttle.failed(address))
-            log.warning("event=imap_login_failed client=%s user=%r", ip, address)
-            await asyncio.sleep(delay)
+            # Slows guessing; no gate slot is held (the delay is the client's time).
+            await asyncio.sleep(attempt.delay)
             return Done("NO", "invalid credentials", "AUTHENTICATIONFAILED")
         ticket = self.ctx.sessions.open(account.id)
         if ticket is None:
-            log.warning("event=imap_login_refused reason=sessions client=%s user=%s", ip, address)
+            log.warning(
+                "event=imap_login_refused reason=sessions client=%s user=%s", ip, account.address
+            )
             # RFC 5530 3: LIMIT, "a server-imposed limit", here on one account's sessions.
             return Done("NO", "too many sessions for this account, try again later", "LIMIT")
         self.ticket = ticket
@@ -430,10 +433,6 @@ class Session:
         if notice:  # RFC 9051 §7.1: the client must show an ALERT to its user
             await self.untagged(f"OK [ALERT] {notice}")
         return Done("OK", "logged in", f"CAPABILITY {self.capabilities()}")
-
-    def _record_login(self, ok: bool, started: float) -> None:
-        if self.ctx.metrics is not None:
-            self.ctx.metrics.login("imap", ok, time.monotonic() - started)
 
 
 # -- any state --------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """Per-customer status: `/account` (HTML) and `/api/account.json`, behind HTTP Basic with the
 customer's mail address and password (issue 6, item 10).
 
-Login follows the IMAP rules (server/imap/session.py): throttled per client address and per
-account, verified by the node's bounded `Verifier` (Busy → 503), every attempt recorded in
-`metrics.login("http", …)`. Answers are `Cache-Control: private, no-store`.
+Login is the node's `auth/login.Logins`, as on every protocol: throttled per client address,
+network and account (429), verified by the node's bounded `Verifier` (Busy → 503), every attempt
+recorded in `metrics.login("http", …)`. These pages take their overload-gate slots themselves
+(`guard.SELF_GATED`), for the store reads only: a failed login's delay holds none. Answers are
+`Cache-Control: private, no-store`.
 
 Plaintext: the listener speaks plain HTTP and expects a TLS proxy in front, which sets
 `X-Forwarded-Proto: https` (trusted from loopback only; uvicorn's proxy headers). Credentials are
@@ -19,15 +21,14 @@ import binascii
 import ipaddress
 import json
 import logging
-import time
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mailfort.errors import Busy, StoreError
-from mailfort.mail.address import AddressError, normalize
+from mailfort.auth.login import Outcome
+from mailfort.errors import StoreError
 from mailfort.status.repository import AccountStatus
 from mailfort.status.web import model
 from mailfort.status.web.caching import HTML_HEADERS, NO_STORE
@@ -92,31 +93,38 @@ async def authenticate(ctx: WebContext, request: Request) -> str:
     if given is None:
         raise Refused(401, "web.account.unauthorized", {"WWW-Authenticate": REALM})
     user, password = given
-    try:
-        address = normalize(user)
-    except AddressError:
-        address = user[:200]
     ip = request.client.host if request.client else "?"
-    if ctx.ip_throttle.blocked(ip) or ctx.account_throttle.blocked(address):
-        log.warning("event=http_login_refused reason=throttled client=%s user=%r", ip, address)
+    attempt = await ctx.auth.attempt("http", ip, user, password, ctx.gate())
+    ctx.auth.record(attempt)
+    if attempt.outcome is Outcome.THROTTLED:
         raise Refused(429, "web.account.throttled", {"Retry-After": "60"})
-    started = time.monotonic()
+    if attempt.outcome is Outcome.UNAVAILABLE:
+        busy = attempt.refused_by in ("verifier", "overload")
+        key = "web.account.busy" if busy else "web.account.unavailable"
+        raise Refused(503, key, {"Retry-After": "5"})
+    if attempt.account is None:
+        # The penalty is waited out by the caller, with no gate slot held.
+        raise Refused(
+            401, "web.account.unauthorized", {"WWW-Authenticate": REALM}, attempt.delay
+        )
+    return attempt.account.address
+
+
+async def account_status(
+    ctx: WebContext, address: str, client: str | None
+) -> AccountStatus | None:
+    """The customer's status from the store, under a slot of the overload gate (503 when the
+    node refuses it)."""
+    slot = Slot.take(ctx.gate(), client)
+    if slot is None:
+        raise Refused(503, "web.account.busy", {"Retry-After": _retry(ctx)})
+    ok = False
     try:
-        account = await ctx.store.get_account(address)
-        ok = await ctx.verifier.verify(account.password_hash if account else None, password)
-    except Busy:
-        raise Refused(503, "web.account.busy", {"Retry-After": "5"}) from None
-    except StoreError as exc:
-        log.warning("event=http_login_unavailable error=%s", exc)
-        raise Refused(503, "web.account.unavailable", {"Retry-After": "5"}) from None
-    ok = ok and account is not None
-    ctx.metrics.login("http", ok, time.monotonic() - started)
-    if not ok:
-        delay = max(ctx.ip_throttle.failed(ip), ctx.account_throttle.failed(address))
-        log.warning("event=http_login_failed client=%s user=%r", ip, address)
-        raise Refused(401, "web.account.unauthorized", {"WWW-Authenticate": REALM}, delay)
-    assert account is not None
-    return account.address
+        found = await ctx.repository.account_status(address, ctx.clock())
+        ok = True
+        return found
+    finally:
+        slot.done(ok=ok)
 
 
 def _plain(text: str, status: int, headers: dict[str, str]) -> Response:
@@ -160,27 +168,18 @@ def document(status: AccountStatus, now: float, base: str) -> dict[str, Any]:
 def routes(ctx: WebContext) -> list[Route]:
     async def lookup(request: Request) -> tuple[Texts, AccountStatus | Response]:
         t = Texts(language(request), ctx.provider)
-        # The slot covers the store and password work only (a self-gated route, see guard.py):
-        # a wrong password's delay is spent after it is given back, so it neither holds a slot
-        # nor counts as the node's latency.
-        slot = Slot.take(ctx.gate(), ctx.client_network(request))
-        if slot is None:
-            return t, _plain(t("web.account.busy"), 503, {"Retry-After": _retry(ctx)})
-        ok = True
+        # No slot is held here: the login (auth/login.py) and the status read take their own,
+        # around their store work only, so a wrong password's delay holds none.
         try:
             address = await authenticate(ctx, request)
-            found = await ctx.repository.account_status(address, ctx.clock())
+            found = await account_status(ctx, address, ctx.client_network(request))
         except Refused as exc:
-            slot.done(ok=True)
             if exc.delay:
                 await asyncio.sleep(exc.delay)
             return t, _plain(t(exc.key), exc.status, exc.headers)
         except StoreError as exc:
-            ok = False
             log.warning("event=account_status_unavailable error=%s", exc)
             return t, _plain(t("web.account.unavailable"), 503, {"Retry-After": "5"})
-        finally:
-            slot.done(ok=ok)
         if found is None:  # the account vanished between login and lookup
             return t, Response(status_code=404, headers={"Cache-Control": NO_STORE})
         return t, found

@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.requests import Request
 
-from mailfort.auth.passwords import Verifier
-from mailfort.auth.throttle import LoginThrottle
+from mailfort.auth.login import Logins
 from mailfort.config import Config
 from mailfort.metrics import NodeMetrics
 from mailfort.network import Networks
@@ -38,6 +37,9 @@ class Gate(Protocol):
     # network, which holds at most its share of the slots.
     def try_acquire(self, protocol: str, client: str | None = None) -> Any: ...
 
+    # The client network holds its share of the slots already (a refusal of its own doing).
+    def client_full(self, client: str | None) -> bool: ...
+
     # The CPU is saturated: even pages served from memory should wait.
     def saturated(self) -> bool: ...
 
@@ -57,9 +59,7 @@ class WebContext:
     store: Store
     repository: StatusRepository
     metrics: NodeMetrics
-    verifier: Verifier
-    ip_throttle: LoginThrottle
-    account_throttle: LoginThrottle
+    auth: Logins
     snapshots: SnapshotCache
     # Looked up per request, so a node can swap or drop its gate while running.
     gate: Callable[[], Gate | None] = lambda: None
@@ -92,9 +92,7 @@ class WebContext:
             store=node.store,
             repository=repository,
             metrics=node.metrics,
-            verifier=node.verifier,
-            ip_throttle=node.throttle,
-            account_throttle=node.account_throttle,
+            auth=node.logins,
             snapshots=snapshots,
             gate=lambda: node.gate,
             networks=node.networks,

@@ -41,9 +41,9 @@ log = logging.getLogger("mailfort.status.web")
 # Scrapers must see an overloaded node (that is when its metrics matter most), and a health
 # check must never be what tips a node over, so these skip the gate.
 UNGATED = frozenset({"/metrics"})
-# Routes that take their slot themselves (`Slot.take`), around their store work only: a
-# subscription first waits for the subscriber to answer a challenge, an account page for a
-# wrong password's deliberate delay, and neither wait is the node's work.
+# Routes that take their slots themselves (`Slot.take`), around their store work only: a
+# subscription first waits for the subscriber to answer a challenge, an account page's login
+# checks a password and may wait out a wrong one's delay, and none of that is the node's work.
 SELF_GATED = frozenset(
     {("POST", "/api/v2/webhooks"), ("GET", "/account"), ("GET", "/api/account.json")}
 )
