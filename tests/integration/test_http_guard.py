@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mailfort.auth.passwords import Verifier
-from mailfort.auth.throttle import LoginThrottle
+from mailfort.auth.throttle import ThrottleLimits
 from mailfort.config import AuthConfig, Config, LimitsConfig
 from mailfort.metrics import NodeMetrics
 from mailfort.server.overload import OverloadGate
@@ -25,6 +24,7 @@ from mailfort.status.web import WebContext, create_app
 from mailfort.status.web.server import HttpListener
 from mailfort.status.web.snapshot import SnapshotCache
 from mailfort.store.sqlite import SqliteStore
+from tests.auth_support import logins
 
 
 @dataclass
@@ -45,9 +45,9 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
         store=store,
         repository=repository,
         metrics=NodeMetrics(),
-        verifier=Verifier(),
-        ip_throttle=LoginThrottle(max_failures=10, window=60, base_delay=0.1),
-        account_throttle=LoginThrottle(max_failures=10, window=60, base_delay=0.1),
+        auth=logins(
+            store, ThrottleLimits(per_address=10, per_account=10, base_delay=0.1)
+        ),
         snapshots=SnapshotCache(lambda now: repository.page(now), refresh=5.0, timeout=2.0),
         gate=lambda: gate,
     )
@@ -191,9 +191,9 @@ async def test_a_body_within_the_rate_but_past_the_deadline_is_cut_off(tmp_path:
         store=store,
         repository=repository,
         metrics=NodeMetrics(),
-        verifier=Verifier(),
-        ip_throttle=LoginThrottle(max_failures=10, window=60, base_delay=0.1),
-        account_throttle=LoginThrottle(max_failures=10, window=60, base_delay=0.1),
+        auth=logins(
+            store, ThrottleLimits(per_address=10, per_account=10, base_delay=0.1)
+        ),
         snapshots=SnapshotCache(lambda now: repository.page(now), refresh=5.0, timeout=2.0),
     )
     listener = HttpListener(create_app(ctx), "127.0.0.1", 0)
@@ -220,9 +220,9 @@ async def test_a_wrong_password_waits_out_its_delay_without_a_slot(tmp_path: Pat
         store=store,
         repository=repository,
         metrics=NodeMetrics(),
-        verifier=Verifier(),
-        ip_throttle=LoginThrottle(max_failures=100, window=60, base_delay=3.0),
-        account_throttle=LoginThrottle(max_failures=100, window=60, base_delay=3.0),
+        auth=logins(
+            store, ThrottleLimits(per_address=100, per_account=100, base_delay=3.0)
+        ),
         snapshots=SnapshotCache(lambda now: repository.page(now), refresh=5.0, timeout=2.0),
         gate=lambda: gate,
     )
@@ -257,9 +257,9 @@ async def test_one_network_holds_at_most_its_share_of_the_connections(tmp_path: 
         store=store,
         repository=repository,
         metrics=NodeMetrics(),
-        verifier=Verifier(),
-        ip_throttle=LoginThrottle(max_failures=10, window=60, base_delay=0.1),
-        account_throttle=LoginThrottle(max_failures=10, window=60, base_delay=0.1),
+        auth=logins(
+            store, ThrottleLimits(per_address=10, per_account=10, base_delay=0.1)
+        ),
         snapshots=SnapshotCache(lambda now: repository.page(now), refresh=5.0, timeout=2.0),
     )
     # 40 connections, a quarter (10) per client network.

@@ -19,8 +19,6 @@ from pathlib import Path
 import pytest
 from argon2 import PasswordHasher
 
-from mailfort.auth.passwords import Verifier
-from mailfort.auth.throttle import LoginThrottle
 from mailfort.mail.directory import Directory
 from mailfort.server.admission import ConnectionLimiter
 from mailfort.server.imap.cache import MetaCache
@@ -32,6 +30,7 @@ from mailfort.server.smtp_policy import Mode, SmtpPolicy
 from mailfort.server.spool import Spool
 from mailfort.server.tls import ensure_self_signed, server_context
 from mailfort.store.sqlite import SqliteStore
+from tests.auth_support import logins
 from tests.conftest import PASSWORD
 
 USER = "alice@example.test"
@@ -70,13 +69,11 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
     memory = MemoryBudget(BUDGET, wait=0.3)
     cert, key = ensure_self_signed(tmp_path / "tls", "localhost")
     tls = server_context(cert, key)
-    throttle = LoginThrottle(max_failures=100, window=60, base_delay=0.0)
+    auth = logins(store)
     imap = await start_imap(
         ctx=ImapContext(
             store=store,
-            verifier=Verifier(),
-            ip_throttle=throttle,
-            account_throttle=throttle,
+            auth=auth,
             cache=MetaCache(),
             hostname="mx.test",
             max_message_size=BUDGET,
@@ -96,8 +93,7 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
         directory=Directory(store),
         hostname="mx.test",
         max_recipients=10,
-        verifier=Verifier(),
-        throttle=throttle,
+        auth=auth,
         spool=spool,
         memory=memory,
     )

@@ -20,10 +20,7 @@ from typing import Any
 import pytest
 from argon2 import PasswordHasher
 
-from mailfort.auth.known import KnownNetworks
-from mailfort.auth.login import Logins
-from mailfort.auth.passwords import Verifier
-from mailfort.auth.throttle import AuthThrottle, ThrottleLimits
+from mailfort.auth.throttle import ThrottleLimits
 from mailfort.errors import StoreUnavailable
 from mailfort.server import pop3
 from mailfort.server.admission import ConnectionLimiter
@@ -31,6 +28,7 @@ from mailfort.server.pop3_maildrop import LocalMaildropLocks, SizeCache
 from mailfort.server.tls import ensure_self_signed, server_context
 from mailfort.store.api import AppendItem, Store
 from mailfort.store.sqlite import SqliteStore
+from tests.auth_support import logins
 from tests.conftest import PASSWORD, client_tls
 
 USER = "alice@example.test"
@@ -116,12 +114,6 @@ class Harness:
                 return
             await asyncio.sleep(0.02)
         raise AssertionError(f"{self.limiter.total} connections still open")
-
-
-def logins(store: SqliteStore, limits: ThrottleLimits) -> Logins:
-    return Logins(
-        store=store, verifier=Verifier(), throttle=AuthThrottle(limits), known=KnownNetworks(store)
-    )
 
 
 @pytest.fixture

@@ -17,10 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mailfort.auth.known import KnownNetworks
-from mailfort.auth.login import Logins
-from mailfort.auth.passwords import Verifier
-from mailfort.auth.throttle import AuthThrottle, ThrottleLimits
+from mailfort.auth.throttle import ThrottleLimits
 from mailfort.config import Config, OverloadConfig, StatusConfig
 from mailfort.metrics import NodeMetrics
 from mailfort.server.overload import OverloadGate
@@ -33,6 +30,7 @@ from mailfort.status.web.server import HttpListener
 from mailfort.status.web.snapshot import SnapshotCache
 from mailfort.status.webhook_client import WebhookClient
 from mailfort.store.sqlite import SqliteStore
+from tests.auth_support import logins
 from tests.integration.status_web_support import json_of, start_web_node, wait_for, with_repository
 from tests.nodeproc import NodeProcess
 from tests.rawclient import client_tls
@@ -402,12 +400,7 @@ async def _serve(
         store=store,
         repository=repository,
         metrics=NodeMetrics(),
-        auth=Logins(
-            store=store,
-            verifier=Verifier(),
-            throttle=AuthThrottle(ThrottleLimits(per_address=10, per_account=10, base_delay=0.1)),
-            known=KnownNetworks(store),
-        ),
+        auth=logins(store, ThrottleLimits(per_address=10, per_account=10, base_delay=0.1)),
         snapshots=snapshots,
         gate=lambda: gate,
         webhook_client=WebhookClient(timeout=2.0, allow_private=True),
