@@ -36,7 +36,7 @@ max_network_share = 1.0
 
 [overload]
 initial_limit = 2
-min_limit = 1
+min_limit = 2
 max_limit = 2
 max_pending_commits = 2
 """

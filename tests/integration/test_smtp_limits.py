@@ -23,6 +23,7 @@ import pytest
 
 from tests.conftest import PASSWORD, client_tls, start_node
 from tests.nodeproc import NodeProcess
+from tests.polling import wait_for
 
 MAX_SIZE = 8_000_000
 MAX_RECIPIENTS = 3
@@ -614,7 +615,7 @@ def test_data_slower_than_the_minimum_rate_is_cut_off(tight: NodeProcess) -> Non
         assert time.monotonic() - started < SESSION
         assert c.closed()
     assert len(tight.inbox("alice@example.test")) == before
-    assert "event=data_too_slow" in tight.log()
+    wait_for(lambda: "event=data_too_slow" in tight.log(), 5, "the log line")
 
 
 def _hold(port: int, source: str, patience: float = 3.0) -> Raw:
