@@ -46,6 +46,13 @@ PROTOCOLS = ("smtp", "submission", "imap", "pop3", "http")
 # stranger could publish an outage by knocking too often.
 CLIENT_REASONS = frozenset({"ip", "network", "client", "throttled"})
 
+# Window names of remote delivery's reach (`queue/reach.py`): attempts a server answered, silent
+# attempts that are the platform's own fault, and silent attempts to destinations that answered
+# lately, one name per network they answered from (the status collector caps each network).
+REMOTE_REACHED = "remote.reached"
+REMOTE_OURS = "remote.ours"
+REMOTE_UNREACHABLE = "remote.unreachable@"
+
 
 class WindowStats:
     """Counters and latency histograms over a trailing window, kept in `slot`-second buckets.
@@ -167,6 +174,14 @@ class NodeMetrics:
             "Time from 250 to the message in a mailbox or at the next hop",
             ["kind"], buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
+        self.reach = Counter(
+            "mailfort_remote_reach",
+            "Remote delivery attempts per recipient by whose fault a failure would be: reached"
+            " (a server answered), theirs (no such domain; silent and never answered us), ours"
+            " (our resolver, our relay, or nothing reached lately), unreachable (silent, though"
+            " it answered lately)",
+            ["verdict"], registry=r,
+        )  # fmt: skip
         self.breakers_open = Gauge(
             "mailfort_delivery_breakers_open", "Destinations whose circuit breaker is open",
             registry=r,
@@ -212,9 +227,21 @@ class NodeMetrics:
         self.accepted.labels(listener).inc()
 
     def remote_attempt(self, result: str, n: int = 1) -> None:
-        """`result` is delivered, deferred or bounced; `n` recipients."""
+        """`result` is delivered, deferred or bounced; `n` recipients. Exported only: the status
+        judges remote delivery by its reach (`remote_reach`), which strangers cannot forge."""
         self.remote.labels(result).inc(n)
-        self.window.count(f"remote.{result}", self.clock(), n)
+
+    def remote_reach(self, verdict: str, n: int = 1, network: str | None = None) -> None:
+        """`n` recipients' attempts judged `verdict` (`queue/reach.py`); for "unreachable", the
+        network the destination answered from."""
+        self.reach.labels(verdict).inc(n)
+        now = self.clock()
+        if verdict == "reached":
+            self.window.count(REMOTE_REACHED, now, n)
+        elif verdict == "ours":
+            self.window.count(REMOTE_OURS, now, n)
+        elif verdict == "unreachable":
+            self.window.count(f"{REMOTE_UNREACHABLE}{network}", now, n)
 
     def delivered(self, kind: str, seconds: float) -> None:
         """A message reached a mailbox (`kind="local"`) or the next hop (`"remote"`)."""

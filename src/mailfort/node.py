@@ -22,6 +22,7 @@ from mailfort.config import Config, OverloadConfig, parse_hostport
 from mailfort.errors import StoreError
 from mailfort.mail.directory import Directory
 from mailfort.metrics import NodeMetrics
+from mailfort.network import Networks
 from mailfort.overload import BreakerConfig, RetryBudgetConfig
 from mailfort.queue.local_worker import LocalWorker
 from mailfort.queue.remote_worker import Politeness, RemoteWorker
@@ -92,6 +93,7 @@ class Node:
             url=status_url,
             hostname=config.hostname,
             metrics=self.metrics,
+            network_share=config.limits.max_network_share,
         )
         # Admission for store-bound work on every listener, adapting to measured latency.
         self.gate = OverloadGate(config.overload, self.metrics, store=self.store)
@@ -434,6 +436,7 @@ def remote_worker(
         politeness=politeness(config.overload),
         metrics=metrics,
         stressed=stressed,
+        networks=Networks(config.limits.network_prefix_v4, config.limits.network_prefix_v6),
     )
 
 

@@ -55,3 +55,20 @@ def test_refusals_a_client_earns_itself_stay_out_of_the_public_window() -> None:
     assert metrics.snapshot()["counts"]["refused.imap"] == 3
     exported = generate_latest(metrics.registry).decode()
     assert 'mailfort_admission_refusals_total{protocol="imap",reason="ip"} 5.0' in exported
+
+
+def test_remote_reach_feeds_the_window_and_remote_results_only_the_export() -> None:
+    metrics = NodeMetrics(window=60.0, clock=lambda: 1000.0)
+    metrics.remote_attempt("deferred", 40)  # what strangers can make: exported only
+    metrics.remote_reach("reached", 3)
+    metrics.remote_reach("theirs", 50)
+    metrics.remote_reach("ours", 2)
+    metrics.remote_reach("unreachable", 4, "198.51.100.0/24")
+    assert metrics.snapshot()["counts"] == {
+        "remote.reached": 3,
+        "remote.ours": 2,
+        "remote.unreachable@198.51.100.0/24": 4,
+    }
+    exported = generate_latest(metrics.registry).decode()
+    assert 'mailfort_remote_reach_total{verdict="theirs"} 50.0' in exported
+    assert 'mailfort_remote_deliveries_total{result="deferred"} 40.0' in exported

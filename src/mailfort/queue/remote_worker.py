@@ -14,14 +14,17 @@ Each group's outcome is committed in one transaction (`Store.settle_queued`):
   (DSN) to the sender that reports them, accepted as a new message in that same transaction.
 A message from the null sender gets no DSN at all: its failures are logged and dropped.
 
-Politeness under failure (issue 6 item 3): a circuit breaker per destination stops connecting to
+Politeness under failure: a circuit breaker per destination stops connecting to
 a failing MX (every transaction deferred, or no connection at all, `failure_threshold` times in a
 row) and lets one probe through after a jittered, doubling pause; until then its items are
 deferred to the probe time without a connection. A retry budget keeps retries (items with
 `attempts > 0`) within a share of the attempts in a window: a retry over budget is not tried now,
 its lease simply lapses and it is claimed again a little later. Claims are bounded by
 `max_in_flight`, and shrink while the node is stressed, so a node that takes over a dead node's
-queue never takes more than it can deliver (item 4).
+queue never takes more than it can deliver.
+
+Every attempt is judged for the status signals by who answered it (`reach.py`): a deferral by the
+breaker is no attempt and is not counted; a store error while settling is the platform's.
 
 A worker that dies mid-delivery leaves its items leased; when the leases expire another worker
 (or this node after a restart) claims and delivers them again. If the remote server had accepted
@@ -37,14 +40,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from mailfort.delivery.remote import Destination, Outcome, RecipientResult, RemoteClient
+from mailfort.delivery.remote import Destination, Outcome, Reach, RecipientResult, RemoteClient
 from mailfort.errors import StoreError
 from mailfort.mail import dsn
 from mailfort.mail.directory import Directory
 from mailfort.metrics import NodeMetrics
+from mailfort.network import Networks
 from mailfort.overload.breaker import BreakerConfig, BreakerState, CircuitBreakers
 from mailfort.overload.budget import RetryBudget, RetryBudgetConfig
 from mailfort.queue.bounce import notice
+from mailfort.queue.reach import KnownDestinations, Verdict
 from mailfort.queue.retry import RetryPolicy
 from mailfort.store.api import (
     AcceptRequest,
@@ -62,6 +67,7 @@ BAD_ADDRESS = RecipientResult(
     outcome=Outcome.FAILED,
     status="5.1.3",
     text="bad recipient address syntax: no domain",
+    reach=Reach.NO_DOMAIN,
 )
 
 
@@ -104,6 +110,7 @@ class RemoteWorker:
         politeness: Politeness | None = None,
         metrics: NodeMetrics | None = None,
         stressed: Callable[[], bool] | None = None,
+        networks: Networks | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -122,6 +129,8 @@ class RemoteWorker:
         self.probe_wait = politeness.probe_wait
         self.metrics = metrics
         self.stressed = stressed
+        # Who answered us lately: whether a silent destination is our fault (`reach.py`).
+        self.known = KnownDestinations(networks or Networks())
         self.held_back = 0  # recipients deferred without a connection (breaker open)
         self.over_budget = 0  # retries left for later (retry budget spent)
         self._leased: dict[int, QueueItem] = {}
@@ -222,12 +231,16 @@ class RemoteWorker:
                 return
             if dest is None:
                 results = [_for(BAD_ADDRESS, item.recipient) for item in items]
+                self._judge(None, results)
                 await self._settle(items, results, body)
             else:
                 await self._attempt(dest, items, body)
         except StoreError as exc:
-            # Nothing was committed: the items are tried again when their leases expire.
+            # Nothing was committed: the items are tried again when their leases expire. The
+            # store failing is ours, whatever the destination did.
             log.warning("event=settle_failed id=%s error=%s", first.queue_id, exc)
+            if self.metrics is not None:
+                self.metrics.remote_reach(Verdict.OURS.value, len(items))
         except Exception:
             log.exception("event=remote_delivery_error id=%s", first.queue_id)
         finally:
@@ -250,7 +263,7 @@ class RemoteWorker:
                 not_before,
             )
             held = [_held_back(item, dest) for item in items]
-            await self._settle(items, held, body, not_before=not_before)
+            await self._settle(items, held, body, not_before=not_before, attempted=False)
             return
         # The budget stops retries from piling onto a destination in doubt. A half-open
         # breaker's probe is already paced by the breaker; retries to a destination that is
@@ -269,6 +282,7 @@ class RemoteWorker:
             self.budget.record_attempt(now)
         results = await self.client.deliver(dest, first.sender, [i.recipient for i in items], body)
         done = self.clock()
+        self._judge(dest, results)
         # A destination fails when it took nothing: no connection, a 421, a 4xx to MAIL or to
         # the message. A 5xx is an answer from a working server, and so is a 4xx to every RCPT
         # (greylisting, full mailboxes): five such in a row must not close a large domain.
@@ -287,7 +301,10 @@ class RemoteWorker:
         body: bytes,
         *,
         not_before: float | None = None,
+        attempted: bool = True,
     ) -> None:
+        """Commit the outcome of `items`; `attempted=False`: deferred without a connection,
+        which is no delivery attempt and is not counted as one."""
         now = self.clock()
         first = items[0]
         delivered: list[QueueItem] = []
@@ -376,7 +393,7 @@ class RemoteWorker:
         self.deferred += len(deferred)
         self.bounced += len(failed)
         self.notices += len(notices)
-        if self.metrics is not None:
+        if self.metrics is not None and attempted:
             counts = {
                 "delivered": len(delivered),
                 "deferred": len(deferred),
@@ -391,6 +408,20 @@ class RemoteWorker:
             log.info(
                 "event=dsn_sent id=%s about=%s to=<%s>", made.queue_id, first.queue_id, first.sender
             )
+
+    def _judge(self, dest: Destination | None, results: Sequence[RecipientResult]) -> None:
+        """Judge whose fault each result would be (`reach.py`) and record it for the status."""
+        now = self.clock()
+        tally: dict[tuple[Verdict, str | None], int] = {}
+        for result in results:
+            if dest is None:
+                key: tuple[Verdict, str | None] = (Verdict.THEIRS, None)
+            else:
+                key = self.known.judge(dest, result, now)
+            tally[key] = tally.get(key, 0) + 1
+        if self.metrics is not None:
+            for (verdict, network), n in tally.items():
+                self.metrics.remote_reach(verdict.value, n, network)
 
     def _report(
         self,
@@ -432,4 +463,5 @@ def _for(template: RecipientResult, recipient: str) -> RecipientResult:
         outcome=template.outcome,
         status=template.status,
         text=template.text,
+        reach=template.reach,
     )
