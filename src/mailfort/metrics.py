@@ -178,8 +178,8 @@ class NodeMetrics:
             "mailfort_remote_reach",
             "Remote delivery attempts per recipient by whose fault a failure would be: reached"
             " (a server answered), theirs (no such domain; silent and never answered us), ours"
-            " (our resolver, our relay, or nothing reached lately), unreachable (silent, though"
-            " it answered lately)",
+            " (our resolver, our relay), unreachable (silent, though it answered lately, or nothing"
+            " answered lately)",
             ["verdict"], registry=r,
         )  # fmt: skip
         self.breakers_open = Gauge(

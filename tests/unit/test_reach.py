@@ -66,14 +66,17 @@ def test_silence_from_a_destination_that_answered_lately_is_charged_to_its_netwo
         Verdict.UNREACHABLE,
         "198.51.100.0/24",
     )
-    # A day later the answer is too old to vouch for it.
-    assert known.judge(dest("big.test"), silent, NOW + DAY + 61) == (Verdict.OURS, None)
+    # A day later the answer is too old to vouch for it, and nobody else answered meanwhile.
+    late = known.judge(dest("big.test"), silent, NOW + DAY + 61)
+    assert late == (Verdict.UNREACHABLE, "big.test")
 
 
 def test_a_node_that_reached_nobody_lately_cannot_blame_anybody() -> None:
-    """Just started, or cut off: silence counts against us until some server answers."""
+    """Just started, or cut off: silence counts against us, charged to each destination (one
+    silent destination alone is still its own outage), until some server answers."""
     known = KnownDestinations()
-    assert known.judge(dest("any.test"), result(Reach.NOBODY), NOW) == (Verdict.OURS, None)
+    silent = known.judge(dest("any.test"), result(Reach.NOBODY), NOW)
+    assert silent == (Verdict.UNREACHABLE, "any.test")
     known.judge(dest("big.test"), result(Reach.SERVER, "198.51.100.7"), NOW)
     assert known.judge(dest("any.test"), result(Reach.NOBODY), NOW) == (Verdict.THEIRS, None)
 

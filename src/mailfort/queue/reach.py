@@ -20,11 +20,13 @@ Each attempt is judged by who answered (`delivery.remote.Reach`):
   node within `remember` is *unreachable*, charged to the network its server answered from;
   one that never answered (a dead domain, a forged sender) is *theirs*. While this node has
   reached no server at all within `remember` (it just started, or it is cut off), it cannot
-  tell its fault from theirs, and silence is *ours*.
+  tell its fault from theirs: silence is *unreachable*, charged to the destination itself.
 
 The status collector counts `reached` as successes and `ours` and `unreachable` as failures, but
-caps each destination network's failures at a share of everything else (`collector.py`): one
-network going silent is that network's outage, not ours; our network failing silences many.
+caps what each network (or destination) is charged at a share of everything else
+(`collector.py`): one of them going silent is its own outage, not ours (a provider's outage, a
+stranger's server that took one bounce and then stopped answering, a customer's forwarding
+target that died); our own network failing silences many at once.
 """
 
 from __future__ import annotations
@@ -98,5 +100,5 @@ class KnownDestinations:
         if network is not None:
             return Verdict.UNREACHABLE, network
         if not self.reached_any(now):
-            return Verdict.OURS, None
+            return Verdict.UNREACHABLE, dest.key
         return Verdict.THEIRS, None
