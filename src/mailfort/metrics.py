@@ -133,7 +133,9 @@ class NodeMetrics:
         import time
 
         self.clock = clock or time.time
-        self.window = WindowStats(window=window)
+        # At least six slots: with a single 10-s slot, a 10-s window would be emptied at every
+        # multiple of 10 s, and a fault counted just before would vanish before it is judged.
+        self.window = WindowStats(window=window, slot=min(10.0, max(0.1, window / 6)))
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.logins = Counter(
             "mailfort_logins", "Login attempts by protocol and result", ["protocol", "result"],

@@ -3,9 +3,10 @@
 Nodes run with fast status settings (evaluations every 0.5 s, a 10-s window, 1 s before a worse
 state and 5 s before a better one is published) and are hurt for real: every remote MX (the
 test's SMTP sink plays them all) is stopped, logins are refused by the dozen, the SQLite file is
-locked from outside so every commit waits, a PostgreSQL node is SIGKILLed. Each check waits (at most 60 s, the issue's
-promise) for the published component state and the automatic incident, read through the
-`StatusRepository` over a store opened on the node's own data, then for the recovery.
+locked from outside so every commit waits, a PostgreSQL node is SIGKILLed. Each check waits (at
+most 60 s, the issue's promise) for the published component state and the automatic incident,
+read through the `StatusRepository` over a store opened on the node's own data, then for the
+recovery.
 The customer-facing side is checked where customers meet it: the submission 4xx text, the IMAP
 `[ALERT]`, the POP3 `+OK`, the notice message in the INBOX, a webhook POST, and — when the node
 serves the web — `/api/v2/summary.json` and `/history.atom`.
@@ -380,7 +381,8 @@ def test_remote_mx_down_opens_an_incident_and_the_delayed_sender_gets_one_notice
         # that provider's outage, not ours, and moves nothing (tests/adversarial/test_signals.py).
         sink.stop()
         with submission(node) as client:
-            for n, domain in enumerate(("remote.test", "sender.test", "pref.test", "fallback.test")):
+            domains = ("remote.test", "sender.test", "pref.test", "fallback.test")
+            for n, domain in enumerate(domains):
                 client.sendmail(ALICE, [f"r{n}@{domain}"], message(f"held {n}", ALICE))
 
         wait(lambda: states(read)[Component.OUTGOING] in BAD, "Outgoing mail to turn bad")

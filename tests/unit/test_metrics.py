@@ -72,3 +72,13 @@ def test_remote_reach_feeds_the_window_and_remote_results_only_the_export() -> N
     exported = generate_latest(metrics.registry).decode()
     assert 'mailfort_remote_reach_total{verdict="theirs"} 50.0' in exported
     assert 'mailfort_remote_deliveries_total{result="deferred"} 40.0' in exported
+
+
+def test_a_short_window_keeps_what_happened_within_it_across_slot_boundaries() -> None:
+    now = [1009.9]
+    metrics = NodeMetrics(window=10.0, clock=lambda: now[0])
+    metrics.refused("smtp", "overload", 50)
+    now[0] = 1010.1  # a multiple of 10 s later: still well within the 10-s window
+    assert metrics.snapshot()["counts"] == {"refused.smtp": 50}
+    now[0] = 1021.0
+    assert metrics.snapshot()["counts"] == {}

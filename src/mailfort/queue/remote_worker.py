@@ -35,9 +35,10 @@ it to loss). Nothing is lost or dropped silently.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from mailfort.delivery.remote import Destination, Outcome, Reach, RecipientResult, RemoteClient
@@ -135,6 +136,7 @@ class RemoteWorker:
         self.over_budget = 0  # retries left for later (retry budget spent)
         self._leased: dict[int, QueueItem] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._turns: dict[str, _Turn] = {}
         self.delivered = 0
         self.deferred = 0
         self.bounced = 0
@@ -247,7 +249,30 @@ class RemoteWorker:
             for item in items:
                 self._leased.pop(item.id, None)
 
+    @contextlib.asynccontextmanager
+    async def _turn(self, key: str) -> AsyncIterator[None]:
+        """One of destination `key`'s `concurrency` transactions at a time. The others wait
+        here, *before* the breaker is asked: once it opens they are held back at once, instead
+        of each waiting out its own connect timeout at a destination already known to be silent
+        (a dead forwarding target flooded with mail would otherwise hold the worker's claims,
+        and every customer's mail behind them, for timeout x items / concurrency)."""
+        turn = self._turns.get(key)
+        if turn is None:
+            turn = self._turns[key] = _Turn(asyncio.Semaphore(self.client.settings.concurrency))
+        turn.users += 1
+        try:
+            async with turn.limit:
+                yield
+        finally:
+            turn.users -= 1
+            if turn.users == 0:
+                del self._turns[key]
+
     async def _attempt(self, dest: Destination, items: list[QueueItem], body: bytes) -> None:
+        async with self._turn(dest.key):
+            await self._attempt_now(dest, items, body)
+
+    async def _attempt_now(self, dest: Destination, items: list[QueueItem], body: bytes) -> None:
         """One transaction to `dest`, unless its breaker or the retry budget says not now."""
         now = self.clock()
         first = items[0]
@@ -443,6 +468,12 @@ class RemoteWorker:
             last_attempt=now,
             will_retry_until=self.policy.expires(item) if action is dsn.Action.DELAYED else None,
         )
+
+
+@dataclass(slots=True)
+class _Turn:
+    limit: asyncio.Semaphore
+    users: int = 0
 
 
 def _held_back(item: QueueItem, dest: Destination) -> RecipientResult:
