@@ -192,10 +192,13 @@ class NodeMetrics:
             "mailfort_connections", "Open client connections", ["protocol"], registry=r
         )
         # Cluster-wide gauges, set by the status collector from the store.
-        self.queue_depth = Gauge("mailfort_queue_depth", "Queue items (cluster)", registry=r)
+        self.queue_depth = Gauge(
+            "mailfort_queue_depth",
+            "Queue items the platform owes: due, never tried, not in flight (cluster)", registry=r,
+        )  # fmt: skip
         self.queue_oldest = Gauge(
-            "mailfort_queue_oldest_due_age_seconds", "Age of the oldest due queue item (cluster)",
-            registry=r,
+            "mailfort_queue_oldest_due_age_seconds",
+            "Age of the oldest queue item the platform owes (cluster)", registry=r,
         )  # fmt: skip
         self.nodes = Gauge("mailfort_nodes", "Nodes by state (cluster)", ["state"], registry=r)
         self.component_state = Gauge(
