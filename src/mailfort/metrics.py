@@ -58,6 +58,12 @@ LOGIN_REJECTED = "rejected"
 LOGIN_THROTTLED = "throttled"
 LOGIN_ERROR = "error"
 LOGIN_RESULTS = (LOGIN_SUCCESS, LOGIN_REJECTED, LOGIN_THROTTLED, LOGIN_ERROR)
+# Window names of remote delivery's reach (`queue/reach.py`): attempts a server answered, silent
+# attempts that are the platform's own fault, and silent attempts to destinations that answered
+# lately, one name per network they answered from (the status collector caps each network).
+REMOTE_REACHED = "remote.reached"
+REMOTE_OURS = "remote.ours"
+REMOTE_UNREACHABLE = "remote.unreachable@"
 
 
 class WindowStats:
@@ -139,7 +145,9 @@ class NodeMetrics:
         import time
 
         self.clock = clock or time.time
-        self.window = WindowStats(window=window)
+        # At least six slots: with a single 10-s slot, a 10-s window would be emptied at every
+        # multiple of 10 s, and a fault counted just before would vanish before it is judged.
+        self.window = WindowStats(window=window, slot=min(10.0, max(0.1, window / 6)))
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.logins = Counter(
             "mailfort_logins", "Login attempts by protocol and result", ["protocol", "result"],
@@ -185,6 +193,14 @@ class NodeMetrics:
             "Time from 250 to the message in a mailbox or at the next hop",
             ["kind"], buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
+        self.reach = Counter(
+            "mailfort_remote_reach",
+            "Remote delivery attempts per recipient by whose fault a failure would be: reached"
+            " (a server answered), theirs (no such domain; silent and never answered us), ours"
+            " (our resolver, our relay), unreachable (silent, though it answered lately, or nothing"
+            " answered lately)",
+            ["verdict"], registry=r,
+        )  # fmt: skip
         self.breakers_open = Gauge(
             "mailfort_delivery_breakers_open", "Destinations whose circuit breaker is open",
             registry=r,
@@ -193,10 +209,13 @@ class NodeMetrics:
             "mailfort_connections", "Open client connections", ["protocol"], registry=r
         )
         # Cluster-wide gauges, set by the status collector from the store.
-        self.queue_depth = Gauge("mailfort_queue_depth", "Queue items (cluster)", registry=r)
+        self.queue_depth = Gauge(
+            "mailfort_queue_depth",
+            "Queue items the platform owes: due, never tried, not in flight (cluster)", registry=r,
+        )  # fmt: skip
         self.queue_oldest = Gauge(
-            "mailfort_queue_oldest_due_age_seconds", "Age of the oldest due queue item (cluster)",
-            registry=r,
+            "mailfort_queue_oldest_due_age_seconds",
+            "Age of the oldest queue item the platform owes (cluster)", registry=r,
         )  # fmt: skip
         self.nodes = Gauge("mailfort_nodes", "Nodes by state (cluster)", ["state"], registry=r)
         self.component_state = Gauge(
@@ -239,9 +258,21 @@ class NodeMetrics:
         self.accepted.labels(listener).inc()
 
     def remote_attempt(self, result: str, n: int = 1) -> None:
-        """`result` is delivered, deferred or bounced; `n` recipients."""
+        """`result` is delivered, deferred or bounced; `n` recipients. Exported only: the status
+        judges remote delivery by its reach (`remote_reach`), which strangers cannot forge."""
         self.remote.labels(result).inc(n)
-        self.window.count(f"remote.{result}", self.clock(), n)
+
+    def remote_reach(self, verdict: str, n: int = 1, network: str | None = None) -> None:
+        """`n` recipients' attempts judged `verdict` (`queue/reach.py`); for "unreachable", the
+        network the destination answered from."""
+        self.reach.labels(verdict).inc(n)
+        now = self.clock()
+        if verdict == "reached":
+            self.window.count(REMOTE_REACHED, now, n)
+        elif verdict == "ours":
+            self.window.count(REMOTE_OURS, now, n)
+        elif verdict == "unreachable":
+            self.window.count(f"{REMOTE_UNREACHABLE}{network}", now, n)
 
     def delivered(self, kind: str, seconds: float) -> None:
         """A message reached a mailbox (`kind="local"`) or the next hop (`"remote"`)."""

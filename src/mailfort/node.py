@@ -106,6 +106,7 @@ class Node:
             url=status_url,
             hostname=config.hostname,
             metrics=self.metrics,
+            network_share=config.limits.max_network_share,
         )
         limits = config.limits
         # Every per-client bound counts per address and per network (mailfort.network).
@@ -556,6 +557,7 @@ def remote_worker(
         politeness=politeness(config.overload),
         metrics=metrics,
         stressed=stressed,
+        networks=Networks(config.limits.network_prefix_v4, config.limits.network_prefix_v6),
     )
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.adversarial.customer import CUSTOMER, Plan, Report, customer
-from tests.nodeproc import NodeProcess
+from tests.nodeproc import NO_DNS, NodeProcess
 
 PASSWORD = "correct horse battery staple"
 USERS = {
@@ -55,9 +55,10 @@ page_refresh_seconds = 0.5
 """
 
 
-def start_hostile_node(root: Path, extra_config: str = "") -> NodeProcess:
-    """A node with the default limits, the status web on, and the suite's accounts."""
-    node = NodeProcess(root, extra_config=STATUS + extra_config, http=True)
+def start_hostile_node(root: Path, extra_config: str = "", delivery: str = NO_DNS) -> NodeProcess:
+    """A node with the default limits, the status web on, and the suite's accounts;
+    `delivery`: the lines of its `[delivery]` table."""
+    node = NodeProcess(root, extra_config=STATUS + extra_config, http=True, delivery=delivery)
     node.provision(domains=("example.test",), users=USERS, aliases=ALIASES)
     return node.start()
 
@@ -70,12 +71,13 @@ def hostile_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProce
 
 
 @pytest.fixture
-def fresh_node(tmp_path: Path) -> Iterator[Callable[[str], NodeProcess]]:
-    """A factory for a node of the test's own (`fresh_node(extra_config)`), stopped at the end."""
+def fresh_node(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
+    """A factory for a node of the test's own (`fresh_node(extra_config, delivery=...)`),
+    stopped at the end."""
     started: list[NodeProcess] = []
 
-    def make(extra_config: str = "") -> NodeProcess:
-        node = start_hostile_node(tmp_path / f"node{len(started)}", extra_config)
+    def make(extra_config: str = "", delivery: str = NO_DNS) -> NodeProcess:
+        node = start_hostile_node(tmp_path / f"node{len(started)}", extra_config, delivery)
         started.append(node)
         return node
 

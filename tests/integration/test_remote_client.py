@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mailfort.delivery.mx import DnsError, MxHost, MxResolver
-from mailfort.delivery.remote import ClientSettings, Outcome, RemoteClient
+from mailfort.delivery.remote import ClientSettings, Outcome, Reach, RemoteClient
 from mailfort.delivery.transport import TransportMap
 from tests.dnsserver import NameServer, Zone
 from tests.smtpsink import DEFER, REJECT, Sink
@@ -242,6 +242,74 @@ async def test_dns_outcomes_reach_every_recipient(dns: NameServer, sink: Sink) -
     assert (nullmx[0].outcome, nullmx[0].status) == (Outcome.FAILED, "5.1.10")
     assert (broken[0].outcome, broken[0].status) == (Outcome.DEFERRED, "4.4.3")
     assert (noaddr[0].outcome, noaddr[0].status) == (Outcome.FAILED, "5.4.4")
+
+
+async def test_every_outcome_says_who_answered(dns: NameServer, sink: Sink) -> None:
+    """What the status judges (queue/reach.py): a server's refusal and a domain that does not
+    exist are answers; a domain whose DNS fails, or whose server does not take the connection,
+    is silence; our name server working is the difference between theirs and ours."""
+    sink.script("refused@a.test", REJECT)
+    c = client(dns, sink)
+    try:
+        sent = await c.deliver(
+            c.destination("a.test"), "s@x.test", ["ok@a.test", "refused@a.test"], BODY
+        )
+        outcomes = {
+            domain: (await c.deliver(c.destination(domain), "s@x.test", [f"a@{domain}"], BODY))[0]
+            for domain in (
+                "nullmx.test",
+                "no-such-domain.test",
+                "noaddr.test",
+                "broken.test",
+                "dead.test",
+                "fallback.test",
+            )
+        }
+    finally:
+        await c.close()
+    assert [(r.reach, r.remote_address) for r in sent] == [(Reach.SERVER, "127.0.0.1")] * 2
+    assert {d: r.reach for d, r in outcomes.items()} == {
+        "nullmx.test": Reach.NO_DOMAIN,
+        "no-such-domain.test": Reach.NO_DOMAIN,
+        "noaddr.test": Reach.NO_DOMAIN,
+        "broken.test": Reach.NOBODY,  # SERVFAIL for the domain, while our name server works
+        "dead.test": Reach.NOBODY,  # connection refused
+        "fallback.test": Reach.SERVER,  # the first MX refused the connection, the second took it
+    }
+    assert outcomes["dead.test"].remote_address == "127.0.0.2"
+    assert outcomes["fallback.test"].remote_address == "127.0.0.1"
+
+
+async def test_a_silent_name_server_of_our_own_is_ours(sink: Sink) -> None:
+    silent = MxResolver(nameservers=[("127.0.0.1", 9)], timeout=0.5)
+    assert not await silent.working()
+    c = RemoteClient(ClientSettings(helo="out.mailfort.test", port=sink.port), resolver=silent)
+    try:
+        (r,) = await c.deliver(c.destination("a.test"), "s@x.test", ["a@a.test"], BODY)
+    finally:
+        await c.close()
+    assert (r.outcome, r.status, r.reach) == (Outcome.DEFERRED, "4.4.3", Reach.LOCAL)
+
+
+async def test_our_name_server_works_when_it_answers_the_root(dns: NameServer) -> None:
+    r = resolver(dns)
+    assert await r.working()  # the test's name server says NXDOMAIN for ".": an answer
+    before = len(dns.zone.queries)
+    assert await r.working()
+    assert len(dns.zone.queries) == before  # one probe per period, not one per failure
+
+
+async def test_only_the_catch_all_smarthost_is_the_platforms_relay(
+    dns: NameServer, sink: Sink
+) -> None:
+    c = client(
+        dns,
+        sink,
+        transports={"customer.test": f"127.0.0.3:{sink.port}", "*": f"127.0.0.1:{sink.port}"},
+    )
+    assert c.destination("anywhere.test").relay
+    assert not c.destination("customer.test").relay  # a customer's own server
+    assert not client(dns, sink).destination("a.test").relay
 
 
 async def test_transport_override_skips_dns(dns: NameServer, sink: Sink) -> None:

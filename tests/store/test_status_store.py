@@ -423,22 +423,34 @@ async def test_queue_health_counts_due_items_and_their_oldest(store: Store) -> N
     await store.accept(request(remote=("d@remote.test",), received=MIDNIGHT + 100))  # not due
     assert await store.queue_health(MIDNIGHT) == (3, MIDNIGHT - 50)
     assert await store.queue_health(MIDNIGHT - 20) == (2, MIDNIGHT - 50)
-    # Deferred to later: not due any more, and no longer the oldest due one.
+
+
+async def test_queue_health_leaves_out_retries_and_items_in_flight(store: Store) -> None:
+    """What the platform owes is mail nobody tried yet and nobody works on: a retry waits for a
+    destination that failed (a stranger's dead domain), a leased item for a remote server."""
+    await store.accept(request(remote=("a@remote.test", "b@remote.test"), received=MIDNIGHT - 50))
+    await store.accept(request(remote=("c@remote.test",), received=MIDNIGHT - 10))
     items = await store.claim_remote("n1", MIDNIGHT, LEASE, 10)
+    assert len(items) == 3
+    assert await store.queue_health(MIDNIGHT) == (0, None)  # all three in flight
     for item in items:
         if item.recipient in ("a@remote.test", "b@remote.test"):
-            assert await store.defer_queued(item, "n1", MIDNIGHT + 600, "busy")
-    assert await store.queue_health(MIDNIGHT) == (1, MIDNIGHT - 10)
+            assert await store.defer_queued(item, "n1", MIDNIGHT + 20, "busy")
+    # The lease on c ran out (its worker died): owed again, as old as it is. a and b are due
+    # again, but as retries.
+    later = MIDNIGHT + LEASE + 1
+    assert await store.queue_health(later) == (1, MIDNIGHT - 10)
 
 
 async def test_queue_health_reads_only_its_covering_index(engine: Engine, store: Store) -> None:
     if not isinstance(engine, SqliteEngine):
-        pytest.skip("the plan is SQLite's; PostgreSQL has the same index (queue_due_created)")
+        pytest.skip("the plan is SQLite's; PostgreSQL has the same index (queue_untried)")
     with closing(sqlite3.connect(engine.path)) as conn:
         plan = " ".join(
-            str(r[-1]) for r in conn.execute("EXPLAIN QUERY PLAN " + QUEUE_HEALTH_SQL, (MIDNIGHT,))
+            str(r[-1])
+            for r in conn.execute("EXPLAIN QUERY PLAN " + QUEUE_HEALTH_SQL, (MIDNIGHT, MIDNIGHT))
         )
-    assert "COVERING INDEX queue_due_created" in plan
+    assert "COVERING INDEX queue_untried" in plan
 
 
 # -- notices and per-account status ---------------------------------------------------------------

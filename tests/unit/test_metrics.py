@@ -85,3 +85,30 @@ def test_logins_the_client_failed_stay_out_of_the_public_window() -> None:
         assert f'mailfort_logins_total{{protocol="imap",result="{result}"}} {n}.0' in text
     # The histogram shows how long answers took (rejections included), not the refusals.
     assert 'mailfort_login_duration_seconds_count{protocol="imap"} 52.0' in text
+
+
+def test_remote_reach_feeds_the_window_and_remote_results_only_the_export() -> None:
+    metrics = NodeMetrics(window=60.0, clock=lambda: 1000.0)
+    metrics.remote_attempt("deferred", 40)  # what strangers can make: exported only
+    metrics.remote_reach("reached", 3)
+    metrics.remote_reach("theirs", 50)
+    metrics.remote_reach("ours", 2)
+    metrics.remote_reach("unreachable", 4, "198.51.100.0/24")
+    assert metrics.snapshot()["counts"] == {
+        "remote.reached": 3,
+        "remote.ours": 2,
+        "remote.unreachable@198.51.100.0/24": 4,
+    }
+    exported = generate_latest(metrics.registry).decode()
+    assert 'mailfort_remote_reach_total{verdict="theirs"} 50.0' in exported
+    assert 'mailfort_remote_deliveries_total{result="deferred"} 40.0' in exported
+
+
+def test_a_short_window_keeps_what_happened_within_it_across_slot_boundaries() -> None:
+    now = [1009.9]
+    metrics = NodeMetrics(window=10.0, clock=lambda: now[0])
+    metrics.refused("smtp", "overload", 50)
+    now[0] = 1010.1  # a multiple of 10 s later: still well within the 10-s window
+    assert metrics.snapshot()["counts"] == {"refused.smtp": 50}
+    now[0] = 1021.0
+    assert metrics.snapshot()["counts"] == {}

@@ -9,13 +9,19 @@
 
 Addresses of a host: its A records, then its AAAA records. The resolver is passed in, never a
 global; tests point it at their own name server on loopback.
+
+A temporary failure (SERVFAIL, timeout) is the domain's DNS or ours. `working()` tells them apart:
+it asks our name server for the root zone's NS records, bypassing the cache; any answer, even
+NXDOMAIN, shows the name server works, so the failure was the domain's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import random
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import dns.asyncresolver
@@ -29,6 +35,8 @@ STATUS_NULL_MX = "5.1.10"  # RFC 7505 4.2
 STATUS_NO_DOMAIN = "5.1.2"  # RFC 3463: bad destination system address
 STATUS_NO_ADDRESS = "5.4.4"  # unable to route
 STATUS_DNS_TEMPORARY = "4.4.3"  # directory server failure
+# How long one verdict of `working()` holds: during a flood of failures it asks once per period.
+PROBE_SECONDS = 5.0
 
 
 class DnsError(Exception):
@@ -71,31 +79,61 @@ class MxResolver:
         nameservers: Sequence[tuple[str, int]] = (),
         timeout: float = 10.0,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._nameservers = list(nameservers)
         self._timeout = timeout
         self._rng = rng or random.Random()
+        self._clock = clock
         self._resolver: dns.asyncresolver.Resolver | None = None
+        self._prober: dns.asyncresolver.Resolver | None = None
+        self._probe_lock = asyncio.Lock()
+        self._verdict: tuple[float, bool] | None = None  # (when, working)
+
+    def _new(self) -> dns.asyncresolver.Resolver:
+        if self._nameservers:
+            resolver = dns.asyncresolver.Resolver(configure=False)
+            resolver.nameservers = [
+                dns.nameserver.Do53Nameserver(address, port) for address, port in self._nameservers
+            ]
+        else:
+            try:
+                resolver = dns.asyncresolver.Resolver()
+            except dns.exception.DNSException as exc:  # no /etc/resolv.conf
+                raise DnsError(STATUS_DNS_TEMPORARY, f"no DNS resolver: {exc}") from None
+        resolver.timeout = self._timeout
+        resolver.lifetime = self._timeout
+        return resolver
 
     def _get(self) -> dns.asyncresolver.Resolver:
         if self._resolver is None:
-            if self._nameservers:
-                resolver = dns.asyncresolver.Resolver(configure=False)
-                resolver.nameservers = [
-                    dns.nameserver.Do53Nameserver(address, port)
-                    for address, port in self._nameservers
-                ]
-            else:
-                try:
-                    resolver = dns.asyncresolver.Resolver()
-                except dns.exception.DNSException as exc:  # no /etc/resolv.conf
-                    raise DnsError(STATUS_DNS_TEMPORARY, f"no DNS resolver: {exc}") from None
-            resolver.timeout = self._timeout
-            resolver.lifetime = self._timeout
+            resolver = self._new()
             # Answers are kept for their TTL: a burst of mail to one domain asks once.
             resolver.cache = dns.resolver.LRUCache(10_000)
             self._resolver = resolver
         return self._resolver
+
+    async def working(self) -> bool:
+        """Whether our name server answers at all (see the module docstring); one probe per
+        `PROBE_SECONDS`, shared by every caller."""
+        async with self._probe_lock:
+            now = self._clock()
+            if self._verdict is not None and now - self._verdict[0] < PROBE_SECONDS:
+                return self._verdict[1]
+            working = await self._probe()
+            self._verdict = (self._clock(), working)
+            return working
+
+    async def _probe(self) -> bool:
+        try:
+            if self._prober is None:
+                self._prober = self._new()  # no cache: the root's NS records live for days
+            await self._prober.resolve(".", "NS", search=False, raise_on_no_answer=False)
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return True  # an answer, if an odd one: the name server works
+        except (DnsError, dns.exception.DNSException):
+            return False
+        return True
 
     async def _query(self, name: str, rdtype: str) -> dns.resolver.Answer:
         try:

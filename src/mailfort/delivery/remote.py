@@ -58,6 +58,19 @@ class Outcome(enum.Enum):
     FAILED = "failed"  # permanent: bounce
 
 
+class Reach(enum.Enum):
+    """Who answered an attempt: what its outcome says about whether *we* can reach the world.
+
+    A failure is the platform's only when nobody outside could have caused it. A server that
+    refuses, or a domain that does not exist, is an answer: the platform worked to get it.
+    """
+
+    SERVER = "server"  # an SMTP server answered: delivered, refused, or broke off mid-way
+    NO_DOMAIN = "no_domain"  # the domain's DNS says it takes no mail (NXDOMAIN, null MX, no A)
+    NOBODY = "nobody"  # no answer: a DNS failure or no connection (theirs or ours: queue/reach)
+    LOCAL = "local"  # our own name server answers no lookup at all: ours
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RecipientResult:
     recipient: str
@@ -69,6 +82,8 @@ class RecipientResult:
     # The server answered for this recipient alone (RCPT TO): a 450 greylisting or a full
     # mailbox says nothing about whether the destination works.
     per_recipient: bool = False
+    reach: Reach = Reach.SERVER
+    remote_address: str | None = None  # the address of the server that answered, if one did
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +93,8 @@ class Destination:
     key: str
     domain: str
     nexthop: Nexthop | None  # a transport override; None: the domain's MX
+    # The operator's smarthost for all mail (transport "*"): its failures are the platform's.
+    relay: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,14 +117,18 @@ class _HopFailure(Exception):
         status: str,
         text: str,
         *,
+        reach: Reach,
         remote_mta: str | None = None,
         diagnostic: str | None = None,
+        address: str | None = None,
     ) -> None:
         super().__init__(text)
         self.status = status
         self.text = text
+        self.reach = reach
         self.remote_mta = remote_mta
         self.diagnostic = diagnostic
+        self.address = address
 
     def result(self, recipient: str) -> RecipientResult:
         return RecipientResult(
@@ -117,7 +138,19 @@ class _HopFailure(Exception):
             text=self.text,
             remote_mta=self.remote_mta,
             diagnostic=self.diagnostic,
+            reach=self.reach,
+            remote_address=self.address,
         )
+
+
+def _reach_of(failures: Sequence[_HopFailure]) -> tuple[Reach, str | None]:
+    """What a whole attempt reached, and the address that answered: a server that answered
+    counts first (a refusal is an answer), then our own failure, then silence."""
+    for reach in (Reach.SERVER, Reach.LOCAL, Reach.NOBODY):
+        for failure in failures:
+            if failure.reach is reach:
+                return reach, failure.address
+    return Reach.NO_DOMAIN, None
 
 
 class _Stale(Exception):
@@ -182,6 +215,7 @@ class _Session:
             remote_mta=self.host,
             diagnostic=f"smtp; {code} {line}",
             per_recipient=command == "RCPT TO",
+            remote_address=self.address,
         )
 
 
@@ -241,7 +275,8 @@ class RemoteClient:
         domain = domain.lower().rstrip(".")
         nexthop = self.transports.route(domain)
         if nexthop is not None:
-            return Destination(key=f"[{nexthop}]", domain=domain, nexthop=nexthop)
+            relay = nexthop == self.transports.catch_all
+            return Destination(key=f"[{nexthop}]", domain=domain, nexthop=nexthop, relay=relay)
         return Destination(key=domain, domain=domain, nexthop=None)
 
     async def _hops(self, dest: Destination) -> list[tuple[str, int]]:
@@ -253,8 +288,17 @@ class RemoteClient:
         try:
             hosts = await self.resolver.mx_hosts(dest.domain)
         except DnsError as exc:
-            raise _HopFailure(exc.status, exc.text) from None
+            raise await self._dns_failure(exc) from None
         return [(h.name, self.settings.port) for h in hosts]
+
+    async def _dns_failure(self, exc: DnsError) -> _HopFailure:
+        """A failed lookup as a hop failure: the domain's own answer when permanent; when
+        temporary, ours if our name server answers nothing at all, else the domain's DNS."""
+        if exc.permanent:
+            reach = Reach.NO_DOMAIN
+        else:
+            reach = Reach.NOBODY if await self.resolver.working() else Reach.LOCAL
+        return _HopFailure(exc.status, exc.text, reach=reach)
 
     # -- delivery -----------------------------------------------------------------------------
     async def deliver(
@@ -398,7 +442,7 @@ class RemoteClient:
             try:
                 addresses = await self.resolver.addresses(host)
             except DnsError as exc:
-                failures.append(_HopFailure(exc.status, exc.text))
+                failures.append(await self._dns_failure(exc))
                 continue
             for address in addresses:
                 if tried >= MAX_ADDRESSES:
@@ -410,13 +454,15 @@ class RemoteClient:
                     log.info("event=remote_host_failed dest=%s error=%s", dest.key, failure.text)
                     failures.append(failure)
         if not failures:
-            raise _HopFailure(STATUS_CONNECT, f"no host to try for {dest.domain}")
+            raise _HopFailure(
+                STATUS_CONNECT, f"no host to try for {dest.domain}", reach=Reach.NO_DOMAIN
+            )
         last = failures[-1]
-        if all(f.status.startswith("5") for f in failures):
-            raise last
-        # Some host failed only temporarily: the whole attempt is temporary.
-        if last.status.startswith("5"):
+        if not all(f.status.startswith("5") for f in failures) and last.status.startswith("5"):
+            # Some host failed only temporarily: the whole attempt is temporary.
             last = next(f for f in reversed(failures) if not f.status.startswith("5"))
+        # One host that answered shows the way there works, whichever failure is reported.
+        last.reach, last.address = _reach_of(failures)
         raise last
 
     async def _connect(self, host: str, address: str, port: int, *, tls_allowed: bool) -> _Session:
@@ -434,11 +480,16 @@ class RemoteClient:
             greeting = await smtp.connect(timeout=settings.connect_timeout)
         except aiosmtplib.SMTPConnectResponseError as exc:
             smtp.close()
-            raise self._refused(label, host, exc.code, exc.message, "initial greeting") from None
+            raise self._refused(
+                label, host, address, exc.code, exc.message, "initial greeting"
+            ) from None
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             smtp.close()
             raise _HopFailure(
-                STATUS_CONNECT, f"connect to {label}:{port}: {_reason(exc)}"
+                STATUS_CONNECT,
+                f"connect to {label}:{port}: {_reason(exc)}",
+                reach=Reach.NOBODY,
+                address=address,
             ) from None
         loop = asyncio.get_running_loop()
         session = _Session(smtp, host, address, port, tls=False, opened=loop.time())
@@ -450,7 +501,10 @@ class RemoteClient:
                 offered = smtp.supports_extension("starttls")
                 if not offered and settings.tls in ("encrypt", "verify"):
                     raise _HopFailure(
-                        STATUS_TLS, f"TLS is required, but host {label} does not offer STARTTLS"
+                        STATUS_TLS,
+                        f"TLS is required, but host {label} does not offer STARTTLS",
+                        reach=Reach.SERVER,
+                        address=address,
                     )
                 if offered and tls_allowed:
                     try:
@@ -461,7 +515,10 @@ class RemoteClient:
                     except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
                         if settings.tls != "may":
                             raise _HopFailure(
-                                STATUS_TLS, f"TLS with {label} failed: {_reason(exc)}"
+                                STATUS_TLS,
+                                f"TLS with {label} failed: {_reason(exc)}",
+                                reach=Reach.SERVER,
+                                address=address,
                             ) from None
                         smtp.close()
                         log.info("event=starttls_failed host=%s error=%s", label, _reason(exc))
@@ -472,7 +529,10 @@ class RemoteClient:
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             smtp.close()
             raise _HopFailure(
-                STATUS_LOST, f"lost connection with {label} during the greeting: {_reason(exc)}"
+                STATUS_LOST,
+                f"lost connection with {label} during the greeting: {_reason(exc)}",
+                reach=Reach.SERVER,
+                address=address,
             ) from None
         session.learn_extensions()
         log.debug("event=remote_connected host=%s tls=%s", label, session.tls)
@@ -484,7 +544,9 @@ class RemoteClient:
             raise _HopFailure(
                 STATUS_LOOP,
                 f"mail loops back to myself: host {session.label} greets as {words[0]}",
+                reach=Reach.SERVER,
                 remote_mta=session.host,
+                address=session.address,
             )
 
     async def _hello(self, session: _Session) -> None:
@@ -493,18 +555,25 @@ class RemoteClient:
         except aiosmtplib.SMTPHeloError as exc:
             if exc.code == 421:
                 raise self._refused(
-                    session.label, session.host, exc.code, exc.message, "EHLO"
+                    session.label, session.host, session.address, exc.code, exc.message, "EHLO"
                 ) from None
             try:
                 reply = await session.smtp.helo()
             except aiosmtplib.SMTPHeloError as again:
                 raise self._refused(
-                    session.label, session.host, again.code, again.message, "HELO"
+                    session.label,
+                    session.host,
+                    session.address,
+                    again.code,
+                    again.message,
+                    "HELO",
                 ) from None
         self._check_loop(session, reply.message)
 
     @staticmethod
-    def _refused(label: str, host: str, code: int, message: str, command: str) -> _HopFailure:
+    def _refused(
+        label: str, host: str, address: str, code: int, message: str, command: str
+    ) -> _HopFailure:
         line = _one_line(message)
         status = enhanced_status(code, line)
         if not status.startswith("5"):
@@ -512,8 +581,10 @@ class RemoteClient:
         return _HopFailure(
             status,
             f"host {label} refused to talk to me: {code} {line} (in reply to {command})",
+            reach=Reach.SERVER,
             remote_mta=host,
             diagnostic=f"smtp; {code} {line}",
+            address=address,
         )
 
     # -- one transaction ------------------------------------------------------------------------
@@ -535,6 +606,7 @@ class RemoteClient:
                     status=status,
                     text=text,
                     remote_mta=session.host,
+                    remote_address=session.address,
                 )
                 for r in recipients
             ]
@@ -610,6 +682,7 @@ class RemoteClient:
                         status=STATUS_LOST,
                         text=text,
                         remote_mta=session.host,
+                        remote_address=session.address,
                     )
         return [results[r] for r in recipients]
 

@@ -62,6 +62,11 @@ class TransportMap:
     def __bool__(self) -> bool:
         return bool(self._table)
 
+    @property
+    def catch_all(self) -> Nexthop | None:
+        """The smarthost for every domain without its own entry ("*"), if there is one."""
+        return self._table.get("*")
+
     def route(self, domain: str) -> Nexthop | None:
         """The override for mail to `domain`, or None to use its MX records."""
         domain = domain.lower().rstrip(".")

@@ -14,14 +14,17 @@ Each group's outcome is committed in one transaction (`Store.settle_queued`):
   (DSN) to the sender that reports them, accepted as a new message in that same transaction.
 A message from the null sender gets no DSN at all: its failures are logged and dropped.
 
-Politeness under failure (issue 6 item 3): a circuit breaker per destination stops connecting to
+Politeness under failure: a circuit breaker per destination stops connecting to
 a failing MX (every transaction deferred, or no connection at all, `failure_threshold` times in a
 row) and lets one probe through after a jittered, doubling pause; until then its items are
 deferred to the probe time without a connection. A retry budget keeps retries (items with
 `attempts > 0`) within a share of the attempts in a window: a retry over budget is not tried now,
 its lease simply lapses and it is claimed again a little later. Claims are bounded by
 `max_in_flight`, and shrink while the node is stressed, so a node that takes over a dead node's
-queue never takes more than it can deliver (item 4).
+queue never takes more than it can deliver.
+
+Every attempt is judged for the status signals by who answered it (`reach.py`): a deferral by the
+breaker is no attempt and is not counted; a store error while settling is the platform's.
 
 Copies at the destination: exactly one, unless a node dies (or loses the store for a whole
 lease) between sending a message and committing its outcome; each such lost lease may add one
@@ -42,19 +45,22 @@ times, and so on. Nothing is lost or dropped silently. What keeps the other case
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
-from mailfort.delivery.remote import Destination, Outcome, RecipientResult, RemoteClient
+from mailfort.delivery.remote import Destination, Outcome, Reach, RecipientResult, RemoteClient
 from mailfort.errors import StoreError
 from mailfort.mail import dsn
 from mailfort.mail.directory import Directory
 from mailfort.metrics import NodeMetrics
+from mailfort.network import Networks
 from mailfort.overload.breaker import BreakerConfig, BreakerState, CircuitBreakers
 from mailfort.overload.budget import RetryBudget, RetryBudgetConfig
 from mailfort.queue.bounce import notice
+from mailfort.queue.reach import KnownDestinations, Verdict
 from mailfort.queue.retry import RetryPolicy
 from mailfort.store.api import (
     AcceptRequest,
@@ -72,6 +78,7 @@ BAD_ADDRESS = RecipientResult(
     outcome=Outcome.FAILED,
     status="5.1.3",
     text="bad recipient address syntax: no domain",
+    reach=Reach.NO_DOMAIN,
 )
 
 
@@ -114,6 +121,7 @@ class RemoteWorker:
         politeness: Politeness | None = None,
         metrics: NodeMetrics | None = None,
         stressed: Callable[[], bool] | None = None,
+        networks: Networks | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -132,6 +140,8 @@ class RemoteWorker:
         self.probe_wait = politeness.probe_wait
         self.metrics = metrics
         self.stressed = stressed
+        # Who answered us lately: whether a silent destination is our fault (`reach.py`).
+        self.known = KnownDestinations(networks or Networks())
         self.held_back = 0  # recipients deferred without a connection (breaker open)
         self.over_budget = 0  # retries left for later (retry budget spent)
         self._leased: dict[int, QueueItem] = {}
@@ -139,6 +149,7 @@ class RemoteWorker:
         # Deliveries whose message may be at the server already (DATA sent): not to be abandoned.
         self._sent: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        self._turns: dict[str, _Turn] = {}
         self.delivered = 0
         self.deferred = 0
         self.bounced = 0
@@ -266,19 +277,46 @@ class RemoteWorker:
                 return
             if dest is None:
                 results = [_for(BAD_ADDRESS, item.recipient) for item in items]
+                self._judge(None, results)
                 await self._settle(items, results, body)
             else:
                 await self._attempt(dest, items, body)
         except StoreError as exc:
-            # Nothing was committed: the items are tried again when their leases expire.
+            # Nothing was committed: the items are tried again when their leases expire. The
+            # store failing is ours, whatever the destination did.
             log.warning("event=settle_failed id=%s error=%s", first.queue_id, exc)
+            if self.metrics is not None:
+                self.metrics.remote_reach(Verdict.OURS.value, len(items))
         except Exception:
             log.exception("event=remote_delivery_error id=%s", first.queue_id)
         finally:
             for item in items:
                 self._leased.pop(item.id, None)
 
+    @contextlib.asynccontextmanager
+    async def _turn(self, key: str) -> AsyncIterator[None]:
+        """One of destination `key`'s `concurrency` transactions at a time. The others wait
+        here, *before* the breaker is asked: once it opens they are held back at once, instead
+        of each waiting out its own connect timeout at a destination already known to be silent
+        (a dead forwarding target flooded with mail would otherwise hold the worker's claims,
+        and every customer's mail behind them, for timeout x items / concurrency)."""
+        turn = self._turns.get(key)
+        if turn is None:
+            turn = self._turns[key] = _Turn(asyncio.Semaphore(self.client.settings.concurrency))
+        turn.users += 1
+        try:
+            async with turn.limit:
+                yield
+        finally:
+            turn.users -= 1
+            if turn.users == 0:
+                del self._turns[key]
+
     async def _attempt(self, dest: Destination, items: list[QueueItem], body: bytes) -> None:
+        async with self._turn(dest.key):
+            await self._attempt_now(dest, items, body)
+
+    async def _attempt_now(self, dest: Destination, items: list[QueueItem], body: bytes) -> None:
         """One transaction to `dest`, unless its breaker or the retry budget says not now."""
         now = self.clock()
         first = items[0]
@@ -294,7 +332,7 @@ class RemoteWorker:
                 not_before,
             )
             held = [_held_back(item, dest) for item in items]
-            await self._settle(items, held, body, not_before=not_before)
+            await self._settle(items, held, body, not_before=not_before, attempted=False)
             return
         # The budget stops retries from piling onto a destination in doubt. A half-open
         # breaker's probe is already paced by the breaker; retries to a destination that is
@@ -321,6 +359,7 @@ class RemoteWorker:
             dest, first.sender, [i.recipient for i in items], body, on_data=sent
         )
         done = self.clock()
+        self._judge(dest, results)
         # A destination fails when it took nothing: no connection, a 421, a 4xx to MAIL or to
         # the message. A 5xx is an answer from a working server, and so is a 4xx to every RCPT
         # (greylisting, full mailboxes): five such in a row must not close a large domain.
@@ -339,7 +378,10 @@ class RemoteWorker:
         body: bytes,
         *,
         not_before: float | None = None,
+        attempted: bool = True,
     ) -> None:
+        """Commit the outcome of `items`; `attempted=False`: deferred without a connection,
+        which is no delivery attempt and is not counted as one."""
         now = self.clock()
         first = items[0]
         delivered: list[QueueItem] = []
@@ -428,7 +470,7 @@ class RemoteWorker:
         self.deferred += len(deferred)
         self.bounced += len(failed)
         self.notices += len(notices)
-        if self.metrics is not None:
+        if self.metrics is not None and attempted:
             counts = {
                 "delivered": len(delivered),
                 "deferred": len(deferred),
@@ -461,6 +503,19 @@ class RemoteWorker:
                 log.warning("event=settle_retry id=%s error=%s", queue_id, exc)
             await asyncio.sleep(pause)
             pause = min(pause * 2, self.lease_seconds / 3)
+    def _judge(self, dest: Destination | None, results: Sequence[RecipientResult]) -> None:
+        """Judge whose fault each result would be (`reach.py`) and record it for the status."""
+        now = self.clock()
+        tally: dict[tuple[Verdict, str | None], int] = {}
+        for result in results:
+            if dest is None:
+                key: tuple[Verdict, str | None] = (Verdict.THEIRS, None)
+            else:
+                key = self.known.judge(dest, result, now)
+            tally[key] = tally.get(key, 0) + 1
+        if self.metrics is not None:
+            for (verdict, network), n in tally.items():
+                self.metrics.remote_reach(verdict.value, n, network)
 
     def _report(
         self,
@@ -484,6 +539,12 @@ class RemoteWorker:
         )
 
 
+@dataclass(slots=True)
+class _Turn:
+    limit: asyncio.Semaphore
+    users: int = 0
+
+
 def _held_back(item: QueueItem, dest: Destination) -> RecipientResult:
     """A deferral without a connection; keeps what the last real attempt learnt (for DSNs)."""
     return RecipientResult(
@@ -502,4 +563,5 @@ def _for(template: RecipientResult, recipient: str) -> RecipientResult:
         outcome=template.outcome,
         status=template.status,
         text=template.text,
+        reach=template.reach,
     )

@@ -200,6 +200,7 @@ class StatusService:
         metrics: NodeMetrics | None = None,
         webhooks: WebhookSender | None = None,
         clock: Callable[[], float] = time.time,
+        network_share: float = 0.25,
     ) -> None:
         self.store = store
         self.node_name = node_name
@@ -219,6 +220,8 @@ class StatusService:
             heartbeat_seconds=heartbeat_seconds,
             window_seconds=settings.window_seconds,
             metrics=metrics,
+            # One destination network's silence is its own outage (`collector.py`).
+            network_share=network_share,
         )
         self.interval = max(0.1, settings.evaluate_seconds)
         self.lease_seconds = LEASE_INTERVALS * self.interval

@@ -59,8 +59,18 @@ class LoginSignals:
 class HealthSignals:
     """One snapshot of the health signals; durations in seconds, rates per minute.
 
-    ``oldest_queue_age`` should be measured over items that are *due* (``next_attempt`` has passed):
-    an item waiting for its scheduled retry to a dead remote domain is not a backlog of ours.
+    Every signal measures the platform, not what strangers send (anyone can make mailfort send
+    bounces to dead domains, or knock too often):
+
+    - ``queue_depth`` and ``oldest_queue_age`` count the mail the platform owes: due, never tried,
+      and not in flight. A retry waits for a destination that failed (a forged sender's dead
+      domain), an item in flight for a remote server: neither is a backlog of ours.
+    - ``remote_attempts`` / ``remote_successes`` measure *reach*: attempts a server answered
+      (delivered or refused: a refusal is the destination's decision) are successes; silent
+      attempts count as failures only where the platform is to blame (`queue/reach.py`).
+    - ``admission_refusals_per_minute`` leaves out what a client earned itself (too many
+      connections or failed logins of its own: `metrics.CLIENT_REASONS`).
+
     ``expected_nodes`` is the number of nodes that should be live (registered and not drained).
     """
 
@@ -90,7 +100,7 @@ class HealthSignals:
 
     @property
     def remote_success_rate(self) -> float | None:
-        """Share of remote delivery attempts that succeeded, ``None`` without attempts."""
+        """Share of judged remote attempts that reached a server, ``None`` without attempts."""
         return None if self.remote_attempts == 0 else self.remote_successes / self.remote_attempts
 
     @property
@@ -197,13 +207,15 @@ class StatusThresholds:
     - ``accept_to_mailbox_p95`` — p95 time from ``250`` to the message in the mailbox: degraded
       above 60 s, partial outage above 10 min, major outage above 1 h.
       Healthy is well under a second.
-    - ``queue_depth`` — items in the queue: degraded above 10 000, partial outage above 100 000; no
-      major limit (depth alone says nothing about whether mail moves). Scale with the installation.
-    - ``oldest_queue_age`` — age of the oldest *due* item: degraded above 15 min, partial outage
+    - ``queue_depth`` — items owed (due, never tried, not in flight): degraded above 10 000,
+      partial outage above 100 000; no major limit (depth alone says nothing about whether mail
+      moves). Scale with the installation.
+    - ``oldest_queue_age`` — age of the oldest item owed: degraded above 15 min, partial outage
       above 1 h, major outage above 4 h (nothing goes out).
-    - ``remote_success_rate`` — share of remote delivery attempts that succeed: degraded below 70 %,
-      partial outage below 40 %, major outage below 5 %. Some remote failures are always normal.
-      ``remote_min_attempts`` — 20 attempts in the window before the rate is judged.
+    - ``remote_success_rate`` — share of judged remote attempts that reached a server: degraded
+      below 70 %, partial outage below 40 %, major outage below 5 %. One destination network
+      alone cannot take it below 80 % (`status/collector.py`).
+      ``remote_min_attempts`` — 20 judged attempts in the window before the rate is judged.
     - ``imap_login``, ``pop3_login``, ``http_login``, ``submission_login`` — see
       :class:`LoginThresholds`.
     - ``admission_refusals_per_minute`` — temporary refusals per listener: degraded above 30/min,

@@ -727,7 +727,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def queue_health(self, now: float) -> tuple[int, float | None]:
-        """(items due at `now`, the oldest `created` among them) from one index."""
+        """(items due at `now` that were never tried and nobody holds a live lease on, the
+        oldest `created` among them) from one index: the mail the platform owes. Retries wait
+        for destinations that failed and leased items for a remote server: neither is ours."""
 
     @abc.abstractmethod
     async def account_queue(self, account_id: int, address: str) -> AccountQueue: ...

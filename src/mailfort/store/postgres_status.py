@@ -313,8 +313,12 @@ async def delayed_mail(
 
 
 async def queue_health(c: Conn, now: float) -> tuple[int, float | None]:
-    # Both aggregates from the index queue_due_created (an index-only scan once vacuumed).
-    r = await c.fetchrow("SELECT count(*), min(created) FROM queue WHERE next_attempt <= $1", now)
+    # Both aggregates from the partial index queue_untried (an index-only scan once vacuumed).
+    r = await c.fetchrow(
+        "SELECT count(*), min(created) FROM queue WHERE attempts = 0 AND next_attempt <= $1"
+        " AND (lease_until IS NULL OR lease_until < $1)",
+        now,
+    )
     return int(r[0]), r[1]
 
 
