@@ -420,12 +420,6 @@ def test_connections_beyond_what_one_address_may_hold_are_its_own_excess(
         assert metric(node, name.format(listener)) - before[listener] == 2 * per_ip, listener
 
 
-@pytest.mark.xfail(
-    reason="a burst of connects takes the gate's connect reservations before the per-address "
-    "check refuses them, so the node sheds everyone as overloaded for ARRIVAL_SECONDS; needs the "
-    "per-network share of reservations ([limits] max_network_share) in OverloadGate.admit",
-    strict=False,
-)
 def test_a_burst_of_connections_from_one_address_is_its_own_excess(
     hostile_node: NodeProcess,
 ) -> None:
@@ -462,8 +456,8 @@ def test_a_flood_of_valid_mail_from_one_machine_keeps_the_store_and_the_nodes_ca
     """One machine sends valid mail to a local user as fast as the node takes it, from the most
     connections its address may hold: every message is a store commit. What keeps one machine
     from saturating the store (and with it the commit p95, the 250-to-mailbox p95 and the
-    heartbeats that make the node count as live) is the overload gate: its adaptive limit
-    today, and the per-network share of it."""
+    heartbeats that make the node count as live) is the overload gate: its adaptive limit, and
+    the per-network share of it (past which the flood's refusals are its own doing)."""
     node = fresh_node()
     stop = threading.Event()
     sent = [0]
@@ -500,12 +494,4 @@ def test_a_flood_of_valid_mail_from_one_machine_keeps_the_store_and_the_nodes_ca
     limit = LIMITS.accept_to_mailbox_p95.degraded
     assert watch.most("accept_to_mailbox_p95") <= limit, watch.summary()
     assert watch.least("live_node_fraction") == 1.0, watch.summary()
-    try:
-        assert_unharmed(node, report)
-    except AssertionError as exc:
-        # The store held; what gave was admission: the gate refused the flood (and with it,
-        # at times, the customer) as "limit"/"overload", which the public refusals count.
-        pytest.xfail(
-            "a flood from one machine is refused as node-wide overload until the overload gate"
-            f" counts a per-network share ([limits] max_network_share): {exc}"
-        )
+    assert_unharmed(node, report)
