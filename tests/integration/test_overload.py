@@ -39,6 +39,8 @@ initial_limit = 2
 min_limit = 2
 max_limit = 2
 max_pending_commits = 2
+# About the store, not the CPU: a busy test machine's loop lag must not shed connections here.
+max_loop_lag = 30.0
 """
 
 
@@ -162,7 +164,9 @@ def test_slow_store_refuses_new_work_on_every_protocol_and_loses_nothing(
     answers["after"] = wait_for(
         lambda: (a := send(node, "after"))[0] == 250 and a, 10, "250 after the fault"
     )
-    assert imap.select("INBOX")[0] == "OK"
+    # (The store's own background commits, heartbeats and status, share the bound of two
+    # pending commits with it, so one try may still meet a full store on a busy machine.)
+    wait_for(lambda: imap.select("INBOX")[0] == "OK", 10, "IMAP served after the fault")
     imap.logout()
     smtp.quit()
     pop.close()
