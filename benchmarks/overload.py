@@ -536,6 +536,7 @@ def start_node(args: argparse.Namespace, recipients: list[str]):  # type: ignore
     extra = (
         "\n[limits]\nmax_connections_per_ip = 100000\nmax_connections = 100000\n"
         f"\n[overload]\nenabled = {'true' if args.gate else 'false'}\n"
+        + "".join(f"{line}\n" for line in args.overload)
     )
     node = NodeProcess(root, name="overload", extra_config=extra)
     node.provision(domains=("bench.test",), users=dict.fromkeys(recipients, "pw"), aliases=())
@@ -568,6 +569,8 @@ def main() -> int:
     add("--procs", type=int, default=2, help="client processes")
     add("--max-open", type=int, default=4000, help="open connections the client keeps at most")
     add("--no-gate", dest="gate", action="store_false", help="[overload] enabled = false")
+    add("--overload", action="append", default=[], metavar="LINE",
+        help='a line for the node\'s [overload] table, e.g. "refusal_cpu_share = 0.05"')
     add("--no-pin", dest="pin", action="store_false", help="do not pin node and clients to CPUs")
     add("--tmp", help="parent directory of the node's data directory")
     add("--keep", action="store_true", help="keep the node's directory")

@@ -177,6 +177,12 @@ class OverloadConfig:
     min_limit: int = 4
     max_limit: int = 512
     max_pending_commits: int = 256  # store commits waiting at once before 451 4.3.0
+    # SMTP transactions in progress at once (MAIL to their end) with the connections about to
+    # start one: a limit that moves with the event loop's lag (overload/lag_limit.py) between
+    # these, since a transaction mostly waits for its client and only the lag measures the node.
+    initial_sessions: int = 256
+    min_sessions: int = 16
+    max_sessions: int = 8192
     target_commit_latency: float = 0.05  # seconds; above it the limit shrinks
     max_loop_lag: float = 0.2  # seconds of event-loop lag that count as full stress
     retry_after: int = 5  # seconds, HTTP 503 Retry-After
@@ -473,6 +479,11 @@ def _validate_overload(o: OverloadConfig) -> None:
     _at_least(o, "overload", 0.1, "breaker_open_seconds")
     if not o.min_limit <= o.initial_limit <= o.max_limit:
         raise ConfigError("overload.initial_limit", "need min_limit <= initial_limit <= max_limit")
+    _at_least(o, "overload", 1, "min_sessions")
+    if not o.min_sessions <= o.initial_sessions <= o.max_sessions:
+        raise ConfigError(
+            "overload.initial_sessions", "need min_sessions <= initial_sessions <= max_sessions"
+        )
     if o.breaker_max_open_seconds < o.breaker_open_seconds:
         raise ConfigError("overload.breaker_max_open_seconds", "must be >= breaker_open_seconds")
     if not 0 < o.refusal_cpu_share <= 1:

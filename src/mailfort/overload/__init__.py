@@ -1,6 +1,6 @@
 """Overload defences as pure logic: admission limits, breakers, retry budgets, throttling.
 
-Contract for everything in this package (DESIGN.md, "Overload"; issue 6 items 1-3):
+Contract for everything in this package (DESIGN.md, "Overload"):
 
 * Pure, synchronous logic. No sockets, no asyncio, no store or config imports, no threads, no
   logging side effects. Wiring into the servers and the delivery queue lives elsewhere.
@@ -16,6 +16,8 @@ Modules:
 
 * :mod:`.limit` -- adaptive concurrency limit (Gradient2/AIMD style) driven by latency and an
   external stress signal (event-loop lag, store commit latency).
+* :mod:`.lag_limit` -- a concurrency limit driven by event-loop lag alone (AIMD), for work that
+  mostly waits for its client (SMTP transactions), whose duration says nothing about the node.
 * :mod:`.breaker` -- per-destination circuit breaker with jittered exponential backoff.
 * :mod:`.budget` -- sliding-window counter and retry budget (retries <= a share of attempts).
 * :mod:`.throttle` -- SRE adaptive client throttling,
@@ -24,6 +26,7 @@ Modules:
 
 from mailfort.overload.breaker import BreakerConfig, BreakerState, CircuitBreaker, CircuitBreakers
 from mailfort.overload.budget import RetryBudget, RetryBudgetConfig, WindowCounter
+from mailfort.overload.lag_limit import LagLimit, LagLimitConfig
 from mailfort.overload.limit import AdaptiveLimit, LimitConfig, Token
 from mailfort.overload.throttle import AdaptiveThrottle
 
@@ -34,6 +37,8 @@ __all__ = [
     "BreakerState",
     "CircuitBreaker",
     "CircuitBreakers",
+    "LagLimit",
+    "LagLimitConfig",
     "LimitConfig",
     "RetryBudget",
     "RetryBudgetConfig",

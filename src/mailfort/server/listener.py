@@ -43,7 +43,7 @@ log = logging.getLogger("mailfort.listener")
 BATCH: Final = 64
 # A burst waits in the kernel to be accepted and answered, rather than overflow a short queue
 # (the kernel caps it at net.core.somaxconn).
-BACKLOG: Final = 4096
+BACKLOG: Final = 1024
 BUDGET_WINDOW: Final = 0.1  # seconds over which the refusal budget is counted
 # A refusal inside TLS costs a handshake (ECDSA P-256 here): about as much as this many plain ones.
 TLS_REFUSAL_WEIGHT: Final = 8

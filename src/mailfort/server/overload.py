@@ -46,6 +46,7 @@ from typing import Final
 from mailfort.config import OverloadConfig
 from mailfort.metrics import NodeMetrics
 from mailfort.network import share_of
+from mailfort.overload.lag_limit import LagLimit, LagLimitConfig
 from mailfort.overload.limit import AdaptiveLimit, LimitConfig
 from mailfort.overload.limit import Token as LimitToken
 from mailfort.store.api import Store
@@ -129,6 +130,19 @@ class OverloadGate:
                 tolerance=_TOLERANCE,
             )
         )
+        # SMTP transactions in progress (MAIL to their end) and connections about to start one
+        # (reservations), bounded by what the CPU can do now: the loop's lag (see lag_limit).
+        self.sessions = LagLimit(
+            LagLimitConfig(
+                initial=config.initial_sessions,
+                minimum=config.min_sessions,
+                maximum=config.max_sessions,
+                target_lag=config.max_loop_lag / 8,
+                high_lag=config.max_loop_lag / 2,
+            )
+        )
+        self._active = 0  # transactions in progress (`begin`)
+        self._active_by: collections.Counter[str] = collections.Counter()
         self.loop_lag = 0.0  # smoothed seconds
         self.commit_latency = 0.0  # smoothed seconds
         self._commits_since_tick = 0
@@ -359,7 +373,7 @@ class OverloadGate:
         if client is None or not self.enabled or self.client_share >= 1:
             return False
         self._expire_arrivals()
-        return self._reserved_by[client] >= share_of(self.limit.limit, self.client_share)
+        return self._reserved_by[client] >= share_of(self.sessions.limit, self.client_share)
 
     def arrived(self, reservation: Reservation | None) -> None:
         """The client holding `reservation` spoke, or went away: its reservation, if it has not
@@ -403,10 +417,12 @@ class OverloadGate:
             return False
         if self._pending_full():
             return True
-        in_play = self.limit.in_flight + self.arriving + len(self._waiters)
-        if in_play >= self.limit.limit:
-            return True
-        if in_play < self.config.min_limit:
+        if self.limit.in_flight + len(self._waiters) >= self.limit.limit:
+            return True  # every store slot is busy or waited for
+        in_play = self._active + self.arriving
+        if in_play >= self.sessions.limit:
+            return True  # as many sessions at work as the CPU serves well now
+        if in_play < self.config.min_sessions:
             # Lag with less than the least work a node always takes is not this node's doing
             # (a busy host, the node's own start-up): refusing would not lower it. (Seen: a
             # node's first connection refused on a loaded test machine.)
@@ -421,6 +437,40 @@ class OverloadGate:
             return False
         share = (self.loop_lag - low) / (high - low)
         return self.rand() < share
+
+    # -- transactions ------------------------------------------------------------------------------
+    def begin(self, client: str | None = None) -> str | None:
+        """An SMTP transaction starts (MAIL): None when it may, else the refusal's reason (counted
+        by the caller): the node serves as many as its CPU allows now (`sessions`), one client
+        network at most its share of them. The caller's reservation, if any, is given back
+        first, so a session admitted at connect is not refused here while the limit holds."""
+        if not self.enabled:
+            return None
+        if client is not None and self.client_share < 1 and self._active_by[client] >= share_of(
+            self.sessions.limit, self.client_share
+        ):
+            return REASON_CLIENT
+        if self._active >= self.sessions.limit:
+            return REASON_LIMIT
+        self._active += 1
+        if client is not None:
+            self._active_by[client] += 1
+        return None
+
+    def end(self, client: str | None = None) -> None:
+        """The transaction that `begin` let in is over (its reply, RSET, or the client left)."""
+        if not self.enabled:
+            return
+        self._active -= 1
+        if client is not None:
+            self._active_by[client] -= 1
+            if self._active_by[client] <= 0:
+                del self._active_by[client]
+
+    @property
+    def active(self) -> int:
+        """Transactions in progress."""
+        return self._active
 
     def full(self) -> bool:
         """Every slot is taken or waited for, or the store has its bound of commits waiting:
@@ -466,10 +516,13 @@ class OverloadGate:
             self.commit_latency *= _COMMIT_FADE
         self._commits_since_tick = 0
         self.limit.observe_stress(self.clock(), self._stress())
+        self.sessions.observe(self.loop_lag, self._active + self.arriving)
         self._flush_shed()
         self.metrics.loop_lag.set(lag)
         self.metrics.concurrency_limit.labels("store").set(self.limit.limit)
         self.metrics.in_flight.labels("store").set(self.limit.in_flight)
+        self.metrics.concurrency_limit.labels("sessions").set(self.sessions.limit)
+        self.metrics.in_flight.labels("sessions").set(self._active)
 
     def _stress(self) -> float:
         # One signal in commit-latency units. Loop lag counts only past half of max_loop_lag:
@@ -499,13 +552,16 @@ class OverloadGate:
 
     def _log_state(self) -> None:
         limit = self.limit
-        if limit.in_flight == 0 and not self.stressed():
+        if limit.in_flight == 0 and self._active == 0 and not self.stressed():
             return  # an idle node has nothing to say
         log.info(
-            "event=overload_state limit=%d in_flight=%d loop_lag=%.3f commit=%.3f stress=%.3f"
-            " baseline=%.3f pending_commits=%d",
+            "event=overload_state limit=%d in_flight=%d sessions=%d active=%d arriving=%d"
+            " loop_lag=%.3f commit=%.3f stress=%.3f baseline=%.3f pending_commits=%d",
             limit.limit,
             limit.in_flight,
+            self.sessions.limit,
+            self._active,
+            self.arriving,
             self.loop_lag,
             self.commit_latency,
             limit.stress_seconds or 0.0,

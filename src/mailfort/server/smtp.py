@@ -37,6 +37,8 @@ log = logging.getLogger("mailfort.smtp")
 
 
 _CLASS_NAMES: dict[type, tuple[str, ...]] = {}
+# The only names aiosmtpd looks for in what dir() gives it.
+_HOOK_PREFIXES: Final = ("smtp_", "handle_", "auth_")
 
 
 def _names(obj: object) -> list[str]:
@@ -45,15 +47,16 @@ def _names(obj: object) -> list[str]:
     aiosmtpd's `SMTP.__init__` scans dir(self) and dir(handler) for every new connection, and
     `inspect.getmembers` read every attribute to find the `auth_*` ones. At 4x load in
     benchmarks/overload.py that was a fifth of the node's CPU, for connections that then sent
-    one message. The class part never changes and is worked out once; unsorted (no one needs
-    the order), plus the instance's own attributes.
+    one message; and filtering those names by prefix, four times per connection, was still two
+    thirds of a session's construction (41 us). Hooks are methods of the class (the session's
+    and the policy's), never attributes set on an instance, so the names are worked out once
+    per class, already filtered; unsorted (no one needs the order).
     """
     cls = type(obj)
     names = _CLASS_NAMES.get(cls)
     if names is None:
-        names = _CLASS_NAMES[cls] = tuple(dir(cls))
-    own = getattr(obj, "__dict__", None)
-    return [*names, *own] if own else list(names)
+        names = _CLASS_NAMES[cls] = tuple(n for n in dir(cls) if n.startswith(_HOOK_PREFIXES))
+    return list(names)
 
 
 class _AiosmtpdInspect:
@@ -183,6 +186,7 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
         self.command_size_limits = defaultdict(lambda: SMTP.command_size_limit)
         # The connection slot and overload-gate reservation this session was admitted with.
         self._admitted = admitted
+        self._in_transaction = False  # counted among the gate's sessions at work (`begin`)
         super().__init__(handler, **kwargs)
         self._policy = handler
         self._receiving_data = False
@@ -292,16 +296,35 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
     # -- the transaction ------------------------------------------------------------------------
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
-        # The overload gate's slot is taken only when the store work starts, after DATA has
-        # arrived: time spent waiting for the client (a slow upload, a client that went away)
-        # must neither hold a slot nor count as the node's latency.
+        # The transaction counts among the node's sessions at work (the gate's lag-driven
+        # `sessions`) from here to its end; its connect reservation, which counted there until
+        # now, is given back. The store slot is taken only when the store work starts, after
+        # DATA has arrived: time spent waiting for the client (a slow upload, a client that went
+        # away) must neither hold a slot nor count as the node's latency.
+        self._admitted.arrived()
         gate = self._policy.gate
-        if gate is not None and gate.full():
+        if gate is not None and not self._in_transaction:
             # Nothing of the message was sent yet: refusing now saves the client the upload.
-            gate.metrics.refused(self._policy.protocol, REASON_LIMIT)
-            await self.push(OVERLOADED_MAIL)
-            return
+            reason = REASON_LIMIT if gate.full() else gate.begin(self._admitted.network)
+            if reason is not None:
+                gate.metrics.refused(self._policy.protocol, reason)
+                await self.push(OVERLOADED_MAIL)
+                return
+            self._in_transaction = True
         await super().smtp_MAIL(arg)
+        if self.envelope is None or self.envelope.mail_from is None:
+            self._end_transaction()  # MAIL itself was refused: no transaction began
+
+    def _end_transaction(self) -> None:
+        if self._in_transaction:
+            self._in_transaction = False
+            if self._policy.gate is not None:
+                self._policy.gate.end(self._admitted.network)
+
+    def _set_post_data_state(self) -> None:
+        # Every end of a transaction passes here: after DATA, RSET, HELO/EHLO, STARTTLS.
+        self._end_transaction()
+        super()._set_post_data_state()  # type: ignore[no-untyped-call]
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
@@ -343,14 +366,14 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
         try:
             data = receiver.result()
             if data.refusal is not None:
-                self._set_post_data_state()  # type: ignore[no-untyped-call]
+                self._set_post_data_state()
                 await self.push(data.refusal)
                 return
             assert self.session is not None
             self.envelope.content = self.envelope.original_content = data.content
             self.envelope.spooled = spooled[0] if data.spooled else None  # type: ignore[attr-defined]
             status = await self._store_work(self.session, self.envelope)
-            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            self._set_post_data_state()
             await self.push(status)
         finally:
             _close_all(spooled)
@@ -472,10 +495,6 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
         if self._receiving_data:
             self._active_at = self.loop.time()
             self._data_bytes += len(data)
-        elif self._admitted.reservation is not None:
-            # The client spoke: its connect reservation has done its job (only a silent
-            # connection holds one, and one network holds a share of them at most).
-            self._admitted.arrived()
         super().data_received(data)
 
     def _timeout_cb(self) -> None:
@@ -495,6 +514,7 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
             transport.close()
 
     def connection_lost(self, error: Exception | None) -> None:
+        self._end_transaction()
         self._admitted.release()
         if self.session is not None:
             self._policy.ended(self.session)

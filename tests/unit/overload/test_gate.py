@@ -29,7 +29,9 @@ def refusals(metrics: NodeMetrics, protocol: str, reason: str) -> float:
 
 
 def gate(**overrides: object) -> tuple[OverloadGate, NodeMetrics, Clock]:
-    config = OverloadConfig(**{"initial_limit": 3, "min_limit": 1, "max_limit": 3, **overrides})  # type: ignore[arg-type]
+    small = {"initial_limit": 3, "min_limit": 1, "max_limit": 3}
+    small |= {"initial_sessions": 3, "min_sessions": 1, "max_sessions": 3}
+    config = OverloadConfig(**{**small, **overrides})  # type: ignore[arg-type]
     metrics = NodeMetrics()
     clock = Clock()
     return OverloadGate(config, metrics, clock=clock), metrics, clock
@@ -89,8 +91,7 @@ def test_loop_lag_makes_the_node_hard_overloaded_and_shrinks_the_limit() -> None
         if token is not None:
             g.release(token, latency=0.01)
     assert not g.overloaded()  # nothing in play: the lag is not this node's doing
-    held = g.try_acquire("smtp")
-    assert held is not None
+    assert g.begin() is None  # a transaction at work (it was admitted before the lag)
     assert g.overloaded()
     assert g.stressed()
     assert g.limit.limit < 40
@@ -105,12 +106,15 @@ def test_loop_lag_makes_the_node_hard_overloaded_and_shrinks_the_limit() -> None
 def test_loop_lag_sheds_only_once_the_node_has_its_least_work_in_play() -> None:
     # A busy host or the node's own start-up lags the loop with no sessions at all: refusing
     # the first ones could not help, and min_limit is the work a node always takes.
-    g, _, clock = gate(initial_limit=40, min_limit=4, max_limit=40, max_loop_lag=0.2)
+    g, _, clock = gate(
+        initial_limit=40, max_limit=40, max_loop_lag=0.2,
+        initial_sessions=40, min_sessions=4, max_sessions=40,
+    )  # fmt: skip
     for _ in range(30):
         clock.now += 0.1
         g.observe_lag(1.0)  # past max_loop_lag / 2: every new session would be shed
     assert g.admit() and g.admit()  # two reserved
-    assert g.try_acquire("smtp") is not None  # three in play
+    assert g.begin() is None  # three in play
     assert g.admit()  # the fourth still comes in
     assert g.admit() is None  # with four in play the lag is the node's own: shed
 
@@ -256,16 +260,50 @@ def test_admitted_connections_reserve_their_first_slot_at_once() -> None:
     assert g.arriving == 3
 
 
-def test_a_session_gives_its_reservation_back_when_it_asks_for_a_slot() -> None:
+def test_a_session_s_reservation_becomes_its_transaction() -> None:
     g, _, _ = gate()
     first = g.admit()
     assert first and g.admit() and g.admit()
     g.arrived(first)
-    token = g.try_acquire("smtp")
-    assert token is not None  # the reservation became the slot: still 3 in all
-    assert g.admit() is None
-    g.release(token)
+    assert g.begin() is None  # the reservation became the transaction: still 3 in all
+    assert g.active == 1 and g.admit() is None
+    g.end()
     assert g.admit()
+
+
+def test_transactions_at_work_are_bounded_and_one_network_holds_its_share() -> None:
+    g, _, _ = gate(initial_sessions=8, max_sessions=8)
+    g.client_share = 0.25  # two of eight
+    hog = "192.0.2.0/24"
+    assert g.begin(hog) is None and g.begin(hog) is None
+    assert g.begin(hog) == "client"
+    assert all(g.begin(f"198.51.{n}.0/24") is None for n in range(6))
+    assert g.begin("203.0.113.0/24") == "limit"
+    assert g.overloaded()  # and new connections are refused at connect
+    g.end(hog)
+    assert g.begin(hog) is None
+    assert g.active == 8
+
+
+def test_the_sessions_limit_follows_the_loop_lag() -> None:
+    g, _, clock = gate(initial_sessions=100, min_sessions=10, max_sessions=1000)
+    for _ in range(20):  # saturated: shrinks
+        clock.now += 0.1
+        g.observe_lag(0.5)
+    assert g.sessions.limit < 20
+    for _ in range(50):  # the smoothed lag falls back
+        clock.now += 0.1
+        g.observe_lag(0.0)
+    shrunk = g.sessions.limit
+    for _ in range(50):  # healthy but idle: holds (growth needs the limit to be used)
+        clock.now += 0.1
+        g.observe_lag(0.0)
+    assert g.sessions.limit == shrunk
+    while g.begin() is None:  # healthy and used: grows
+        pass
+    clock.now += 0.1
+    g.observe_lag(0.0)
+    assert g.sessions.limit > shrunk
 
 
 def test_reservations_run_out_and_a_late_session_gives_back_nothing() -> None:
@@ -349,7 +387,7 @@ async def test_a_waiting_client_at_its_share_does_not_block_the_queue() -> None:
 def test_one_client_network_holds_at_most_its_share_of_connect_reservations() -> None:
     # ~80 silent connections a second from one machine once took every reservation: each lasts
     # two seconds, and with them every other client's connection was refused as "overload".
-    g, _, _ = gate(initial_limit=8, max_limit=8)
+    g, _, _ = gate(initial_sessions=8, max_sessions=8)
     g.client_share = 0.25
     hog = "192.0.2.0/24"
     assert g.admit(hog) and g.admit(hog)
