@@ -193,8 +193,8 @@ def test_a_burst_past_the_limit_is_refused_at_connect_not_at_mail(tmp_path: Path
     proc = NodeProcess(
         tmp_path,
         extra_config="[limits]\nmax_network_share = 1.0\n"
-        f"[overload]\ninitial_limit = {limit}\nmin_limit = {limit}\n"
-        f"max_limit = {limit}\nmax_loop_lag = 30.0\n",
+        f"[overload]\ninitial_sessions = {limit}\nmin_sessions = {limit}\n"
+        f"max_sessions = {limit}\nmax_loop_lag = 30.0\n",
     )
     proc.provision(domains=("example.test",), users={ALICE: PASSWORD})
     proc.start()
