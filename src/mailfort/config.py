@@ -55,10 +55,10 @@ class LimitsConfig:
     # (Postfix's stress mode: 300 s -> 10 s), so idle or slow clients cannot hold the node full.
     smtp_stress_idle_timeout: float = 10.0
     smtp_session_timeout: float = 1800.0
-    # Postfix's smtpd_min_data_rate: DATA may take the idle time plus a second per this many
-    # octets, so a client that trickles a message cannot hold a connection for the session time.
-    # 0 turns it off.
-    smtp_min_data_rate: float = 500.0
+    # Postfix's smtpd_min_data_rate: a message upload (SMTP DATA after the idle time, an IMAP
+    # literal after imap_literal_grace) may take a second more per this many octets received, so
+    # a client that trickles a message cannot hold a connection for the session time. 0: off.
+    min_data_rate: float = 500.0
     # Failed logins within auth_failure_window (auth/throttle.py), counted before the password
     # is checked; past a limit further attempts are refused unchecked. Each failure is answered
     # after auth_failure_delay × the address's failures (at most 5 s).
@@ -78,6 +78,7 @@ class LimitsConfig:
     imap_stress_unauth_timeout: float = 10.0  # ... while 80 % of imap_max_connections are taken
     imap_idle_timeout: float = 1800.0
     imap_max_line: int = 65536
+    imap_literal_grace: float = 60.0  # seconds an IMAP literal has before min_data_rate applies
     pop3_max_connections: int = 5000
     pop3_max_connections_per_ip: int = 20
     pop3_unauth_timeout: float = 60.0
@@ -397,6 +398,7 @@ def validate(config: Config) -> None:
         config.limits,
         "limits",
         0.5,
+        "imap_literal_grace",
         "smtp_stress_idle_timeout",
         "imap_stress_unauth_timeout",
         "pop3_stress_unauth_timeout",

@@ -333,7 +333,7 @@ class Node:
                 idle_timeout=limits.smtp_idle_timeout,
                 stress_idle_timeout=limits.smtp_stress_idle_timeout,
                 session_timeout=limits.smtp_session_timeout,
-                min_data_rate=limits.smtp_min_data_rate,
+                min_data_rate=limits.min_data_rate,
                 budget=self.refusal_budget,
             )
             self._serving(mode.value, address[0], server)
@@ -387,6 +387,8 @@ class Node:
             unauth_timeout=limits.imap_unauth_timeout,
             stress_unauth_timeout=limits.imap_stress_unauth_timeout,
             idle_timeout=limits.imap_idle_timeout,
+            literal_grace=limits.imap_literal_grace,
+            min_literal_rate=limits.min_data_rate,
         )
         for name in ("imap", "imaps"):
             address = self._address(name)

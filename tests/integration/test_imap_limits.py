@@ -9,6 +9,7 @@ throttling does not touch the other tests' 127.0.0.1.
 from __future__ import annotations
 
 import base64
+import contextlib
 import random
 import re
 import socket
@@ -19,6 +20,7 @@ import pytest
 
 from tests.conftest import PASSWORD, RawImap, client_tls, start_node
 from tests.nodeproc import NodeProcess
+from tests.polling import wait_for
 
 MAX_SIZE = 2_000_000
 UNAUTH_TIMEOUT = 3.0
@@ -27,6 +29,7 @@ FAILURES_PER_IP = 3
 FAILURES_PER_ACCOUNT = 4
 FAILURE_DELAY = 0.1
 MAX_LINE = 65536
+LITERAL_GRACE = 1.0
 
 LIMITS = f"""[limits]
 max_message_size = {MAX_SIZE}
@@ -36,6 +39,8 @@ auth_failures_per_ip = {FAILURES_PER_IP}
 auth_failures_per_account = {FAILURES_PER_ACCOUNT}
 auth_failure_window = 60.0
 auth_failure_delay = {FAILURE_DELAY}
+imap_literal_grace = {LITERAL_GRACE}
+min_data_rate = 500.0
 """
 
 
@@ -333,3 +338,33 @@ def test_client_that_never_reads_does_not_grow_server_memory(node: NodeProcess) 
     assert grown_mb < mailbox_mb * 0.6, (
         f"RSS grew {grown_mb:.0f} MB for a {mailbox_mb:.0f} MB mailbox"
     )
+
+
+def test_a_literal_slower_than_the_minimum_rate_is_cut_off(node: NodeProcess) -> None:
+    """Postfix's smtpd_min_data_rate for IMAP: a literal may take imap_literal_grace plus a second
+    per 500 octets received; one trickled to hold the connection is told so and closed, and a
+    literal that keeps up is stored."""
+    with RawImap(node.ports["imaps"]) as raw:
+        raw.login()
+        raw.send(b"a APPEND INBOX {100000}\r\n")
+        assert raw.line().startswith(b"+ "), "no continuation"
+        started = time.monotonic()
+        with contextlib.suppress(OSError):
+            for _ in range(int(LITERAL_GRACE * 25)):  # a byte every 0.2 s: far too slow
+                time.sleep(0.2)
+                raw.send(b"x")
+        assert raw.line().startswith(b"* BYE literal data arriving too slowly")
+        assert raw.closed()
+        assert time.monotonic() - started < LITERAL_GRACE * 5
+    with RawImap(node.ports["imaps"]) as raw:
+        raw.login()
+        message = b"Subject: paced\r\n\r\n" + b"y" * 2000 + b"\r\n"
+        raw.send(b"b APPEND INBOX {%d}\r\n" % len(message))
+        assert raw.line().startswith(b"+ ")
+        for start in range(0, len(message), 400):  # ~2,000 octets a second, past the grace
+            raw.send(message[start : start + 400])
+            time.sleep(0.2)
+        raw.send(b"\r\n")
+        _, done = raw.until_tagged("b")
+        assert done.startswith(b"b OK"), done
+    wait_for(lambda: "event=literal_too_slow" in node.log(), 5, "the log line")

@@ -219,6 +219,12 @@ class CommandReader:
         return self._state is _State.CLOSED
 
     @property
+    def literal_left(self) -> int:
+        """Octets still to come of the literal being read; 0 when none is (a server bounds how
+        fast they must come: a client that trickles a literal holds its connection)."""
+        return self._literal_left if self._state is _State.LITERAL else 0
+
+    @property
     def buffered(self) -> int:
         """Octets the reader holds now: what the memory bound is about."""
         return (

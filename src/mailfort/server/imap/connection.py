@@ -52,6 +52,10 @@ class ImapLimits:
     unauth_commands: int = 20
     idle_timeout: float = 30 * 60.0  # RFC 9051 5.4: at least 30 minutes once authenticated
     write_timeout: float = 120.0
+    # A literal (an APPEND's message) may take `literal_grace` seconds plus one more per
+    # `min_literal_rate` octets received (Postfix's smtpd_min_data_rate); 0: no rate.
+    literal_grace: float = 60.0
+    min_literal_rate: float = 0.0
 
 
 class Connection:
@@ -79,6 +83,8 @@ class Connection:
         self.events: deque[framing.Event] = deque()
         self.closing = asyncio.Event()
         self.blocked = 0.0  # seconds spent waiting for the client to read what was sent
+        self._literal_at: float | None = None  # loop time the literal being read began
+        self._literal_read = 0  # octets of it received so far
         self._read_task: asyncio.Future[bytes | None] | None = None
         self.session = Session(ctx, self)
 
@@ -200,6 +206,17 @@ class Connection:
         except ConnectionError:
             return b""
 
+    def _literal_deadline(self, now: float) -> float | None:
+        """When the literal being read must be complete by, at the minimum rate for what came
+        so far; None when no literal is being read (or there is no rate)."""
+        if not self.framer.literal_left or not self.limits.min_literal_rate:
+            self._literal_at = None
+            return None
+        if self._literal_at is None:
+            self._literal_at, self._literal_read = now, 0
+        rate = self.limits.min_literal_rate
+        return self._literal_at + self.limits.literal_grace + self._literal_read / rate
+
     def _login_deadline(self, connected_at: float) -> float:
         # Only before login: an IDLE session of a logged-in user sits idle for half an hour by
         # design, stress or not.
@@ -223,6 +240,9 @@ class Connection:
                     # Wake at least every stress period: the listener may fill up meanwhile.
                     remaining = max(0.0, self._login_deadline(connected_at) - loop.time())
                     timeout = min(remaining, self.limits.stress_unauth_timeout)
+                literal_due = self._literal_deadline(loop.time())
+                if literal_due is not None:
+                    timeout = min(timeout, max(0.0, literal_due - loop.time()))
                 if self.closing.is_set():
                     await self._bye("[UNAVAILABLE] server shutting down, please reconnect")
                     return
@@ -235,6 +255,14 @@ class Connection:
                     data = b""
                 finally:
                     self._read_task = None
+                if data is None and literal_due is not None and loop.time() >= literal_due:
+                    log.info(
+                        "event=literal_too_slow client=%s octets=%d",
+                        self.client_ip,
+                        self._literal_read,
+                    )
+                    await self._bye("literal data arriving too slowly")
+                    return
                 if data is None and not authed and not self.closing.is_set():
                     if loop.time() < self._login_deadline(connected_at):
                         continue  # woke only to look at the stress again
@@ -254,6 +282,8 @@ class Connection:
                 self.framer.max_literal = (
                     self.limits.max_literal if authed else self.limits.unauth_max_literal
                 )
+                if self._literal_at is not None:
+                    self._literal_read += len(data)
                 self.events.extend(self.framer.feed(data))
                 continue
             event = self.events.popleft()
