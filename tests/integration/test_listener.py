@@ -10,7 +10,7 @@ from pathlib import Path
 from mailfort.config import OverloadConfig
 from mailfort.metrics import NodeMetrics
 from mailfort.server.admission import ConnectionLimiter
-from mailfort.server.listener import Admitted, RefusalBudget, RefusalLines, serve
+from mailfort.server.listener import Admitted, Listener, RefusalBudget, RefusalLines
 from mailfort.server.overload import OverloadGate
 from mailfort.server.tls import ensure_self_signed, server_context
 
@@ -46,10 +46,11 @@ async def test_an_overloaded_node_answers_every_connection_within_its_refusal_bu
     assert all(held) and gate.overloaded()
     budget = RefusalBudget(0.001, window=0.05)  # 50 us of every 50 ms: one refusal or so
     limiter = ConnectionLimiter(max_total=1000, max_per_ip=1000)
-    listener = await serve(
+    listener = Listener(
         "127.0.0.1", 0, protocol="smtp", factory=Hello, limiter=limiter, lines=LINES,
         gate=gate, metrics=metrics, budget=budget,
     )  # fmt: skip
+    listener.start()
     port = listener.sockets[0].getsockname()[1]
     try:
         answers = await asyncio.gather(*(first_line(port) for _ in range(60)))
@@ -77,10 +78,11 @@ async def test_a_clients_own_refusals_never_stop_the_listener() -> None:
     # everyone (a defence turned into a weapon).
     budget = RefusalBudget(0.001, window=0.05)
     limiter = ConnectionLimiter(max_total=1000, max_per_ip=1000, network_rate=5.0)
-    listener = await serve(
+    listener = Listener(
         "127.0.0.1", 0, protocol="smtp", factory=Hello, limiter=limiter, lines=LINES,
         budget=budget,
     )  # fmt: skip
+    listener.start()
     port = listener.sockets[0].getsockname()[1]
     try:
         answers = await asyncio.gather(*(first_line(port, "127.0.0.2") for _ in range(40)))
@@ -95,9 +97,10 @@ async def test_an_admitted_connection_holds_its_slot_and_reservation_until_it_en
     metrics = NodeMetrics()
     gate = OverloadGate(OverloadConfig(initial_limit=4, min_limit=1, max_limit=4), metrics)
     limiter = ConnectionLimiter(max_total=1000, max_per_ip=1000)
-    listener = await serve(
+    listener = Listener(
         "127.0.0.1", 0, protocol="smtp", factory=Hello, limiter=limiter, lines=LINES, gate=gate
     )
+    listener.start()
     port = listener.sockets[0].getsockname()[1]
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -127,10 +130,11 @@ async def test_refusals_inside_tls_wait_for_a_bounded_number_of_handshakes(
     held = gate.try_acquire("submission")
     assert held is not None and gate.overloaded()
     limiter = ConnectionLimiter(max_total=1000, max_per_ip=1000)
-    listener = await serve(
+    listener = Listener(
         "127.0.0.1", 0, protocol="submission", factory=Hello, limiter=limiter, lines=LINES,
         gate=gate, tls=server_context(cert, key),
     )  # fmt: skip
+    listener.start()
     port = listener.sockets[0].getsockname()[1]
     bound = listener_module._MAX_TLS_REFUSALS
     silent = []

@@ -152,13 +152,15 @@ ProtocolFactory = Callable[[Admitted], asyncio.BaseProtocol]
 
 
 class Listener:
-    """A listening socket, the accept loop on it, and what it starts for admitted connections.
-
-    Shaped like the part of `asyncio.Server` the node uses (`sockets`, `close`, `wait_closed`)."""
+    """A listening socket on `host:port` (port 0: any free one), the accept loop on it once
+    `start()`ed, and what it starts for admitted connections (`factory(admitted)` builds each
+    one's protocol). Shaped like the part of `asyncio.Server` the node uses (`sockets`,
+    `close`, `wait_closed`)."""
 
     def __init__(
         self,
-        sock: socket.socket,
+        host: str,
+        port: int,
         *,
         protocol: str,
         factory: ProtocolFactory,
@@ -170,6 +172,7 @@ class Listener:
         tls: ssl.SSLContext | None = None,
         handshake_timeout: float = 30.0,
     ) -> None:
+        sock = listening_socket(host, port)
         self.sockets = [sock]
         self.protocol = protocol
         self._sock = sock
@@ -393,38 +396,6 @@ def listening_socket(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
-
-
-async def serve(
-    host: str,
-    port: int,
-    *,
-    protocol: str,
-    factory: ProtocolFactory,
-    limiter: ConnectionLimiter,
-    lines: RefusalLines,
-    gate: OverloadGate | None = None,
-    metrics: NodeMetrics | None = None,
-    budget: RefusalBudget | None = None,
-    tls: ssl.SSLContext | None = None,
-    handshake_timeout: float = 30.0,
-) -> Listener:
-    """Listen on `host:port` and run the accept loop; `factory(admitted)` builds the protocol of
-    each admitted connection."""
-    listener = Listener(
-        listening_socket(host, port),
-        protocol=protocol,
-        factory=factory,
-        limiter=limiter,
-        lines=lines,
-        gate=gate,
-        metrics=metrics,
-        budget=budget,
-        tls=tls,
-        handshake_timeout=handshake_timeout,
-    )
-    listener.start()
-    return listener
 
 
 def stream_factory(

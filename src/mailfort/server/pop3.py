@@ -33,7 +33,6 @@ from mailfort.server.listener import (
     Listener,
     RefusalBudget,
     RefusalLines,
-    serve,
     stream_factory,
 )
 from mailfort.server.offload import CpuPool, Pacer
@@ -428,7 +427,7 @@ async def start_pop3(
                 admitted.release()
                 await close(writer, abort=abort)
 
-    return await serve(
+    listener = Listener(
         host,
         port,
         protocol="pop3",
@@ -440,3 +439,5 @@ async def start_pop3(
         budget=budget,
         tls=tls_context if implicit_tls else None,
     )
+    listener.start()
+    return listener

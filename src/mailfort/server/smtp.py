@@ -28,7 +28,7 @@ from aiosmtpd.smtp import MISSING, SMTP, syntax
 from mailfort.protocol.smtp import replies as R
 from mailfort.protocol.smtp.data import END, TEXT_LINE_LIMIT, DataReceiver
 from mailfort.server.admission import ConnectionLimiter
-from mailfort.server.listener import Admitted, Listener, RefusalBudget, RefusalLines, serve
+from mailfort.server.listener import Admitted, Listener, RefusalBudget, RefusalLines
 from mailfort.server.overload import REASON_LIMIT
 from mailfort.server.smtp_policy import OVERLOADED_CONNECT, OVERLOADED_MAIL, Mode, SmtpPolicy
 from mailfort.server.spool import SPOOL_THRESHOLD, SpoolFile
@@ -571,7 +571,7 @@ async def start_smtp(
             command_call_limit=CALL_LIMITS,
         )
 
-    return await serve(
+    listener = Listener(
         host,
         port,
         protocol=policy.protocol,
@@ -583,3 +583,5 @@ async def start_smtp(
         budget=budget,
         tls=tls if implicit_tls else None,
     )
+    listener.start()
+    return listener

@@ -29,7 +29,6 @@ from mailfort.server.listener import (
     Listener,
     RefusalBudget,
     RefusalLines,
-    serve,
     stream_factory,
 )
 from mailfort.server.spool import SPOOL_THRESHOLD, SpoolFile
@@ -377,7 +376,7 @@ async def start_imap(
             connection.release()
             await close(writer)
 
-    return await serve(
+    listener = Listener(
         host,
         port,
         protocol="imap",
@@ -389,3 +388,5 @@ async def start_imap(
         budget=budget,
         tls=tls_context if implicit_tls else None,
     )
+    listener.start()
+    return listener
