@@ -21,7 +21,7 @@ from mailfort.metrics import NodeMetrics
 from mailfort.server.overload import OverloadGate
 from mailfort.status.repository import StatusRepository
 from mailfort.status.web import WebContext, create_app
-from mailfort.status.web.server import HttpListener
+from mailfort.status.web.server import MAX_CONNECTIONS, HttpListener
 from mailfort.status.web.snapshot import SnapshotCache
 from mailfort.store.sqlite import SqliteStore
 from tests.auth_support import logins
@@ -33,31 +33,46 @@ class Served:
     gate: OverloadGate
 
 
-@pytest.fixture
-async def served(tmp_path: Path) -> AsyncIterator[Served]:
+THROTTLE = ThrottleLimits(per_address=10, per_account=10, base_delay=0.1)
+
+
+@contextlib.asynccontextmanager
+async def web(
+    tmp_path: Path,
+    config: Config,
+    *,
+    throttle: ThrottleLimits = THROTTLE,
+    gate: OverloadGate | None = None,
+    max_connections: int = MAX_CONNECTIONS,
+) -> AsyncIterator[HttpListener]:
+    """The status web on loopback over a store of its own, as a node serves it."""
     store = SqliteStore(tmp_path / "mailfort.sqlite3")
     await store.open()
-    config = Config(limits=LimitsConfig(http_body_timeout=4.0, http_min_body_rate=1024))
-    gate = OverloadGate(config.overload, NodeMetrics())
     repository = StatusRepository(store)
     ctx = WebContext(
         config=config,
         store=store,
         repository=repository,
         metrics=NodeMetrics(),
-        auth=logins(
-            store, ThrottleLimits(per_address=10, per_account=10, base_delay=0.1)
-        ),
+        auth=logins(store, throttle),
         snapshots=SnapshotCache(lambda now: repository.page(now), refresh=5.0, timeout=2.0),
         gate=lambda: gate,
     )
-    listener = HttpListener(create_app(ctx), "127.0.0.1", 0)
+    listener = HttpListener(create_app(ctx), "127.0.0.1", 0, max_connections=max_connections)
     await listener.start()
     try:
-        yield Served(listener.port, gate)
+        yield listener
     finally:
         await listener.stop()
         await store.close()
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[Served]:
+    config = Config(limits=LimitsConfig(http_body_timeout=4.0, http_min_body_rate=1024))
+    gate = OverloadGate(config.overload, NodeMetrics())
+    async with web(tmp_path, config, gate=gate) as listener:
+        yield Served(listener.port, gate)
 
 
 async def exchange(port: int, *pieces: bytes, pause: float = 0.0) -> bytes:
@@ -182,54 +197,21 @@ async def test_a_body_at_a_fair_rate_is_read_whole(served: Served) -> None:
 
 
 async def test_a_body_within_the_rate_but_past_the_deadline_is_cut_off(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "mailfort.sqlite3")
-    await store.open()
     config = Config(limits=LimitsConfig(http_body_timeout=1.5, http_min_body_rate=0))
-    repository = StatusRepository(store)
-    ctx = WebContext(
-        config=config,
-        store=store,
-        repository=repository,
-        metrics=NodeMetrics(),
-        auth=logins(
-            store, ThrottleLimits(per_address=10, per_account=10, base_delay=0.1)
-        ),
-        snapshots=SnapshotCache(lambda now: repository.page(now), refresh=5.0, timeout=2.0),
-    )
-    listener = HttpListener(create_app(ctx), "127.0.0.1", 0)
-    await listener.start()
-    try:
+    async with web(tmp_path, config) as listener:
         started = time.monotonic()
         head = request("/api/account.json", method="POST").replace(b": 0", b": 100")
         answer = await exchange(listener.port, head, *([b"x"] * 10), pause=0.3)
         assert status_of(answer) == 408
         assert 1.2 < time.monotonic() - started < 4.0
-    finally:
-        await listener.stop()
-        await store.close()
 
 
 async def test_a_wrong_password_waits_out_its_delay_without_a_slot(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "mailfort.sqlite3")
-    await store.open()
     config = Config(auth=AuthConfig(allow_plaintext_loopback=True))
     gate = OverloadGate(config.overload, NodeMetrics())
-    repository = StatusRepository(store)
-    ctx = WebContext(
-        config=config,
-        store=store,
-        repository=repository,
-        metrics=NodeMetrics(),
-        auth=logins(
-            store, ThrottleLimits(per_address=100, per_account=100, base_delay=3.0)
-        ),
-        snapshots=SnapshotCache(lambda now: repository.page(now), refresh=5.0, timeout=2.0),
-        gate=lambda: gate,
-    )
-    listener = HttpListener(create_app(ctx), "127.0.0.1", 0)
-    await listener.start()
-    limit = gate.limit.limit
-    try:
+    slow = ThrottleLimits(per_address=100, per_account=100, base_delay=3.0)
+    async with web(tmp_path, config, throttle=slow, gate=gate) as listener:
+        limit = gate.limit.limit
         wrong = base64.b64encode(b"nobody@example.test:wrong").decode()
         head = request("/api/account.json", f"Authorization: Basic {wrong}")
         answers = asyncio.gather(*(exchange(listener.port, head) for _ in range(6)))
@@ -243,61 +225,41 @@ async def test_a_wrong_password_waits_out_its_delay_without_a_slot(tmp_path: Pat
         assert not answers.done(), "the slots were free while the answers were still delayed"
         assert [status_of(a) for a in await answers] == [401] * 6
         assert gate.limit.limit >= limit
-    finally:
-        await listener.stop()
-        await store.close()
 
 
 async def test_one_network_holds_at_most_its_share_of_the_connections(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "mailfort.sqlite3")
-    await store.open()
-    repository = StatusRepository(store)
-    ctx = WebContext(
-        config=Config(),
-        store=store,
-        repository=repository,
-        metrics=NodeMetrics(),
-        auth=logins(
-            store, ThrottleLimits(per_address=10, per_account=10, base_delay=0.1)
-        ),
-        snapshots=SnapshotCache(lambda now: repository.page(now), refresh=5.0, timeout=2.0),
-    )
     # 40 connections, a quarter (10) per client network.
-    listener = HttpListener(create_app(ctx), "127.0.0.1", 0, max_connections=40)
-    await listener.start()
-    port = listener.port
-    held = []
-    try:
-        for n in range(10):  # ten silent connections from ten addresses of 127.0.0.0/24
-            held.append(
-                await asyncio.open_connection("127.0.0.1", port, local_addr=(f"127.0.0.{n + 2}", 0))
+    async with web(tmp_path, Config(), max_connections=40) as listener:
+        port = listener.port
+        held = []
+        try:
+            for n in range(10):  # ten silent connections from ten addresses of 127.0.0.0/24
+                source = (f"127.0.0.{n + 2}", 0)
+                held.append(await asyncio.open_connection("127.0.0.1", port, local_addr=source))
+            await asyncio.sleep(0.1)
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, local_addr=("127.0.0.99", 0)
             )
-        await asyncio.sleep(0.1)
-        reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, local_addr=("127.0.0.99", 0)
-        )
-        refused = await asyncio.wait_for(reader.read(4096), 5)
-        writer.close()
-        assert refused.startswith(b"HTTP/1.1 503") and b"retry-after: 5" in refused
-        # Another network is served, and so is the TLS proxy (127.0.0.1), which carries everyone.
-        reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, local_addr=("127.0.9.1", 0)
-        )
-        writer.write(request("/banner.js"))
-        assert (await asyncio.wait_for(reader.read(65536), 5)).startswith(b"HTTP/1.1 200")
-        writer.close()
-        assert status_of(await exchange(port, request("/banner.js"))) == 200
-        # A connection of the network closes: its place is free again.
-        held.pop()[1].close()
-        await asyncio.sleep(0.1)
-        reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, local_addr=("127.0.0.99", 0)
-        )
-        writer.write(request("/banner.js"))
-        assert (await asyncio.wait_for(reader.read(65536), 5)).startswith(b"HTTP/1.1 200")
-        writer.close()
-    finally:
-        for _, writer in held:
+            refused = await asyncio.wait_for(reader.read(4096), 5)
             writer.close()
-        await listener.stop()
-        await store.close()
+            assert refused.startswith(b"HTTP/1.1 503") and b"retry-after: 5" in refused
+            # Another network is served, and so is the TLS proxy (127.0.0.1): it carries everyone.
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, local_addr=("127.0.9.1", 0)
+            )
+            writer.write(request("/banner.js"))
+            assert (await asyncio.wait_for(reader.read(65536), 5)).startswith(b"HTTP/1.1 200")
+            writer.close()
+            assert status_of(await exchange(port, request("/banner.js"))) == 200
+            # A connection of the network closes: its place is free again.
+            held.pop()[1].close()
+            await asyncio.sleep(0.1)
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, local_addr=("127.0.0.99", 0)
+            )
+            writer.write(request("/banner.js"))
+            assert (await asyncio.wait_for(reader.read(65536), 5)).startswith(b"HTTP/1.1 200")
+            writer.close()
+        finally:
+            for _, writer in held:
+                writer.close()
