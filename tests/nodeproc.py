@@ -225,6 +225,22 @@ class NodeProcess:
                 pass  # closed meanwhile
         return sizes
 
+    def add_user(self, address: str, quota: int = 0) -> str:
+        """A new account through the CLI (password "x"), with `quota` octets (0: none)."""
+        args = ["user", "add", address, "--password-stdin"]
+        if quota:
+            args += ["--quota", str(quota)]
+        added = self.cli(*args, stdin="x")
+        assert added.returncode == 0, added.stderr
+        return address
+
+    def used_bytes(self, address: str) -> int:
+        """What the account's mail takes of its quota, as `mailfort user list` says."""
+        listed = self.cli("user", "list").stdout
+        found = re.search(rf"^{re.escape(address)}\tused=(\d+)\t", listed, re.M)
+        assert found is not None, listed
+        return int(found[1])
+
     # -- looking at the store from the outside -----------------------------------------------
     def _query(self, coro_factory):  # type: ignore[no-untyped-def]
         async def run():  # type: ignore[no-untyped-def]

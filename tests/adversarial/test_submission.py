@@ -9,7 +9,6 @@ from the MX, with and without declaring the size, one connection after another a
 from __future__ import annotations
 
 import base64
-import re
 import smtplib
 import time
 import uuid
@@ -126,17 +125,7 @@ def test_starttls_inside_tls_starts_no_second_handshake(hostile_node: NodeProces
 
 
 def small_mailbox(node: NodeProcess, quota: int) -> str:
-    address = f"small-{uuid.uuid4().hex[:8]}@example.test"
-    added = node.cli("user", "add", address, "--quota", str(quota), "--password-stdin", stdin="x")
-    assert added.returncode == 0, added.stderr
-    return address
-
-
-def used(node: NodeProcess, address: str) -> int:
-    listed = node.cli("user", "list").stdout
-    found = re.search(rf"^{re.escape(address)}\tused=(\d+)\t", listed, re.M)
-    assert found is not None, listed
-    return int(found[1])
+    return node.add_user(f"small-{uuid.uuid4().hex[:8]}@example.test", quota)
 
 
 def stuffing(size: int) -> bytes:
@@ -175,7 +164,7 @@ def test_quota_stuffing_stops_at_the_quota(hostile_node: NodeProcess) -> None:
         assert stuff(node, 60, victim, stuffing(280 * KB), declare=False)[0] == 250
         codes = stuff(node, 60, victim, stuffing(200 * KB), declare=False)
         assert codes == [452, 452, 452], codes
-        assert used(node, victim) <= 300 * KB
+        assert node.used_bytes(victim) <= 300 * KB
         # Many at once, without and with SIZE: 12 connections x 3 messages of 10 KB.
         for declare in (False, True):
             victim = small_mailbox(node, quota)
@@ -189,6 +178,6 @@ def test_quota_stuffing_stops_at_the_quota(hostile_node: NodeProcess) -> None:
             taken = codes.count(250)
             assert 1 <= taken <= quota // (10 * KB), codes
             assert set(codes) <= {250, 452}, codes
-            assert used(node, victim) <= quota
+            assert node.used_bytes(victim) <= quota
             assert len(node.inbox(victim)) == taken
     assert_unharmed(node, report)

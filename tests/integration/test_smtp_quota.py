@@ -4,7 +4,6 @@ at RCPT by the size declared with MAIL (RFC 1870), at the end of DATA by its rea
 from __future__ import annotations
 
 import itertools
-import re
 import smtplib
 
 import pytest
@@ -24,17 +23,7 @@ def smtp(node: NodeProcess) -> smtplib.SMTP:
 
 
 def mailbox(node: NodeProcess, quota: int) -> str:
-    address = f"tight{next(_names)}@example.test"
-    added = node.cli("user", "add", address, "--quota", str(quota), "--password-stdin", stdin="x")
-    assert added.returncode == 0, added.stderr
-    return address
-
-
-def used(node: NodeProcess, address: str) -> int:
-    listed = node.cli("user", "list").stdout
-    found = re.search(rf"^{re.escape(address)}\tused=(\d+)\t", listed, re.M)
-    assert found is not None, listed
-    return int(found[1])
+    return node.add_user(f"tight{next(_names)}@example.test", quota)
 
 
 def send_undeclared(client: smtplib.SMTP, recipients: list[str], data: bytes) -> tuple[int, bytes]:
@@ -63,16 +52,16 @@ def test_a_message_larger_than_the_room_left_is_refused_before_it_is_stored(
     tight = mailbox(node, 300 * KB)
     with smtp(node) as client:
         assert client.sendmail("s@remote.test", [tight], message(279 * KB)) == {}
-        assert 15 * KB < 300 * KB - used(node, tight) < 25 * KB
-        before = used(node, tight)
+        assert 15 * KB < 300 * KB - node.used_bytes(tight) < 25 * KB
+        before = node.used_bytes(tight)
         code, text = send_undeclared(client, [tight], message(200 * KB, "too big"))
         assert (code, text[:5]) == (452, b"4.2.2"), text
-        assert used(node, tight) == before
+        assert node.used_bytes(tight) == before
         assert len(node.inbox(tight)) == 1
         # What still fits is taken.
         assert send_undeclared(client, [tight], message(10 * KB))[0] == 250
     assert len(node.inbox(tight)) == 2
-    assert used(node, tight) <= 300 * KB
+    assert node.used_bytes(tight) <= 300 * KB
 
 
 def test_declared_size_is_checked_per_recipient_at_rcpt(node: NodeProcess) -> None:
@@ -106,7 +95,7 @@ def test_one_recipient_without_room_refuses_the_whole_transaction(node: NodeProc
         code, text = send_undeclared(client, ["bob@example.test", tight], message(100 * KB))
         assert (code, text[:5]) == (452, b"4.2.2"), text
         assert len(node.inbox("bob@example.test")) == before
-        assert node.inbox(tight) == [] and used(node, tight) == 0
+        assert node.inbox(tight) == [] and node.used_bytes(tight) == 0
         tight_too = mailbox(node, 150 * KB)  # room for it, but not for twice as much
         assert send_undeclared(client, [tight_too], message(100 * KB))[0] == 250
         # smtplib declares SIZE: the recipients without room are refused at RCPT.
