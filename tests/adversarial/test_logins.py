@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import functools
 import time
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests import login_clients
 from tests.adversarial.conftest import (
@@ -23,6 +20,7 @@ from tests.adversarial.conftest import (
     attacker,
     served,
 )
+from tests.adversarial.conftest import metric as sample
 from tests.adversarial.customer import CUSTOMER
 from tests.conftest import RawImap
 from tests.nodeproc import NodeProcess
@@ -101,14 +99,8 @@ def burst(
 
 
 def metric(node: NodeProcess, name: str, **labels: str) -> float:
-    url = f"http://127.0.0.1:{node.ports['http']}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return 0.0
+    """The conftest's, with an absent sample read as zero."""
+    return sample(node, name, **labels) or 0.0
 
 
 def known_to_alice(node: NodeProcess) -> None:
