@@ -81,7 +81,10 @@ async def cmd_init(config: Config, store: Store, args: argparse.Namespace) -> in
             await store.add_domain("example.test")
         password = generate_password()
         await store.add_account("demo@example.test", hash_password(password))
+        # RFC 5321 4.5.1: every mail domain must have a postmaster who reads its mail.
+        await store.add_alias("postmaster@example.test", "demo@example.test")
         print("created domain example.test and user demo@example.test")
+        print("  (postmaster@example.test is an alias of it)")
         print(f"  password: {password}")
         print("  (shown once; change it with: mailfort user passwd demo@example.test)")
     return 0
