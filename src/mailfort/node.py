@@ -88,7 +88,7 @@ class Node:
         self.store = store or open_store(config.store.url, config.data_dir)
         # What this node measures: /metrics for scrapers, a window in each heartbeat for status.
         self.metrics = NodeMetrics(window=config.status.window_seconds)
-        # Status (issue 6): the leader's evaluation loop, and the notices every login path shows.
+        # Status: the leader's evaluation loop, and the notices every login path shows.
         self.store.delay_threshold = config.status.notice_delay
         status_url = status_page_url(config)
         # Refreshed as often as the leader evaluates (at most every 5 s): a new notice shows

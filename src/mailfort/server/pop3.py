@@ -71,7 +71,7 @@ class Pop3Context:
     logins: dict[str, int] = field(default_factory=lambda: {"ok": 0, "failed": 0})
     gate: OverloadGate | None = None
     metrics: NodeMetrics | None = None
-    # Status notices: an incident touching POP3 is named in the +OK of a login (issue 6).
+    # Status notices: an incident touching POP3 is named in the +OK of a login.
     notices: NoticeBoard | None = None
     networks: Networks = field(default_factory=Networks)
     # Threads for work on message bodies (TOP) off the event loop.

@@ -42,7 +42,7 @@ from mailfort.store.api import Store
 
 log = logging.getLogger("mailfort.smtp")
 
-# The overload gate's answers (issue 6): temporary, the sender retries; RFC 3463 4.3.2 is
+# The overload gate's answers: temporary, the sender retries; RFC 3463 4.3.2 is
 # "system not accepting network messages", 4.3.0 "other or undefined mail system status".
 OVERLOADED_CONNECT: Final = "421 4.3.2 Server busy, try again later"
 OVERLOADED_MAIL: Final = "451 4.3.0 Server busy, try again later"
@@ -116,7 +116,7 @@ class SmtpPolicy:
         self.accepted = 0
 
     def with_notice(self, reply: str) -> str:
-        """A submission 4xx reply names an incident touching Outgoing mail (issue 6): the
+        """A submission 4xx reply names an incident touching Outgoing mail: the
         sender's client shows the text, so the customer learns why and where to look."""
         last_line = reply[3:4] != "-"
         if self.mode is Mode.MX or self.notices is None or not (reply[:1] == "4" and last_line):

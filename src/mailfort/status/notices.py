@@ -1,6 +1,6 @@
 """Telling customers where they already look: the one-line notice for logins and 4xx texts.
 
-CONTRACT (issue 6): `NoticeBoard` keeps, in memory, the open customer-facing incidents and
+CONTRACT: `NoticeBoard` keeps, in memory, the open customer-facing incidents and
 in-progress maintenance, refreshed from the store every few seconds by `run()`, so a login never
 waits on a store read for it and the notice survives a store outage with its last known text.
 

@@ -5,7 +5,7 @@
 `status.components` / `status.incidents` and the store's rows; every node can read it, so the page
 is served by every node and survives the loss of any of them.
 
-CONTRACT (issue 6): method names, arguments and return types below are fixed. Incidents and
+CONTRACT: method names, arguments and return types below are fixed. Incidents and
 maintenance windows are stored whole as JSON (`status.records`); operator writes are
 read-modify-write with a version check, so concurrent writers never lose each other's entries.
 """

@@ -254,7 +254,7 @@ def decode_json_dict(text: str) -> dict[str, object]:
     return value if isinstance(value, dict) else {}
 
 
-# -- status (issue 6) ----------------------------------------------------------------------------
+# -- status ----------------------------------------------------------------------------------------
 # Plain rows: the store keeps status records without knowing the status types (`store/` must not
 # import `status/`); `status.repository` converts. States travel as their string value, with
 # `rank` (0 = operational) where SQL must order them.
@@ -351,7 +351,7 @@ class Store(abc.ABC):
     `hub` wakes sessions waiting on a mailbox after a commit changed it (IDLE)."""
 
     hub: ChangeHub
-    # Overload gate hook (issue 6): called on the event loop with the seconds each durable commit
+    # Overload gate hook: called on the event loop with the seconds each durable commit
     # took (one group-commit batch on SQLite, one write transaction on PostgreSQL).
     commit_observer: Callable[[float], None] | None = None
     # Mail settled later than this many seconds after acceptance is recorded as delayed
@@ -629,7 +629,7 @@ class Store(abc.ABC):
     async def release_maildrop(self, account_id: int, owner: str) -> None:
         """Drop the lock if `owner` holds it."""
 
-    # -- status records (issue 6) ------------------------------------------------------------
+    # -- status records ----------------------------------------------------------------------------
     @abc.abstractmethod
     async def status_components(self) -> list[ComponentRow]: ...
 

@@ -571,7 +571,7 @@ class PostgresStore(Store):
     async def release_maildrop(self, account_id: int, owner: str) -> None:
         await self.db.run(lambda c: cluster.release_maildrop(c, account_id, owner))
 
-    # -- status records (issue 6) ------------------------------------------------------------
+    # -- status records ----------------------------------------------------------------------------
     async def status_components(self) -> list[ComponentRow]:
         return await self.db.read_one(status.components)
 

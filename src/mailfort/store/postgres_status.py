@@ -1,4 +1,4 @@
-"""SQL for the status records on PostgreSQL (issue 6); each function runs inside one transaction.
+"""SQL for the status records on PostgreSQL; each function runs inside one transaction.
 
 The same records as `sqlite_status`. What PostgreSQL adds is concurrency between nodes: version
 checks and counters are single statements (`UPDATE … WHERE version = $n`, `INSERT … ON CONFLICT

@@ -644,7 +644,7 @@ class SqliteStore(Store):
     async def release_maildrop(self, account_id: int, owner: str) -> None:
         await self._write(lambda c: cluster.release_maildrop(c, account_id, owner))
 
-    # -- status records (issue 6) ------------------------------------------------------------
+    # -- status records ----------------------------------------------------------------------------
     async def status_components(self) -> list[ComponentRow]:
         return await self._read(status.components)
 

@@ -1,4 +1,4 @@
-"""SQL for the status records on SQLite (issue 6); each function runs inside one transaction.
+"""SQL for the status records on SQLite; each function runs inside one transaction.
 
 Status rows are written by one leader every few seconds and by operators; they are read by every
 node for its status page. Nothing here is on the mail path except `record_delayed`, which the

@@ -160,7 +160,7 @@ class ImapContext:
     clock: Callable[[], float] = time.monotonic
     logins: dict[str, int] = field(default_factory=lambda: {"ok": 0, "failed": 0})
     snapshots: SnapshotCache = field(default_factory=SnapshotCache)
-    # Status notices: an incident touching IMAP is named in an [ALERT] at login (issue 6).
+    # Status notices: an incident touching IMAP is named in an [ALERT] at login.
     notices: NoticeBoard | None = None
     gate: OverloadGate | None = None
     metrics: NodeMetrics | None = None

@@ -1,5 +1,5 @@
 """The status web: public page, Statuspage-style JSON, Atom feed, banner, phone announcement,
-per-customer status and `/metrics`, served on the node's `http` listener (issue 6, items 8 and 10).
+per-customer status and `/metrics`, served on the node's `http` listener.
 
 Contract of this package (the web half of ``status/``):
 

@@ -1,5 +1,5 @@
 """Per-customer status: `/account` (HTML) and `/api/account.json`, behind HTTP Basic with the
-customer's mail address and password (issue 6, item 10).
+customer's mail address and password.
 
 Login is the node's `auth/login.Logins`, as on every protocol: throttled per client address,
 network and account (429), verified by the node's bounded `Verifier` (Busy → 503), every attempt

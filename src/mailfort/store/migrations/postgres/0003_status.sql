@@ -1,4 +1,4 @@
--- mailfort schema 3 (PostgreSQL): the status page's records (issue 6), read by every node.
+-- mailfort schema 3 (PostgreSQL): the status page's records, read by every node.
 -- Published state of each component (after hysteresis); `findings` is JSON written by the leader.
 CREATE TABLE status_components (
     component  TEXT PRIMARY KEY,
