@@ -321,6 +321,7 @@ class Node:
                 spool=self.spool,
                 memory=self.memory,
                 sessions=self.account_sessions,
+                networks=self.networks,
             )
             server = await start_smtp(
                 policy=policy,

@@ -21,7 +21,7 @@ from tests.adversarial.conftest import PASSWORD, assert_unharmed, attacker, serv
 from tests.adversarial.customer import CUSTOMER
 from tests.nodeproc import NodeProcess
 from tests.polling import wait_for
-from tests.rawclient import RawClient
+from tests.rawclient import RawClient, client_tls
 
 SESSIONS = 50
 ADDRESSES = 5  # attackers, SESSIONS / ADDRESSES sessions each: under every per-address bound
@@ -134,4 +134,56 @@ def test_fifty_half_sent_data_sections_stay_on_disk(fresh_node) -> None:  # type
         assert growth < MAX_GROWTH_MB, f"RSS grew {growth:.0f} MB"
         assert len(held) == SESSIONS and min(held) >= HALF - 1_000_000, held
     wait_for(lambda: node.spooled() == [], timeout=2, what="the spool files to be closed")
+    assert_unharmed(node, report)
+
+
+def _append(node: NodeProcess, user: str, message: bytes, source: str) -> None:
+    raw = RawClient(node.ports["imaps"], source=source, timeout=60)
+    with raw:
+        raw.send(f'l LOGIN {user} "{PASSWORD}"\r\n')
+        while b"l OK" not in raw.buffer:
+            raw._fill()
+        raw.send(b"a APPEND INBOX {%d+}\r\n" % len(message) + message + b"\r\n")
+        while b"a OK" not in raw.buffer:
+            raw._fill()
+
+
+def test_readers_that_stall_on_large_fetches_hold_one_message_of_memory(
+    fresh_node,  # type: ignore[no-untyped-def]
+) -> None:
+    # Ten sessions FETCH a 20 MB message and read nothing. Their answers are held in memory
+    # until the client takes them: within the node's memory budget, at most one piece at a time
+    # per account, so the node does not hold ten of them (before: 520 MB) and another customer's
+    # large FETCH is still served.
+    node = fresh_node()
+    warm(node)
+    _append(node, "bob@example.test", body(MESSAGE), attacker(1))
+    _append(node, "alice@example.test", body(2 * 1000 * 1000), CUSTOMER)
+    stalled: list[socket.socket] = []
+    with served(node) as report:
+        before = rss_mb(node)
+        for n in range(10):
+            raw = socket.create_connection(
+                ("127.0.0.1", node.ports["imaps"]), source_address=(attacker(1 + n % 5), 0)
+            )
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock = client_tls().wrap_socket(raw)
+            sock.sendall(
+                f'l LOGIN bob@example.test "{PASSWORD}"\r\n'
+                "s SELECT INBOX\r\nf FETCH 1 BODY.PEEK[]\r\n".encode()
+            )
+            stalled.append(sock)
+        time.sleep(2.0)
+        growth = rss_mb(node) - before
+        # The customer's own large FETCH is served meanwhile.
+        with RawClient(node.ports["imaps"], source=CUSTOMER, timeout=30) as raw:
+            raw.send(f'l LOGIN alice@example.test "{PASSWORD}"\r\ns SELECT INBOX\r\n')
+            raw.send(b"f FETCH 1:* BODY.PEEK[]\r\n")
+            while b"f OK" not in raw.buffer and b"f NO" not in raw.buffer:
+                raw._fill()
+            assert b"f OK" in raw.buffer, raw.buffer[-300:]
+        for sock in stalled:
+            sock.close()
+    print(f"10 stalled 20 MB FETCHes: RSS +{growth:.1f} MB")
+    assert growth < 2 * MAX_GROWTH_MB, f"RSS grew {growth:.0f} MB"
     assert_unharmed(node, report)

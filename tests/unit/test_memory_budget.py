@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -88,3 +89,40 @@ async def test_nothing_to_hold_never_waits() -> None:
         async with asyncio.timeout(0.1), budget.hold(0):
             pass
     await waiting
+
+
+async def test_one_owner_holds_its_share_and_does_not_hold_up_the_others() -> None:
+    # A client that FETCHes large messages and reads nothing keeps what it holds until its write
+    # times out: it may hold a quarter of the budget (or one piece when it holds nothing else),
+    # and its own next piece waiting must not make anyone else wait.
+    budget = MemoryBudget(100, wait=5, owner_share=0.25)
+    hog = "192.0.2.0/24"
+    async with budget.hold(40, owner=hog):  # more than its share, but its only piece: granted
+        blocked = asyncio.ensure_future(budget.hold(10, owner=hog).__aenter__())
+        await asyncio.sleep(0.01)
+        assert not blocked.done()  # the hog's second piece waits for its first
+        async with budget.hold(30, owner="alice"):  # another owner behind it goes at once
+            assert budget.held == 70
+        blocked.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await blocked
+    assert budget.held == 0
+
+
+async def test_a_piece_larger_than_the_room_is_not_overtaken_for_ever() -> None:
+    budget = MemoryBudget(100, wait=5)
+    order: list[str] = []
+
+    async def piece(name: str, size: int, owner: str) -> None:
+        async with budget.hold(size, owner=owner):
+            order.append(name)
+            await asyncio.sleep(0.05)
+
+    async with budget.hold(60, owner="a"):
+        big = asyncio.ensure_future(piece("big", 80, "b"))
+        await asyncio.sleep(0.01)
+        small = asyncio.ensure_future(piece("small", 10, "c"))  # would fit, but waits its turn
+        await asyncio.sleep(0.01)
+        assert order == []
+    await asyncio.gather(big, small)
+    assert order == ["big", "small"]

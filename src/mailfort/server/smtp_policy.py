@@ -31,6 +31,7 @@ from mailfort.mail.directory import Directory, Resolution
 from mailfort.mail.originator import MAX_HEADER_BLOCK, OriginatorError, Problem, originators
 from mailfort.mail.trace import delivery_prefix, protocol_name
 from mailfort.metrics import NodeMetrics
+from mailfort.network import Networks
 from mailfort.protocol.smtp import replies as R
 from mailfort.server.account_sessions import AccountSessions, SessionTicket
 from mailfort.server.memory_budget import MemoryBudget
@@ -94,6 +95,7 @@ class SmtpPolicy:
         spool: Spool | None = None,
         memory: MemoryBudget | None = None,
         sessions: AccountSessions | None = None,
+        networks: Networks | None = None,
     ) -> None:
         self.mode = mode
         self.store = store
@@ -111,6 +113,7 @@ class SmtpPolicy:
         self.memory = memory or MemoryBudget(64 * 1024 * 1024)
         # Logged-in sessions per account on this node, shared with IMAP and POP3.
         self.sessions = sessions or AccountSessions(50)
+        self.networks = networks or Networks()
         # Metrics label: both submission ports are "submission".
         self.protocol = "smtp" if mode is Mode.MX else "submission"
         self.accepted = 0
@@ -396,7 +399,10 @@ class SmtpPolicy:
         request_at = self.clock()
         try:
             # A spooled message is in memory only from here to the end of the store write.
-            async with self.memory.hold(0 if spooled is None else size):
+            # One sender (a user, or a client network on the MX) holds a share of the budget.
+            user = session.auth_data
+            owner = user if isinstance(user, str) else self.networks.of(_peer_ip(session))
+            async with self.memory.hold(0 if spooled is None else size, owner=owner):
                 if spooled is None:
                     body: bytes | bytearray = stamp.received + data
                 else:

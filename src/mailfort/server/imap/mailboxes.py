@@ -316,7 +316,7 @@ async def do_append(s: Session, cmd: C.Command) -> Done:
     spooled = sum(_octets(m.data) for m in cmd.messages if isinstance(m.data, SpoolFile))
     try:
         # Spooled messages are in memory only from here to the end of the store write.
-        async with s.ctx.memory.hold(spooled):
+        async with s.ctx.memory.hold(spooled, owner=s.account.id if s.account else None):
             items: list[AppendItem] = []
             for message in cmd.messages:
                 flags = normalize_flags(message.flags) - {"\\Recent"}

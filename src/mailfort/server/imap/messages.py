@@ -14,6 +14,7 @@ from mailfort.server.imap.flags import normalize_flags
 from mailfort.server.imap.selected import SelectedMailbox
 from mailfort.server.imap.session import Done, Session, handles
 from mailfort.server.offload import Pacer
+from mailfort.server.spool import SPOOL_THRESHOLD
 from mailfort.store.api import FlagMode, MessageRow
 
 # Messages read from the store per round trip, and at most BATCH_BYTES of them (one larger
@@ -85,32 +86,45 @@ async def do_fetch(s: Session, cmd: C.Command) -> Done:
     for chunk in _batches(sel, uids):
         metas = {u: cache.get(sel.mailbox_id, u) for u in chunk} if wants_meta else {}
         need = chunk if wants_bytes else [u for u in chunk if wants_meta and metas[u] is None]
-        data = await s.ctx.store.bodies(account_id, sel.mailbox_id, need) if need else {}
-        needed = set(need)
-        items = [
-            fetch.BatchItem(
-                uid=uid,
-                seq=sel.seq(uid),
-                row=sel.rows.get(uid),
-                data=data.get(uid),
-                meta=metas.get(uid),
-                needed_data=uid in needed,
-            )
-            for uid in chunk
-        ]
-        if need:
-            # Parsing and cutting message bodies: off the loop (see server/offload.py).
-            rendered = await s.ctx.cpu.run(fetch.render_batch, items, atts, wants_meta=wants_meta)
-        else:
-            rendered = fetch.render_batch(items, atts, wants_meta=wants_meta)
-            await pacer.tick()
-        for uid, meta in rendered.metas.items():
-            cache.put(sel.mailbox_id, uid, meta)
-        if rendered.unknown_cte:
-            return Done("NO", "unknown content-transfer-encoding", "UNKNOWN-CTE")
-        failed = failed or rendered.expunged
-        if rendered.lines:
-            await s.send(b"".join(rendered.lines))
+        # Message data is in memory from its store read until the client has taken the answer
+        # (a client that does not read keeps it there): within the node's memory budget, as
+        # an APPEND's is, so sessions that FETCH large messages and stall cannot take the
+        # node's memory (10 of them on a 20 MB message took 520 MB). The body and its rendered
+        # copy are counted; batches of small messages take nothing and never queue.
+        octets = sum(sel.rows[u].size for u in need if u in sel.rows) if wants_bytes else 0
+        held = 2 * octets if octets > SPOOL_THRESHOLD else 0
+        async with s.ctx.memory.hold(held, owner=account_id):
+            data = await s.ctx.store.bodies(account_id, sel.mailbox_id, need) if need else {}
+            needed = set(need)
+            items = [
+                fetch.BatchItem(
+                    uid=uid,
+                    seq=sel.seq(uid),
+                    row=sel.rows.get(uid),
+                    data=data.get(uid),
+                    meta=metas.get(uid),
+                    needed_data=uid in needed,
+                )
+                for uid in chunk
+            ]
+            del data
+            if need:
+                # Parsing and cutting message bodies: off the loop (see server/offload.py).
+                rendered = await s.ctx.cpu.run(
+                    fetch.render_batch, items, atts, wants_meta=wants_meta
+                )
+            else:
+                rendered = fetch.render_batch(items, atts, wants_meta=wants_meta)
+                await pacer.tick()
+            del items  # the bodies: only their rendered answers are needed now
+            for uid, meta in rendered.metas.items():
+                cache.put(sel.mailbox_id, uid, meta)
+            if rendered.unknown_cte:
+                return Done("NO", "unknown content-transfer-encoding", "UNKNOWN-CTE")
+            failed = failed or rendered.expunged
+            # One write per response, not their join: a join would be one more copy of them.
+            for line in rendered.lines:
+                await s.send(line)
     if failed:
         return Done("NO", "some messages were expunged meanwhile", "EXPUNGEISSUED")
     return Done(text=("UID " if cmd.uid else "") + "FETCH completed")
