@@ -58,9 +58,9 @@ data_dir = "{data_dir}"
 local_domains = ["config-domain.test"]
 
 [listen]
-smtp = "127.0.0.1:{smtp}"
-submission = "127.0.0.1:{submission}"
-submissions = "127.0.0.1:{submissions}"
+smtp = "{host}:{smtp}"
+submission = "{host}:{submission}"
+submissions = "{host}:{submissions}"
 imap = "{imap_listen}"
 imaps = "{imaps_listen}"
 pop3 = "{pop3_listen}"
@@ -91,6 +91,9 @@ class NodeProcess:
     store_url: str = ""  # when set: a `[store] url = "..."` table (PostgreSQL cluster tests)
     lease_seconds: float = 5.0
     http: bool = False  # serve the status web (`ports["http"]`); off unless a test needs it
+    host: str = "127.0.0.1"  # the address every listener binds (a chaos node's own namespace)
+    wrap: list[str] = field(default_factory=list)  # run under this, e.g. `ip netns exec NS`
+    env: dict[str, str] = field(default_factory=dict)  # more environment (LD_PRELOAD of faketime)
     proc: subprocess.Popen[bytes] | None = None
     ports: dict[str, int] = field(default_factory=dict)
 
@@ -115,14 +118,15 @@ class NodeProcess:
         text = BASE_CONFIG.format(
             name=self.name,
             data_dir=self.data_dir,
+            host=self.host,
             smtp=self.fixed_ports.get("smtp", 0),
             submission=self.fixed_ports.get("submission", 0),
             submissions=self.fixed_ports.get("submissions", 0),
-            imap_listen=f"127.0.0.1:{self.fixed_ports.get('imap', 0)}" if IMAP else "",
-            imaps_listen=f"127.0.0.1:{self.fixed_ports.get('imaps', 0)}" if IMAP else "",
-            pop3_listen=f"127.0.0.1:{self.fixed_ports.get('pop3', 0)}" if POP3 else "",
-            pop3s_listen=f"127.0.0.1:{self.fixed_ports.get('pop3s', 0)}" if POP3 else "",
-            http_listen=f"127.0.0.1:{self.fixed_ports.get('http', 0)}" if self.http else "",
+            imap_listen=f"{self.host}:{self.fixed_ports.get('imap', 0)}" if IMAP else "",
+            imaps_listen=f"{self.host}:{self.fixed_ports.get('imaps', 0)}" if IMAP else "",
+            pop3_listen=f"{self.host}:{self.fixed_ports.get('pop3', 0)}" if POP3 else "",
+            pop3s_listen=f"{self.host}:{self.fixed_ports.get('pop3s', 0)}" if POP3 else "",
+            http_listen=f"{self.host}:{self.fixed_ports.get('http', 0)}" if self.http else "",
             delivery=self.delivery,
             lease_seconds=self.lease_seconds,
         )
@@ -170,10 +174,11 @@ class NodeProcess:
             self.write_config()
         out = self.root / f"{self.name}.out"
         out.write_text("")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
+        command = ["-m", "mailfort", "--config", str(self.config_path), "serve"]
         with open(out, "ab") as stdout, open(self.log_path, "ab") as stderr:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mailfort", "--config", str(self.config_path), "serve"],
+                [*self.wrap, sys.executable, *command],
                 stdout=stdout,
                 stderr=stderr,
                 env=env,
