@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import TextIO
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -43,8 +42,11 @@ class BatchedStreamHandler(logging.StreamHandler[TextIO]):
             self.release()
 
     def _flush_periodically(self) -> None:
+        # An Event's wait rather than time.sleep: libfaketime (the chaos campaign's clock jumps)
+        # breaks clock_nanosleep when it leaves the monotonic clock alone, and the thread died.
+        tick = threading.Event()
         while True:
-            time.sleep(self._interval)
+            tick.wait(self._interval)
             self.flush()
 
 
