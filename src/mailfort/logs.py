@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import TextIO
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -43,8 +42,11 @@ class BatchedStreamHandler(logging.StreamHandler[TextIO]):
             self.release()
 
     def _flush_periodically(self) -> None:
+        # A timed wait rather than time.sleep: libfaketime (which the clock-jump tests run a node
+        # under) breaks time.sleep's absolute monotonic sleep, and this thread would die of it.
+        pause = threading.Event()
         while True:
-            time.sleep(self._interval)
+            pause.wait(self._interval)
             self.flush()
 
 
