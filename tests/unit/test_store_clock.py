@@ -56,3 +56,13 @@ async def test_without_the_store_the_last_reading_goes_on() -> None:
     f.store += 3.0
     f.elapsed += 3.0
     assert clock.now() == f.store
+
+
+async def test_a_slow_reading_does_not_set_the_clock_back() -> None:
+    f = Fake()
+    clock = StoreClock(f.read, elapsed=lambda: f.elapsed)
+    await clock.sync()
+    first = clock.now()
+    f.trip = 2.0
+    await clock.sync()
+    assert first <= clock.now() <= f.store

@@ -41,6 +41,7 @@ class StoreClock:
         self.elapsed = elapsed
         self.resync_seconds = resync_seconds
         self._offset: float | None = None  # store time minus `elapsed()`
+        self._last = 0.0
 
     async def sync(self) -> None:
         """Read the store's clock once (StoreError when it cannot be reached)."""
@@ -51,7 +52,11 @@ class StoreClock:
         """Seconds since the epoch by the store's clock (the wall clock before the first sync)."""
         if self._offset is None:
             return time.time()
-        return self.elapsed() + self._offset
+        # A reading that came back slowly sets the reckoning back by up to that round trip; time
+        # going backwards would confuse what measures intervals with it (the status evaluator).
+        # The last answer was no later than the store's time then, so this one stays so too.
+        self._last = max(self._last, self.elapsed() + self._offset)
+        return self._last
 
     async def run(self) -> None:
         """Read the store's clock again every `resync_seconds` until cancelled."""
