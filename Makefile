@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # Debian packages the tests drive as real clients (swaks needs Net::SSLeay for TLS; chromium and
-# chromium-driver load the status page, espeak-ng speaks its phone announcement)
-TEST_PACKAGES := swaks libnet-ssleay-perl isync fetchmail chromium chromium-driver espeak-ng
+# chromium-driver load the status page, espeak-ng speaks its phone announcement, faketime steps
+# one node's wall clock)
+TEST_PACKAGES := swaks libnet-ssleay-perl isync fetchmail chromium chromium-driver espeak-ng faketime
 
 .PHONY: run test lint typecheck unit bench clean
 

@@ -569,8 +569,13 @@ def main() -> int:
     add("--procs", type=int, default=2, help="client processes")
     add("--max-open", type=int, default=4000, help="open connections the client keeps at most")
     add("--no-gate", dest="gate", action="store_false", help="[overload] enabled = false")
-    add("--overload", action="append", default=[], metavar="LINE",
-        help='a line for the node\'s [overload] table, e.g. "refusal_cpu_share = 0.05"')
+    add(
+        "--overload",
+        action="append",
+        default=[],
+        metavar="LINE",
+        help='a line for the node\'s [overload] table, e.g. "refusal_cpu_share = 0.05"',
+    )
     add("--no-pin", dest="pin", action="store_false", help="do not pin node and clients to CPUs")
     add("--tmp", help="parent directory of the node's data directory")
     add("--keep", action="store_true", help="keep the node's directory")

@@ -223,7 +223,7 @@ async def cmd_queue_list(config: Config, store: Store, args: argparse.Namespace)
     if not items:
         print("queue is empty")
         return 0
-    now = time.time()
+    now = await store.clock()
     print(f"{'QUEUE ID':<22} {'AGE':>5} {'SIZE':>9} {'TRIES':>5} {'NEXT':>6}  SENDER / RECIPIENT")
     by_id: dict[str, list[QueueItem]] = {}
     for item in items:
@@ -249,7 +249,7 @@ async def cmd_queue_show(config: Config, store: Store, args: argparse.Namespace)
     if not items:
         raise CliError(f"no queued message {args.queue_id}")
     first = items[0]
-    now = time.time()
+    now = await store.clock()
     print(f"queue id:  {first.queue_id}")
     print(f"sender:    <{first.sender}>")
     print(
@@ -284,7 +284,7 @@ async def cmd_queue_show(config: Config, store: Store, args: argparse.Namespace)
 async def cmd_queue_retry(config: Config, store: Store, args: argparse.Namespace) -> int:
     if not args.queue_id and not args.all:
         raise CliError("name a queue id, or use --all")
-    count = await store.retry_queue(None if args.all else args.queue_id, time.time())
+    count = await store.retry_queue(None if args.all else args.queue_id, await store.clock())
     if count == 0 and args.queue_id:
         raise CliError(f"no queued message {args.queue_id}")
     print(f"{count} recipient(s) due now")
@@ -307,7 +307,7 @@ async def cmd_queue_delete(config: Config, store: Store, args: argparse.Namespac
 async def cmd_cluster_status(config: Config, store: Store, args: argparse.Namespace) -> int:
     from mailfort.cluster.status import cluster_status, format_status
 
-    found = await cluster_status(store, time.time(), config.cluster.heartbeat_seconds)
+    found = await cluster_status(store, await store.clock(), config.cluster.heartbeat_seconds)
     print(format_status(found))
     return 0
 
@@ -337,7 +337,7 @@ async def cmd_node_forget(config: Config, store: Store, args: argparse.Namespace
     from mailfort.cluster.status import effective_state
 
     node = await _node(store, args.name)
-    now = time.time()
+    now = await store.clock()
     state = effective_state(node, now, config.cluster.heartbeat_seconds)
     if state == "gone":
         print(f"node {args.name} is gone already")

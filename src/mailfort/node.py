@@ -10,6 +10,7 @@ import resource
 import signal
 import ssl
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from mailfort.auth.known import DAY, KnownNetworks
 from mailfort.auth.login import Logins
 from mailfort.auth.passwords import Verifier
 from mailfort.auth.throttle import AuthThrottle, ThrottleLimits
+from mailfort.cluster.clock import StoreClock
 from mailfort.cluster.maildrop import StoreMaildropLocks
 from mailfort.cluster.membership import Membership
 from mailfort.config import Config, OverloadConfig, parse_hostport
@@ -86,6 +88,9 @@ class Node:
         self.config = config
         self._binding = ""  # the listener being bound, for an error that names it
         self.store = store or open_store(config.store.url, config.data_dir)
+        # Leases, locks, heartbeats and the times queued mail is due at are reckoned in the
+        # store's time, so that who owns work never depends on the nodes' clocks agreeing.
+        self.clock = StoreClock(self.store.clock)
         # What this node measures: /metrics for scrapers, a window in each heartbeat for status.
         self.metrics = NodeMetrics(window=config.status.window_seconds)
         # Status: the leader's evaluation loop, and the notices every login path shows.
@@ -107,6 +112,7 @@ class Node:
             hostname=config.hostname,
             metrics=self.metrics,
             network_share=config.limits.max_network_share,
+            clock=self.clock.now,
         )
         limits = config.limits
         # Every per-client bound counts per address and per network (mailfort.network).
@@ -181,14 +187,23 @@ class Node:
             hostname=config.hostname,
             metrics=self.metrics,
             stressed=self.gate.stressed,
+            clock=self.clock.now,
         )
         self.remote_worker = remote_worker(
-            config, self.store, self.directory, metrics=self.metrics, stressed=self.gate.stressed
+            config,
+            self.store,
+            self.directory,
+            metrics=self.metrics,
+            stressed=self.gate.stressed,
+            clock=self.clock.now,
         )
         # Set by SIGTERM/SIGINT (serve) or by an operator's drain seen at a heartbeat.
         self.stop_requested = asyncio.Event()
         self.maildrop_locks = StoreMaildropLocks(
-            self.store, config.node_name, lease_seconds=config.cluster.maildrop_lease_seconds
+            self.store,
+            config.node_name,
+            lease_seconds=config.cluster.maildrop_lease_seconds,
+            clock=self.clock.now,
         )
         self.membership = Membership(
             self.store,
@@ -196,6 +211,7 @@ class Node:
             interval=config.cluster.heartbeat_seconds,
             load=self.load,
             on_drain=self.stop_requested.set,
+            clock=self.clock.now,
         )
 
     def _limiter(self, max_total: int, max_per_ip: int) -> ConnectionLimiter:
@@ -267,6 +283,8 @@ class Node:
         self._raise_file_limit()
         self.spool.prepare()
         await self.store.open()
+        await self.clock.sync()
+        self.tasks.append(asyncio.create_task(self.clock.run(), name="store-clock"))
         self.gate.start()
         cert, key = self._tls_paths()
         tls = server_context(cert, key)
@@ -322,6 +340,7 @@ class Node:
                 memory=self.memory,
                 sessions=self.account_sessions,
                 networks=self.networks,
+                clock=self.clock.now,
             )
             server = await start_smtp(
                 policy=policy,
@@ -515,6 +534,7 @@ def remote_worker(
     *,
     metrics: NodeMetrics | None = None,
     stressed: Callable[[], bool] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> RemoteWorker | None:
     """The remote delivery worker from `[delivery]`, or None when it is disabled."""
     from mailfort.delivery.mx import MxResolver
@@ -561,6 +581,7 @@ def remote_worker(
         metrics=metrics,
         stressed=stressed,
         networks=Networks(config.limits.network_prefix_v4, config.limits.network_prefix_v6),
+        clock=clock,
     )
 
 

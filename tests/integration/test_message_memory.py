@@ -175,5 +175,3 @@ async def test_a_large_message_waits_for_the_budget_while_it_is_busy(node: Node)
     assert (await imap_append(node.imap_port, LARGE)).startswith(b"a OK")
     await holder
     assert await node.inbox() == [LARGE]
-
-

@@ -161,6 +161,8 @@ async def test_concurrent_acceptances_cannot_share_the_last_room(store: Store) -
     assert sum(not isinstance(o, BaseException) for o in outcomes) == 1, outcomes
     assert all(isinstance(o, OverQuota) for o in outcomes if isinstance(o, BaseException))
     assert len(await inbox(store, tight)) == 1
+
+
 async def test_a_body_read_back_from_the_spool_is_stored_as_its_octets(store: Store) -> None:
     # The spool reads a large message into a bytearray (server/spool.py); both drivers must
     # store it as a BLOB/bytea, byte for byte, as they store bytes.

@@ -29,9 +29,7 @@ def node(tmp_path: Path, limits: LimitsConfig) -> Node:
     return Node(dataclasses.replace(Config(), data_dir=tmp_path, limits=limits))
 
 
-def test_the_soft_limit_rises_to_what_the_bounds_need(
-    tmp_path: Path, hard_limit: int
-) -> None:
+def test_the_soft_limit_rises_to_what_the_bounds_need(tmp_path: Path, hard_limit: int) -> None:
     limits = LimitsConfig(max_connections=100, imap_max_connections=200, pop3_max_connections=300)
     node(tmp_path, limits)._raise_file_limit()
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]

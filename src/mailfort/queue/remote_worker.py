@@ -503,6 +503,7 @@ class RemoteWorker:
                 log.warning("event=settle_retry id=%s error=%s", queue_id, exc)
             await asyncio.sleep(pause)
             pause = min(pause * 2, self.lease_seconds / 3)
+
     def _judge(self, dest: Destination | None, results: Sequence[RecipientResult]) -> None:
         """Judge whose fault each result would be (`reach.py`) and record it for the status."""
         now = self.clock()

@@ -415,4 +415,3 @@ def stream_factory(
         return asyncio.StreamReaderProtocol(reader, connected, loop=loop)  # type: ignore[arg-type]
 
     return factory
-

@@ -446,8 +446,10 @@ class OverloadGate:
         first, so a session admitted at connect is not refused here while the limit holds."""
         if not self.enabled:
             return None
-        if client is not None and self.client_share < 1 and self._active_by[client] >= share_of(
-            self.sessions.limit, self.client_share
+        if (
+            client is not None
+            and self.client_share < 1
+            and self._active_by[client] >= share_of(self.sessions.limit, self.client_share)
         ):
             return REASON_CLIENT
         if self._active >= self.sessions.limit:

@@ -523,7 +523,6 @@ class LimitedSMTP(SMTP, asyncio.BufferedProtocol):
         super().connection_lost(error)
 
 
-
 def _close_all(files: list[SpoolFile]) -> None:
     for file in files:
         file.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import enum
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -589,6 +590,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def set_node_state(self, name: str, state: str) -> bool:
         """Set active/draining/gone; False when there is no such node. ValueError on a bad state."""
+
+    async def clock(self) -> float:
+        """The store's own time (seconds since the epoch), which every node reckons leases, locks
+        and heartbeats by (`cluster.clock.StoreClock`), so that ownership never depends on the
+        nodes' clocks agreeing. An embedded store has one machine's clock: that one."""
+        return time.time()
 
     @abc.abstractmethod
     async def list_nodes(self) -> list[NodeInfo]:

@@ -520,6 +520,14 @@ class PostgresStore(Store):
     async def set_node_state(self, name: str, state: str) -> bool:
         return await self.db.run(lambda c: cluster.set_node_state(c, name, state))
 
+    async def clock(self) -> float:
+        # clock_timestamp(), not now(): the time of this reading, not of the transaction's start.
+        return float(
+            await self.db.read_one(
+                lambda c: c.fetchval("SELECT extract(epoch FROM clock_timestamp())::float8")
+            )
+        )
+
     async def list_nodes(self) -> list[NodeInfo]:
         return await self.db.read_one(cluster.list_nodes)
 

@@ -104,15 +104,11 @@ async def authenticate(ctx: WebContext, request: Request) -> str:
         raise Refused(503, key, {"Retry-After": "5"})
     if attempt.account is None:
         # The penalty is waited out by the caller, with no gate slot held.
-        raise Refused(
-            401, "web.account.unauthorized", {"WWW-Authenticate": REALM}, attempt.delay
-        )
+        raise Refused(401, "web.account.unauthorized", {"WWW-Authenticate": REALM}, attempt.delay)
     return attempt.account.address
 
 
-async def account_status(
-    ctx: WebContext, address: str, client: str | None
-) -> AccountStatus | None:
+async def account_status(ctx: WebContext, address: str, client: str | None) -> AccountStatus | None:
     """The customer's status from the store, under a slot of the overload gate (503 when the
     node refuses it)."""
     slot = Slot.take(ctx.gate(), client)
