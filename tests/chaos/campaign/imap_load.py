@@ -29,7 +29,7 @@ import imaplib
 import random
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from tests.chaos.campaign.history import UNKNOWN, History, Op
@@ -61,7 +61,7 @@ def parse_flags(text: bytes) -> list[str]:
     return sorted(f for f in text.decode("ascii", "replace").split() if f not in IGNORED_FLAGS)
 
 
-def parse_fetch(data: list[object]) -> list[tuple[int, str | None, list[str], int]]:
+def parse_fetch(data: Sequence[object]) -> list[tuple[int, str | None, list[str], int]]:
     """(uid, message_id, flags, modseq) of each message in an imaplib UID FETCH answer."""
     found = []
     for item in data:
@@ -339,6 +339,6 @@ class ImapWorker:
             self.tainted |= {k.message_id for k in self.known.values() if k.mailbox == mailbox}
 
 
-def _text(data: list[object] | None) -> str:
+def _text(data: Sequence[object] | None) -> str:
     first = data[0] if data else b""
     return first.decode("utf-8", "replace")[:200] if isinstance(first, bytes) else str(first)[:200]

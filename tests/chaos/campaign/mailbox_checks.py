@@ -401,6 +401,7 @@ def check_uidvalidity(ops: list[Op], final: FinalState) -> list[Violation]:
     """mailfort fixes a mailbox's UIDVALIDITY when it is created: a change makes every UID a
     client holds meaningless, so it would have to be announced; it must never happen here."""
     seen: dict[tuple[str, str], tuple[int, int | None]] = {}
+    reported: set[tuple[str, str]] = set()
     violations = []
     facts: list[tuple[tuple[str, str], int, int | None]] = []
     for op in ops:
@@ -422,7 +423,8 @@ def check_uidvalidity(ops: list[Op], final: FinalState) -> list[Violation]:
             continue
         if key not in seen:
             seen[key] = (validity, op_id)
-        elif seen[key][0] != validity:
+        elif seen[key][0] != validity and key not in reported:
+            reported.add(key)
             involved = [i for i in (seen[key][1], op_id) if i is not None]
             violations.append(
                 Violation(
@@ -432,7 +434,6 @@ def check_uidvalidity(ops: list[Op], final: FinalState) -> list[Violation]:
                     involved,
                 )
             )
-            seen[key] = (validity, op_id)
     return violations
 
 
