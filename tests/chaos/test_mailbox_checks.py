@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import socket
 import threading
 import time
 from collections import Counter
@@ -449,3 +450,43 @@ def test_workers_against_a_cluster_with_a_kill(tmp_path: Path) -> None:
             node.stop()
         history.close()
         schema.drop()
+
+
+def test_a_quit_the_connection_dies_on_is_unknown_not_refused() -> None:
+    """poplib reports a connection closed before QUIT's answer as an `-ERR EOF` of its own; the
+    deletions may have been committed, so the worker must record "unknown", not "fail"."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+    message = b"Message-ID: <one@chaos.test>\r\n\r\nhi\r\n"
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn, conn.makefile("rb") as lines:
+            conn.sendall(b"+OK ready\r\n")
+            for line in lines:
+                verb = line.split()[0].upper()
+                if verb == b"QUIT":
+                    stop.set()
+                    return  # closed without an answer, as a node killed mid-commit
+                replies = {
+                    b"STAT": b"+OK 1 40\r\n",
+                    b"UIDL": b"+OK\r\n1 7.1\r\n.\r\n",
+                    b"RETR": b"+OK\r\n" + message + b".\r\n",
+                }
+                conn.sendall(replies.get(verb, b"+OK\r\n"))
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    history = History()
+    port = server.getsockname()[1]
+    worker = Pop3Worker(
+        "pop3-t", history, lambda rng: ("n1", "127.0.0.1", port), P, "pw", seed=1, drop_rate=0.0
+    )
+    try:
+        worker.run(stop)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        server.close()
+    quits = [op for op in history.ops() if op.f == "pop3-quit"]
+    assert [op.outcome for op in quits] == [UNKNOWN]

@@ -113,7 +113,11 @@ class Pop3Worker:
                 try:
                     pop.quit()
                 except poplib.error_proto as exc:
-                    op.fail(answer=str(exc)[:200])
+                    if not isinstance(exc.args[0], bytes):
+                        # poplib's own "-ERR EOF" (a str): the connection closed without an
+                        # answer, so the deletions may have been committed or not.
+                        raise
+                    op.fail(answer=exc.args[0].decode("utf-8", "replace")[:200])
                 else:
                     op.ok()
         finally:
