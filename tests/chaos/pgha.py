@@ -93,9 +93,6 @@ class _Server:
     def log(self) -> Path:
         return self.root / "server.log"
 
-    def running(self) -> bool:
-        return (self.data / "postmaster.pid").exists()
-
 
 class PgPair:
     """A primary and a synchronous streaming standby, private directories, as an operator runs
@@ -193,31 +190,49 @@ class PgPair:
         """Fence the primary (immediate stop), promote the standby, rebuild the old primary as
         its standby and bring synchronous replication back."""
         fenced = time.monotonic()
-        old, new = self.primary, self.standby
-        self._pg_ctl(old, "stop", "-m", "immediate", "-w", "-t", "60")
-        # Patroni's non-strict synchronous mode: with no standby attached the new primary commits
-        # without waiting for one, or every commit would hang until the rebuild is done. The
-        # window is the rebuild below; a failover inside it could lose those commits, which is why
-        # this method returns only once replication is synchronous again. ALTER SYSTEM only
-        # writes a file, so a standby accepts it.
-        self.sql(new, "ALTER SYSTEM SET synchronous_standby_names = ''")
-        self.sql(new, "SELECT pg_reload_conf()")
-        self._pg_ctl(new, "promote", "-w", "-t", "60")
-        self._primary = 1 - self._primary
+        self._pg_ctl(self.primary, "stop", "-m", "immediate", "-w", "-t", "60")
+        self.promote()
         writable = time.monotonic()
-        # The old primary's WAL may hold commits the standby never confirmed (their clients got
-        # no answer): a fresh base backup discards them, as a rebuilt Patroni replica does.
-        shutil.rmtree(old.data)
-        self._attach_standby()
+        self.rebuild_standby()
         record = Failover(writable - fenced, time.monotonic() - fenced)
         self.failovers.append(record)
         return record
 
+    def fence_read_only(self) -> None:
+        """The primary refuses writes from now on and keeps its sessions, as an operator fences
+        it before a planned switchover (`default_transaction_read_only`)."""
+        self.sql(self.primary, "ALTER SYSTEM SET default_transaction_read_only = on")
+        self.sql(self.primary, "SELECT pg_reload_conf()")
+
+    def promote(self) -> None:
+        """Promote the standby; the primary must be fenced already (stopped or read-only)."""
+        new = self.standby
+        # Patroni's non-strict synchronous mode: with no standby attached the new primary commits
+        # without waiting for one, or every commit would hang until the rebuild is done. The
+        # window lasts until `rebuild_standby` returns; a failover inside it could lose those
+        # commits, which is why `failover` returns only once replication is synchronous again.
+        # ALTER SYSTEM only writes a file, so a standby accepts it.
+        self.sql(new, "ALTER SYSTEM SET synchronous_standby_names = ''")
+        self.sql(new, "SELECT pg_reload_conf()")
+        self._pg_ctl(new, "promote", "-w", "-t", "60")
+        self._primary = 1 - self._primary
+
+    def rebuild_standby(self) -> None:
+        """Stop the old primary if it still runs and rebuild it as the new primary's synchronous
+        standby."""
+        old = self.standby
+        if self._running(old):
+            self._pg_ctl(old, "stop", "-m", "immediate", "-w", "-t", "60")
+        # The old primary's WAL may hold commits the standby never confirmed (their clients got
+        # no answer): a fresh base backup discards them, as a rebuilt Patroni replica does.
+        shutil.rmtree(old.data)
+        self._attach_standby()
+
     def stop(self) -> None:
         """Stop both servers and remove their directories; safe to call again."""
         for server in self.servers:
-            if server.running():
-                with contextlib.suppress(Exception):
+            if server.data.exists() and self._running(server):
+                with contextlib.suppress(RuntimeError):
                     self._pg_ctl(server, "stop", "-m", "immediate", "-w", "-t", "30")
         for server in self.servers:
             shutil.rmtree(server.root, ignore_errors=True)
@@ -317,6 +332,14 @@ class PgPair:
                 if attempt == 9:
                     raise
                 time.sleep(0.5)
+
+    def _running(self, server: _Server) -> bool:
+        status = subprocess.run(
+            [*self._as_owner, str(self.bin / "pg_ctl"), "-D", str(server.data), "status"],
+            capture_output=True,
+            timeout=30,
+        )
+        return status.returncode == 0
 
     def _pg_ctl(self, server: _Server, *args: str) -> None:
         self._owner_run(str(self.bin / "pg_ctl"), "-D", str(server.data), *args, server=server)
