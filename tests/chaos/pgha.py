@@ -236,6 +236,8 @@ class PgPair:
                     self._pg_ctl(server, "stop", "-m", "immediate", "-w", "-t", "30")
         for server in self.servers:
             shutil.rmtree(server.root, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the caller's own files stay
+            self.root.rmdir()
 
     def __enter__(self) -> PgPair:
         self.start()

@@ -239,6 +239,7 @@ class Fault:
     name: str
     began: float
     ended: float = 0.0
+    writable: float = 0.0  # when a server took writes again
     detail: str = ""
 
 
@@ -257,6 +258,7 @@ def test_nodes_follow_failovers_and_a_restart_under_mx_load(pair: PgPair, tmp_pa
                 fault = Fault(name, time.monotonic())
                 if name == "failover":
                     record = pair.failover()
+                    fault.writable = fault.began + record.writable_after
                     fault.detail = (
                         f"writable after {record.writable_after:.2f} s,"
                         f" synchronous after {record.synchronous_after:.2f} s"
@@ -264,6 +266,7 @@ def test_nodes_follow_failovers_and_a_restart_under_mx_load(pair: PgPair, tmp_pa
                 else:
                     pair.restart_primary(down_seconds=1.0)
                 fault.ended = time.monotonic()
+                fault.writable = fault.writable or fault.ended
                 faults.append(fault)
                 wait_until(
                     functools.partial(senders.first_250_after, fault.ended),
@@ -274,14 +277,16 @@ def test_nodes_follow_failovers_and_a_restart_under_mx_load(pair: PgPair, tmp_pa
         answers = senders.snapshot()
         for n, fault in enumerate(faults):
             until = faults[n + 1].began if n + 1 < len(faults) else float("inf")
-            refused = [at for c, _, at in answers if c != 250 and fault.began <= at < until]
-            first = senders.first_250_after(fault.ended) or 0.0
-            how = fault.detail or "fast stop, 1 s down, start"
+            refused = [(at, t) for c, t, at in answers if c != 250 and fault.began <= at < until]
+            late = Counter(t[:24].decode() for at, t in refused if at > fault.writable)
+            last = max((at for at, _ in refused), default=fault.began)
+            first = senders.first_250_after(fault.writable) or fault.writable
             print(
-                f"{fault.name}: took {fault.ended - fault.began:.2f} s ({how});"
-                f" {len(refused)} refusals, the last"
-                f" {max(refused, default=fault.began) - fault.began:.2f} s after it began;"
-                f" first 250 {first - fault.ended:.2f} s after it ended"
+                f"{fault.name}: took {fault.ended - fault.began:.2f} s"
+                f" ({fault.detail or 'fast stop, 1 s down, start, in sync'});"
+                f" {len(refused)} refusals, the last {last - fault.began:.2f} s after it began;"
+                f" first 250 {first - fault.writable:.2f} s after the database took writes again,"
+                f" refusals after that: {dict(late)}"
             )
         codes = Counter(c for c, _, _ in answers)
         texts = Counter(f"{c} {t[:40].decode(errors='replace')}" for c, t, _ in answers if c != 250)
