@@ -76,7 +76,7 @@ class Failover:
 
 
 @dataclass
-class _Server:
+class PgServer:
     name: str
     root: Path
     port: int
@@ -109,8 +109,8 @@ class PgPair:
         self.listen = listen
         self.host = host
         self.servers = [
-            _Server("pg0", root / "pg0", ports[0]),
-            _Server("pg1", root / "pg1", ports[1]),
+            PgServer("pg0", root / "pg0", ports[0]),
+            PgServer("pg1", root / "pg1", ports[1]),
         ]
         self._primary = 0
         self.failovers: list[Failover] = []
@@ -123,11 +123,11 @@ class PgPair:
 
     # -- addresses -----------------------------------------------------------------------------
     @property
-    def primary(self) -> _Server:
+    def primary(self) -> PgServer:
         return self.servers[self._primary]
 
     @property
-    def standby(self) -> _Server:
+    def standby(self) -> PgServer:
         return self.servers[1 - self._primary]
 
     @property
@@ -247,7 +247,7 @@ class PgPair:
         self.stop()
 
     # -- inspection ----------------------------------------------------------------------------
-    def sql(self, server: _Server, statement: str, database: str = "postgres") -> str:
+    def sql(self, server: PgServer, statement: str, database: str = "postgres") -> str:
         """One statement as the superuser over the server's socket; its rows, tab-separated."""
         out = self._run(
             [
@@ -318,7 +318,7 @@ class PgPair:
                 )
             time.sleep(0.05)
 
-    def _start(self, server: _Server) -> None:
+    def _start(self, server: PgServer) -> None:
         options = (
             f"-p {server.port} -k {server.sock} -c listen_addresses='{self.listen}'"
             f" -c cluster_name={server.name}"
@@ -335,7 +335,7 @@ class PgPair:
                     raise
                 time.sleep(0.5)
 
-    def _running(self, server: _Server) -> bool:
+    def _running(self, server: PgServer) -> bool:
         status = subprocess.run(
             [*self._as_owner, str(self.bin / "pg_ctl"), "-D", str(server.data), "status"],
             capture_output=True,
@@ -343,13 +343,13 @@ class PgPair:
         )
         return status.returncode == 0
 
-    def _pg_ctl(self, server: _Server, *args: str) -> None:
+    def _pg_ctl(self, server: PgServer, *args: str) -> None:
         self._owner_run(str(self.bin / "pg_ctl"), "-D", str(server.data), *args, server=server)
 
-    def _owner_run(self, *cmd: str, server: _Server | None = None) -> None:
+    def _owner_run(self, *cmd: str, server: PgServer | None = None) -> None:
         self._run([*self._as_owner, *cmd], server)
 
-    def _run(self, cmd: list[str], server: _Server | None) -> str:
+    def _run(self, cmd: list[str], server: PgServer | None) -> str:
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         except subprocess.TimeoutExpired as exc:
@@ -365,7 +365,7 @@ class PgPair:
         path.chmod(0o700)
 
     @staticmethod
-    def _log_tail(server: _Server, lines: int = 20) -> str:
+    def _log_tail(server: PgServer, lines: int = 20) -> str:
         try:
             text = server.log.read_text(errors="replace")
         except OSError:
