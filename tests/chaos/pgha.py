@@ -77,6 +77,8 @@ class Failover:
 
 @dataclass
 class PgServer:
+    """One server of the pair: `root` holds its data directory, socket directory and log."""
+
     name: str
     root: Path
     port: int
