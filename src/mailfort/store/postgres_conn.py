@@ -8,6 +8,14 @@ running it again cannot apply it twice. A lost connection is not retried for wri
 have happened); it becomes `StoreUnavailable`, the pool drops its stale connections, and the next
 operation reconnects.
 
+Failover: the url may name several servers (`postgresql://u@h1:p1,h2:p2/db`), and every connection
+asks for one that takes writes (`target_session_attrs=read-write` unless the url says otherwise), so
+after the operator promotes a standby new connections find it, while the old primary, rebuilt as a
+standby, is passed over. A node never works on a standby: its reads could be stale. A server that
+refuses a write as read-only (a primary fenced read-only, a url that reached a standby) committed
+nothing, so the pool drops its connections and the operation is tried once more on a fresh one;
+if no server takes writes yet, the operation fails as `StoreUnavailable` (SMTP 451, IMAP NO).
+
 Change notification: after a commit the store publishes the changed mailboxes to its local
 `ChangeHub` and hands them to the `Announcer`, which sends them to every other node with one
 `pg_notify('mailfort_mailbox:SCHEMA', 'id,id,…')` per batch, outside the transaction: a NOTIFY
@@ -23,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeAlias, TypeVar
 
@@ -42,6 +51,11 @@ CHANNEL = "mailfort_mailbox:"
 # Settings every connection starts with; durability must not depend on the server's defaults.
 SERVER_SETTINGS = {"synchronous_commit": "on", "application_name": "mailfort"}
 _RETRIED = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+# "cannot execute ... in a read-only transaction" / "... during recovery": the server is (or became)
+# read-only, e.g. a fenced old primary; no write of the transaction happened.
+_READ_ONLY = asyncpg.ReadOnlySQLTransactionError
+# Which servers a connection accepts when the url does not say (see the module's docstring).
+_SESSION_ATTRS = "read-write"
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
@@ -75,6 +89,13 @@ def translate(exc: BaseException) -> BaseException:
 _IDS_PER_NOTIFY = 500
 
 
+def session_attrs(dsn: str) -> str | None:
+    """`read-write` unless the url or the environment (libpq's PGTARGETSESSIONATTRS) chose."""
+    if "target_session_attrs=" in dsn or os.environ.get("PGTARGETSESSIONATTRS"):
+        return None
+    return _SESSION_ATTRS
+
+
 class _Connection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg ships no types
     """Pooled connections hold no session state (no LISTEN, no session locks or settings), so
     handing one back needs no reset query: one round trip less per operation. An open
@@ -101,7 +122,10 @@ class Database:
     async def connect_one(self) -> Conn:
         try:
             conn: Conn = await asyncpg.connect(
-                self.dsn, timeout=self.timeout, server_settings=dict(SERVER_SETTINGS)
+                self.dsn,
+                timeout=self.timeout,
+                server_settings=dict(SERVER_SETTINGS),
+                target_session_attrs=session_attrs(self.dsn),
             )
         except Exception as exc:
             raise translate(exc) from exc
@@ -125,6 +149,7 @@ class Database:
                 init=init,
                 connection_class=_Connection,
                 max_inactive_connection_lifetime=300,
+                target_session_attrs=session_attrs(self.dsn),
             )
         except Exception as exc:
             raise translate(exc) from exc
@@ -184,11 +209,15 @@ class Database:
                 await asyncio.sleep(0.005 * (attempt + 1))
             except Exception as exc:
                 error = translate(exc)
-                if isinstance(exc, _CONNECTION_ERRORS) and self._pool is not None:
-                    # The server went away (restart, failover): every pooled connection is stale.
+                stale = isinstance(exc, (*_CONNECTION_ERRORS, _READ_ONLY))
+                if stale and self._pool is not None:
+                    # The server went away (restart, failover) or takes no writes any more (a
+                    # fenced or demoted primary): every pooled connection is stale.
                     await self._pool.expire_connections()
-                    if not write and attempt == 0:
-                        continue  # a read is safe to try again on a fresh connection
+                    # A read is safe to try again on a fresh connection, and so is a write the
+                    # server refused as read-only: it committed nothing.
+                    if attempt == 0 and (not write or isinstance(exc, _READ_ONLY)):
+                        continue
                 if error is exc:
                     raise
                 raise error from exc
