@@ -4,8 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # Debian packages the tests drive as real clients (swaks needs Net::SSLeay for TLS; chromium and
 # chromium-driver load the status page, espeak-ng speaks its phone announcement, faketime steps
-# one node's wall clock)
-TEST_PACKAGES := swaks libnet-ssleay-perl isync fetchmail chromium chromium-driver espeak-ng faketime
+# one node's wall clock, nftables cuts a chaos node off from the database or the remote MX)
+TEST_PACKAGES := swaks libnet-ssleay-perl isync fetchmail chromium chromium-driver espeak-ng faketime \
+  nftables
 
 .PHONY: run test lint typecheck unit bench clean
 

@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         default=Path("/tmp/mailfort-campaign"),
         help="where nodes, logs and history.jsonl go (/tmp/mailfort-campaign)",
     )
+    parser.add_argument("--tour", action="store_true", help="begin with one fault of each kind")
     args = parser.parse_args(argv)
     settings = Settings(
         seed=args.seed,
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         every=args.every,
         lease=args.lease,
         kinds=tuple(k for k in args.faults.split(",") if k),
+        tour=args.tour,
     )
     result = run(settings, args.dir)
     print(result.text())

@@ -28,6 +28,7 @@ import contextlib
 import imaplib
 import random
 import re
+import ssl
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -114,6 +115,7 @@ class ImapWorker:
         timeout: float = 10.0,
         retry_pause: float = 0.3,
         max_messages: int = 40,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.name = name
         self.history = history
@@ -124,6 +126,7 @@ class ImapWorker:
         self.timeout = timeout
         self.retry_pause = retry_pause
         self.max_messages = max_messages  # per mailbox: beyond it the worker removes more
+        self.tls = tls  # implicit TLS (the node refuses plaintext logins off loopback)
         self.known: dict[str, _Known] = {}
         self.tainted: set[str] = set()
         self.uidvalidity: dict[str, int] = {}
@@ -141,7 +144,11 @@ class ImapWorker:
                 stop.wait(self.retry_pause)
 
     def _session(self, stop: threading.Event, node: str, host: str, port: int) -> None:
-        imap = imaplib.IMAP4(host, port, timeout=self.timeout)
+        imap = (
+            imaplib.IMAP4_SSL(host, port, ssl_context=self.tls, timeout=self.timeout)
+            if self.tls
+            else imaplib.IMAP4(host, port, timeout=self.timeout)
+        )
         self.sessions += 1
         try:
             imap.login(self.account, self.password)

@@ -17,9 +17,11 @@ from tests.chaos.campaign.mx_load import MID, Recipients
 from tests.chaos.campaign.nemesis import LOSES_LEASES
 from tests.smtpsink import Transaction
 
-# A copy is exposed to a fault on its node that began or ended this close to its arrival: the
-# session before the final dot, the sink's held reply and the outcome's commit fit in it.
-EXPOSURE = 3.0
+# A copy is exposed to a fault on its node that began within this long after its final dot (the
+# sink's held reply and the outcome's commit fit in it), or that was going on at the dot or had
+# ended just before it (a paused node that wakes and finishes a delivery it no longer holds).
+EXPOSURE_AFTER = 2.5
+EXPOSURE_BEFORE = 1.0
 
 
 @dataclass
@@ -48,7 +50,9 @@ def exposed(node: str, at: float, faults: Iterable[Op]) -> Op | None:
         if fault.f not in LOSES_LEASES or fault.node not in (node, "db"):
             continue
         end = fault.end or float("inf")
-        if fault.start - EXPOSURE <= at <= end + EXPOSURE:
+        if at - EXPOSURE_BEFORE <= fault.start <= at + EXPOSURE_AFTER:
+            return fault
+        if fault.start <= at <= end + EXPOSURE_BEFORE:
             return fault
     return None
 

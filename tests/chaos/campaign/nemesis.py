@@ -58,16 +58,19 @@ def schedule(
     lease: float,
     every: float = 3.0,
     kinds: Sequence[str] = (*NODE_FAULTS, *DB_FAULTS),
+    tour: bool = False,
 ) -> list[Fault]:
-    """Faults for `length` seconds, about one per `every` seconds."""
+    """Faults for `length` seconds, about one per `every` seconds; with `tour`, the first ones
+    are one of each kind (in a seeded order), so a short run still tries every fault."""
     rng = random.Random(seed)
     names = [k for k in WEIGHTS if k in kinds]
     weights = [WEIGHTS[k] for k in names]
+    first = rng.sample(names, len(names)) if tour else []
     busy_until = dict.fromkeys(range(nodes + 1), 0.0)
     faults: list[Fault] = []
     t = 2.0
     while t < length:
-        kind = rng.choices(names, weights)[0]
+        kind = first[0] if first else rng.choices(names, weights)[0]
         if kind in DB_FAULTS:
             target = 0
         else:
@@ -85,6 +88,8 @@ def schedule(
             else:
                 seconds = 0.0
             faults.append(Fault(round(t, 2), kind, target, round(seconds, 2), rng.choice((1, -1))))
+            if first:
+                first.pop(0)
             # A restart of a node or of the database takes a few seconds beyond the fault.
             busy_until[target] = t + seconds + 6.0
         t += rng.expovariate(1 / every)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import poplib
 import random
+import ssl
 import threading
 from contextlib import AbstractContextManager
 
@@ -45,6 +46,7 @@ class Pop3Worker:
         retry_pause: float = 0.3,
         drop_rate: float = 0.15,
         session_pause: float = 0.2,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.name = name
         self.history = history
@@ -57,6 +59,7 @@ class Pop3Worker:
         self.drop_rate = drop_rate
         self.session_pause = session_pause  # between sessions, so MX can fill the maildrop
         self.sessions = 0
+        self.tls = tls  # implicit TLS (the node refuses plaintext logins off loopback)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -73,7 +76,11 @@ class Pop3Worker:
     def _session(self, node: str, host: str, port: int) -> None:
         self.sessions += 1
         session = f"{self.name}-{self.sessions}"
-        pop = poplib.POP3(host, port, timeout=self.timeout)
+        pop = (
+            poplib.POP3_SSL(host, port, context=self.tls, timeout=self.timeout)
+            if self.tls
+            else poplib.POP3(host, port, timeout=self.timeout)
+        )
         try:
             pop.user(self.account)
             pop.pass_(self.password)

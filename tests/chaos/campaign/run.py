@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import random
 import shutil
+import ssl
 import subprocess
 import threading
 import time
@@ -14,12 +16,16 @@ from typing import Any
 
 from mailfort.store.postgres import PostgresStore
 from tests.chaos.campaign.cluster import Cluster, build
-from tests.chaos.campaign.history import History, Op, Violation, around
+from tests.chaos.campaign.history import OK, History, Op, Violation, around
+from tests.chaos.campaign.imap_load import ImapWorker
 from tests.chaos.campaign.mail_checks import MailState, check_mail
+from tests.chaos.campaign.mailbox_checks import check_mailboxes, final_state
 from tests.chaos.campaign.mx_load import MID, MailSender, Recipients
 from tests.chaos.campaign.nemesis import Nemesis, schedule
 from tests.chaos.campaign.netns import DB_ADDR, Network, missing_tools
+from tests.chaos.campaign.pop3_load import Pop3Worker
 from tests.chaos.pgha import PgPair
+from tests.cluster_support import unexpected_tracebacks
 
 ROOT = Path(__file__).resolve().parents[3]
 PASSWORD = "campaign password"
@@ -44,6 +50,7 @@ class Settings:
     imap_workers: int = 3
     pop3_workers: int = 2
     kinds: tuple[str, ...] = ()  # empty: every kind
+    tour: bool = False  # begin with one fault of each kind
     settle: float = 180.0  # after the faults: how long the queue may take to empty
 
 
@@ -132,6 +139,7 @@ def run(settings: Settings, root: Path) -> Result:
             settings.nodes,
             settings.lease,
             settings.every,
+            tour=settings.tour,
             **({"kinds": settings.kinds} if settings.kinds else {}),
         )
         nemesis = Nemesis(faults, {n.index: n for n in cluster.nodes}, database, history)
@@ -161,7 +169,10 @@ def run(settings: Settings, root: Path) -> Result:
         state = MailState(local, cluster.sink.received(), len(cluster.schema.queue()))
         mail = check_mail(ops, state, RECIPIENTS)
         violations = list(mail.violations)
-        violations += _mailbox_checks(ops, cluster, state)
+        violations += _mailbox_checks(ops, cluster, time.time())
+        for node in cluster.nodes:
+            for line in unexpected_tracebacks(node.proc.log()):
+                violations.append(Violation("traceback", f"{node.name} logged: {line}", 0.0))
         figures: dict[str, Any] = {
             "load seconds": round(load_seconds, 1),
             "operations": dict(
@@ -171,8 +182,9 @@ def run(settings: Settings, root: Path) -> Result:
             "nemesis errors": nemesis.errors,
             **mail.figures,
         }
-        if hasattr(database, "failovers"):
-            figures["database failovers"] = database.failovers
+        figures["database failovers (writable after, synchronous after; s)"] = [
+            (round(f.writable_after, 2), round(f.synchronous_after, 2)) for f in database.failovers
+        ]
         violations.sort(key=lambda v: v.at)
         return Result(settings, ops, violations, figures)
     finally:
@@ -184,11 +196,54 @@ def run(settings: Settings, root: Path) -> Result:
 
 
 def _mailbox_workers(settings: Settings, history: History, cluster: Cluster) -> list[Any]:
-    return []
+    """IMAP and POP3 workers over implicit TLS, one per account (each the only writer of it)."""
+    tls = ssl.create_default_context()
+    tls.check_hostname = False
+    tls.verify_mode = ssl.CERT_NONE
+
+    def imaps(rng: random.Random) -> tuple[str, str, int]:
+        return cluster.target(rng, "imaps")
+
+    def pop3s(rng: random.Random) -> tuple[str, str, int]:
+        return cluster.target(rng, "pop3s")
+
+    workers: list[Any] = [
+        ImapWorker(
+            f"imap{n}",
+            history,
+            imaps,
+            IMAP_USERS[n],
+            PASSWORD,
+            settings.seed * 100 + 50 + n,
+            tls=tls,
+        )
+        for n in range(min(settings.imap_workers, len(IMAP_USERS)))
+    ]
+    workers += [
+        Pop3Worker(
+            f"pop{n}",
+            history,
+            pop3s,
+            RECIPIENTS.pop3[n],
+            PASSWORD,
+            settings.seed * 100 + 80 + n,
+            tls=tls,
+        )
+        for n in range(min(settings.pop3_workers, len(RECIPIENTS.pop3)))
+    ]
+    return workers
 
 
-def _mailbox_checks(ops: list[Op], cluster: Cluster, state: MailState) -> list[Violation]:
-    return []
+def _mailbox_checks(ops: list[Op], cluster: Cluster, at: float) -> list[Violation]:
+    accounts = [*IMAP_USERS, *RECIPIENTS.pop3]
+    final = final_state(cluster.schema.query, accounts, at)
+    acknowledged: dict[str, set[str]] = {a: set() for a in RECIPIENTS.pop3}
+    for op in ops:
+        if op.f in ("send", "submit") and op.outcome == OK:
+            for rcpt in op.args["to"]:
+                if rcpt in acknowledged:
+                    acknowledged[rcpt].add(op.args["mid"] + "@chaos.test")
+    return check_mailboxes(ops, final, acknowledged)
 
 
 def write_result(result: Result, path: Path) -> None:
