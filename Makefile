@@ -41,7 +41,7 @@ test: $(VENV)/.test-installed
 	@# A private PostgreSQL (installed when missing) for the conformance suite's second engine.
 	MAILFORT_TEST_PG_DSN=$${MAILFORT_TEST_PG_DSN:-$$(scripts/ensure-postgres)} && \
 	  export MAILFORT_TEST_PG_DSN && \
-	  $(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	  $(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 unit: $(VENV)/.test-installed
 	MAILFORT_TEST_PG_DSN=$${MAILFORT_TEST_PG_DSN:-$$(scripts/ensure-postgres)} && \

@@ -136,3 +136,25 @@ class RawImap(RawClient):
     def login(self, user: str = "alice@example.test") -> None:
         _, done = self.command(f'LOGIN "{user}" "{PASSWORD}"', tag="login")
         assert done.startswith(b"login OK"), done
+
+
+# `make test` runs on two pytest-xdist workers (`--dist loadgroup`). These tests load the machine
+# on purpose or judge latency under load (attacks, chaos, overload), or take a global resource
+# (the campaign's namespaces, a tmpfs, fixed loopback sources): they share one worker, one
+# after the other, while the other worker runs everything else.
+_SERIAL = (
+    "tests/adversarial/",
+    "tests/chaos/",
+    "tests/integration/test_overload",
+    "tests/integration/test_stress_unauth",
+    "tests/integration/test_status_faults",
+    "tests/integration/test_cluster_outage",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(str(config.rootpath))
+    for item in items:
+        where = Path(str(item.path)).relative_to(root).as_posix()
+        if where.startswith(_SERIAL):
+            item.add_marker(pytest.mark.xdist_group("serial"))
