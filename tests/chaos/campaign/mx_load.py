@@ -13,13 +13,13 @@ from __future__ import annotations
 import random
 import re
 import smtplib
-import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from tests.chaos.campaign.history import History, Op
+from tests.rawclient import client_tls
 
 MID = re.compile(rb"^Message-ID: <([^@>]+)@chaos\.test>", re.M)
 Targets = Callable[
@@ -37,13 +37,6 @@ class Recipients:
 
     def remote_of(self, address: str) -> str | None:
         return dict(self.forwards).get(address)
-
-
-def _tls() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 class MailSender:
@@ -116,7 +109,7 @@ class MailSender:
         client: smtplib.SMTP
         try:
             if listener == "submissions":
-                client = smtplib.SMTP_SSL(host, port, timeout=self.timeout, context=_tls())
+                client = smtplib.SMTP_SSL(host, port, timeout=self.timeout, context=client_tls())
             else:
                 client = smtplib.SMTP(host, port, timeout=self.timeout)
         except (OSError, smtplib.SMTPException) as exc:

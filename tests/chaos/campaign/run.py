@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 import shutil
-import ssl
 import subprocess
 import threading
 import time
@@ -26,6 +25,7 @@ from tests.chaos.campaign.netns import DB_ADDR, Network, missing_tools
 from tests.chaos.campaign.pop3_load import Pop3Worker
 from tests.chaos.pgha import PgPair
 from tests.cluster_support import unexpected_tracebacks
+from tests.rawclient import client_tls
 
 ROOT = Path(__file__).resolve().parents[3]
 PASSWORD = "campaign password"
@@ -197,9 +197,7 @@ def run(settings: Settings, root: Path) -> Result:
 
 def _mailbox_workers(settings: Settings, history: History, cluster: Cluster) -> list[Any]:
     """IMAP and POP3 workers over implicit TLS, one per account (each the only writer of it)."""
-    tls = ssl.create_default_context()
-    tls.check_hostname = False
-    tls.verify_mode = ssl.CERT_NONE
+    tls = client_tls()
 
     def imaps(rng: random.Random) -> tuple[str, str, int]:
         return cluster.target(rng, "imaps")
