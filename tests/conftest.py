@@ -138,10 +138,10 @@ class RawImap(RawClient):
         assert done.startswith(b"login OK"), done
 
 
-# `make test` runs on two pytest-xdist workers (`--dist loadgroup`). These tests load the machine
-# on purpose or judge latency under load (attacks, chaos, overload), or take a global resource
-# (the campaign's namespaces, a tmpfs, fixed loopback sources): they share one worker, one
-# after the other, while the other worker runs everything else.
+# `make test` runs in two passes: everything else on two pytest-xdist workers, then these alone,
+# one after the other (`-m serial`). They load the machine on purpose or judge latency and
+# timeouts under load (attacks, chaos, overload, stress timers), or take a global resource (the
+# campaign's namespaces, a tmpfs, fixed loopback sources); next to another worker they flake.
 _SERIAL = (
     "tests/adversarial/",
     "tests/chaos/",
@@ -149,12 +149,11 @@ _SERIAL = (
     "tests/integration/test_stress_unauth",
     "tests/integration/test_status_faults",
     "tests/integration/test_cluster_outage",
+    "tests/integration/test_smtp_limits.py::test_idle_sessions_make_room",
 )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    root = Path(str(config.rootpath))
     for item in items:
-        where = Path(str(item.path)).relative_to(root).as_posix()
-        if where.startswith(_SERIAL):
-            item.add_marker(pytest.mark.xdist_group("serial"))
+        if item.nodeid.startswith(_SERIAL):
+            item.add_marker(pytest.mark.serial)

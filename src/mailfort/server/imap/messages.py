@@ -12,7 +12,7 @@ from mailfort.protocol.imap import response
 from mailfort.server.imap import fetch, names
 from mailfort.server.imap.flags import normalize_flags
 from mailfort.server.imap.selected import SelectedMailbox
-from mailfort.server.imap.session import Done, Session, handles
+from mailfort.server.imap.session import HUNG_UP, Done, Session, handles
 from mailfort.server.offload import Pacer
 from mailfort.server.spool import SPOOL_THRESHOLD
 from mailfort.store.api import FlagMode, MessageRow
@@ -307,7 +307,8 @@ async def do_copy(s: Session, cmd: C.Command) -> Done:
     if cmd.move:
         # RFC 6851 4.3: COPYUID goes in an untagged OK before the EXPUNGEs.
         await s.untagged(f"OK [{code}] moved")
-        await s.sync(allow_expunge=True, force=True)
+        if not await s.report_write("MOVE"):
+            return HUNG_UP
         return Done(text="MOVE completed")
     return Done(text="COPY completed", code=code)
 
@@ -320,7 +321,8 @@ async def do_expunge(s: Session, cmd: C.Command) -> Done:
         return Done("NO", "mailbox is read-only", "READ-ONLY")
     uids = sel.resolve(cmd.seqset, uid=True) if cmd.seqset is not None else None
     await s.ctx.store.expunge(account_id, sel.mailbox_id, uids)
-    await s.sync(allow_expunge=True, force=True)
+    if not await s.report_write("EXPUNGE"):
+        return HUNG_UP
     return Done(text="EXPUNGE completed")
 
 

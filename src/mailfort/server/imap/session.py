@@ -186,6 +186,8 @@ class Done:
 
 # A handler that already sent its tagged answer (STARTTLS must answer before the handshake).
 ANSWERED = Done(status="")
+# A handler that ended the session with an untagged BYE and no tagged answer.
+HUNG_UP = Done(status="BYE")
 
 
 class CommandError(Exception):
@@ -258,6 +260,20 @@ class Session:
     async def send(self, data: bytes) -> None:
         await self.io.send(data)
 
+    async def report_write(self, command: str) -> bool:
+        """Send the untagged answers a committed write owes before its tagged OK (EXPUNGE, MOVE:
+        RFC 9051 6.4.3, RFC 6851 3.3). When the store fails now, the write has happened but
+        cannot be reported: a tagged NO would say it had not, an OK without its EXPUNGEs would
+        leave the client's view wrong, so the session ends with BYE and no tagged answer (the
+        client sees the outcome as unknown and resynchronises). False then: return HUNG_UP."""
+        try:
+            await self.sync(allow_expunge=True, force=True)
+        except StoreError as exc:
+            log.warning("event=imap_unreported_write command=%s error=%r", command, exc)
+            await self.untagged("BYE [UNAVAILABLE] done, but it cannot be shown now: reconnect")
+            return False
+        return True
+
     async def untagged(self, text: str) -> None:
         await self.io.send(b"* " + text.encode("utf-8", "surrogateescape") + b"\r\n")
 
@@ -312,6 +328,8 @@ class Session:
                 gate.release(token, ok, client_wait=self.io.blocked - blocked)
         if done is ANSWERED:
             return True
+        if done is HUNG_UP:
+            return False
         if self.state is State.LOGOUT:
             await self.tagged(cmd.tag, done)
             return False
