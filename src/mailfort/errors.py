@@ -35,6 +35,11 @@ class StoreUnavailable(StoreError):
     pass
 
 
+class CommitInDoubt(StoreUnavailable):
+    """The connection broke while the database was committing, and it could not be asked
+    afterwards whether the commit happened: the write may or may not be there."""
+
+
 class SchemaTooNew(StoreError):
     pass
 

@@ -24,7 +24,7 @@ from typing import Final
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, TLSSetupException
 
 from mailfort.auth.login import Logins, Outcome
-from mailfort.errors import OverQuota, StoreError, StoreUnavailable
+from mailfort.errors import CommitInDoubt, OverQuota, StoreError, StoreUnavailable
 from mailfort.mail.accept import Stamp, new_stamp, stamped_request
 from mailfort.mail.address import AddressError, normalize
 from mailfort.mail.directory import Directory, Resolution
@@ -423,6 +423,14 @@ class SmtpPolicy:
             # store refused the whole transaction, so nothing is stored and the sender retries.
             log.info("event=accept_over_quota client=%s error=%s", _peer_ip(session), exc)
             return R.MAILBOX_NO_ROOM
+        except CommitInDoubt as exc:
+            # The message may be stored: a 451 would say it is not. No answer at all, as after a
+            # crash, tells the client the truth: it retries, and at worst the recipient gets a
+            # duplicate (RFC 5321 6.1) rather than a loss.
+            log.error("event=accept_in_doubt client=%s error=%s", _peer_ip(session), exc)
+            if isinstance(server.transport, asyncio.WriteTransport):
+                server.transport.abort()
+            return R.STORE_UNAVAILABLE
         except StoreUnavailable as exc:
             log.error("event=accept_failed client=%s error=%s", _peer_ip(session), exc)
             return R.STORE_UNAVAILABLE

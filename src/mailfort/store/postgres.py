@@ -314,7 +314,16 @@ class PostgresStore(Store):
 
     # -- messages ----------------------------------------------------------------------------
     async def accept(self, request: AcceptRequest) -> AcceptResult:
-        result = await self.db.run(lambda c: q.accept(c, request))
+        blob: list[int] = []
+
+        async def committed(c: Conn) -> bool:
+            # The message's blob id came from a sequence inside the transaction: it exists only
+            # if that transaction committed.
+            return bool(blob) and bool(
+                await c.fetchval("SELECT EXISTS(SELECT 1 FROM blobs WHERE id = $1)", blob[0])
+            )
+
+        result = await self.db.run(lambda c: q.accept(c, request, blob), confirm=committed)
         self._changed(result.mailboxes)
         return result
 

@@ -37,7 +37,13 @@ from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
 
-from mailfort.errors import AlreadyExists, NotFound, StoreError, StoreUnavailable
+from mailfort.errors import (
+    AlreadyExists,
+    CommitInDoubt,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+)
 from mailfort.store.notify import ChangeHub
 
 log = logging.getLogger(__name__)
@@ -54,6 +60,10 @@ _RETRIED = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 # "cannot execute ... in a read-only transaction" / "... during recovery": the server is (or became)
 # read-only, e.g. a fenced old primary; no write of the transaction happened.
 _READ_ONLY = asyncpg.ReadOnlySQLTransactionError
+# How long a write whose COMMIT lost its answer keeps asking whether it committed. An SMTP client
+# waits 10 minutes for the answer to the final dot (RFC 5321 4.5.3.2.6); a restart or failover
+# is over in seconds.
+DOUBT_SECONDS = 30.0
 # Which servers a connection accepts when the url does not say (see the module's docstring).
 _SESSION_ATTRS = "read-write"
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -179,22 +189,29 @@ class Database:
         snapshot: bool = False,
         transaction: bool = True,
         attempts: int = 5,
+        confirm: TxFn[bool] | None = None,
     ) -> T:
         """Run `fn` in one transaction; `snapshot`: every statement sees the same commit.
 
-        `transaction=False` is for one read statement, which is a transaction by itself."""
+        `transaction=False` is for one read statement, which is a transaction by itself.
+        `confirm` answers, on a fresh connection, whether the transaction committed: it is asked
+        when the connection broke during COMMIT (a restart or failover can end a session after
+        the commit and before its answer), so that a write that happened is not reported as
+        failed. Without an answer within `DOUBT_SECONDS` the error is `CommitInDoubt`."""
         isolation = "repeatable_read" if snapshot else "read_committed"
         for attempt in range(attempts):
             pool = self._get_pool()
             # Waiting for a pooled connection counts: a saturated pool is a slow database.
             started = asyncio.get_running_loop().time()
             self.writing += write
+            committing = False
             try:
                 async with pool.acquire(timeout=self.timeout) as conn:
                     if not transaction:
                         return await fn(conn)
                     async with conn.transaction(isolation=isolation, readonly=not write):
                         result = await fn(conn)
+                        committing = True
                 if write:
                     self.commits += 1
                     if self.on_commit is not None:
@@ -218,12 +235,30 @@ class Database:
                     # server refused as read-only: it committed nothing.
                     if attempt == 0 and (not write or isinstance(exc, _READ_ONLY)):
                         continue
+                doubt = committing and isinstance(exc, _CONNECTION_ERRORS)
+                if doubt and confirm is not None and await self._committed(confirm, exc):
+                    return result
                 if error is exc:
                     raise
                 raise error from exc
             finally:
                 self.writing -= write
         raise AssertionError("unreachable")
+
+    async def _committed(self, confirm: TxFn[bool], exc: BaseException) -> bool:
+        """Whether a transaction whose COMMIT lost its answer is there; False when it is not
+        (it was never committed: the error stands); CommitInDoubt when nobody can tell."""
+        deadline = asyncio.get_running_loop().time() + DOUBT_SECONDS
+        while True:
+            try:
+                found = await self.run(confirm, write=False, transaction=False, attempts=1)
+            except StoreUnavailable:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise CommitInDoubt(f"postgresql: commit in doubt after {exc!r}") from exc
+                await asyncio.sleep(0.5)
+                continue
+            log.warning("event=commit_in_doubt committed=%s error=%r", found, exc)
+            return found
 
     async def read(self, fn: TxFn[T], *, snapshot: bool = False) -> T:
         """Several reads in one transaction (one snapshot when asked)."""

@@ -113,7 +113,8 @@ async def _within_quota(c: Conn, account_id: int) -> None:
         raise OverQuota(f"account {account_id}: quota of {r[0]} bytes exceeded")
 
 
-async def accept(c: Conn, req: AcceptRequest) -> AcceptResult:
+async def accept(c: Conn, req: AcceptRequest, blob: list[int] | None = None) -> AcceptResult:
+    """`blob` gets the id of the message's blob when it is kept: the witness of the commit."""
     blob_id = await c.fetchval(
         "INSERT INTO blobs(data, size) VALUES ($1, $2) RETURNING id", req.body, len(req.body)
     )
@@ -157,6 +158,8 @@ async def accept(c: Conn, req: AcceptRequest) -> AcceptResult:
         )
     elif delivered == 0:
         await c.execute("DELETE FROM blobs WHERE id = $1", blob_id)
+    if (pending or delivered) and blob is not None:
+        blob.append(blob_id)
     return AcceptResult(
         queue_id=req.queue_id, delivered=delivered, queued=len(pending), mailboxes=tuple(mailboxes)
     )
