@@ -90,6 +90,18 @@ def login(node: NodeProcess, protocol: str, source: str, user: str, password: st
     return fn(node.ports[port], source, user, password)
 
 
+def owner_login(node: NodeProcess, protocol: str) -> object:
+    """Alice's own login from the customer's address. The customer process logs in as alice
+    too, and POP3 allows one session per maildrop: `-ERR [IN-USE]` (given only after the
+    password was accepted) means her other session holds it for a moment, so try again."""
+    for _ in range(10):
+        answer = login(node, protocol, CUSTOMER, ALICE, PASSWORD)
+        if not (isinstance(answer, bytes) and answer.startswith(b"-ERR [IN-USE]")):
+            return answer
+        time.sleep(0.3)
+    return answer
+
+
 def burst(
     node: NodeProcess, protocol: str, attempts: list[tuple[str, str, str]], workers: int = 45
 ) -> list[object]:
@@ -155,7 +167,7 @@ def test_an_attack_on_accounts_does_not_lock_their_owner_out(fresh_node) -> None
             answers = burst(node, protocol, attempts, workers=10)
             assert all(refused(protocol, a) for a in answers), (protocol, answers)
         for protocol in LOGINS:
-            assert accepted(protocol, login(node, protocol, CUSTOMER, ALICE, PASSWORD)), protocol
+            assert accepted(protocol, owner_login(node, protocol)), protocol
             stolen = login(node, protocol, attacker(200), ALICE, PASSWORD)
             assert refused(protocol, stolen), (protocol, stolen)
     assert_unharmed(node, report)
