@@ -133,6 +133,9 @@ class Nemesis:
         self.history = history
         self.clock_jump = clock_jump
         self._threads: list[threading.Thread] = []
+        # A fault that runs late (a node slow to restart, a failover under load) holds its
+        # target until it is over: the next one on it waits instead of overlapping.
+        self._locks = {i: threading.Lock() for i in (0, *nodes)}
         self._thread: threading.Thread | None = None
         self.errors: list[str] = []
 
@@ -161,7 +164,7 @@ class Nemesis:
         args = {"seconds": fault.seconds}
         if fault.kind == "clock":
             args["jump"] = fault.sign * self.clock_jump
-        with self.history.op("nemesis", fault.kind, target, **args) as op:
+        with self._locks[fault.node], self.history.op("nemesis", fault.kind, target, **args) as op:
             self._do(fault, op)
         if op.outcome != "ok":
             self.errors.append(op.line())
