@@ -638,11 +638,13 @@ def describe(node: Node) -> str:
 
 async def serve(config: Config) -> int:
     node = Node(config)
-    await node.start()
-    print(describe(node), flush=True)
+    # Before the "Stop with SIGTERM" line: a supervisor that sends SIGTERM as soon as it reads
+    # the line must get a drain, not the default action (death by the signal).
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, node.stop_requested.set)
+    await node.start()
+    print(describe(node), flush=True)
     await node.stop_requested.wait()
     reason = "drain requested" if node.membership.draining else "signal"
     print(f"mailfort: shutting down ({reason})", file=sys.stderr, flush=True)
