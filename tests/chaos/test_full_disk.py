@@ -93,11 +93,13 @@ def test_a_full_disk_is_a_temporary_refusal(tmp_path: Path, small_disk: Path) ->
     refused_appends: list[bytes] = []
     try:
         time.sleep(1.0)
+        # Logged in before the disk fills: a login on a full disk is refused as a throttled
+        # one (noted, not yet mended); this test is about the writes.
+        imap = _imap(node)
         filler = small_disk / "filler"
         _fill(filler)
         full_from = len(answers)
         time.sleep(3.0)
-        imap = _imap(node)
         for n in range(2):
             mid = f"append{n}"
             typ, data = imap.append("INBOX", None, None, _body(mid))

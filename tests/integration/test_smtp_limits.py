@@ -715,7 +715,13 @@ def test_idle_sessions_make_room_when_the_node_fills_up(
         # Idle sessions are closed until the node is below the stress share again: at least
         # one, within a stress period of its last command (plus one of the timer's checks).
         # (All three when their timers fire in one loop turn, before any close is counted.)
-        ready, _, _ = select.select([c.sock for c in idle], [], [], 4.0)
+        # The newcomer stays busy meanwhile: it is not idle, and a sweep that closes the idle
+        # ones in the same loop turn as its own stress timer would otherwise close it too.
+        ready: list[socket.socket] = []
+        deadline = time.monotonic() + 4.0
+        while not ready and time.monotonic() < deadline:
+            assert newcomer.cmd(b"NOOP")[0] == 250
+            ready, _, _ = select.select([c.sock for c in idle], [], [], 0.3)
         assert ready, "no idle session was closed under stress"
         for c in idle:
             if c.sock in ready:
