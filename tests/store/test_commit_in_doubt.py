@@ -32,6 +32,7 @@ class CommitCutter:
         self.target = target
         self.armed: str | None = None  # "after" or "before" forwarding the COMMIT
         self.cuts = 0
+        self.refuse = 0  # connections to cut at once from now on (the database still down)
         self.port = 0
         self._server: asyncio.Server | None = None
 
@@ -44,6 +45,10 @@ class CommitCutter:
             self._server.close()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refuse:
+            self.refuse -= 1
+            writer.transport.abort()
+            return
         up_reader, up_writer = await asyncio.open_connection(*self.target)
         done = asyncio.Event()
         muted = asyncio.Event()  # the server's answers go nowhere from the cut on
@@ -129,3 +134,15 @@ async def test_a_commit_that_never_reached_the_server_still_fails(
         await store.accept(request(account_id, "Q2"))
     assert cutter.cuts == 1
     assert await store.list_messages(account_id, "INBOX") == []
+
+
+async def test_the_question_is_asked_again_while_the_database_is_still_away(
+    store_and_cutter: tuple[PostgresStore, CommitCutter, int],
+) -> None:
+    store, cutter, account_id = store_and_cutter
+    cutter.armed = "after"
+    cutter.refuse = 2  # the first questions find no database
+    result = await store.accept(request(account_id, "Q3"))
+    assert cutter.cuts == 1 and cutter.refuse == 0
+    assert result.delivered == 1
+    assert len(await store.list_messages(account_id, "INBOX")) == 1

@@ -233,7 +233,8 @@ class Database:
                     await self._pool.expire_connections()
                     # A read is safe to try again on a fresh connection, and so is a write the
                     # server refused as read-only: it committed nothing.
-                    if attempt == 0 and (not write or isinstance(exc, _READ_ONLY)):
+                    again = attempt == 0 and attempt + 1 < attempts
+                    if again and (not write or isinstance(exc, _READ_ONLY)):
                         continue
                 doubt = committing and isinstance(exc, _CONNECTION_ERRORS)
                 if doubt and confirm is not None and await self._committed(confirm, exc):
