@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from argon2 import PasswordHasher
 
-from mailfort.errors import StoreUnavailable
+from mailfort.errors import CommitInDoubt, StoreUnavailable
 from mailfort.server.admission import ConnectionLimiter
 from mailfort.server.imap.cache import MetaCache
 from mailfort.server.imap.connection import start_imap
@@ -107,3 +107,24 @@ async def test_a_committed_write_the_store_cannot_report_ends_the_session(
     if command.startswith(b"UID MOVE"):
         assert lines[0].startswith(b"* OK [COPYUID "), rest
         assert len(await uids(store, "Archive")) == 1
+
+
+async def test_a_write_whose_commit_is_in_doubt_gets_no_tagged_answer(
+    served: tuple[SqliteStore, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store cannot tell whether the write committed (its COMMIT lost its answer and the
+    database could not be asked): neither OK nor NO is true, so the session ends with BYE."""
+    store, port = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        await reader.readline()
+        for line in (f'l LOGIN {USER} "{PASSWORD}"'.encode(), b"s SELECT INBOX"):
+            writer.write(line + b"\r\n")
+            while not (await reader.readline()).startswith(line[:2]):
+                pass
+        monkeypatch.setattr(store, "copy", failing(CommitInDoubt("commit in doubt")))
+        writer.write(b"c UID MOVE 1 Archive\r\n")
+        rest = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    assert rest.startswith(b"* BYE [UNAVAILABLE]") and b"\r\nc " not in rest, rest

@@ -21,7 +21,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from mailfort.auth.throttle import ThrottleLimits
-from mailfort.errors import StoreUnavailable
+from mailfort.errors import CommitInDoubt, StoreUnavailable
 from mailfort.server import pop3
 from mailfort.server.admission import ConnectionLimiter
 from mailfort.server.pop3_maildrop import LocalMaildropLocks, SizeCache
@@ -314,6 +314,20 @@ async def test_store_outages_are_temporary_errors(
     assert await client.closed() == b""
     await harness.settled()
     assert await harness.messages() == 2 and held(harness) == 0
+
+
+async def test_deletions_in_doubt_get_no_answer(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QUIT's commit lost its answer and the database could not be asked whether it happened:
+    `-ERR ... not removed` could be false, so the session ends without an answer."""
+    await harness.start()
+    client = await harness.connect()
+    await client.login()
+    assert await client.command(b"DELE 1") == b"+OK message 1 deleted\r\n"
+    monkeypatch.setattr(harness.store, "delete_messages", failing(CommitInDoubt("in doubt")))
+    client.writer.write(b"QUIT\r\n")
+    assert await client.closed() == b""
 
 
 async def test_a_bug_is_an_err_line_not_a_traceback(

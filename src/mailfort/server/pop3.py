@@ -19,7 +19,7 @@ import ssl
 from dataclasses import dataclass, field
 
 from mailfort.auth.login import Attempt, Logins, Outcome
-from mailfort.errors import StoreError
+from mailfort.errors import CommitInDoubt, StoreError
 from mailfort.metrics import NodeMetrics
 from mailfort.network import Networks
 from mailfort.protocol.pop3 import replies as R
@@ -372,6 +372,12 @@ class Connection:
             removed = await self.ctx.store.delete_messages(
                 self.account_id, self.mailbox_id, list(event.uids)
             )
+        except CommitInDoubt as exc:
+            # The deletions may have happened: -ERR would say they did not. No answer, as after
+            # a crash; the client's next session shows what is left.
+            log.warning("event=pop3_update_in_doubt user=%s error=%s", self.address, exc)
+            self.core.updated(False)
+            return b""
         except StoreError as exc:
             log.warning("event=pop3_update_failed user=%s error=%s", self.address, exc)
             return self.core.updated(False)

@@ -197,7 +197,8 @@ class Database:
         `confirm` answers, on a fresh connection, whether the transaction committed: it is asked
         when the connection broke during COMMIT (a restart or failover can end a session after
         the commit and before its answer), so that a write that happened is not reported as
-        failed. Without an answer within `DOUBT_SECONDS` the error is `CommitInDoubt`."""
+        failed. Without `confirm`, or without an answer within `DOUBT_SECONDS`, the error is
+        `CommitInDoubt`: the caller must not tell its client the write failed."""
         isolation = "repeatable_read" if snapshot else "read_committed"
         for attempt in range(attempts):
             pool = self._get_pool()
@@ -236,9 +237,11 @@ class Database:
                     again = attempt == 0 and attempt + 1 < attempts
                     if again and (not write or isinstance(exc, _READ_ONLY)):
                         continue
-                doubt = committing and isinstance(exc, _CONNECTION_ERRORS)
-                if doubt and confirm is not None and await self._committed(confirm, exc):
-                    return result
+                if committing and isinstance(exc, _CONNECTION_ERRORS):
+                    if confirm is None:
+                        raise CommitInDoubt(f"postgresql: commit in doubt: {exc!r}") from exc
+                    if await self._committed(confirm, exc):
+                        return result
                 if error is exc:
                     raise
                 raise error from exc

@@ -21,7 +21,7 @@ from typing import Protocol
 
 from mailfort import __version__
 from mailfort.auth.login import Logins, Outcome
-from mailfort.errors import NotFound, OverQuota, StoreError, StoreUnavailable
+from mailfort.errors import CommitInDoubt, NotFound, OverQuota, StoreError, StoreUnavailable
 from mailfort.metrics import NodeMetrics
 from mailfort.network import Networks
 from mailfort.protocol.imap import commands as C
@@ -315,6 +315,13 @@ class Session:
             done = Done("NO", "quota exceeded", "OVERQUOTA")
         except NotFound as exc:
             done = Done("NO", str(exc) or "no such mailbox", "NONEXISTENT")
+        except CommitInDoubt as exc:
+            # The write may have happened: NO would say it had not. The session ends without a
+            # tagged answer, as after a crash, and the client resynchronises.
+            log.warning("event=imap_write_in_doubt command=%s error=%s", cmd.name, exc)
+            await self.untagged("BYE [UNAVAILABLE] whether that was done is unknown: reconnect")
+            done = HUNG_UP
+            ok = False
         except StoreUnavailable:
             log.warning("event=imap_store_unavailable command=%s", cmd.name)
             done = Done("NO", "temporarily unavailable, try again later", "UNAVAILABLE")
