@@ -73,6 +73,18 @@ def failing(exc: Exception) -> Callable[..., Awaitable[Any]]:
     return fail
 
 
+async def selected(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A session logged in as alice with INBOX selected."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await reader.readline()
+    for line in (f'l LOGIN {USER} "{PASSWORD}"'.encode(), b"s SELECT INBOX"):
+        writer.write(line + b"\r\n")
+        while not (answer := await reader.readline()).startswith(line[:2]):
+            pass
+        assert b" OK " in answer
+    return reader, writer
+
+
 async def uids(store: SqliteStore, mailbox: str) -> list[int]:
     account = await store.get_account(USER)
     assert account is not None
@@ -84,14 +96,8 @@ async def test_a_committed_write_the_store_cannot_report_ends_the_session(
     served: tuple[SqliteStore, int], monkeypatch: pytest.MonkeyPatch, command: bytes
 ) -> None:
     store, port = served
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await selected(port)
     try:
-        await reader.readline()
-        for line in (f'l LOGIN {USER} "{PASSWORD}"'.encode(), b"s SELECT INBOX"):
-            writer.write(line + b"\r\n")
-            while not (answer := await reader.readline()).startswith(line[:2]):
-                pass
-            assert b" OK " in answer
         if command.startswith(b"UID EXPUNGE"):
             writer.write(b"f UID STORE 1 +FLAGS.SILENT (\\Deleted)\r\n")
             assert (await reader.readline()).startswith(b"f OK")
@@ -115,13 +121,8 @@ async def test_a_write_whose_commit_is_in_doubt_gets_no_tagged_answer(
     """The store cannot tell whether the write committed (its COMMIT lost its answer and the
     database could not be asked): neither OK nor NO is true, so the session ends with BYE."""
     store, port = served
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await selected(port)
     try:
-        await reader.readline()
-        for line in (f'l LOGIN {USER} "{PASSWORD}"'.encode(), b"s SELECT INBOX"):
-            writer.write(line + b"\r\n")
-            while not (await reader.readline()).startswith(line[:2]):
-                pass
         monkeypatch.setattr(store, "copy", failing(CommitInDoubt("commit in doubt")))
         writer.write(b"c UID MOVE 1 Archive\r\n")
         rest = await asyncio.wait_for(reader.read(), 10)
