@@ -26,22 +26,20 @@ from __future__ import annotations
 
 import contextlib
 import imaplib
-import random
 import re
-import ssl
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from tests.chaos.campaign.history import UNKNOWN, History, Op
+from tests.chaos.campaign.history import UNKNOWN, Op
+from tests.chaos.campaign.worker import SessionWorker
 
 MAILBOXES = ("INBOX", "Archive")
 KEYWORD = "$Chaos"
 FLAGS = ("\\Seen", "\\Flagged", KEYWORD)
 # Flags the checker compares; the server adds none of its own except \Recent, which is ignored.
 IGNORED_FLAGS = frozenset({"\\Recent"})
-
-Targets = Callable[[random.Random], tuple[str, str, int]]
 
 _APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]")
 _COPYUID = re.compile(rb"^(\d+) (\d+) (\d+)$")
@@ -100,38 +98,21 @@ class _Broken(Exception):
     """The session cannot go on (the last operation's outcome is unknown)."""
 
 
-class ImapWorker:
+class ImapWorker(SessionWorker):
     """Random IMAP sessions against the nodes `targets` picks, until `stop` is set."""
 
     def __init__(
         self,
-        name: str,
-        history: History,
-        targets: Targets,
-        account: str,
-        password: str,
-        seed: int,
-        *,
-        timeout: float = 10.0,
-        retry_pause: float = 0.3,
+        *args: Any,
         max_messages: int = 40,
-        tls: ssl.SSLContext | None = None,
+        **kwargs: Any,
     ) -> None:
-        self.name = name
-        self.history = history
-        self.targets = targets
-        self.account = account
-        self.password = password
-        self.rng = random.Random(seed)
-        self.timeout = timeout
-        self.retry_pause = retry_pause
+        super().__init__(*args, **kwargs)
         self.max_messages = max_messages  # per mailbox: beyond it the worker removes more
-        self.tls = tls  # implicit TLS (the node refuses plaintext logins off loopback)
         self.known: dict[str, _Known] = {}
         self.tainted: set[str] = set()
         self.uidvalidity: dict[str, int] = {}
         self._serial = 0
-        self.sessions = 0
         self.errors: list[str] = []  # unexpected exceptions (not the connection's), for a reader
 
     # -- the loop ---------------------------------------------------------------------------

@@ -19,47 +19,30 @@ A session whose connection broke before QUIT has DELEs and no `pop3-quit`: nothi
 from __future__ import annotations
 
 import poplib
-import random
-import ssl
 import threading
 from contextlib import AbstractContextManager
+from typing import Any
 
-from tests.chaos.campaign.history import OK, History, Op
-from tests.chaos.campaign.imap_load import Targets, message_id_of
+from tests.chaos.campaign.history import OK, Op
+from tests.chaos.campaign.imap_load import message_id_of
+from tests.chaos.campaign.worker import SessionWorker
 
 
 class _Broken(Exception):
     pass
 
 
-class Pop3Worker:
+class Pop3Worker(SessionWorker):
     def __init__(
         self,
-        name: str,
-        history: History,
-        targets: Targets,
-        account: str,
-        password: str,
-        seed: int,
-        *,
-        timeout: float = 10.0,
-        retry_pause: float = 0.3,
+        *args: Any,
         drop_rate: float = 0.15,
         session_pause: float = 0.2,
-        tls: ssl.SSLContext | None = None,
+        **kwargs: Any,
     ) -> None:
-        self.name = name
-        self.history = history
-        self.targets = targets
-        self.account = account
-        self.password = password
-        self.rng = random.Random(seed)
-        self.timeout = timeout
-        self.retry_pause = retry_pause
+        super().__init__(*args, **kwargs)
         self.drop_rate = drop_rate
         self.session_pause = session_pause  # between sessions, so MX can fill the maildrop
-        self.sessions = 0
-        self.tls = tls  # implicit TLS (the node refuses plaintext logins off loopback)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
