@@ -368,10 +368,18 @@ class Node:
         address = self._address("http")
         if address is None:
             return
-        from mailfort.status.web import WebContext, create_app
+        from mailfort.status.web import NodeParts, WebContext, create_app
         from mailfort.status.web.server import HttpListener
 
-        context = WebContext.from_node(self)
+        parts = NodeParts(
+            config=self.config,
+            store=self.store,
+            metrics=self.metrics,
+            logins=self.logins,
+            networks=self.networks,
+            gate=lambda: self.gate,
+        )
+        context = WebContext.from_node(parts)
         self.http = HttpListener(
             create_app(context),
             *address,

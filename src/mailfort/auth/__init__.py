@@ -7,6 +7,11 @@ IMAP, POP3, the web's `/account`), with what it is made of:
 * `throttle.py` — failed logins counted per address, network and account before the check;
 * `known.py` — the networks each account logged in from (in the store, read through a cache).
 
-May import the store's role interfaces, `metrics` and `network`; must not import `server/` or
-protocol cores (the overload gate comes in as a `login.Gate`).
+May import: the store's role interfaces, `mail/` (addresses) and the leaves (`errors`,
+`metrics`, `network`), argon2. Must not import: `server/`, protocol cores, a store engine,
+`status/` (the overload gate comes in as a `login.Gate`; tests/unit/test_layers.py).
+
+Promises: the same login on every protocol; an unknown account costs the same time as a known
+one and gets the same answer (no oracle); failed logins are counted per address, network and
+account before the password is checked; password checks per node and network are bounded.
 """

@@ -9,5 +9,7 @@ It answers "what happened to each recipient" (`remote.RecipientResult`: delivere
 failed, with the enhanced status and the remote reply) and decides nothing about the queue: retry
 schedules, lifetimes and bounces belong to `queue/`, and nothing here writes to the store.
 
-May import: `mail/`, `store/` types, dnspython, aiosmtplib. Must not import: `server/`, `queue/`.
+May import: `mail/`, `protocol/smtp` (replies and extensions, shared with the server), the
+store's role interfaces (types), the leaves, dnspython, aiosmtplib. Must not import: `server/`,
+`queue/`, a store engine (tests/unit/test_layers.py).
 """

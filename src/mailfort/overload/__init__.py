@@ -3,7 +3,8 @@
 Contract for everything in this package (DESIGN.md, "Overload"):
 
 * Pure, synchronous logic. No sockets, no asyncio, no store or config imports, no threads, no
-  logging side effects. Wiring into the servers and the delivery queue lives elsewhere.
+  logging side effects: it may import nothing but the standard library and itself
+  (tests/unit/test_layers.py). Wiring into the servers and the delivery queue lives elsewhere.
 * Callers pass the clock: every method that depends on time takes ``now`` (seconds, any
   monotonic origin, e.g. ``time.monotonic()`` or ``loop.time()``). Randomness is passed in too
   (a number in ``[0, 1)`` or an injected ``rand`` callable), so every decision is reproducible

@@ -12,5 +12,6 @@ given; what needs the outside world (checking a password, reading a message, app
 a TLS handshake) comes out as an event, and the server (`server/pop3.py`) hands the result back.
 
 Must not import asyncio, socket, ssl, sqlite3, time, `mailfort.store` or `mailfort.server`
-(tests/unit/test_sans_io.py checks it), and never reads a clock: the server owns every timeout.
+(tests/unit/test_sans_io.py and tests/unit/test_layers.py check it), and never reads a clock:
+the server owns every timeout.
 """

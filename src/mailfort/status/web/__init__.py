@@ -16,11 +16,17 @@ Contract of this package (the web half of ``status/``):
   (public responses are cached by CDNs for everyone).
 - Every request passes :class:`.guard.Guard`: its head and body are bounded (and the body read
   whole) before it may take a slot in the node's overload gate (:mod:`.head`, :mod:`.server`).
-- It must not import protocol cores or server internals; the node passes in what it needs
-  (:class:`.context.WebContext`).
+- It gets from its node only a :class:`.context.NodeParts` (settings, store, metrics, logins,
+  client networks, a way to find the overload gate), from which :class:`.context.WebContext`
+  is built; never the node itself.
+
+May import: ``status/`` (its logic, repository, catalogs and webhook checks), the store's role
+interfaces, ``auth/`` (the ``/account`` login), ``config``, ``overload/``, the leaves (``metrics``,
+``errors``, ``network``), starlette, uvicorn, jinja2, h11. Must not import: protocol cores,
+``server/`` or ``node.py`` (``tests/unit/test_layers.py``).
 """
 
 from mailfort.status.web.app import create_app
-from mailfort.status.web.context import Gate, WebContext
+from mailfort.status.web.context import Gate, NodeParts, WebContext
 
-__all__ = ["Gate", "WebContext", "create_app"]
+__all__ = ["Gate", "NodeParts", "WebContext", "create_app"]

@@ -1,4 +1,9 @@
-"""What the web app needs from its node, passed in (never a module global)."""
+"""What the web app needs from its node, passed in (never a module global).
+
+The node hands the web a `NodeParts` (its settings, store, metrics, logins, client networks and a
+way to find its overload gate), never itself: the web cannot reach the node's listeners, workers
+or cluster membership, and `status/web/` does not import `node.py`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from starlette.requests import Request
 
@@ -20,9 +25,6 @@ from mailfort.status.web.snapshot import SnapshotCache
 from mailfort.status.web.subscribe_limits import SubscribeLimits
 from mailfort.status.webhook_client import WebhookClient
 from mailfort.store.api import Store
-
-if TYPE_CHECKING:
-    from mailfort.node import Node
 
 log = logging.getLogger("mailfort.status.web")
 
@@ -53,6 +55,19 @@ class Gate(Protocol):
     def forget(self, token: Any) -> None: ...
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeParts:
+    """What the status web takes from its node, and nothing else of it."""
+
+    config: Config
+    store: Store
+    metrics: NodeMetrics
+    logins: Logins
+    networks: Networks
+    # Looked up per request, so a node can swap or drop its gate while running.
+    gate: Callable[[], Gate | None]
+
+
 @dataclass(slots=True)
 class WebContext:
     config: Config
@@ -73,9 +88,9 @@ class WebContext:
     subscribe_limits: SubscribeLimits = field(default_factory=SubscribeLimits)
 
     @classmethod
-    def from_node(cls, node: Node) -> WebContext:
-        config = node.config
-        repository = StatusRepository(node.store)
+    def from_node(cls, parts: NodeParts) -> WebContext:
+        config = parts.config
+        repository = StatusRepository(parts.store)
         status = config.status
         snapshots = SnapshotCache(
             lambda now: repository.page(now, days=status.history_days, recent_days=14),
@@ -88,14 +103,14 @@ class WebContext:
                 " set [status] public_url to the page's public address",
             )
         return cls(
-            config=node.config,
-            store=node.store,
+            config=parts.config,
+            store=parts.store,
             repository=repository,
-            metrics=node.metrics,
-            auth=node.logins,
+            metrics=parts.metrics,
+            auth=parts.logins,
             snapshots=snapshots,
-            gate=lambda: node.gate,
-            networks=node.networks,
+            gate=parts.gate,
+            networks=parts.networks,
             webhook_client=WebhookClient(
                 timeout=status.webhook_timeout, allow_private=status.webhook_allow_private
             ),
