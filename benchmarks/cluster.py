@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Cluster benchmark: SMTP ingest and IMAP on PostgreSQL with 1, 2 and 3 nodes (issue 5 item 10).
+"""Cluster benchmark: SMTP ingest and IMAP on PostgreSQL with 1, 2 and 3 nodes.
 
 Every node is a real `mailfort serve` subprocess on loopback (tests/nodeproc.py) whose config has
 `[store] url = "postgresql://…?search_path=SCHEMA"`; all nodes of one row share that schema. By

@@ -67,7 +67,8 @@ HEADER_FETCH = b"FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE)"
 BODY_FETCH = b"UID FETCH 1:* BODY.PEEK[]"
 SESSION_FETCH = b"FETCH 1:20 (BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)])"
 CASES = ("header-cold", "header-warm", "bodies", "sessions-plain", "sessions-imaps")
-DOVECOT = {  # Dovecot 2.3 on the same kind of 2-core machine (issue 3)
+# Dovecot 2.3 on the same kind of 2-core machine: the reference column of benchmarks/README.md.
+DOVECOT = {
     "header-cold": "81 ms",
     "header-warm": "37 ms",
     "bodies": "37 ms",

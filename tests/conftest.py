@@ -58,7 +58,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     proc.stop()
 
 
-# -- IMAP and delivery helpers (issue 3 tests) ----------------------------------------------------
+# -- IMAP and delivery helpers ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def no_tracebacks(node: NodeProcess) -> Iterator[None]:
     """Fails the module when the node logged a traceback: client-caused errors are answered."""

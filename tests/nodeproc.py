@@ -21,7 +21,7 @@ _LISTENER = re.compile(
     r"^\s+(smtp|submission|submissions|imaps?|pop3s?|http)\s+([\d.]+):(\d+)\s", re.M
 )
 
-# IMAP listeners on (the node serves IMAP since issue 3), POP3 ones since issue 4.
+# Every node under test also listens for IMAP and POP3 (each on its own port, or a fixed one).
 IMAP = True
 POP3 = True
 

@@ -5,8 +5,8 @@ Every protocol of a node shares one event loop. Before, a LIST pattern was a bac
 (`LIST "" "<40 x *>Q"` held the loop for seconds, against 255-character names for ever), and
 parsing, decoding and searching message bodies ran on the loop, two regexes on message data
 being quadratic. The bound asserted, half a second for the longest NOOP round trip, is ten times
-what the issue allows a command (~50 ms) and leaves room for a loaded test machine; the old code
-missed it by minutes.
+the ~50 ms a client can notice (which `server/offload.py` keeps a command's turn well under) and
+leaves room for a loaded test machine; the old code missed it by minutes.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Three nodes on one PostgreSQL schema, killed and drained under load (issue 5, items 4, 6, 9).
+"""Three nodes on one PostgreSQL schema, killed and drained under load: nothing lost or doubled.
 
 Concurrent senders spread over the nodes' MX ports; a third of the mail goes to aliases that
 forward to remote recipients, delivered through a transport override to the test's SMTP sink,
@@ -300,7 +300,7 @@ def test_kill_and_restart_nodes_under_load(cluster: Cluster) -> None:
 @pytest.mark.timeout(120)
 def test_rolling_drain_under_load_refuses_nothing_permanently(cluster: Cluster) -> None:
     if not drain_available():
-        pytest.skip("TODO: `mailfort node drain NAME` does not exist yet (issue 5, item 6)")
+        pytest.skip("TODO: `mailfort node drain NAME` does not exist yet")
     nodes = cluster.nodes
     timings = []
     with Load(nodes, "d") as load:

@@ -1,4 +1,4 @@
-"""Three nodes near their limit on one PostgreSQL schema; one SIGKILLed mid-load (issue 6, item 5).
+"""Three nodes near their limit on one PostgreSQL schema; one SIGKILLed mid-load, and no cascade.
 
 The [overload] limits are set low (a handful of transactions per node), so the test's senders
 keep every node near its limit and some work is refused with a 4xx. One node is SIGKILLed while

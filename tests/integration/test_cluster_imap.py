@@ -1,4 +1,4 @@
-"""Any node serves any mailbox: two nodes on one PostgreSQL schema (issue 5, item 5).
+"""Any node serves any mailbox: two nodes on one PostgreSQL schema.
 
 An IMAP session on node A sees flags, expunges and new mail caused on node B at NOOP; IDLE on A
 reports a message delivered over SMTP to B within a second (LISTEN/NOTIFY across nodes); UIDs

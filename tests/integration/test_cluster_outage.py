@@ -1,4 +1,4 @@
-"""PostgreSQL goes away under two nodes and comes back (issue 5, item 8).
+"""PostgreSQL goes away under two nodes and comes back.
 
 The nodes run on a second private PostgreSQL cluster of this test's own (scripts/ensure-postgres
 with MAILFORT_PG_DIR/MAILFORT_PG_PORT), so stopping it disturbs no other test. While it is down,

@@ -1,6 +1,6 @@
 """The status page in a real headless browser (Debian's chromium driven by Selenium): the open
 incident is visible, the embeddable banner turns up red on another site's page, and a screenshot
-of the page is kept as a test artifact (issue 6, item 11)."""
+of the page is kept as a test artifact."""
 
 from __future__ import annotations
 

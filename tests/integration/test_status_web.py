@@ -1,6 +1,8 @@
-"""The status web on a real node's `http` listener, over real HTTP on loopback (issue 6, items
-8 and 10, and /metrics of item 6). Status records are seeded through the real StatusRepository
-on the node's own store, and the node picks them up within its snapshot refresh."""
+"""The status web on a real node's `http` listener, over real HTTP on loopback: the page in two
+languages, the Statuspage-shaped JSON, the Atom feed, the banner, the spoken announcement,
+per-customer status, webhook subscriptions and `/metrics`. Status records are seeded through the
+real StatusRepository on the node's own store, and the node picks them up within its snapshot
+refresh."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Item 4: a worker claims only up to its own limit, and less while its node is stressed, so a
-survivor of a dead node never takes more of the queue than it can deliver."""
+"""Takeover is bounded: a worker claims only up to its own limit, and less while its node is
+stressed, so a survivor of a dead node never takes more of the queue than it can deliver."""
 
 from __future__ import annotations
 
