@@ -43,7 +43,7 @@ UNAVAILABLE: Final = "UNAVAILABLE"  # a temporary failure: the client should try
 UNKNOWN_CTE: Final = "UNKNOWN-CTE"  # RFC 3516 4.3
 USEATTR: Final = "USEATTR"  # RFC 6154 6
 
-_CONTROLS: Final = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROLS: Final = re.compile(r"[\x00-\x1f\x7f]+")  # as `response` cleans status texts
 
 
 @dataclass(frozen=True, slots=True)
