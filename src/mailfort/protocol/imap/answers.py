@@ -11,6 +11,7 @@ The texts are the wire texts: clients and tests see them as they are written her
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,30 +19,34 @@ from typing import Final
 
 from mailfort.protocol.imap import response
 
-# -- response codes (RFC 9051 7.1; RFC 5530 3; the extension that adds each, where it is one) ----
-ALERT: Final = "ALERT"  # the client must show the text to its user
-ALREADYEXISTS: Final = "ALREADYEXISTS"
-AUTHENTICATIONFAILED: Final = "AUTHENTICATIONFAILED"
-AUTHORIZATIONFAILED: Final = "AUTHORIZATIONFAILED"
-BADCHARSET: Final = "BADCHARSET"
-CANNOT: Final = "CANNOT"  # the operation violates a rule of the server, and always will
-CAPABILITY: Final = "CAPABILITY"
-CLIENTBUG: Final = "CLIENTBUG"
-CLOSED: Final = "CLOSED"  # RFC 7162 3.2.11: the previous mailbox is closed
-EXPUNGEISSUED: Final = "EXPUNGEISSUED"
-LIMIT: Final = "LIMIT"  # a server-imposed limit, here on one account's sessions
-NONEXISTENT: Final = "NONEXISTENT"
-NOPERM: Final = "NOPERM"
-OVERQUOTA: Final = "OVERQUOTA"
-PRIVACYREQUIRED: Final = "PRIVACYREQUIRED"
-READ_ONLY: Final = "READ-ONLY"
-READ_WRITE: Final = "READ-WRITE"
-SERVERBUG: Final = "SERVERBUG"
-TOOBIG: Final = "TOOBIG"  # RFC 7889 4
-TRYCREATE: Final = "TRYCREATE"
-UNAVAILABLE: Final = "UNAVAILABLE"  # a temporary failure: the client should try again later
-UNKNOWN_CTE: Final = "UNKNOWN-CTE"  # RFC 3516 4.3
-USEATTR: Final = "USEATTR"  # RFC 6154 6
+
+class Code(enum.StrEnum):
+    """Response codes (RFC 9051 7.1; RFC 5530 3; the extension that adds each, where it is one)."""
+
+    ALERT = "ALERT"  # the client must show the text to its user
+    ALREADYEXISTS = "ALREADYEXISTS"
+    AUTHENTICATIONFAILED = "AUTHENTICATIONFAILED"
+    AUTHORIZATIONFAILED = "AUTHORIZATIONFAILED"
+    BADCHARSET = "BADCHARSET"
+    CANNOT = "CANNOT"  # the operation violates a rule of the server, and always will
+    CAPABILITY = "CAPABILITY"
+    CLIENTBUG = "CLIENTBUG"
+    CLOSED = "CLOSED"  # RFC 7162 3.2.11: the previous mailbox is closed
+    EXPUNGEISSUED = "EXPUNGEISSUED"
+    LIMIT = "LIMIT"  # a server-imposed limit, here on one account's sessions
+    NONEXISTENT = "NONEXISTENT"
+    NOPERM = "NOPERM"
+    OVERQUOTA = "OVERQUOTA"
+    PRIVACYREQUIRED = "PRIVACYREQUIRED"
+    READ_ONLY = "READ-ONLY"
+    READ_WRITE = "READ-WRITE"
+    SERVERBUG = "SERVERBUG"
+    TOOBIG = "TOOBIG"  # RFC 7889 4
+    TRYCREATE = "TRYCREATE"
+    UNAVAILABLE = "UNAVAILABLE"  # a temporary failure: the client should try again later
+    UNKNOWN_CTE = "UNKNOWN-CTE"  # RFC 3516 4.3
+    USEATTR = "USEATTR"  # RFC 6154 6
+
 
 _CONTROLS: Final = re.compile(r"[\x00-\x1f\x7f]+")  # as `response` cleans status texts
 
@@ -92,21 +97,21 @@ def not_allowed(command: str, state: str) -> Answer:
     return bad(f"{command} is not allowed in the {state} state")
 
 
-BUSY: Final = Answer("NO", "server busy, try again later", UNAVAILABLE)
-TRY_LATER: Final = Answer("NO", "temporarily unavailable, try again later", UNAVAILABLE)
-OVER_QUOTA: Final = Answer("NO", "quota exceeded", OVERQUOTA)
-LITERAL_TOO_BIG: Final = Answer("NO", "literal too large", TOOBIG)  # RFC 9051 7.5
+BUSY: Final = Answer("NO", "server busy, try again later", Code.UNAVAILABLE)
+TRY_LATER: Final = Answer("NO", "temporarily unavailable, try again later", Code.UNAVAILABLE)
+OVER_QUOTA: Final = Answer("NO", "quota exceeded", Code.OVERQUOTA)
+LITERAL_TOO_BIG: Final = Answer("NO", "literal too large", Code.TOOBIG)  # RFC 9051 7.5
 
 # -- not authenticated (RFC 9051 6.2) ------------------------------------------------------------
-LOGIN_NEEDS_TLS: Final = Answer("NO", "log in after STARTTLS", PRIVACYREQUIRED)
-AUTHENTICATE_NEEDS_TLS: Final = Answer("NO", "authenticate after STARTTLS", PRIVACYREQUIRED)
-LOGIN_FAILED: Final = Answer("NO", "invalid credentials", AUTHENTICATIONFAILED)
-LOGINS_THROTTLED: Final = Answer("NO", "too many failed logins, try again later", UNAVAILABLE)
+LOGIN_NEEDS_TLS: Final = Answer("NO", "log in after STARTTLS", Code.PRIVACYREQUIRED)
+AUTHENTICATE_NEEDS_TLS: Final = Answer("NO", "authenticate after STARTTLS", Code.PRIVACYREQUIRED)
+LOGIN_FAILED: Final = Answer("NO", "invalid credentials", Code.AUTHENTICATIONFAILED)
+LOGINS_THROTTLED: Final = Answer("NO", "too many failed logins, try again later", Code.UNAVAILABLE)
 TOO_MANY_SESSIONS: Final = Answer(
-    "NO", "too many sessions for this account, try again later", LIMIT
+    "NO", "too many sessions for this account, try again later", Code.LIMIT
 )
-OTHER_USER: Final = Answer("NO", "cannot act for another user", AUTHORIZATIONFAILED)
-MECHANISM_UNSUPPORTED: Final = Answer("NO", "unsupported mechanism; use PLAIN", CANNOT)
+OTHER_USER: Final = Answer("NO", "cannot act for another user", Code.AUTHORIZATIONFAILED)
+MECHANISM_UNSUPPORTED: Final = Answer("NO", "unsupported mechanism; use PLAIN", Code.CANNOT)
 AUTHENTICATE_TIMED_OUT: Final = bad("authentication timed out")
 AUTHENTICATE_CANCELLED: Final = bad("authentication cancelled")  # RFC 9051 6.2.2: "*"
 INVALID_BASE64: Final = bad("invalid base64")
@@ -117,7 +122,7 @@ BEGIN_TLS: Final = ok("begin TLS negotiation now")
 
 def logged_in(capabilities: str) -> Answer:
     """RFC 9051 6.2.3: the capabilities after login may ride in the tagged OK."""
-    return ok("logged in", f"{CAPABILITY} {capabilities}")
+    return ok("logged in", f"{Code.CAPABILITY} {capabilities}")
 
 
 # -- IDLE (RFC 2177) ---------------------------------------------------------------------------
@@ -127,35 +132,35 @@ IDLE_EXPECTED_DONE: Final = bad("expected DONE")
 IDLE_SHUT_DOWN: Final = ok("IDLE terminated by shutdown")
 
 # -- mailboxes (RFC 9051 6.3) --------------------------------------------------------------------
-NO_SUCH_MAILBOX: Final = Answer("NO", "no such mailbox", NONEXISTENT)
-NO_SUCH_QUOTA_ROOT: Final = Answer("NO", "no such quota root", NONEXISTENT)
-MAILBOX_EXISTS: Final = Answer("NO", "mailbox already exists", ALREADYEXISTS)
-INBOX_EXISTS: Final = Answer("NO", "INBOX always exists", ALREADYEXISTS)
-INBOX_UNDELETABLE: Final = Answer("NO", "INBOX cannot be deleted", CANNOT)
-ONE_SPECIAL_USE: Final = Answer("NO", "one special use per mailbox", USEATTR)
-QUOTA_BY_PROVIDER: Final = Answer("NO", "quotas are set by the provider", NOPERM)
+NO_SUCH_MAILBOX: Final = Answer("NO", "no such mailbox", Code.NONEXISTENT)
+NO_SUCH_QUOTA_ROOT: Final = Answer("NO", "no such quota root", Code.NONEXISTENT)
+MAILBOX_EXISTS: Final = Answer("NO", "mailbox already exists", Code.ALREADYEXISTS)
+INBOX_EXISTS: Final = Answer("NO", "INBOX always exists", Code.ALREADYEXISTS)
+INBOX_UNDELETABLE: Final = Answer("NO", "INBOX cannot be deleted", Code.CANNOT)
+ONE_SPECIAL_USE: Final = Answer("NO", "one special use per mailbox", Code.USEATTR)
+QUOTA_BY_PROVIDER: Final = Answer("NO", "quotas are set by the provider", Code.NOPERM)
 
 
 def no_such_mailbox(name: str) -> Answer:
-    return no(f"no mailbox {name}", NONEXISTENT)
+    return no(f"no mailbox {name}", Code.NONEXISTENT)
 
 
 def nonexistent(text: str) -> Answer:
     """NO [NONEXISTENT] with the store's own words for what is missing."""
-    return no(text or NO_SUCH_MAILBOX.text, NONEXISTENT)
+    return no(text or NO_SUCH_MAILBOX.text, Code.NONEXISTENT)
 
 
 def already_exists(name: str) -> Answer:
-    return no(f"{name} already exists", ALREADYEXISTS)
+    return no(f"{name} already exists", Code.ALREADYEXISTS)
 
 
 def cannot(text: str) -> Answer:
     """A name or value the server's rules refuse (e.g. an invalid mailbox name)."""
-    return no(text, CANNOT)
+    return no(text, Code.CANNOT)
 
 
 def unsupported_special_use(use: str) -> Answer:
-    return no(f"unsupported special use {use}", USEATTR)
+    return no(f"unsupported special use {use}", Code.USEATTR)
 
 
 def unknown_status_item(item: str) -> Answer:
@@ -165,18 +170,18 @@ def unknown_status_item(item: str) -> Answer:
 def opened(*, readonly: bool) -> Answer:
     """The tagged OK of SELECT and EXAMINE (RFC 9051 6.3.2, 6.3.3)."""
     if readonly:
-        return ok("EXAMINE completed", READ_ONLY)
-    return ok("SELECT completed", READ_WRITE)
+        return ok("EXAMINE completed", Code.READ_ONLY)
+    return ok("SELECT completed", Code.READ_WRITE)
 
 
 # -- APPEND (RFC 9051 6.3.12, RFC 4315 3) ------------------------------------------------------
-MESSAGE_TOO_BIG: Final = Answer("NO", "message too large", TOOBIG)
-EMPTY_MESSAGE: Final = Answer("NO", "empty message", CANNOT)
+MESSAGE_TOO_BIG: Final = Answer("NO", "message too large", Code.TOOBIG)
+EMPTY_MESSAGE: Final = Answer("NO", "empty message", Code.CANNOT)
 
 
 def try_create(name: str) -> Answer:
     """The target of APPEND, COPY or MOVE does not exist; creating it may help (9051 7.1)."""
-    return no(f"no mailbox {name}", TRYCREATE)
+    return no(f"no mailbox {name}", Code.TRYCREATE)
 
 
 def appended(uidvalidity: int, uids: str) -> Answer:
@@ -184,11 +189,13 @@ def appended(uidvalidity: int, uids: str) -> Answer:
 
 
 # -- the selected state (RFC 9051 6.4) -----------------------------------------------------------
-MAILBOX_READ_ONLY: Final = Answer("NO", "mailbox is read-only", READ_ONLY)
-EXPUNGE_ISSUED: Final = Answer("NO", "some messages were expunged meanwhile", EXPUNGEISSUED)
-UNKNOWN_TRANSFER_ENCODING: Final = Answer("NO", "unknown content-transfer-encoding", UNKNOWN_CTE)
+MAILBOX_READ_ONLY: Final = Answer("NO", "mailbox is read-only", Code.READ_ONLY)
+EXPUNGE_ISSUED: Final = Answer("NO", "some messages were expunged meanwhile", Code.EXPUNGEISSUED)
+UNKNOWN_TRANSFER_ENCODING: Final = Answer(
+    "NO", "unknown content-transfer-encoding", Code.UNKNOWN_CTE
+)
 # RFC 9051 6.4.4: the charsets the server does support ride in the code.
-BAD_CHARSET: Final = Answer("NO", "unsupported charset", f"{BADCHARSET} (UTF-8 US-ASCII)")
+BAD_CHARSET: Final = Answer("NO", "unsupported charset", f"{Code.BADCHARSET} (UTF-8 US-ASCII)")
 
 
 def copyuid(uidvalidity: int, source: str, target: str) -> str:
@@ -207,28 +214,28 @@ def bye(text: str, code: str | None = None) -> bytes:
 
 
 BYE_LOGOUT: Final = bye("logging out")
-BYE_SHUTDOWN: Final = bye("server shutting down, please reconnect", UNAVAILABLE)
-BYE_BUSY: Final = bye("server busy, try again later", UNAVAILABLE)
-BYE_CONNECTIONS: Final = bye("too many connections from your address", UNAVAILABLE)
-BYE_SERVERBUG: Final = bye("internal error, please reconnect", SERVERBUG)
+BYE_SHUTDOWN: Final = bye("server shutting down, please reconnect", Code.UNAVAILABLE)
+BYE_BUSY: Final = bye("server busy, try again later", Code.UNAVAILABLE)
+BYE_CONNECTIONS: Final = bye("too many connections from your address", Code.UNAVAILABLE)
+BYE_SERVERBUG: Final = bye("internal error, please reconnect", Code.SERVERBUG)
 BYE_AUTOLOGOUT: Final = bye("autologout; idle for too long")  # RFC 9051 5.4
 BYE_LITERAL_TOO_SLOW: Final = bye("literal data arriving too slowly")
 BYE_TOO_MANY_UNAUTHENTICATED: Final = bye("too many commands without logging in")
 BYE_INVALID_INPUT: Final = bye("too much invalid input")
 # RFC 9051 7.1: BYE when the selected mailbox is deleted under the session.
-BYE_MAILBOX_DELETED: Final = bye("the selected mailbox was deleted", CLIENTBUG)
+BYE_MAILBOX_DELETED: Final = bye("the selected mailbox was deleted", Code.CLIENTBUG)
 # A write that may have committed: neither OK nor NO is true, so no tagged answer follows.
-BYE_IN_DOUBT: Final = bye("whether that was done is unknown: reconnect", UNAVAILABLE)
+BYE_IN_DOUBT: Final = bye("whether that was done is unknown: reconnect", Code.UNAVAILABLE)
 # A write that committed but whose untagged answers cannot be sent (RFC 9051 6.4.3).
-BYE_UNREPORTED: Final = bye("done, but it cannot be shown now: reconnect", UNAVAILABLE)
+BYE_UNREPORTED: Final = bye("done, but it cannot be shown now: reconnect", Code.UNAVAILABLE)
 
-MAILBOX_CLOSED: Final = response.untagged_status("OK", "previous mailbox closed", CLOSED)
+MAILBOX_CLOSED: Final = response.untagged_status("OK", "previous mailbox closed", Code.CLOSED)
 
 
 def greeting(hostname: str, capabilities: str) -> bytes:
     """RFC 9051 7.1.1: the greeting may carry the capabilities, saving a round trip."""
     return response.untagged_status(
-        "OK", f"{hostname} mailfort IMAP ready", f"{CAPABILITY} {capabilities}"
+        "OK", f"{hostname} mailfort IMAP ready", f"{Code.CAPABILITY} {capabilities}"
     )
 
 
@@ -257,7 +264,7 @@ def first_unseen(seq: int) -> bytes:
 
 def alert(text: str) -> bytes:
     """`* OK [ALERT] text`: RFC 9051 7.1, the client must show it to its user."""
-    return response.untagged_status("OK", text, ALERT)
+    return response.untagged_status("OK", text, Code.ALERT)
 
 
 def moved(copyuid_code: str) -> bytes:

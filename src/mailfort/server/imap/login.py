@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import logging
+from typing import Final
 
 from mailfort.auth.login import Outcome
 from mailfort.protocol.imap import answers
@@ -16,6 +17,12 @@ from mailfort.status.components import Component
 
 log = logging.getLogger("mailfort.imap")
 
+# Outcomes that end a login before the password is judged.
+_REFUSED: Final = {
+    Outcome.THROTTLED: answers.LOGINS_THROTTLED,
+    Outcome.UNAVAILABLE: answers.TRY_LATER,
+}
+
 
 async def log_in(s: Session, user: str, password: str) -> Answer:
     """The password check both LOGIN and AUTHENTICATE PLAIN end in."""
@@ -25,10 +32,9 @@ async def log_in(s: Session, user: str, password: str) -> Answer:
     auth = s.ctx.auth
     attempt = await auth.attempt("imap", ip, user, password, s.ctx.gate)
     auth.record(attempt)
-    if attempt.outcome is Outcome.THROTTLED:
-        return answers.LOGINS_THROTTLED
-    if attempt.outcome is Outcome.UNAVAILABLE:
-        return answers.TRY_LATER
+    refused = _REFUSED.get(attempt.outcome)
+    if refused is not None:
+        return refused
     account = attempt.account
     if account is None:
         s.ctx.logins["failed"] += 1
