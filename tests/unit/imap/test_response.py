@@ -235,3 +235,57 @@ def test_list_and_status_responses() -> None:
         R.status_response("Sent Items", [("MESSAGES", 3), ("UNSEEN", 1)])
         == b'* STATUS "Sent Items" (MESSAGES 3 UNSEEN 1)\r\n'
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "utf8", "wire"),
+    [
+        ("INBOX", False, b"INBOX"),  # an atom
+        ("a/b]c", False, b"a/b]c"),  # "]" is an ASTRING-CHAR
+        ("Sent Items", False, b'"Sent Items"'),  # SP: quoted
+        ("NIL", False, b'"NIL"'),  # an atom NIL would read as no name at all
+        ("", False, b'""'),
+        ("50%", False, b'"50%"'),  # list-wildcards are not ASTRING-CHARs
+        ('say "hi"', False, b'"say \\"hi\\""'),
+        ("☃", True, '"☃"'.encode()),  # utf8-quoted once UTF-8 is enabled
+        ("☃", False, b"{3}\r\n\xe2\x98\x83"),  # else a literal (the server sends mUTF-7 anyway)
+        ("a\r\nb", False, b"{4}\r\na\r\nb"),
+    ],
+)
+def test_mailbox_names_in_status_list_and_quotaroot(name: str, utf8: bool, wire: bytes) -> None:
+    assert R.status_response(name, [("MESSAGES", 1)], utf8=utf8) == (
+        b"* STATUS " + wire + b" (MESSAGES 1)\r\n"
+    )
+    assert R.list_response(["\\HasNoChildren"], "/", name, utf8=utf8) == (
+        b'* LIST (\\HasNoChildren) "/" ' + wire + b"\r\n"
+    )
+    assert R.quotaroot_response(name, [""], utf8=utf8) == b"* QUOTAROOT " + wire + b' ""\r\n'
+
+
+def test_mailbox_data_responses() -> None:
+    # FLAGS keeps the order given: system flags first, then keywords (as SELECT lists them).
+    assert R.flags_response(["\\Seen", "$Forwarded"]) == b"* FLAGS (\\Seen $Forwarded)\r\n"
+    assert R.exists(3) == b"* 3 EXISTS\r\n"
+    assert R.recent(0) == b"* 0 RECENT\r\n"
+    assert R.expunge(7) == b"* 7 EXPUNGE\r\n"
+    assert R.status_response("x", []) == b"* STATUS x ()\r\n"
+    assert R.quotaroot_response("INBOX", []) == b"* QUOTAROOT INBOX\r\n"
+    assert R.quota_response("", [("STORAGE", 1, 4883)]) == b'* QUOTA "" (STORAGE 1 4883)\r\n'
+
+
+def test_session_data_responses() -> None:
+    assert R.capability_response("IMAP4rev1 IDLE") == b"* CAPABILITY IMAP4rev1 IDLE\r\n"
+    assert R.enabled_response(["CONDSTORE", "IMAP4rev2"]) == b"* ENABLED CONDSTORE IMAP4rev2\r\n"
+    assert R.namespace_response("/") == b'* NAMESPACE (("" "/")) NIL NIL\r\n'
+    assert R.id_response([("name", "mailfort"), ("version", "1.0")]) == (
+        b'* ID ("name" "mailfort" "version" "1.0")\r\n'
+    )
+    assert R.id_response([]) == b"* ID NIL\r\n"
+
+
+def test_fetch_response_of_nothing_and_of_a_large_value() -> None:
+    assert R.fetch_response(1, []) == b"* 1 FETCH ()\r\n"
+    body = b"x" * 300_000
+    assert R.fetch_response(2, [(b"UID", b"9"), (b"BODY[]", b"{300000}\r\n" + body)]) == (
+        b"* 2 FETCH (UID 9 BODY[] {300000}\r\n" + body + b")\r\n"
+    )

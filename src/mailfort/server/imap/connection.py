@@ -19,10 +19,10 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from mailfort.protocol.imap import framing, response
+from mailfort.protocol.imap import answers, framing, response
 from mailfort.protocol.imap.commands import Append, Command, StartTLS
 from mailfort.server.admission import ConnectionLimiter
-from mailfort.server.imap import mailboxes, messages  # noqa: F401  (registers handlers)
+from mailfort.server.imap import dispatch
 from mailfort.server.imap.session import ImapContext, Session, State
 from mailfort.server.listener import (
     Admitted,
@@ -249,7 +249,7 @@ class Connection:
                 if literal_due is not None:
                     timeout = min(timeout, max(0.0, literal_due - loop.time()))
                 if self.closing.is_set():
-                    await self._bye("[UNAVAILABLE] server shutting down, please reconnect")
+                    await self._bye(answers.BYE_SHUTDOWN)
                     return
                 self._read_task = asyncio.ensure_future(self._read(timeout))
                 try:
@@ -266,7 +266,7 @@ class Connection:
                         self.client_ip,
                         self._literal_read,
                     )
-                    await self._bye("literal data arriving too slowly")
+                    await self._bye(answers.BYE_LITERAL_TOO_SLOW)
                     return
                 if data is None and not authed and not self.closing.is_set():
                     if loop.time() < self._login_deadline(connected_at):
@@ -275,14 +275,14 @@ class Connection:
                         log.info("event=stress_unauth_timeout client=%s", self.client_ip)
                 if not data:
                     if self.closing.is_set():
-                        await self._bye("[UNAVAILABLE] server shutting down, please reconnect")
+                        await self._bye(answers.BYE_SHUTDOWN)
                         return
                     if not authed or timeout <= 0:
-                        await self._bye("autologout; idle for too long")
+                        await self._bye(answers.BYE_AUTOLOGOUT)
                     elif self.reader.at_eof():
                         return
                     else:
-                        await self._bye("autologout; idle for too long")
+                        await self._bye(answers.BYE_AUTOLOGOUT)
                     return
                 self.framer.max_literal = (
                     self.limits.max_literal if authed else self.limits.unauth_max_literal
@@ -300,19 +300,18 @@ class Connection:
                 # Refused and malformed commands count too: garbage is no cheaper to answer.
                 unauth_commands += 1
                 if unauth_commands > self.limits.unauth_commands:
-                    await self._bye("too many commands without logging in")
+                    await self._bye(answers.BYE_TOO_MANY_UNAUTHENTICATED)
                     return
             if isinstance(event, framing.Continue):
-                await self.send(b"+ Ready for literal data\r\n")
+                await self.send(answers.READY_FOR_LITERAL)
                 continue
             if isinstance(event, framing.LiteralTooBig):
-                tag = event.tag or "*"
-                await self.send(f"{tag} NO [TOOBIG] literal too large\r\n".encode())
+                await self.send(answers.LITERAL_TOO_BIG.line(event.tag or "*"))
                 continue
             if isinstance(event, framing.ParseError):
                 await self.send(response.tagged(event.tag or "*", "BAD", event.text, event.code))
                 if event.close:
-                    await self._bye("too much invalid input")
+                    await self._bye(answers.BYE_INVALID_INPUT)
                     return
                 continue
             if isinstance(event, framing.RawLine):
@@ -321,7 +320,7 @@ class Connection:
             if starttls:
                 self._reading(False)  # until the handshake; see start_tls()
             try:
-                keep = await self.session.handle(event.command)
+                keep = await dispatch.run(self.session, event.command)
             finally:
                 self._done_with(event.command)
             if starttls:
@@ -329,15 +328,13 @@ class Connection:
             if not keep:
                 return
 
-    async def _bye(self, text: str) -> None:
+    async def _bye(self, line: bytes) -> None:
         with contextlib.suppress(Exception):
-            await self.send(f"* BYE {text}\r\n".encode())
+            await self.send(line)
 
 
 REFUSALS = RefusalLines(
-    busy=b"* BYE [UNAVAILABLE] server busy, try again later\r\n",
-    client=b"* BYE [UNAVAILABLE] too many connections from your address\r\n",
-    draining=b"* BYE [UNAVAILABLE] server shutting down, please reconnect\r\n",
+    busy=answers.BYE_BUSY, client=answers.BYE_CONNECTIONS, draining=answers.BYE_SHUTDOWN
 )
 
 
@@ -375,7 +372,7 @@ async def start_imap(
             # Never a traceback on the wire; the rest of the node carries on.
             log.exception("event=imap_session_crashed client=%s", ip)
             with contextlib.suppress(Exception):
-                writer.write(b"* BYE [SERVERBUG] internal error, please reconnect\r\n")
+                writer.write(answers.BYE_SERVERBUG)
         finally:
             registry.discard(connection)
             admitted.release()

@@ -178,8 +178,17 @@ def render(att: FetchAtt, view: MessageView, *, modseq: int) -> tuple[bytes, byt
     return label, _content(_cut(decoded, att.partial), binary=True)
 
 
-def fetch_line(seq: int, items: list[tuple[bytes, bytes]]) -> bytes:
-    return b"* %d FETCH (" % seq + b" ".join(k + b" " + v for k, v in items) + b")\r\n"
+def flag_update(seq: int, row: MessageRow, *, uid: bool, flags: bool = True, modseq: bool) -> bytes:
+    """`* 3 FETCH (UID 7 FLAGS (\\Seen) MODSEQ (12))`: what STORE answers and what a session is
+    told of flags other sessions changed. MODSEQ for CONDSTORE clients (RFC 7162 3.1.3, 3.2.4)."""
+    items: list[tuple[bytes, bytes]] = []
+    if uid:
+        items.append((b"UID", b"%d" % row.uid))
+    if flags:
+        items.append((b"FLAGS", flag_list(row.flags)))
+    if modseq:
+        items.append((b"MODSEQ", b"(%d)" % row.modseq))
+    return response.fetch_response(seq, items)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -223,5 +232,5 @@ def render_batch(
         except UnknownTransferEncoding:
             out.unknown_cte = True
             return out
-        out.lines.append(fetch_line(item.seq, rendered))
+        out.lines.append(response.fetch_response(item.seq, rendered))
     return out

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 SYSTEM_FLAGS = frozenset({"\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"})
-PERMANENT_FLAGS = " ".join(sorted(SYSTEM_FLAGS)) + " \\*"
+# RFC 9051 7.1: "\\*" says clients may create keywords.
+PERMANENT_FLAGS = (*sorted(SYSTEM_FLAGS), "\\*")
 _CANONICAL = {f.lower(): f for f in SYSTEM_FLAGS | {"\\Recent"}}
 MAX_FLAG = 100
 

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import time
+from typing import Final
 
 from mailfort.errors import AlreadyExists, NotFound
+from mailfort.protocol.imap import answers, response
 from mailfort.protocol.imap import commands as C
-from mailfort.protocol.imap import response
+from mailfort.protocol.imap.answers import Answer
 from mailfort.server.imap import names
 from mailfort.server.imap.flags import PERMANENT_FLAGS, SYSTEM_FLAGS, normalize_flags
 from mailfort.server.imap.selected import SelectedMailbox
-from mailfort.server.imap.session import CommandError, Done, Session, State, handles
+from mailfort.server.imap.session import CommandError, Session, State
 from mailfort.server.offload import Pacer
 from mailfort.server.spool import SpoolFile
 from mailfort.store.api import AppendItem, Mailbox, MailboxStatus
 
+# RFC 5258 3.5: a name listed only because an inferior is subscribed says so.
+CHILDINFO_SUBSCRIBED: Final = (b'("CHILDINFO" ("SUBSCRIBED"))',)
 _SPECIAL_USES = frozenset(
     {"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"}
 )
@@ -26,25 +30,25 @@ def _account_id(s: Session) -> int:
     return s.account.id
 
 
-def wire_name(s: Session, name: str) -> bytes:
-    return response.astring(names.encode(name, s.utf8), utf8=s.utf8)
+def wire_name(s: Session, name: str) -> str:
+    """A store name as this session's client spells it (modified UTF-7 unless UTF-8 is on)."""
+    return names.encode(name, s.utf8)
 
 
 async def _mailbox(s: Session, raw: str) -> Mailbox:
     name = names.decode(raw, s.utf8)
     box = await s.ctx.store.get_mailbox(_account_id(s), name)
     if box is None:
-        raise CommandError("NO", f"no mailbox {name}", "NONEXISTENT")
+        raise CommandError(answers.no_such_mailbox(name))
     return box
 
 
-@handles(C.Select)
-async def do_select(s: Session, cmd: C.Command) -> Done:
+async def do_select(s: Session, cmd: C.Command) -> Answer:
     assert isinstance(cmd, C.Select)
     if s.selected is not None:
         s.close_selected()
         # RFC 7162 3.2.11 / RFC 9051 7.1: tell the client the old mailbox is closed.
-        await s.untagged("OK [CLOSED] previous mailbox closed")
+        await s.send(answers.MAILBOX_CLOSED)
     box = await _mailbox(s, cmd.mailbox)
     # The mailbox row first, then the messages: anything newer than the row is caught by the
     # next sync instead of being missed.
@@ -68,50 +72,49 @@ async def do_select(s: Session, cmd: C.Command) -> Done:
         rows=rows,
     )
     keywords = sorted({f for r in rows for f in r.flags} - SYSTEM_FLAGS)
-    flags = " ".join(sorted(SYSTEM_FLAGS) + keywords)
-    out = [
-        f"* {sel.exists} EXISTS",
-        f"* FLAGS ({flags})",
-        "* OK [PERMANENTFLAGS ()] read-only"
-        if cmd.readonly
-        else f"* OK [PERMANENTFLAGS ({PERMANENT_FLAGS})] flags permitted",
-        f"* OK [UIDVALIDITY {box.uidvalidity}] UIDs valid",
-        f"* OK [UIDNEXT {uidnext}] predicted next UID",
-        f"* OK [HIGHESTMODSEQ {highest}] highest modseq",
-    ]
+    unseen = None
     if not s.rev2:
-        out.insert(1, "* 0 RECENT")
         unseen = next((i + 1 for i, r in enumerate(rows) if "\\Seen" not in r.flags), None)
-        if unseen is not None:
-            out.append(f"* OK [UNSEEN {unseen}] first unseen")
-    else:
-        out.append('* LIST () "/" ' + wire_name(s, box.name).decode("utf-8", "replace"))
-    await s.send(("\r\n".join(out) + "\r\n").encode("utf-8", "surrogateescape"))
+    # RFC 9051 6.3.2 (and RFC 3501 6.3.1 for RECENT and UNSEEN, RFC 7162 3.1.2.1 for
+    # HIGHESTMODSEQ): what a client learns of the mailbox it opens.
+    out = [response.exists(sel.exists)]
+    if not s.rev2:
+        out.append(response.recent(0))
+    out += [
+        response.flags_response(sorted(SYSTEM_FLAGS) + keywords),
+        answers.permanent_flags(() if cmd.readonly else PERMANENT_FLAGS),
+        answers.uidvalidity(box.uidvalidity),
+        answers.uidnext(uidnext),
+        answers.highestmodseq(highest),
+    ]
+    if unseen is not None:
+        out.append(answers.first_unseen(unseen))
+    if s.rev2:  # RFC 9051 6.3.2: the mailbox name as the server spells it
+        out.append(response.list_response((), names.DELIMITER, wire_name(s, box.name), utf8=True))
+    await s.send(b"".join(out))
     s.selected = sel
     s.state = State.SELECTED
     s.watch(box.id)
-    mode = "READ-ONLY" if cmd.readonly else "READ-WRITE"
-    return Done(text="EXAMINE completed" if cmd.readonly else "SELECT completed", code=mode)
+    return answers.opened(readonly=cmd.readonly)
 
 
-@handles(C.Create)
-async def do_create(s: Session, cmd: C.Command) -> Done:
+async def do_create(s: Session, cmd: C.Command) -> Answer:
     assert isinstance(cmd, C.Create)
     name = names.decode(cmd.mailbox, s.utf8).rstrip(names.DELIMITER)
     names.check_new(name)
     if name == "INBOX":
-        return Done("NO", "INBOX always exists", "ALREADYEXISTS")
+        return answers.INBOX_EXISTS
     special = None
     if cmd.special_use:
         if len(cmd.special_use) > 1:
-            return Done("NO", "one special use per mailbox", "USEATTR")
+            return answers.ONE_SPECIAL_USE
         special = next((u for u in _SPECIAL_USES if u.lower() == cmd.special_use[0].lower()), None)
         if special is None:
-            return Done("NO", f"unsupported special use {cmd.special_use[0]}", "USEATTR")
+            return answers.unsupported_special_use(cmd.special_use[0])
     store, account_id = s.ctx.store, _account_id(s)
     existing = {b.name for b in await store.list_mailboxes(account_id)}
     if name in existing:
-        return Done("NO", "mailbox already exists", "ALREADYEXISTS")
+        return answers.MAILBOX_EXISTS
     # RFC 9051 6.3.4: create the superior names a new name needs.
     for parent in names.parents(name):
         if parent not in existing:
@@ -120,53 +123,52 @@ async def do_create(s: Session, cmd: C.Command) -> Done:
     try:
         await store.create_mailbox(account_id, name, special)
     except AlreadyExists:
-        return Done("NO", "mailbox already exists", "ALREADYEXISTS")
-    return Done(text="CREATE completed")
+        return answers.MAILBOX_EXISTS
+    return answers.completed("CREATE")
 
 
-@handles(C.Delete)
-async def do_delete(s: Session, cmd: C.Command) -> Done:
+async def do_delete(s: Session, cmd: C.Command) -> Answer:
     assert isinstance(cmd, C.Delete)
     name = names.decode(cmd.mailbox, s.utf8)
     if name == "INBOX":
-        return Done("NO", "INBOX cannot be deleted", "CANNOT")
+        return answers.INBOX_UNDELETABLE
     if s.selected is not None and s.selected.name == name:
         s.close_selected()
     try:
         await s.ctx.store.delete_mailbox(_account_id(s), name)
     except NotFound:
-        return Done("NO", f"no mailbox {name}", "NONEXISTENT")
-    return Done(text="DELETE completed")
+        return answers.no_such_mailbox(name)
+    return answers.completed("DELETE")
 
 
-@handles(C.Rename)
-async def do_rename(s: Session, cmd: C.Command) -> Done:
+async def do_rename(s: Session, cmd: C.Command) -> Answer:
     assert isinstance(cmd, C.Rename)
     old = names.decode(cmd.old, s.utf8)
     new = names.decode(cmd.new, s.utf8).rstrip(names.DELIMITER)
     names.check_new(new)
     if new == "INBOX":
-        return Done("NO", "INBOX already exists", "ALREADYEXISTS")
+        return answers.already_exists("INBOX")
     try:
         await s.ctx.store.rename_mailbox(_account_id(s), old, new, names.DELIMITER)
     except AlreadyExists:
-        return Done("NO", f"{new} already exists", "ALREADYEXISTS")
+        return answers.already_exists(new)
     except NotFound:
-        return Done("NO", f"no mailbox {old}", "NONEXISTENT")
+        return answers.no_such_mailbox(old)
     if s.selected is not None and s.selected.name == old and old != "INBOX":
         s.selected.name = new
-    return Done(text="RENAME completed")
+    return answers.completed("RENAME")
 
 
-@handles(C.Subscribe)
-async def do_subscribe(s: Session, cmd: C.Command) -> Done:
+async def do_subscribe(s: Session, cmd: C.Command) -> Answer:
     assert isinstance(cmd, C.Subscribe)
     name = names.decode(cmd.mailbox, s.utf8)
     await s.ctx.store.subscribe(_account_id(s), name, cmd.subscribe)
-    return Done(text=("SUBSCRIBE" if cmd.subscribe else "UNSUBSCRIBE") + " completed")
+    return answers.completed("SUBSCRIBE" if cmd.subscribe else "UNSUBSCRIBE")
 
 
-def _status_items(status: MailboxStatus, items: tuple[str, ...], limit: int) -> str:
+def _status_items(
+    status: MailboxStatus, items: tuple[str, ...], limit: int
+) -> list[tuple[str, int]]:
     values = {
         "MESSAGES": status.messages,
         "UIDNEXT": status.uidnext,
@@ -180,37 +182,34 @@ def _status_items(status: MailboxStatus, items: tuple[str, ...], limit: int) -> 
     }
     unknown = [i for i in items if i not in values]
     if unknown:
-        raise CommandError("BAD", f"unknown STATUS item {unknown[0]}")
-    return " ".join(f"{i} {values[i]}" for i in items)
+        raise CommandError(answers.unknown_status_item(unknown[0]))
+    return [(i, values[i]) for i in items]
 
 
-@handles(C.Status)
-async def do_status(s: Session, cmd: C.Command) -> Done:
+async def do_status(s: Session, cmd: C.Command) -> Answer:
     assert isinstance(cmd, C.Status)
     box = await _mailbox(s, cmd.mailbox)
     if "HIGHESTMODSEQ" in cmd.items:
         s.condstore = True
     status = await s.ctx.store.mailbox_status(_account_id(s), box.id)
     if status is None:
-        return Done("NO", "no such mailbox", "NONEXISTENT")
-    text = _status_items(status, cmd.items, s.ctx.max_message_size)
-    await s.send(b"* STATUS " + wire_name(s, box.name) + f" ({text})\r\n".encode())
-    return Done(text="STATUS completed")
+        return answers.NO_SUCH_MAILBOX
+    items = _status_items(status, cmd.items, s.ctx.max_message_size)
+    await s.send(response.status_response(wire_name(s, box.name), items, utf8=s.utf8))
+    return answers.completed("STATUS")
 
 
-@handles(C.ListCmd)
-async def do_list(s: Session, cmd: C.Command) -> Done:
+async def do_list(s: Session, cmd: C.Command) -> Answer:
     assert isinstance(cmd, C.ListCmd)
-    verb = "LSUB" if cmd.lsub else "LIST"
     if not cmd.extended and not cmd.lsub and cmd.patterns == ("",):
         # RFC 9051 6.3.9: an empty pattern asks for the delimiter and the root.
-        await s.untagged('LIST (\\Noselect) "/" ""')
-        return Done(text="LIST completed")
+        await s.send(response.list_response(["\\Noselect"], names.DELIMITER, ""))
+        return answers.completed("LIST")
     try:
         reference = names.decode(cmd.reference, s.utf8)
         patterns = [names.pattern(reference, names.decode(p, s.utf8)) for p in cmd.patterns]
     except names.NameError_ as exc:
-        return Done("BAD", str(exc))
+        return answers.bad(str(exc))
     store, account_id = s.ctx.store, _account_id(s)
     boxes = {b.name: b for b in await store.list_mailboxes(account_id)}
     subscribed = await store.subscriptions(account_id)
@@ -251,7 +250,7 @@ async def do_list(s: Session, cmd: C.Command) -> Done:
         has_children = name in with_children
         child_subscribed = name in with_subscribed_children
         attrs: list[str] = []
-        extra = ""
+        extended: tuple[bytes, ...] = ()
         lsub_parent = False
         if select_subscribed and name not in subscribed:
             if cmd.lsub:
@@ -261,7 +260,7 @@ async def do_list(s: Session, cmd: C.Command) -> Done:
             elif not (recursive and child_subscribed):
                 continue
             else:
-                extra = ' ("CHILDINFO" ("SUBSCRIBED"))'
+                extended = CHILDINFO_SUBSCRIBED
         if special_only and (box is None or not box.special_use):
             continue
         if box is None:
@@ -275,16 +274,23 @@ async def do_list(s: Session, cmd: C.Command) -> Done:
             attrs = ["\\Noselect"]
         encoded = wire_name(s, name)
         lines.append(
-            f'* {verb} ({" ".join(attrs)}) "/" '.encode() + encoded + extra.encode() + b"\r\n"
+            response.list_response(
+                attrs,
+                names.DELIMITER,
+                encoded,
+                utf8=s.utf8,
+                lsub=cmd.lsub,
+                extended=extended,
+            )
         )
         if cmd.status_items and box is not None:
             status = await store.mailbox_status(account_id, box.id)
             if status is not None:
-                text = _status_items(status, cmd.status_items, s.ctx.max_message_size)
-                lines.append(b"* STATUS " + encoded + f" ({text})\r\n".encode())
+                items = _status_items(status, cmd.status_items, s.ctx.max_message_size)
+                lines.append(response.status_response(encoded, items, utf8=s.utf8))
     if lines:
         await s.send(b"".join(lines))
-    return Done(text=f"{verb} completed")
+    return answers.completed("LSUB" if cmd.lsub else "LIST")
 
 
 def _octets(data: bytes | C.LiteralSink) -> int:
@@ -303,16 +309,15 @@ async def _in_memory(data: bytes | C.LiteralSink) -> bytes | bytearray:
     return data
 
 
-@handles(C.Append)
-async def do_append(s: Session, cmd: C.Command) -> Done:
+async def do_append(s: Session, cmd: C.Command) -> Answer:
     assert isinstance(cmd, C.Append)
     name = names.decode(cmd.mailbox, s.utf8)
     for message in cmd.messages:
         size = _octets(message.data)
         if size > s.ctx.max_message_size:
-            return Done("NO", "message too large", "TOOBIG")
+            return answers.MESSAGE_TOO_BIG
         if not size:
-            return Done("NO", "empty message", "CANNOT")
+            return answers.EMPTY_MESSAGE
     spooled = sum(_octets(m.data) for m in cmd.messages if isinstance(m.data, SpoolFile))
     try:
         # Spooled messages are in memory only from here to the end of the store write.
@@ -330,50 +335,48 @@ async def do_append(s: Session, cmd: C.Command) -> Done:
                 )
             result = await s.ctx.store.append(_account_id(s), name, items)
     except NotFound:
-        return Done("NO", f"no mailbox {name}", "TRYCREATE")
-    uids = response.format_seqset(list(result.uids))
-    return Done(text="APPEND completed", code=f"APPENDUID {result.uidvalidity} {uids}")
+        return answers.try_create(name)
+    return answers.appended(result.uidvalidity, response.format_seqset(list(result.uids)))
 
 
 def _kib(n: int) -> int:
     return (n + 1023) // 1024
 
 
-def _quota_line(used: int, limit: int) -> bytes:
+# The one quota root: the account's, named "" (RFC 9208 3.2).
+_ROOT = ""
+
+
+def _storage(used: int, limit: int) -> bytes:
     # RFC 9208 5.1: STORAGE is counted in units of 1024 octets.
-    return f'* QUOTA "" (STORAGE {_kib(used)} {_kib(limit)})\r\n'.encode()
+    return response.quota_response(_ROOT, [("STORAGE", _kib(used), _kib(limit))])
 
 
-@handles(C.GetQuotaRoot)
-async def do_getquotaroot(s: Session, cmd: C.Command) -> Done:
+async def do_getquotaroot(s: Session, cmd: C.Command) -> Answer:
     assert isinstance(cmd, C.GetQuotaRoot)
     box = await _mailbox(s, cmd.mailbox)
     account = await s.ctx.store.get_account_by_id(_account_id(s))
     assert account is not None
     name = wire_name(s, box.name)
     if account.quota_bytes <= 0:
-        await s.send(b"* QUOTAROOT " + name + b"\r\n")
+        await s.send(response.quotaroot_response(name, [], utf8=s.utf8))
     else:
         await s.send(
-            b"* QUOTAROOT "
-            + name
-            + b' ""\r\n'
-            + _quota_line(account.used_bytes, account.quota_bytes)
+            response.quotaroot_response(name, [_ROOT], utf8=s.utf8)
+            + _storage(account.used_bytes, account.quota_bytes)
         )
-    return Done(text="GETQUOTAROOT completed")
+    return answers.completed("GETQUOTAROOT")
 
 
-@handles(C.GetQuota)
-async def do_getquota(s: Session, cmd: C.Command) -> Done:
+async def do_getquota(s: Session, cmd: C.Command) -> Answer:
     assert isinstance(cmd, C.GetQuota)
     account = await s.ctx.store.get_account_by_id(_account_id(s))
     assert account is not None
-    if cmd.root != "" or account.quota_bytes <= 0:
-        return Done("NO", "no such quota root", "NONEXISTENT")
-    await s.untagged(f'QUOTA "" (STORAGE {_kib(account.used_bytes)} {_kib(account.quota_bytes)})')
-    return Done(text="GETQUOTA completed")
+    if cmd.root != _ROOT or account.quota_bytes <= 0:
+        return answers.NO_SUCH_QUOTA_ROOT
+    await s.send(_storage(account.used_bytes, account.quota_bytes))
+    return answers.completed("GETQUOTA")
 
 
-@handles(C.SetQuota)
-async def do_setquota(s: Session, cmd: C.Command) -> Done:
-    return Done("NO", "quotas are set by the provider", "NOPERM")
+async def do_setquota(s: Session, cmd: C.Command) -> Answer:
+    return answers.QUOTA_BY_PROVIDER

@@ -7,12 +7,13 @@ from collections.abc import Iterator, Mapping
 
 from mailfort.errors import NotFound
 from mailfort.mail import search
+from mailfort.protocol.imap import answers, response
 from mailfort.protocol.imap import commands as C
-from mailfort.protocol.imap import response
+from mailfort.protocol.imap.answers import Answer
 from mailfort.server.imap import fetch, names
 from mailfort.server.imap.flags import normalize_flags
 from mailfort.server.imap.selected import SelectedMailbox
-from mailfort.server.imap.session import HUNG_UP, Done, Session, handles
+from mailfort.server.imap.session import HUNG_UP, Session
 from mailfort.server.offload import Pacer
 from mailfort.server.spool import SPOOL_THRESHOLD
 from mailfort.store.api import FlagMode, MessageRow
@@ -44,13 +45,17 @@ def _batches(sel: SelectedMailbox, uids: list[int]) -> Iterator[list[int]]:
         yield chunk
 
 
+def _named(cmd: C.Command) -> str:
+    """The command as the client named it, for its tagged OK: `UID FETCH`, `SEARCH`."""
+    return ("UID " if cmd.uid else "") + cmd.name
+
+
 def _ctx(s: Session) -> tuple[int, SelectedMailbox]:
     assert s.account is not None and s.selected is not None
     return s.account.id, s.selected
 
 
-@handles(C.Fetch)
-async def do_fetch(s: Session, cmd: C.Command) -> Done:
+async def do_fetch(s: Session, cmd: C.Command) -> Answer:
     assert isinstance(cmd, C.Fetch)
     account_id, sel = _ctx(s)
     # Flags other sessions changed should be current in what we answer (no EXPUNGE here).
@@ -120,22 +125,21 @@ async def do_fetch(s: Session, cmd: C.Command) -> Done:
             for uid, meta in rendered.metas.items():
                 cache.put(sel.mailbox_id, uid, meta)
             if rendered.unknown_cte:
-                return Done("NO", "unknown content-transfer-encoding", "UNKNOWN-CTE")
+                return answers.UNKNOWN_TRANSFER_ENCODING
             failed = failed or rendered.expunged
             # One write per response, not their join: a join would be one more copy of them.
             for line in rendered.lines:
                 await s.send(line)
     if failed:
-        return Done("NO", "some messages were expunged meanwhile", "EXPUNGEISSUED")
-    return Done(text=("UID " if cmd.uid else "") + "FETCH completed")
+        return answers.EXPUNGE_ISSUED
+    return answers.completed(_named(cmd))
 
 
-@handles(C.StoreCmd)
-async def do_store(s: Session, cmd: C.Command) -> Done:
+async def do_store(s: Session, cmd: C.Command) -> Answer:
     assert isinstance(cmd, C.StoreCmd)
     account_id, sel = _ctx(s)
     if sel.readonly:
-        return Done("NO", "mailbox is read-only", "READ-ONLY")
+        return answers.MAILBOX_READ_ONLY
     flags = normalize_flags(cmd.flags) - {"\\Recent"}
     uids = [u for u in sel.resolve(cmd.seqset, uid=cmd.uid) if u not in sel.pending_expunge]
     if cmd.unchanged_since is not None:
@@ -155,32 +159,20 @@ async def do_store(s: Session, cmd: C.Command) -> Done:
         # .SILENT still reports MODSEQ changes to a CONDSTORE client (RFC 7162 3.1.3).
         if cmd.silent and not (s.condstore and uid in changed_uids):
             continue
-        out.append(_store_line(s, sel, row, uid=cmd.uid, silent=cmd.silent))
+        out.append(
+            fetch.flag_update(
+                sel.seq(uid), row, uid=cmd.uid, flags=not cmd.silent, modseq=s.condstore
+            )
+        )
     if out:
         await s.send(b"".join(out))
     if failed:
-        return Done(
-            text="conditional STORE failed for some messages",
-            code=f"MODIFIED {response.format_seqset(_numbers(sel, failed, cmd.uid))}",
-        )
-    return Done(text="STORE completed")
+        return answers.store_modified(response.format_seqset(_numbers(sel, failed, cmd.uid)))
+    return answers.completed("STORE")
 
 
 def _numbers(sel: SelectedMailbox, uids: list[int], by_uid: bool) -> list[int]:
     return sorted(uids) if by_uid else sorted(sel.seq(u) for u in uids)
-
-
-def _store_line(
-    s: Session, sel: SelectedMailbox, row: MessageRow, *, uid: bool, silent: bool
-) -> bytes:
-    items: list[bytes] = []
-    if uid:
-        items.append(b"UID %d" % row.uid)
-    if not silent:
-        items.append(b"FLAGS " + fetch.flag_list(row.flags))
-    if s.condstore:
-        items.append(b"MODSEQ (%d)" % row.modseq)
-    return b"* %d FETCH (" % sel.seq(row.uid) + b" ".join(items) + b")\r\n"
 
 
 class _Searchable:
@@ -224,12 +216,11 @@ def _uses_modseq(key: C.SearchKey) -> bool:
     return key.name == "MODSEQ" or any(_uses_modseq(k) for k in key.children)
 
 
-@handles(C.Search)
-async def do_search(s: Session, cmd: C.Command) -> Done:
+async def do_search(s: Session, cmd: C.Command) -> Answer:
     assert isinstance(cmd, C.Search)
     account_id, sel = _ctx(s)
     if cmd.charset is not None and cmd.charset.upper() not in ("UTF-8", "US-ASCII"):
-        return Done("NO", "unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
+        return answers.BAD_CHARSET
     await s.sync(allow_expunge=cmd.uid)
     candidates = [u for u in sel.uids if u not in sel.pending_expunge]
     saved = frozenset(sel.saved_search)  # `$` is tested once per message: a set, not a list
@@ -258,85 +249,75 @@ async def do_search(s: Session, cmd: C.Command) -> Done:
     if options is not None and "SAVE" in options:
         sel.saved_search = list(found)
     if options is None and not s.rev2:
-        text = "SEARCH" + "".join(f" {n}" for n in numbers)
-        if with_modseq and found:
-            text += f" (MODSEQ {modseq})"
-        await s.untagged(text)
-        return Done(text=("UID " if cmd.uid else "") + "SEARCH completed")
+        await s.send(response.search_response(numbers, modseq=modseq if with_modseq else None))
+        return answers.completed(_named(cmd))
     # ESEARCH (RFC 4731): RETURN () means ALL; IMAP4rev2 answers a plain SEARCH the same way.
     wanted = {"ALL"} if not options else set(options) - {"SAVE"}
     if not wanted:
         # RETURN (SAVE) alone: the result is kept, not sent (RFC 5182 2.1).
-        return Done(text=("UID " if cmd.uid else "") + "SEARCH completed")
-    parts = [f'(TAG "{cmd.tag}")'] + (["UID"] if cmd.uid else [])
-    if numbers:
-        if "MIN" in wanted:
-            parts.append(f"MIN {numbers[0]}")
-        if "MAX" in wanted:
-            parts.append(f"MAX {numbers[-1]}")
-        if "ALL" in wanted:
-            parts.append(f"ALL {response.format_seqset(numbers)}")
-    if "COUNT" in wanted:
-        parts.append(f"COUNT {len(numbers)}")
-    if with_modseq and found:
-        parts.append(f"MODSEQ {modseq}")
-    await s.untagged("ESEARCH " + " ".join(parts))
-    return Done(text=("UID " if cmd.uid else "") + "SEARCH completed")
+        return answers.completed(_named(cmd))
+    await s.send(
+        response.esearch(
+            cmd.tag,
+            uid=cmd.uid,
+            minimum=numbers[0] if numbers and "MIN" in wanted else None,
+            maximum=numbers[-1] if numbers and "MAX" in wanted else None,
+            all_numbers=numbers if "ALL" in wanted else None,
+            count=len(numbers) if "COUNT" in wanted else None,
+            modseq=modseq if with_modseq and found else None,
+        )
+    )
+    return answers.completed(_named(cmd))
 
 
-@handles(C.Copy)
-async def do_copy(s: Session, cmd: C.Command) -> Done:
+async def do_copy(s: Session, cmd: C.Command) -> Answer:
     assert isinstance(cmd, C.Copy)
     account_id, sel = _ctx(s)
     verb = "MOVE" if cmd.move else "COPY"
     if cmd.move and sel.readonly:
-        return Done("NO", "mailbox is read-only", "READ-ONLY")
+        return answers.MAILBOX_READ_ONLY
     target = names.decode(cmd.mailbox, s.utf8)
     uids = [u for u in sel.resolve(cmd.seqset, uid=cmd.uid) if u not in sel.pending_expunge]
     if not uids:
-        return Done(text=f"{verb} completed (nothing to do)")
+        return answers.ok(f"{verb} completed (nothing to do)")
     try:
         result = await s.ctx.store.copy(account_id, sel.mailbox_id, uids, target, move=cmd.move)
     except NotFound:
-        return Done("NO", f"no mailbox {target}", "TRYCREATE")
+        return answers.try_create(target)
     if not result.pairs:
-        return Done(text=f"{verb} completed")
+        return answers.completed(verb)
     src = response.format_seqset([a for a, _ in result.pairs])
     dst = response.format_seqset([b for _, b in result.pairs])
-    code = f"COPYUID {result.uidvalidity} {src} {dst}"
+    code = answers.copyuid(result.uidvalidity, src, dst)
     if cmd.move:
-        # RFC 6851 4.3: COPYUID goes in an untagged OK before the EXPUNGEs.
-        await s.untagged(f"OK [{code}] moved")
+        await s.send(answers.moved(code))
         if not await s.report_write("MOVE"):
             return HUNG_UP
-        return Done(text="MOVE completed")
-    return Done(text="COPY completed", code=code)
+        return answers.completed("MOVE")
+    return answers.ok("COPY completed", code)
 
 
-@handles(C.Expunge)
-async def do_expunge(s: Session, cmd: C.Command) -> Done:
+async def do_expunge(s: Session, cmd: C.Command) -> Answer:
     assert isinstance(cmd, C.Expunge)
     account_id, sel = _ctx(s)
     if sel.readonly:
-        return Done("NO", "mailbox is read-only", "READ-ONLY")
+        return answers.MAILBOX_READ_ONLY
     uids = sel.resolve(cmd.seqset, uid=True) if cmd.seqset is not None else None
     await s.ctx.store.expunge(account_id, sel.mailbox_id, uids)
     if not await s.report_write("EXPUNGE"):
         return HUNG_UP
-    return Done(text="EXPUNGE completed")
+    return answers.completed("EXPUNGE")
 
 
-@handles(C.Close)
-async def do_close(s: Session, cmd: C.Command) -> Done:
+async def do_close(s: Session, cmd: C.Command) -> Answer:
     account_id, sel = _ctx(s)
     if not sel.readonly:
         # RFC 9051 6.4.1: CLOSE expunges silently.
         await s.ctx.store.expunge(account_id, sel.mailbox_id, None)
     s.close_selected()
-    return Done(text="CLOSE completed")
+    return answers.completed("CLOSE")
 
 
-@handles(C.Unselect)
-async def do_unselect(s: Session, cmd: C.Command) -> Done:
+async def do_unselect(s: Session, cmd: C.Command) -> Answer:
     s.close_selected()
-    return Done(text="UNSELECT completed")
+    return answers.completed("UNSELECT")

@@ -1,42 +1,38 @@
-"""One IMAP session: its state machine, dispatch, untagged updates, and the commands of any state.
+"""One IMAP session: its state, what it shares with the node, and the untagged updates it owes.
 
-Commands are grouped by the state they are allowed in (as mox does): this module holds the
-any-state and not-authenticated commands; `mailboxes.py` the authenticated ones; `messages.py`
-the selected ones. Which command runs in which state is one table, `ALLOWED`; a command outside
-it gets BAD, never a crash.
+The commands themselves live by the state they are allowed in (as mox keeps them): `anystate`,
+`login`, `mailboxes`, `messages`; `dispatch` holds the one table that routes a command to its
+handler in the states that allow it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
 
-from mailfort import __version__
-from mailfort.auth.login import Logins, Outcome
-from mailfort.errors import CommitInDoubt, NotFound, OverQuota, StoreError, StoreUnavailable
+from mailfort.auth.login import Logins
+from mailfort.errors import StoreError
 from mailfort.metrics import NodeMetrics
 from mailfort.network import Networks
+from mailfort.protocol.imap import answers, response
 from mailfort.protocol.imap import commands as C
+from mailfort.protocol.imap.answers import Answer
 from mailfort.server.account_sessions import AccountSessions, SessionTicket
 from mailfort.server.imap.cache import MetaCache, SnapshotCache
-from mailfort.server.imap.flags import FlagError
-from mailfort.server.imap.names import NameError_
+from mailfort.server.imap.fetch import flag_update
 from mailfort.server.imap.selected import SelectedMailbox
 from mailfort.server.memory_budget import MemoryBudget
 from mailfort.server.offload import CpuPool
 from mailfort.server.overload import OverloadGate
 from mailfort.server.spool import Spool
-from mailfort.status.components import Component
 from mailfort.status.notices import NoticeBoard
-from mailfort.store.api import Account, MessageRow, Store
+from mailfort.store.api import Account, Store
 
 log = logging.getLogger("mailfort.imap")
 
@@ -47,42 +43,6 @@ class State(enum.Enum):
     SELECTED = "selected"
     LOGOUT = "logout"
 
-
-ANY = frozenset(State) - {State.LOGOUT}
-AUTHED = frozenset({State.AUTHENTICATED, State.SELECTED})
-SELECTED = frozenset({State.SELECTED})
-
-ALLOWED: dict[type[C.Command], frozenset[State]] = {
-    C.Capability: ANY,
-    C.Noop: ANY,
-    C.Logout: ANY,
-    C.Id: ANY,
-    C.StartTLS: frozenset({State.NOT_AUTHENTICATED}),
-    C.Login: frozenset({State.NOT_AUTHENTICATED}),
-    C.Authenticate: frozenset({State.NOT_AUTHENTICATED}),
-    C.Enable: AUTHED,
-    C.Select: AUTHED,
-    C.Create: AUTHED,
-    C.Delete: AUTHED,
-    C.Rename: AUTHED,
-    C.Subscribe: AUTHED,
-    C.ListCmd: AUTHED,
-    C.Namespace: AUTHED,
-    C.Status: AUTHED,
-    C.Append: AUTHED,
-    C.Idle: AUTHED,
-    C.GetQuota: AUTHED,
-    C.GetQuotaRoot: AUTHED,
-    C.SetQuota: AUTHED,
-    C.Check: SELECTED,
-    C.Close: SELECTED,
-    C.Unselect: SELECTED,
-    C.Expunge: SELECTED,
-    C.Search: SELECTED,
-    C.Fetch: SELECTED,
-    C.StoreCmd: SELECTED,
-    C.Copy: SELECTED,
-}
 
 BASE_CAPABILITIES = ("IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE")
 AUTHED_CAPABILITIES = (
@@ -105,29 +65,6 @@ AUTHED_CAPABILITIES = (
     "QUOTA=RES-STORAGE",
     "UTF8=ACCEPT",
 )
-ENABLEABLE = frozenset({"CONDSTORE", "UTF8=ACCEPT", "IMAP4REV2"})
-
-# Commands that run without a slot in the overload gate: they do not touch the store (or, like
-# NOOP and IDLE, only to look for changes), and refusing them would only make clients reconnect.
-# LOGIN and AUTHENTICATE take a slot themselves for their store read only (`auth/login.py`):
-# the SASL exchange waits on the client, the password check has its own bound, and a failure's
-# delay is the client's time; none of it is store latency.
-UNGATED: frozenset[type[C.Command]] = frozenset(
-    {
-        C.Capability,
-        C.Noop,
-        C.Check,
-        C.Logout,
-        C.Id,
-        C.StartTLS,
-        C.Enable,
-        C.Namespace,
-        C.Idle,
-        C.Login,
-        C.Authenticate,
-    }
-)
-BUSY = "server busy, try again later"
 
 
 class SessionIO(Protocol):
@@ -175,38 +112,21 @@ class ImapContext:
     sessions: AccountSessions = field(default_factory=lambda: AccountSessions(50))
 
 
-@dataclass(frozen=True, slots=True)
-class Done:
-    """The tagged answer of a command."""
-
-    status: str = "OK"
-    text: str = "done"
-    code: str | None = None
-
-
 # A handler that already sent its tagged answer (STARTTLS must answer before the handshake).
-ANSWERED = Done(status="")
+ANSWERED: Final = Answer(status="")
 # A handler that ended the session with an untagged BYE and no tagged answer.
-HUNG_UP = Done(status="BYE")
+HUNG_UP: Final = Answer(status="BYE")
 
 
 class CommandError(Exception):
-    def __init__(self, status: str, text: str, code: str | None = None) -> None:
-        super().__init__(text)
-        self.done = Done(status, text, code)
+    """Raised from deep in a handler: the command ends with `answer`."""
+
+    def __init__(self, answer: Answer) -> None:
+        super().__init__(answer.text)
+        self.answer = answer
 
 
-Handler = Callable[["Session", C.Command], Awaitable[Done]]
-HANDLERS: dict[type[C.Command], Handler] = {}
-
-
-def handles(*types: type[C.Command]) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
-        for t in types:
-            HANDLERS[t] = fn
-        return fn
-
-    return register
+Handler = Callable[["Session", C.Command], Awaitable[Answer]]
 
 
 def _is_loopback(ip: str) -> bool:
@@ -270,89 +190,15 @@ class Session:
             await self.sync(allow_expunge=True, force=True)
         except StoreError as exc:
             log.warning("event=imap_unreported_write command=%s error=%r", command, exc)
-            await self.untagged("BYE [UNAVAILABLE] done, but it cannot be shown now: reconnect")
+            await self.send(answers.BYE_UNREPORTED)
             return False
         return True
-
-    async def untagged(self, text: str) -> None:
-        await self.io.send(b"* " + text.encode("utf-8", "surrogateescape") + b"\r\n")
 
     async def greet(self) -> None:
-        await self.untagged(
-            f"OK [CAPABILITY {self.capabilities()}] {self.ctx.hostname} mailfort IMAP ready"
-        )
+        await self.send(answers.greeting(self.ctx.hostname, self.capabilities()))
 
-    async def handle(self, cmd: C.Command) -> bool:
-        """Run one command; False when the session is over (LOGOUT)."""
-        allowed = ALLOWED.get(type(cmd))
-        handler = HANDLERS.get(type(cmd))
-        if allowed is None or handler is None:
-            await self.tagged(cmd.tag, Done("BAD", f"{cmd.name} is not supported"))
-            return True
-        if self.state not in allowed:
-            await self.tagged(
-                cmd.tag, Done("BAD", f"{cmd.name} is not allowed in the {self.state.value} state")
-            )
-            return True
-        token = None
-        gate = self.ctx.gate
-        blocked = self.io.blocked
-        if gate is not None and type(cmd) not in UNGATED:
-            token = gate.try_acquire("imap", self.network)
-            if token is None:
-                await self.tagged(cmd.tag, Done("NO", BUSY, "UNAVAILABLE"))
-                return True
-        ok = True
-        try:
-            done = await handler(self, cmd)
-        except CommandError as exc:
-            done = exc.done
-        except NameError_ as exc:
-            done = Done("NO", str(exc), "CANNOT")
-        except FlagError as exc:
-            done = Done("BAD", str(exc))
-        except OverQuota:
-            done = Done("NO", "quota exceeded", "OVERQUOTA")
-        except NotFound as exc:
-            done = Done("NO", str(exc) or "no such mailbox", "NONEXISTENT")
-        except CommitInDoubt as exc:
-            # The write may have happened: NO would say it had not. The session ends without a
-            # tagged answer, as after a crash, and the client resynchronises.
-            log.warning("event=imap_write_in_doubt command=%s error=%s", cmd.name, exc)
-            await self.untagged("BYE [UNAVAILABLE] whether that was done is unknown: reconnect")
-            done = HUNG_UP
-            ok = False
-        except StoreUnavailable:
-            log.warning("event=imap_store_unavailable command=%s", cmd.name)
-            done = Done("NO", "temporarily unavailable, try again later", "UNAVAILABLE")
-            ok = False
-        except StoreError as exc:
-            log.warning("event=imap_store_error command=%s error=%s", cmd.name, exc)
-            done = Done("NO", "temporarily unavailable, try again later", "UNAVAILABLE")
-            ok = False
-        finally:
-            if token is not None and gate is not None:
-                gate.release(token, ok, client_wait=self.io.blocked - blocked)
-        if done is ANSWERED:
-            return True
-        if done is HUNG_UP:
-            return False
-        if self.state is State.LOGOUT:
-            await self.tagged(cmd.tag, done)
-            return False
-        if self.selected is not None and not isinstance(cmd, C.Logout):
-            allow_expunge = cmd.uid or not isinstance(cmd, C.Fetch | C.StoreCmd | C.Search)
-            # On a store error the updates simply come with the next command.
-            with contextlib.suppress(StoreError):
-                await self.sync(
-                    allow_expunge=allow_expunge, force=isinstance(cmd, C.Noop | C.Check)
-                )
-        await self.tagged(cmd.tag, done)
-        return True
-
-    async def tagged(self, tag: str, done: Done) -> None:
-        code = f"[{done.code}] " if done.code else ""
-        await self.io.send(f"{tag} {done.status} {code}{done.text}\r\n".encode("utf-8", "replace"))
+    async def tagged(self, tag: str, answer: Answer) -> None:
+        await self.io.send(answer.line(tag))
 
     # -- change tracking ----------------------------------------------------------------------
     def watch(self, mailbox_id: int | None) -> None:
@@ -401,186 +247,16 @@ class Session:
         changes = await self.ctx.store.changes(self.account.id, sel.mailbox_id, sel.highestmodseq)
         if changes is None:
             # The mailbox was deleted under us (RFC 9051 7.1: BYE is the usual answer).
-            await self.untagged("BYE [CLIENTBUG] the selected mailbox was deleted")
+            await self.send(answers.BYE_MAILBOX_DELETED)
             self.state = State.LOGOUT
             return
         expunged, exists, flag_rows = sel.apply(changes, allow_expunge=allow_expunge)
-        out = [b"* %d EXPUNGE\r\n" % seq for seq in expunged]
+        out = [response.expunge(seq) for seq in expunged]
         if exists is not None:
-            out.append(b"* %d EXISTS\r\n" % exists)
+            out.append(response.exists(exists))
             if not self.rev2:
-                out.append(b"* 0 RECENT\r\n")
+                out.append(response.recent(0))
         for row in flag_rows:
-            out.append(self.flags_response(row, with_uid=True))
+            out.append(flag_update(sel.seq(row.uid), row, uid=True, modseq=self.condstore))
         if out:
             await self.send(b"".join(out))
-
-    def flags_response(self, row: MessageRow, *, with_uid: bool) -> bytes:
-        assert self.selected is not None
-        items = [b"FLAGS (" + " ".join(sorted(row.flags)).encode() + b")"]
-        if with_uid:
-            items.insert(0, b"UID %d" % row.uid)
-        if self.condstore:
-            items.append(b"MODSEQ (%d)" % row.modseq)
-        return b"* %d FETCH (" % self.selected.seq(row.uid) + b" ".join(items) + b")\r\n"
-
-    # -- login --------------------------------------------------------------------------------
-    async def login(self, user: str, password: str) -> Done:
-        ip = self.io.client_ip
-        if not self.plaintext_ok():
-            return Done("NO", "log in after STARTTLS", "PRIVACYREQUIRED")
-        auth = self.ctx.auth
-        attempt = await auth.attempt("imap", ip, user, password, self.ctx.gate)
-        auth.record(attempt)
-        if attempt.outcome is Outcome.THROTTLED:
-            return Done("NO", "too many failed logins, try again later", "UNAVAILABLE")
-        if attempt.outcome is Outcome.UNAVAILABLE:
-            return Done("NO", "temporarily unavailable, try again later", "UNAVAILABLE")
-        account = attempt.account
-        if account is None:
-            self.ctx.logins["failed"] += 1
-            # Slows guessing; no gate slot is held (the delay is the client's time).
-            await asyncio.sleep(attempt.delay)
-            return Done("NO", "invalid credentials", "AUTHENTICATIONFAILED")
-        ticket = self.ctx.sessions.open(account.id)
-        if ticket is None:
-            log.warning(
-                "event=imap_login_refused reason=sessions client=%s user=%s", ip, account.address
-            )
-            # RFC 5530 3: LIMIT, "a server-imposed limit", here on one account's sessions.
-            return Done("NO", "too many sessions for this account, try again later", "LIMIT")
-        self.ticket = ticket
-        self.ctx.logins["ok"] += 1
-        self.account = account
-        self.state = State.AUTHENTICATED
-        log.info("event=imap_login client=%s user=%s", ip, account.address)
-        notice = self.ctx.notices.line(Component.IMAP) if self.ctx.notices else None
-        if notice:  # RFC 9051 §7.1: the client must show an ALERT to its user
-            await self.untagged(f"OK [ALERT] {notice}")
-        return Done("OK", "logged in", f"CAPABILITY {self.capabilities()}")
-
-
-# -- any state --------------------------------------------------------------------------------
-@handles(C.Capability)
-async def do_capability(s: Session, cmd: C.Command) -> Done:
-    await s.untagged(f"CAPABILITY {s.capabilities()}")
-    return Done(text="capabilities listed")
-
-
-@handles(C.Noop, C.Check)
-async def do_noop(s: Session, cmd: C.Command) -> Done:
-    return Done(text="nothing to do")
-
-
-@handles(C.Logout)
-async def do_logout(s: Session, cmd: C.Command) -> Done:
-    await s.untagged("BYE logging out")
-    s.state = State.LOGOUT
-    return Done(text="logged out")
-
-
-@handles(C.Id)
-async def do_id(s: Session, cmd: C.Command) -> Done:
-    await s.untagged(f'ID ("name" "mailfort" "version" "{__version__}")')
-    return Done(text="ID completed")
-
-
-@handles(C.StartTLS)
-async def do_starttls(s: Session, cmd: C.Command) -> Done:
-    if s.io.tls:
-        return Done("BAD", "TLS is already active")
-    await s.tagged(cmd.tag, Done(text="begin TLS negotiation now"))
-    await s.io.start_tls()
-    return ANSWERED
-
-
-@handles(C.Login)
-async def do_login(s: Session, cmd: C.Command) -> Done:
-    assert isinstance(cmd, C.Login)
-    return await s.login(cmd.user, cmd.password)
-
-
-@handles(C.Authenticate)
-async def do_authenticate(s: Session, cmd: C.Command) -> Done:
-    assert isinstance(cmd, C.Authenticate)
-    if cmd.mechanism != "PLAIN":
-        return Done("NO", "unsupported mechanism; use PLAIN", "CANNOT")
-    if not s.plaintext_ok():
-        return Done("NO", "authenticate after STARTTLS", "PRIVACYREQUIRED")
-    data = cmd.initial
-    if data is None:
-        await s.send(b"+ \r\n")
-        line = await s.io.read_line(60.0)
-        if line is None:
-            return Done("BAD", "authentication timed out")
-        line = line.strip()
-        if line == b"*":
-            return Done("BAD", "authentication cancelled")
-        try:
-            data = base64.b64decode(line, validate=True)
-        except (binascii.Error, ValueError):
-            return Done("BAD", "invalid base64")
-    parts = data.split(b"\0")
-    if len(parts) != 3:
-        return Done("BAD", "malformed PLAIN credentials")
-    authz, user, password = (p.decode("utf-8", "surrogateescape") for p in parts)
-    if authz and authz.lower() != user.lower():
-        return Done("NO", "cannot act for another user", "AUTHORIZATIONFAILED")
-    return await s.login(user, password)
-
-
-@handles(C.Enable)
-async def do_enable(s: Session, cmd: C.Command) -> Done:
-    assert isinstance(cmd, C.Enable)
-    newly = [c for c in cmd.capabilities if c in ENABLEABLE and c not in s.enabled]
-    s.enabled.update(newly)
-    if "CONDSTORE" in newly:
-        s.condstore = True
-    if newly:
-        await s.untagged(
-            "ENABLED " + " ".join("IMAP4rev2" if c == "IMAP4REV2" else c for c in newly)
-        )
-    return Done(text="enabled")
-
-
-@handles(C.Namespace)
-async def do_namespace(s: Session, cmd: C.Command) -> Done:
-    await s.untagged('NAMESPACE (("" "/")) NIL NIL')
-    return Done(text="namespaces listed")
-
-
-@handles(C.Idle)
-async def do_idle(s: Session, cmd: C.Command) -> Done:
-    """RFC 2177: report changes as they happen until the client says DONE."""
-    await s.send(b"+ idling\r\n")
-    reader = asyncio.ensure_future(s.io.read_line(30 * 60.0))
-    try:
-        while True:
-            if s.selected is not None:
-                await s.sync(allow_expunge=True)
-                if s.state is State.LOGOUT:
-                    return Done("NO", "mailbox gone")
-            waiter = asyncio.ensure_future(s.wait_change(s.ctx.poll_interval * 15))
-            closing = asyncio.ensure_future(s.io.closing.wait())
-            finished, _ = await asyncio.wait(
-                {reader, waiter, closing}, return_when=asyncio.FIRST_COMPLETED
-            )
-            closing.cancel()
-            if s.io.closing.is_set():
-                waiter.cancel()
-                await s.untagged("BYE [UNAVAILABLE] server shutting down, please reconnect")
-                s.state = State.LOGOUT
-                return Done("OK", "IDLE terminated by shutdown")
-            if reader in finished:
-                waiter.cancel()
-                line = reader.result()
-                if line is None:
-                    return Done("NO", "idle timed out")
-                if line.strip().upper() != b"DONE":
-                    return Done("BAD", "expected DONE")
-                return Done(text="IDLE terminated")
-            if s.selected is None:
-                continue
-            s._last_poll = 0.0  # a wake-up or the periodic tick: look at the store now
-    finally:
-        reader.cancel()
