@@ -135,22 +135,9 @@ def _packages() -> list[Path]:
     return sorted({path.parent for path in (SRC / "mailfort").rglob("*.py")})
 
 
-# Folders without an `__init__.py` today (namespace packages); its owner gives it one.
-NO_CONTRACT_YET = {"mailfort/server/imap"}
-
-
 @pytest.mark.parametrize(
     "folder",
-    [
-        pytest.param(
-            folder,
-            id=str(folder.relative_to(SRC)),
-            marks=[pytest.mark.xfail(strict=True, reason="no __init__.py yet")]
-            if str(folder.relative_to(SRC)) in NO_CONTRACT_YET
-            else [],
-        )
-        for folder in _packages()
-    ],
+    [pytest.param(folder, id=str(folder.relative_to(SRC))) for folder in _packages()],
 )
 def test_every_package_opens_with_its_contract(folder: Path) -> None:
     """STYLE.md 8: a package's `__init__.py` opens with what it holds and what it may import."""
