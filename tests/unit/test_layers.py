@@ -84,15 +84,7 @@ PURE: Mapping[str, tuple[str, ...]] = {
 
 # Imports the table allows one module at a time, each with the reason it is not a layer rule.
 # A named edge, not a layer: an exception that is no longer used fails the test.
-_IMAP_AST = (
-    "evaluates IMAP's parsed SEARCH keys / FETCH sections, whose types live in the IMAP core,"
-    " while that core writes ENVELOPE and BODYSTRUCTURE from mail/mime: a layer cycle at type"
-    " level. Proposed: move search.py and sections.py into protocol/imap/ (pure, sans-IO)."
-)
-EXCEPTIONS: Mapping[tuple[str, str], str] = {
-    ("mailfort.mail.search", "mailfort.protocol.imap.commands"): _IMAP_AST,
-    ("mailfort.mail.sections", "mailfort.protocol.imap.commands"): _IMAP_AST,
-}
+EXCEPTIONS: Mapping[tuple[str, str], str] = {}
 
 RULES = Rules(
     layers=LAYERS,

@@ -20,8 +20,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailfort.mail import address, mime, search
-from mailfort.protocol.imap import envelope, mutf7, parser
+from mailfort.mail import address, mime
+from mailfort.protocol.imap import envelope, mutf7, parser, search
 from mailfort.server import smtp
 
 N = 200_000

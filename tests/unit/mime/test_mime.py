@@ -17,11 +17,11 @@ from mailfort.mail.mime import (
     parse,
     parse_params,
 )
-from mailfort.mail.search import LazyMessage, matches
-from mailfort.mail.sections import binary, part_at, section
 from mailfort.protocol.imap.bodystructure import bodystructure
 from mailfort.protocol.imap.commands import SearchKey, Section
 from mailfort.protocol.imap.envelope import envelope
+from mailfort.protocol.imap.search import LazyMessage, matches
+from mailfort.protocol.imap.sections import binary, part_at, section
 from tests.unit.mime.fixtures import load, names
 
 

@@ -7,8 +7,8 @@ import datetime
 
 import pytest
 
-from mailfort.mail.search import LazyMessage, matches, needs_body, sent_date
 from mailfort.protocol.imap.commands import SearchKey, SeqRange, SequenceSet
+from mailfort.protocol.imap.search import LazyMessage, matches, needs_body, sent_date
 from tests.unit.mime.fixtures import load
 
 ARRIVED = datetime.datetime(

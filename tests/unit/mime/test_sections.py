@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from mailfort.mail.mime import parse
-from mailfort.mail.sections import binary, part_at, partial, section
 from mailfort.protocol.imap.commands import Section
+from mailfort.protocol.imap.sections import binary, part_at, partial, section
 from tests.unit.mime.fixtures import load
 
 

@@ -5,7 +5,9 @@ sink the server provides rather than held (`framing`); the command grammar (`par
 producing the objects of `commands`); every answer the server gives by name — response codes,
 tagged NO/BAD/OK answers and untagged status lines such as BYE (`answers`); the writer of
 strings, data responses (STATUS, LIST, FLAGS, ESEARCH, FETCH ...), dates and sets
-(`response`); modified UTF-7 mailbox names (`mutf7`); the ENVELOPE and BODYSTRUCTURE writers.
+(`response`); modified UTF-7 mailbox names (`mutf7`); the ENVELOPE and BODYSTRUCTURE writers;
+SEARCH keys evaluated against a message's MIME tree (`search`) and FETCH body sections and
+BINARY decoding (`sections`).
 
 Serves IMAP4rev1 (RFC 3501) and IMAP4rev2 (RFC 9051) with the extensions listed in `parser`.
 It knows nothing of sessions' mail: the server (`server/imap/`) executes the commands against

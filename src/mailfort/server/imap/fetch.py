@@ -6,8 +6,8 @@ import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from mailfort.mail import mime, sections
-from mailfort.protocol.imap import response
+from mailfort.mail import mime
+from mailfort.protocol.imap import response, sections
 from mailfort.protocol.imap.bodystructure import bodystructure
 from mailfort.protocol.imap.commands import FetchAtt, FetchKind, Section
 from mailfort.protocol.imap.envelope import envelope

@@ -6,8 +6,7 @@ import datetime
 from collections.abc import Iterator, Mapping
 
 from mailfort.errors import NotFound
-from mailfort.mail import search
-from mailfort.protocol.imap import answers, response
+from mailfort.protocol.imap import answers, response, search
 from mailfort.protocol.imap import commands as C
 from mailfort.protocol.imap.answers import Answer
 from mailfort.server.imap import fetch, names
@@ -176,7 +175,7 @@ def _numbers(sel: SelectedMailbox, uids: list[int], by_uid: bool) -> list[int]:
 
 
 class _Searchable:
-    """Adapts a stored message to what `mail.search` evaluates."""
+    """Adapts a stored message to what `protocol.imap.search` evaluates."""
 
     __slots__ = ("data", "flags", "internal_date", "modseq", "size", "uid")
 
