@@ -182,10 +182,8 @@ def measure_row(
                 )
                 for failure in out.failures[:3]:
                     print(f"  error: {failure}", file=sys.stderr)
-                if acked is not None and out.acked is not None:
-                    acked |= out.acked
-                else:
-                    acked = None
+                known = acked is not None and out.acked is not None
+                acked = (acked or set()) | (out.acked or set()) if known else None
                 r = runs[-1]
                 print(
                     f"  {row.label} run {run}: {r['msg/s']:.0f} msg/s, CPU/1000 node"
@@ -265,18 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=(__doc__ or "").split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    add = parser.add_argument
-    add("--rows", default=DEFAULT_ROWS, help="WORKERS:NODE_CPUS:CLIENT_CPUS, comma-separated")
-    add("--dsn", help="PostgreSQL DSN (default: a private cluster via scripts/ensure-postgres)")
-    add("-n", "--messages", type=int, default=4000, help="SMTP messages per run")
-    add("-c", "--sessions", type=int, default=20, help="concurrent SMTP sessions")
-    add("-r", "--runs", type=int, default=3, help="runs per row; the median is shown")
-    add("-s", "--size", type=int, default=5 * 1024, help="message size in bytes")
-    add("--users", type=int, default=10, help="SMTP recipients (mailboxes)")
-    add("--warmup", type=int, default=200, help="SMTP messages before run 1 (not measured)")
-    add("--procs", type=int, default=1, help="SMTP client processes")
-    add("--tmp", help="parent directory of the nodes' directories")
-    add("--keep", action="store_true", help="keep the node directories and schemas")
+    parser.add_argument(
+        "--rows", default=DEFAULT_ROWS, help="WORKERS:NODE_CPUS:CLIENT_CPUS, comma-separated"
+    )
+    clusterbench.add_smtp_options(parser)
     return parser
 
 

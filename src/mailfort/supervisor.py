@@ -203,6 +203,7 @@ class Supervisor:
         if self._stopping.is_set():
             return
         self._stopping.set()
+        print(f"mailfort: stopping {len(self.workers)} workers", file=sys.stderr, flush=True)
         log.info("event=workers_stopping workers=%d", len(self.workers))
         for worker in self.workers:
             if worker.process is not None and worker.process.is_alive():

@@ -87,6 +87,14 @@ def multi(tmp_path: Path) -> Iterator[Multi]:
         started.schema.drop()
 
 
+def running(pid: int) -> bool:
+    """Whether `pid` runs (not gone, not a zombie its new parent has yet to reap)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def message(subject: str) -> bytes:
     return f"From: x@remote.test\r\nTo: {ALICE}\r\nSubject: {subject}\r\n\r\nbody\r\n".encode()
 
@@ -180,6 +188,30 @@ def test_draining_the_node_name_drains_every_worker(multi: Multi) -> None:
     assert {name: state for name, (state, _, _) in multi.nodes().items()} == {
         w: "gone" for w in WORKERS
     }
+
+
+def test_a_worker_drained_alone_stays_down_while_the_other_serves(multi: Multi) -> None:
+    wait_until(lambda: all(w in multi.nodes() for w in WORKERS), 20, "both workers registered")
+    drained = multi.node.cli("node", "drain", WORKERS[1])
+    assert drained.returncode == 0, drained.stderr
+    wait_until(lambda: "event=worker_drained worker=multi-w1" in multi.node.log(), 20, "drained")
+    for n in range(5):
+        code, text = send(multi.node.ports["smtp"], [ALICE], message(f"after {n}"))
+        assert code == 250, text
+    assert multi.starts(WORKERS[1]) == 1
+    assert multi.nodes()[WORKERS[1]][0] == "gone"
+    assert multi.node.stop() == 0
+
+
+def test_workers_whose_supervisor_is_killed_drain_themselves(multi: Multi) -> None:
+    wait_until(lambda: all(w in multi.nodes() for w in WORKERS), 20, "both workers registered")
+    pids = list(multi.pids().values())
+    multi.node.kill()
+    wait_until(lambda: not any(running(pid) for pid in pids), 30, "the workers gone")
+    assert {name: state for name, (state, _, _) in multi.nodes().items()} == {
+        w: "gone" for w in WORKERS
+    }
+    assert multi.node.log().count("event=supervisor_gone") == 2
 
 
 def test_a_crash_looping_worker_stops_the_node_with_status_1(tmp_path: Path) -> None:
