@@ -11,6 +11,7 @@ import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from mailfort import __version__, cli_status
@@ -321,7 +322,7 @@ async def _node(store: Store, name: str) -> NodeInfo:
 
 def _is_worker_of(name: str, node_name: str) -> bool:
     """Whether cluster member `name` is a worker of node `node_name`: `serve --workers N` names
-    them `<node_name>-w<i>` (`supervisor.worker_name`)."""
+    them `<node_name>-w<i>` (`cli_serve.worker_name`)."""
     prefix = f"{node_name}-w"
     return name.startswith(prefix) and name[len(prefix) :].isdigit()
 
@@ -545,14 +546,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(config: Config, workers: int | None) -> int:
-    from mailfort.supervisor import Supervisor, worker_count
+    from mailfort.cli_serve import Supervisor, worker_count
 
     count = worker_count(config, workers)
     if count == 1:
         from mailfort.node import serve
 
         return asyncio.run(serve(config))
-    return asyncio.run(Supervisor(config, count).run())
+    return asyncio.run(Supervisor(config, count, run_worker).run())
+
+
+def run_worker(config: Config, channel: Connection) -> None:
+    """A worker process of `serve --workers N`, spawned by its supervisor (`cli_serve`)."""
+    from mailfort.cli_serve import serve_worker
+
+    configure_logging(batched=True, stream=sys.stderr)
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    sys.exit(guarded(lambda: asyncio.run(serve_worker(config, channel))))
 
 
 def guarded(command: Callable[[], int]) -> int:

@@ -1,4 +1,5 @@
-"""`mailfort serve --workers N`: one node served by N processes, so that it uses N cores.
+"""`mailfort serve`: one node process, or with `--workers N` a supervisor of N node processes,
+so that one node uses N cores.
 
 A node is one asyncio loop, which runs on one core. The supervisor (the process `serve`
 starts) runs N workers, each a whole node as `node.serve` runs it, and only supervises them:
@@ -42,6 +43,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -54,6 +56,10 @@ from mailfort.node import Listener, Node, describe_listeners, serve, status_page
 from mailfort.server.listener import reserve_port, share_ports
 
 log = logging.getLogger("mailfort.supervisor")
+
+# What a worker process runs (`cli.run_worker`): a function a spawned process can import by
+# name, which runs `serve_worker` under the command line's exit statuses.
+WorkerMain = Callable[[Config, Connection], None]
 
 MAIL_LISTENERS: Final = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
 FIRST_PAUSE: Final = 0.5  # seconds before the first restart of a worker that died
@@ -160,8 +166,9 @@ class _Worker:
 class Supervisor:
     """Runs `count` workers of the node `config` describes until told to stop (see module)."""
 
-    def __init__(self, config: Config, count: int) -> None:
+    def __init__(self, config: Config, count: int, worker_main: WorkerMain) -> None:
         self.config = config
+        self._worker_main = worker_main
         self.workers = [_Worker(i, worker_name(config.node_name, i)) for i in range(count)]
         self._context = multiprocessing.get_context("spawn")  # the parent has threads: no fork
         self._reservations = PortReservations()
@@ -234,7 +241,7 @@ class Supervisor:
         ours, theirs = self._context.Pipe()
         config = worker_config(self.config, worker.index, self._listen)
         process = self._context.Process(
-            target=run_worker, args=(config, theirs), name=worker.name, daemon=False
+            target=self._worker_main, args=(config, theirs), name=worker.name, daemon=False
         )
         process.start()
         theirs.close()
@@ -316,13 +323,9 @@ async def _readable(fd: int) -> None:
         loop.remove_reader(fd)
 
 
-def run_worker(config: Config, channel: Connection) -> None:
-    """A worker process: one node on the supervisor's ports, until drained or told to stop."""
-    from mailfort.cli import guarded
-    from mailfort.logs import configure as configure_logging
-
-    configure_logging(batched=True, stream=sys.stderr)
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
+async def serve_worker(config: Config, channel: Connection) -> int:
+    """A worker process's node on the supervisor's ports, until drained or told to stop; it
+    tells the supervisor its listeners on `channel` once it serves."""
     share_ports()
 
     def announce(node: Node) -> None:
@@ -338,4 +341,4 @@ def run_worker(config: Config, channel: Connection) -> None:
 
         loop.add_reader(channel.fileno(), orphaned)
 
-    sys.exit(guarded(lambda: asyncio.run(serve(config, announce))))
+    return await serve(config, announce)

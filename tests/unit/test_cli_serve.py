@@ -1,4 +1,4 @@
-"""`serve --workers N` without processes: how many workers, what each is told, the held ports."""
+"""`serve --workers N` without processes: how many workers, what each is told, held ports."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ import socket
 
 import pytest
 
-from mailfort.config import Config, ListenConfig, StatusConfig, StoreConfig
-from mailfort.server import listener
-from mailfort.server.listener import listening_socket, share_ports
-from mailfort.supervisor import (
+from mailfort.cli_serve import (
     PortReservations,
     WorkersUnsupported,
     available_cpus,
     worker_config,
     worker_count,
 )
+from mailfort.config import Config, ListenConfig, StatusConfig, StoreConfig
+from mailfort.server import listener
+from mailfort.server.listener import listening_socket, share_ports
 
 PG = StoreConfig(url="postgresql://mailfort@db.test/mail")
 
