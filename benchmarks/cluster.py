@@ -672,8 +672,21 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--nodes", default="1,2,3", help="node counts on PostgreSQL, comma-separated")
     add("--only", help="smtp or imap (default both)")
-    add("--dsn", help="PostgreSQL DSN (default: a private cluster via scripts/ensure-postgres)")
     add("--no-sqlite", dest="sqlite", action="store_false", help="no SQLite reference row")
+    add_smtp_options(parser)
+    add("--no-verify", dest="verify", action="store_false", help="skip the SMTP mailbox check")
+    add("--imap-messages", type=int, default=2000, help="messages in each IMAP INBOX")
+    add("--fetch-clients", type=int, default=3, help="concurrent header-warm FETCH clients")
+    add("--repeat", type=int, default=5, help="header-warm FETCHes per client per run")
+    add("--clients", type=int, default=20, help="IMAP session clients")
+    add("--duration", type=float, default=5.0, help="seconds of each IMAP sessions run")
+    return parser
+
+
+def add_smtp_options(parser: argparse.ArgumentParser) -> None:
+    """The database, the SMTP ingest workload and the nodes' directories (also workers.py's)."""
+    add = parser.add_argument
+    add("--dsn", help="PostgreSQL DSN (default: a private cluster via scripts/ensure-postgres)")
     add("-n", "--messages", type=int, default=4000, help="SMTP messages per run")
     add("-c", "--sessions", type=int, default=20, help="concurrent SMTP sessions")
     add("-r", "--runs", type=int, default=3, help="runs per row; the median is shown")
@@ -681,15 +694,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--users", type=int, default=10, help="SMTP recipients (mailboxes)")
     add("--warmup", type=int, default=200, help="SMTP messages before run 1 (not measured)")
     add("--procs", type=int, default=1, help="SMTP client processes")
-    add("--no-verify", dest="verify", action="store_false", help="skip the SMTP mailbox check")
-    add("--imap-messages", type=int, default=2000, help="messages in each IMAP INBOX")
-    add("--fetch-clients", type=int, default=3, help="concurrent header-warm FETCH clients")
-    add("--repeat", type=int, default=5, help="header-warm FETCHes per client per run")
-    add("--clients", type=int, default=20, help="IMAP session clients")
-    add("--duration", type=float, default=5.0, help="seconds of each IMAP sessions run")
     add("--tmp", help="parent directory of the nodes' directories")
     add("--keep", action="store_true", help="keep the node directories and schemas")
-    return parser
 
 
 def main() -> int:

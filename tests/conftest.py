@@ -150,6 +150,7 @@ _SERIAL = (
     "tests/integration/test_status_faults",
     "tests/integration/test_cluster_outage",
     "tests/integration/test_smtp_limits.py::test_idle_sessions_make_room",
+    "tests/integration/test_workers.py::test_a_crash_looping_worker",
 )
 
 

@@ -54,6 +54,7 @@ def free_ports(count: int) -> list[int]:
 BASE_CONFIG = """\
 hostname = "mx.mailfort.test"
 node_name = "{name}"
+workers = {workers}
 data_dir = "{data_dir}"
 local_domains = ["config-domain.test"]
 
@@ -90,6 +91,8 @@ class NodeProcess:
     fixed_ports: dict[str, int] = field(default_factory=dict)
     store_url: str = ""  # when set: a `[store] url = "..."` table (PostgreSQL cluster tests)
     lease_seconds: float = 5.0
+    # Node processes (`serve --workers`): one unless a test runs several, whatever the cores.
+    workers: int = 1
     http: bool = False  # serve the status web (`ports["http"]`); off unless a test needs it
     host: str = "127.0.0.1"  # the address every listener binds (a chaos node's own namespace)
     wrap: list[str] = field(default_factory=list)  # run under this, e.g. `ip netns exec NS`
@@ -117,6 +120,7 @@ class NodeProcess:
         self.root.mkdir(parents=True, exist_ok=True)
         text = BASE_CONFIG.format(
             name=self.name,
+            workers=self.workers,
             data_dir=self.data_dir,
             host=self.host,
             smtp=self.fixed_ports.get("smtp", 0),

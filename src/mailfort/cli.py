@@ -11,6 +11,7 @@ import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from mailfort import __version__, cli_status
@@ -319,7 +320,28 @@ async def _node(store: Store, name: str) -> NodeInfo:
     raise CliError(f"no node {name!r} (see: mailfort cluster status)")
 
 
+def _is_worker_of(name: str, node_name: str) -> bool:
+    """Whether cluster member `name` is a worker of node `node_name`: `serve --workers N` names
+    them `<node_name>-w<i>` (`cli_serve.worker_name`)."""
+    prefix = f"{node_name}-w"
+    return name.startswith(prefix) and name[len(prefix) :].isdigit()
+
+
 async def cmd_node_drain(config: Config, store: Store, args: argparse.Namespace) -> int:
+    nodes = await store.list_nodes()
+    if not any(node.name == args.name for node in nodes):
+        # A node served by several processes is drained whole by its own name.
+        workers = [n.name for n in nodes if _is_worker_of(n.name, args.name) and n.state != "gone"]
+        if workers:
+            for name in workers:
+                await store.set_node_state(name, "draining")
+            print(
+                f"node {args.name} ({len(workers)} workers: {', '.join(workers)}) told to drain:"
+                f" each stops accepting at its next heartbeat (every"
+                f" {config.cluster.heartbeat_seconds:g}s), lets sessions finish for up to"
+                f" {config.cluster.drain_seconds:g}s, releases its leases and exits"
+            )
+            return 0
     node = await _node(store, args.name)
     if node.state == "gone":
         print(f"node {args.name} is gone already")
@@ -361,6 +383,14 @@ async def cmd_node_forget(config: Config, store: Store, args: argparse.Namespace
     return 0
 
 
+def _worker_count(text: str) -> int:
+    from mailfort.config import MAX_WORKERS
+
+    if not text.isdigit() or int(text) > MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"expected 0 (one per CPU) to {MAX_WORKERS}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mailfort",
@@ -384,6 +414,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     init.set_defaults(func=cmd_init)
     serve = sub.add_parser("serve", help="run a node in the foreground")
+    serve.add_argument(
+        "--workers",
+        type=_worker_count,
+        metavar="N",
+        help="node processes sharing the listeners (PostgreSQL only; default: `workers` in the"
+        " config, else one per CPU on PostgreSQL and 1 on SQLite)",
+    )
     serve.set_defaults(func=None)
 
     domain = sub.add_parser("domain", help="local domains").add_subparsers(
@@ -466,7 +503,10 @@ def build_parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     p = node.add_parser("drain", help="make a running node finish its sessions and exit")
-    p.add_argument("name", help="the node's name (node_name in its config)")
+    p.add_argument(
+        "name",
+        help="the node's name (node_name in its config): all its workers, or one (NAME-wI)",
+    )
     p.set_defaults(func=cmd_node_drain)
     p = node.add_parser(
         "forget", help="mark a dead node that will not come back as gone (no longer expected)"
@@ -500,12 +540,35 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"mailfort: config error: {exc}", file=sys.stderr)
         return 2
-    try:
-        if args.command == "serve":
-            from mailfort.node import serve
+    if args.command == "serve":
+        return guarded(lambda: _serve(config, args.workers))
+    return guarded(lambda: asyncio.run(_run(args.func, config, args)))
 
-            return asyncio.run(serve(config))
-        return asyncio.run(_run(args.func, config, args))
+
+def _serve(config: Config, workers: int | None) -> int:
+    from mailfort.cli_serve import Supervisor, worker_count
+
+    count = worker_count(config, workers)
+    if count == 1:
+        from mailfort.node import serve
+
+        return asyncio.run(serve(config))
+    return asyncio.run(Supervisor(config, count, run_worker).run())
+
+
+def run_worker(config: Config, channel: Connection) -> None:
+    """A worker process of `serve --workers N`, spawned by its supervisor (`cli_serve`)."""
+    from mailfort.cli_serve import serve_worker
+
+    configure_logging(batched=True, stream=sys.stderr)
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    sys.exit(guarded(lambda: asyncio.run(serve_worker(config, channel))))
+
+
+def guarded(command: Callable[[], int]) -> int:
+    """Run `command`, its errors made one line on stderr and an exit status (module docstring)."""
+    try:
+        return command()
     except ConfigError as exc:
         print(f"mailfort: config error: {exc}", file=sys.stderr)
         return 2

@@ -22,6 +22,7 @@ from mailfort.errors import ConfigError
 from mailfort.mail.address import AddressError, normalize, normalize_domain
 
 DEFAULT_PATH = Path("mailfort.toml")
+MAX_WORKERS = 256
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -278,6 +279,10 @@ class Config:
     # forwarding). Default: postmaster@ the first local domain (`Directory.postmaster`).
     postmaster: str = ""
     node_name: str = field(default_factory=socket.gethostname)
+    # Node processes `serve` runs, sharing the listening ports (SO_REUSEPORT), each a member of
+    # the cluster named `<node_name>-w<i>`. 0: one per CPU this process may run on with
+    # PostgreSQL, 1 with SQLite (one writer per file: more processes would queue on its lock).
+    workers: int = 0
     listen: ListenConfig = field(default_factory=ListenConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
@@ -409,6 +414,8 @@ def validate(config: Config) -> None:
         raise ConfigError("limits.network_prefix_v6", "expected a prefix length from 16 to 128")
     if not 0 < config.limits.max_network_share <= 1:
         raise ConfigError("limits.max_network_share", "expected a share above 0 and at most 1")
+    if config.workers > MAX_WORKERS:
+        raise ConfigError("workers", f"expected 0 (one per CPU) to {MAX_WORKERS}")
     if not 1 <= config.limits.cpu_threads <= 64:
         raise ConfigError("limits.cpu_threads", "expected 1 to 64 threads")
     _at_least(config.limits, "limits", 0.5, "http_body_timeout")

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import bisect
 import math
+import os
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from prometheus_client import (
     CollectorRegistry,
@@ -138,8 +139,32 @@ def quantile(buckets: list[int] | None, q: float) -> float | None:
     return LATENCY_BUCKETS[-2]
 
 
+# A node served by several processes (`serve --workers N`) runs prometheus-client's multiprocess
+# mode: each process records into files of its own in this directory (set for the workers by
+# the supervisor before they start, as prometheus-client reads it at import), and `/metrics`
+# reads them all: counters and histograms add up over every worker that ever ran, so totals
+# never go back when one is restarted; each gauge says how the live workers' values combine.
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+# Cluster-wide gauges are set by whichever worker leads the status evaluation: its latest value.
+_CLUSTER: Final = "livemostrecent"
+
+
+def multiprocess_dir() -> str | None:
+    """The multiprocess mode's directory when this process is one worker of several."""
+    return os.environ.get(MULTIPROCESS_DIR) or None
+
+
+def _every_process() -> CollectorRegistry:
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
 class NodeMetrics:
-    """One node's metrics; pass it to whatever records. `registry` is what `/metrics` serves."""
+    """One node's metrics; pass it to whatever records. `registry` is what `/metrics` serves:
+    this process's metrics, or every worker's in multiprocess mode."""
 
     def __init__(self, *, window: float = 300.0, clock: Any = None) -> None:
         import time
@@ -148,7 +173,8 @@ class NodeMetrics:
         # At least six slots: with a single 10-s slot, a 10-s window would be emptied at every
         # multiple of 10 s, and a fault counted just before would vanish before it is judged.
         self.window = WindowStats(window=window, slot=min(10.0, max(0.1, window / 6)))
-        r = self.registry = CollectorRegistry(auto_describe=True)
+        r = CollectorRegistry(auto_describe=True)
+        self.registry = _every_process() if multiprocess_dir() else r
         self.logins = Counter(
             "mailfort_logins", "Login attempts by protocol and result", ["protocol", "result"],
             registry=r,
@@ -172,14 +198,17 @@ class NodeMetrics:
             buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.loop_lag = Gauge(
-            "mailfort_event_loop_lag_seconds", "How late the event loop ran a timer", registry=r
-        )
+            "mailfort_event_loop_lag_seconds", "How late the event loop ran a timer", registry=r,
+            multiprocess_mode="livemax",
+        )  # fmt: skip
         self.concurrency_limit = Gauge(
-            "mailfort_concurrency_limit", "Current adaptive admission limit", ["scope"], registry=r
-        )
+            "mailfort_concurrency_limit", "Current adaptive admission limit", ["scope"], registry=r,
+            multiprocess_mode="livesum",
+        )  # fmt: skip
         self.in_flight = Gauge(
-            "mailfort_in_flight", "Work admitted and not yet finished", ["scope"], registry=r
-        )
+            "mailfort_in_flight", "Work admitted and not yet finished", ["scope"], registry=r,
+            multiprocess_mode="livesum",
+        )  # fmt: skip
         self.accepted = Counter(
             "mailfort_messages_accepted", "Messages answered with 250", ["listener"], registry=r
         )
@@ -203,29 +232,36 @@ class NodeMetrics:
         )  # fmt: skip
         self.breakers_open = Gauge(
             "mailfort_delivery_breakers_open", "Destinations whose circuit breaker is open",
-            registry=r,
+            registry=r, multiprocess_mode="livemax",
         )  # fmt: skip
         self.connections = Gauge(
-            "mailfort_connections", "Open client connections", ["protocol"], registry=r
-        )
+            "mailfort_connections", "Open client connections", ["protocol"], registry=r,
+            multiprocess_mode="livesum",
+        )  # fmt: skip
         # Cluster-wide gauges, set by the status collector from the store.
         self.queue_depth = Gauge(
             "mailfort_queue_depth",
             "Queue items the platform owes: due, never tried, not in flight (cluster)", registry=r,
+            multiprocess_mode=_CLUSTER,
         )  # fmt: skip
         self.queue_oldest = Gauge(
             "mailfort_queue_oldest_due_age_seconds",
             "Age of the oldest queue item the platform owes (cluster)", registry=r,
+            multiprocess_mode=_CLUSTER,
         )  # fmt: skip
-        self.nodes = Gauge("mailfort_nodes", "Nodes by state (cluster)", ["state"], registry=r)
+        self.nodes = Gauge(
+            "mailfort_nodes", "Nodes by state (cluster)", ["state"], registry=r,
+            multiprocess_mode=_CLUSTER,
+        )  # fmt: skip
         self.component_state = Gauge(
             "mailfort_component_status",
             "Published component state: 0 operational, 1 degraded, 2 partial, 3 major outage",
-            ["component"], registry=r,
+            ["component"], registry=r, multiprocess_mode=_CLUSTER,
         )  # fmt: skip
         self.incidents_open = Gauge(
-            "mailfort_incidents_open", "Open incidents (cluster)", registry=r
-        )
+            "mailfort_incidents_open", "Open incidents (cluster)", registry=r,
+            multiprocess_mode=_CLUSTER,
+        )  # fmt: skip
 
     # ---- recorders (cheap; called on hot paths) ------------------------------------------------
 

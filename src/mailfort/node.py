@@ -11,7 +11,7 @@ import signal
 import ssl
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -611,14 +611,23 @@ def politeness(o: OverloadConfig) -> Politeness:
 
 
 def describe(node: Node) -> str:
-    lines = [f"mailfort node {node.config.node_name!r} is running (data in {node.config.data_dir})"]
-    for item in node.listeners:
+    return describe_listeners(node.config, node.listeners)
+
+
+def describe_listeners(
+    config: Config, listeners: Sequence[Listener], *, workers: Sequence[str] = ()
+) -> str:
+    """What a started node says on stdout: its listeners and how to use them; `workers` names
+    the processes that serve them together (`serve --workers N`)."""
+    running = f" as {len(workers)} workers ({', '.join(workers)})" if workers else ""
+    lines = [f"mailfort node {config.node_name!r} is running{running} (data in {config.data_dir})"]
+    for item in listeners:
         lines.append(f"  {item.name:<12} {item.host}:{item.port:<6} {item.description}")
-    http = next((x for x in node.listeners if x.name == "http"), None)
+    http = next((x for x in listeners if x.name == "http"), None)
     if http:
         lines.append(f"Status page: http://{http.host}:{http.port}/ (metrics at /metrics)")
-    smtp = next((x for x in node.listeners if x.name == "smtp"), None)
-    sub = next((x for x in node.listeners if x.name == "submission"), None)
+    smtp = next((x for x in listeners if x.name == "smtp"), None)
+    sub = next((x for x in listeners if x.name == "submission"), None)
     if smtp:
         lines.append(f"Try it: swaks --server {smtp.host}:{smtp.port} --to demo@example.test")
     if sub:
@@ -629,7 +638,7 @@ def describe(node: Node) -> str:
     for protocol in ("imap", "pop3"):
         # The plain listener (STARTTLS) and its implicit-TLS twin ("imaps", "pop3s").
         served = sorted(
-            (x for x in node.listeners if x.name in (protocol, protocol + "s")),
+            (x for x in listeners if x.name in (protocol, protocol + "s")),
             key=lambda x: x.name,
         )
         if served:
@@ -644,7 +653,9 @@ def describe(node: Node) -> str:
     return "\n".join(lines)
 
 
-async def serve(config: Config) -> int:
+async def serve(config: Config, announce: Callable[[Node], None] | None = None) -> int:
+    """Run a node until SIGTERM, SIGINT or a drain, then stop it. Once it serves, `announce`
+    is told (default: its description on stdout)."""
     node = Node(config)
     # Before the "Stop with SIGTERM" line: a supervisor that sends SIGTERM as soon as it reads
     # the line must get a drain, not the default action (death by the signal).
@@ -652,7 +663,10 @@ async def serve(config: Config) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, node.stop_requested.set)
     await node.start()
-    print(describe(node), flush=True)
+    if announce is None:
+        print(describe(node), flush=True)
+    else:
+        announce(node)
     await node.stop_requested.wait()
     reason = "drain requested" if node.membership.draining else "signal"
     print(f"mailfort: shutting down ({reason})", file=sys.stderr, flush=True)

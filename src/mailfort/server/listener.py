@@ -381,17 +381,53 @@ class _Refuse(asyncio.Protocol):
         transport.close()
 
 
+class _PortSharing:
+    """Whether this process's listeners share their ports with its sibling worker processes."""
+
+    enabled = False
+
+
+def share_ports() -> None:
+    """Make every listener this process opens from now on join its port's SO_REUSEPORT group.
+
+    Set once by a worker of `mailfort serve --workers N` before its node starts: each worker
+    then listens on its own socket of the same port and the kernel spreads new connections
+    across them by a hash of the client's address and port, so every worker accepts only what
+    it was given and none is woken for a connection another takes. Off otherwise, so that a
+    second node started on a port by mistake fails with "address already in use"."""
+    _PortSharing.enabled = True
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """A socket bound to `host:port` (port 0: any free one) in the port's SO_REUSEPORT group,
+    never listening: it holds the port for the workers that join the group (only listening
+    sockets receive connections), across their restarts, and turns port 0 into one port that
+    all of them bind."""
+    return _bound_socket(host, port, reuse_port=True)
+
+
 def listening_socket(host: str, port: int) -> socket.socket:
     """A bound, listening, non-blocking socket for `host:port` (port 0: any free one)."""
+    sock = _bound_socket(host, port, reuse_port=_PortSharing.enabled)
+    try:
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _bound_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     family, kind, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
-        sock.listen(BACKLOG)
-        sock.setblocking(False)
     except BaseException:
         sock.close()
         raise
