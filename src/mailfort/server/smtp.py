@@ -221,12 +221,15 @@ class SmtpConnection(asyncio.BufferedProtocol):
                         await self._handle(event)
                     except Exception as exc:  # never a Python error on the wire
                         log.exception("event=smtp_exception error=%r", exc)
-                        session.refuse(R.INTERNAL_ERROR)
+                        if session.pending is not None:
+                            session.refuse(R.INTERNAL_ERROR)
                     if session.pending_output > MAX_WAITING:
                         self._flush()
                         await self._drain()
-        except _TlsFailed:
-            pass
+        except Exception as exc:
+            # Our own bug (a core misused): this connection ends, the node goes on.
+            log.exception("event=smtp_session_failed error=%r", exc)
+            self._finish()
         finally:
             transport = self.transport
             over = self._finished or self.session.closed
@@ -371,11 +374,11 @@ class SmtpConnection(asyncio.BufferedProtocol):
             # The client sent something other than a TLS handshake: its fault, no traceback.
             log.info("event=starttls_failed error=%r", exc)
             transport.close()
-            self._finish()
-            raise _TlsFailed() from None
+            self._finish()  # asyncio tells a protocol nothing of a handshake that failed
+            return
         if tls is None:
             self._finish()
-            raise _TlsFailed()
+            return
         self.transport = tls
         self._reading_paused = False
         # The old session's login, if it had one, no longer counts among its account's sessions.
@@ -438,10 +441,6 @@ class SmtpConnection(asyncio.BufferedProtocol):
 
     def _expire(self) -> None:
         self._close_with(R.SESSION_TOO_LONG)
-
-
-class _TlsFailed(Exception):
-    """The STARTTLS handshake failed: the connection is closed, the session is over."""
 
 
 def _close_all(files: list[SpoolFile]) -> None:

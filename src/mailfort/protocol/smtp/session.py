@@ -239,6 +239,11 @@ class ServerSession(Generic[Route]):
         return bool(self._out)
 
     @property
+    def pending(self) -> Pending | None:
+        """The event the server has yet to answer."""
+        return self._pending
+
+    @property
     def pending_output(self) -> int:
         return len(self._out)
 
@@ -332,7 +337,7 @@ class ServerSession(Generic[Route]):
     def _take(self, kind: Any) -> Any:
         pending = self._pending
         if not isinstance(pending, kind):
-            raise LocalProtocolError(f"no {kind.__name__} is pending (pending: {pending!r})")
+            raise LocalProtocolError(f"no {kind} is pending (pending: {pending!r})")
         self._pending = None
         return pending
 
