@@ -5,6 +5,9 @@ for a malformed path, `"", ""` for an empty argument. The everyday form, "<" dot
 domain ">", is matched by one regular expression; anything else (quoted local parts, address
 literals, comments, non-ASCII) goes to the standard library's RFC 5322 address parser, which
 takes the same forms the server always took. The null reverse-path "<>" comes back as "<>".
+That parser is imported on the first such path, not with this module: it imports
+`email.utils`, which imports `socket` (for Message-IDs; it does no I/O here), and the core
+promises not to pull the network modules in.
 
 `parse_params` reads the parameters (RFC 5321 4.1.2 esmtp-param = keyword ["=" value]),
 upper-cased as they always were: keyword → value, True for a keyword without one.
@@ -13,7 +16,6 @@ upper-cased as they always were: keyword → value, True for a keyword without o
 from __future__ import annotations
 
 import re
-from email._header_value_parser import get_addr_spec, get_angle_addr
 from typing import Final
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -31,6 +33,8 @@ def parse_path(arg: str) -> tuple[str | None, str | None]:
     match = _PLAIN_PATH.match(arg)
     if match is not None:
         return match[1], match[2] or ""
+    from email._header_value_parser import get_addr_spec, get_angle_addr
+
     try:
         if arg.lstrip().startswith("<"):
             angle, rest = get_angle_addr(arg)
