@@ -70,18 +70,26 @@ def ehlo_reply(hostname: str, offer: Offer) -> tuple[bytes, int]:
     return reply.encode(), COMMAND_LINE + room
 
 
-# RFC 5321 4.1.1.1: ehlo-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-")
-_KEYWORD: Final = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*)(?:[ =](.*))?\Z")
+# RFC 5321 4.1.1.1: ehlo-line = ehlo-keyword *( SP ehlo-param ), and
+# ehlo-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-").
+_KEYWORD: Final = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*)(?: (.*))?\Z")
+# Some servers still announce their mechanisms as "AUTH=LOGIN PLAIN" (before RFC 4954).
+_OLD_AUTH: Final = re.compile(r"AUTH=(.*)\Z", re.IGNORECASE)
 
 
 def parse_ehlo(text: str) -> Mapping[str, str]:
     """A server's extensions from the text of its EHLO answer (the lines without their
     "250-"/"250 " prefixes, newline-separated): lower-case keyword → parameters ("" if none).
-    The first line is the server's greeting, not an extension. Lines that are not keywords
-    are skipped, as are repeats (the first one counts)."""
+    The first line is the server's greeting, not an extension; lines that are no keyword are
+    skipped; a keyword given twice has its last parameters."""
     found: dict[str, str] = {}
-    for line in text.splitlines()[1:]:
-        match = _KEYWORD.match(line.strip())
+    for line in text.split("\n")[1:]:
+        line = line.strip()
+        old = _OLD_AUTH.match(line)
+        if old is not None:
+            found["auth"] = old[1]
+            continue
+        match = _KEYWORD.match(line)
         if match is not None:
-            found.setdefault(match[1].lower(), (match[2] or "").strip())
+            found[match[1].lower()] = match[2] or ""
     return found
