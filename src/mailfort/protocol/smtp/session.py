@@ -202,7 +202,6 @@ class ServerSession(Generic[Route]):
         self._mail_limit = COMMAND_LINE
         self._calls: dict[str, int] = {}
         self._unknown = 0
-        self._helps = self._help_list()
 
     # -- input and output ---------------------------------------------------------------------
     def greeting(self) -> bytes:
@@ -614,9 +613,9 @@ class ServerSession(Generic[Route]):
             if verb in _USAGE and (verb != "STARTTLS" or self.config.starttls):
                 self._reply(f"250 Syntax: {self._usage(verb)}")
                 return
-            self._reply(R.for_wire(f"501 {self._helps}"))
+            self._reply(R.for_wire(f"501 {self._help_list()}"))
             return
-        self._reply(f"250 {self._helps}")
+        self._reply(f"250 {self._help_list()}")
 
     def _starttls(self, arg: str | None) -> Event | None:
         if self.tls:
