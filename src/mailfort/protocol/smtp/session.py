@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Final, Generic, TypeVar
 
+from mailfort.protocol.lines import LineReader, LineTooLong
 from mailfort.protocol.smtp import replies as R
 from mailfort.protocol.smtp.data import (
     SPOOL_THRESHOLD,
@@ -190,8 +191,7 @@ class ServerSession(Generic[Route]):
         self.closed = False
         self._spool = spool
         self._spool_threshold = spool_threshold
-        self._buffer = bytearray()
-        self._discarding = False  # dropping the rest of a line that was too long
+        self._reader = LineReader()
         self._out = bytearray()
         self._pending: Pending | None = None
         self._receiver: DataReceiver | None = None
@@ -210,7 +210,7 @@ class ServerSession(Generic[Route]):
     @property
     def buffered(self) -> int:
         """Octets received and not yet taken (the server stops reading past its bound)."""
-        return len(self._buffer)
+        return self._reader.buffered
 
     @property
     def in_transaction(self) -> bool:
@@ -220,13 +220,13 @@ class ServerSession(Generic[Route]):
         if self.closed:
             return
         receiver = self._receiver
-        if receiver is not None and not self._buffer:
+        if receiver is not None and not self._reader.buffered:
             # DATA goes straight to its receiver; only what follows the end is kept.
             taken = receiver.feed(data)
             if taken < len(data):
-                self._buffer += memoryview(data)[taken:]
+                self._reader.feed(data[taken:])
             return
-        self._buffer += data
+        self._reader.feed(data)
 
     def take_output(self) -> bytes:
         out = bytes(self._out)
@@ -260,17 +260,23 @@ class ServerSession(Generic[Route]):
         while not self.closed:
             receiver = self._receiver
             if receiver is not None:
-                if self._buffer:
-                    taken = receiver.feed(bytes(self._buffer))
-                    del self._buffer[:taken]
+                if self._reader.buffered:
+                    data = self._reader.take()
+                    taken = receiver.feed(data)
+                    if taken < len(data):
+                        self._reader.feed(data[taken:])
                 if not receiver.done:
                     return NEED_DATA
                 event = self._data_done(receiver)
             else:
-                line = self._next_line()
+                sasl = self._sasl is not None
+                line = self._reader.next_line(AUTH_LINE_LIMIT if sasl else MAX_LINE)
                 if line is None:
                     return NEED_DATA
-                sasl = self._sasl is not None
+                if isinstance(line, LineTooLong):
+                    self._sasl = None
+                    self._reply(R.AUTH_LINE_TOO_LONG if sasl else R.COMMAND_TOO_LONG)
+                    continue
                 event = self._sasl_answer(line) if sasl else self._command(line)
             if event is not None:
                 return event
@@ -322,8 +328,7 @@ class ServerSession(Generic[Route]):
         self.esmtp = False
         self.user = None
         self.envelope = None
-        self._buffer.clear()
-        self._discarding = False
+        self._reader.clear()
 
     def close(self) -> None:
         """The connection is over, however: no more events but Close."""
@@ -357,37 +362,6 @@ class ServerSession(Generic[Route]):
         self.close()
         return CLOSE
 
-    def _next_line(self) -> bytes | None:
-        """The next line with its LF; None when more is needed. A line longer than MAX_LINE
-        is answered here and dropped."""
-        buf = self._buffer
-        if self._discarding:
-            end = buf.find(b"\n")
-            if end < 0:
-                buf.clear()
-                return None
-            del buf[: end + 1]
-            self._discarding = False
-        end = buf.find(b"\n", 0, MAX_LINE)
-        if end < 0:
-            if len(buf) < MAX_LINE:
-                return None
-            end = buf.find(b"\n", MAX_LINE)
-            if end < 0:
-                buf.clear()
-                self._discarding = True
-            else:
-                del buf[: end + 1]
-            if self._sasl is not None:
-                self._sasl = None
-                self._reply(R.AUTH_LINE_TOO_LONG)
-            else:
-                self._reply(R.COMMAND_TOO_LONG)
-            return self._next_line() if not self._discarding else None
-        line = bytes(buf[: end + 1])
-        del buf[: end + 1]
-        return line
-
     def _reset(self) -> None:
         self.envelope = None
 
@@ -397,7 +371,7 @@ class ServerSession(Generic[Route]):
 
     # -- commands -----------------------------------------------------------------------------
     def _command(self, raw: bytes) -> Event | None:
-        line = raw.rstrip(b"\r\n")
+        line = raw.rstrip(b"\r\n")  # as the server always read them: extra CRs go too
         if not line:
             self._reply(R.BAD_SYNTAX)
             return None
@@ -473,24 +447,29 @@ class ServerSession(Generic[Route]):
         reply, self._mail_limit = ehlo_reply(config.hostname, offer)
         self._out += reply
 
-    def _mail(self, arg: str | None) -> Event | None:
-        if self._need_helo() or self._need_auth():
-            return None
-        usage = R.syntax(self._usage("MAIL"))
-        arg = strip_keyword("FROM:", arg) if arg is not None else None
-        if arg is None:
-            self._reply(usage)
-            return None
-        address, rest = parse_path(arg)
+    def _path(self, verb: str, keyword: str, arg: str | None) -> tuple[str, str] | None:
+        """MAIL's or RCPT's address and the rest of its argument; None once refused."""
+        arg = strip_keyword(keyword, arg) if arg is not None else None
+        address, rest = parse_path(arg) if arg is not None else ("", "")
         if address is None or rest is None:
             self._reply(R.MALFORMED_ADDRESS)
             return None
-        if not address or (rest and not self.esmtp):
-            self._reply(usage)
+        if not address or (rest and not self.esmtp):  # RFC 1869: parameters only after EHLO
+            self._reply(R.syntax(self._usage(verb)))
+            return None
+        return address, rest
+
+    def _mail(self, arg: str | None) -> Event | None:
+        if self._need_helo() or self._need_auth():
+            return None
+        path = self._path("MAIL", "FROM:", arg)
+        if path is None:
             return None
         if self.envelope is not None:
             self._reply(R.NESTED_MAIL)
             return None
+        address, rest = path
+        usage = R.syntax(self._usage("MAIL"))
         words = rest.upper().split()
         params = parse_params(words)
         if params is None:
@@ -527,21 +506,13 @@ class ServerSession(Generic[Route]):
         if envelope is None:
             self._reply(R.NEED_MAIL)
             return None
-        usage = R.syntax(self._usage("RCPT"))
-        arg = strip_keyword("TO:", arg) if arg is not None else None
-        if arg is None:
-            self._reply(usage)
+        path = self._path("RCPT", "TO:", arg)
+        if path is None:
             return None
-        address, rest = parse_path(arg)
-        if address is None or rest is None:
-            self._reply(R.MALFORMED_ADDRESS)
-            return None
-        if not address or (rest and not self.esmtp):
-            self._reply(usage)
-            return None
+        address, rest = path
         params = parse_params(rest.upper().split())
         if params is None:
-            self._reply(usage)
+            self._reply(R.syntax(self._usage("RCPT")))
             return None
         if params:
             self._reply(R.RCPT_PARAMS_UNKNOWN)
@@ -631,8 +602,7 @@ class ServerSession(Generic[Route]):
         self._reply(R.READY_FOR_TLS)
         # RFC 3207 5 (and CVE-2011-0411): commands pipelined after STARTTLS came in the clear
         # and must not run as if they came over TLS.
-        self._buffer.clear()
-        self._discarding = False
+        self._reader.clear()
         self._reset()
         return self._wait(StartTls())
 
@@ -688,9 +658,6 @@ class ServerSession(Generic[Route]):
 
     def _sasl_answer(self, line: bytes) -> Event | None:
         step, self._sasl = self._sasl, None
-        if len(line) > AUTH_LINE_LIMIT:
-            self._reply(R.AUTH_LINE_TOO_LONG)
-            return None
         blob = line.strip()
         if blob == b"*":  # RFC 4954 4: the client cancels
             self._reply(R.AUTH_CANCELLED)
