@@ -83,6 +83,30 @@ def test_mail_line_limit_grows_once_per_ehlo() -> None:
 # -- the transaction ----------------------------------------------------------------------------
 
 
+def test_states_of_a_transaction() -> None:
+    peer = Peer(submission_config(tls=True, starttls=False))
+    S = core.State
+    steps = [
+        (b"", S.GREETED),
+        (b"EHLO client.test\r\n", S.READY),
+        (b"AUTH PLAIN\r\n", S.AUTH),
+        (plain("", USER, PASSWORD) + b"\r\n", S.READY),
+        (b"MAIL FROM:<alice@example.test>\r\n", S.MAIL),
+        (b"RCPT TO:<bob@example.test>\r\n", S.RCPT),
+        (b"DATA\r\n", S.DATA),
+        (b"hi\r\n.\r\n", S.READY),
+        (b"QUIT\r\n", S.CLOSED),
+    ]
+    for wire, state in steps:
+        peer.send(wire)
+        assert peer.core.state is state, wire
+    peer = Peer()
+    peer.send(b"EHLO client.test\r\n")
+    peer.core.receive_data(b"MAIL FROM:<s@remote.test>\r\n")
+    assert isinstance(peer.core.next_event(), core.Mail)
+    assert peer.core.state is S.WAITING
+
+
 def test_one_message() -> None:
     peer = ready()
     assert peer.codes(TRANSACTION) == [250, 250, 354]
@@ -425,3 +449,40 @@ def test_help_and_vrfy() -> None:
         501,
         502,
     ]
+
+
+# -- however the input is cut -------------------------------------------------------------------
+
+STEPS = [
+    b"EHLO client.test\r\n",
+    b"HELO client.test\r\n",
+    b"MAIL FROM:<s@remote.test> SIZE=100\r\n",
+    b"RCPT TO:<alice@example.test>\r\n",
+    b"RCPT TO:<nobody@example.test>\r\n",
+    b"DATA\r\n",
+    b"Subject: x\r\n\r\n.leading dot\r\nbare\nlf.\n\r\n.\r\n",
+    b"x" * 1200 + b"\r\n",
+    b"RSET\r\n",
+    b"NOOP\r\n",
+    b"\r\n",
+    b"\xff\xfe\r\n",
+    b"VRFY <a@b>\r\n",
+]  # not STARTTLS: what arrives with it is dropped on purpose (see above), the rest is not
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    script=st.lists(st.sampled_from(STEPS), max_size=25),
+    points=st.lists(st.integers(0, 100_000), max_size=12),
+)
+def test_the_same_answers_however_the_input_is_cut(script: list[bytes], points: list[int]) -> None:
+    """A client's bytes may arrive in any pieces (TCP keeps no message boundaries): the core
+    answers the same replies and takes the same messages as from one piece."""
+    wire = b"".join(script)
+    whole = Peer(mx_config(call_limits={"*": 1000}))
+    whole.send(wire)
+    cut_up = Peer(mx_config(call_limits={"*": 1000}))
+    for piece in cut(wire, points):
+        cut_up.send(piece)
+    assert bytes(cut_up.sent) == bytes(whole.sent)
+    assert cut_up.messages == whole.messages

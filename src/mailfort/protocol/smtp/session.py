@@ -15,6 +15,10 @@
         StartTls()          write the output (it ends with 220), do the handshake, `tls_started()`
         Close()             write the output, close the connection
 
+`state` says where the session is (`State`: before HELO, ready, in a transaction after MAIL or
+RCPT, receiving DATA, in an AUTH exchange, waiting for the server, closed); which commands are
+known is `_HANDLERS`, and each handler answers a command out of sequence with its 503.
+
 Until the pending event is answered `next_event` raises `LocalProtocolError`: our bug, never the
 client's. The client's errors get their reply from the core and the session goes on, except that
 a session closes after `max_unknown` unrecognized commands or past a command's call budget.
@@ -72,6 +76,19 @@ MECHANISMS: Final = ("LOGIN", "PLAIN")  # RFC 4954; offered under TLS only
 _LOGIN_USER: Final = b"334 " + base64.b64encode(b"Username:") + b"\r\n"
 _LOGIN_PASSWORD: Final = b"334 " + base64.b64encode(b"Password:") + b"\r\n"
 _EMPTY_CHALLENGE: Final = b"334 \r\n"
+
+
+class State(Enum):
+    """Where a session is (RFC 5321 3.3: a transaction is MAIL, one or more RCPT, DATA)."""
+
+    GREETED = "before HELO/EHLO"
+    READY = "no transaction"
+    MAIL = "sender accepted, no recipient yet"
+    RCPT = "recipients accepted"
+    DATA = "receiving the message"
+    AUTH = "in an AUTH exchange"  # RFC 4954 4: the next line is the client's answer
+    WAITING = "an event is unanswered"
+    CLOSED = "closed"
 
 
 class LocalProtocolError(Exception):
@@ -211,6 +228,20 @@ class ServerSession(Generic[Route]):
     def buffered(self) -> int:
         """Octets received and not yet taken (the server stops reading past its bound)."""
         return self._reader.buffered
+
+    @property
+    def state(self) -> State:
+        if self.closed:
+            return State.CLOSED
+        if self._pending is not None or self._queued is not None:
+            return State.WAITING
+        if self._receiver is not None:
+            return State.DATA
+        if self._sasl is not None:
+            return State.AUTH
+        if self.envelope is not None:
+            return State.RCPT if self.envelope.recipients else State.MAIL
+        return State.READY if self.helo else State.GREETED
 
     @property
     def in_transaction(self) -> bool:
