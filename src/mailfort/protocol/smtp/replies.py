@@ -133,13 +133,14 @@ def could_not_vrfy(argument: str) -> str:
     return for_wire(f"502 Could not VRFY {argument}")
 
 
-# DATA, in aiosmtpd's words (RFC 5321 4.5.3.1.6 for lines, RFC 1870 for size)
+# DATA (RFC 5321 4.5.3.1.6 for lines, RFC 1870 for size)
 NEED_RCPT: Final = "503 5.5.1 Error: need RCPT command"
 DATA_SYNTAX: Final = "501 5.5.4 Syntax: DATA"
 LINE_TOO_LONG: Final = "500 5.5.2 Line too long (see RFC5321 4.5.3.1.6)"
 DATA_TOO_BIG: Final = "552 5.3.4 Error: Too much mail data"
 
-# Detail for replies written without an enhanced code (aiosmtpd's own), by reply code.
+# Detail for a reply written without an enhanced code (a policy's, or one that echoes the
+# client's words), by reply code.
 # RFC 2034 3: once ENHANCEDSTATUSCODES is advertised, every 4xx/5xx reply carries one.
 _DETAIL_BY_CODE: Final = {
     "421": "4.3.0",
@@ -173,8 +174,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 def for_wire(reply: str) -> str:
     """One reply line as it may be sent: no control characters, with an enhanced status code.
 
-    aiosmtpd echoes a client's unknown command into its reply, NUL and bare CR included; those
-    never go back on the wire."""
+    Some replies echo what the client sent (an unknown command, VRFY's argument), NUL and bare
+    CR included; those never go back on the wire."""
     reply = _CONTROL.sub("?", reply)
     if reply in _SUCCESS:
         return _SUCCESS[reply]
