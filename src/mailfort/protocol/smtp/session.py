@@ -315,7 +315,8 @@ class ServerSession(Generic[Route]):
 
     # -- answers from the server --------------------------------------------------------------
     def refuse(self, reply: str) -> None:
-        """Answer the pending event with a refusal (or an error): nothing changes state."""
+        """Answer the pending event with a refusal (or an error): nothing it asked for happens;
+        a refused message still ends its transaction (RFC 5321 4.1.1.4)."""
         pending = self._take(Mail | Rcpt | Message | AuthStart | Login)
         if isinstance(pending, Message):
             self.envelope = None
