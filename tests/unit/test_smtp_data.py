@@ -1,4 +1,5 @@
-"""The DATA state machine (protocol/smtp/data.py) and the reader that feeds it (server/smtp.py).
+"""The DATA state machine (protocol/smtp/data.py); the session core that feeds it is tested in
+tests/unit/smtp/test_session.py.
 
 A line-by-line reference, written the way aiosmtpd read DATA, is the specification: the receiver
 must agree with it on every stream, however the stream is cut into pieces.
@@ -6,8 +7,6 @@ must agree with it on every stream, however the stream is cut into pieces.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import tracemalloc
 
@@ -17,7 +16,6 @@ from hypothesis import strategies as st
 
 from mailfort.protocol.smtp import replies as R
 from mailfort.protocol.smtp.data import END, TEXT_LINE_LIMIT, DataReceiver, Outcome, ReceivedData
-from mailfort.server.smtp import receive_data
 
 
 def reference(
@@ -201,143 +199,3 @@ def test_pending_and_needed_say_what_may_be_read() -> None:
     assert (receiver.pending, receiver.needed) == (3, 2)
     receiver.feed(b"\r")
     assert (receiver.pending, receiver.needed) == (4, 1)
-
-
-# -- the reader in server/smtp.py --------------------------------------------------------------
-
-
-async def read_through(
-    pieces: list[bytes], limit: int, max_line: int
-) -> tuple[DataReceiver, bytes]:
-    """receive_data over a real StreamReader fed `pieces` one by one while it reads."""
-    reader = asyncio.StreamReader(limit=limit)
-    receiver = DataReceiver(max_size=None, max_line=max_line)
-
-    async def arrive() -> None:
-        for piece in pieces:
-            reader.feed_data(piece)
-            await asyncio.sleep(0)
-        reader.feed_eof()
-
-    feeder = asyncio.create_task(arrive())
-    with contextlib.suppress(asyncio.IncompleteReadError):
-        await receive_data(reader, receiver)
-    await feeder
-    return receiver, await reader.read()
-
-
-@settings(max_examples=400, deadline=None)
-@given(
-    stream=streams,
-    after=st.sampled_from([b"", b"QUIT\r\n", b"\r\n.\r\n", b".\r\n", b"MAIL FROM:<a@b>\r\n"]),
-    points=st.lists(st.integers(0, 10_000), max_size=8),
-    limit=st.integers(min_value=5, max_value=64),
-)
-def test_the_reader_never_takes_the_next_command(
-    stream: bytes, after: bytes, points: list[int], limit: int
-) -> None:
-    whole = stream + after
-    expected = reference(whole, None, 24)
-    receiver, left = asyncio.run(read_through(cut(whole, points), limit, 24))
-    if expected is None:
-        assert not receiver.done
-        return
-    result, length = expected
-    assert receiver.done and receiver.result() == result
-    assert left == whole[length:]
-
-
-async def test_the_reader_takes_a_large_message_in_bulk() -> None:
-    body = b"The quick brown fox.\r\n" * 50_000  # 1.1 MB, past the reader's limit many times
-    reader = asyncio.StreamReader(limit=128 * 1024)
-    reader.feed_data(body + b".\r\nQUIT\r\n")
-    reader.feed_eof()
-    receiver = DataReceiver(max_size=None)
-    await receive_data(reader, receiver)
-    assert receiver.result().content == body
-    assert await reader.read() == b"QUIT\r\n"
-
-
-# -- spooling: a large message goes to the server's sink as it arrives -------------------------
-class MemorySink:
-    """What a spool file would hold (the server's is `server.spool.SpoolFile`)."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def write(self, data: bytes | bytearray) -> None:
-        self.data += data
-
-
-class MemorySpool:
-    def __init__(self) -> None:
-        self.sinks: list[MemorySink] = []
-
-    def __call__(self) -> MemorySink:
-        self.sinks.append(MemorySink())
-        return self.sinks[-1]
-
-
-def read_back(result: ReceivedData) -> ReceivedData:
-    """The result as it would be without a spool."""
-    if not isinstance(result.spooled, MemorySink):
-        return result
-    content = bytes(result.spooled.data)
-    return ReceivedData(outcome=result.outcome, content=content, size=result.size)
-
-
-@settings(max_examples=2000, deadline=None)
-@given(
-    stream=streams,
-    points=st.lists(st.integers(min_value=0, max_value=10_000), max_size=12),
-    max_line=st.integers(min_value=3, max_value=24),
-    max_size=st.one_of(st.none(), st.integers(min_value=0, max_value=80)),
-    threshold=st.integers(min_value=0, max_value=40),
-)
-def test_spooling_gives_the_same_message_however_cut(
-    stream: bytes, points: list[int], max_line: int, max_size: int | None, threshold: int
-) -> None:
-    expected = reference(stream + END, max_size, max_line)
-    assert expected is not None
-    spool = MemorySpool()
-    receiver = DataReceiver(
-        max_size=max_size, max_line=max_line, spool=spool, spool_threshold=threshold
-    )
-    feed_pieces(receiver, cut(stream + END, points))
-    result = receiver.result()
-    assert read_back(result) == expected[0]
-    if result.spooled is not None:
-        assert result.content == b"" and spool.sinks == [result.spooled]
-        assert len(spool.sinks[0].data) > threshold
-    else:
-        assert len(spool.sinks) <= 1  # one started, then the data was refused
-        assert not spool.sinks or result.outcome is not Outcome.COMPLETE
-        assert len(result.content) <= threshold or result.outcome is not Outcome.COMPLETE
-
-
-def test_a_large_message_is_held_in_the_sink_not_in_memory() -> None:
-    chunk = (b"0123456789" * 99 + b"\r\n") * 64  # 64 KB of lines
-    spool = MemorySpool()
-    receiver = DataReceiver(max_size=None, spool=spool, spool_threshold=64 * 1024)
-    tracemalloc.start()
-    try:
-        for _ in range(80):  # 5 MB
-            receiver.feed(chunk)
-            if spool.sinks:
-                spool.sinks[-1].data.clear()  # a spool file would not be in memory
-        receiver.feed(b".\r\n")
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    result = receiver.result()
-    assert result.outcome is Outcome.COMPLETE and result.spooled is spool.sinks[0]
-    assert len(spool.sinks) == 1
-    assert peak < 1_000_000, peak
-
-
-def test_a_small_message_never_opens_a_sink() -> None:
-    spool = MemorySpool()
-    receiver = DataReceiver(max_size=None, spool=spool, spool_threshold=64 * 1024)
-    receiver.feed(b"Subject: hi\r\n\r\n..dot\r\n.\r\n")
-    assert receiver.result().content == b"Subject: hi\r\n\r\n.dot\r\n"
-    assert spool.sinks == []

@@ -28,21 +28,21 @@ import enum
 import ipaddress
 import logging
 import os
-import re
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import aiosmtplib
 
 from mailfort.delivery.mx import DnsError, MxResolver
 from mailfort.delivery.transport import Nexthop, TransportMap
+from mailfort.protocol.smtp.extensions import parse_ehlo
+from mailfort.protocol.smtp.replies import enhanced_status
 
 log = logging.getLogger("mailfort.delivery")
 
 MAX_ADDRESSES = 5  # addresses tried per attempt (Postfix smtp_mx_address_limit)
 QUIT_TIMEOUT = 5.0
-_ENHANCED = re.compile(r"^[245]\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
 
 STATUS_CONNECT = "4.4.1"  # no answer from host
 STATUS_LOST = "4.4.2"  # bad connection
@@ -161,15 +161,6 @@ def _one_line(message: str) -> str:
     return " ".join(message.split())[:900]
 
 
-def enhanced_status(code: int, message: str) -> str:
-    """The enhanced status of a reply (RFC 2034), its class forced to the reply's; else X.0.0."""
-    klass = code // 100
-    match = _ENHANCED.match(message.strip())
-    if match and klass in (2, 4, 5):
-        return f"{klass}.{match.group(1)}.{match.group(2)}"
-    return f"{klass if klass in (2, 4, 5) else 4}.0.0"
-
-
 def _outcome(code: int) -> Outcome:
     if 200 <= code < 300:
         return Outcome.DELIVERED
@@ -192,13 +183,15 @@ class _Session:
     eightbit: bool = False
     smtputf8: bool = False
     transactions: int = 0
+    # The server's EHLO extensions (protocol/smtp/extensions.parse_ehlo); none after HELO.
+    extensions: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
         return f"{self.host}[{self.address}]"
 
     def learn_extensions(self) -> None:
-        ext = self.smtp.esmtp_extensions
+        ext = self.extensions
         self.has_size = "size" in ext
         limit = ext.get("size", "").strip()
         self.size_limit = int(limit) if limit.isdigit() and int(limit) > 0 else None
@@ -498,7 +491,7 @@ class RemoteClient:
             self._check_loop(session, greeting.message)
             await self._hello(session)
             if settings.tls != "none":
-                offered = smtp.supports_extension("starttls")
+                offered = "starttls" in session.extensions
                 if not offered and settings.tls in ("encrypt", "verify"):
                     raise _HopFailure(
                         STATUS_TLS,
@@ -552,11 +545,13 @@ class RemoteClient:
     async def _hello(self, session: _Session) -> None:
         try:
             reply = await session.smtp.ehlo()
+            session.extensions = parse_ehlo(reply.message)
         except aiosmtplib.SMTPHeloError as exc:
             if exc.code == 421:
                 raise self._refused(
                     session.label, session.host, session.address, exc.code, exc.message, "EHLO"
                 ) from None
+            session.extensions = {}
             try:
                 reply = await session.smtp.helo()
             except aiosmtplib.SMTPHeloError as again:

@@ -1,6 +1,11 @@
-"""SMTP policy as an aiosmtpd handler: who may send what to whom, and where accepted mail goes.
+"""SMTP policy: who may send what to whom, and where accepted mail goes.
 
-One handler class serves all three listeners; `Mode` says which one it is:
+A plain interface the SMTP server (`server/smtp.py`) calls for the events of its sans-IO session
+(`protocol/smtp/session.py`): `auth_refusal` and `login` (AUTH), `mail`, `rcpt`, `data`, and
+`ended` when a connection (or its session, at STARTTLS) ends. Each returns what the session
+should do next: an envelope, a recipient, or the reply that refuses.
+
+One policy class serves all three listeners; `Mode` says which one it is:
 - MX (port 25): no AUTH, mail only for local recipients (no open relay);
 - SUBMISSION (587, STARTTLS) and SUBMISSIONS (465, implicit TLS): AUTH PLAIN/LOGIN under TLS only,
   the envelope sender and the header From:/Sender: must belong to the user, any recipient.
@@ -13,15 +18,12 @@ and once more inside the store transaction, which concurrent deliveries cannot b
 from __future__ import annotations
 
 import asyncio
-import binascii
 import logging
 import time
-from base64 import b64decode
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from enum import Enum
 from typing import Final
-
-from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, TLSSetupException
 
 from mailfort.auth.login import Logins, Outcome
 from mailfort.errors import CommitInDoubt, OverQuota, StoreError, StoreUnavailable
@@ -33,6 +35,8 @@ from mailfort.mail.trace import delivery_prefix, protocol_name
 from mailfort.metrics import NodeMetrics
 from mailfort.network import Networks
 from mailfort.protocol.smtp import replies as R
+from mailfort.protocol.smtp.envelope import Envelope, MailParams, Recipient
+from mailfort.protocol.smtp.session import Login, ServerSession
 from mailfort.server.account_sessions import AccountSessions, SessionTicket
 from mailfort.server.memory_budget import MemoryBudget
 from mailfort.server.overload import OverloadGate
@@ -66,16 +70,22 @@ class Mode(Enum):
     SUBMISSIONS = "submissions"
 
 
-def _peer_ip(session: Session) -> str:
-    peer = session.peer
-    if isinstance(peer, tuple) and peer:
-        return str(peer[0])
-    return "unknown"
+class Client:
+    """One connection as the policy sees it: the client's address, its session (what it said
+    in HELO/EHLO, whether it is on TLS, who it logged in as) and its login's place among the
+    account's sessions."""
+
+    __slots__ = ("ip", "session", "ticket")
+
+    def __init__(self, ip: str, session: ServerSession[Resolution]) -> None:
+        self.ip = ip
+        self.session = session
+        self.ticket: SessionTicket | None = None  # given back by `SmtpPolicy.ended`
 
 
-def _is_tls(server: SMTP) -> bool:
-    transport = server.transport
-    return transport is not None and transport.get_extra_info("ssl_object") is not None
+@dataclass(frozen=True, slots=True)
+class LoggedIn:
+    user: str  # the account's address
 
 
 class SmtpPolicy:
@@ -127,42 +137,28 @@ class SmtpPolicy:
         notice = self.notices.line(Component.OUTGOING)
         return f"{reply} ({notice})" if notice else reply
 
-    # -- EHLO --------------------------------------------------------------------------------
-    async def handle_EHLO(
-        self,
-        server: SMTP,
-        session: Session,
-        envelope: Envelope,
-        hostname: str,
-        responses: list[str],
-    ) -> list[str]:
-        session.host_name = hostname
-        lines = [r for r in responses if not (self.mode is Mode.MX and r.startswith("250-AUTH"))]
-        # aiosmtpd answers every command in order, so pipelined commands are safe (RFC 2920).
-        lines[-1:-1] = ["250-PIPELINING", "250-ENHANCEDSTATUSCODES"]
-        return lines
-
     # -- AUTH --------------------------------------------------------------------------------
-    async def handle_AUTH(
-        self, server: SMTP, session: Session, envelope: Envelope, args: list[str]
-    ) -> str | None:
-        if self.mode is Mode.MX:
-            return R.AUTH_NOT_HERE
-        ip = _peer_ip(session)
-        if self.auth.refuses(self.protocol, ip):
-            return R.AUTH_THROTTLED  # before the exchange: a throttled client sends no password
-        credentials = await self._read_credentials(server, args)
-        if credentials is None:
-            return None  # an error reply was already sent
-        if isinstance(credentials, str):
-            return credentials
-        login, password = credentials
-        return await self._check_login(session, ip, login, password)
+    def auth_refusal(self, client: Client) -> str | None:
+        """Before the exchange: a throttled client sends no password."""
+        if self.auth.refuses(self.protocol, client.ip):
+            return R.AUTH_THROTTLED
+        return None
 
-    async def _check_login(self, session: Session, ip: str, login: str, password: str) -> str:
+    async def login(self, client: Client, login: Login) -> LoggedIn | str:
+        if login.authzid and not _same_identity(login.authzid, login.login):
+            # RFC 4616 2: a non-empty authzid asks to act as someone else; nobody may here.
+            # Refused before the password is looked at, so it tells nothing about it.
+            log.warning(
+                "event=authz_refused authzid=%r login=%r", login.authzid[:100], login.login[:100]
+            )
+            return R.AUTHZ_REFUSED
+        return await self._check_login(client, login.login, login.password)
+
+    async def _check_login(self, client: Client, login: str, password: str) -> LoggedIn | str:
         """One password check through the node's `Logins` (throttled per address, network and
         account). No overload-gate slot: the account read is the only store work, and a
         transaction's slot is taken for its own store work, after DATA."""
+        ip = client.ip
         attempt = await self.auth.attempt(self.protocol, ip, login, password)
         self.auth.record(attempt)
         if attempt.outcome is Outcome.THROTTLED:
@@ -178,82 +174,14 @@ class SmtpPolicy:
         if ticket is None:
             log.warning("event=auth_refused reason=sessions client=%s user=%s", ip, account.address)
             return R.AUTH_TOO_MANY_SESSIONS
-        session.ticket = ticket  # type: ignore[attr-defined]  # given back by ended()
-        session.authenticated = True
-        session.auth_data = account.address  # type: ignore[assignment]
-        session.login_data = account.address
+        client.ticket = ticket
         log.info("event=auth_ok client=%s user=%s", ip, account.address)
-        return R.AUTH_OK
-
-    async def _read_credentials(
-        self, server: SMTP, args: list[str]
-    ) -> tuple[str, str] | str | None:
-        login_bytes: bytes | None
-        mechanism = args[0].upper()
-        if mechanism == "PLAIN":
-            raw = await self._initial_or_challenge(server, args, "")
-            if not isinstance(raw, bytes):
-                return raw
-            parts = raw.split(b"\0")
-            if len(parts) != 3:
-                return R.AUTH_SYNTAX
-            authz_bytes, login_bytes, password_bytes = parts
-            if authz_bytes and not _same_identity(authz_bytes, login_bytes):
-                # RFC 4616 2: a non-empty authzid asks to act as someone else; nobody may here.
-                # Refused before the password is looked at, so it tells nothing about it.
-                log.warning(
-                    "event=authz_refused authzid=%r login=%r", authz_bytes[:100], login_bytes[:100]
-                )
-                return R.AUTHZ_REFUSED
-        elif mechanism == "LOGIN":
-            raw = await self._initial_or_challenge(server, args, "Username:")
-            if not isinstance(raw, bytes):
-                return raw
-            login_bytes = raw
-            answer = await self._challenge(server, "Password:")
-            if not isinstance(answer, bytes):
-                return answer
-            password_bytes = answer
-        else:
-            return R.AUTH_MECHANISM
-        login = login_bytes.decode("utf-8", "surrogateescape")
-        password = password_bytes.decode("utf-8", "surrogateescape")
-        return login, password
-
-    async def _initial_or_challenge(
-        self, server: SMTP, args: list[str], prompt: str
-    ) -> bytes | str | None:
-        if len(args) > 1 and args[1] != "=":
-            try:
-                return b64decode(args[1], validate=True)
-            except (binascii.Error, ValueError):
-                return R.AUTH_SYNTAX
-        if len(args) > 1:
-            return b""  # "=" is an empty initial response (RFC 4954 4)
-        return await self._challenge(server, prompt)
-
-    async def _challenge(self, server: SMTP, prompt: str) -> bytes | str | None:
-        """The client's answer; a reply to send instead; or None when aiosmtpd already replied."""
-        try:
-            answer = await server.challenge_auth(prompt)
-        except ValueError:
-            # aiosmtpd reads the answer with StreamReader.readline, which refuses a line longer
-            # than the session's line limit with ValueError.
-            return R.AUTH_LINE_TOO_LONG
-        if answer is MISSING:
-            return None
-        assert isinstance(answer, bytes)
-        return answer
+        return LoggedIn(account.address)
 
     # -- MAIL --------------------------------------------------------------------------------
-    async def handle_MAIL(
-        self,
-        server: SMTP,
-        session: Session,
-        envelope: Envelope,
-        address: str,
-        mail_options: list[str],
-    ) -> str:
+    async def mail(
+        self, client: Client, address: str, params: MailParams
+    ) -> Envelope[Resolution] | str:
         if address == "<>":
             sender = ""
         else:
@@ -262,8 +190,8 @@ class SmtpPolicy:
             except AddressError:
                 return R.SYNTAX_ADDRESS
         if self.mode is not Mode.MX:
-            user = session.auth_data
-            if not isinstance(user, str):
+            user = client.session.user
+            if user is None:
                 return R.AUTH_REQUIRED
             if not sender:
                 return R.NULL_SENDER_SUBMISSION
@@ -275,47 +203,31 @@ class SmtpPolicy:
             if not allowed:
                 log.warning("event=sender_refused user=%s sender=%s", user, sender)
                 return R.SENDER_NOT_OWNED
-        envelope.mail_from = sender or "<>"
-        envelope.mail_options.extend(mail_options)
-        envelope.resolved = {}  # type: ignore[attr-defined]
-        envelope.declared_size = _declared_size(mail_options)  # type: ignore[attr-defined]
-        return R.SENDER_OK
+        return Envelope(sender=sender, params=params)
 
     # -- RCPT --------------------------------------------------------------------------------
-    async def handle_RCPT(
-        self,
-        server: SMTP,
-        session: Session,
-        envelope: Envelope,
-        address: str,
-        rcpt_options: list[str],
-    ) -> str:
-        resolved: dict[str, Resolution] = getattr(envelope, "resolved", {})
-        if len(resolved) >= self.max_recipients:
+    async def rcpt(
+        self, client: Client, envelope: Envelope[Resolution], address: str
+    ) -> Recipient[Resolution] | str:
+        if len({r.address for r in envelope.recipients}) >= self.max_recipients:
             return R.TOO_MANY_RECIPIENTS
         try:
-            found = await self._recipient(session, address)
+            found = await self._recipient(client, address)
             if isinstance(found, str):
                 return found
             recipient, resolution = found
             # RFC 1870 6: with SIZE declared, a recipient whose mailbox cannot take that much is
             # refused here, before the client sends the message; without it, a full one.
-            declared: int = getattr(envelope, "declared_size", 0)
+            declared = envelope.params.size
             refusal = await self._drop_unfit(resolution, declared)
         except StoreError:
             return R.STORE_UNAVAILABLE
         if refusal is not None:
-            log.info(
-                "event=rcpt_full client=%s rcpt=%s size=%d", _peer_ip(session), recipient, declared
-            )
+            log.info("event=rcpt_full client=%s rcpt=%s size=%d", client.ip, recipient, declared)
             return refusal
-        resolved[recipient] = resolution
-        envelope.resolved = resolved  # type: ignore[attr-defined]
-        envelope.rcpt_tos.append(recipient)
-        envelope.rcpt_options.extend(rcpt_options)
-        return R.RECIPIENT_OK
+        return Recipient(recipient, resolution)
 
-    async def _recipient(self, session: Session, address: str) -> tuple[str, Resolution] | str:
+    async def _recipient(self, client: Client, address: str) -> tuple[str, Resolution] | str:
         """The envelope recipient as it will be recorded, and where its mail goes; or a refusal."""
         if address.lower() == "postmaster":
             # RFC 5321 4.5.1: "RCPT TO:<Postmaster>", with no domain, must be accepted.
@@ -332,12 +244,12 @@ class SmtpPolicy:
         if await self.directory.is_local(recipient):
             resolution = await self.directory.resolve(recipient)
             if resolution is None:
-                log.info("event=rcpt_unknown client=%s rcpt=%s", _peer_ip(session), recipient)
+                log.info("event=rcpt_unknown client=%s rcpt=%s", client.ip, recipient)
                 return R.UNKNOWN_USER
             return recipient, resolution
-        if isinstance(session.auth_data, str) and self.mode is not Mode.MX:
+        if client.session.user is not None and self.mode is not Mode.MX:
             return recipient, Resolution(remote=[recipient])
-        log.info("event=relay_denied client=%s rcpt=%s", _peer_ip(session), recipient)
+        log.info("event=relay_denied client=%s rcpt=%s", client.ip, recipient)
         return R.RELAY_DENIED
 
     async def _drop_unfit(
@@ -368,30 +280,39 @@ class SmtpPolicy:
         return R.MESSAGE_OVER_QUOTA if dropped and too_big == dropped else R.MAILBOX_FULL
 
     # -- DATA --------------------------------------------------------------------------------
-    def ended(self, session: Session) -> None:
-        """The connection is gone: its login's place among the account's sessions is free."""
-        ticket: SessionTicket | None = getattr(session, "ticket", None)
+    def ended(self, client: Client) -> None:
+        """The connection (or, at STARTTLS, its session) is over: its login's place among the
+        account's sessions is free."""
+        ticket, client.ticket = client.ticket, None
         if ticket is not None:
             ticket.close()
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        resolved: dict[str, Resolution] = getattr(envelope, "resolved", {})
-        data = envelope.original_content
-        # The message is on disk instead when it was too large to keep in memory as it came.
-        spooled: SpoolFile | None = getattr(envelope, "spooled", None)
-        if not resolved or data is None:
+    async def data(
+        self,
+        client: Client,
+        envelope: Envelope[Resolution],
+        data: bytes,
+        spooled: SpoolFile | None,
+        abort: Callable[[], None],
+    ) -> str:
+        """Store the message: `data`, or when it was too large to keep in memory as it came,
+        `spooled`. `abort` drops the connection without a reply (see CommitInDoubt)."""
+        # A recipient given twice is one recipient: the last RCPT's route counts.
+        resolved = {r.address: r.route for r in envelope.recipients}
+        if not resolved:
             return R.BAD_SEQUENCE
-        sender = "" if envelope.mail_from == "<>" else str(envelope.mail_from)
-        stamp = self._stamp(server, session, envelope, resolved)
+        sender = envelope.sender
+        session = client.session
+        stamp = self._stamp(client, envelope, resolved)
         size = len(stamp.received) + (len(data) if spooled is None else spooled.size)
         try:
             if self.mode is not Mode.MX:
                 limit = MAX_HEADER_BLOCK + 4
                 head = data[:limit] if spooled is None else await spooled.head(limit)
-                refusal = await self._check_originators(session, head)
+                refusal = await self._check_originators(client, head)
                 if refusal is not None:
                     return refusal
-            refusal = await self._fit_quota(session, sender, resolved, size)
+            refusal = await self._fit_quota(client, sender, resolved, size)
         except StoreError:
             return R.STORE_UNAVAILABLE
         if refusal is not None:
@@ -400,8 +321,8 @@ class SmtpPolicy:
         try:
             # A spooled message is in memory only from here to the end of the store write.
             # One sender (a user, or a client network on the MX) holds a share of the budget.
-            user = session.auth_data
-            owner = user if isinstance(user, str) else self.networks.of(_peer_ip(session))
+            user = session.user
+            owner = user if user is not None else self.networks.of(client.ip)
             async with self.memory.hold(0 if spooled is None else size, owner=owner):
                 if spooled is None:
                     body: bytes | bytearray = stamp.received + data
@@ -413,29 +334,28 @@ class SmtpPolicy:
                     sender=sender,
                     body=body,
                     resolved=resolved,
-                    client_ip=_peer_ip(session),
-                    authenticated=session.auth_data if isinstance(session.auth_data, str) else None,
+                    client_ip=client.ip,
+                    authenticated=user,
                     now=self.clock(),
                 )
                 result = await self.store.accept(request)
         except OverQuota as exc:
             # A concurrent delivery took the room between the check above and this commit; the
             # store refused the whole transaction, so nothing is stored and the sender retries.
-            log.info("event=accept_over_quota client=%s error=%s", _peer_ip(session), exc)
+            log.info("event=accept_over_quota client=%s error=%s", client.ip, exc)
             return R.MAILBOX_NO_ROOM
         except CommitInDoubt as exc:
             # The message may be stored: a 451 would say it is not. No answer at all, as after a
             # crash, tells the client the truth: it retries, and at worst the recipient gets a
             # duplicate (RFC 5321 6.1) rather than a loss.
-            log.error("event=accept_in_doubt client=%s error=%s", _peer_ip(session), exc)
-            if isinstance(server.transport, asyncio.WriteTransport):
-                server.transport.abort()
+            log.error("event=accept_in_doubt client=%s error=%s", client.ip, exc)
+            abort()
             return R.STORE_UNAVAILABLE
         except StoreUnavailable as exc:
-            log.error("event=accept_failed client=%s error=%s", _peer_ip(session), exc)
+            log.error("event=accept_failed client=%s error=%s", client.ip, exc)
             return R.STORE_UNAVAILABLE
         except StoreError as exc:
-            log.error("event=accept_failed client=%s error=%s", _peer_ip(session), exc)
+            log.error("event=accept_failed client=%s error=%s", client.ip, exc)
             return R.STORE_UNAVAILABLE
         self.accepted += 1
         if self.metrics is not None:
@@ -446,7 +366,7 @@ class SmtpPolicy:
         log.info(
             "event=accepted id=%s client=%s from=<%s> rcpts=%d delivered=%d queued=%d size=%d",
             result.queue_id,
-            _peer_ip(session),
+            client.ip,
             sender,
             len(resolved),
             result.delivered,
@@ -456,32 +376,29 @@ class SmtpPolicy:
         return R.queued(result.queue_id)
 
     def _stamp(
-        self,
-        server: SMTP,
-        session: Session,
-        envelope: Envelope,
-        resolved: dict[str, Resolution],
+        self, client: Client, envelope: Envelope[Resolution], resolved: dict[str, Resolution]
     ) -> Stamp:
+        session = client.session
         protocol = protocol_name(
-            esmtp=session.extended_smtp,
-            tls=_is_tls(server),
-            authenticated=bool(session.authenticated),
-            utf8=envelope.smtp_utf8,
+            esmtp=session.esmtp,
+            tls=session.tls,
+            authenticated=session.user is not None,
+            utf8=envelope.params.smtputf8,
         )
         return new_stamp(
             recipients=list(resolved),
-            helo=session.host_name or "",
-            client_ip=_peer_ip(session),
+            helo=session.helo or "",
+            client_ip=client.ip,
             hostname=self.hostname,
             protocol=protocol,
             now=self.clock(),
         )
 
-    async def _check_originators(self, session: Session, head: bytes) -> str | None:
+    async def _check_originators(self, client: Client, head: bytes) -> str | None:
         """Submission: every address in the header From: and Sender: is the user's (RFC 6409 8
         lets the MSA check them); a refusal otherwise. `head` is the start of the message."""
-        user = session.auth_data
-        if not isinstance(user, str):
+        user = client.session.user
+        if user is None:
             return R.AUTH_REQUIRED
         try:
             claimed = originators(head)
@@ -506,7 +423,7 @@ class SmtpPolicy:
         return None
 
     async def _fit_quota(
-        self, session: Session, sender: str, resolved: dict[str, Resolution], size: int
+        self, client: Client, sender: str, resolved: dict[str, Resolution], size: int
     ) -> str | None:
         """The real size against every local recipient's remaining quota, before the store
         write; a refusal for the whole transaction when any envelope recipient cannot take it.
@@ -534,7 +451,7 @@ class SmtpPolicy:
             if refusal is not None:
                 log.info(
                     "event=data_over_quota client=%s rcpt=%s size=%d",
-                    _peer_ip(session),
+                    client.ip,
                     recipient,
                     size,
                 )
@@ -545,30 +462,9 @@ class SmtpPolicy:
             return R.MESSAGE_OVER_QUOTA
         return R.MAILBOX_NO_ROOM
 
-    async def handle_exception(self, error: Exception) -> str:
-        if isinstance(error, TLSSetupException):
-            # The client sent something other than a TLS handshake after STARTTLS: its fault, not
-            # ours, so no traceback; aiosmtpd closes the connection without sending this reply.
-            log.info("event=starttls_failed error=%r", error.__cause__)
-            return R.TLS_FAILED
-        # Never put a Python error on the wire; the session stays usable.
-        log.exception("event=smtp_exception error=%r", error)
-        return R.INTERNAL_ERROR
 
-
-def _declared_size(mail_options: list[str]) -> int:
-    """The SIZE=n of MAIL (RFC 1870); 0 when not declared. aiosmtpd checked its syntax."""
-    for option in mail_options:
-        name, _, value = option.partition("=")
-        if name.upper() == "SIZE" and value.isascii() and value.isdigit():
-            return int(value)
-    return 0
-
-
-def _same_identity(authz: bytes, login: bytes) -> bool:
+def _same_identity(a: str, b: str) -> bool:
     """RFC 4616: the authorization identity names the authentication identity itself."""
-    a = authz.decode("utf-8", "surrogateescape")
-    b = login.decode("utf-8", "surrogateescape")
     try:
         return normalize(a) == normalize(b)
     except AddressError:

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from mailfort.mail import address, mime
 from mailfort.protocol.imap import envelope, mutf7, parser, search
-from mailfort.server import smtp
+from mailfort.protocol.smtp import paths as smtp_paths
 
 N = 200_000
 BOUND = 2.0  # seconds; a linear pass over N octets takes milliseconds to a few hundred
@@ -55,7 +55,7 @@ CASES: dict[str, tuple[Callable[[bytes], object], bytes]] = {
     "imap quoted": (lambda v: parser._QUOTED.match(v), b'"' + b'\\"' * (N // 2)),
     "mailbox name": (lambda v: mutf7.decode(v.decode()), b"&-" * (N // 2)),
     "domain": (lambda v: _quietly(address.normalize, v.decode()), b"x@" + b"a." * 120 + b"@"),
-    "smtp path": (lambda v: smtp._PLAIN_PATH.match(v.decode()), b"<" + b"a." * 250 + b"@b>x"),
+    "smtp path": (lambda v: smtp_paths._PLAIN_PATH.match(v.decode()), b"<" + b"a." * 250 + b"@b>x"),
 }
 
 

@@ -1,10 +1,8 @@
 """POP3 client lines: a bounded line reader, and the grammar that turns a line into a command.
 
-`LineReader` holds the octets fed to it until they form lines. Memory: it holds what the server
-fed it and has not taken out yet, and of a line in progress at most `limit` octets; a longer
-line is answered once (`LineTooLong`) and the rest of it, up to its LF, is dropped unbuffered.
-The server feeds one read (≤ 64 KiB) only when the session has no complete line left, so a
-connection holds at most one read plus one line.
+`LineReader` is `protocol/lines.LineReader` with POP3's command line limit. The server feeds one
+read (≤ 64 KiB) only when the session has no complete line left, so a connection holds at most
+one read plus one line.
 
 `parse_command(line)` returns a `commands.Command` or raises `ParseError`, whose text is the
 `-ERR` answer. RFC 1939 §3: a keyword of 3–4 letters (any case), arguments separated by spaces;
@@ -13,9 +11,10 @@ RFC 2449 §4: a command line is at most 255 octets including CRLF.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final
 
+from mailfort.protocol import lines
+from mailfort.protocol.lines import LineTooLong as LineTooLong  # re-exported
 from mailfort.protocol.pop3 import commands as C
 
 MAX_COMMAND_LINE: Final = 255  # RFC 2449 §4, CRLF included
@@ -32,55 +31,9 @@ class ParseError(Exception):
         self.text = text
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LineTooLong:
-    """A line over the limit was received and dropped: answer `-ERR`, go on with the next."""
-
-    limit: int
-
-
-class LineReader:
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-        self._discarding = False
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buffer)
-
-    def feed(self, data: bytes) -> None:
-        self._buffer += data
-
-    def clear(self) -> None:
-        """Forget everything buffered (after STLS: nothing sent before the handshake counts)."""
-        self._buffer.clear()
-        self._discarding = False
-
+class LineReader(lines.LineReader):
     def next_line(self, limit: int = MAX_COMMAND_LINE) -> bytes | LineTooLong | None:
-        """The next complete line without its CRLF (or bare LF); None when more data is needed."""
-        buf = self._buffer
-        if self._discarding:
-            end = buf.find(b"\n")
-            if end < 0:
-                buf.clear()
-                return None
-            del buf[: end + 1]
-            self._discarding = False
-        end = buf.find(b"\n", 0, limit)
-        if end < 0:
-            if len(buf) < limit:
-                return None
-            # Even its LF would make it longer than allowed: refuse it, drop it up to its LF.
-            end = buf.find(b"\n", limit)
-            if end < 0:
-                buf.clear()
-                self._discarding = True
-            else:
-                del buf[: end + 1]
-            return LineTooLong(limit=limit)
-        line = bytes(buf[:end])
-        del buf[: end + 1]
-        return line[:-1] if line.endswith(b"\r") else line
+        return super().next_line(limit)
 
 
 def _text(data: bytes) -> str:

@@ -36,7 +36,7 @@ from mailfort.protocol.smtp import replies as R
 END: Final = b"\r\n.\r\n"
 CRLF: Final = b"\r\n"
 # RFC 5321 4.5.3.1.6: a text line is at most 1000 octets with its CRLF; one more for a
-# transparency dot (4.5.2), as aiosmtpd allowed.
+# transparency dot (4.5.2), as the server always allowed.
 TEXT_LINE_LIMIT: Final = 1001
 _PREFIXES: Final = tuple(END[:k] for k in range(len(END) - 1, 0, -1))  # longest first
 SPOOL_THRESHOLD: Final = 64 * 1024
@@ -83,7 +83,7 @@ class DataReceiver:
         spool: Callable[[], DataSink] | None = None,
         spool_threshold: int = SPOOL_THRESHOLD,
     ) -> None:
-        self._max_size = max_size or 0  # 0: no limit, as aiosmtpd's data_size_limit
+        self._max_size = max_size or 0  # 0: no limit
         self._max_line = max_line
         self._spool = spool
         self._spool_threshold = spool_threshold

@@ -1,4 +1,9 @@
-"""SMTP replies with enhanced status codes (RFC 5321 4.2, RFC 3463), named once."""
+"""SMTP replies with enhanced status codes (RFC 5321 4.2, RFC 3463), named once; and the
+enhanced code read back from a reply, for the client (`enhanced_status`).
+
+The texts of the session's own answers (syntax errors, sequence errors, HELP) are the ones
+aiosmtpd used to send, with the enhanced code that was added to them on the way out: clients and
+tests that read them see the same lines as before."""
 
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ AUTH_THROTTLED: Final = "454 4.7.0 Too many failed logins, try again later"
 # RFC 4954 6: 454 4.7.0 is a temporary authentication failure; the credentials were right.
 AUTH_TOO_MANY_SESSIONS: Final = "454 4.7.0 Too many sessions for this account, try again later"
 TLS_FAILED: Final = "454 4.7.0 TLS negotiation failed"
+TLS_NOT_AVAILABLE: Final = "454 4.7.0 TLS not available"
 
 # 5xx: permanent
 AUTH_REQUIRED: Final = "530 5.7.0 Authentication required"
@@ -81,13 +87,60 @@ def header_sender_refused(address: str, field: str) -> str:
 IDLE_TIMEOUT: Final = "421 4.4.2 Idle timeout, closing"
 # RFC 3463 4.4.2 "bad connection": the data came slower than the node's minimum data rate.
 DATA_TOO_SLOW: Final = "421 4.4.2 Data arriving too slowly, closing"
-# DATA, in aiosmtpd's words (RFC 5321 4.5.3.1.6 for lines, RFC 1870 for size)
+# The session's own answers (RFC 5321 4.2.2 codes; RFC 2034 3: with ENHANCEDSTATUSCODES every
+# 4xx/5xx carries an enhanced code, and so do the 2xx answers to commands other than HELO/EHLO).
+OK: Final = "250 2.0.0 OK"
+BYE: Final = "221 2.0.0 Bye"
+READY_FOR_TLS: Final = "220 2.0.0 Ready to start TLS"
+CANNOT_VRFY: Final = "252 Cannot VRFY user, but will accept message and attempt delivery"
+BAD_SYNTAX: Final = "500 5.5.2 Error: bad syntax"
+COMMAND_TOO_LONG: Final = "500 5.5.2 Command line too long"
+TOO_MANY_UNKNOWN: Final = "502 5.5.1 Too many unrecognized commands, goodbye."
+EXPN_NOT_IMPLEMENTED: Final = "502 5.5.1 EXPN not implemented"
+NEED_HELO: Final = "503 5.5.1 Error: send HELO first"
+NEED_EHLO: Final = "503 5.5.1 Error: send EHLO first"
+NESTED_MAIL: Final = "503 5.5.1 Error: nested MAIL command"
+NEED_MAIL: Final = "503 5.5.1 Error: need MAIL command"
+ALREADY_AUTHENTICATED: Final = "503 5.5.1 Already authenticated"
+AUTH_NOT_ESMTP: Final = "500 5.5.2 Error: command 'AUTH' not recognized"
+AUTH_NEEDS_TLS: Final = "538 5.7.11 Encryption required for requested authentication mechanism"
+AUTH_NO_MECHANISM: Final = "501 5.5.4 Not enough value"
+AUTH_TOO_MANY_VALUES: Final = "501 5.5.4 Too many values"
+AUTH_UNKNOWN_TYPE: Final = "504 5.5.4 Unrecognized authentication type"
+MALFORMED_ADDRESS: Final = "553 5.1.3 Error: malformed address"
+BODY_VALUES: Final = "501 5.5.4 Error: BODY can only be one of 7BIT, 8BITMIME"
+SMTPUTF8_NO_VALUE: Final = "501 5.5.4 Error: SMTPUTF8 takes no arguments"
+SIZE_OVER_LIMIT: Final = "552 5.3.4 Error: message size exceeds fixed maximum message size"
+MAIL_PARAMS_UNKNOWN: Final = "555 5.5.4 MAIL FROM parameters not recognized or not implemented"
+RCPT_PARAMS_UNKNOWN: Final = "555 5.5.4 RCPT TO parameters not recognized or not implemented"
+
+
+def syntax(usage: str) -> str:
+    """The answer to a command with bad arguments: its usage."""
+    return f"501 5.5.4 Syntax: {usage}"
+
+
+def unknown_command(verb: str) -> str:
+    return for_wire(f'500 Error: command "{verb}" not recognized')
+
+
+def too_many(verb: str) -> str:
+    """A command sent more often than a session may (a per-command budget)."""
+    return for_wire(f"421 4.7.0 {verb} sent too many times")
+
+
+def could_not_vrfy(argument: str) -> str:
+    return for_wire(f"502 Could not VRFY {argument}")
+
+
+# DATA (RFC 5321 4.5.3.1.6 for lines, RFC 1870 for size)
 NEED_RCPT: Final = "503 5.5.1 Error: need RCPT command"
 DATA_SYNTAX: Final = "501 5.5.4 Syntax: DATA"
 LINE_TOO_LONG: Final = "500 5.5.2 Line too long (see RFC5321 4.5.3.1.6)"
 DATA_TOO_BIG: Final = "552 5.3.4 Error: Too much mail data"
 
-# Detail for replies written without an enhanced code (aiosmtpd's own), by reply code.
+# Detail for a reply written without an enhanced code (a policy's, or one that echoes the
+# client's words), by reply code.
 # RFC 2034 3: once ENHANCEDSTATUSCODES is advertised, every 4xx/5xx reply carries one.
 _DETAIL_BY_CODE: Final = {
     "421": "4.3.0",
@@ -113,20 +166,31 @@ _SUCCESS: Final = {
     "221 Bye": "221 2.0.0 Bye",
     "220 Ready to start TLS": "220 2.0.0 Ready to start TLS",
 }
-_ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}(?: |$)")
+# RFC 3463 2: class "." subject "." detail, at the start of the text after the reply code.
+ENHANCED_CODE: Final = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def for_wire(reply: str) -> str:
     """One reply line as it may be sent: no control characters, with an enhanced status code.
 
-    aiosmtpd echoes a client's unknown command into its reply, NUL and bare CR included; those
-    never go back on the wire."""
+    Some replies echo what the client sent (an unknown command, VRFY's argument), NUL and bare
+    CR included; those never go back on the wire."""
     reply = _CONTROL.sub("?", reply)
     if reply in _SUCCESS:
         return _SUCCESS[reply]
     code, sep, text = reply[:3], reply[3:4], reply[4:]
-    if sep != " " or code[:1] not in ("4", "5") or _ENHANCED.match(text):
+    if sep != " " or code[:1] not in ("4", "5") or ENHANCED_CODE.match(text):
         return reply
     detail = _DETAIL_BY_CODE.get(code, f"{code[0]}.0.0")
     return f"{code} {detail} {text}"
+
+
+def enhanced_status(code: int, text: str) -> str:
+    """The enhanced status of a server's reply (RFC 2034), its class forced to the reply
+    code's; X.0.0 when the text carries none; 4.0.0 for a code out of protocol."""
+    klass = code // 100
+    match = ENHANCED_CODE.match(text.strip())
+    if match and klass in (2, 4, 5):
+        return f"{klass}.{match[2]}.{match[3]}"
+    return f"{klass if klass in (2, 4, 5) else 4}.0.0"
