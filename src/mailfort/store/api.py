@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from mailfort.store.notify import ChangeHub
 from mailfort.store.records import (
@@ -123,6 +123,17 @@ class Store(
     @property
     def pending_commits(self) -> int:
         return 0
+
+    def _changed(self, mailbox_ids: Iterable[int]) -> None:
+        """After a commit: wake the sessions waiting on these mailboxes."""
+        self.hub.publish(mailbox_ids)
+
+    def _delivered(self, mailbox_id: int | None) -> bool:
+        """After a delivery's commit: False when it delivered nothing, else wake its mailbox."""
+        if mailbox_id is None:
+            return False
+        self._changed((mailbox_id,))
+        return True
 
     def _commit_done(self, seconds: float) -> None:
         observer = self.commit_observer

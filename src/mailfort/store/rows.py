@@ -8,9 +8,9 @@ joins that read the same on both are here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 from mailfort.store.flags import flag_set
 from mailfort.store.records import (
@@ -19,6 +19,7 @@ from mailfort.store.records import (
     DelayedMail,
     HistoryRow,
     Mailbox,
+    MailboxStatus,
     MessageRow,
     NodeInfo,
     QueueItem,
@@ -29,43 +30,45 @@ from mailfort.store.records import (
 )
 
 Row: TypeAlias = Sequence[Any]
+T = TypeVar("T")
+
+
+def by_name(
+    make: Callable[..., T], cols: str, **convert: Callable[[Any], object]
+) -> Callable[[Row], T]:
+    """A mapper for rows of `cols`: each column (its name after AS, without a table alias) fills
+    the record's field of that name, through `convert[name]` where the driver's value is not the
+    field's (SQLite answers 0/1 for booleans, JSON columns are text)."""
+    names = tuple(col.split()[-1].rpartition(".")[2] for col in cols.split(","))
+
+    def build(r: Row) -> T:
+        fields = dict(zip(names, r, strict=True))
+        for name, to_field in convert.items():
+            fields[name] = to_field(fields[name])
+        return make(**fields)
+
+    return build
+
 
 ACCOUNT_COLS = "id, address, password_hash, quota_bytes, used_bytes, created"
-
-
-def account(r: Row) -> Account:
-    return Account(
-        id=r[0], address=r[1], password_hash=r[2], quota_bytes=r[3], used_bytes=r[4], created=r[5]
-    )
+account = by_name(Account, ACCOUNT_COLS)
 
 
 # The subscription flag and message count ride along, so one statement describes a mailbox.
 MAILBOX_COLS = (
     "id, account_id, name, special_use,"
     " EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = mailboxes.account_id"
-    " AND s.name = mailboxes.name), uidvalidity, uidnext, highestmodseq,"
-    " (SELECT count(*) FROM messages m WHERE m.mailbox_id = mailboxes.id)"
+    " AND s.name = mailboxes.name) AS subscribed, uidvalidity, uidnext, highestmodseq,"
+    " (SELECT count(*) FROM messages m WHERE m.mailbox_id = mailboxes.id) AS messages"
 )
-
-
-def mailbox(r: Row) -> Mailbox:
-    return Mailbox(
-        id=r[0],
-        account_id=r[1],
-        name=r[2],
-        special_use=r[3],
-        subscribed=bool(r[4]),
-        uidvalidity=r[5],
-        uidnext=r[6],
-        highestmodseq=r[7],
-        messages=r[8],
-    )
+mailbox = by_name(Mailbox, MAILBOX_COLS, subscribed=bool)
 
 
 MESSAGE_COLS = "uid, modseq, flags, internal_date, size"
 
 
 def message(r: Row) -> MessageRow:
+    # By position: a SELECT maps every message of the mailbox, so this is the hot mapper.
     return MessageRow(uid=r[0], modseq=r[1], flags=flag_set(r[2]), internal_date=r[3], size=r[4])
 
 
@@ -80,35 +83,16 @@ class MessageCopy:
     prefix: bytes = b""
 
 
-ITEM_SQL = (
-    "SELECT q.id, e.queue_id, e.sender, q.recipient, q.original, q.account_id, b.size,"
+ITEM_COLS = (
+    "q.id, e.queue_id, e.sender, q.recipient, q.original, q.account_id, b.size,"
     " e.received, q.attempts, q.next_attempt, q.last_error, q.lease_owner, q.lease_until,"
     " q.warned, q.last_attempt, q.last_status, q.remote_mta, q.diagnostic"
+)
+ITEM_SQL = (
+    f"SELECT {ITEM_COLS}"
     " FROM queue q JOIN envelopes e ON e.id = q.envelope_id JOIN blobs b ON b.id = e.blob_id"
 )
-
-
-def queue_item(r: Row) -> QueueItem:
-    return QueueItem(
-        id=r[0],
-        queue_id=r[1],
-        sender=r[2],
-        recipient=r[3],
-        original=r[4],
-        account_id=r[5],
-        size=r[6],
-        received=r[7],
-        attempts=r[8],
-        next_attempt=r[9],
-        last_error=r[10],
-        lease_owner=r[11],
-        lease_until=r[12],
-        warned=bool(r[13]),
-        last_attempt=r[14],
-        last_status=r[15],
-        remote_mta=r[16],
-        diagnostic=r[17],
-    )
+queue_item = by_name(QueueItem, ITEM_COLS, warned=bool)
 
 
 # The local account a queued message belongs to, for delay notices and per-customer status:
@@ -127,83 +111,52 @@ UNUSED_BLOBS = (
 NODE_COLS = "name, state, started, heartbeat, listeners, load"
 
 
-def node(r: Row) -> NodeInfo:
-    return NodeInfo(
-        name=r[0],
-        state=r[1],
-        started=r[2],
-        heartbeat=r[3],
-        listeners=decode_json_list(r[4]),
-        load=decode_json_dict(r[5]),
-    )
+node = by_name(NodeInfo, NODE_COLS, listeners=decode_json_list, load=decode_json_dict)
 
 
 COMPONENT_COLS = "component, state, since, findings, updated_at"
+component = by_name(ComponentRow, COMPONENT_COLS)
 
 
-def component(r: Row) -> ComponentRow:
-    return ComponentRow(component=r[0], state=r[1], since=r[2], findings=r[3], updated_at=r[4])
-
-
-HISTORY_COLS = "component, day, worst, worst_rank, degraded_seconds, outage_seconds"
-
-
-def history(r: Row) -> HistoryRow:
-    return HistoryRow(
-        component=r[0],
-        day=r[1],
-        worst=r[2],
-        rank=r[3],
-        degraded_seconds=r[4],
-        outage_seconds=r[5],
-    )
+HISTORY_COLS = "component, day, worst, worst_rank AS rank, degraded_seconds, outage_seconds"
+history = by_name(HistoryRow, HISTORY_COLS)
 
 
 INCIDENT_COLS = "id, data, version, origin, opened_at, updated_at, resolved_at"
-
-
-def incident(r: Row) -> RecordRow:
-    return RecordRow(
-        id=r[0],
-        data=r[1],
-        version=r[2],
-        origin=r[3],
-        opened_at=r[4],
-        updated_at=r[5],
-        resolved_at=r[6],
-    )
+incident = by_name(RecordRow, INCIDENT_COLS)
+# What writing an incident sets, besides its id and version.
+INCIDENT_FIELDS = ("origin", "opened_at", "updated_at", "resolved_at", "data")
 
 
 MAINTENANCE_COLS = "id, data, version, starts_at, ends_at, cancelled_at"
-
-
-def maintenance(r: Row) -> RecordRow:
-    return RecordRow(
-        id=r[0], data=r[1], version=r[2], starts_at=r[3], ends_at=r[4], cancelled_at=r[5]
-    )
+maintenance = by_name(RecordRow, MAINTENANCE_COLS)
+MAINTENANCE_FIELDS = ("starts_at", "ends_at", "cancelled_at", "data")
 
 
 WEBHOOK_COLS = "id, url, components, created_at, network"
-
-
-def webhook(r: Row) -> WebhookRow:
-    return WebhookRow(
-        id=str(r[0]),
-        url=str(r[1]),
-        components=str(r[2]),
-        created_at=float(r[3]),
-        network=str(r[4]),
-    )
+webhook = by_name(WebhookRow, WEBHOOK_COLS)
 
 
 DELAYED_COLS = "account, queue_id, accepted_at, settled_at"
 
 
+_delayed = by_name(DelayedMail, DELAYED_COLS)
+
+
 def delayed(settled: Sequence[Row], waiting: Sequence[Row]) -> list[DelayedMail]:
-    """Mail settled late (rows of DELAYED_COLS), then mail still waiting (account, queue id,
-    accepted at)."""
-    return [
-        DelayedMail(account=r[0], queue_id=r[1], accepted_at=r[2], settled_at=r[3]) for r in settled
-    ] + [
-        DelayedMail(account=r[0], queue_id=r[1], accepted_at=r[2], settled_at=None) for r in waiting
-    ]
+    """Mail settled late (rows of DELAYED_COLS), then mail still waiting (the same without
+    `settled_at`)."""
+    return [*map(_delayed, settled), *(_delayed((*r, None)) for r in waiting)]
+
+
+def mailbox_status(box: Row, counts: Row) -> MailboxStatus:
+    """From (uidnext, uidvalidity, highestmodseq) and (messages, size, unseen, deleted)."""
+    return MailboxStatus(
+        messages=counts[0],
+        size=counts[1],
+        unseen=counts[2],
+        deleted=counts[3],
+        uidnext=box[0],
+        uidvalidity=box[1],
+        highestmodseq=box[2],
+    )

@@ -57,14 +57,7 @@ class PostgresAccounts(PostgresEngine):
                 raise AlreadyExists(f"user {address} already exists")
             for name, special in DEFAULT_MAILBOXES:
                 await insert_mailbox(c, account_id, name, special)
-            return Account(
-                id=account_id,
-                address=address,
-                password_hash=password_hash,
-                quota_bytes=quota_bytes,
-                used_bytes=0,
-                created=now,
-            )
+            return rows.account((account_id, address, password_hash, quota_bytes, 0, now))
 
         return await self.db.run(fn)
 

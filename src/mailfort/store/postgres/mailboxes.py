@@ -148,15 +148,7 @@ async def status(c: Conn, account_id: int, mailbox_id: int) -> MailboxStatus | N
         _SEEN,
         _DELETED,
     )
-    return MailboxStatus(
-        messages=counts[0],
-        size=counts[1],
-        unseen=counts[2],
-        deleted=counts[3],
-        uidnext=box[0],
-        uidvalidity=box[1],
-        highestmodseq=box[2],
-    )
+    return rows.mailbox_status(box, counts)
 
 
 async def _mailbox_for(c: Conn, account_id: int, name: str) -> tuple[int, int, int]:
@@ -305,17 +297,24 @@ async def _remove(c: Conn, account_id: int, mailbox_id: int, uids: list[int]) ->
         await drop_blob(c, blob_id)
 
 
-async def expunge(c: Conn, account_id: int, mailbox_id: int, uids: list[int] | None) -> list[int]:
+async def _uids_where(
+    c: Conn, account_id: int, mailbox_id: int, where: str, arg: object
+) -> list[int]:
+    """Lock the mailbox; the UIDs of its messages that match `where` (on $2), ascending."""
     await lock_mailboxes(c, account_id, (mailbox_id,))
-    found = [
+    return [
         r[0]
         for r in await c.fetch(
-            "SELECT uid FROM messages WHERE mailbox_id = $1"
-            " AND strpos(' ' || flags || ' ', $2) > 0 ORDER BY uid",
+            f"SELECT uid FROM messages WHERE mailbox_id = $1 AND {where} ORDER BY uid",
             mailbox_id,
-            _DELETED,
+            arg,
         )
     ]
+
+
+async def expunge(c: Conn, account_id: int, mailbox_id: int, uids: list[int] | None) -> list[int]:
+    where = "strpos(' ' || flags || ' ', $2) > 0"
+    found = await _uids_where(c, account_id, mailbox_id, where, _DELETED)
     if uids is not None:
         wanted = set(uids)
         found = [uid for uid in found if uid in wanted]
@@ -324,16 +323,8 @@ async def expunge(c: Conn, account_id: int, mailbox_id: int, uids: list[int] | N
 
 
 async def delete_messages(c: Conn, account_id: int, mailbox_id: int, uids: list[int]) -> list[int]:
-    await lock_mailboxes(c, account_id, (mailbox_id,))
-    found = [
-        r[0]
-        for r in await c.fetch(
-            "SELECT uid FROM messages WHERE mailbox_id = $1 AND uid = ANY($2::bigint[])"
-            " ORDER BY uid",
-            mailbox_id,
-            sorted(set(uids)),
-        )
-    ]
+    where = "uid = ANY($2::bigint[])"
+    found = await _uids_where(c, account_id, mailbox_id, where, sorted(set(uids)))
     await _remove(c, account_id, mailbox_id, found)
     return found
 

@@ -354,13 +354,9 @@ class PostgresQueue(PostgresEngine):
         return await self.db.run(lambda c: renew(c, item_ids, owner, until))
 
     async def deliver_queued(self, item: QueueItem, owner: str, prefix: bytes) -> bool:
-        mailbox_id = await self.db.run(
-            lambda c: deliver(c, item, owner, prefix, self.delay_threshold)
+        return self._delivered(
+            await self.db.run(lambda c: deliver(c, item, owner, prefix, self.delay_threshold))
         )
-        if mailbox_id is None:
-            return False
-        self._changed((mailbox_id,))
-        return True
 
     async def defer_queued(
         self, item: QueueItem, owner: str, next_attempt: float, error: str

@@ -8,7 +8,7 @@ cannot both win a race.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from mailfort.errors import NotFound
 from mailfort.store import rows
@@ -70,13 +70,17 @@ async def add_history(c: Conn, rows: Sequence[HistoryRow], keep_from: str) -> No
     await c.execute("DELETE FROM status_history WHERE day < $1", keep_from)
 
 
-async def put_incident(c: Conn, row: RecordRow, expect: int | None) -> int | None:
-    values = (row.id, row.origin, row.opened_at, row.updated_at, row.resolved_at, row.data)
+async def _put(
+    c: Conn, table: str, fields: tuple[str, ...], row: RecordRow, expect: int | None
+) -> int | None:
+    """Insert or replace a versioned record; its new version, or None when `expect` is given and
+    the stored version (0: none) is another. The check and the write are one statement."""
+    values = (row.id, *(getattr(row, f) for f in fields))
     if expect is not None and expect > 0:
+        sets = ", ".join(f"{f} = ${i}" for i, f in enumerate(fields, 2))
         version = await c.fetchval(
-            "UPDATE status_incidents SET origin = $2, opened_at = $3, updated_at = $4,"
-            " resolved_at = $5, data = $6, version = version + 1"
-            " WHERE id = $1 AND version = $7 RETURNING version",
+            f"UPDATE {table} SET {sets}, version = version + 1"
+            f" WHERE id = $1 AND version = ${len(values) + 1} RETURNING version",
             *values,
             expect,
         )
@@ -84,23 +88,32 @@ async def put_incident(c: Conn, row: RecordRow, expect: int | None) -> int | Non
         conflict = (
             "DO NOTHING"
             if expect == 0
-            else "DO UPDATE SET origin = EXCLUDED.origin, opened_at = EXCLUDED.opened_at,"
-            " updated_at = EXCLUDED.updated_at, resolved_at = EXCLUDED.resolved_at,"
-            " data = EXCLUDED.data, version = status_incidents.version + 1"
+            else "DO UPDATE SET "
+            + ", ".join(f"{f} = EXCLUDED.{f}" for f in fields)
+            + f", version = {table}.version + 1"
         )
+        marks = ", ".join(f"${i}" for i in range(1, len(values) + 1))
         version = await c.fetchval(
-            "INSERT INTO status_incidents(id, origin, opened_at, updated_at, resolved_at, data)"
-            f" VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) {conflict} RETURNING version",
+            f"INSERT INTO {table}(id, {', '.join(fields)}) VALUES ({marks})"
+            f" ON CONFLICT (id) {conflict} RETURNING version",
             *values,
         )
     return None if version is None else int(version)
 
 
+async def put_incident(c: Conn, row: RecordRow, expect: int | None) -> int | None:
+    return await _put(c, "status_incidents", rows.INCIDENT_FIELDS, row, expect)
+
+
+async def _one(
+    c: Conn, table: str, cols: str, to_record: Callable[[rows.Row], RecordRow], record_id: str
+) -> RecordRow | None:
+    r = await c.fetchrow(f"SELECT {cols} FROM {table} WHERE id = $1", record_id)
+    return None if r is None else to_record(r)
+
+
 async def incident(c: Conn, incident_id: str) -> RecordRow | None:
-    r = await c.fetchrow(
-        f"SELECT {rows.INCIDENT_COLS} FROM status_incidents WHERE id = $1", incident_id
-    )
-    return None if r is None else rows.incident(r)
+    return await _one(c, "status_incidents", rows.INCIDENT_COLS, rows.incident, incident_id)
 
 
 async def incidents(
@@ -125,35 +138,13 @@ async def incidents(
 
 
 async def put_maintenance(c: Conn, row: RecordRow, expect: int | None) -> int | None:
-    values = (row.id, row.starts_at, row.ends_at, row.cancelled_at, row.data)
-    if expect is not None and expect > 0:
-        version = await c.fetchval(
-            "UPDATE status_maintenance SET starts_at = $2, ends_at = $3, cancelled_at = $4,"
-            " data = $5, version = version + 1 WHERE id = $1 AND version = $6 RETURNING version",
-            *values,
-            expect,
-        )
-    else:
-        conflict = (
-            "DO NOTHING"
-            if expect == 0
-            else "DO UPDATE SET starts_at = EXCLUDED.starts_at, ends_at = EXCLUDED.ends_at,"
-            " cancelled_at = EXCLUDED.cancelled_at, data = EXCLUDED.data,"
-            " version = status_maintenance.version + 1"
-        )
-        version = await c.fetchval(
-            "INSERT INTO status_maintenance(id, starts_at, ends_at, cancelled_at, data)"
-            f" VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) {conflict} RETURNING version",
-            *values,
-        )
-    return None if version is None else int(version)
+    return await _put(c, "status_maintenance", rows.MAINTENANCE_FIELDS, row, expect)
 
 
 async def maintenance_window(c: Conn, maintenance_id: str) -> RecordRow | None:
-    r = await c.fetchrow(
-        f"SELECT {rows.MAINTENANCE_COLS} FROM status_maintenance WHERE id = $1", maintenance_id
+    return await _one(
+        c, "status_maintenance", rows.MAINTENANCE_COLS, rows.maintenance, maintenance_id
     )
-    return None if r is None else rows.maintenance(r)
 
 
 async def maintenance(c: Conn, ends_after: float | None) -> list[RecordRow]:
@@ -366,11 +357,9 @@ class PostgresStatus(PostgresEngine):
     async def deliver_status_notice(
         self, key: str, account_id: int, message: bytes, now: float
     ) -> bool:
-        mailbox_id = await self.db.run(lambda c: deliver_notice(c, key, account_id, message, now))
-        if mailbox_id is None:
-            return False
-        self._changed((mailbox_id,))
-        return True
+        return self._delivered(
+            await self.db.run(lambda c: deliver_notice(c, key, account_id, message, now))
+        )
 
     async def delayed_mail(
         self, since: float, until: float, now: float, threshold: float

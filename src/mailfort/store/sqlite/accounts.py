@@ -60,14 +60,7 @@ class SqliteAccounts(SqliteEngine):
             )
             for name, special in DEFAULT_MAILBOXES:
                 insert_mailbox(c, account_id, name, special)
-            return Account(
-                id=account_id,
-                address=address,
-                password_hash=password_hash,
-                quota_bytes=quota_bytes,
-                used_bytes=0,
-                created=now,
-            )
+            return rows.account((account_id, address, password_hash, quota_bytes, 0, now))
 
         return await self._write(fn)
 

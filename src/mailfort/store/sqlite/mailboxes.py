@@ -130,15 +130,7 @@ def status(c: sqlite3.Connection, account_id: int, mailbox_id: int) -> MailboxSt
         " FROM messages WHERE mailbox_id = ?",
         (mailbox_id,),
     ).fetchone()
-    return MailboxStatus(
-        messages=counts[0],
-        size=counts[1],
-        unseen=counts[2],
-        deleted=counts[3],
-        uidnext=box[0],
-        uidvalidity=box[1],
-        highestmodseq=box[2],
-    )
+    return rows.mailbox_status(box, counts)
 
 
 def _mailbox_for(c: sqlite3.Connection, account_id: int, name: str) -> tuple[int, int, int]:
@@ -500,11 +492,11 @@ class SqliteMailboxes(SqliteEngine):
 
     async def rename_mailbox(self, account_id: int, old: str, new: str, delimiter: str) -> None:
         changed = await self._write(lambda c: rename(c, account_id, old, new, delimiter))
-        self.hub.publish(changed)
+        self._changed(changed)
 
     async def delete_mailbox(self, account_id: int, name: str) -> None:
         mailbox_id = await self._write(lambda c: delete(c, account_id, name))
-        self.hub.publish((mailbox_id,))
+        self._changed((mailbox_id,))
 
     async def subscriptions(self, account_id: int) -> set[str]:
         return await self._read(
@@ -561,7 +553,7 @@ class SqliteMailboxes(SqliteEngine):
         self, account_id: int, mailbox: str, items: Sequence[AppendItem]
     ) -> AppendResult:
         result = await self._write(lambda c: append(c, account_id, mailbox, items))
-        self.hub.publish((result.mailbox_id,))
+        self._changed((result.mailbox_id,))
         return result
 
     async def set_flags(
@@ -577,24 +569,24 @@ class SqliteMailboxes(SqliteEngine):
             lambda c: set_flags(c, account_id, mailbox_id, uids, mode, flags, unchanged_since)
         )
         if result[0]:
-            self.hub.publish((mailbox_id,))
+            self._changed((mailbox_id,))
         return result
 
     async def expunge(self, account_id: int, mailbox_id: int, uids: list[int] | None) -> list[int]:
         result = await self._write(lambda c: expunge(c, account_id, mailbox_id, uids))
         if result:
-            self.hub.publish((mailbox_id,))
+            self._changed((mailbox_id,))
         return result
 
     async def delete_messages(self, account_id: int, mailbox_id: int, uids: list[int]) -> list[int]:
         result = await self._write(lambda c: delete_messages(c, account_id, mailbox_id, uids))
         if result:
-            self.hub.publish((mailbox_id,))
+            self._changed((mailbox_id,))
         return result
 
     async def copy(
         self, account_id: int, mailbox_id: int, uids: list[int], target: str, *, move: bool
     ) -> CopyResult:
         result = await self._write(lambda c: copy(c, account_id, mailbox_id, uids, target, move))
-        self.hub.publish((result.mailbox_id, mailbox_id) if move else (result.mailbox_id,))
+        self._changed((result.mailbox_id, mailbox_id) if move else (result.mailbox_id,))
         return result

@@ -297,7 +297,7 @@ def _queue_body(c: sqlite3.Connection, queue_id: str) -> bytes | None:
 class SqliteQueue(SqliteEngine):
     async def accept(self, request: AcceptRequest) -> AcceptResult:
         result = await self._write(lambda c: accept(c, request))
-        self.hub.publish(result.mailboxes)
+        self._changed(result.mailboxes)
         return result
 
     async def queue_items(self, queue_id: str | None = None) -> list[QueueItem]:
@@ -324,13 +324,9 @@ class SqliteQueue(SqliteEngine):
         return await self._write(lambda c: renew(c, item_ids, owner, until))
 
     async def deliver_queued(self, item: QueueItem, owner: str, prefix: bytes) -> bool:
-        mailbox_id = await self._write(
-            lambda c: deliver(c, item, owner, prefix, self.delay_threshold)
+        return self._delivered(
+            await self._write(lambda c: deliver(c, item, owner, prefix, self.delay_threshold))
         )
-        if mailbox_id is None:
-            return False
-        self.hub.publish((mailbox_id,))
-        return True
 
     async def defer_queued(
         self, item: QueueItem, owner: str, next_attempt: float, error: str
@@ -342,7 +338,7 @@ class SqliteQueue(SqliteEngine):
         if mailboxes is None:
             return False
         if mailboxes:
-            self.hub.publish(mailboxes)
+            self._changed(mailboxes)
         return True
 
     async def retry_queue(self, queue_id: str | None, now: float) -> int:

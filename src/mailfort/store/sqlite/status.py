@@ -10,7 +10,7 @@ settling transaction calls only for items that already waited longer than the th
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from mailfort.errors import NotFound
 from mailfort.store import rows
@@ -69,34 +69,42 @@ def _version(c: sqlite3.Connection, table: str, record_id: str) -> int:
     return 0 if row is None else int(row[0])
 
 
-def put_incident(c: sqlite3.Connection, row: RecordRow, expect: int | None) -> int | None:
-    current = _version(c, "status_incidents", row.id)
+def _put(
+    c: sqlite3.Connection, table: str, fields: tuple[str, ...], row: RecordRow, expect: int | None
+) -> int | None:
+    """Insert or replace a versioned record; its new version, or None when `expect` is given and
+    the stored version (0: none) is another. One writer runs the whole transaction, so the
+    version cannot change between the check and the write."""
+    current = _version(c, table, row.id)
     if expect is not None and current != expect:
         return None
+    cols = ("id", *fields, "version")
     c.execute(
-        "INSERT INTO status_incidents(id, origin, opened_at, updated_at, resolved_at, version,"
-        " data) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
-        " origin = excluded.origin, opened_at = excluded.opened_at,"
-        " updated_at = excluded.updated_at, resolved_at = excluded.resolved_at,"
-        " version = excluded.version, data = excluded.data",
-        (
-            row.id,
-            row.origin,
-            row.opened_at,
-            row.updated_at,
-            row.resolved_at,
-            current + 1,
-            row.data,
-        ),
+        f"INSERT INTO {table}({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        " ON CONFLICT(id) DO UPDATE SET "
+        + ", ".join(f"{col} = excluded.{col}" for col in cols[1:]),
+        (row.id, *(getattr(row, f) for f in fields), current + 1),
     )
     return current + 1
 
 
+def put_incident(c: sqlite3.Connection, row: RecordRow, expect: int | None) -> int | None:
+    return _put(c, "status_incidents", rows.INCIDENT_FIELDS, row, expect)
+
+
+def _one(
+    c: sqlite3.Connection,
+    table: str,
+    cols: str,
+    to_record: Callable[[rows.Row], RecordRow],
+    record_id: str,
+) -> RecordRow | None:
+    r = c.execute(f"SELECT {cols} FROM {table} WHERE id = ?", (record_id,)).fetchone()
+    return None if r is None else to_record(r)
+
+
 def incident(c: sqlite3.Connection, incident_id: str) -> RecordRow | None:
-    r = c.execute(
-        f"SELECT {rows.INCIDENT_COLS} FROM status_incidents WHERE id = ?", (incident_id,)
-    ).fetchone()
-    return None if r is None else rows.incident(r)
+    return _one(c, "status_incidents", rows.INCIDENT_COLS, rows.incident, incident_id)
 
 
 def incidents(
@@ -124,24 +132,11 @@ def incidents(
 
 
 def put_maintenance(c: sqlite3.Connection, row: RecordRow, expect: int | None) -> int | None:
-    current = _version(c, "status_maintenance", row.id)
-    if expect is not None and current != expect:
-        return None
-    c.execute(
-        "INSERT INTO status_maintenance(id, starts_at, ends_at, cancelled_at, version, data)"
-        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET starts_at = excluded.starts_at,"
-        " ends_at = excluded.ends_at, cancelled_at = excluded.cancelled_at,"
-        " version = excluded.version, data = excluded.data",
-        (row.id, row.starts_at, row.ends_at, row.cancelled_at, current + 1, row.data),
-    )
-    return current + 1
+    return _put(c, "status_maintenance", rows.MAINTENANCE_FIELDS, row, expect)
 
 
 def maintenance_window(c: sqlite3.Connection, maintenance_id: str) -> RecordRow | None:
-    r = c.execute(
-        f"SELECT {rows.MAINTENANCE_COLS} FROM status_maintenance WHERE id = ?", (maintenance_id,)
-    ).fetchone()
-    return None if r is None else rows.maintenance(r)
+    return _one(c, "status_maintenance", rows.MAINTENANCE_COLS, rows.maintenance, maintenance_id)
 
 
 def maintenance(c: sqlite3.Connection, ends_after: float | None) -> list[RecordRow]:
@@ -341,11 +336,9 @@ class SqliteStatus(SqliteEngine):
     async def deliver_status_notice(
         self, key: str, account_id: int, message: bytes, now: float
     ) -> bool:
-        mailbox_id = await self._write(lambda c: deliver_notice(c, key, account_id, message, now))
-        if mailbox_id is None:
-            return False
-        self.hub.publish((mailbox_id,))
-        return True
+        return self._delivered(
+            await self._write(lambda c: deliver_notice(c, key, account_id, message, now))
+        )
 
     async def delayed_mail(
         self, since: float, until: float, now: float, threshold: float
