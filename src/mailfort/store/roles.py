@@ -464,5 +464,9 @@ class StatusStore(Accounts, StatusRecords, MailHealth, Protocol):
     """Everything the status repository reads and writes."""
 
 
-class HealthSignals(Cluster, MailHealth, Protocol):
+class ClusterHealth(Cluster, MailHealth, Protocol):
     """What the status collector samples: the nodes and the mail the platform owes."""
+
+
+class StatusLeader(StatusStore, ClusterHealth, Locks, Protocol):
+    """The status service: its records and signals, evaluated by whoever holds the named lease."""
