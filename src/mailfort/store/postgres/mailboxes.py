@@ -180,6 +180,30 @@ async def _add_usage(c: Conn, account_id: int, size: int) -> None:
     )
 
 
+# The numbering rule as one statement (one round trip): the UPDATE takes the mailbox's row lock
+# until commit, so concurrent inserts get distinct UIDs in commit order; the copies ($4..$8, in
+# order `n`) take UIDs from the old UIDNEXT on and the one new MODSEQ; $9 is their total size.
+_PLACE = (
+    "WITH b AS (UPDATE mailboxes SET uidnext = uidnext + $3, highestmodseq = highestmodseq + 1"
+    "  WHERE account_id = $1 AND name = $2 RETURNING id, uidnext - $3 AS first, highestmodseq),"
+    " m AS (INSERT INTO messages(mailbox_id, uid, modseq, flags, internal_date, size, blob_id,"
+    "  prefix) SELECT b.id, b.first + t.n - 1, b.highestmodseq, t.flags, t.internal_date,"
+    "  t.size, t.blob_id, t.prefix FROM b, {copies} AS t(blob_id, size, internal_date, flags,"
+    "  prefix, n)),"
+    " a AS (UPDATE accounts SET used_bytes = used_bytes + $9"
+    "  WHERE id = $1 AND EXISTS (SELECT 1 FROM b))"
+    " SELECT id, first FROM b"
+)
+# One copy (every delivery) binds plain values: arrays cost the client and the planner more.
+_PLACE_ONE = _PLACE.format(
+    copies="(VALUES ($4::bigint, $5::bigint, $6::float8, $7::text, $8::bytea, 1::bigint))"
+)
+_PLACE_MANY = _PLACE.format(
+    copies="unnest($4::bigint[], $5::bigint[], $6::float8[], $7::text[], $8::bytea[])"
+    " WITH ORDINALITY"
+)
+
+
 async def place(
     c: Conn, account_id: int, mailbox: str, copies: Sequence[MessageCopy]
 ) -> tuple[int, int] | None:
@@ -187,31 +211,19 @@ async def place(
 
     The copies take the next UIDs in order, all stamped with one new MODSEQ; UIDNEXT,
     HIGHESTMODSEQ and the account's quota use advance in the same transaction. Every insert path
-    comes through here. Returns (mailbox id, first UID), or None when there is no such mailbox.
-
-    One statement (one round trip): the UPDATE takes the mailbox's row lock until commit, so
-    concurrent inserts get distinct UIDs in commit order."""
-    r = await c.fetchrow(
-        "WITH b AS (UPDATE mailboxes SET uidnext = uidnext + $3, highestmodseq = highestmodseq + 1"
-        "  WHERE account_id = $1 AND name = $2 RETURNING id, uidnext - $3 AS first, highestmodseq),"
-        " m AS (INSERT INTO messages(mailbox_id, uid, modseq, flags, internal_date, size, blob_id,"
-        "  prefix) SELECT b.id, b.first + t.n - 1, b.highestmodseq, t.flags, t.internal_date,"
-        "  t.size, t.blob_id, t.prefix FROM b,"
-        "  unnest($4::bigint[], $5::bigint[], $6::float8[], $7::text[], $8::bytea[])"
-        "  WITH ORDINALITY AS t(blob_id, size, internal_date, flags, prefix, n)),"
-        " a AS (UPDATE accounts SET used_bytes = used_bytes + $9"
-        "  WHERE id = $1 AND EXISTS (SELECT 1 FROM b))"
-        " SELECT id, first FROM b",
-        account_id,
-        mailbox,
-        len(copies),
-        [m.blob_id for m in copies],
-        [m.size for m in copies],
-        [m.internal_date for m in copies],
-        [m.flags for m in copies],
-        [m.prefix for m in copies],
-        sum(m.size for m in copies),
-    )
+    comes through here. Returns (mailbox id, first UID), or None when there is no such mailbox."""
+    if len(copies) == 1:
+        (m,) = copies
+        values: tuple[object, ...] = (m.blob_id, m.size, m.internal_date, m.flags, m.prefix)
+        sql = _PLACE_ONE
+    else:
+        values = tuple(
+            [getattr(m, f) for m in copies]
+            for f in ("blob_id", "size", "internal_date", "flags", "prefix")
+        )
+        sql = _PLACE_MANY
+    total = sum(m.size for m in copies)
+    r = await c.fetchrow(sql, account_id, mailbox, len(copies), *values, total)
     if r is None:
         return None
     return int(r[0]), int(r[1])
