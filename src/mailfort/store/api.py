@@ -1,7 +1,7 @@
 """The whole store: every role together, with its lifecycle, for the code that opens and wires one.
 
 `node.py`, `cli.py` and tests hold a `Store`; everything else takes only the roles it uses
-(`store.roles`). The records are re-exported here so that wiring code and tests import one module.
+(`store.roles`) and speaks in `store.records`.
 """
 
 from __future__ import annotations
@@ -10,42 +10,6 @@ import abc
 from collections.abc import Callable, Iterable
 
 from mailfort.store.notify import ChangeHub
-from mailfort.store.records import (
-    DEFAULT_MAILBOXES,
-    MAX_LOGIN_NETWORKS,
-    NODE_STATES,
-    AcceptRequest,
-    AcceptResult,
-    Account,
-    AccountQueue,
-    Alias,
-    AppendItem,
-    AppendResult,
-    AttemptFailure,
-    ComponentRow,
-    CopyResult,
-    Deferral,
-    DelayedMail,
-    FlagMode,
-    HistoryRow,
-    LocalDelivery,
-    Mailbox,
-    MailboxChanges,
-    MailboxStatus,
-    MessageRow,
-    NodeInfo,
-    QueuedRecipient,
-    QueueItem,
-    RecordRow,
-    Settlement,
-    StoredMessage,
-    WebhookAdded,
-    WebhookOutcome,
-    WebhookRow,
-    decode_json_dict,
-    decode_json_list,
-    encode_json,
-)
 from mailfort.store.roles import (
     Acceptance,
     AccountAdmin,
@@ -59,44 +23,6 @@ from mailfort.store.roles import (
     Queue,
     StatusRecords,
 )
-
-__all__ = [
-    "DEFAULT_MAILBOXES",
-    "MAX_LOGIN_NETWORKS",
-    "NODE_STATES",
-    "AcceptRequest",
-    "AcceptResult",
-    "Account",
-    "AccountQueue",
-    "Alias",
-    "AppendItem",
-    "AppendResult",
-    "AttemptFailure",
-    "ComponentRow",
-    "CopyResult",
-    "Deferral",
-    "DelayedMail",
-    "FlagMode",
-    "HistoryRow",
-    "LocalDelivery",
-    "Mailbox",
-    "MailboxChanges",
-    "MailboxStatus",
-    "MessageRow",
-    "NodeInfo",
-    "QueueItem",
-    "QueuedRecipient",
-    "RecordRow",
-    "Settlement",
-    "Store",
-    "StoredMessage",
-    "WebhookAdded",
-    "WebhookOutcome",
-    "WebhookRow",
-    "decode_json_dict",
-    "decode_json_list",
-    "encode_json",
-]
 
 
 class Store(

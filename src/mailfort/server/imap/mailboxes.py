@@ -14,7 +14,7 @@ from mailfort.server.imap.selected import SelectedMailbox
 from mailfort.server.imap.session import CommandError, Done, Session, State, handles
 from mailfort.server.offload import Pacer
 from mailfort.server.spool import SpoolFile
-from mailfort.store.api import AppendItem, Mailbox, MailboxStatus
+from mailfort.store.records import AppendItem, Mailbox, MailboxStatus
 
 _SPECIAL_USES = frozenset(
     {"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"}

@@ -36,7 +36,8 @@ from mailfort.server.overload import OverloadGate
 from mailfort.server.spool import Spool
 from mailfort.status.components import Component
 from mailfort.status.notices import NoticeBoard
-from mailfort.store.api import Account, MessageRow, Store
+from mailfort.store.records import Account, MessageRow
+from mailfort.store.roles import MailboxAccess
 
 log = logging.getLogger("mailfort.imap")
 
@@ -149,7 +150,7 @@ class SessionIO(Protocol):
 class ImapContext:
     """Everything a session shares with the rest of the node."""
 
-    store: Store
+    store: MailboxAccess
     auth: Logins
     cache: MetaCache
     hostname: str

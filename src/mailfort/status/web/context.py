@@ -19,7 +19,7 @@ from mailfort.status.repository import StatusRepository
 from mailfort.status.web.snapshot import SnapshotCache
 from mailfort.status.web.subscribe_limits import SubscribeLimits
 from mailfort.status.webhook_client import WebhookClient
-from mailfort.store.api import Store
+from mailfort.store.roles import StatusStore
 
 if TYPE_CHECKING:
     from mailfort.node import Node
@@ -56,7 +56,7 @@ class Gate(Protocol):
 @dataclass(slots=True)
 class WebContext:
     config: Config
-    store: Store
+    store: StatusStore
     repository: StatusRepository
     metrics: NodeMetrics
     auth: Logins
