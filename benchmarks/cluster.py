@@ -211,7 +211,7 @@ async def provision(url: str, data_dir: Path, users: list[str], fill: int, size:
     """Domain and accounts through the store API; with `fill`, that many messages per INBOX."""
     from mailfort.auth.passwords import hash_password
     from mailfort.store import open_store
-    from mailfort.store.api import AppendItem
+    from mailfort.store.records import AppendItem
 
     data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(url, data_dir)

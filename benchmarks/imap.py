@@ -169,7 +169,7 @@ def message_flags(i: int) -> frozenset[str]:
 
 async def fill_store(db: Path, users: list[str], count: int, size: int) -> None:
     """Append `count` messages to each user's INBOX, 500 per transaction, through the store."""
-    from mailfort.store.api import AppendItem
+    from mailfort.store.records import AppendItem
     from mailfort.store.sqlite import SqliteStore
 
     store = SqliteStore(db)

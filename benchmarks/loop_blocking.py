@@ -126,7 +126,7 @@ def small(i: int) -> bytes:
 
 
 def fill(node: NodeProcess, blanks: int) -> None:
-    from mailfort.store.api import AppendItem
+    from mailfort.store.records import AppendItem
     from mailfort.store.sqlite import SqliteStore
 
     async def run() -> None:

@@ -86,7 +86,7 @@ def own_cpu() -> float:
 def preload(db: Path, run: int, args: argparse.Namespace) -> None:
     """Commit N messages for remote recipients, as N accepted SMTP transactions would."""
     from mailfort.mail.trace import new_queue_id
-    from mailfort.store.api import AcceptRequest, QueuedRecipient
+    from mailfort.store.records import AcceptRequest, QueuedRecipient
     from mailfort.store.sqlite import SqliteStore
 
     async def fill() -> None:

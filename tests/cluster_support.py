@@ -25,8 +25,8 @@ from typing import Any, TypeVar
 import pytest
 
 from mailfort.auth.passwords import hash_password
-from mailfort.store.api import QueueItem
 from mailfort.store.postgres import PostgresStore
+from mailfort.store.records import QueueItem
 from tests.nodeproc import NodeProcess, free_ports
 
 PG_DSN_ENV = "MAILFORT_TEST_PG_DSN"

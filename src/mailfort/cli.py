@@ -20,7 +20,8 @@ from mailfort.errors import AlreadyExists, ConfigError, MailfortError, NotFound
 from mailfort.logs import configure as configure_logging
 from mailfort.mail.address import AddressError, normalize, normalize_domain
 from mailfort.store import open_store
-from mailfort.store.api import NodeInfo, QueueItem, Store
+from mailfort.store.api import Store
+from mailfort.store.records import NodeInfo, QueueItem
 
 Command = Callable[[Config, Store, argparse.Namespace], Awaitable[int]]
 

@@ -30,8 +30,8 @@ import pytest
 
 from mailfort.status.collector import signals_from
 from mailfort.status.signals import HealthSignals, Protocol, StatusThresholds
-from mailfort.store.sqlite_cluster import list_nodes
-from mailfort.store.sqlite_status import queue_health
+from mailfort.store.sqlite.cluster import list_nodes
+from mailfort.store.sqlite.status import queue_health
 from tests.adversarial.conftest import (
     ATTACKER_NET,
     assert_unharmed,

@@ -11,7 +11,7 @@ import time
 import pytest
 from argon2 import PasswordHasher
 
-from mailfort.store.api import AppendItem
+from mailfort.store.records import AppendItem
 from mailfort.store.sqlite import SqliteStore
 from tests.conftest import PASSWORD
 from tests.nodeproc import NodeProcess

@@ -17,7 +17,7 @@ from mailfort import __version__
 from mailfort.auth.passwords import verify_password
 from mailfort.mail.accept import build_request
 from mailfort.mail.directory import Resolution
-from mailfort.store.api import Account, QueueItem
+from mailfort.store.records import Account, QueueItem
 from mailfort.store.sqlite import SqliteStore
 from tests.nodeproc import NodeProcess
 

@@ -23,7 +23,7 @@ from mailfort.server.imap.cache import MetaCache
 from mailfort.server.imap.connection import start_imap
 from mailfort.server.imap.session import ImapContext
 from mailfort.server.tls import ensure_self_signed, server_context
-from mailfort.store.api import AppendItem
+from mailfort.store.records import AppendItem
 from mailfort.store.sqlite import SqliteStore
 from tests.auth_support import logins
 from tests.conftest import PASSWORD

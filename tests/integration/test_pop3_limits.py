@@ -26,7 +26,8 @@ from mailfort.server import pop3
 from mailfort.server.admission import ConnectionLimiter
 from mailfort.server.pop3_maildrop import LocalMaildropLocks, SizeCache
 from mailfort.server.tls import ensure_self_signed, server_context
-from mailfort.store.api import AppendItem, Store
+from mailfort.store.api import Store
+from mailfort.store.records import AppendItem
 from mailfort.store.sqlite import SqliteStore
 from tests.auth_support import logins
 from tests.conftest import PASSWORD, client_tls

@@ -6,13 +6,8 @@ import itertools
 import time
 
 from mailfort.mail.trace import delivery_prefix
-from mailfort.store.api import (
-    AcceptRequest,
-    Account,
-    LocalDelivery,
-    QueuedRecipient,
-    Store,
-)
+from mailfort.store.api import Store
+from mailfort.store.records import AcceptRequest, Account, LocalDelivery, QueuedRecipient
 
 SENDER = "sender@remote.test"
 _counter = itertools.count(1)

@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from mailfort.errors import AlreadyExists, OverQuota
-from mailfort.store.api import AcceptRequest, Account, Store
+from mailfort.store.api import Store
+from mailfort.store.records import AcceptRequest, Account
 from tests.store.conftest import Engine
 from tests.store.helpers import SENDER, inbox, request, user
 

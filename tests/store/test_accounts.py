@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mailfort.errors import AlreadyExists, NotFound
-from mailfort.store.api import DEFAULT_MAILBOXES, Store
+from mailfort.store.api import Store
+from mailfort.store.records import DEFAULT_MAILBOXES
 from tests.store.conftest import Engine
 from tests.store.helpers import inbox, request, user
 

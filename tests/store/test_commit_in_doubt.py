@@ -20,8 +20,8 @@ import pytest
 
 from mailfort.auth.passwords import hash_password
 from mailfort.errors import StoreUnavailable
-from mailfort.store.api import AcceptRequest, LocalDelivery
 from mailfort.store.postgres import PostgresStore
+from mailfort.store.records import AcceptRequest, LocalDelivery
 from tests.cluster_support import PgSchema, base_dsn
 
 

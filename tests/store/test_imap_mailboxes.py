@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mailfort.errors import AlreadyExists, NotFound
-from mailfort.store.api import DEFAULT_MAILBOXES, FlagMode, Store
+from mailfort.store.api import Store
+from mailfort.store.records import DEFAULT_MAILBOXES, FlagMode
 from tests.store.conftest import Engine
 from tests.store.helpers import request, user
 from tests.store.test_imap_ops import delete, highest, item, mailbox, status, used

@@ -14,14 +14,8 @@ from collections.abc import Awaitable
 import pytest
 
 from mailfort.errors import NotFound, OverQuota
-from mailfort.store.api import (
-    Account,
-    AppendItem,
-    FlagMode,
-    Mailbox,
-    MailboxStatus,
-    Store,
-)
+from mailfort.store.api import Store
+from mailfort.store.records import Account, AppendItem, FlagMode, Mailbox, MailboxStatus
 from tests.store.conftest import Engine
 from tests.store.helpers import body, request, user
 

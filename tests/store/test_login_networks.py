@@ -3,7 +3,8 @@ opened on the same database, forgotten when old, with the password, or with the 
 
 from __future__ import annotations
 
-from mailfort.store.api import MAX_LOGIN_NETWORKS, Store
+from mailfort.store.api import Store
+from mailfort.store.records import MAX_LOGIN_NETWORKS
 from tests.store.conftest import Engine
 
 T0 = 1_800_000_000.0

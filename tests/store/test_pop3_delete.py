@@ -14,7 +14,8 @@ import itertools
 import pytest
 
 from mailfort.errors import NotFound
-from mailfort.store.api import Account, AppendItem, FlagMode, Mailbox, Store
+from mailfort.store.api import Store
+from mailfort.store.records import Account, AppendItem, FlagMode, Mailbox
 from tests.store.conftest import Engine
 from tests.store.helpers import body, request, user
 

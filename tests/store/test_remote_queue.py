@@ -7,14 +7,14 @@ import asyncio
 import pytest
 
 from mailfort.mail.trace import delivery_prefix
-from mailfort.store.api import (
+from mailfort.store.api import Store
+from mailfort.store.records import (
     AcceptRequest,
     AttemptFailure,
     Deferral,
     LocalDelivery,
     QueuedRecipient,
     Settlement,
-    Store,
 )
 from tests.store.conftest import Engine
 from tests.store.helpers import inbox, request, user

@@ -21,8 +21,9 @@ from mailfort.status.incidents import (
 )
 from mailfort.status.repository import PublishedComponent, StatusRepository
 from mailfort.status.signals import Finding, Protocol, Severity
-from mailfort.store.api import Settlement, Store, WebhookOutcome
-from mailfort.store.sqlite_status import QUEUE_HEALTH_SQL
+from mailfort.store.api import Store
+from mailfort.store.records import Settlement, WebhookOutcome
+from mailfort.store.sqlite.status import QUEUE_HEALTH_SQL
 from tests.store.conftest import Engine, SqliteEngine
 from tests.store.helpers import inbox, request, user
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mailfort.mail.directory import MAX_DEPTH, Directory, Resolution
-from mailfort.store.api import Account
+from mailfort.store.records import Account
 from mailfort.store.sqlite import SqliteStore
 
 

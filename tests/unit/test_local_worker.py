@@ -13,7 +13,7 @@ import pytest
 
 from mailfort.mail.directory import Directory
 from mailfort.queue.local_worker import LocalWorker
-from mailfort.store.api import AcceptRequest, QueuedRecipient
+from mailfort.store.records import AcceptRequest, QueuedRecipient
 from mailfort.store.sqlite import SqliteStore
 
 T0 = 1_800_000_000.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from mailfort.queue.retry import RetryPolicy
-from mailfort.store.api import QueueItem
+from mailfort.store.records import QueueItem
 
 T0 = 1_800_000_000.0
 POLICY = RetryPolicy(lifetime=5 * 86400, delay_warning=4 * 3600, base=300, cap=4000)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mailfort.errors import StoreError
-from mailfort.store.api import Store
+from mailfort.store.roles import LoginNetworks
 
 log = logging.getLogger("mailfort.auth")
 
@@ -38,7 +38,7 @@ class _Entry:
 class KnownNetworks:
     def __init__(
         self,
-        store: Store,
+        store: LoginNetworks,
         *,
         remember_seconds: float = 30 * DAY,
         refresh_seconds: float = DAY,

@@ -40,7 +40,8 @@ from mailfort.auth.throttle import AuthThrottle, NeedsTrust, Reservation, Scope
 from mailfort.errors import Busy, StoreError
 from mailfort.mail.address import AddressError, normalize
 from mailfort.metrics import NodeMetrics
-from mailfort.store.api import Account, Store
+from mailfort.store.records import Account
+from mailfort.store.roles import Accounts
 
 log = logging.getLogger("mailfort.auth")
 
@@ -98,7 +99,7 @@ class Logins:
     def __init__(
         self,
         *,
-        store: Store,
+        store: Accounts,
         verifier: Verifier,
         throttle: AuthThrottle,
         known: KnownNetworks,

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailfort.errors import StoreError
-from mailfort.store.api import Store
+from mailfort.store.roles import Locks
 
 log = logging.getLogger("mailfort.cluster")
 
@@ -36,7 +36,7 @@ class _Held:
 class StoreMaildropLocks:
     def __init__(
         self,
-        store: Store,
+        store: Locks,
         node_name: str,
         *,
         lease_seconds: float = 60.0,

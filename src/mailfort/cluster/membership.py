@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from mailfort.errors import StoreError
-from mailfort.store.api import Store
+from mailfort.store.roles import Cluster
 
 log = logging.getLogger("mailfort.cluster")
 
@@ -26,7 +26,7 @@ DEAD_AFTER = 3
 class Membership:
     def __init__(
         self,
-        store: Store,
+        store: Cluster,
         name: str,
         *,
         interval: float,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mailfort.cluster.membership import DEAD_AFTER
-from mailfort.store.api import NodeInfo, Store
+from mailfort.store.records import NodeInfo
+from mailfort.store.roles import Cluster
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -24,7 +25,7 @@ def effective_state(info: NodeInfo, now: float, heartbeat_seconds: float) -> str
     return info.state
 
 
-async def cluster_status(store: Store, now: float, heartbeat_seconds: float) -> list[NodeStatus]:
+async def cluster_status(store: Cluster, now: float, heartbeat_seconds: float) -> list[NodeStatus]:
     nodes = await store.list_nodes()
     leases = await store.lease_counts(now)
     found = [

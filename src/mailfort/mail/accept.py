@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from mailfort.mail.directory import Resolution
 from mailfort.mail.trace import delivery_prefix, new_queue_id, received_header
-from mailfort.store.api import AcceptRequest, LocalDelivery, QueuedRecipient
+from mailfort.store.records import AcceptRequest, LocalDelivery, QueuedRecipient
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from mailfort.mail.address import domain_of, without_detail
-from mailfort.store.api import Account, Store
+from mailfort.store.records import Account
+from mailfort.store.roles import Accounts
 
 MAX_DEPTH = 8
 # Bounds the memory of the resolution cache; a spammer's dictionary attack only churns it.
@@ -58,7 +59,7 @@ class Resolution:
 class Directory:
     def __init__(
         self,
-        store: Store,
+        store: Accounts,
         *,
         config_domains: Iterable[str] = (),
         delimiter: str = "+",

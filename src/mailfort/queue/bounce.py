@@ -1,7 +1,7 @@
 """A DSN (bounce or delay warning) as a message to accept: to the sender's INBOX or queued.
 
 The notice is an `AcceptRequest` with the null sender, committed by the remote worker in the same
-store transaction that settles the failed items (`Store.settle_queued`): a crash before that commit
+store transaction that settles the failed items (`Queue.settle_queued`): a crash before that commit
 leaves the items to be tried again, after it the bounce exists exactly once. A local sender gets
 it in their INBOX at once; a remote sender's copy is queued like any other remote mail, and being
 from the null sender it can never cause another DSN.
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from mailfort.mail import dsn
 from mailfort.mail.directory import Directory
 from mailfort.mail.trace import delivery_prefix, new_queue_id
-from mailfort.store.api import AcceptRequest, LocalDelivery, QueuedRecipient
+from mailfort.store.records import AcceptRequest, LocalDelivery, QueuedRecipient
 
 log = logging.getLogger("mailfort.queue")
 

@@ -9,7 +9,7 @@ and defers what still fails.
 
 An item whose account is gone (account ids are never reused, so no account has its id) can never
 be delivered: it is removed at once with a warning, and when the worker has a directory to find
-the sender, with a bounce (DSN, 5.1.1) committed in the same transaction (`Store.settle_queued`),
+the sender, with a bounce (DSN, 5.1.1) committed in the same transaction (`Queue.settle_queued`),
 as the remote worker does for a recipient that failed.
 """
 
@@ -27,7 +27,8 @@ from mailfort.mail.trace import delivery_prefix
 from mailfort.metrics import NodeMetrics
 from mailfort.queue.bounce import notice
 from mailfort.queue.schedule import next_delay
-from mailfort.store.api import AcceptRequest, QueueItem, Settlement, Store
+from mailfort.store.records import AcceptRequest, QueueItem, Settlement
+from mailfort.store.roles import LocalQueue
 
 log = logging.getLogger("mailfort.queue")
 
@@ -40,7 +41,7 @@ STRESSED_BATCH = 10  # while the node is under stress: a survivor takes only wha
 class LocalWorker:
     def __init__(
         self,
-        store: Store,
+        store: LocalQueue,
         *,
         owner: str,
         lease_seconds: float,

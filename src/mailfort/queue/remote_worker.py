@@ -1,12 +1,12 @@
 """Delivers queue items for remote recipients: lease, send, settle.
 
-The loop claims due items without an account (`Store.claim_remote`) up to `max_in_flight`, groups
+The loop claims due items without an account (`Queue.claim_remote`) up to `max_in_flight`, groups
 them by destination and message (one SMTP transaction per group, at most `max_recipients`
 recipients each) and starts a task per group; `delivery/remote.py` bounds the concurrency per
 destination and reuses connections. While anything is in flight, the leases are renewed every
 third of their length, so a slow remote server never lets another node take over a live delivery.
 
-Each group's outcome is committed in one transaction (`Store.settle_queued`):
+Each group's outcome is committed in one transaction (`Queue.settle_queued`):
 - delivered recipients are removed;
 - temporary failures are deferred (`retry.py`: backoff with jitter, bounded by the lifetime), with
   the reply kept for `mailfort queue show`, and, once, a delay warning to the sender;
@@ -62,14 +62,8 @@ from mailfort.overload.budget import RetryBudget, RetryBudgetConfig
 from mailfort.queue.bounce import notice
 from mailfort.queue.reach import KnownDestinations, Verdict
 from mailfort.queue.retry import RetryPolicy
-from mailfort.store.api import (
-    AcceptRequest,
-    AttemptFailure,
-    Deferral,
-    QueueItem,
-    Settlement,
-    Store,
-)
+from mailfort.store.records import AcceptRequest, AttemptFailure, Deferral, QueueItem, Settlement
+from mailfort.store.roles import Queue
 
 log = logging.getLogger("mailfort.queue")
 
@@ -106,7 +100,7 @@ def _age(seconds: float) -> str:
 class RemoteWorker:
     def __init__(
         self,
-        store: Store,
+        store: Queue,
         client: RemoteClient,
         directory: Directory,
         policy: RetryPolicy,

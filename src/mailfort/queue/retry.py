@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass
 
 from mailfort.queue.schedule import next_delay
-from mailfort.store.api import QueueItem
+from mailfort.store.records import QueueItem
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

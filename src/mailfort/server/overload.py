@@ -49,7 +49,7 @@ from mailfort.network import share_of
 from mailfort.overload.lag_limit import LagLimit, LagLimitConfig
 from mailfort.overload.limit import AdaptiveLimit, LimitConfig
 from mailfort.overload.limit import Token as LimitToken
-from mailfort.store.api import Store
+from mailfort.store.roles import CommitLoad
 
 log = logging.getLogger("mailfort.overload")
 
@@ -102,7 +102,7 @@ class OverloadGate:
         config: OverloadConfig,
         metrics: NodeMetrics,
         *,
-        store: Store | None = None,
+        store: CommitLoad | None = None,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
         client_share: float = 1.0,
@@ -156,13 +156,13 @@ class OverloadGate:
         self._waiters: collections.deque[tuple[asyncio.Future[Token], str, str | None]] = (
             collections.deque()
         )
-        self._store: Store | None = None
+        self._store: CommitLoad | None = None
         self._task: asyncio.Task[None] | None = None
         if store is not None:
             self.attach(store)
 
     # -- wiring ------------------------------------------------------------------------------------
-    def attach(self, store: Store) -> None:
+    def attach(self, store: CommitLoad) -> None:
         """Watch `store`: its commit latency and the commits waiting in it."""
         self._store = store
         store.commit_observer = self.observe_commit

@@ -41,7 +41,7 @@ from mailfort.server.pop3_maildrop import MaildropLocks, SizeCache, load_maildro
 from mailfort.server.streams import close, peer_ip
 from mailfort.status.components import Component
 from mailfort.status.notices import NoticeBoard
-from mailfort.store.api import Store
+from mailfort.store.roles import Mailboxes
 
 log = logging.getLogger("mailfort.pop3")
 _COALESCE = 16 * 1024
@@ -62,7 +62,7 @@ class Pop3Limits:
 class Pop3Context:
     """Everything a POP3 session shares with the rest of the node."""
 
-    store: Store
+    store: Mailboxes
     auth: Logins
     locks: MaildropLocks
     sizes: SizeCache

@@ -26,7 +26,8 @@ from typing import Final, Protocol
 
 from mailfort.protocol.pop3.maildrop import Entry, Maildrop
 from mailfort.protocol.pop3.response import wire_size
-from mailfort.store.api import MessageRow, Store
+from mailfort.store.records import MessageRow
+from mailfort.store.roles import Mailboxes
 
 INBOX: Final = "INBOX"
 # Bodies are read in batches of about this many stored octets, to measure them.
@@ -94,7 +95,7 @@ def _batches(rows: list[MessageRow]) -> list[list[MessageRow]]:
 
 
 async def load_maildrop(
-    store: Store, account_id: int, sizes: SizeCache
+    store: Mailboxes, account_id: int, sizes: SizeCache
 ) -> tuple[int, Maildrop] | None:
     """(INBOX mailbox id, its snapshot); None when the account has no INBOX."""
     box = await store.get_mailbox(account_id, INBOX)

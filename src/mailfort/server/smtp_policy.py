@@ -43,7 +43,7 @@ from mailfort.server.overload import OverloadGate
 from mailfort.server.spool import Spool, SpoolFile
 from mailfort.status.components import Component
 from mailfort.status.notices import NoticeBoard
-from mailfort.store.api import Store
+from mailfort.store.roles import Intake
 
 log = logging.getLogger("mailfort.smtp")
 
@@ -93,7 +93,7 @@ class SmtpPolicy:
         self,
         *,
         mode: Mode,
-        store: Store,
+        store: Intake,
         directory: Directory,
         hostname: str,
         max_recipients: int,

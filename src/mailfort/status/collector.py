@@ -37,7 +37,8 @@ from mailfort.metrics import (
     quantile,
 )
 from mailfort.status.signals import HealthSignals, LoginSignals, Protocol
-from mailfort.store.api import NodeInfo, Store
+from mailfort.store.records import NodeInfo
+from mailfort.store.roles import ClusterHealth
 
 NODE_STATES = ("active", "draining", "dead", "gone")
 
@@ -118,7 +119,7 @@ class SignalCollector:
 
     def __init__(
         self,
-        store: Store,
+        store: ClusterHealth,
         *,
         heartbeat_seconds: float,
         window_seconds: float,

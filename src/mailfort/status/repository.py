@@ -30,14 +30,8 @@ from mailfort.status.incidents import (
     Maintenance,
 )
 from mailfort.status.signals import Finding, Severity
-from mailfort.store.api import (
-    ComponentRow,
-    HistoryRow,
-    RecordRow,
-    Store,
-    WebhookOutcome,
-    WebhookRow,
-)
+from mailfort.store.records import ComponentRow, HistoryRow, RecordRow, WebhookOutcome, WebhookRow
+from mailfort.store.roles import StatusStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +111,7 @@ class StatusRepository:
     `history_days` is [status] history_days: `record_history` drops rows older than that.
     """
 
-    def __init__(self, store: Store, *, history_days: int = 90) -> None:
+    def __init__(self, store: StatusStore, *, history_days: int = 90) -> None:
         self.store = store
         self.history_days = history_days
 

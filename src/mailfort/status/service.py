@@ -56,7 +56,7 @@ from mailfort.status.webhooks import (
     incident_payload,
     page_info,
 )
-from mailfort.store.api import Store
+from mailfort.store.roles import StatusLeader
 
 log = logging.getLogger("mailfort.status")
 
@@ -189,7 +189,7 @@ def notice_message(
 class StatusService:
     def __init__(
         self,
-        store: Store,
+        store: StatusLeader,
         *,
         node_name: str,
         settings: StatusConfig,

@@ -1,7 +1,15 @@
 """The store: the only place where state that matters lives.
 
-Owns: the async interface (`api.Store`), its engines, and their migrations.
-Must not import: anything above it (`mail/`, `queue/`, `delivery/`, `server/`).
+Holds: the role protocols every consumer depends on (`roles`: accounts, mailboxes and messages,
+acceptance, queue, cluster, locks, status records, mail health, commit load), the records they
+speak in (`records`), their composition with a lifecycle for wiring code (`api.Store`), and one
+subpackage per engine (`sqlite/`, `postgres/`) mirroring the roles file by file, over the row
+mapping both share (`rows`, `flags`) and the migrations (`migrate`, `migrations/<engine>/`).
+May import: the stdlib, the database drivers (inside the engines only), `mailfort.errors`; never
+anything above it (`mail/`, `queue/`, `delivery/`, `server/`, `status/`, `cluster/`, `auth/`).
+Promises: a write is durable when its coroutine returns; driver errors reach callers only as
+`mailfort.errors.StoreError` subclasses; both engines pass one conformance suite
+(`tests/store/`); `open_store` accepts the same URLs as ever.
 """
 
 from __future__ import annotations

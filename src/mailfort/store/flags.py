@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from mailfort.store.api import FlagMode
+from mailfort.store.records import FlagMode
 
 _FLAG_SETS: dict[str, frozenset[str]] = {}
 

@@ -18,7 +18,7 @@ from mailfort.auth.throttle import AuthThrottle, ThrottleLimits
 from mailfort.config import OverloadConfig
 from mailfort.metrics import NodeMetrics
 from mailfort.server.overload import OverloadGate
-from mailfort.store.api import Account
+from mailfort.store.records import Account
 from mailfort.store.sqlite import SqliteStore
 
 PASSWORD = "correct horse"

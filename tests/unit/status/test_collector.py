@@ -7,7 +7,7 @@ import pytest
 from mailfort.metrics import REMOTE_OURS, REMOTE_REACHED, REMOTE_UNREACHABLE, WindowStats
 from mailfort.status.collector import platform_failures, signals_from
 from mailfort.status.signals import Protocol
-from mailfort.store.api import NodeInfo
+from mailfort.store.records import NodeInfo
 
 NOW = 1_000_000.0
 HEARTBEAT = 1.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from mailfort.store.api import MessageRow
+from mailfort.store.records import MessageRow
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from mailfort.protocol.imap.bodystructure import bodystructure
 from mailfort.protocol.imap.commands import FetchAtt, FetchKind, Section
 from mailfort.protocol.imap.envelope import envelope
 from mailfort.server.imap.cache import MessageMeta
-from mailfort.store.api import MessageRow
+from mailfort.store.records import MessageRow
 
 META_KINDS = frozenset({FetchKind.ENVELOPE, FetchKind.BODYSTRUCTURE, FetchKind.BODY})
 _CONTENT_KINDS = frozenset(

@@ -16,7 +16,7 @@ from mailfort.server.imap.selected import SelectedMailbox
 from mailfort.server.imap.session import CommandError, Session, State
 from mailfort.server.offload import Pacer
 from mailfort.server.spool import SpoolFile
-from mailfort.store.api import AppendItem, Mailbox, MailboxStatus
+from mailfort.store.records import AppendItem, Mailbox, MailboxStatus
 
 # RFC 5258 3.5: a name listed only because an inferior is subscribed says so.
 CHILDINFO_SUBSCRIBED: Final = (b'("CHILDINFO" ("SUBSCRIBED"))',)

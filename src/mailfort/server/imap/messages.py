@@ -15,7 +15,7 @@ from mailfort.server.imap.selected import SelectedMailbox
 from mailfort.server.imap.session import HUNG_UP, Session
 from mailfort.server.offload import Pacer
 from mailfort.server.spool import SPOOL_THRESHOLD
-from mailfort.store.api import FlagMode, MessageRow
+from mailfort.store.records import FlagMode, MessageRow
 
 # Messages read from the store per round trip, and at most BATCH_BYTES of them (one larger
 # message goes alone): bounds memory per session during a big FETCH or SEARCH, and what a client

@@ -12,7 +12,7 @@ import bisect
 from collections.abc import Iterable
 
 from mailfort.protocol.imap.commands import SequenceSet
-from mailfort.store.api import MailboxChanges, MessageRow
+from mailfort.store.records import MailboxChanges, MessageRow
 
 
 class SelectedMailbox:

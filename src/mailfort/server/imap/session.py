@@ -32,7 +32,8 @@ from mailfort.server.offload import CpuPool
 from mailfort.server.overload import OverloadGate
 from mailfort.server.spool import Spool
 from mailfort.status.notices import NoticeBoard
-from mailfort.store.api import Account, Store
+from mailfort.store.records import Account
+from mailfort.store.roles import MailboxAccess
 
 log = logging.getLogger("mailfort.imap")
 
@@ -86,7 +87,7 @@ class SessionIO(Protocol):
 class ImapContext:
     """Everything a session shares with the rest of the node."""
 
-    store: Store
+    store: MailboxAccess
     auth: Logins
     cache: MetaCache
     hostname: str

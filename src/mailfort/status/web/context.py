@@ -24,7 +24,7 @@ from mailfort.status.repository import StatusRepository
 from mailfort.status.web.snapshot import SnapshotCache
 from mailfort.status.web.subscribe_limits import SubscribeLimits
 from mailfort.status.webhook_client import WebhookClient
-from mailfort.store.api import Store
+from mailfort.store.roles import StatusStore
 
 log = logging.getLogger("mailfort.status.web")
 
@@ -60,7 +60,7 @@ class NodeParts:
     """What the status web takes from its node, and nothing else of it."""
 
     config: Config
-    store: Store
+    store: StatusStore
     metrics: NodeMetrics
     logins: Logins
     networks: Networks
@@ -71,7 +71,7 @@ class NodeParts:
 @dataclass(slots=True)
 class WebContext:
     config: Config
-    store: Store
+    store: StatusStore
     repository: StatusRepository
     metrics: NodeMetrics
     auth: Logins

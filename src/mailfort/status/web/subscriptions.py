@@ -34,7 +34,7 @@ from mailfort.status.web.guard import Slot
 from mailfort.status.web.text import iso
 from mailfort.status.webhook_url import BadUrl, Refused, parse
 from mailfort.status.webhook_verify import NotVerified, verify
-from mailfort.store.api import WebhookOutcome
+from mailfort.store.records import WebhookOutcome
 
 log = logging.getLogger("mailfort.status.web")
 

@@ -1,4 +1,6 @@
-"""SQL for the status records on SQLite; each function runs inside one transaction.
+"""Status records, notices and mail health on SQLite (roles `StatusRecords`, `MailHealth`).
+
+Each write runs inside one writer transaction.
 
 Status rows are written by one leader every few seconds and by operators; they are read by every
 node for its status page. Nothing here is on the mail path except `record_delayed`, which the
@@ -8,10 +10,11 @@ settling transaction calls only for items that already waited longer than the th
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from mailfort.errors import NotFound
-from mailfort.store.api import (
+from mailfort.store import rows
+from mailfort.store.records import (
     AccountQueue,
     ComponentRow,
     DelayedMail,
@@ -21,21 +24,14 @@ from mailfort.store.api import (
     WebhookOutcome,
     WebhookRow,
 )
-from mailfort.store.sqlite_queue import ACCOUNT_OF_ITEM, deliver_into
-
-_INCIDENT_COLS = "id, data, version, origin, opened_at, updated_at, resolved_at"
-_MAINTENANCE_COLS = "id, data, version, starts_at, ends_at, cancelled_at"
+from mailfort.store.rows import MessageCopy
+from mailfort.store.sqlite.engine import SqliteEngine
+from mailfort.store.sqlite.mailboxes import place
 
 
 def components(c: sqlite3.Connection) -> list[ComponentRow]:
-    rows = c.execute(
-        "SELECT component, state, since, findings, updated_at FROM status_components"
-        " ORDER BY component"
-    )
-    return [
-        ComponentRow(component=r[0], state=r[1], since=r[2], findings=r[3], updated_at=r[4])
-        for r in rows
-    ]
+    found = c.execute(f"SELECT {rows.COMPONENT_COLS} FROM status_components ORDER BY component")
+    return [rows.component(r) for r in found]
 
 
 def save_components(c: sqlite3.Connection, rows: Sequence[ComponentRow]) -> None:
@@ -48,22 +44,11 @@ def save_components(c: sqlite3.Connection, rows: Sequence[ComponentRow]) -> None
 
 
 def history(c: sqlite3.Connection, first_day: str) -> list[HistoryRow]:
-    rows = c.execute(
-        "SELECT component, day, worst, worst_rank, degraded_seconds, outage_seconds"
-        " FROM status_history WHERE day >= ? ORDER BY component, day",
+    found = c.execute(
+        f"SELECT {rows.HISTORY_COLS} FROM status_history WHERE day >= ? ORDER BY component, day",
         (first_day,),
     )
-    return [
-        HistoryRow(
-            component=r[0],
-            day=r[1],
-            worst=r[2],
-            rank=r[3],
-            degraded_seconds=r[4],
-            outage_seconds=r[5],
-        )
-        for r in rows
-    ]
+    return [rows.history(r) for r in found]
 
 
 def add_history(c: sqlite3.Connection, rows: Sequence[HistoryRow], keep_from: str) -> None:
@@ -79,57 +64,47 @@ def add_history(c: sqlite3.Connection, rows: Sequence[HistoryRow], keep_from: st
     c.execute("DELETE FROM status_history WHERE day < ?", (keep_from,))
 
 
-def _incident(r: tuple) -> RecordRow:  # type: ignore[type-arg]
-    return RecordRow(
-        id=r[0],
-        data=r[1],
-        version=r[2],
-        origin=r[3],
-        opened_at=r[4],
-        updated_at=r[5],
-        resolved_at=r[6],
-    )
-
-
-def _maintenance(r: tuple) -> RecordRow:  # type: ignore[type-arg]
-    return RecordRow(
-        id=r[0], data=r[1], version=r[2], starts_at=r[3], ends_at=r[4], cancelled_at=r[5]
-    )
-
-
 def _version(c: sqlite3.Connection, table: str, record_id: str) -> int:
     row = c.execute(f"SELECT version FROM {table} WHERE id = ?", (record_id,)).fetchone()
     return 0 if row is None else int(row[0])
 
 
-def put_incident(c: sqlite3.Connection, row: RecordRow, expect: int | None) -> int | None:
-    current = _version(c, "status_incidents", row.id)
+def _put(
+    c: sqlite3.Connection, table: str, fields: tuple[str, ...], row: RecordRow, expect: int | None
+) -> int | None:
+    """Insert or replace a versioned record; its new version, or None when `expect` is given and
+    the stored version (0: none) is another. One writer runs the whole transaction, so the
+    version cannot change between the check and the write."""
+    current = _version(c, table, row.id)
     if expect is not None and current != expect:
         return None
+    cols = ("id", *fields, "version")
     c.execute(
-        "INSERT INTO status_incidents(id, origin, opened_at, updated_at, resolved_at, version,"
-        " data) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
-        " origin = excluded.origin, opened_at = excluded.opened_at,"
-        " updated_at = excluded.updated_at, resolved_at = excluded.resolved_at,"
-        " version = excluded.version, data = excluded.data",
-        (
-            row.id,
-            row.origin,
-            row.opened_at,
-            row.updated_at,
-            row.resolved_at,
-            current + 1,
-            row.data,
-        ),
+        f"INSERT INTO {table}({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        " ON CONFLICT(id) DO UPDATE SET "
+        + ", ".join(f"{col} = excluded.{col}" for col in cols[1:]),
+        (row.id, *(getattr(row, f) for f in fields), current + 1),
     )
     return current + 1
 
 
+def put_incident(c: sqlite3.Connection, row: RecordRow, expect: int | None) -> int | None:
+    return _put(c, "status_incidents", rows.INCIDENT_FIELDS, row, expect)
+
+
+def _one(
+    c: sqlite3.Connection,
+    table: str,
+    cols: str,
+    to_record: Callable[[rows.Row], RecordRow],
+    record_id: str,
+) -> RecordRow | None:
+    r = c.execute(f"SELECT {cols} FROM {table} WHERE id = ?", (record_id,)).fetchone()
+    return None if r is None else to_record(r)
+
+
 def incident(c: sqlite3.Connection, incident_id: str) -> RecordRow | None:
-    r = c.execute(
-        f"SELECT {_INCIDENT_COLS} FROM status_incidents WHERE id = ?", (incident_id,)
-    ).fetchone()
-    return None if r is None else _incident(r)
+    return _one(c, "status_incidents", rows.INCIDENT_COLS, rows.incident, incident_id)
 
 
 def incidents(
@@ -148,47 +123,34 @@ def incidents(
     if resolved_since is not None:
         where.append("resolved_at >= ?")
         args.append(resolved_since)
-    rows = c.execute(
-        f"SELECT {_INCIDENT_COLS} FROM status_incidents WHERE {' AND '.join(where)}"
+    fetched = c.execute(
+        f"SELECT {rows.INCIDENT_COLS} FROM status_incidents WHERE {' AND '.join(where)}"
         " ORDER BY updated_at DESC, id DESC LIMIT ?",
         (*args, limit),
     )
-    return [_incident(r) for r in rows]
+    return [rows.incident(r) for r in fetched]
 
 
 def put_maintenance(c: sqlite3.Connection, row: RecordRow, expect: int | None) -> int | None:
-    current = _version(c, "status_maintenance", row.id)
-    if expect is not None and current != expect:
-        return None
-    c.execute(
-        "INSERT INTO status_maintenance(id, starts_at, ends_at, cancelled_at, version, data)"
-        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET starts_at = excluded.starts_at,"
-        " ends_at = excluded.ends_at, cancelled_at = excluded.cancelled_at,"
-        " version = excluded.version, data = excluded.data",
-        (row.id, row.starts_at, row.ends_at, row.cancelled_at, current + 1, row.data),
-    )
-    return current + 1
+    return _put(c, "status_maintenance", rows.MAINTENANCE_FIELDS, row, expect)
 
 
 def maintenance_window(c: sqlite3.Connection, maintenance_id: str) -> RecordRow | None:
-    r = c.execute(
-        f"SELECT {_MAINTENANCE_COLS} FROM status_maintenance WHERE id = ?", (maintenance_id,)
-    ).fetchone()
-    return None if r is None else _maintenance(r)
+    return _one(c, "status_maintenance", rows.MAINTENANCE_COLS, rows.maintenance, maintenance_id)
 
 
 def maintenance(c: sqlite3.Connection, ends_after: float | None) -> list[RecordRow]:
     if ends_after is None:
-        rows = c.execute(
-            f"SELECT {_MAINTENANCE_COLS} FROM status_maintenance ORDER BY starts_at, id"
+        fetched = c.execute(
+            f"SELECT {rows.MAINTENANCE_COLS} FROM status_maintenance ORDER BY starts_at, id"
         )
     else:
-        rows = c.execute(
-            f"SELECT {_MAINTENANCE_COLS} FROM status_maintenance"
+        fetched = c.execute(
+            f"SELECT {rows.MAINTENANCE_COLS} FROM status_maintenance"
             " WHERE ends_at > ? AND cancelled_at IS NULL ORDER BY starts_at, id",
             (ends_after,),
         )
-    return [_maintenance(r) for r in rows]
+    return [rows.maintenance(r) for r in fetched]
 
 
 def add_webhook(
@@ -198,10 +160,12 @@ def add_webhook(
     max_per_network: int | None,
 ) -> WebhookAdded:
     # One writer runs this whole transaction, so the counts cannot change under it.
-    existing = c.execute(f"SELECT {_WEBHOOK_COLS} FROM status_webhooks WHERE url = ?", (row.url,))
+    existing = c.execute(
+        f"SELECT {rows.WEBHOOK_COLS} FROM status_webhooks WHERE url = ?", (row.url,)
+    )
     found = existing.fetchone()
     if found is not None:
-        return WebhookAdded(WebhookOutcome.EXISTS, _webhook(found))
+        return WebhookAdded(WebhookOutcome.EXISTS, rows.webhook(found))
     if max_total is not None:
         (total,) = c.execute("SELECT count(*) FROM status_webhooks").fetchone()
         if total >= max_total:
@@ -225,21 +189,8 @@ def remove_webhook(c: sqlite3.Connection, webhook_id: str) -> bool:
 
 
 def webhooks(c: sqlite3.Connection) -> list[WebhookRow]:
-    rows = c.execute(f"SELECT {_WEBHOOK_COLS} FROM status_webhooks ORDER BY created_at, id")
-    return [_webhook(r) for r in rows]
-
-
-_WEBHOOK_COLS = "id, url, components, created_at, network"
-
-
-def _webhook(r: Sequence[object]) -> WebhookRow:
-    return WebhookRow(
-        id=str(r[0]),
-        url=str(r[1]),
-        components=str(r[2]),
-        created_at=float(r[3]),  # type: ignore[arg-type]
-        network=str(r[4]),
-    )
+    fetched = c.execute(f"SELECT {rows.WEBHOOK_COLS} FROM status_webhooks ORDER BY created_at, id")
+    return [rows.webhook(r) for r in fetched]
 
 
 def new_id(c: sqlite3.Connection, prefix: str) -> str:
@@ -251,48 +202,22 @@ def new_id(c: sqlite3.Connection, prefix: str) -> str:
     return f"{prefix}-{value}"
 
 
-def acquire_lease(c: sqlite3.Connection, name: str, owner: str, until: float, now: float) -> bool:
-    c.execute(
-        "INSERT INTO leases(name, owner, until) VALUES (?, ?, ?)"
-        " ON CONFLICT(name) DO UPDATE SET owner = excluded.owner, until = excluded.until"
-        " WHERE leases.until <= ? OR leases.owner = excluded.owner",
-        (name, owner, until, now),
-    )
-    found = c.execute("SELECT owner FROM leases WHERE name = ?", (name,)).fetchone()
-    return found is not None and found[0] == owner
-
-
-def release_lease(c: sqlite3.Connection, name: str, owner: str) -> None:
-    c.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
-
-
-def lease_holder(c: sqlite3.Connection, name: str, now: float) -> str | None:
-    found = c.execute(
-        "SELECT owner FROM leases WHERE name = ? AND until > ?", (name, now)
-    ).fetchone()
-    return None if found is None else str(found[0])
-
-
 def delayed_mail(
     c: sqlite3.Connection, since: float, until: float, now: float, threshold: float
 ) -> list[DelayedMail]:
     settled = c.execute(
-        "SELECT account, queue_id, accepted_at, settled_at FROM delayed_mail"
+        f"SELECT {rows.DELAYED_COLS} FROM delayed_mail"
         " WHERE settled_at >= ? AND settled_at <= ?"
         " AND settled_at - accepted_at > ? ORDER BY settled_at, id",
         (since, until, threshold),
     ).fetchall()
     waiting = c.execute(
-        f"SELECT account, queue_id, received FROM (SELECT {ACCOUNT_OF_ITEM} AS account,"
+        f"SELECT account, queue_id, received FROM (SELECT {rows.ACCOUNT_OF_ITEM} AS account,"
         " e.queue_id, e.received FROM queue q JOIN envelopes e ON e.id = q.envelope_id"
         " WHERE q.created < ?) WHERE account IS NOT NULL ORDER BY received",
         (now - threshold,),
     ).fetchall()
-    return [
-        DelayedMail(account=r[0], queue_id=r[1], accepted_at=r[2], settled_at=r[3]) for r in settled
-    ] + [
-        DelayedMail(account=r[0], queue_id=r[1], accepted_at=r[2], settled_at=None) for r in waiting
-    ]
+    return rows.delayed(settled, waiting)
 
 
 # Both aggregates come from the partial covering index queue_untried alone (the tests EXPLAIN it).
@@ -346,7 +271,82 @@ def deliver_notice(
         return None
     cur = c.execute("INSERT INTO blobs(data, size) VALUES (?, ?)", (message, len(message)))
     assert cur.lastrowid is not None
-    placed = deliver_into(c, account_id, "INBOX", cur.lastrowid, len(message), b"", now)
+    placed = place(c, account_id, "INBOX", [MessageCopy(cur.lastrowid, len(message), now)])
     if placed is None:
         raise NotFound(f"account {account_id} has no INBOX")
     return placed[0]
+
+
+class SqliteStatus(SqliteEngine):
+    async def status_components(self) -> list[ComponentRow]:
+        return await self._read(components)
+
+    async def save_status_components(self, rows: Sequence[ComponentRow]) -> None:
+        await self._write(lambda c: save_components(c, rows))
+
+    async def status_history(self, first_day: str) -> list[HistoryRow]:
+        return await self._read(lambda c: history(c, first_day))
+
+    async def add_status_history(self, rows: Sequence[HistoryRow], keep_from: str) -> None:
+        await self._write(lambda c: add_history(c, rows, keep_from))
+
+    async def put_status_incident(self, row: RecordRow, expect: int | None = None) -> int | None:
+        return await self._write(lambda c: put_incident(c, row, expect))
+
+    async def status_incident(self, incident_id: str) -> RecordRow | None:
+        return await self._read(lambda c: incident(c, incident_id))
+
+    async def status_incidents(
+        self,
+        *,
+        open_only: bool = False,
+        since: float | None = None,
+        resolved_since: float | None = None,
+        limit: int = 50,
+    ) -> list[RecordRow]:
+        return await self._read(lambda c: incidents(c, open_only, since, resolved_since, limit))
+
+    async def put_status_maintenance(self, row: RecordRow, expect: int | None = None) -> int | None:
+        return await self._write(lambda c: put_maintenance(c, row, expect))
+
+    async def status_maintenance_window(self, maintenance_id: str) -> RecordRow | None:
+        return await self._read(lambda c: maintenance_window(c, maintenance_id))
+
+    async def status_maintenance(self, ends_after: float | None) -> list[RecordRow]:
+        return await self._read(lambda c: maintenance(c, ends_after))
+
+    async def add_status_webhook(
+        self,
+        row: WebhookRow,
+        *,
+        max_total: int | None = None,
+        max_per_network: int | None = None,
+    ) -> WebhookAdded:
+        return await self._write(lambda c: add_webhook(c, row, max_total, max_per_network))
+
+    async def remove_status_webhook(self, webhook_id: str) -> bool:
+        return await self._write(lambda c: remove_webhook(c, webhook_id))
+
+    async def status_webhooks(self) -> list[WebhookRow]:
+        return await self._read(webhooks)
+
+    async def new_id(self, prefix: str) -> str:
+        return await self._write(lambda c: new_id(c, prefix))
+
+    async def deliver_status_notice(
+        self, key: str, account_id: int, message: bytes, now: float
+    ) -> bool:
+        return self._delivered(
+            await self._write(lambda c: deliver_notice(c, key, account_id, message, now))
+        )
+
+    async def delayed_mail(
+        self, since: float, until: float, now: float, threshold: float
+    ) -> list[DelayedMail]:
+        return await self._snapshot(lambda c: delayed_mail(c, since, until, now, threshold))
+
+    async def queue_health(self, now: float) -> tuple[int, float | None]:
+        return await self._read(lambda c: queue_health(c, now))
+
+    async def account_queue(self, account_id: int, address: str) -> AccountQueue:
+        return await self._snapshot(lambda c: account_queue(c, account_id, address))

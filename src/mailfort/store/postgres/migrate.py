@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import time
 
-from mailfort.errors import SchemaTooNew
-from mailfort.store.migrate import latest_version, migrations
-from mailfort.store.postgres_conn import Conn
+from mailfort.store import migrate as shipped
+from mailfort.store.postgres.connection import Conn
 
 ENGINE = "postgres"
 # pg_advisory_xact_lock key: "mailfort" in ASCII, so other applications' locks stay clear of it.
@@ -31,23 +30,14 @@ async def schema_version(c: Conn) -> int:
     return int(await c.fetchval("SELECT coalesce(max(version), 0) FROM schema_version"))
 
 
-def refuse_newer(current: int) -> None:
-    known = latest_version(ENGINE)
-    if current > known:
-        raise SchemaTooNew(
-            f"the PostgreSQL store has schema version {current}, this mailfort knows up to"
-            f" {known}; upgrade mailfort before starting it on this database"
-        )
-
-
 async def apply_migrations(c: Conn) -> int:
     """Bring the schema up to date; returns the version it is at. Runs in its own transaction."""
     async with c.transaction():
         await c.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
         await c.execute(_VERSION_TABLE)
         current = await schema_version(c)
-        refuse_newer(current)
-        for version, sql in migrations(ENGINE):
+        shipped.refuse_newer(ENGINE, current, store="the PostgreSQL store", data="this database")
+        for version, sql in shipped.migrations(ENGINE):
             if version > current:
                 await c.execute(sql)  # a simple-query batch: several statements at once
                 await c.execute(

@@ -1,4 +1,6 @@
-"""SQL for acceptance, local delivery and the queue on SQLite; each call is one transaction.
+"""Acceptance, local delivery and the queue on SQLite (roles `Acceptance`, `Queue`).
+
+Each call is one writer transaction.
 
 Local delivery happens atomically with acceptance: the body, each local INBOX copy, and a queue item
 for every recipient that could not be delivered in that same transaction (remote recipients, or a
@@ -14,84 +16,17 @@ import time
 from collections.abc import Sequence
 
 from mailfort.errors import OverQuota
-from mailfort.store.api import (
+from mailfort.store import rows
+from mailfort.store.records import (
     AcceptRequest,
     AcceptResult,
     QueuedRecipient,
     QueueItem,
     Settlement,
 )
-
-_ITEM_SQL = (
-    "SELECT q.id, e.queue_id, e.sender, q.recipient, q.original, q.account_id, b.size,"
-    " e.received, q.attempts, q.next_attempt, q.last_error, q.lease_owner, q.lease_until,"
-    " q.warned, q.last_attempt, q.last_status, q.remote_mta, q.diagnostic"
-    " FROM queue q JOIN envelopes e ON e.id = q.envelope_id JOIN blobs b ON b.id = e.blob_id"
-)
-
-# The local account a queued message belongs to, for delay notices and per-customer status:
-# the local recipient, else the account that sent it (its login, else its envelope sender).
-ACCOUNT_OF_ITEM = (
-    "coalesce((SELECT address FROM accounts WHERE id = q.account_id),"
-    " (SELECT address FROM accounts WHERE address = coalesce(e.authenticated, e.sender)))"
-)
-
-
-def _item(row: tuple) -> QueueItem:  # type: ignore[type-arg]
-    return QueueItem(
-        id=row[0],
-        queue_id=row[1],
-        sender=row[2],
-        recipient=row[3],
-        original=row[4],
-        account_id=row[5],
-        size=row[6],
-        received=row[7],
-        attempts=row[8],
-        next_attempt=row[9],
-        last_error=row[10],
-        lease_owner=row[11],
-        lease_until=row[12],
-        warned=bool(row[13]),
-        last_attempt=row[14],
-        last_status=row[15],
-        remote_mta=row[16],
-        diagnostic=row[17],
-    )
-
-
-def deliver_into(
-    c: sqlite3.Connection,
-    account_id: int,
-    mailbox: str,
-    blob_id: int,
-    body_size: int,
-    prefix: bytes,
-    internal_date: float,
-    flags: str = "",
-) -> tuple[int, int] | None:
-    """Append one copy to a mailbox: next UID, bumped MODSEQ, quota use.
-
-    Returns (mailbox id, UID), or None when the account has no such mailbox."""
-    row = c.execute(
-        "SELECT id, uidnext, highestmodseq FROM mailboxes WHERE account_id = ? AND name = ?",
-        (account_id, mailbox),
-    ).fetchone()
-    if row is None:
-        return None
-    mailbox_id, uid, modseq = row[0], row[1], row[2] + 1
-    size = len(prefix) + body_size
-    c.execute(
-        "UPDATE mailboxes SET uidnext = ?, highestmodseq = ? WHERE id = ?",
-        (uid + 1, modseq, mailbox_id),
-    )
-    c.execute(
-        "INSERT INTO messages(mailbox_id, uid, modseq, flags, internal_date, size, blob_id, prefix)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (mailbox_id, uid, modseq, flags, internal_date, size, blob_id, prefix),
-    )
-    c.execute("UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ?", (size, account_id))
-    return int(mailbox_id), int(uid)
+from mailfort.store.rows import MessageCopy
+from mailfort.store.sqlite.engine import SqliteEngine
+from mailfort.store.sqlite.mailboxes import place
 
 
 def _within_quota(c: sqlite3.Connection, account_id: int) -> None:
@@ -111,9 +46,9 @@ def accept(c: sqlite3.Connection, req: AcceptRequest) -> AcceptResult:
     delivered = 0
     mailboxes: list[int] = []
     for copy in req.local:
-        placed = deliver_into(
-            c, copy.account_id, "INBOX", blob_id, len(req.body), copy.prefix, req.received
-        )
+        size = len(copy.prefix) + len(req.body)
+        copies = [MessageCopy(blob_id, size, req.received, prefix=copy.prefix)]
+        placed = place(c, copy.account_id, "INBOX", copies)
         if placed is None:
             pending.append(
                 QueuedRecipient(
@@ -147,10 +82,10 @@ def accept(c: sqlite3.Connection, req: AcceptRequest) -> AcceptResult:
 
 def items(c: sqlite3.Connection, queue_id: str | None) -> list[QueueItem]:
     if queue_id is None:
-        rows = c.execute(_ITEM_SQL + " ORDER BY e.received, q.id")
+        found = c.execute(rows.ITEM_SQL + " ORDER BY e.received, q.id")
     else:
-        rows = c.execute(_ITEM_SQL + " WHERE e.queue_id = ? ORDER BY q.id", (queue_id,))
-    return [_item(r) for r in rows]
+        found = c.execute(rows.ITEM_SQL + " WHERE e.queue_id = ? ORDER BY q.id", (queue_id,))
+    return [rows.queue_item(r) for r in found]
 
 
 def claim(
@@ -181,7 +116,8 @@ def claim(
         f"UPDATE queue SET lease_owner = ?, lease_until = ? WHERE id IN ({marks})",
         (owner, now + lease, *ids),
     )
-    return [_item(r) for r in c.execute(_ITEM_SQL + f" WHERE q.id IN ({marks})", ids)]
+    found = c.execute(rows.ITEM_SQL + f" WHERE q.id IN ({marks})", ids)
+    return [rows.queue_item(r) for r in found]
 
 
 def _holds_lease(c: sqlite3.Connection, item: QueueItem, owner: str) -> bool:
@@ -231,7 +167,8 @@ def deliver(
         " JOIN blobs b ON b.id = e.blob_id WHERE q.id = ?",
         (item.id,),
     ).fetchone()
-    placed = deliver_into(c, item.account_id, "INBOX", row[0], row[1], prefix, item.received)
+    copies = [MessageCopy(row[0], len(prefix) + row[1], item.received, prefix=prefix)]
+    placed = place(c, item.account_id, "INBOX", copies)
     if placed is None:
         return None
     record_delayed(c, (item,), time.time(), delay_threshold)
@@ -252,9 +189,9 @@ def record_delayed(
             continue
         c.execute(
             "INSERT INTO delayed_mail(account, queue_id, accepted_at, settled_at)"
-            f" SELECT {ACCOUNT_OF_ITEM}, e.queue_id, e.received, ? FROM queue q"
+            f" SELECT {rows.ACCOUNT_OF_ITEM}, e.queue_id, e.received, ? FROM queue q"
             f" JOIN envelopes e ON e.id = q.envelope_id WHERE q.id = ?"
-            f" AND {ACCOUNT_OF_ITEM} IS NOT NULL",
+            f" AND {rows.ACCOUNT_OF_ITEM} IS NOT NULL",
             (settled_at, item.id),
         )
 
@@ -349,9 +286,63 @@ def drop_account_items(c: sqlite3.Connection, account_id: int) -> int:
     return len(ids)
 
 
-def collect_blobs(c: sqlite3.Connection) -> None:
-    """Remove bodies nothing refers to any more (after an account was deleted)."""
-    c.execute(
-        "DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.blob_id = blobs.id)"
-        " AND NOT EXISTS (SELECT 1 FROM envelopes e WHERE e.blob_id = blobs.id)"
-    )
+def _queue_body(c: sqlite3.Connection, queue_id: str) -> bytes | None:
+    row = c.execute(
+        "SELECT bl.data FROM envelopes e JOIN blobs bl ON bl.id = e.blob_id WHERE e.queue_id = ?",
+        (queue_id,),
+    ).fetchone()
+    return bytes(row[0]) if row else None
+
+
+class SqliteQueue(SqliteEngine):
+    async def accept(self, request: AcceptRequest) -> AcceptResult:
+        result = await self._write(lambda c: accept(c, request))
+        self._changed(result.mailboxes)
+        return result
+
+    async def queue_items(self, queue_id: str | None = None) -> list[QueueItem]:
+        return await self._read(lambda c: items(c, queue_id))
+
+    async def queue_body(self, queue_id: str) -> bytes | None:
+        return await self._read(lambda c: _queue_body(c, queue_id))
+
+    async def claim_queue(
+        self, owner: str, now: float, lease_seconds: float, limit: int, local_only: bool
+    ) -> list[QueueItem]:
+        return await self._write(lambda c: claim(c, owner, now, lease_seconds, limit, local_only))
+
+    async def claim_remote(
+        self, owner: str, now: float, lease_seconds: float, limit: int
+    ) -> list[QueueItem]:
+        return await self._write(
+            lambda c: claim(c, owner, now, lease_seconds, limit, False, remote_only=True)
+        )
+
+    async def renew_lease(self, item_ids: Sequence[int], owner: str, until: float) -> int:
+        if not item_ids:
+            return 0
+        return await self._write(lambda c: renew(c, item_ids, owner, until))
+
+    async def deliver_queued(self, item: QueueItem, owner: str, prefix: bytes) -> bool:
+        return self._delivered(
+            await self._write(lambda c: deliver(c, item, owner, prefix, self.delay_threshold))
+        )
+
+    async def defer_queued(
+        self, item: QueueItem, owner: str, next_attempt: float, error: str
+    ) -> bool:
+        return await self._write(lambda c: defer(c, item, owner, next_attempt, error))
+
+    async def settle_queued(self, settlement: Settlement, owner: str) -> bool:
+        mailboxes = await self._write(lambda c: settle(c, settlement, owner, self.delay_threshold))
+        if mailboxes is None:
+            return False
+        if mailboxes:
+            self._changed(mailboxes)
+        return True
+
+    async def retry_queue(self, queue_id: str | None, now: float) -> int:
+        return await self._write(lambda c: retry(c, queue_id, now))
+
+    async def delete_queue(self, queue_id: str) -> int:
+        return await self._write(lambda c: delete(c, queue_id))

@@ -1,8 +1,9 @@
-"""SQL for what IMAP does to mailboxes on SQLite; each function runs inside one writer transaction.
+"""Mailboxes and messages on SQLite (role `Mailboxes`); each write is one writer transaction.
 
 Every change bumps the mailbox's HIGHESTMODSEQ once per transaction and stamps the changed rows
 with it; expunged UIDs are kept with their MODSEQ in `expunged`, so any session can compute what
-changed since the MODSEQ it last saw (RFC 7162).
+changed since the MODSEQ it last saw (RFC 7162). Every new message row, whichever path brings it
+(acceptance, queued delivery, a status notice, APPEND, COPY/MOVE), is numbered by `place`.
 """
 
 from __future__ import annotations
@@ -12,15 +13,21 @@ import time
 from collections.abc import Iterable, Sequence
 
 from mailfort.errors import AlreadyExists, NotFound, OverQuota
-from mailfort.store.api import (
+from mailfort.store import rows
+from mailfort.store.flags import flags_text, plan_flag_changes
+from mailfort.store.records import (
     AppendItem,
     AppendResult,
     CopyResult,
     FlagMode,
+    Mailbox,
+    MailboxChanges,
     MailboxStatus,
     MessageRow,
+    StoredMessage,
 )
-from mailfort.store.flags import flag_set, flags_text, plan_flag_changes
+from mailfort.store.rows import MessageCopy
+from mailfort.store.sqlite.engine import SqliteEngine, exists, next_id
 
 
 def next_uidvalidity(conn: sqlite3.Connection) -> int:
@@ -35,27 +42,12 @@ def next_uidvalidity(conn: sqlite3.Connection) -> int:
     return value
 
 
-def next_mailbox_id(conn: sqlite3.Connection) -> int:
-    """A mailbox id never handed out before in this store.
-
-    SQLite reuses the highest rowid once its row is deleted. Sessions address a selected mailbox
-    by id (and the hub wakes them by id): after DELETE and CREATE, a stale id must find nothing,
-    not the new mailbox, whose UIDs would then be flagged, copied or expunged by mistake."""
-    row = conn.execute("SELECT value FROM meta WHERE key = 'mailbox_id'").fetchone()
-    highest = conn.execute("SELECT coalesce(max(id), 0) FROM mailboxes").fetchone()[0]
-    value = max(int(row[0]) if row else 0, int(highest)) + 1
-    conn.execute(
-        "INSERT INTO meta(key, value) VALUES ('mailbox_id', ?)"
-        " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        (str(value),),
-    )
-    return value
-
-
 def insert_mailbox(
     conn: sqlite3.Connection, account_id: int, name: str, special_use: str | None
 ) -> int:
-    mailbox_id = next_mailbox_id(conn)
+    # Sessions address a selected mailbox by id (and the hub wakes them by id): after DELETE and
+    # CREATE, a stale id must find nothing, not the new mailbox.
+    mailbox_id = next_id(conn, "mailbox_id", "mailboxes")
     conn.execute(
         "INSERT INTO mailboxes(id, account_id, name, special_use, uidvalidity)"
         " VALUES (?, ?, ?, ?, ?)",
@@ -68,13 +60,8 @@ def insert_mailbox(
     return mailbox_id
 
 
-_ROW = "uid, modseq, flags, internal_date, size"
 # SQLite limits host parameters per statement; chunk IN (...) lists well below it.
 _CHUNK = 500
-
-
-def row(r: tuple) -> MessageRow:  # type: ignore[type-arg]
-    return MessageRow(uid=r[0], modseq=r[1], flags=flag_set(r[2]), internal_date=r[3], size=r[4])
 
 
 def chunks(values: list[int]) -> Iterable[list[int]]:
@@ -99,9 +86,9 @@ def bump_modseq(c: sqlite3.Connection, mailbox_id: int) -> int:
 
 def messages(c: sqlite3.Connection, account_id: int, mailbox_id: int) -> list[MessageRow]:
     return [
-        row(r)
+        rows.message(r)
         for r in c.execute(
-            f"SELECT {_ROW} FROM messages WHERE mailbox_id = ? AND mailbox_id IN"
+            f"SELECT {rows.MESSAGE_COLS} FROM messages WHERE mailbox_id = ? AND mailbox_id IN"
             " (SELECT id FROM mailboxes WHERE account_id = ?) ORDER BY uid",
             (mailbox_id, account_id),
         )
@@ -112,9 +99,10 @@ def changed_since(
     c: sqlite3.Connection, mailbox_id: int, since: int
 ) -> tuple[list[MessageRow], list[int]]:
     changed = [
-        row(r)
+        rows.message(r)
         for r in c.execute(
-            f"SELECT {_ROW} FROM messages WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+            f"SELECT {rows.MESSAGE_COLS} FROM messages WHERE mailbox_id = ? AND modseq > ?"
+            " ORDER BY uid",
             (mailbox_id, since),
         )
     ]
@@ -142,15 +130,7 @@ def status(c: sqlite3.Connection, account_id: int, mailbox_id: int) -> MailboxSt
         " FROM messages WHERE mailbox_id = ?",
         (mailbox_id,),
     ).fetchone()
-    return MailboxStatus(
-        messages=counts[0],
-        size=counts[1],
-        unseen=counts[2],
-        deleted=counts[3],
-        uidnext=box[0],
-        uidvalidity=box[1],
-        highestmodseq=box[2],
-    )
+    return rows.mailbox_status(box, counts)
 
 
 def _mailbox_for(c: sqlite3.Connection, account_id: int, name: str) -> tuple[int, int, int]:
@@ -173,36 +153,63 @@ def _check_quota(c: sqlite3.Connection, account_id: int, adding: int) -> None:
         raise OverQuota(f"quota of {r[0]} bytes exceeded")
 
 
+def place(
+    c: sqlite3.Connection, account_id: int, mailbox: str, copies: Sequence[MessageCopy]
+) -> tuple[int, int] | None:
+    """Insert new messages into a mailbox by the numbering rule (DESIGN.md "Mailbox numbering").
+
+    The copies take the next UIDs in order, all stamped with one new MODSEQ; UIDNEXT,
+    HIGHESTMODSEQ and the account's quota use advance in the same transaction. Every insert path
+    comes through here. Returns (mailbox id, first UID), or None when there is no such mailbox."""
+    row = c.execute(
+        "SELECT id, uidnext, highestmodseq FROM mailboxes WHERE account_id = ? AND name = ?",
+        (account_id, mailbox),
+    ).fetchone()
+    if row is None:
+        return None
+    mailbox_id, first, modseq = int(row[0]), int(row[1]), int(row[2]) + 1
+    c.execute(
+        "UPDATE mailboxes SET uidnext = ?, highestmodseq = ? WHERE id = ?",
+        (first + len(copies), modseq, mailbox_id),
+    )
+    c.executemany(
+        "INSERT INTO messages(mailbox_id, uid, modseq, flags, internal_date, size, blob_id, prefix)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (mailbox_id, first + i, modseq, m.flags, m.internal_date, m.size, m.blob_id, m.prefix)
+            for i, m in enumerate(copies)
+        ],
+    )
+    c.execute(
+        "UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ?",
+        (sum(m.size for m in copies), account_id),
+    )
+    return mailbox_id, first
+
+
 def append(
     c: sqlite3.Connection, account_id: int, mailbox: str, items: Sequence[AppendItem]
 ) -> AppendResult:
-    mailbox_id, uid, uidvalidity = _mailbox_for(c, account_id, mailbox)
+    mailbox_id, _, uidvalidity = _mailbox_for(c, account_id, mailbox)
     if not items:  # nothing appended, nothing changed: no MODSEQ bump
         return AppendResult(mailbox_id=mailbox_id, uidvalidity=uidvalidity, uids=())
-    total = sum(len(item.data) for item in items)
-    _check_quota(c, account_id, total)
-    modseq = bump_modseq(c, mailbox_id)
-    uids = []
+    _check_quota(c, account_id, sum(len(item.data) for item in items))
+    copies = []
     for item in items:
         cur = c.execute("INSERT INTO blobs(data, size) VALUES (?, ?)", (item.data, len(item.data)))
-        c.execute(
-            "INSERT INTO messages(mailbox_id, uid, modseq, flags, internal_date, size, blob_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                mailbox_id,
-                uid,
-                modseq,
-                flags_text(item.flags),
-                item.internal_date,
-                len(item.data),
-                cur.lastrowid,
-            ),
+        assert cur.lastrowid is not None
+        copies.append(
+            MessageCopy(
+                blob_id=cur.lastrowid,
+                size=len(item.data),
+                internal_date=item.internal_date,
+                flags=flags_text(item.flags),
+            )
         )
-        uids.append(uid)
-        uid += 1
-    c.execute("UPDATE mailboxes SET uidnext = ? WHERE id = ?", (uid, mailbox_id))
-    c.execute("UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ?", (total, account_id))
-    return AppendResult(mailbox_id=mailbox_id, uidvalidity=uidvalidity, uids=tuple(uids))
+    placed = place(c, account_id, mailbox, copies)
+    assert placed is not None  # found above, in this same transaction
+    uids = tuple(range(placed[1], placed[1] + len(copies)))
+    return AppendResult(mailbox_id=mailbox_id, uidvalidity=uidvalidity, uids=uids)
 
 
 def _owned(c: sqlite3.Connection, account_id: int, mailbox_id: int) -> None:
@@ -245,10 +252,10 @@ def set_flags(
     changed: list[MessageRow] = []
     for part in chunks(sorted(uid for uid, _ in updates)):
         changed.extend(
-            row(r)
+            rows.message(r)
             for r in c.execute(
-                f"SELECT {_ROW} FROM messages WHERE mailbox_id = ? AND uid IN ({_marks(part)})"
-                " ORDER BY uid",
+                f"SELECT {rows.MESSAGE_COLS} FROM messages"
+                f" WHERE mailbox_id = ? AND uid IN ({_marks(part)}) ORDER BY uid",
                 (mailbox_id, *part),
             )
         )
@@ -333,7 +340,7 @@ def copy(
     move: bool,
 ) -> CopyResult:
     _owned(c, account_id, mailbox_id)
-    target_id, uidnext, uidvalidity = _mailbox_for(c, account_id, target)
+    target_id, _, uidvalidity = _mailbox_for(c, account_id, target)
     sources: list[tuple[int, str, float, int, int, bytes]] = []
     for part in chunks(uids):
         sources.extend(
@@ -348,23 +355,21 @@ def copy(
         return CopyResult(mailbox_id=target_id, uidvalidity=uidvalidity, pairs=[])
     if target_id == mailbox_id and move:
         return CopyResult(mailbox_id=target_id, uidvalidity=uidvalidity, pairs=[])
-    total = sum(s[3] for s in sources)
     if not move:
-        _check_quota(c, account_id, total)
-    modseq = bump_modseq(c, target_id)
-    pairs = [(s[0], uidnext + i) for i, s in enumerate(sources)]
-    c.executemany(
-        "INSERT INTO messages(mailbox_id, uid, modseq, flags, internal_date, size, blob_id, prefix)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (target_id, new_uid, modseq, s[1], s[2], s[3], s[4], s[5])
-            for s, (_, new_uid) in zip(sources, pairs, strict=True)
-        ],
-    )
-    c.execute("UPDATE mailboxes SET uidnext = ? WHERE id = ?", (uidnext + len(sources), target_id))
+        _check_quota(c, account_id, sum(s[3] for s in sources))
     # Copies share the bodies but count against the quota like any message; a move's _remove
     # takes the sources' share off again, so a move leaves usage unchanged.
-    c.execute("UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ?", (total, account_id))
+    placed = place(
+        c,
+        account_id,
+        target,
+        [
+            MessageCopy(blob_id=s[4], size=s[3], internal_date=s[2], flags=s[1], prefix=s[5])
+            for s in sources
+        ],
+    )
+    assert placed is not None  # found above, in this same transaction
+    pairs = [(s[0], placed[1] + i) for i, s in enumerate(sources)]
     if move:
         _remove(c, account_id, mailbox_id, [s[0] for s in sources])
     return CopyResult(mailbox_id=target_id, uidvalidity=uidvalidity, pairs=pairs)
@@ -420,3 +425,168 @@ def delete(c: sqlite3.Connection, account_id: int, name: str) -> int:
     _remove(c, account_id, mailbox_id, uids)
     c.execute("DELETE FROM mailboxes WHERE id = ?", (mailbox_id,))
     return mailbox_id
+
+
+def _changes(
+    c: sqlite3.Connection, account_id: int, mailbox_id: int, since: int
+) -> MailboxChanges | None:
+    r = c.execute(
+        f"SELECT {rows.MAILBOX_COLS} FROM mailboxes WHERE id = ? AND account_id = ?",
+        (mailbox_id, account_id),
+    ).fetchone()
+    if r is None:
+        return None
+    box = rows.mailbox(r)
+    if box.highestmodseq <= since:
+        return MailboxChanges(mailbox=box, changed=[], expunged=[])
+    changed, expunged = changed_since(c, mailbox_id, since)
+    return MailboxChanges(mailbox=box, changed=changed, expunged=expunged)
+
+
+def _create(c: sqlite3.Connection, account_id: int, name: str, special_use: str | None) -> Mailbox:
+    if not exists(c, "SELECT 1 FROM accounts WHERE id = ?", account_id):
+        raise NotFound(f"no account with id {account_id}")
+    if exists(c, "SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?", account_id, name):
+        raise AlreadyExists(f"mailbox {name} already exists")
+    mailbox_id = insert_mailbox(c, account_id, name, special_use)
+    r = c.execute(f"SELECT {rows.MAILBOX_COLS} FROM mailboxes WHERE id = ?", (mailbox_id,))
+    return rows.mailbox(r.fetchone())
+
+
+def _subscribe(c: sqlite3.Connection, account_id: int, name: str, subscribed: bool) -> None:
+    if subscribed:
+        c.execute(
+            "INSERT OR IGNORE INTO subscriptions(account_id, name) VALUES (?, ?)",
+            (account_id, name),
+        )
+    else:
+        c.execute("DELETE FROM subscriptions WHERE account_id = ? AND name = ?", (account_id, name))
+
+
+class SqliteMailboxes(SqliteEngine):
+    async def list_mailboxes(self, account_id: int) -> list[Mailbox]:
+        return await self._read(
+            lambda c: [
+                rows.mailbox(r)
+                for r in c.execute(
+                    f"SELECT {rows.MAILBOX_COLS} FROM mailboxes WHERE account_id = ? ORDER BY id",
+                    (account_id,),
+                )
+            ]
+        )
+
+    async def get_mailbox(self, account_id: int, name: str) -> Mailbox | None:
+        def fn(c: sqlite3.Connection) -> Mailbox | None:
+            row = c.execute(
+                f"SELECT {rows.MAILBOX_COLS} FROM mailboxes WHERE account_id = ? AND name = ?",
+                (account_id, name),
+            ).fetchone()
+            return rows.mailbox(row) if row else None
+
+        return await self._read(fn)
+
+    async def create_mailbox(
+        self, account_id: int, name: str, special_use: str | None = None
+    ) -> Mailbox:
+        return await self._write(lambda c: _create(c, account_id, name, special_use))
+
+    async def rename_mailbox(self, account_id: int, old: str, new: str, delimiter: str) -> None:
+        changed = await self._write(lambda c: rename(c, account_id, old, new, delimiter))
+        self._changed(changed)
+
+    async def delete_mailbox(self, account_id: int, name: str) -> None:
+        mailbox_id = await self._write(lambda c: delete(c, account_id, name))
+        self._changed((mailbox_id,))
+
+    async def subscriptions(self, account_id: int) -> set[str]:
+        return await self._read(
+            lambda c: {
+                r[0]
+                for r in c.execute(
+                    "SELECT name FROM subscriptions WHERE account_id = ?", (account_id,)
+                )
+            }
+        )
+
+    async def subscribe(self, account_id: int, name: str, subscribed: bool) -> None:
+        await self._write(lambda c: _subscribe(c, account_id, name, subscribed))
+
+    async def messages(self, account_id: int, mailbox_id: int) -> list[MessageRow]:
+        return await self._read(lambda c: messages(c, account_id, mailbox_id))
+
+    async def changes(self, account_id: int, mailbox_id: int, since: int) -> MailboxChanges | None:
+        # One read transaction, so the mailbox row and the changes agree.
+        return await self._snapshot(lambda c: _changes(c, account_id, mailbox_id, since))
+
+    async def mailbox_status(self, account_id: int, mailbox_id: int) -> MailboxStatus | None:
+        # One read transaction, so UIDNEXT and MESSAGES describe the same commit.
+        return await self._snapshot(lambda c: status(c, account_id, mailbox_id))
+
+    async def list_messages(self, account_id: int, mailbox: str) -> list[StoredMessage]:
+        def fn(c: sqlite3.Connection) -> list[StoredMessage]:
+            found = c.execute(
+                "SELECT m.uid, m.modseq, m.flags, m.internal_date, m.size FROM messages m"
+                " JOIN mailboxes b ON b.id = m.mailbox_id"
+                " WHERE b.account_id = ? AND b.name = ? ORDER BY m.uid",
+                (account_id, mailbox),
+            )
+            return [rows.message(r) for r in found]
+
+        return await self._read(fn)
+
+    async def message_bytes(self, account_id: int, mailbox: str, uid: int) -> bytes | None:
+        def fn(c: sqlite3.Connection) -> bytes | None:
+            row = c.execute(
+                "SELECT m.prefix, bl.data FROM messages m"
+                " JOIN mailboxes b ON b.id = m.mailbox_id JOIN blobs bl ON bl.id = m.blob_id"
+                " WHERE b.account_id = ? AND b.name = ? AND m.uid = ?",
+                (account_id, mailbox, uid),
+            ).fetchone()
+            return bytes(row[0]) + bytes(row[1]) if row else None
+
+        return await self._read(fn)
+
+    async def bodies(self, account_id: int, mailbox_id: int, uids: list[int]) -> dict[int, bytes]:
+        return await self._read(lambda c: bodies(c, account_id, mailbox_id, uids))
+
+    async def append(
+        self, account_id: int, mailbox: str, items: Sequence[AppendItem]
+    ) -> AppendResult:
+        result = await self._write(lambda c: append(c, account_id, mailbox, items))
+        self._changed((result.mailbox_id,))
+        return result
+
+    async def set_flags(
+        self,
+        account_id: int,
+        mailbox_id: int,
+        uids: list[int],
+        mode: FlagMode,
+        flags: frozenset[str],
+        unchanged_since: int | None = None,
+    ) -> tuple[list[MessageRow], list[int]]:
+        result = await self._write(
+            lambda c: set_flags(c, account_id, mailbox_id, uids, mode, flags, unchanged_since)
+        )
+        if result[0]:
+            self._changed((mailbox_id,))
+        return result
+
+    async def expunge(self, account_id: int, mailbox_id: int, uids: list[int] | None) -> list[int]:
+        result = await self._write(lambda c: expunge(c, account_id, mailbox_id, uids))
+        if result:
+            self._changed((mailbox_id,))
+        return result
+
+    async def delete_messages(self, account_id: int, mailbox_id: int, uids: list[int]) -> list[int]:
+        result = await self._write(lambda c: delete_messages(c, account_id, mailbox_id, uids))
+        if result:
+            self._changed((mailbox_id,))
+        return result
+
+    async def copy(
+        self, account_id: int, mailbox_id: int, uids: list[int], target: str, *, move: bool
+    ) -> CopyResult:
+        result = await self._write(lambda c: copy(c, account_id, mailbox_id, uids, target, move))
+        self._changed((result.mailbox_id, mailbox_id) if move else (result.mailbox_id,))
+        return result

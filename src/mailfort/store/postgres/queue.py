@@ -1,11 +1,11 @@
-"""SQL for acceptance, local delivery and the queue on PostgreSQL; each call is one transaction.
+"""Acceptance, local delivery and the queue on PostgreSQL (roles `Acceptance`, `Queue`).
 
-The same rules as `sqlite_queue`: the body, each local INBOX copy and a queue item for every
-recipient not delivered at once are committed together. What PostgreSQL adds is concurrency
-between nodes: a mailbox's UIDNEXT/HIGHESTMODSEQ are bumped under its row lock (mailboxes locked
-in id order, so two transactions can never wait on each other); claims skip rows another node has
-locked (`FOR UPDATE SKIP LOCKED`); settling first locks the queue rows it settles, so a takeover
-racing a slow worker sees either all of its outcome or none.
+Each call is one transaction, with the same rules as on SQLite: the body, each local INBOX copy and
+a queue item for every recipient not delivered at once are committed together. What PostgreSQL
+adds is concurrency between nodes: a mailbox's UIDNEXT/HIGHESTMODSEQ are bumped under its row lock
+(mailboxes locked in id order, so two transactions can never wait on each other); claims skip rows
+another node has locked (`FOR UPDATE SKIP LOCKED`); settling first locks the queue rows it
+settles, so a takeover racing a slow worker sees either all of its outcome or none.
 """
 
 from __future__ import annotations
@@ -14,92 +14,19 @@ import math
 import time
 from collections.abc import Sequence
 
-import asyncpg
-
 from mailfort.errors import OverQuota
-from mailfort.store.api import (
+from mailfort.store import rows
+from mailfort.store.postgres.connection import Conn
+from mailfort.store.postgres.engine import PostgresEngine
+from mailfort.store.postgres.mailboxes import drop_blob, place
+from mailfort.store.records import (
     AcceptRequest,
     AcceptResult,
     QueuedRecipient,
     QueueItem,
     Settlement,
 )
-from mailfort.store.postgres_conn import Conn
-
-_ITEM_SQL = (
-    "SELECT q.id, e.queue_id, e.sender, q.recipient, q.original, q.account_id, b.size,"
-    " e.received, q.attempts, q.next_attempt, q.last_error, q.lease_owner, q.lease_until,"
-    " q.warned, q.last_attempt, q.last_status, q.remote_mta, q.diagnostic"
-    " FROM queue q JOIN envelopes e ON e.id = q.envelope_id JOIN blobs b ON b.id = e.blob_id"
-)
-
-
-# The local account a queued message belongs to, for delay notices and per-customer status:
-# the local recipient, else the account that sent it (its login, else its envelope sender).
-ACCOUNT_OF_ITEM = (
-    "coalesce((SELECT address FROM accounts WHERE id = q.account_id),"
-    " (SELECT address FROM accounts WHERE address = coalesce(e.authenticated, e.sender)))"
-)
-
-
-def _item(r: asyncpg.Record) -> QueueItem:
-    return QueueItem(
-        id=r[0],
-        queue_id=r[1],
-        sender=r[2],
-        recipient=r[3],
-        original=r[4],
-        account_id=r[5],
-        size=r[6],
-        received=r[7],
-        attempts=r[8],
-        next_attempt=r[9],
-        last_error=r[10],
-        lease_owner=r[11],
-        lease_until=r[12],
-        warned=bool(r[13]),
-        last_attempt=r[14],
-        last_status=r[15],
-        remote_mta=r[16],
-        diagnostic=r[17],
-    )
-
-
-async def deliver_into(
-    c: Conn,
-    account_id: int,
-    mailbox: str,
-    blob_id: int,
-    body_size: int,
-    prefix: bytes,
-    internal_date: float,
-    flags: str = "",
-) -> tuple[int, int] | None:
-    """Append one copy to a mailbox: next UID, bumped MODSEQ, quota use.
-
-    The UPDATE takes the mailbox's row lock until commit, so concurrent deliveries get distinct
-    UIDs in commit order. Returns (mailbox id, UID), or None when there is no such mailbox."""
-    # One statement (one round trip): bump the counters under the row lock, insert the copy,
-    # count it against the quota. Other nodes hear of it after commit (postgres_conn.Announcer).
-    r = await c.fetchrow(
-        "WITH b AS (UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1"
-        "  WHERE account_id = $1 AND name = $2 RETURNING id, uidnext - 1 AS uid, highestmodseq),"
-        " m AS (INSERT INTO messages(mailbox_id, uid, modseq, flags, internal_date, size, blob_id,"
-        "  prefix) SELECT id, uid, highestmodseq, $3, $4, $5, $6, $7 FROM b),"
-        " a AS (UPDATE accounts SET used_bytes = used_bytes + $5"
-        "  WHERE id = $1 AND EXISTS (SELECT 1 FROM b))"
-        " SELECT id, uid FROM b",
-        account_id,
-        mailbox,
-        flags,
-        internal_date,
-        len(prefix) + body_size,
-        blob_id,
-        prefix,
-    )
-    if r is None:
-        return None
-    return int(r[0]), int(r[1])
+from mailfort.store.rows import MessageCopy
 
 
 async def _within_quota(c: Conn, account_id: int) -> None:
@@ -124,9 +51,9 @@ async def accept(c: Conn, req: AcceptRequest, blob: list[int] | None = None) -> 
     # Lock order: mailboxes by account id, so concurrent accepts to overlapping recipients queue
     # behind each other instead of deadlocking.
     for copy in sorted(req.local, key=lambda d: d.account_id):
-        placed = await deliver_into(
-            c, copy.account_id, "INBOX", blob_id, len(req.body), copy.prefix, req.received
-        )
+        size = len(copy.prefix) + len(req.body)
+        copies = [MessageCopy(blob_id, size, req.received, prefix=copy.prefix)]
+        placed = await place(c, copy.account_id, "INBOX", copies)
         if placed is None:
             pending.append(
                 QueuedRecipient(
@@ -167,10 +94,10 @@ async def accept(c: Conn, req: AcceptRequest, blob: list[int] | None = None) -> 
 
 async def items(c: Conn, queue_id: str | None) -> list[QueueItem]:
     if queue_id is None:
-        rows = await c.fetch(_ITEM_SQL + " ORDER BY e.received, q.id")
+        fetched = await c.fetch(rows.ITEM_SQL + " ORDER BY e.received, q.id")
     else:
-        rows = await c.fetch(_ITEM_SQL + " WHERE e.queue_id = $1 ORDER BY q.id", queue_id)
-    return [_item(r) for r in rows]
+        fetched = await c.fetch(rows.ITEM_SQL + " WHERE e.queue_id = $1 ORDER BY q.id", queue_id)
+    return [rows.queue_item(r) for r in fetched]
 
 
 async def claim(
@@ -205,10 +132,10 @@ async def claim(
         now + lease,
         ids,
     )
-    rows = await c.fetch(
-        _ITEM_SQL + " WHERE q.id = ANY($1::bigint[]) ORDER BY q.next_attempt, q.id", ids
+    fetched = await c.fetch(
+        rows.ITEM_SQL + " WHERE q.id = ANY($1::bigint[]) ORDER BY q.next_attempt, q.id", ids
     )
-    return [_item(r) for r in rows]
+    return [rows.queue_item(r) for r in fetched]
 
 
 async def _holds_leases(c: Conn, items: Sequence[QueueItem], owner: str) -> bool:
@@ -216,13 +143,13 @@ async def _holds_leases(c: Conn, items: Sequence[QueueItem], owner: str) -> bool
     if not items:
         return True
     ids = sorted({item.id for item in items})
-    rows = await c.fetch(
+    fetched = await c.fetch(
         "SELECT q.id, q.lease_owner, e.queue_id, q.recipient FROM queue q"
         " JOIN envelopes e ON e.id = q.envelope_id WHERE q.id = ANY($1::bigint[])"
         " ORDER BY q.id FOR UPDATE OF q",
         ids,
     )
-    found = {r[0]: (r[1], r[2], r[3]) for r in rows}
+    found = {r[0]: (r[1], r[2], r[3]) for r in fetched}
     return all(found.get(i.id) == (owner, i.queue_id, i.recipient) for i in items)
 
 
@@ -244,14 +171,6 @@ async def _drop_item(c: Conn, item_id: int) -> None:
         await drop_blob(c, blob_id)
 
 
-async def drop_blob(c: Conn, blob_id: int) -> None:
-    await c.execute(
-        "DELETE FROM blobs WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM messages"
-        " WHERE blob_id = $1) AND NOT EXISTS (SELECT 1 FROM envelopes WHERE blob_id = $1)",
-        blob_id,
-    )
-
-
 async def deliver(
     c: Conn, item: QueueItem, owner: str, prefix: bytes, delay_threshold: float = math.inf
 ) -> int | None:
@@ -265,7 +184,8 @@ async def deliver(
         " JOIN blobs b ON b.id = e.blob_id WHERE q.id = $1",
         item.id,
     )
-    placed = await deliver_into(c, item.account_id, "INBOX", r[0], r[1], prefix, item.received)
+    copies = [MessageCopy(r[0], len(prefix) + r[1], item.received, prefix=prefix)]
+    placed = await place(c, item.account_id, "INBOX", copies)
     if placed is None:
         return None
     await record_delayed(c, (item,), time.time(), delay_threshold)
@@ -286,9 +206,9 @@ async def record_delayed(
             continue
         await c.execute(
             "INSERT INTO delayed_mail(account, queue_id, accepted_at, settled_at)"
-            f" SELECT {ACCOUNT_OF_ITEM}, e.queue_id, e.received, $1 FROM queue q"
+            f" SELECT {rows.ACCOUNT_OF_ITEM}, e.queue_id, e.received, $1 FROM queue q"
             f" JOIN envelopes e ON e.id = q.envelope_id WHERE q.id = $2"
-            f" AND {ACCOUNT_OF_ITEM} IS NOT NULL",
+            f" AND {rows.ACCOUNT_OF_ITEM} IS NOT NULL",
             settled_at,
             item.id,
         )
@@ -353,15 +273,15 @@ async def settle(
 
 async def retry(c: Conn, queue_id: str | None, now: float) -> int:
     if queue_id is None:
-        rows = await c.fetch("UPDATE queue SET next_attempt = $1 RETURNING id", now)
+        fetched = await c.fetch("UPDATE queue SET next_attempt = $1 RETURNING id", now)
     else:
-        rows = await c.fetch(
+        fetched = await c.fetch(
             "UPDATE queue SET next_attempt = $1 WHERE envelope_id IN"
             " (SELECT id FROM envelopes WHERE queue_id = $2) RETURNING id",
             now,
             queue_id,
         )
-    return len(rows)
+    return len(fetched)
 
 
 async def delete(c: Conn, queue_id: str) -> int:
@@ -390,9 +310,69 @@ async def drop_account_items(c: Conn, account_id: int) -> int:
     return len(ids)
 
 
-async def collect_blobs(c: Conn) -> None:
-    """Remove bodies nothing refers to any more (after an account was deleted)."""
-    await c.execute(
-        "DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.blob_id = blobs.id)"
-        " AND NOT EXISTS (SELECT 1 FROM envelopes e WHERE e.blob_id = blobs.id)"
-    )
+class PostgresQueue(PostgresEngine):
+    async def accept(self, request: AcceptRequest) -> AcceptResult:
+        blob: list[int] = []
+
+        async def committed(c: Conn) -> bool:
+            # The message's blob id came from a sequence inside the transaction: it exists only
+            # if that transaction committed.
+            return bool(blob) and bool(
+                await c.fetchval("SELECT EXISTS(SELECT 1 FROM blobs WHERE id = $1)", blob[0])
+            )
+
+        result = await self.db.run(lambda c: accept(c, request, blob), confirm=committed)
+        self._changed(result.mailboxes)
+        return result
+
+    async def queue_items(self, queue_id: str | None = None) -> list[QueueItem]:
+        return await self.db.read_one(lambda c: items(c, queue_id))
+
+    async def queue_body(self, queue_id: str) -> bytes | None:
+        found = await self.db.fetch(
+            "SELECT bl.data FROM envelopes e JOIN blobs bl ON bl.id = e.blob_id"
+            " WHERE e.queue_id = $1",
+            queue_id,
+        )
+        return bytes(found[0][0]) if found else None
+
+    async def claim_queue(
+        self, owner: str, now: float, lease_seconds: float, limit: int, local_only: bool
+    ) -> list[QueueItem]:
+        return await self.db.run(lambda c: claim(c, owner, now, lease_seconds, limit, local_only))
+
+    async def claim_remote(
+        self, owner: str, now: float, lease_seconds: float, limit: int
+    ) -> list[QueueItem]:
+        return await self.db.run(
+            lambda c: claim(c, owner, now, lease_seconds, limit, False, remote_only=True)
+        )
+
+    async def renew_lease(self, item_ids: Sequence[int], owner: str, until: float) -> int:
+        if not item_ids:
+            return 0
+        return await self.db.run(lambda c: renew(c, item_ids, owner, until))
+
+    async def deliver_queued(self, item: QueueItem, owner: str, prefix: bytes) -> bool:
+        return self._delivered(
+            await self.db.run(lambda c: deliver(c, item, owner, prefix, self.delay_threshold))
+        )
+
+    async def defer_queued(
+        self, item: QueueItem, owner: str, next_attempt: float, error: str
+    ) -> bool:
+        return await self.db.run(lambda c: defer(c, item, owner, next_attempt, error))
+
+    async def settle_queued(self, settlement: Settlement, owner: str) -> bool:
+        mailboxes = await self.db.run(lambda c: settle(c, settlement, owner, self.delay_threshold))
+        if mailboxes is None:
+            return False
+        if mailboxes:
+            self._changed(mailboxes)
+        return True
+
+    async def retry_queue(self, queue_id: str | None, now: float) -> int:
+        return await self.db.run(lambda c: retry(c, queue_id, now))
+
+    async def delete_queue(self, queue_id: str) -> int:
+        return await self.db.run(lambda c: delete(c, queue_id))

@@ -1,18 +1,21 @@
-"""SQL for the status records on PostgreSQL; each function runs inside one transaction.
+"""Status records, notices and mail health on PostgreSQL (roles `StatusRecords`, `MailHealth`).
 
-The same records as `sqlite_status`. What PostgreSQL adds is concurrency between nodes: version
-checks and counters are single statements (`UPDATE … WHERE version = $n`, `INSERT … ON CONFLICT
-… RETURNING`), so two nodes or an operator and the leader cannot both win a race.
+Each write is one transaction, over the same records as on SQLite. What PostgreSQL adds is
+concurrency between nodes: version checks and counters are single statements (`UPDATE … WHERE
+version = $n`, `INSERT … ON CONFLICT … RETURNING`), so two nodes or an operator and the leader
+cannot both win a race.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import asyncpg
+from collections.abc import Callable, Sequence
 
 from mailfort.errors import NotFound
-from mailfort.store.api import (
+from mailfort.store import rows
+from mailfort.store.postgres.connection import Conn
+from mailfort.store.postgres.engine import PostgresEngine
+from mailfort.store.postgres.mailboxes import place
+from mailfort.store.records import (
     AccountQueue,
     ComponentRow,
     DelayedMail,
@@ -22,22 +25,12 @@ from mailfort.store.api import (
     WebhookOutcome,
     WebhookRow,
 )
-from mailfort.store.postgres_conn import Conn
-from mailfort.store.postgres_queue import ACCOUNT_OF_ITEM, deliver_into
-
-_INCIDENT_COLS = "id, data, version, origin, opened_at, updated_at, resolved_at"
-_MAINTENANCE_COLS = "id, data, version, starts_at, ends_at, cancelled_at"
+from mailfort.store.rows import MessageCopy
 
 
 async def components(c: Conn) -> list[ComponentRow]:
-    rows = await c.fetch(
-        "SELECT component, state, since, findings, updated_at FROM status_components"
-        " ORDER BY component"
-    )
-    return [
-        ComponentRow(component=r[0], state=r[1], since=r[2], findings=r[3], updated_at=r[4])
-        for r in rows
-    ]
+    found = await c.fetch(f"SELECT {rows.COMPONENT_COLS} FROM status_components ORDER BY component")
+    return [rows.component(r) for r in found]
 
 
 async def save_components(c: Conn, rows: Sequence[ComponentRow]) -> None:
@@ -51,22 +44,11 @@ async def save_components(c: Conn, rows: Sequence[ComponentRow]) -> None:
 
 
 async def history(c: Conn, first_day: str) -> list[HistoryRow]:
-    rows = await c.fetch(
-        "SELECT component, day, worst, worst_rank, degraded_seconds, outage_seconds"
-        " FROM status_history WHERE day >= $1 ORDER BY component, day",
+    found = await c.fetch(
+        f"SELECT {rows.HISTORY_COLS} FROM status_history WHERE day >= $1 ORDER BY component, day",
         first_day,
     )
-    return [
-        HistoryRow(
-            component=r[0],
-            day=r[1],
-            worst=r[2],
-            rank=r[3],
-            degraded_seconds=r[4],
-            outage_seconds=r[5],
-        )
-        for r in rows
-    ]
+    return [rows.history(r) for r in found]
 
 
 async def add_history(c: Conn, rows: Sequence[HistoryRow], keep_from: str) -> None:
@@ -88,31 +70,17 @@ async def add_history(c: Conn, rows: Sequence[HistoryRow], keep_from: str) -> No
     await c.execute("DELETE FROM status_history WHERE day < $1", keep_from)
 
 
-def _incident(r: asyncpg.Record) -> RecordRow:
-    return RecordRow(
-        id=r[0],
-        data=r[1],
-        version=r[2],
-        origin=r[3],
-        opened_at=r[4],
-        updated_at=r[5],
-        resolved_at=r[6],
-    )
-
-
-def _maintenance(r: asyncpg.Record) -> RecordRow:
-    return RecordRow(
-        id=r[0], data=r[1], version=r[2], starts_at=r[3], ends_at=r[4], cancelled_at=r[5]
-    )
-
-
-async def put_incident(c: Conn, row: RecordRow, expect: int | None) -> int | None:
-    values = (row.id, row.origin, row.opened_at, row.updated_at, row.resolved_at, row.data)
+async def _put(
+    c: Conn, table: str, fields: tuple[str, ...], row: RecordRow, expect: int | None
+) -> int | None:
+    """Insert or replace a versioned record; its new version, or None when `expect` is given and
+    the stored version (0: none) is another. The check and the write are one statement."""
+    values = (row.id, *(getattr(row, f) for f in fields))
     if expect is not None and expect > 0:
+        sets = ", ".join(f"{f} = ${i}" for i, f in enumerate(fields, 2))
         version = await c.fetchval(
-            "UPDATE status_incidents SET origin = $2, opened_at = $3, updated_at = $4,"
-            " resolved_at = $5, data = $6, version = version + 1"
-            " WHERE id = $1 AND version = $7 RETURNING version",
+            f"UPDATE {table} SET {sets}, version = version + 1"
+            f" WHERE id = $1 AND version = ${len(values) + 1} RETURNING version",
             *values,
             expect,
         )
@@ -120,23 +88,32 @@ async def put_incident(c: Conn, row: RecordRow, expect: int | None) -> int | Non
         conflict = (
             "DO NOTHING"
             if expect == 0
-            else "DO UPDATE SET origin = EXCLUDED.origin, opened_at = EXCLUDED.opened_at,"
-            " updated_at = EXCLUDED.updated_at, resolved_at = EXCLUDED.resolved_at,"
-            " data = EXCLUDED.data, version = status_incidents.version + 1"
+            else "DO UPDATE SET "
+            + ", ".join(f"{f} = EXCLUDED.{f}" for f in fields)
+            + f", version = {table}.version + 1"
         )
+        marks = ", ".join(f"${i}" for i in range(1, len(values) + 1))
         version = await c.fetchval(
-            "INSERT INTO status_incidents(id, origin, opened_at, updated_at, resolved_at, data)"
-            f" VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) {conflict} RETURNING version",
+            f"INSERT INTO {table}(id, {', '.join(fields)}) VALUES ({marks})"
+            f" ON CONFLICT (id) {conflict} RETURNING version",
             *values,
         )
     return None if version is None else int(version)
 
 
+async def put_incident(c: Conn, row: RecordRow, expect: int | None) -> int | None:
+    return await _put(c, "status_incidents", rows.INCIDENT_FIELDS, row, expect)
+
+
+async def _one(
+    c: Conn, table: str, cols: str, to_record: Callable[[rows.Row], RecordRow], record_id: str
+) -> RecordRow | None:
+    r = await c.fetchrow(f"SELECT {cols} FROM {table} WHERE id = $1", record_id)
+    return None if r is None else to_record(r)
+
+
 async def incident(c: Conn, incident_id: str) -> RecordRow | None:
-    r = await c.fetchrow(
-        f"SELECT {_INCIDENT_COLS} FROM status_incidents WHERE id = $1", incident_id
-    )
-    return None if r is None else _incident(r)
+    return await _one(c, "status_incidents", rows.INCIDENT_COLS, rows.incident, incident_id)
 
 
 async def incidents(
@@ -152,58 +129,36 @@ async def incidents(
         args.append(resolved_since)
         where.append(f"resolved_at >= ${len(args)}")
     args.append(limit)
-    rows = await c.fetch(
-        f"SELECT {_INCIDENT_COLS} FROM status_incidents WHERE {' AND '.join(where)}"
+    fetched = await c.fetch(
+        f"SELECT {rows.INCIDENT_COLS} FROM status_incidents WHERE {' AND '.join(where)}"
         f" ORDER BY updated_at DESC, id DESC LIMIT ${len(args)}",
         *args,
     )
-    return [_incident(r) for r in rows]
+    return [rows.incident(r) for r in fetched]
 
 
 async def put_maintenance(c: Conn, row: RecordRow, expect: int | None) -> int | None:
-    values = (row.id, row.starts_at, row.ends_at, row.cancelled_at, row.data)
-    if expect is not None and expect > 0:
-        version = await c.fetchval(
-            "UPDATE status_maintenance SET starts_at = $2, ends_at = $3, cancelled_at = $4,"
-            " data = $5, version = version + 1 WHERE id = $1 AND version = $6 RETURNING version",
-            *values,
-            expect,
-        )
-    else:
-        conflict = (
-            "DO NOTHING"
-            if expect == 0
-            else "DO UPDATE SET starts_at = EXCLUDED.starts_at, ends_at = EXCLUDED.ends_at,"
-            " cancelled_at = EXCLUDED.cancelled_at, data = EXCLUDED.data,"
-            " version = status_maintenance.version + 1"
-        )
-        version = await c.fetchval(
-            "INSERT INTO status_maintenance(id, starts_at, ends_at, cancelled_at, data)"
-            f" VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) {conflict} RETURNING version",
-            *values,
-        )
-    return None if version is None else int(version)
+    return await _put(c, "status_maintenance", rows.MAINTENANCE_FIELDS, row, expect)
 
 
 async def maintenance_window(c: Conn, maintenance_id: str) -> RecordRow | None:
-    r = await c.fetchrow(
-        f"SELECT {_MAINTENANCE_COLS} FROM status_maintenance WHERE id = $1", maintenance_id
+    return await _one(
+        c, "status_maintenance", rows.MAINTENANCE_COLS, rows.maintenance, maintenance_id
     )
-    return None if r is None else _maintenance(r)
 
 
 async def maintenance(c: Conn, ends_after: float | None) -> list[RecordRow]:
     if ends_after is None:
-        rows = await c.fetch(
-            f"SELECT {_MAINTENANCE_COLS} FROM status_maintenance ORDER BY starts_at, id"
+        fetched = await c.fetch(
+            f"SELECT {rows.MAINTENANCE_COLS} FROM status_maintenance ORDER BY starts_at, id"
         )
     else:
-        rows = await c.fetch(
-            f"SELECT {_MAINTENANCE_COLS} FROM status_maintenance"
+        fetched = await c.fetch(
+            f"SELECT {rows.MAINTENANCE_COLS} FROM status_maintenance"
             " WHERE ends_at > $1 AND cancelled_at IS NULL ORDER BY starts_at, id",
             ends_after,
         )
-    return [_maintenance(r) for r in rows]
+    return [rows.maintenance(r) for r in fetched]
 
 
 # pg_advisory_xact_lock key for subscribing: the caps are counts over the table, and two nodes
@@ -215,9 +170,11 @@ async def add_webhook(
     c: Conn, row: WebhookRow, max_total: int | None, max_per_network: int | None
 ) -> WebhookAdded:
     await c.execute("SELECT pg_advisory_xact_lock($1)", _WEBHOOK_LOCK)
-    found = await c.fetchrow(f"SELECT {_WEBHOOK_COLS} FROM status_webhooks WHERE url = $1", row.url)
+    found = await c.fetchrow(
+        f"SELECT {rows.WEBHOOK_COLS} FROM status_webhooks WHERE url = $1", row.url
+    )
     if found is not None:
-        return WebhookAdded(WebhookOutcome.EXISTS, _webhook(found))
+        return WebhookAdded(WebhookOutcome.EXISTS, rows.webhook(found))
     if max_total is not None:
         total = await c.fetchval("SELECT count(*) FROM status_webhooks")
         if total >= max_total:
@@ -246,15 +203,10 @@ async def remove_webhook(c: Conn, webhook_id: str) -> bool:
 
 
 async def webhooks(c: Conn) -> list[WebhookRow]:
-    rows = await c.fetch(f"SELECT {_WEBHOOK_COLS} FROM status_webhooks ORDER BY created_at, id")
-    return [_webhook(r) for r in rows]
-
-
-_WEBHOOK_COLS = "id, url, components, created_at, network"
-
-
-def _webhook(r: asyncpg.Record) -> WebhookRow:
-    return WebhookRow(id=r[0], url=r[1], components=r[2], created_at=float(r[3]), network=r[4])
+    fetched = await c.fetch(
+        f"SELECT {rows.WEBHOOK_COLS} FROM status_webhooks ORDER BY created_at, id"
+    )
+    return [rows.webhook(r) for r in fetched]
 
 
 async def new_id(c: Conn, prefix: str) -> str:
@@ -266,33 +218,11 @@ async def new_id(c: Conn, prefix: str) -> str:
     return f"{prefix}-{value}"
 
 
-async def acquire_lease(c: Conn, name: str, owner: str, until: float, now: float) -> bool:
-    done = await c.fetchval(
-        "INSERT INTO leases(name, owner, until) VALUES ($1, $2, $3)"
-        " ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, until = EXCLUDED.until"
-        " WHERE leases.until <= $4 OR leases.owner = EXCLUDED.owner RETURNING 1",
-        name,
-        owner,
-        until,
-        now,
-    )
-    return done is not None
-
-
-async def release_lease(c: Conn, name: str, owner: str) -> None:
-    await c.execute("DELETE FROM leases WHERE name = $1 AND owner = $2", name, owner)
-
-
-async def lease_holder(c: Conn, name: str, now: float) -> str | None:
-    owner = await c.fetchval("SELECT owner FROM leases WHERE name = $1 AND until > $2", name, now)
-    return None if owner is None else str(owner)
-
-
 async def delayed_mail(
     c: Conn, since: float, until: float, now: float, threshold: float
 ) -> list[DelayedMail]:
     settled = await c.fetch(
-        "SELECT account, queue_id, accepted_at, settled_at FROM delayed_mail"
+        f"SELECT {rows.DELAYED_COLS} FROM delayed_mail"
         " WHERE settled_at >= $1 AND settled_at <= $2"
         " AND settled_at - accepted_at > $3 ORDER BY settled_at, id",
         since,
@@ -300,16 +230,12 @@ async def delayed_mail(
         threshold,
     )
     waiting = await c.fetch(
-        f"SELECT account, queue_id, received FROM (SELECT {ACCOUNT_OF_ITEM} AS account,"
+        f"SELECT account, queue_id, received FROM (SELECT {rows.ACCOUNT_OF_ITEM} AS account,"
         " e.queue_id, e.received FROM queue q JOIN envelopes e ON e.id = q.envelope_id"
         " WHERE q.created < $1) AS w WHERE account IS NOT NULL ORDER BY received",
         now - threshold,
     )
-    return [
-        DelayedMail(account=r[0], queue_id=r[1], accepted_at=r[2], settled_at=r[3]) for r in settled
-    ] + [
-        DelayedMail(account=r[0], queue_id=r[1], accepted_at=r[2], settled_at=None) for r in waiting
-    ]
+    return rows.delayed(settled, waiting)
 
 
 async def queue_health(c: Conn, now: float) -> tuple[int, float | None]:
@@ -364,7 +290,86 @@ async def deliver_notice(
     blob_id = await c.fetchval(
         "INSERT INTO blobs(data, size) VALUES ($1, $2) RETURNING id", message, len(message)
     )
-    placed = await deliver_into(c, account_id, "INBOX", blob_id, len(message), b"", now)
+    placed = await place(c, account_id, "INBOX", [MessageCopy(blob_id, len(message), now)])
     if placed is None:
         raise NotFound(f"account {account_id} has no INBOX")
     return placed[0]
+
+
+class PostgresStatus(PostgresEngine):
+    async def status_components(self) -> list[ComponentRow]:
+        return await self.db.read_one(components)
+
+    async def save_status_components(self, rows: Sequence[ComponentRow]) -> None:
+        await self.db.run(lambda c: save_components(c, rows))
+
+    async def status_history(self, first_day: str) -> list[HistoryRow]:
+        return await self.db.read_one(lambda c: history(c, first_day))
+
+    async def add_status_history(self, rows: Sequence[HistoryRow], keep_from: str) -> None:
+        await self.db.run(lambda c: add_history(c, rows, keep_from))
+
+    async def put_status_incident(self, row: RecordRow, expect: int | None = None) -> int | None:
+        return await self.db.run(lambda c: put_incident(c, row, expect))
+
+    async def status_incident(self, incident_id: str) -> RecordRow | None:
+        return await self.db.read_one(lambda c: incident(c, incident_id))
+
+    async def status_incidents(
+        self,
+        *,
+        open_only: bool = False,
+        since: float | None = None,
+        resolved_since: float | None = None,
+        limit: int = 50,
+    ) -> list[RecordRow]:
+        return await self.db.read_one(
+            lambda c: incidents(c, open_only, since, resolved_since, limit)
+        )
+
+    async def put_status_maintenance(self, row: RecordRow, expect: int | None = None) -> int | None:
+        return await self.db.run(lambda c: put_maintenance(c, row, expect))
+
+    async def status_maintenance_window(self, maintenance_id: str) -> RecordRow | None:
+        return await self.db.read_one(lambda c: maintenance_window(c, maintenance_id))
+
+    async def status_maintenance(self, ends_after: float | None) -> list[RecordRow]:
+        return await self.db.read_one(lambda c: maintenance(c, ends_after))
+
+    async def add_status_webhook(
+        self,
+        row: WebhookRow,
+        *,
+        max_total: int | None = None,
+        max_per_network: int | None = None,
+    ) -> WebhookAdded:
+        return await self.db.run(lambda c: add_webhook(c, row, max_total, max_per_network))
+
+    async def remove_status_webhook(self, webhook_id: str) -> bool:
+        return await self.db.run(lambda c: remove_webhook(c, webhook_id))
+
+    async def status_webhooks(self) -> list[WebhookRow]:
+        return await self.db.read_one(webhooks)
+
+    async def new_id(self, prefix: str) -> str:
+        return await self.db.run(lambda c: new_id(c, prefix))
+
+    async def deliver_status_notice(
+        self, key: str, account_id: int, message: bytes, now: float
+    ) -> bool:
+        return self._delivered(
+            await self.db.run(lambda c: deliver_notice(c, key, account_id, message, now))
+        )
+
+    async def delayed_mail(
+        self, since: float, until: float, now: float, threshold: float
+    ) -> list[DelayedMail]:
+        return await self.db.read(
+            lambda c: delayed_mail(c, since, until, now, threshold), snapshot=True
+        )
+
+    async def queue_health(self, now: float) -> tuple[int, float | None]:
+        return await self.db.read_one(lambda c: queue_health(c, now))
+
+    async def account_queue(self, account_id: int, address: str) -> AccountQueue:
+        return await self.db.read(lambda c: account_queue(c, account_id, address), snapshot=True)

@@ -1,0 +1,24 @@
+"""The embedded SQLite engine: one file, WAL, one group-committing writer, pooled readers.
+
+Holds: `SqliteStore`, built from one class per role file (`accounts`, `mailboxes`, `queue`,
+`cluster`, `status`) over the plumbing in `engine` (readers, `writer`, `migrate`).
+May import: the stdlib (`sqlite3`), `mailfort.errors`, and the engine-neutral modules of
+`mailfort.store` (`api`, `records`, `rows`, `flags`, `migrate`, `notify`); never the PostgreSQL
+engine, nor anything above the store.
+Promises: every role of `store.roles`, with each write durable (committed with `synchronous=FULL`
+in WAL mode) before its coroutine returns; one node per file (one writer).
+"""
+
+from __future__ import annotations
+
+from mailfort.store.sqlite.accounts import SqliteAccounts
+from mailfort.store.sqlite.cluster import SqliteCluster
+from mailfort.store.sqlite.mailboxes import SqliteMailboxes
+from mailfort.store.sqlite.queue import SqliteQueue
+from mailfort.store.sqlite.status import SqliteStatus
+
+__all__ = ["SqliteStore"]
+
+
+class SqliteStore(SqliteAccounts, SqliteMailboxes, SqliteQueue, SqliteCluster, SqliteStatus):
+    """Every role on one SQLite file."""
