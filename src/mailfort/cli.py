@@ -535,7 +535,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # A serving node logs a line per message: batch the writes there; the CLI writes at once.
     configure_logging(batched=args.command == "serve", stream=sys.stderr)
-    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command
     try:
         config = load(args.config)
     except ConfigError as exc:

@@ -1,4 +1,7 @@
-"""Status records (issue 6) on every engine: through `StatusRepository` and the Store methods."""
+"""Status records (components, history, incidents, maintenance, webhooks) on every engine.
+
+Through `StatusRepository` and the `StatusRecords` role methods.
+"""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ collector adds up the windows of the *live* nodes (a dead node's last numbers de
 and reads the queue's health from one index, giving one :class:`HealthSignals` snapshot:
 
 - what the queue owes: items due, never tried and not in flight, and the oldest of them
-  (`Store.queue_health`; retries wait for destinations that failed, which strangers can make);
+  (`MailHealth.queue_health`; retries wait for destinations that failed, which strangers can make);
 - live over expected nodes: expected are nodes registered as active (draining or gone nodes left
   on purpose), live are those among them whose heartbeat is fresh (`DEAD_AFTER` intervals);
 - logins per protocol (count and p95), admission refusals per minute, store commit p95 and

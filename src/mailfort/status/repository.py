@@ -255,7 +255,7 @@ class StatusRepository:
         now: float | None = None,
     ) -> Subscribed:
         """Store a subscription of `url` (checked by the caller) unless the URL has one already
-        (EXISTS: that one, unchanged) or a cap is reached (`Store.add_status_webhook`)."""
+        (EXISTS: that one, unchanged) or a cap is reached (`StatusRecords.add_status_webhook`)."""
         hook = Webhook(
             # The id is what lets a subscriber unsubscribe over the public API: it must not be
             # guessable, or anyone could delete everyone's subscriptions.

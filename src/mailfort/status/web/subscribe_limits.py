@@ -7,7 +7,7 @@ a sliding hour and recorded before the request is even read, the way failed logi
 client past either count is told to come back later (429 with Retry-After). Verifications in
 progress are bounded in all and per network (`max_network_share` of them), since each may wait
 the whole `webhook_timeout` for an answer. How many subscriptions are stored is bounded by the
-store (in all and per network, `Store.add_status_webhook`).
+store (in all and per network, `StatusRecords.add_status_webhook`).
 """
 
 from __future__ import annotations
