@@ -47,7 +47,13 @@ def test_greeting() -> None:
 def test_ehlo_on_the_mx_port() -> None:
     peer = Peer()
     expected = ["mx.test", f"SIZE {MAX_SIZE}", "8BITMIME", "SMTPUTF8", "STARTTLS"]
-    assert ehlo_lines(peer) == [*expected, "PIPELINING", "ENHANCEDSTATUSCODES", "HELP"]
+    assert ehlo_lines(peer) == [
+        *expected,
+        "PIPELINING",
+        "CHUNKING",
+        "ENHANCEDSTATUSCODES",
+        "HELP",
+    ]
     peer.send(b"STARTTLS\r\n")
     # No STARTTLS once on TLS, and no AUTH on the MX port at all.
     assert "STARTTLS" not in ehlo_lines(peer)
@@ -62,7 +68,7 @@ def test_ehlo_on_submission_offers_auth_only_under_tls() -> None:
     assert "AUTH LOGIN PLAIN" in lines and "STARTTLS" not in lines
     implicit = Peer(submission_config(tls=True, starttls=False))
     lines = ehlo_lines(implicit)
-    assert lines[4:6] == ["AUTH LOGIN PLAIN", "PIPELINING"]
+    assert lines[4:7] == ["AUTH LOGIN PLAIN", "PIPELINING", "CHUNKING"]
 
 
 def test_mail_line_limit_grows_once_per_ehlo() -> None:
@@ -438,7 +444,7 @@ def test_temporary_replies_can_carry_a_notice() -> None:
 
 def test_help_and_vrfy() -> None:
     peer = ready()
-    assert replies(peer.send(b"HELP\r\n"))[0][1].startswith("Supported commands: AUTH DATA")
+    assert replies(peer.send(b"HELP\r\n"))[0][1].startswith("Supported commands: AUTH BDAT DATA")
     assert replies(peer.send(b"HELP MAIL\r\n")) == [
         (250, "Syntax: MAIL FROM: <address> [SP <mail-parameters>]")
     ]
