@@ -50,9 +50,11 @@ def receive(
     receiver = ChunkReceiver(max_size=max_size, max_line=max_line)
     for index, chunk in enumerate(chunks):
         receiver.chunk(len(chunk), last=index == len(chunks) - 1)
-        for piece in cut(chunk, points):
-            # Each piece comes with whatever follows it on the wire: only the chunk's is taken.
-            assert receiver.feed(piece + b"NEXT COMMAND\r\n") == len(piece)
+        pieces = cut(chunk, points)
+        for n, piece in enumerate(pieces):
+            # The last piece comes with what follows the chunk on the wire, which is not taken.
+            after = b"NEXT COMMAND\r\n" if n == len(pieces) - 1 else b""
+            assert receiver.feed(piece + after) == len(piece)
         assert receiver.remaining == 0
     assert receiver.done
     return receiver.result()

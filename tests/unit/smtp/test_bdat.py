@@ -52,7 +52,7 @@ def test_each_chunk_is_answered_and_the_last_one_by_the_transaction() -> None:
         (250, "2.0.0 11 octets received")
     ]
     assert peer.core.in_transaction and peer.messages == []
-    assert replies(peer.send(bdat(b"\n\r\nbody", last=False))) == [(250, "2.0.0 8 octets received")]
+    assert replies(peer.send(bdat(b"\n\r\nbody", last=False))) == [(250, "2.0.0 7 octets received")]
     assert replies(peer.send(bdat(b"\r\n"))) == [(250, "2.0.0 OK queued as Q1")]
     assert contents(peer) == [b"Subject: x\r\n\r\nbody\r\n"]
 

@@ -14,9 +14,10 @@ one line end (the message is the chunks joined). The limits are DATA's:
   number DATA counts its lines against as sent);
 - chunks announcing more than `max_size` octets in all are TOO_BIG as soon as the chunk that
   passes it is announced, before its octets arrive.
-Refused, the rest of the message is counted and dropped, as with DATA. So a BDAT message is kept
-only if DATA could have carried it, with one exception: its last line may lack a CRLF (RFC 5322
-3.5 allows it; DATA's always has one, the end marker's), and is stored so, byte for byte.
+Refused, the rest of the message is counted and dropped, as with DATA. So a stored BDAT message
+has the shape a stored DATA message has (CRLF line ends, bare CR/LF inside lines as sent, lines
+and size within the limits), with one exception: its last line may lack a CRLF (RFC 5322 3.5
+allows it; DATA's always has one, the end marker's), and is stored so, byte for byte.
 
 Memory: as DATA's (data.py), plus one CR of a line end that may continue in the next octets.
 """
