@@ -20,6 +20,7 @@ import pytest
 
 from mailfort.protocol.smtp.session import CALL_LIMITS
 from tests.adversarial.conftest import assert_unharmed, attacker, served, start_hostile_node
+from tests.adversarial.test_memory import rss_mb
 from tests.nodeproc import NodeProcess
 
 ATTACK_SECONDS = 3.0  # long enough for the customer to do a few rounds of everything
@@ -67,14 +68,6 @@ def cpu_seconds(node: NodeProcess) -> float:
     assert node.proc is not None
     fields = Path(f"/proc/{node.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks
-
-
-def rss_mb(node: NodeProcess) -> float:
-    assert node.proc is not None
-    status = Path(f"/proc/{node.proc.pid}/status").read_text()
-    found = re.search(r"VmRSS:\s+(\d+) kB", status)
-    assert found is not None
-    return int(found[1]) / 1024
 
 
 def test_a_4gb_chunk_trickled_is_cut_off(node: NodeProcess) -> None:

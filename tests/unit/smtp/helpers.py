@@ -127,3 +127,17 @@ class Peer:
                 self.sent += session.take_output()
                 self.handshakes += 1
                 session.tls_started()
+
+
+def same_however_cut(wire: bytes, pieces: list[bytes], config: core.SessionConfig) -> None:
+    """A client's bytes may arrive in any pieces (TCP keeps no message boundaries): the core
+    answers the same replies, takes the same messages and ends the same way from `pieces` (the
+    octets of `wire`) as from `wire` in one."""
+    whole = Peer(config)
+    whole.send(wire)
+    cut_up = Peer(config)
+    for piece in pieces:
+        cut_up.send(piece)
+    assert bytes(cut_up.sent) == bytes(whole.sent)
+    assert cut_up.messages == whole.messages
+    assert cut_up.closed == whole.closed

@@ -15,6 +15,7 @@ from tests.unit.smtp.helpers import (
     Peer,
     mx_config,
     replies,
+    same_however_cut,
     submission_config,
 )
 from tests.unit.smtp.test_session import plain, ready
@@ -291,11 +292,4 @@ STEPS = [
 )
 def test_the_same_answers_however_the_input_is_cut(script: list[bytes], points: list[int]) -> None:
     wire = b"".join(script)
-    whole = Peer(mx_config(call_limits={"*": 1000}))
-    whole.send(wire)
-    cut_up = Peer(mx_config(call_limits={"*": 1000}))
-    for piece in cut(wire, points):
-        cut_up.send(piece)
-    assert bytes(cut_up.sent) == bytes(whole.sent)
-    assert cut_up.messages == whole.messages
-    assert cut_up.closed == whole.closed
+    same_however_cut(wire, cut(wire, points), mx_config(call_limits={"*": 1000}))

@@ -19,6 +19,7 @@ from tests.unit.smtp.helpers import (
     Peer,
     mx_config,
     replies,
+    same_however_cut,
     submission_config,
 )
 from tests.unit.test_smtp_data import cut, reference
@@ -482,13 +483,5 @@ STEPS = [
     points=st.lists(st.integers(0, 100_000), max_size=12),
 )
 def test_the_same_answers_however_the_input_is_cut(script: list[bytes], points: list[int]) -> None:
-    """A client's bytes may arrive in any pieces (TCP keeps no message boundaries): the core
-    answers the same replies and takes the same messages as from one piece."""
     wire = b"".join(script)
-    whole = Peer(mx_config(call_limits={"*": 1000}))
-    whole.send(wire)
-    cut_up = Peer(mx_config(call_limits={"*": 1000}))
-    for piece in cut(wire, points):
-        cut_up.send(piece)
-    assert bytes(cut_up.sent) == bytes(whole.sent)
-    assert cut_up.messages == whole.messages
+    same_however_cut(wire, cut(wire, points), mx_config(call_limits={"*": 1000}))

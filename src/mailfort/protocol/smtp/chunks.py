@@ -24,45 +24,22 @@ Memory: as DATA's (data.py), plus one CR of a line end that may continue in the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from mailfort.protocol.smtp.data import (
-    CRLF,
-    SPOOL_THRESHOLD,
-    TEXT_LINE_LIMIT,
-    Body,
-    DataSink,
-    Outcome,
-)
+from mailfort.protocol.smtp.data import Body, Outcome
 
 
 class ChunkReceiver(Body):
     """The BDAT chunks of one transaction. `chunk`, then `feed` until `remaining` is 0; after
     the LAST chunk, `done` and `result()`."""
 
-    def __init__(
-        self,
-        *,
-        max_size: int | None,
-        max_line: int = TEXT_LINE_LIMIT,
-        spool: Callable[[], DataSink] | None = None,
-        spool_threshold: int = SPOOL_THRESHOLD,
-    ) -> None:
-        super().__init__(
-            max_size=max_size,
-            max_line=max_line,
-            spool=spool,
-            spool_threshold=spool_threshold,
-            unstuff=False,
-        )
-        # Octets fed and not judged yet: first the virtual CRLF, then at most a CR whose LF may
-        # be the next octet (the two are one line end, wherever the chunks were cut).
-        self._tail = CRLF
-        self._remaining = 0
-        self._last = False
-        self._announced = 0  # octets of all chunks announced so far
-        self.chunk_size = 0  # the current (or last) chunk's size, as announced
-        self.chunks = 0  # chunks announced
+    UNSTUFF = False
+    # Per instance once set (numbers: the class's value stands until then). The tail (Body's)
+    # holds the virtual CRLF, then at most a CR whose LF may be the next octet: the two are one
+    # line end, wherever the chunks were cut.
+    _remaining = 0  # octets of the current chunk still to come
+    _last = False  # the current chunk is the LAST
+    _announced = 0  # octets of all chunks announced so far
+    chunk_size = 0  # the current (or last) chunk's size, as announced
+    chunks = 0  # chunks announced
 
     @property
     def remaining(self) -> int:

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Final, Protocol
+from typing import ClassVar, Final, Protocol
 
 from mailfort.protocol.smtp import replies as R
 
@@ -77,24 +77,27 @@ class ReceivedData:
 
 class Body:
     """A message as its octets are judged: the line and size limits, the transparency dots
-    (when `unstuff`), the spool. Its readers (`DataReceiver` here, `ChunkReceiver` for BDAT)
+    (DATA's: `UNSTUFF`), the spool. Its readers (`DataReceiver` here, `ChunkReceiver` for BDAT)
     find where the message's octets are and hand them to `_judge`, never splitting a CRLF
     between two calls, the first call's octets preceded by a virtual CRLF."""
+
+    UNSTUFF: ClassVar[bool]
 
     def __init__(
         self,
         *,
         max_size: int | None,
-        max_line: int,
-        spool: Callable[[], DataSink] | None,
-        spool_threshold: int,
-        unstuff: bool,
+        max_line: int = TEXT_LINE_LIMIT,
+        spool: Callable[[], DataSink] | None = None,
+        spool_threshold: int = SPOOL_THRESHOLD,
     ) -> None:
         self._max_size = max_size or 0  # 0: no limit
         self._max_line = max_line
         self._spool = spool
         self._spool_threshold = spool_threshold
-        self._unstuff = unstuff
+        # Octets fed and not judged yet, the reader's to keep (DATA: a possible start of the end
+        # marker; BDAT: a CR whose LF may come next). It starts as the virtual CRLF.
+        self._tail = CRLF
         # The message so far (without its transparency dots), after the virtual CRLF; unless it
         # went to the sink.
         self._parts: list[bytes] = []
@@ -135,7 +138,7 @@ class Body:
         span two chunks: a judged chunk never ends in CR or CRLF (those stay in the tail, as a
         possible start of the end marker), and the next chunk starts with that tail; only the
         last chunk ends in CRLF, the one that ends the last line."""
-        content = chunk.replace(b"\r\n.", CRLF) if self._unstuff else chunk
+        content = chunk.replace(b"\r\n.", CRLF) if self.UNSTUFF else chunk
         if self._sink is not None:
             self._sink.write(content)
             return
@@ -208,26 +211,10 @@ class Body:
 
 
 class DataReceiver(Body):
-    """One DATA section. `feed` until `done`, then `result()`."""
+    """One DATA section. `feed` until `done`, then `result()`. Its tail is the longest end of the
+    stream so far that could begin the end marker."""
 
-    def __init__(
-        self,
-        *,
-        max_size: int | None,
-        max_line: int = TEXT_LINE_LIMIT,
-        spool: Callable[[], DataSink] | None = None,
-        spool_threshold: int = SPOOL_THRESHOLD,
-    ) -> None:
-        super().__init__(
-            max_size=max_size,
-            max_line=max_line,
-            spool=spool,
-            spool_threshold=spool_threshold,
-            unstuff=True,
-        )
-        # The longest tail of the stream so far that could begin the end marker; not yet judged.
-        # It starts as the CRLF that the data is deemed to follow.
-        self._tail = CRLF
+    UNSTUFF = True
 
     @property
     def pending(self) -> int:
