@@ -55,6 +55,8 @@ from mailfort.store import open_store
 from mailfort.store.api import Store
 
 if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
+
     from mailfort.status.web.server import HttpListener
 
 log = logging.getLogger("mailfort.node")
@@ -381,13 +383,19 @@ class Node:
         )
         context = WebContext.from_node(parts)
         self.http = HttpListener(
-            create_app(context),
+            create_app(context, self._wellknown_routes()),
             *address,
             networks=context.networks,
             network_share=self.config.limits.max_network_share,
         )
         await self.http.start()
         self.listeners.append(Listener("http", address[0], self.http.port, _DESCRIPTIONS["http"]))
+
+    def _wellknown_routes(self) -> list[BaseRoute]:
+        """What the http listener answers for other machines and mail clients (`wellknown/`),
+        one line per module."""
+        routes: list[BaseRoute] = []
+        return routes
 
     async def _start_imap(self, tls: ssl.SSLContext) -> None:
 

@@ -44,8 +44,18 @@ LAYERS: tuple[Layer, ...] = (
     Layer("auth", ("mailfort.auth",), (LEAVES, "store", "mail")),  # mail: addresses
     # Settings parse into the domain's types: addresses, and [transport]'s next hops.
     Layer("config", ("mailfort.config",), (LEAVES, "mail", "delivery")),
-    Layer("delivery", ("mailfort.delivery",), (LEAVES, "protocol", "mail", "store")),
-    Layer("queue", ("mailfort.queue",), (LEAVES, "store", "mail", "delivery", "overload")),
+    Layer("trust", ("mailfort.trust",), (LEAVES, "mail", "store")),
+    Layer("certs", ("mailfort.certs",), (LEAVES, "config", "store")),
+    Layer("delivery", ("mailfort.delivery",), (LEAVES, "protocol", "mail", "store", "trust")),
+    Layer("queue", ("mailfort.queue",), (LEAVES, "store", "mail", "delivery", "overload", "trust")),
+    Layer(
+        "wellknown", ("mailfort.wellknown",), (LEAVES, "config", "mail", "store", "trust", "certs")
+    ),
+    Layer(
+        "ops",
+        ("mailfort.ops",),
+        (LEAVES, "config", "mail", "store", "trust", "certs", "delivery", "protocol"),
+    ),
     Layer("cluster", ("mailfort.cluster",), (LEAVES, "store")),
     # cluster: which nodes count as live; config: the [status] settings.
     Layer("status", ("mailfort.status",), (LEAVES, "store", "cluster", "config", "overload")),
@@ -58,7 +68,18 @@ LAYERS: tuple[Layer, ...] = (
     Layer(
         "server",
         ("mailfort.server",),
-        (LEAVES, "protocol", "mail", "store", "overload", "auth", "config", "status"),
+        (
+            LEAVES,
+            "protocol",
+            "mail",
+            "store",
+            "overload",
+            "auth",
+            "config",
+            "status",
+            "trust",
+            "certs",
+        ),
     ),
     Layer(WIRING, ("mailfort.node", "mailfort.cli*", "mailfort.__main__")),
 )

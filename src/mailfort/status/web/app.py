@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute
 
 from mailfort.status.web import (
     account,
@@ -29,8 +32,11 @@ async def _error(request: Request, exc: Exception) -> Response:
     return PlainTextResponse("internal error, try again later\n", 500, headers={"Retry-After": "5"})
 
 
-def create_app(ctx: WebContext) -> Starlette:
+def create_app(ctx: WebContext, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
+    """`extra_routes`: what the node serves beside the status web (`wellknown/`), first, so that
+    a well-known path is never shadowed by a page's route."""
     routes = [
+        *extra_routes,
         *pages.routes(ctx),
         *api.routes(ctx),
         *subscriptions.routes(ctx),
