@@ -18,6 +18,7 @@ nothing driver-specific crosses a role.
 | `StatusRecords` | status components, history, incidents, webhooks       | status              |
 | `MailHealth`    | delayed mail and queue health, per account            | status              |
 | `CommitLoad`    | how busy durable commits are                          | server (overload)   |
+| `TlsReports`    | TLS session counts per policy domain, reports sent    | queue (tls_reports) |
 
 `store.api.Store` is all of them together, for the code that opens and wires a store.
 """
@@ -50,6 +51,7 @@ from mailfort.store.records import (
     RecordRow,
     Settlement,
     StoredMessage,
+    TlsResultRow,
     WebhookAdded,
     WebhookRow,
 )
@@ -448,6 +450,36 @@ class CommitLoad(Protocol):
 
 
 # -- what one consumer uses together (Python has no intersection types) -----------------------
+class TlsReports(Protocol):
+    """TLS-RPT (RFC 8460): session counts per policy domain and day, and which reports went out."""
+
+    async def add_tls_results(self, rows: Sequence[TlsResultRow]) -> None:
+        """Add `rows`' session counts to what the store holds for the same day, domain, policy,
+        host, address and result (one transaction)."""
+        ...
+
+    async def tls_report_domains(self, before_day: str, limit: int) -> list[tuple[str, str]]:
+        """Up to `limit` (day, domain) pairs with counts from days before `before_day` whose
+        report is not claimed yet, oldest first."""
+        ...
+
+    async def tls_results(self, day: str, domain: str) -> list[TlsResultRow]:
+        """The counts of `domain` on `day`."""
+        ...
+
+    async def claim_tls_report(
+        self, day: str, domain: str, node: str, now: float, *, report: bool, since: float, cap: int
+    ) -> bool:
+        """Claim the report of (`day`, `domain`) for `node`: True once in the whole cluster. A
+        claim with `report` (a mail goes out) fails while `node` has claimed `cap` reports
+        since `since`; one without (the domain asks for none) always counts as done."""
+        ...
+
+    async def prune_tls_results(self, before_day: str) -> int:
+        """Forget counts and claims of days before `before_day`; how many rows went."""
+        ...
+
+
 class MailboxAccess(Accounts, Mailboxes, Protocol):
     """Mailboxes with their owners' accounts (quota): what a mail session reads and writes."""
 

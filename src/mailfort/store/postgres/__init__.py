@@ -1,7 +1,7 @@
 """The PostgreSQL engine: many nodes share one database; the same roles as SQLite.
 
 Holds: `PostgresStore`, built from one class per role file (`accounts`, `mailboxes`, `queue`,
-`cluster`, `status`) over the plumbing in `engine` (the pool, failover and change announcements
+`cluster`, `status`, `tls_reports`) over the plumbing in `engine` (the pool, failover and change announcements
 in `connection`, `migrate`).
 May import: `asyncpg`, the stdlib, `mailfort.errors`, and the engine-neutral modules of
 `mailfort.store` (`api`, `records`, `rows`, `flags`, `migrate`, `notify`); never the SQLite engine,
@@ -19,11 +19,17 @@ from mailfort.store.postgres.cluster import PostgresCluster
 from mailfort.store.postgres.mailboxes import PostgresMailboxes
 from mailfort.store.postgres.queue import PostgresQueue
 from mailfort.store.postgres.status import PostgresStatus
+from mailfort.store.postgres.tls_reports import PostgresTlsReports
 
 __all__ = ["PostgresStore"]
 
 
 class PostgresStore(
-    PostgresAccounts, PostgresMailboxes, PostgresQueue, PostgresCluster, PostgresStatus
+    PostgresAccounts,
+    PostgresMailboxes,
+    PostgresQueue,
+    PostgresCluster,
+    PostgresStatus,
+    PostgresTlsReports,
 ):
     """Every role on one PostgreSQL database (one schema)."""
