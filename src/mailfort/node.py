@@ -31,6 +31,7 @@ from mailfort.network import Networks
 from mailfort.overload import BreakerConfig, RetryBudgetConfig
 from mailfort.queue.local_worker import LocalWorker
 from mailfort.queue.remote_worker import Politeness, RemoteWorker
+from mailfort.queue.tls_reports import TlsReports
 from mailfort.server.account_sessions import AccountSessions
 from mailfort.server.admission import ConnectionLimiter
 from mailfort.server.imap.cache import MetaCache
@@ -178,6 +179,7 @@ class Node:
         self.listeners: list[Listener] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.remote_task: asyncio.Task[None] | None = None
+        self.tls_reports: TlsReports | None = None
         self.http: HttpListener | None = None
         self.worker = LocalWorker(
             self.store,
@@ -301,6 +303,9 @@ class Node:
         if self.remote_worker is not None:
             self.remote_task = asyncio.create_task(self.remote_worker.run(), name="remote-worker")
             self.tasks.append(self.remote_task)
+            self.tls_reports = tls_reports(self.config, self.store, self.remote_worker, self.clock)
+            if self.tls_reports is not None:
+                self.tasks.append(asyncio.create_task(self.tls_reports.run(), name="tls-reports"))
         await self.membership.join(
             [{"name": x.name, "host": x.host, "port": x.port} for x in self.listeners]
         )
@@ -394,7 +399,13 @@ class Node:
     def _wellknown_routes(self) -> list[BaseRoute]:
         """What the http listener answers for other machines and mail clients (`wellknown/`),
         one line per module."""
+        from mailfort.wellknown import mta_sts
+
+        async def local_domain(domain: str) -> bool:
+            return domain in await self.directory.local_domains()
+
         routes: list[BaseRoute] = []
+        routes += mta_sts.routes(self.config, local_domain)
         return routes
 
     async def _start_imap(self, tls: ssl.SSLContext) -> None:
@@ -513,6 +524,8 @@ class Node:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.tls_reports is not None:
+            await self.tls_reports.close()
         # The status page stayed up through the drain (customers look at it most then).
         if self.http is not None:
             await self.http.stop()
@@ -553,8 +566,10 @@ def remote_worker(
     clock: Callable[[], float] = time.time,
 ) -> RemoteWorker | None:
     """The remote delivery worker from `[delivery]`, or None when it is disabled."""
+    from mailfort.delivery.mtasts import MtaSts, PolicyFetcher, policy_tls_context
     from mailfort.delivery.mx import MxResolver
     from mailfort.delivery.remote import ClientSettings, RemoteClient
+    from mailfort.delivery.tlsrpt import TlsCounter
     from mailfort.delivery.transport import TransportMap, parse_nexthop
     from mailfort.queue.retry import RetryPolicy
 
@@ -562,6 +577,15 @@ def remote_worker(
     if not d.enabled:
         return None
     nameservers = [parse_nexthop(n, default_port=53) for n in d.dns_nameservers]
+    resolver = MxResolver(
+        nameservers=[(n.host, n.port) for n in nameservers], timeout=d.dns_timeout
+    )
+    fetcher = PolicyFetcher(
+        resolver,
+        port=d.mta_sts_port,
+        timeout=d.mta_sts_timeout,
+        tls=policy_tls_context(d.tls_ca_file),
+    )
     client = RemoteClient(
         ClientSettings(
             helo=d.helo_name or config.hostname,
@@ -571,11 +595,14 @@ def remote_worker(
             command_timeout=d.command_timeout,
             concurrency=d.destination_concurrency,
             idle_timeout=d.idle_timeout,
+            ca_file=d.tls_ca_file,
         ),
-        resolver=MxResolver(
-            nameservers=[(n.host, n.port) for n in nameservers], timeout=d.dns_timeout
-        ),
+        resolver=resolver,
         transports=TransportMap(d.transports),
+        mta_sts=MtaSts(resolver, fetcher) if d.mta_sts else None,
+        dane=d.dane,
+        counter=TlsCounter() if config.tlsrpt.enabled else None,
+        unreported_senders=(tlsrpt_sender(config),),
     )
     return RemoteWorker(
         store,
@@ -598,6 +625,46 @@ def remote_worker(
         stressed=stressed,
         networks=Networks(config.limits.network_prefix_v4, config.limits.network_prefix_v6),
         clock=clock,
+    )
+
+
+def tlsrpt_sender(config: Config) -> str:
+    """Where TLS reports come from: `[tlsrpt] sender`, else noreply-tlsrpt@<hostname>."""
+    return config.tlsrpt.sender or f"noreply-tlsrpt@{config.hostname}"
+
+
+def tls_reports(
+    config: Config, store: Store, worker: RemoteWorker, clock: StoreClock
+) -> TlsReports | None:
+    """The daily TLS reporter (`[tlsrpt]`), counting what `worker`'s client counts."""
+    from mailfort.delivery.tlsrpt import Reporter
+    from mailfort.queue.tls_reports import ReportSettings
+
+    t = config.tlsrpt
+    client = worker.client
+    if not t.enabled or client.counter is None:
+        return None
+    first = config.local_domains[0] if config.local_domains else config.hostname
+    reporter = Reporter(
+        organization=t.organization or config.hostname,
+        contact=t.contact or config.postmaster or f"postmaster@{first}",
+        submitter=config.hostname,
+        sender=tlsrpt_sender(config),
+    )
+    return TlsReports(
+        store,
+        client.counter,
+        client.resolver,
+        worker.directory,
+        ReportSettings(
+            reporter=reporter,
+            max_reports_per_day=t.max_reports_per_day,
+            max_lookups_per_run=t.max_lookups_per_run,
+            interval=t.interval,
+            flush_seconds=min(30.0, t.interval),
+        ),
+        node=config.node_name,
+        clock=clock.now,
     )
 
 

@@ -16,6 +16,15 @@ The way there, as MTAs do it:
   5.6.7, RFC 6531 3.2; asked for when the header section is UTF-8);
 - a mail loop (the server greets with our own name) fails permanently, 5.4.6.
 
+Per destination, MTA-STS (`mtasts.py`) and DANE (`dane.py`) raise `tls`: a host with usable TLSA
+records (DNSSEC-validated) needs TLS with a matching certificate; otherwise, under an `enforce`
+MTA-STS policy, only the policy's MX hosts are used, with TLS and a certificate verified for the
+host name; under `testing`, failures are counted and delivery goes on as `tls` says. What fails
+is deferred (4.7.5), never sent in plaintext. Each session under a policy is counted for TLS
+reports (`tlsrpt.py`). A transport override is the operator's route and gets neither; nor does the
+mail of `unreported_senders` (the TLS reports themselves: RFC 8460 3 wants them delivered despite
+TLS failures, and never counted in a report).
+
 Connections are kept for `idle_timeout` after a transaction and reused for the next message to the
 same destination; a reused connection the server closed meanwhile is replaced once, transparently.
 At most `concurrency` transactions run at once per destination.
@@ -29,11 +38,15 @@ import ipaddress
 import logging
 import os
 import ssl
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import aiosmtplib
 
+from mailfort.delivery import tlsrpt
+from mailfort.delivery.dane import DNSSEC_INVALID, TLSA_INVALID, DanePolicy, policy_of, tlsa_name
+from mailfort.delivery.mtasts import Mode, MtaSts, Policy
 from mailfort.delivery.mx import DnsError, MxResolver
 from mailfort.delivery.transport import Nexthop, TransportMap
 from mailfort.protocol.smtp.extensions import parse_ehlo
@@ -107,6 +120,7 @@ class ClientSettings:
     concurrency: int = 10
     idle_timeout: float = 5.0
     max_session_age: float = 300.0
+    ca_file: str = ""  # CAs that verify MX certificates; empty: the system's
 
 
 class _HopFailure(Exception):
@@ -183,6 +197,9 @@ class _Session:
     eightbit: bool = False
     smtputf8: bool = False
     transactions: int = 0
+    # Opened under the destination's MTA-STS/DANE policy: reusable for any mail (a session
+    # opened for an unreported sender, without the policy, is reused only for such mail).
+    checked: bool = True
     # The server's EHLO extensions (protocol/smtp/extensions.parse_ehlo); none after HELO.
     extensions: Mapping[str, str] = field(default_factory=dict)
 
@@ -222,14 +239,34 @@ class _Gate:
     reaper: asyncio.TimerHandle | None = None
 
 
-def _tls_context(verify: bool) -> ssl.SSLContext:
-    context = ssl.create_default_context()
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """The TLS one MX host must have: a `[delivery] tls` mode, or "dane"; where its sessions are
+    counted for TLS reports; `testing`: an MTA-STS testing policy (failures counted, then the
+    operator's `tls` applies)."""
+
+    mode: str
+    dane: DanePolicy | None = None
+    report: tlsrpt.Session | None = None
+    testing: bool = False
+
+
+def _tls_context(verify: bool, ca_file: str = "") -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=ca_file or None)
     if not verify:
         # Like every MTA's opportunistic TLS: encryption against passive eavesdropping; MX
         # certificates are too often self-signed or for another name to insist on them.
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _address_literal(domain: str) -> str | None:
@@ -252,11 +289,20 @@ class RemoteClient:
         *,
         resolver: MxResolver,
         transports: TransportMap | None = None,
+        mta_sts: MtaSts | None = None,
+        dane: bool = False,
+        counter: tlsrpt.TlsCounter | None = None,
+        unreported_senders: Collection[str] = (),
     ) -> None:
         self.settings = settings
         self.resolver = resolver
         self.transports = transports or TransportMap({})
-        self._tls = _tls_context(settings.tls == "verify")
+        self.mta_sts = mta_sts
+        self.dane = dane
+        self.counter = counter
+        self.unreported_senders = frozenset(s.lower() for s in unreported_senders)
+        self._tls = _tls_context(False)
+        self._verify_tls = _tls_context(True, settings.ca_file)
         self._gates: dict[str, _Gate] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self.sessions_opened = 0
@@ -331,7 +377,8 @@ class RemoteClient:
         body: bytes,
         on_data: Callable[[], None] | None,
     ) -> list[RecipientResult]:
-        session = self._take_idle(gate)
+        checked = sender.lower() not in self.unreported_senders
+        session = self._take_idle(gate, checked)
         if session is not None:
             try:
                 results = await self._transaction(
@@ -344,7 +391,7 @@ class RemoteClient:
                 self._release(gate, dest, session)
                 return results
         try:
-            session = await self._open(dest)
+            session = await self._open(dest, checked)
         except _HopFailure as failure:
             log.info("event=remote_unreachable dest=%s error=%s", dest.key, failure.text)
             return [failure.result(r) for r in recipients]
@@ -354,18 +401,24 @@ class RemoteClient:
         self._release(gate, dest, session)
         return results
 
-    def _take_idle(self, gate: _Gate) -> _Session | None:
+    def _take_idle(self, gate: _Gate, checked: bool) -> _Session | None:
         now = asyncio.get_running_loop().time()
-        while gate.idle:
+        keep: list[_Session] = []
+        found: _Session | None = None
+        while gate.idle and found is None:
             session = gate.idle.pop()  # the most recently used one
             fresh = (
                 now - session.idle_since < self.settings.idle_timeout
                 and now - session.opened < self.settings.max_session_age
             )
-            if fresh and session.smtp.is_connected:
-                return session
-            self._close_later(session)
-        return None
+            if not (fresh and session.smtp.is_connected):
+                self._close_later(session)
+            elif checked and not session.checked:
+                keep.append(session)
+            else:
+                found = session
+        gate.idle.extend(reversed(keep))
+        return found
 
     def _release(self, gate: _Gate, dest: Destination, session: _Session) -> None:
         loop = asyncio.get_running_loop()
@@ -427,11 +480,21 @@ class RemoteClient:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
     # -- opening a session ----------------------------------------------------------------------
-    async def _open(self, dest: Destination) -> _Session:
+    async def _open(self, dest: Destination, checked: bool = True) -> _Session:
         hops = await self._hops(dest)
+        # The destination's own policies apply to its MX, not to an operator's route.
+        secured = checked and dest.nexthop is None and _address_literal(dest.domain) is None
+        policy = await self._sts_policy(dest.domain) if secured else None
         failures: list[_HopFailure] = []
         tried = 0
         for host, port in hops:
+            rule = _Rule(self.settings.tls)
+            if secured:
+                try:
+                    rule = await self._rule(dest.domain, host, port, policy)
+                except _HopFailure as failure:
+                    failures.append(failure)
+                    continue
             try:
                 addresses = await self.resolver.addresses(host)
             except DnsError as exc:
@@ -442,7 +505,9 @@ class RemoteClient:
                     break
                 tried += 1
                 try:
-                    return await self._connect(host, address, port, tls_allowed=True)
+                    session = await self._connect(host, address, port, rule, tls_allowed=True)
+                    session.checked = checked
+                    return session
                 except _HopFailure as failure:
                     log.info("event=remote_host_failed dest=%s error=%s", dest.key, failure.text)
                     failures.append(failure)
@@ -458,7 +523,67 @@ class RemoteClient:
         last.reach, last.address = _reach_of(failures)
         raise last
 
-    async def _connect(self, host: str, address: str, port: int, *, tls_allowed: bool) -> _Session:
+    # -- MTA-STS, DANE, TLS reports --------------------------------------------------------------
+    async def _sts_policy(self, domain: str) -> Policy | None:
+        if self.mta_sts is None:
+            return None
+        found = await self.mta_sts.lookup(domain)
+        if found.failure is not None and found.policy is None:
+            self._count(tlsrpt.Session(domain, tlsrpt.POLICY_STS, (), result=found.failure.kind))
+        if found.policy is None or found.policy.mode is Mode.NONE:
+            return None
+        return found.policy
+
+    async def _rule(self, domain: str, host: str, port: int, policy: Policy | None) -> _Rule:
+        """How to talk to MX `host` of `domain`: DANE first (RFC 8461 2), then MTA-STS, else the
+        operator's `tls`. Raises _HopFailure when the host must not be used."""
+        dane = await self._dane(domain, host, port) if self.dane else None
+        if dane is not None:
+            report = tlsrpt.Session(domain, tlsrpt.POLICY_TLSA, tuple(dane.strings()), host)
+            return _Rule("dane", dane=dane, report=report)
+        if policy is None:
+            return _Rule(self.settings.tls)
+        report = tlsrpt.Session(domain, tlsrpt.POLICY_STS, tuple(policy.text.splitlines()), host)
+        testing = policy.mode is Mode.TESTING
+        if not policy.allows(host):
+            self._count(replace(report, result=tlsrpt.VALIDATION_FAILURE))
+            if not testing:
+                raise _HopFailure(
+                    STATUS_TLS,
+                    f"MX host {host} is not allowed by the MTA-STS policy of {domain}",
+                    reach=Reach.NO_DOMAIN,
+                )
+        return _Rule("verify", report=report, testing=testing)
+
+    async def _dane(self, domain: str, host: str, port: int) -> DanePolicy | None:
+        if _is_address(host):
+            return None
+        try:
+            records, secure = await self.resolver.tlsa(tlsa_name(host, port))
+        except DnsError as exc:
+            # A validating resolver answers SERVFAIL for a forged or broken signature: the
+            # host may have TLSA records we cannot see, so it is not used (RFC 7672 2.1.1).
+            self._count(tlsrpt.Session(domain, tlsrpt.POLICY_TLSA, (), host, result=DNSSEC_INVALID))
+            raise _HopFailure(
+                STATUS_TLS, f"TLSA lookup for MX host {host} failed: {exc.text}", reach=Reach.NOBODY
+            ) from None
+        return policy_of(host, records, secure)
+
+    def _count(self, session: tlsrpt.Session) -> None:
+        if self.counter is not None:
+            self.counter.count(session, time.time())
+
+    def _report(self, rule: _Rule, address: str, result: str) -> None:
+        """Count a session under `rule`'s policy: successes in one sum, failures in detail."""
+        if rule.report is not None:
+            if result:
+                self._count(replace(rule.report, address=address, result=result))
+            else:
+                self._count(replace(rule.report, mx_host=""))
+
+    async def _connect(
+        self, host: str, address: str, port: int, rule: _Rule, *, tls_allowed: bool
+    ) -> _Session:
         settings = self.settings
         label = f"{host}[{address}]"
         smtp = aiosmtplib.SMTP(
@@ -467,7 +592,7 @@ class RemoteClient:
             local_hostname=settings.helo,
             timeout=settings.command_timeout,
             start_tls=False,
-            validate_certs=settings.tls == "verify",
+            validate_certs=rule.mode == "verify",
         )
         try:
             greeting = await smtp.connect(timeout=settings.connect_timeout)
@@ -490,23 +615,32 @@ class RemoteClient:
         try:
             self._check_loop(session, greeting.message)
             await self._hello(session)
-            if settings.tls != "none":
+            if rule.mode != "none":
                 offered = "starttls" in session.extensions
-                if not offered and settings.tls in ("encrypt", "verify"):
-                    raise _HopFailure(
-                        STATUS_TLS,
-                        f"TLS is required, but host {label} does not offer STARTTLS",
-                        reach=Reach.SERVER,
-                        address=address,
-                    )
+                if not offered and rule.mode != "may":
+                    self._report(rule, address, tlsrpt.STARTTLS_NOT_SUPPORTED)
+                    if not (rule.testing and settings.tls in ("may", "none")):
+                        raise _HopFailure(
+                            STATUS_TLS,
+                            f"TLS is required, but host {label} does not offer STARTTLS",
+                            reach=Reach.SERVER,
+                            address=address,
+                        )
                 if offered and tls_allowed:
+                    context = self._verify_tls if rule.mode == "verify" else self._tls
                     try:
-                        await smtp.starttls(server_hostname=host, tls_context=self._tls)
+                        await smtp.starttls(server_hostname=host, tls_context=context)
                         session.tls = True
                         # A refused handshake can surface only here (TLS 1.3 client certs).
                         await self._hello(session)
                     except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
-                        if settings.tls != "may":
+                        self._report(rule, address, _failure_kind(exc))
+                        if rule.testing:
+                            # MTA-STS testing: counted; delivery goes on as `tls` says.
+                            smtp.close()
+                            plain = _Rule(settings.tls)
+                            return await self._connect(host, address, port, plain, tls_allowed=True)
+                        if rule.mode != "may":
                             raise _HopFailure(
                                 STATUS_TLS,
                                 f"TLS with {label} failed: {_reason(exc)}",
@@ -515,7 +649,18 @@ class RemoteClient:
                             ) from None
                         smtp.close()
                         log.info("event=starttls_failed host=%s error=%s", label, _reason(exc))
-                        return await self._connect(host, address, port, tls_allowed=False)
+                        return await self._connect(host, address, port, rule, tls_allowed=False)
+                    if rule.dane is not None and rule.dane.authenticated:
+                        certificate = _peer_certificate(smtp)
+                        if certificate is None or not rule.dane.matches(certificate):
+                            self._report(rule, address, TLSA_INVALID)
+                            raise _HopFailure(
+                                STATUS_TLS,
+                                f"the certificate of {label} matches no TLSA record (DANE)",
+                                reach=Reach.SERVER,
+                                address=address,
+                            )
+                    self._report(rule, address, "")
         except _HopFailure:
             await self._quit(session)
             raise
@@ -687,6 +832,39 @@ class RemoteClient:
             await session.smtp.rset()
         except (TimeoutError, aiosmtplib.SMTPException, OSError):
             session.smtp.close()
+
+
+def _peer_certificate(smtp: aiosmtplib.SMTP) -> bytes | None:
+    """The server's certificate (DER) on a TLS session, verified or not."""
+    transport = smtp.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    if not isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
+        return None
+    return ssl_object.getpeercert(binary_form=True)
+
+
+# OpenSSL's X509_V_ERR_* codes, as RFC 8460 4.3 result types.
+_VERIFY_KINDS = {
+    10: tlsrpt.CERTIFICATE_EXPIRED,  # CERT_HAS_EXPIRED
+    62: tlsrpt.CERTIFICATE_HOST_MISMATCH,  # HOSTNAME_MISMATCH
+    2: tlsrpt.CERTIFICATE_NOT_TRUSTED,  # UNABLE_TO_GET_ISSUER_CERT
+    18: tlsrpt.CERTIFICATE_NOT_TRUSTED,  # DEPTH_ZERO_SELF_SIGNED_CERT
+    19: tlsrpt.CERTIFICATE_NOT_TRUSTED,  # SELF_SIGNED_CERT_IN_CHAIN
+    20: tlsrpt.CERTIFICATE_NOT_TRUSTED,  # UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+    21: tlsrpt.CERTIFICATE_NOT_TRUSTED,  # UNABLE_TO_VERIFY_LEAF_SIGNATURE
+}
+
+
+def _failure_kind(exc: BaseException) -> str:
+    """The RFC 8460 result type of a failed STARTTLS handshake."""
+    seen: BaseException | None = exc
+    for _ in range(5):  # aiosmtplib may wrap the ssl error
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return _VERIFY_KINDS.get(seen.verify_code, tlsrpt.VALIDATION_FAILURE)
+        seen = seen.__cause__ or seen.__context__
+    return tlsrpt.VALIDATION_FAILURE
 
 
 def _headers(body: bytes) -> bytes:

@@ -1,8 +1,8 @@
 """The PostgreSQL engine: many nodes share one database; the same roles as SQLite.
 
 Holds: `PostgresStore`, built from one class per role file (`accounts`, `mailboxes`, `queue`,
-`cluster`, `status`, `tls_reports`) over the plumbing in `engine` (the pool, failover and change announcements
-in `connection`, `migrate`).
+`cluster`, `status`, `tls_reports`) over the plumbing in `engine` (the pool, failover and change
+announcements in `connection`, `migrate`).
 May import: `asyncpg`, the stdlib, `mailfort.errors`, and the engine-neutral modules of
 `mailfort.store` (`api`, `records`, `rows`, `flags`, `migrate`, `notify`); never the SQLite engine,
 nor anything above the store.
