@@ -2,8 +2,10 @@
 
 It answers from a table: `zone.add("mx.test", "MX", "10 mx1.mx.test.")`; a name not in the table
 is NXDOMAIN, a known name without records of the asked type is an empty NOERROR answer (what the
-implicit-MX rule of RFC 5321 5.1 needs), and names in `servfail` get SERVFAIL. dnspython in the
-node under test is pointed at it by `[delivery] dns_nameservers`.
+implicit-MX rule of RFC 5321 5.1 needs), and names in `servfail` get SERVFAIL. Answers for names
+in `secure` carry the AD flag, as a validating resolver's would (DANE trusts only those);
+`replace` swaps a name's records of one type. dnspython in the node under test is pointed at it
+by `[delivery] dns_nameservers`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class Zone(BaseResolver):
         self._lock = threading.Lock()
         self._records: dict[str, list[RR]] = {}
         self.servfail: set[str] = set()
+        self.secure: set[str] = set()
         self.queries: list[tuple[str, str]] = []
 
     @staticmethod
@@ -37,6 +40,15 @@ class Zone(BaseResolver):
             self._records.setdefault(self._key(name), []).append(rr)
         return self
 
+    def replace(self, name: str, rtype: str, *values: str, ttl: int = 60) -> Zone:
+        """`name`'s records of `rtype` become `values` (none: removed)."""
+        with self._lock:
+            kept = [rr for rr in self._records.get(self._key(name), []) if QTYPE[rr.rtype] != rtype]
+            self._records[self._key(name)] = kept
+        for value in values:
+            self.add(name, rtype, value, ttl)
+        return self
+
     def exists(self, name: str) -> Zone:
         """A name with no records at all (NOERROR, empty answers) rather than NXDOMAIN."""
         with self._lock:
@@ -45,6 +57,7 @@ class Zone(BaseResolver):
 
     def resolve(self, request: DNSRecord, handler: object) -> DNSRecord:
         reply = request.reply()
+        reply.header.ad = 0
         qname = self._key(str(request.q.qname))
         qtype = QTYPE[request.q.qtype]
         with self._lock:
@@ -59,6 +72,8 @@ class Zone(BaseResolver):
             for rr in records:
                 if QTYPE[rr.rtype] == qtype:
                     reply.add_answer(rr)
+            # dnslib's reply() copies the query's flags, AD included: only a secure name keeps it.
+            reply.header.ad = int(qname in {self._key(n) for n in self.secure})
         return reply
 
 
