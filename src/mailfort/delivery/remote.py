@@ -878,6 +878,11 @@ def _reason(exc: BaseException) -> str:
         return f"{exc.code} {_one_line(exc.message)}"
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        # Its errno is OpenSSL's error class (1), which strerror would call "not permitted".
+        return f"certificate verification failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return f"TLS error: {exc.reason}"
     cause = exc.__cause__ if isinstance(exc, aiosmtplib.SMTPConnectError) else exc
     if isinstance(cause, OSError) and cause.errno:
         return os.strerror(cause.errno)  # asyncio's own strerror repeats the address
