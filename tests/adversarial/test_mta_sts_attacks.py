@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,22 +168,16 @@ async def test_a_flood_of_deliveries_fetches_once(hostile: Hostile) -> None:
 
 
 # -- TLS reports -------------------------------------------------------------------------------
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    opened = SqliteStore(tmp_path / "store.sqlite3")
-    await opened.open()
-    yield opened
-    await opened.close()
-
-
 async def test_a_thousand_domains_asking_for_reports_get_no_more_than_the_cap(
-    store: SqliteStore,
+    tmp_path: Path,
 ) -> None:
     domains = [f"d{i}.flood.test" for i in range(1000)]
     zone = Zone()
     for domain in domains:
         zone.add(f"_smtp._tls.{domain}", "TXT", f'"v=TLSRPTv1; rua=mailto:r@{domain}"')
     dns = NameServer(zone).start()
+    store = SqliteStore(tmp_path / "store.sqlite3")
+    await store.open()
     try:
         now = 1_800_000_000.0
         counter = tlsrpt.TlsCounter()
@@ -215,4 +209,5 @@ async def test_a_thousand_domains_asking_for_reports_get_no_more_than_the_cap(
         looked_up = sum(1 for name, kind in zone.queries if name.startswith("_smtp._tls."))
         assert looked_up <= 4 * 200
     finally:
+        await store.close()
         dns.stop()

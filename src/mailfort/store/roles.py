@@ -453,8 +453,8 @@ class CommitLoad(Protocol):
 class TlsReports(Protocol):
     """TLS-RPT (RFC 8460): session counts per policy domain and day, and which reports went out."""
 
-    async def add_tls_results(self, rows: Sequence[TlsResultRow]) -> None:
-        """Add `rows`' session counts to what the store holds for the same day, domain, policy,
+    async def add_tls_results(self, results: Sequence[TlsResultRow]) -> None:
+        """Add `results`' session counts to what the store holds for the same day, domain, policy,
         host, address and result (one transaction)."""
         ...
 

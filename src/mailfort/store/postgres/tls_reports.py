@@ -6,36 +6,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from mailfort.store import rows
 from mailfort.store.postgres.connection import Conn
 from mailfort.store.postgres.engine import PostgresEngine
 from mailfort.store.records import TlsResultRow
 
-_COLUMNS = "day, domain, policy_type, policy, mx_host, result, address, sessions"
-
 
 class PostgresTlsReports(PostgresEngine):
-    async def add_tls_results(self, rows: Sequence[TlsResultRow]) -> None:
+    async def add_tls_results(self, results: Sequence[TlsResultRow]) -> None:
         async def fn(c: Conn) -> None:
             await c.executemany(
-                f"INSERT INTO tls_results({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                f"INSERT INTO tls_results({rows.TLS_RESULT_COLS})"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
                 " ON CONFLICT (day, domain, policy_type, policy, mx_host, result, address)"
                 " DO UPDATE SET sessions = tls_results.sessions + EXCLUDED.sessions",
-                [
-                    (
-                        r.day,
-                        r.domain,
-                        r.policy_type,
-                        r.policy,
-                        r.mx_host,
-                        r.result,
-                        r.address,
-                        r.sessions,
-                    )
-                    for r in sorted(rows, key=_key)  # one order: concurrent upserts never deadlock
-                ],
+                rows.tls_result_values(results),
             )
 
-        if rows:
+        if results:
             await self.db.run(fn)
 
     async def tls_report_domains(self, before_day: str, limit: int) -> list[tuple[str, str]]:
@@ -51,24 +39,12 @@ class PostgresTlsReports(PostgresEngine):
 
     async def tls_results(self, day: str, domain: str) -> list[TlsResultRow]:
         found = await self.db.fetch(
-            f"SELECT {_COLUMNS} FROM tls_results WHERE day = $1 AND domain = $2"
+            f"SELECT {rows.TLS_RESULT_COLS} FROM tls_results WHERE day = $1 AND domain = $2"
             " ORDER BY policy_type, policy, result, mx_host, address",
             day,
             domain,
         )
-        return [
-            TlsResultRow(
-                day=str(r[0]),
-                domain=str(r[1]),
-                policy_type=str(r[2]),
-                policy=str(r[3]),
-                mx_host=str(r[4]),
-                result=str(r[5]),
-                address=str(r[6]),
-                sessions=int(r[7]),
-            )
-            for r in found
-        ]
+        return [rows.tls_result(r) for r in found]
 
     async def claim_tls_report(
         self, day: str, domain: str, node: str, now: float, *, report: bool, since: float, cap: int
@@ -107,7 +83,3 @@ class PostgresTlsReports(PostgresEngine):
             return gone
 
         return await self.db.run(fn)
-
-
-def _key(r: TlsResultRow) -> tuple[str, ...]:
-    return (r.day, r.domain, r.policy_type, r.policy, r.mx_host, r.result, r.address)

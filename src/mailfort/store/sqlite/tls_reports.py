@@ -5,35 +5,22 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
+from mailfort.store import rows
 from mailfort.store.records import TlsResultRow
 from mailfort.store.sqlite.engine import SqliteEngine
 
-_COLUMNS = "day, domain, policy_type, policy, mx_host, result, address, sessions"
-
 
 class SqliteTlsReports(SqliteEngine):
-    async def add_tls_results(self, rows: Sequence[TlsResultRow]) -> None:
+    async def add_tls_results(self, results: Sequence[TlsResultRow]) -> None:
         def fn(c: sqlite3.Connection) -> None:
             c.executemany(
-                f"INSERT INTO tls_results({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                f"INSERT INTO tls_results({rows.TLS_RESULT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(day, domain, policy_type, policy, mx_host, result, address)"
                 " DO UPDATE SET sessions = sessions + excluded.sessions",
-                [
-                    (
-                        r.day,
-                        r.domain,
-                        r.policy_type,
-                        r.policy,
-                        r.mx_host,
-                        r.result,
-                        r.address,
-                        r.sessions,
-                    )
-                    for r in rows
-                ],
+                rows.tls_result_values(results),
             )
 
-        if rows:
+        if results:
             await self._write(fn)
 
     async def tls_report_domains(self, before_day: str, limit: int) -> list[tuple[str, str]]:
@@ -52,11 +39,11 @@ class SqliteTlsReports(SqliteEngine):
     async def tls_results(self, day: str, domain: str) -> list[TlsResultRow]:
         def fn(c: sqlite3.Connection) -> list[TlsResultRow]:
             found = c.execute(
-                f"SELECT {_COLUMNS} FROM tls_results WHERE day = ? AND domain = ?"
+                f"SELECT {rows.TLS_RESULT_COLS} FROM tls_results WHERE day = ? AND domain = ?"
                 " ORDER BY policy_type, policy, result, mx_host, address",
                 (day, domain),
             ).fetchall()
-            return [_row(r) for r in found]
+            return [rows.tls_result(r) for r in found]
 
         return await self._read(fn)
 
@@ -87,16 +74,3 @@ class SqliteTlsReports(SqliteEngine):
             return int(gone)
 
         return await self._write(fn)
-
-
-def _row(r: Sequence[object]) -> TlsResultRow:
-    return TlsResultRow(
-        day=str(r[0]),
-        domain=str(r[1]),
-        policy_type=str(r[2]),
-        policy=str(r[3]),
-        mx_host=str(r[4]),
-        result=str(r[5]),
-        address=str(r[6]),
-        sessions=int(r[7]),  # type: ignore[call-overload]
-    )
