@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,3 +267,36 @@ async def test_reports_are_delivered_despite_policies_and_never_counted(world: W
     result = await send(client, "selfsigned.test", sender="reports@out.mailfort.test")
     assert result.outcome is Outcome.DELIVERED, result.text
     assert results(client, "selfsigned.test") == {}
+
+
+def own_address() -> str | None:
+    """An address of this machine that is not loopback, if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: only a route is chosen
+        except OSError:
+            return None
+        address = str(probe.getsockname()[0])
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+async def test_the_ad_flag_of_a_name_server_elsewhere_is_not_believed() -> None:
+    address = own_address()
+    if address is None:
+        pytest.skip("this machine has no address but loopback")
+    zone = Zone().add("_25._tcp.mx.t.test", "TLSA", f"3 1 1 {'00' * 32}")
+    zone.secure.add("_25._tcp.mx.t.test")
+    try:
+        remote = NameServer(zone, host=address).start()
+    except OSError:
+        pytest.skip(f"cannot listen on {address}")
+    local = NameServer(zone).start()
+    try:
+        far = MxResolver(nameservers=[(remote.host, remote.port)], timeout=2.0)
+        near = MxResolver(nameservers=[(local.host, local.port)], timeout=2.0)
+        records, secure = await far.tlsa("_25._tcp.mx.t.test")
+        assert len(records) == 1 and not secure
+        assert (await near.tlsa("_25._tcp.mx.t.test"))[1]
+    finally:
+        remote.stop()
+        local.stop()

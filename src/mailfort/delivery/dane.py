@@ -3,9 +3,11 @@
 mailfort does not validate DNSSEC itself: it asks its name server with the DO bit and believes a
 TLSA answer only when the answer carries the AD flag, which a validating resolver sets once the
 signatures check out (RFC 4035 3.2.3). That makes the name server part of the trust: it must be a
-validating resolver on loopback (unbound, knot-resolver), named in `[delivery] dns_nameservers`;
-across a network an attacker could forge the flag. Without AD the records are ignored, as if the
-zone were unsigned.
+validating resolver on loopback (unbound, knot-resolver), named in `[delivery] dns_nameservers`
+(or /etc/resolv.conf). A name server on another machine is not believed at all, AD or not: on the
+way an attacker could forge the flag together with TLSA records of his own, and since DANE takes
+precedence over MTA-STS, that would undo an `enforce` policy. Without a believed AD the records are
+ignored, as if the zone were unsigned.
 
 For each MX host (`_25._tcp.<host>`, RFC 7672 2.2):
 - no TLSA records, or an answer without AD: DANE does not apply (MTA-STS or `[delivery] tls`);

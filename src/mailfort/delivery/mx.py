@@ -77,6 +77,17 @@ def order_mx(records: Sequence[MxHost], rng: random.Random | None = None) -> lis
     return [r for _, _, r in sorted(keyed, key=lambda k: (k[0], k[1]))]
 
 
+def _loopback(resolver: dns.resolver.BaseResolver) -> bool:
+    """Whether every name server `resolver` asks is on this machine."""
+    addresses = [
+        n if isinstance(n, str) else getattr(n, "address", "") for n in resolver.nameservers
+    ]
+    try:
+        return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
+    except ValueError:  # a DoH URL or the like: not a local resolver
+        return False
+
+
 def _literal(host: str) -> str | None:
     try:
         return str(ipaddress.ip_address(host))
@@ -187,8 +198,8 @@ class MxResolver:
         return found
 
     async def tlsa(self, name: str) -> tuple[list[Tlsa], bool]:
-        """The TLSA records of `name` and whether the name server vouched for them (the AD flag,
-        RFC 4035 3.2.3: only a validating resolver we trust sets it).
+        """The TLSA records of `name` and whether the name server vouched for them: the AD flag
+        (RFC 4035 3.2.3) from a validating resolver on loopback.
         Raises DnsError for SERVFAIL (a validating resolver's answer to a bogus signature)."""
         resolver = self._get_secure()
         try:
@@ -199,7 +210,9 @@ class MxResolver:
             raise DnsError(STATUS_DNS_TEMPORARY, f"{name} TLSA: DNS timeout") from None
         except dns.exception.DNSException as exc:
             raise DnsError(STATUS_DNS_TEMPORARY, f"{name} TLSA: DNS failure ({exc})") from None
-        secure = bool(answer.response.flags & dns.flags.AD)
+        # The AD flag is worth what the path to the resolver is worth (RFC 4035 4.9.3): only
+        # a resolver on this machine is believed; one across the network could have it forged.
+        secure = bool(answer.response.flags & dns.flags.AD) and _loopback(resolver)
         records = [
             Tlsa(int(r.usage), int(r.selector), int(r.mtype), bytes(r.cert))
             for r in (answer.rrset or ())
