@@ -185,7 +185,7 @@ class TlsRptConfig:
     """Daily TLS reports (RFC 8460) to the destinations that ask for them (`queue/tls_reports`)."""
 
     enabled: bool = True
-    max_reports_per_day: int = 100  # per node, whatever the number of domains asking
+    max_reports_per_day: int = 100  # per sending host (`hostname`), however many domains ask
     max_lookups_per_run: int = 500  # `_smtp._tls` lookups per reporting run
     interval: float = 3600.0  # seconds between reporting runs (each reports finished days)
     sender: str = ""  # default: noreply-tlsrpt@<hostname>

@@ -664,6 +664,7 @@ def tls_reports(
             flush_seconds=min(30.0, t.interval),
         ),
         node=config.node_name,
+        host=config.hostname,
         clock=clock.now,
     )
 

@@ -190,7 +190,8 @@ class PolicyFetcher:
                 )
             except ssl.SSLCertVerificationError as exc:
                 raise PolicyError(WEBPKI_INVALID, f"{host}: {exc.verify_message}") from None
-            except (OSError, ssl.SSLError) as exc:
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                # ValueError: a name the TLS layer cannot encode as a server name (IDNA).
                 failure = PolicyError(FETCH_ERROR, f"{host}[{address}]: {exc}")
                 continue
             try:

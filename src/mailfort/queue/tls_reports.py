@@ -9,8 +9,9 @@ Every node runs one `TlsReports` loop:
 
 Bounds, so that a thousand domains that ask for reports cannot make us a spam source (a mailer that
 reported to all of them was listed by Spamhaus): a domain gets at most one report per day (the
-store's claim is unique per day and domain, across the cluster); a node sends at most
-`max_reports_per_day` reports in any 24 hours, the rest are never sent; one run looks up at most
+store's claim is unique per day and domain, across the cluster); a sending host (`hostname`, shared
+by the worker processes of one node) sends at most `max_reports_per_day` reports in any 24 hours,
+the rest are never sent; one run looks up at most
 `max_lookups_per_run` `_smtp._tls` records. Counts older than `KEEP_DAYS` are forgotten.
 
 Reports go from `sender`, which the SMTP client treats as unreported: their own sessions are
@@ -76,6 +77,7 @@ class TlsReports:
         settings: ReportSettings,
         *,
         node: str,
+        host: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -84,6 +86,9 @@ class TlsReports:
         self.directory = directory
         self.settings = settings
         self.node = node
+        # The daily cap counts per sending host: reputation is the address's, and the worker
+        # processes of one node (`serve --workers`) share it.
+        self.host = host or node
         self.clock = clock
         self.sent = 0
         self.over_cap = 0
@@ -137,7 +142,7 @@ class TlsReports:
             claimed = await self.store.claim_tls_report(
                 day,
                 domain,
-                self.node,
+                self.host,
                 self.clock(),
                 report=bool(rua),
                 since=self.clock() - DAY,

@@ -470,9 +470,10 @@ class TlsReports(Protocol):
     async def claim_tls_report(
         self, day: str, domain: str, node: str, now: float, *, report: bool, since: float, cap: int
     ) -> bool:
-        """Claim the report of (`day`, `domain`) for `node`: True once in the whole cluster. A
-        claim with `report` (a mail goes out) fails while `node` has claimed `cap` reports
-        since `since`; one without (the domain asks for none) always counts as done."""
+        """Claim the report of (`day`, `domain`) for `node` (the sender its cap counts for): True
+        once in the whole cluster. A claim with `report` (a mail goes out) fails while `node` has
+        claimed `cap` reports since `since`; one without (the domain asks for none) always
+        counts as done."""
         ...
 
     async def prune_tls_results(self, before_day: str) -> int:
