@@ -31,6 +31,7 @@ from tests.tlsca import Answer, PolicyServer, TestCa
 
 BODY = b"From: a@source.test\r\nSubject: sts\r\nMessage-ID: <m@source.test>\r\n\r\nhi\r\n"
 GOOD, SELF_SIGNED, WRONG_NAME, EXPIRED = "127.0.0.1", "127.0.0.3", "127.0.0.4", "127.0.0.5"
+CHAIN = "127.0.0.6"  # the test CA's certificate for mx.danetaok.test, sent with the CA's own
 # domain -> (address of its MX, policy mode, the policy's mx line)
 DOMAINS = {
     "good.test": (GOOD, "enforce", "mx.good.test"),
@@ -45,6 +46,9 @@ DOMAINS = {
     "dane.test": (SELF_SIGNED, "enforce", "mx.dane.test"),
     "danebad.test": (GOOD, "none", "mx.danebad.test"),
     "daneinsecure.test": (SELF_SIGNED, "none", "mx.daneinsecure.test"),
+    "danetaok.test": (CHAIN, "none", ""),
+    "danetaname.test": (CHAIN, "none", ""),
+    "danetaother.test": (CHAIN, "none", ""),
 }
 
 
@@ -77,11 +81,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     ca.issue(root / "wrong", ["other.example"])
     ca.issue(root / "expired", mx_names, expired=True)
     self_signed, _ = ensure_self_signed(root / "self", "sink.test")
+    chain_cert, _ = ca.issue(root / "chain", ["mx.danetaok.test", "mx.danetaother.test"])
+    chain_cert.write_bytes(chain_cert.read_bytes() + ca.ca_file.read_bytes())
+    other_ca = TestCa(root / "other-ca")
     web_cert, web_key = ca.issue(root / "web", [f"mta-sts.{d}" for d in DOMAINS])
     policies = PolicyServer(web_cert, web_key).start()
     first = Sink(hosts=(GOOD,), tls_dir=root / "good").start()
     sinks = [first]
-    for address, folder in ((SELF_SIGNED, "self"), (WRONG_NAME, "wrong"), (EXPIRED, "expired")):
+    others = ((SELF_SIGNED, "self"), (WRONG_NAME, "wrong"), (EXPIRED, "expired"), (CHAIN, "chain"))
+    for address, folder in others:
         sinks.append(Sink(hosts=(address,), port=first.port, tls_dir=root / folder).start())
     zone = Zone()
     for domain, (address, mode, mx) in DOMAINS.items():
@@ -97,7 +105,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     zone.add(f"{tcp}.mx.dane.test", "TLSA", f"3 1 1 {spki_sha256(self_signed)}")
     zone.add(f"{tcp}.mx.danebad.test", "TLSA", f"3 1 1 {'00' * 32}")
     zone.add(f"{tcp}.mx.daneinsecure.test", "TLSA", f"3 1 1 {'00' * 32}")
-    zone.secure |= {f"{tcp}.mx.dane.test", f"{tcp}.mx.danebad.test"}
+    ca_digest = hashlib.sha256(ca.cert.public_bytes(Encoding.DER)).hexdigest()
+    zone.add(f"{tcp}.mx.danetaok.test", "TLSA", f"2 0 1 {ca_digest}")
+    zone.add(f"{tcp}.mx.danetaname.test", "TLSA", f"2 0 1 {ca_digest}")  # not in the cert
+    zone.add(f"{tcp}.mx.danetaother.test", "TLSA", f"2 1 1 {spki_sha256(other_ca.ca_file)}")
+    zone.secure |= {f"{tcp}.mx.{d}" for d in DOMAINS if d != "daneinsecure.test"}
     dns = NameServer(zone).start()
     yield World(zone, dns, policies, sinks, ca, first.port)
     for sink in sinks:
@@ -300,3 +312,16 @@ async def test_the_ad_flag_of_a_name_server_elsewhere_is_not_believed() -> None:
     finally:
         remote.stop()
         local.stop()
+
+
+async def test_dane_ta_matches_the_anchor_the_server_sends(world: World) -> None:
+    """DANE-TA (2 0 1): the test CA, which the client does not trust, anchors the chain the
+    server sends; the name must match, and another anchor does not do."""
+    client = make_client(world, ca_file="")
+    result = await send(client, "danetaok.test")
+    assert result.outcome is Outcome.DELIVERED, result.text
+    for domain in ("danetaname.test", "danetaother.test"):
+        result = await send(client, domain)
+        assert result.outcome is Outcome.DEFERRED and "TLSA" in result.text, domain
+        assert not received(world, domain)
+    assert results(client, "danetaname.test") == {"tlsa-invalid": 1}

@@ -67,12 +67,15 @@ def test_dane_ee_matching(tmp_path: Path) -> None:
     der = x509.load_pem_x509_certificate(cert_path.read_bytes()).public_bytes(Encoding.DER)
     full = Tlsa(3, 0, 2, hashlib.sha512(der).digest())
     exact = Tlsa(3, 0, 0, der)
-    ta = Tlsa(2, 0, 1, hashlib.sha256(der).digest())  # DANE-TA: unusable here
+    ta = Tlsa(2, 0, 1, hashlib.sha256(der).digest())
     pkix = Tlsa(1, 0, 1, hashlib.sha256(der).digest())  # PKIX-EE: unusable for SMTP
-    assert DanePolicy("mx", (full,)).matches(der)
-    assert DanePolicy("mx", (exact,)).matches(der)
-    assert not DanePolicy("mx", (ta, pkix)).matches(der)
-    assert not DanePolicy("mx", (ta, pkix)).authenticated  # TLS required, not authenticated
-    assert not DanePolicy("mx", (full,)).matches(b"not a certificate")
+    assert DanePolicy("mx", (full,)).matches([der])
+    assert DanePolicy("mx", (exact,)).matches([der])
+    # DANE-TA names a certificate above the server's own, never the server's own
+    assert not DanePolicy("mx.a.test", (ta, pkix)).matches([der])
+    assert not DanePolicy("mx", (pkix,)).authenticated  # TLS required, not authenticated
+    assert DanePolicy("mx", (ta,)).authenticated
+    assert not DanePolicy("mx", (full,)).matches([b"not a certificate"])
+    assert not DanePolicy("mx", (full,)).matches([])
     assert policy_of("mx", [full], secure=False) is None
     assert policy_of("mx", [], secure=True) is None

@@ -650,16 +650,15 @@ class RemoteClient:
                         smtp.close()
                         log.info("event=starttls_failed host=%s error=%s", label, _reason(exc))
                         return await self._connect(host, address, port, rule, tls_allowed=False)
-                    if rule.dane is not None and rule.dane.authenticated:
-                        certificate = _peer_certificate(smtp)
-                        if certificate is None or not rule.dane.matches(certificate):
-                            self._report(rule, address, TLSA_INVALID)
-                            raise _HopFailure(
-                                STATUS_TLS,
-                                f"the certificate of {label} matches no TLSA record (DANE)",
-                                reach=Reach.SERVER,
-                                address=address,
-                            )
+                    dane = rule.dane
+                    if dane and dane.authenticated and not dane.matches(_peer_chain(smtp)):
+                        self._report(rule, address, TLSA_INVALID)
+                        raise _HopFailure(
+                            STATUS_TLS,
+                            f"the certificate of {label} matches no TLSA record (DANE)",
+                            reach=Reach.SERVER,
+                            address=address,
+                        )
                     self._report(rule, address, "")
         except _HopFailure:
             await self._quit(session)
@@ -834,13 +833,25 @@ class RemoteClient:
             session.smtp.close()
 
 
-def _peer_certificate(smtp: aiosmtplib.SMTP) -> bytes | None:
-    """The server's certificate (DER) on a TLS session, verified or not."""
+def _peer_chain(smtp: aiosmtplib.SMTP) -> list[bytes]:
+    """The certificates (DER) the server sent on a TLS session, its own first, unverified;
+    just its own where the ssl module does not give the chain."""
     transport = smtp.transport
     ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
     if not isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
-        return None
-    return ssl_object.getpeercert(binary_form=True)
+        return []
+    # Public from Python 3.13; the same method of the _ssl object since 3.10.
+    getter = getattr(ssl_object, "get_unverified_chain", None)
+    if getter is None:
+        getter = getattr(getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None)
+    chain = getter() if getter is not None else None
+    if chain:
+        return [c if isinstance(c, bytes) else c.public_bytes(_DER) for c in chain]
+    own = ssl_object.getpeercert(binary_form=True)
+    return [own] if own else []
+
+
+_DER = 2  # _ssl.ENCODING_DER
 
 
 # OpenSSL's X509_V_ERR_* codes, as RFC 8460 4.3 result types.
