@@ -642,7 +642,7 @@ def tls_reports(
 
     t = config.tlsrpt
     client = worker.client
-    if not t.enabled or client.counter is None:
+    if not t.enabled or client.policies.counter is None:
         return None
     first = config.local_domains[0] if config.local_domains else config.hostname
     reporter = Reporter(
@@ -653,7 +653,7 @@ def tls_reports(
     )
     return TlsReports(
         store,
-        client.counter,
+        client.policies.counter,
         client.resolver,
         worker.directory,
         ReportSettings(

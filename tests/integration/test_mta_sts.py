@@ -158,9 +158,9 @@ def received(world: World, domain: str) -> bool:
 
 def results(client: RemoteClient, domain: str) -> dict[str, int]:
     """Counted sessions of `domain` by result ("" for successes)."""
-    assert client.counter is not None
+    assert client.policies.counter is not None
     found: dict[str, int] = {}
-    for row in client.counter.take():
+    for row in client.policies.counter.take():
         if row.domain == domain:
             found[row.result] = found.get(row.result, 0) + row.sessions
     return found
@@ -218,17 +218,17 @@ async def test_an_mx_outside_the_policy_is_not_used(world: World) -> None:
 
 async def test_a_cached_policy_survives_a_failed_refresh(world: World) -> None:
     client = make_client(world)
-    assert client.mta_sts is not None
+    assert client.policies.mta_sts is not None
     assert (await send(client, "cached.test")).outcome is Outcome.DEFERRED
-    assert client.mta_sts.fetches == 1
+    assert client.policies.mta_sts.fetches == 1
     # A new id says the policy changed; the policy host is down: the old one stays in force.
     world.zone.replace("_mta-sts.cached.test", "TXT", '"v=STSv1; id=2"', ttl=0)
     world.policies.answers["mta-sts.cached.test"] = Answer(down=True)
-    client.counter.take()  # type: ignore[union-attr]
+    client.policies.counter.take()  # type: ignore[union-attr]
     result = await send(client, "cached.test")
     assert result.outcome is Outcome.DEFERRED and result.status == "4.7.5", result.text
     assert not received(world, "cached.test")
-    assert client.mta_sts.fetches == 2
+    assert client.policies.mta_sts.fetches == 2
     counted = results(client, "cached.test")
     assert counted == {tlsrpt.CERTIFICATE_NOT_TRUSTED: 1}
     # Stripping the TXT record (an attacker's first move) does not switch it off either.
@@ -242,9 +242,9 @@ async def test_a_failed_fetch_without_a_cached_policy_is_no_policy(world: World)
     result = await send(client, "nocache.test")
     assert result.outcome is Outcome.DELIVERED, result.text
     assert results(client, "nocache.test") == {"sts-policy-fetch-error": 1}
-    assert client.mta_sts is not None
+    assert client.policies.mta_sts is not None
     await send(client, "nocache.test")
-    assert client.mta_sts.fetches == 1  # the failure is remembered for a while
+    assert client.policies.mta_sts.fetches == 1  # the failure is remembered for a while
 
 
 async def test_dane_match_delivers_and_takes_precedence(world: World) -> None:

@@ -167,9 +167,9 @@ async def test_the_off_switch_counts_nothing_and_reports_nothing(store: SqliteSt
     off = dataclasses.replace(on, tlsrpt=TlsRptConfig(enabled=False))
     directory = Directory(store)
     worker = remote_worker(on, store, directory)
-    assert worker is not None and worker.client.counter is not None
+    assert worker is not None and worker.client.policies.counter is not None
     assert worker.client.unreported_senders == {"noreply-tlsrpt@out.mailfort.test"}
     assert tls_reports(on, store, worker, StoreClock(store.clock)) is not None
     worker = remote_worker(off, store, directory)
-    assert worker is not None and worker.client.counter is None
+    assert worker is not None and worker.client.policies.counter is None
     assert tls_reports(off, store, worker, StoreClock(store.clock)) is None

@@ -302,7 +302,7 @@ class MtaSts:
             if exc.permanent:
                 ident = None
             else:  # our DNS or theirs failing says nothing about the policy: keep what we have
-                return Lookup(cached.policy if cached else None)
+                return Lookup(cached.alive(self.clock()) if cached else None)
         now = self.clock()
         if ident is None:
             # No record: a cached policy stays in force until it expires (RFC 8461 5.1); an

@@ -16,14 +16,12 @@ The way there, as MTAs do it:
   5.6.7, RFC 6531 3.2; asked for when the header section is UTF-8);
 - a mail loop (the server greets with our own name) fails permanently, 5.4.6.
 
-Per destination, MTA-STS (`mtasts.py`) and DANE (`dane.py`) raise `tls`: a host with usable TLSA
-records (DNSSEC-validated) needs TLS with a matching certificate; otherwise, under an `enforce`
-MTA-STS policy, only the policy's MX hosts are used, with TLS and a certificate verified for the
-host name; under `testing`, failures are counted and delivery goes on as `tls` says. What fails
-is deferred (4.7.5), never sent in plaintext. Each session under a policy is counted for TLS
-reports (`tlsrpt.py`). A transport override is the operator's route and gets neither; nor does the
-mail of `unreported_senders` (the TLS reports themselves: RFC 8460 3 wants them delivered despite
-TLS failures, and never counted in a report).
+Per destination, DANE and MTA-STS raise `tls` (`tls_policy.py` decides per MX host): what they
+require and fails is deferred (4.7.5), never sent in plaintext; under an MTA-STS `testing`
+policy failures are counted and delivery goes on as `tls` says. Each session under a policy is
+counted for TLS reports (`tlsrpt.py`). A transport override is the operator's route and gets
+neither; nor does the mail of `unreported_senders` (the TLS reports themselves: RFC 8460 3 wants
+them delivered despite TLS failures, and never counted in a report).
 
 Connections are kept for `idle_timeout` after a transaction and reused for the next message to the
 same destination; a reused connection the server closed meanwhile is replaced once, transparently.
@@ -38,16 +36,16 @@ import ipaddress
 import logging
 import os
 import ssl
-import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import aiosmtplib
 
 from mailfort.delivery import tlsrpt
-from mailfort.delivery.dane import DNSSEC_INVALID, TLSA_INVALID, DanePolicy, policy_of, tlsa_name
-from mailfort.delivery.mtasts import Mode, MtaSts, Policy
+from mailfort.delivery.dane import TLSA_INVALID
+from mailfort.delivery.mtasts import MtaSts
 from mailfort.delivery.mx import DnsError, MxResolver
+from mailfort.delivery.tls_policy import HostTls, TlsPolicies, Unusable, failure_kind, peer_chain
 from mailfort.delivery.transport import Nexthop, TransportMap
 from mailfort.protocol.smtp.extensions import parse_ehlo
 from mailfort.protocol.smtp.replies import enhanced_status
@@ -239,18 +237,6 @@ class _Gate:
     reaper: asyncio.TimerHandle | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class _Rule:
-    """The TLS one MX host must have: a `[delivery] tls` mode, or "dane"; where its sessions are
-    counted for TLS reports; `testing`: an MTA-STS testing policy (failures counted, then the
-    operator's `tls` applies)."""
-
-    mode: str
-    dane: DanePolicy | None = None
-    report: tlsrpt.Session | None = None
-    testing: bool = False
-
-
 def _tls_context(verify: bool, ca_file: str = "") -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=ca_file or None)
     if not verify:
@@ -259,14 +245,6 @@ def _tls_context(verify: bool, ca_file: str = "") -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _address_literal(domain: str) -> str | None:
@@ -297,9 +275,9 @@ class RemoteClient:
         self.settings = settings
         self.resolver = resolver
         self.transports = transports or TransportMap({})
-        self.mta_sts = mta_sts
-        self.dane = dane
-        self.counter = counter
+        self.policies = TlsPolicies(
+            default=settings.tls, resolver=resolver, mta_sts=mta_sts, dane=dane, counter=counter
+        )
         self.unreported_senders = frozenset(s.lower() for s in unreported_senders)
         self._tls = _tls_context(False)
         self._verify_tls = _tls_context(True, settings.ca_file)
@@ -484,16 +462,17 @@ class RemoteClient:
         hops = await self._hops(dest)
         # The destination's own policies apply to its MX, not to an operator's route.
         secured = checked and dest.nexthop is None and _address_literal(dest.domain) is None
-        policy = await self._sts_policy(dest.domain) if secured else None
+        policy = await self.policies.destination(dest.domain) if secured else None
         failures: list[_HopFailure] = []
         tried = 0
         for host, port in hops:
-            rule = _Rule(self.settings.tls)
+            rule = HostTls(self.settings.tls)
             if secured:
                 try:
-                    rule = await self._rule(dest.domain, host, port, policy)
-                except _HopFailure as failure:
-                    failures.append(failure)
+                    rule = await self.policies.host(dest.domain, host, port, policy)
+                except Unusable as unusable:
+                    reach = Reach.NOBODY if unusable.dns else Reach.NO_DOMAIN
+                    failures.append(_HopFailure(STATUS_TLS, unusable.text, reach=reach))
                     continue
             try:
                 addresses = await self.resolver.addresses(host)
@@ -523,66 +502,8 @@ class RemoteClient:
         last.reach, last.address = _reach_of(failures)
         raise last
 
-    # -- MTA-STS, DANE, TLS reports --------------------------------------------------------------
-    async def _sts_policy(self, domain: str) -> Policy | None:
-        if self.mta_sts is None:
-            return None
-        found = await self.mta_sts.lookup(domain)
-        if found.failure is not None and found.policy is None:
-            self._count(tlsrpt.Session(domain, tlsrpt.POLICY_STS, (), result=found.failure.kind))
-        if found.policy is None or found.policy.mode is Mode.NONE:
-            return None
-        return found.policy
-
-    async def _rule(self, domain: str, host: str, port: int, policy: Policy | None) -> _Rule:
-        """How to talk to MX `host` of `domain`: DANE first (RFC 8461 2), then MTA-STS, else the
-        operator's `tls`. Raises _HopFailure when the host must not be used."""
-        dane = await self._dane(domain, host, port) if self.dane else None
-        if dane is not None:
-            report = tlsrpt.Session(domain, tlsrpt.POLICY_TLSA, tuple(dane.strings()), host)
-            return _Rule("dane", dane=dane, report=report)
-        if policy is None:
-            return _Rule(self.settings.tls)
-        report = tlsrpt.Session(domain, tlsrpt.POLICY_STS, tuple(policy.text.splitlines()), host)
-        testing = policy.mode is Mode.TESTING
-        if not policy.allows(host):
-            self._count(replace(report, result=tlsrpt.VALIDATION_FAILURE))
-            if not testing:
-                raise _HopFailure(
-                    STATUS_TLS,
-                    f"MX host {host} is not allowed by the MTA-STS policy of {domain}",
-                    reach=Reach.NO_DOMAIN,
-                )
-        return _Rule("verify", report=report, testing=testing)
-
-    async def _dane(self, domain: str, host: str, port: int) -> DanePolicy | None:
-        if _is_address(host):
-            return None
-        try:
-            records, secure = await self.resolver.tlsa(tlsa_name(host, port))
-        except DnsError as exc:
-            # A validating resolver answers SERVFAIL for a forged or broken signature: the
-            # host may have TLSA records we cannot see, so it is not used (RFC 7672 2.1.1).
-            self._count(tlsrpt.Session(domain, tlsrpt.POLICY_TLSA, (), host, result=DNSSEC_INVALID))
-            raise _HopFailure(
-                STATUS_TLS, f"TLSA lookup for MX host {host} failed: {exc.text}", reach=Reach.NOBODY
-            ) from None
-        return policy_of(host, records, secure)
-
-    def _count(self, session: tlsrpt.Session) -> None:
-        if self.counter is not None:
-            self.counter.count(session, time.time())
-
-    def _report(self, rule: _Rule, address: str, result: str) -> None:
-        """Count a session under `rule`'s policy: successes in one sum, failures in detail."""
-        if rule.report is not None:
-            if result:
-                self._count(replace(rule.report, address=address, result=result))
-            else:
-                self._count(replace(rule.report, mx_host=""))
-
     async def _connect(
-        self, host: str, address: str, port: int, rule: _Rule, *, tls_allowed: bool
+        self, host: str, address: str, port: int, rule: HostTls, *, tls_allowed: bool
     ) -> _Session:
         settings = self.settings
         label = f"{host}[{address}]"
@@ -618,7 +539,7 @@ class RemoteClient:
             if rule.mode != "none":
                 offered = "starttls" in session.extensions
                 if not offered and rule.mode != "may":
-                    self._report(rule, address, tlsrpt.STARTTLS_NOT_SUPPORTED)
+                    self.policies.session(rule, address, tlsrpt.STARTTLS_NOT_SUPPORTED)
                     if not (rule.testing and settings.tls in ("may", "none")):
                         raise _HopFailure(
                             STATUS_TLS,
@@ -634,11 +555,11 @@ class RemoteClient:
                         # A refused handshake can surface only here (TLS 1.3 client certs).
                         await self._hello(session)
                     except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
-                        self._report(rule, address, _failure_kind(exc))
+                        self.policies.session(rule, address, failure_kind(exc))
                         if rule.testing:
                             # MTA-STS testing: counted; delivery goes on as `tls` says.
                             smtp.close()
-                            plain = _Rule(settings.tls)
+                            plain = HostTls(settings.tls)
                             return await self._connect(host, address, port, plain, tls_allowed=True)
                         if rule.mode != "may":
                             raise _HopFailure(
@@ -651,15 +572,15 @@ class RemoteClient:
                         log.info("event=starttls_failed host=%s error=%s", label, _reason(exc))
                         return await self._connect(host, address, port, rule, tls_allowed=False)
                     dane = rule.dane
-                    if dane and dane.authenticated and not dane.matches(_peer_chain(smtp)):
-                        self._report(rule, address, TLSA_INVALID)
+                    if dane and dane.authenticated and not dane.matches(_chain(smtp)):
+                        self.policies.session(rule, address, TLSA_INVALID)
                         raise _HopFailure(
                             STATUS_TLS,
                             f"the certificate of {label} matches no TLSA record (DANE)",
                             reach=Reach.SERVER,
                             address=address,
                         )
-                    self._report(rule, address, "")
+                    self.policies.session(rule, address, "")
         except _HopFailure:
             await self._quit(session)
             raise
@@ -833,49 +754,9 @@ class RemoteClient:
             session.smtp.close()
 
 
-def _peer_chain(smtp: aiosmtplib.SMTP) -> list[bytes]:
-    """The certificates (DER) the server sent on a TLS session, its own first, unverified;
-    just its own where the ssl module does not give the chain."""
+def _chain(smtp: aiosmtplib.SMTP) -> list[bytes]:
     transport = smtp.transport
-    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
-    if not isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
-        return []
-    # Public from Python 3.13; the same method of the _ssl object since 3.10.
-    getter = getattr(ssl_object, "get_unverified_chain", None)
-    if getter is None:
-        getter = getattr(getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None)
-    chain = getter() if getter is not None else None
-    if chain:
-        return [c if isinstance(c, bytes) else c.public_bytes(_DER) for c in chain]
-    own = ssl_object.getpeercert(binary_form=True)
-    return [own] if own else []
-
-
-_DER = 2  # _ssl.ENCODING_DER
-
-
-# OpenSSL's X509_V_ERR_* codes, as RFC 8460 4.3 result types.
-_VERIFY_KINDS = {
-    10: tlsrpt.CERTIFICATE_EXPIRED,  # CERT_HAS_EXPIRED
-    62: tlsrpt.CERTIFICATE_HOST_MISMATCH,  # HOSTNAME_MISMATCH
-    2: tlsrpt.CERTIFICATE_NOT_TRUSTED,  # UNABLE_TO_GET_ISSUER_CERT
-    18: tlsrpt.CERTIFICATE_NOT_TRUSTED,  # DEPTH_ZERO_SELF_SIGNED_CERT
-    19: tlsrpt.CERTIFICATE_NOT_TRUSTED,  # SELF_SIGNED_CERT_IN_CHAIN
-    20: tlsrpt.CERTIFICATE_NOT_TRUSTED,  # UNABLE_TO_GET_ISSUER_CERT_LOCALLY
-    21: tlsrpt.CERTIFICATE_NOT_TRUSTED,  # UNABLE_TO_VERIFY_LEAF_SIGNATURE
-}
-
-
-def _failure_kind(exc: BaseException) -> str:
-    """The RFC 8460 result type of a failed STARTTLS handshake."""
-    seen: BaseException | None = exc
-    for _ in range(5):  # aiosmtplib may wrap the ssl error
-        if seen is None:
-            break
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return _VERIFY_KINDS.get(seen.verify_code, tlsrpt.VALIDATION_FAILURE)
-        seen = seen.__cause__ or seen.__context__
-    return tlsrpt.VALIDATION_FAILURE
+    return peer_chain(transport.get_extra_info("ssl_object") if transport is not None else None)
 
 
 def _headers(body: bytes) -> bytes:
