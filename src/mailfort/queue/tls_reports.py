@@ -127,7 +127,8 @@ class TlsReports:
         settings = self.settings
         if not await self.store.acquire_lease(LEASE, self.node, now + settings.interval, now):
             return 0
-        today = day_of(now)
+        # A day is reported once every node had time to flush its last counts of it.
+        today = day_of(now - 10 * settings.flush_seconds)
         await self.store.prune_tls_results(day_of(now - KEEP_DAYS * DAY))
         pending = await self.store.tls_report_domains(today, settings.max_lookups_per_run)
         sent = 0
