@@ -285,7 +285,7 @@ class MtaSts:
         self.fetcher = fetcher
         self.clock = clock
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
-        self._fetching: dict[str, asyncio.Future[Lookup]] = {}
+        self._fetching: dict[str, asyncio.Task[Lookup]] = {}
         self.fetches = 0
 
     async def txt_id(self, domain: str) -> str | None:
@@ -312,20 +312,20 @@ class MtaSts:
             self._cache.move_to_end(domain)
             return Lookup(cached.alive(now), cached.failure)
         running = self._fetching.get(domain)
-        if running is not None:
-            return await asyncio.shield(running)
-        future: asyncio.Future[Lookup] = asyncio.get_running_loop().create_future()
-        self._fetching[domain] = future
-        try:
-            found = await self._refresh(domain, ident, cached)
-            future.set_result(found)
-            return found
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: waiters get it, nobody logs "never retrieved"
-            raise
-        finally:
-            del self._fetching[domain]
+        if running is None:
+            # A task of its own: a delivery cancelled while it waits (a drain) does not cancel
+            # the fetch the others wait for.
+            running = asyncio.create_task(self._refresh(domain, ident, cached))
+            self._fetching[domain] = running
+            running.add_done_callback(lambda _: self._fetching.pop(domain, None))
+        return await asyncio.shield(running)
+
+    async def close(self) -> None:
+        """Stop the fetches in flight (at shutdown)."""
+        running = list(self._fetching.values())
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
 
     async def _refresh(self, domain: str, ident: str, cached: _Cached | None) -> Lookup:
         self.fetches += 1

@@ -456,6 +456,8 @@ class RemoteClient:
                 self._close_later(session)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
+        if self.policies.mta_sts is not None:
+            await self.policies.mta_sts.close()
 
     # -- opening a session ----------------------------------------------------------------------
     async def _open(self, dest: Destination, checked: bool = True) -> _Session:
