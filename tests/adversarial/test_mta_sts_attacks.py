@@ -211,3 +211,18 @@ async def test_a_thousand_domains_asking_for_reports_get_no_more_than_the_cap(
     finally:
         await store.close()
         dns.stop()
+
+
+async def test_a_cancelled_delivery_does_not_cancel_the_fetch_others_wait_for(
+    hostile: Hostile,
+) -> None:
+    checker = sts(hostile, timeout=5.0)
+    hostile.zone.replace("_mta-sts.slowgood.test", "TXT", '"v=STSv1; id=2"', ttl=0)
+    waiting = [asyncio.create_task(checker.lookup("slowgood.test")) for _ in range(10)]
+    await asyncio.sleep(0.05)  # the fetch is under way (the body trickles for about 0.2 s)
+    for task in waiting[:5]:
+        task.cancel()
+    found = await asyncio.gather(*waiting[5:])
+    assert all(f.policy is not None for f in found)
+    assert checker.fetches == 1
+    await checker.close()
