@@ -158,6 +158,9 @@ class DeliveryConfig:
     smtp_port: int = 25  # port of MX hosts (a transport names its own)
     dns_nameservers: tuple[str, ...] = ()  # "ip" or "ip:port"; empty: /etc/resolv.conf
     dns_timeout: float = 10.0
+    # The address outgoing SMTP connections come from ("": the kernel's choice): on a host with
+    # several, the one whose PTR is `hostname` and that the SPF records list.
+    source_address: str = ""
     # Routing overrides, like Postfix transport_maps/relayhost: "domain" (exact), ".domain"
     # (subdomains) or "*" -> "host:port" delivered to instead of the domain's MX.
     transports: dict[str, str] = field(default_factory=dict)
@@ -534,6 +537,14 @@ def _validate_delivery(delivery: DeliveryConfig) -> None:
         raise ConfigError("delivery.helo_name", f"not a host name: {delivery.helo_name!r}")
     if not 0 < delivery.smtp_port <= 65535:
         raise ConfigError("delivery.smtp_port", "expected a port number (1-65535)")
+    if delivery.source_address:
+        try:
+            ipaddress.ip_address(delivery.source_address)
+        except ValueError:
+            raise ConfigError(
+                "delivery.source_address",
+                f"expected an IP address, got {delivery.source_address!r}",
+            ) from None
     for server in delivery.dns_nameservers:
         try:
             ipaddress.ip_address(parse_nexthop(server, default_port=53).host)

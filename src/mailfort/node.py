@@ -571,6 +571,7 @@ def remote_worker(
             command_timeout=d.command_timeout,
             concurrency=d.destination_concurrency,
             idle_timeout=d.idle_timeout,
+            source_address=d.source_address,
         ),
         resolver=MxResolver(
             nameservers=[(n.host, n.port) for n in nameservers], timeout=d.dns_timeout
