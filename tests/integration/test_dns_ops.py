@@ -3,82 +3,28 @@ name server on loopback holding the zone under test."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import dns.name
 import dns.rdatatype
-import dns.zone
 import pytest
 
+from mailfort.store.records import DkimState
+from tests.dnsops_support import (
+    ADDRESS,
+    ADDRESS6,
+    DKIM_KEYS,
+    DOMAIN,
+    HOST,
+    add_dkim_keys,
+    dkim_key,
+    lines_about,
+    mailfort,
+    parse_zone,
+    serve,
+    write_config,
+)
 from tests.dnsserver import NameServer, Zone
-
-HOST = "mx1.provider.test"
-DOMAIN = "example.test"
-ADDRESS = "192.0.2.10"
-ADDRESS6 = "2001:db8::10"
-
-CONFIG = f"""\
-hostname = "{HOST}"
-data_dir = "{{data_dir}}"
-local_domains = ["{DOMAIN}"]
-
-[listen]
-smtp = "127.0.0.1:2525"
-submission = "127.0.0.1:2587"
-submissions = "127.0.0.1:2465"
-imap = ""
-imaps = "127.0.0.1:2993"
-pop3 = ""
-pop3s = "127.0.0.1:2995"
-http = "127.0.0.1:8080"
-
-[delivery]
-dns_nameservers = ["{{nameserver}}"]
-dns_timeout = 1.0
-
-[dns]
-public_addresses = ["{ADDRESS}", "{ADDRESS6}"]
-dmarc_rua = "dmarc@provider.test"
-
-[dns.public_ports]
-smtp = 25
-submission = 587
-submissions = 465
-imaps = 993
-pop3s = 995
-http = 443
-"""
-
-
-def write_config(root: Path, nameserver: str) -> Path:
-    path = root / "mailfort.toml"
-    path.write_text(CONFIG.format(data_dir=root / "data", nameserver=nameserver))
-    return path
-
-
-def mailfort(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mailfort", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def parse_zone(text: str) -> dns.zone.Zone:
-    """dnspython's zone-file parser over the whole output: every name absolute, any zone."""
-    return dns.zone.from_text(text, origin=dns.name.root, relativize=False, check_origin=False)
-
-
-def serve(zone: Zone, zone_text: str) -> Zone:
-    """`zone` (tests/dnsserver.py) made to hold exactly the records of a zone file."""
-    zone.clear()
-    for name, ttl, rdata in parse_zone(zone_text).iterate_rdatas():
-        zone.add(name.to_text(), dns.rdatatype.to_text(rdata.rdtype), rdata.to_text(), ttl)
-    return zone
 
 
 @pytest.fixture
@@ -92,24 +38,11 @@ def nameserver() -> Iterator[NameServer]:
 def published(tmp_path: Path, nameserver: NameServer) -> tuple[Path, str]:
     """The config, and the zone `dns records` prints for it, now served by `nameserver`."""
     config = write_config(tmp_path, nameserver.address)
+    add_dkim_keys(tmp_path, DKIM_KEYS)
     printed = mailfort(config, "dns", "records", DOMAIN)
     assert printed.returncode == 0, printed.stderr
     serve(nameserver.zone, printed.stdout)
     return config, printed.stdout
-
-
-def lines_about(output: str, name: str, purpose: str = "") -> str:
-    """The finding about `name` (whose purpose starts with `purpose`) with its found/fix lines."""
-    blocks = output.split("\n")
-    for i, line in enumerate(blocks):
-        if f" {name}  ({purpose}" in line:
-            rest = [line]
-            for more in blocks[i + 1 :]:
-                if not more.startswith(" "):
-                    break
-                rest.append(more)
-            return "\n".join(rest)
-    raise AssertionError(f"no finding about {name} in:\n{output}")
 
 
 # -- dns records ------------------------------------------------------------------------------
@@ -146,8 +79,18 @@ def test_records_are_a_valid_complete_zone_file(published: tuple[Path, str]) -> 
     assert expected <= found, expected - found
     (sts,) = [r for n, t, r in found if n == f"_mta-sts.{d}"]
     assert sts.startswith('"v=STSv1; id=') and sts[13:-1].isalnum()
-    # Nothing but these (and the MTA-STS id): no record the operator was not told about.
-    assert len(found) == len(expected) + 1
+    # Every key a verifier may still meet (waiting, signing, retiring), none retired; an RSA key
+    # is longer than one TXT string (255 octets), so it comes in parts.
+    dkim = {
+        n: "".join(r.strip('"') for r in rd.split('" "')) for n, t, rd in found if "_domainkey" in n
+    }
+    assert dkim == {
+        f"{k.selector}._domainkey.{d}": f"v=DKIM1; k={k.key_type}; p={k.public_key}"
+        for k in DKIM_KEYS[:3]
+    }
+    assert "selector r2025, retiring" in text
+    # Nothing but these: no record the operator was not told about.
+    assert len(found) == len(expected) + 1 + 3
     # Each record says what it is for, on the comment line above it.
     lines = text.splitlines()
     for i, line in enumerate(lines):
@@ -171,7 +114,7 @@ def test_check_of_a_correct_zone_is_all_ok(published: tuple[Path, str]) -> None:
     checked = mailfort(config, "dns", "check", DOMAIN)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     findings = [ln for ln in checked.stdout.splitlines()[1:-1] if not ln.startswith(" ")]
-    assert len(findings) == 19 and all(ln.startswith("ok ") for ln in findings), checked.stdout
+    assert len(findings) == 22 and all(ln.startswith("ok ") for ln in findings), checked.stdout
 
 
 def test_check_reports_each_fault_with_its_fix(
@@ -214,14 +157,15 @@ def test_check_reports_each_fault_with_its_fix(
     assert lines_about(
         out, "0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa."
     ).startswith("ok")
-    assert out.splitlines()[-1] == "14 ok, 1 missing, 3 wrong, 1 could not check"
+    assert out.splitlines()[-1] == "17 ok, 1 missing, 3 wrong, 1 could not check"
 
 
 def test_check_finds_faults_in_a_record_it_can_read(
     published: tuple[Path, str], nameserver: NameServer
 ) -> None:
-    """DMARC syntax, SPF past 10 lookups, an MX host that is not the node, a PTR whose name
-    does not resolve back (no forward confirmation), an old MTA-STS id."""
+    """DMARC syntax, SPF past 10 lookups, a DKIM key that is not the store's, an MX host that
+    is not the node, a PTR whose name does not resolve back (no forward confirmation), an old
+    MTA-STS id."""
     config, _ = published
     zone = nameserver.zone
     d = f"{DOMAIN}."
@@ -232,6 +176,10 @@ def test_check_finds_faults_in_a_record_it_can_read(
         zone.add(f"{name}.spf.test", "TXT", f'"v=spf1 include:{chain[(i + 1) % 12]}.spf.test -all"')
     zone.remove(f"{HOST}.").add(f"{HOST}.", "A", "198.51.100.7")  # the host moved away
     zone.remove(f"_mta-sts.{d}").add(f"_mta-sts.{d}", "TXT", '"v=STSv1; id=old1"')
+    other = dkim_key("e2026", DkimState.ACTIVE, "ed25519-sha256")  # not the store's key
+    zone.remove(f"e2026._domainkey.{d}").add(
+        f"e2026._domainkey.{d}", "TXT", f'"{other.txt_record}"'
+    )
 
     out = mailfort(config, "dns", "check", DOMAIN, "--timeout", "1").stdout
     dmarc = lines_about(out, f"_dmarc.{d}")
@@ -245,3 +193,7 @@ def test_check_finds_faults_in_a_record_it_can_read(
     a = lines_about(out, f"{HOST}.", "the node")
     assert a.startswith("wrong") and "198.51.100.7" in a
     assert lines_about(out, f"_mta-sts.{d}").startswith("wrong")
+    dkim = lines_about(out, f"e2026._domainkey.{d}")
+    assert dkim.startswith("wrong") and "differs from the store's" in dkim
+    assert DKIM_KEYS[1].public_key in dkim
+    assert lines_about(out, f"r2026._domainkey.{d}").startswith("ok")

@@ -6,13 +6,18 @@ from __future__ import annotations
 from mailfort.config import Config
 from mailfort.ops.records import DkimPublished, Note, Record, domain_records, mta_sts_policy_id
 from mailfort.store.api import Store
+from mailfort.store.records import DkimState
+from mailfort.store.roles import DkimKeys
 
 
-async def dkim_published(store: Store, domain: str) -> list[DkimPublished]:
+async def dkim_published(store: DkimKeys, domain: str) -> list[DkimPublished]:
     """Every key of `domain` that DNS must show: waiting to be used, signing, or retiring (kept
-    so that mail signed before a rotation still verifies)."""
-    del store, domain  # until the store holds DKIM keys, a domain has none
-    return []
+    so that mail signed before a rotation still verifies); a retired key may leave DNS."""
+    return [
+        DkimPublished(selector=key.selector, state=key.state.value, txt=key.txt_record)
+        for key in await store.dkim_keys(domain)
+        if key.state is not DkimState.RETIRED
+    ]
 
 
 def policy_id(config: Config, domain: str) -> str:
