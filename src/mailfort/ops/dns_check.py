@@ -67,6 +67,14 @@ def _tags(text: str) -> dict[str, str]:
     return tags
 
 
+def _tag(text: str, name: str) -> str:
+    """One tag's value; "" when it is absent or the record is not tag=value syntax."""
+    try:
+        return _tags(text).get(name, "")
+    except ValueError:
+        return ""
+
+
 class _Judged(Exception):
     """A check's verdict reached before its end."""
 
@@ -232,11 +240,7 @@ class DomainCheck:
 
     async def mta_sts(self, record: Record) -> Finding:
         text = await self._single(record, "v=STSv1", "RFC 8461 3.1")
-        try:
-            found_id = _tags(text).get("id", "")
-        except ValueError:
-            found_id = ""
-        if found_id != _tags(record.text)["id"]:
+        if _tag(text, "id") != _tag(record.text, "id"):
             return _wrong(
                 record,
                 text,
@@ -246,10 +250,7 @@ class DomainCheck:
 
     async def tlsrpt(self, record: Record) -> Finding:
         text = await self._single(record, "v=TLSRPTv1", "RFC 8460 3")
-        try:
-            rua = _tags(text).get("rua", "")
-        except ValueError:
-            rua = ""
+        rua = _tag(text, "rua")
         if not all(u.strip().startswith(("mailto:", "https:")) for u in rua.split(",") if rua):
             return _wrong(record, text, f"rua= needs mailto: or https: URIs: {record.line()}")
         if not rua:
