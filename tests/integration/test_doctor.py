@@ -11,7 +11,7 @@ import pytest
 
 from tests.dnsops_support import serve
 from tests.dnsserver import NameServer, Zone
-from tests.nodeproc import NodeProcess
+from tests.nodeproc import NodeProcess, free_ports
 
 HOST = "mx.mailfort.test"  # tests/nodeproc.py's hostname
 DOMAIN = "example.test"
@@ -109,3 +109,21 @@ def test_a_node_warns_at_start_when_its_helo_name_is_not_public(
     assert "helo=localhost" in line and "hostname is 'localhost'" in line
     # The node under doctor has a name that resolves (through its [delivery] name server).
     assert "helo_name_unfit" not in node.log()
+
+
+def test_doctor_fails_listeners_nobody_answers(tmp_path: Path) -> None:
+    names = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
+    stopped = NodeProcess(tmp_path, fixed_ports=dict(zip(names, free_ports(7), strict=True)))
+    stopped.write_config()  # never started: nothing listens, and the store knows no node
+    started = time.monotonic()
+    done = stopped.cli("doctor", "--timeout", "1")
+    assert time.monotonic() - started < 30
+    out = done.stdout
+    assert "warn  node node1: not in the store" in out, out
+    listeners = doctor_lines(out, "listener ")
+    assert len(listeners) == 7, out
+    assert all(ln.startswith("fail") and "cannot connect" in ln for ln in listeners), out
+    assert "fix: is the node running (mailfort serve)?" in out
+    # Its name server (port 9) never answers: DNS is "could not check", never a failure.
+    assert doctor_lines(out, "hostname")[0].startswith("warn"), out
+    assert done.returncode == 1
