@@ -50,12 +50,10 @@ public_addresses = ["{ADDRESS}", "{ADDRESS6}"]
 dmarc_rua = "dmarc@provider.test"
 
 [dns.public_ports]
-smtp = 25
 submission = 587
 submissions = 465
 imaps = 993
 pop3s = 995
-http = 443
 """
 
 

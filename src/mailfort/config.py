@@ -270,17 +270,16 @@ class SubmissionConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PublicPortsConfig:
-    """The port the world uses for each listener when it differs from the one the node binds
-    (a firewall or load balancer that forwards 587 to 2587); 0: the listener's own port."""
+    """The port mail clients use for each listener when it differs from the one the node binds
+    (a firewall or load balancer that forwards 587 to 2587); 0: the listener's own port. The MX
+    is always port 25 to the world (RFC 5321 4.5.4), so it has none."""
 
-    smtp: int = 0
     submission: int = 0
     submissions: int = 0
     imap: int = 0
     imaps: int = 0
     pop3: int = 0
     pop3s: int = 0
-    http: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

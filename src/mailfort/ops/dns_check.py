@@ -327,7 +327,7 @@ def _address_of(reverse_name: str) -> str:
     if reverse_name.endswith(".in-addr.arpa."):
         return ".".join(reversed(labels[:4]))
     nibbles = "".join(reversed(labels[:32]))
-    return str(ipaddress.ip_address(int(nibbles, 16)) if len(nibbles) == 32 else "")
+    return str(ipaddress.IPv6Address(int(nibbles, 16))) if len(nibbles) == 32 else ""
 
 
 def dmarc_error(text: str) -> str:

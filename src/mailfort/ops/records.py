@@ -45,6 +45,7 @@ KINDS = (
     "provider-spf", "dmarc-report",
 )  # fmt: skip
 TXT_STRING = 255  # RFC 1035 3.3.14: one character-string holds at most 255 octets
+LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "http")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,7 +98,7 @@ def node_addresses(config: Config) -> list[str]:
     if config.dns.public_addresses:
         return [str(ipaddress.ip_address(a)) for a in config.dns.public_addresses]
     found: list[str] = []
-    for listener in SERVICE_NAMES:
+    for listener in LISTENERS:
         bound = parse_hostport(f"listen.{listener}", getattr(config.listen, listener))
         if bound is None:
             continue
@@ -108,9 +109,6 @@ def node_addresses(config: Config) -> list[str]:
         if not (address.is_loopback or address.is_unspecified) and str(address) not in found:
             found.append(str(address))
     return found
-
-
-SERVICE_NAMES = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "http")
 
 
 def public_port(config: Config, listener: str) -> int | None:
