@@ -272,6 +272,40 @@ class SubmissionConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PublicPortsConfig:
+    """The port mail clients use for each listener when it differs from the one the node binds
+    (a firewall or load balancer that forwards 587 to 2587); 0: the listener's own port. The MX
+    is always port 25 to the world (RFC 5321 4.5.4), so it has none."""
+
+    submission: int = 0
+    submissions: int = 0
+    imap: int = 0
+    imaps: int = 0
+    pop3: int = 0
+    pop3s: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DnsConfig:
+    """What `mailfort dns records` tells the operator to publish and `dns check` expects."""
+
+    # The addresses the world reaches this node at (each needs a PTR to `hostname`); empty: the
+    # listeners' addresses that are neither loopback nor unspecified.
+    public_addresses: tuple[str, ...] = ()
+    # MX hosts of the local domains; empty: `hostname`. A cluster names every node's host here
+    # (or one name with an A record per node).
+    mx_hosts: tuple[str, ...] = ()
+    # A provider's own SPF record (e.g. "_spf.provider.example") that customer domains include,
+    # so a new node changes one record rather than every customer's; empty: "v=spf1 mx -all".
+    spf_include: str = ""
+    dmarc_policy: str = "none"  # RFC 7489 6.3 p=; "none" until reports show all mail aligned
+    dmarc_rua: str = ""  # where aggregate reports go; default: postmaster@<domain>
+    tlsrpt_rua: str = ""  # where TLS reports (RFC 8460) go; default: postmaster@<domain>
+    ttl: int = 3600
+    public_ports: PublicPortsConfig = field(default_factory=PublicPortsConfig)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     hostname: str = field(default_factory=lambda: socket.getfqdn() or "localhost")
     data_dir: Path = Path("var")
@@ -297,6 +331,7 @@ class Config:
     overload: OverloadConfig = field(default_factory=OverloadConfig)
     status: StatusConfig = field(default_factory=StatusConfig)
     submission: SubmissionConfig = field(default_factory=SubmissionConfig)
+    dns: DnsConfig = field(default_factory=DnsConfig)
     source: Path | None = None
 
 
@@ -462,6 +497,7 @@ def validate(config: Config) -> None:
             raise ConfigError(f"cluster.{key}", "must be at least 0.1")
     _validate_overload(config.overload)
     _validate_status(config.status)
+    _validate_dns(config.dns)
 
 
 def _is_address(text: str) -> bool:
@@ -525,6 +561,28 @@ def _validate_status(st: StatusConfig) -> None:
         raise ConfigError(
             "status.webhook_subscribe_per_network", "must be at least webhook_subscribe_per_ip"
         )
+
+
+def _validate_dns(dns: DnsConfig) -> None:
+    for address in dns.public_addresses:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ConfigError("dns.public_addresses", f"not an IP address: {address!r}") from None
+    for key, names in (("mx_hosts", dns.mx_hosts), ("spf_include", (dns.spf_include,))):
+        for name in names:
+            if name and (normalize_domain(name) is None or "." not in name):
+                raise ConfigError(f"dns.{key}", f"not a host name: {name!r}")
+    if dns.dmarc_policy not in ("none", "quarantine", "reject"):
+        raise ConfigError("dns.dmarc_policy", "expected none, quarantine or reject")
+    for key in ("dmarc_rua", "tlsrpt_rua"):
+        value = getattr(dns, key)
+        if value and not _is_address(value):
+            raise ConfigError(f"dns.{key}", f"not an address: {value!r}")
+    _at_least(dns, "dns", 60, "ttl")
+    for f in dataclasses.fields(PublicPortsConfig):
+        if getattr(dns.public_ports, f.name) > 65535:
+            raise ConfigError(f"dns.public_ports.{f.name}", "expected a port number (1-65535)")
 
 
 def _validate_delivery(delivery: DeliveryConfig) -> None:

@@ -16,11 +16,13 @@ from mailfort.store.roles import (
     Accounts,
     Cluster,
     CommitLoad,
+    DkimKeys,
     Locks,
     LoginNetworks,
     Mailboxes,
     MailHealth,
     Queue,
+    Secrets,
     StatusRecords,
 )
 
@@ -37,6 +39,8 @@ class Store(
     StatusRecords,
     MailHealth,
     CommitLoad,
+    DkimKeys,
+    Secrets,
     abc.ABC,
 ):
     """Async store: every role, opened and closed. Every write is durable when its coroutine
