@@ -14,6 +14,7 @@ from mailfort.store.roles import (
     Acceptance,
     AccountAdmin,
     Accounts,
+    Certificates,
     Cluster,
     CommitLoad,
     Locks,
@@ -37,6 +38,7 @@ class Store(
     StatusRecords,
     MailHealth,
     CommitLoad,
+    Certificates,
     abc.ABC,
 ):
     """Async store: every role, opened and closed. Every write is durable when its coroutine

@@ -334,3 +334,16 @@ class AccountQueue:
 # How many of an account's networks `login_networks` returns: a roaming phone meets many, and the
 # throttle needs the recent ones only.
 MAX_LOGIN_NETWORKS = 256
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredCertificate:
+    """A certificate every node serves: its chain and key (PEM), the names it covers, when it
+    expires and when it was stored (epoch seconds)."""
+
+    name: str  # which certificate: "acme" for the one the node's ACME client keeps
+    chain_pem: str
+    key_pem: str
+    names: tuple[str, ...]
+    not_after: float
+    updated: float

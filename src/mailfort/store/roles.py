@@ -18,6 +18,7 @@ nothing driver-specific crosses a role.
 | `StatusRecords` | status components, history, incidents, webhooks       | status              |
 | `MailHealth`    | delayed mail and queue health, per account            | status              |
 | `CommitLoad`    | how busy durable commits are                          | server (overload)   |
+| `Certificates`  | TLS certificates, ACME challenges and account keys    | certs, wellknown    |
 
 `store.api.Store` is all of them together, for the code that opens and wires a store.
 """
@@ -49,6 +50,7 @@ from mailfort.store.records import (
     QueueItem,
     RecordRow,
     Settlement,
+    StoredCertificate,
     StoredMessage,
     WebhookAdded,
     WebhookRow,
@@ -444,6 +446,39 @@ class CommitLoad(Protocol):
     @property
     def pending_commits(self) -> int:
         """Writes submitted and not yet committed (0 where the engine cannot tell)."""
+        ...
+
+
+class Certificates(Protocol):
+    """TLS certificates every node serves, and what an ACME client (RFC 8555) shares across
+    nodes: pending HTTP-01 answers, so any node answers the CA, and the account key."""
+
+    async def certificate(self, name: str) -> StoredCertificate | None:
+        """The stored certificate `name` (None: none yet)."""
+        ...
+
+    async def put_certificate(self, cert: StoredCertificate) -> None:
+        """Store (or replace) the certificate `cert.name`."""
+        ...
+
+    async def put_acme_challenge(
+        self, token: str, key_authorization: str, expires: float, now: float
+    ) -> None:
+        """Answer HTTP-01 `token` with `key_authorization` until `expires`; drops the tokens
+        expired at `now` (of orders whose node died)."""
+        ...
+
+    async def acme_challenge(self, token: str, now: float) -> str | None:
+        """The key authorization for `token` while it has not expired at `now`."""
+        ...
+
+    async def delete_acme_challenge(self, token: str) -> None:
+        """Withdraw `token` (its validation is over)."""
+        ...
+
+    async def acme_account_key(self, directory: str, key_pem: str, now: float) -> str:
+        """The account key for the CA at `directory`: the stored one, else `key_pem`, stored
+        now. Two nodes asking at once get the same key."""
         ...
 
 

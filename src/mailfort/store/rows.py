@@ -8,6 +8,7 @@ joins that read the same on both are here.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar
@@ -24,6 +25,7 @@ from mailfort.store.records import (
     NodeInfo,
     QueueItem,
     RecordRow,
+    StoredCertificate,
     WebhookRow,
     decode_json_dict,
     decode_json_list,
@@ -160,3 +162,17 @@ def mailbox_status(box: Row, counts: Row) -> MailboxStatus:
         uidvalidity=box[1],
         highestmodseq=box[2],
     )
+
+
+CERTIFICATE_COLS = "name, chain_pem, key_pem, names, not_after, updated"
+
+
+def _names(text: str) -> tuple[str, ...]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return ()
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+
+certificate = by_name(StoredCertificate, CERTIFICATE_COLS, names=_names)

@@ -15,6 +15,7 @@ node's `ChangeHub`.
 from __future__ import annotations
 
 from mailfort.store.postgres.accounts import PostgresAccounts
+from mailfort.store.postgres.certs import PostgresCertificates
 from mailfort.store.postgres.cluster import PostgresCluster
 from mailfort.store.postgres.mailboxes import PostgresMailboxes
 from mailfort.store.postgres.queue import PostgresQueue
@@ -24,6 +25,11 @@ __all__ = ["PostgresStore"]
 
 
 class PostgresStore(
-    PostgresAccounts, PostgresMailboxes, PostgresQueue, PostgresCluster, PostgresStatus
+    PostgresAccounts,
+    PostgresMailboxes,
+    PostgresQueue,
+    PostgresCluster,
+    PostgresStatus,
+    PostgresCertificates,
 ):
     """Every role on one PostgreSQL database (one schema)."""

@@ -12,6 +12,7 @@ in WAL mode) before its coroutine returns; one node per file (one writer).
 from __future__ import annotations
 
 from mailfort.store.sqlite.accounts import SqliteAccounts
+from mailfort.store.sqlite.certs import SqliteCertificates
 from mailfort.store.sqlite.cluster import SqliteCluster
 from mailfort.store.sqlite.mailboxes import SqliteMailboxes
 from mailfort.store.sqlite.queue import SqliteQueue
@@ -20,5 +21,7 @@ from mailfort.store.sqlite.status import SqliteStatus
 __all__ = ["SqliteStore"]
 
 
-class SqliteStore(SqliteAccounts, SqliteMailboxes, SqliteQueue, SqliteCluster, SqliteStatus):
+class SqliteStore(
+    SqliteAccounts, SqliteMailboxes, SqliteQueue, SqliteCluster, SqliteStatus, SqliteCertificates
+):
     """Every role on one SQLite file."""
