@@ -1,0 +1,151 @@
+"""Let's Encrypt's test CA, pebble (a Debian package), on loopback for the ACME tests.
+
+Its directory is served over HTTPS with a certificate made here (`tls_ca` is what a client must
+trust for it); it validates HTTP-01 on `http_port` of the names that the name server given as
+`dns` resolves, and issues from a root it makes at each start (`issuing_root()`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.nodeproc import free_ports
+
+PEBBLE = shutil.which("pebble") or "/usr/bin/pebble"
+
+
+def _write_tls(root: Path) -> tuple[Path, Path, Path]:
+    """A CA and a certificate for 127.0.0.1/localhost signed by it: (ca, cert, key)."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pebble test directory CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = (root / "directory-ca.pem", root / "directory-cert.pem", root / "directory-key.pem")
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+@dataclass
+class Pebble:
+    root: Path
+    http_port: int  # where pebble's VA fetches /.well-known/acme-challenge/ (the node's http)
+    dns: str  # host:port of the name server that resolves the names to validate
+    port: int = 0
+    management_port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    tls_ca: Path = field(init=False)
+
+    @property
+    def directory(self) -> str:
+        return f"https://127.0.0.1:{self.port}/dir"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "pebble.log"
+
+    def start(self, timeout: float = 30.0) -> Pebble:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port, self.management_port = free_ports(2)
+        self.tls_ca, cert, key = _write_tls(self.root)
+        config = {
+            "pebble": {
+                "listenAddress": f"127.0.0.1:{self.port}",
+                "managementListenAddress": f"127.0.0.1:{self.management_port}",
+                "certificate": str(cert),
+                "privateKey": str(key),
+                "httpPort": self.http_port,
+                "tlsPort": 9,  # TLS-ALPN-01 is not used; nothing listens there
+                "ocspResponderURL": "",
+                "externalAccountBindingRequired": False,
+            }
+        }
+        path = self.root / "pebble-config.json"
+        path.write_text(json.dumps(config))
+        env = dict(
+            os.environ,
+            PEBBLE_VA_NOSLEEP="1",  # validate at once, not after up to 15 s
+            PEBBLE_WFE_NONCEREJECT="0",  # no random badNonce rejections
+        )
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [PEBBLE, "-config", str(path), "-dnsserver", self.dns],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pebble exited:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.management_port), timeout=1):
+                    pass
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"pebble did not listen:\n{self.log_path.read_text()[-3000:]}")
+
+    def issuing_root(self) -> str:
+        """The root pebble issues from (PEM), from its management interface."""
+        context = ssl.create_default_context(cafile=str(self.tls_ca))
+        url = f"https://127.0.0.1:{self.management_port}/roots/0"
+        with urllib.request.urlopen(url, context=context, timeout=10) as answer:
+            return str(answer.read().decode())
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
