@@ -20,6 +20,7 @@ from mailfort.auth.known import DAY, KnownNetworks
 from mailfort.auth.login import Logins
 from mailfort.auth.passwords import Verifier
 from mailfort.auth.throttle import AuthThrottle, ThrottleLimits
+from mailfort.certs.renewal import CertificateKeeper
 from mailfort.cluster.clock import StoreClock
 from mailfort.cluster.maildrop import StoreMaildropLocks
 from mailfort.cluster.membership import Membership
@@ -290,6 +291,8 @@ class Node:
         self.gate.start()
         cert, key = self._tls_paths()
         tls = server_context(cert, key)
+        if self.config.tls.acme:
+            await self._keep_certificate(tls)
         try:
             await self._start_listeners(tls)
         except OSError as exc:
@@ -310,6 +313,23 @@ class Node:
             self.tasks.append(asyncio.create_task(self.status_service.run(), name="status"))
         await self._check_postmaster()
         return self.listeners
+
+    async def _keep_certificate(self, tls: ssl.SSLContext) -> None:
+        """ACME (certs/): the stored certificate replaces the self-signed one before the
+        listeners open, and a task keeps it ordered, renewed and reloaded."""
+        keeper = CertificateKeeper(
+            store=self.store,
+            context=tls,
+            settings=self.config.tls,
+            hostname=self.config.hostname,
+            owner=self.config.node_name,
+            directory=self.config.data_dir / "tls" / "acme",
+            clock=self.clock.now,
+            metrics=self.metrics,
+        )
+        with contextlib.suppress(StoreError):  # then the task loads it once the store answers
+            await keeper.install_stored()
+        self.tasks.append(asyncio.create_task(keeper.run(), name="certificates"))
 
     async def _check_postmaster(self) -> None:
         """RFC 5321 4.5.1: mail to postmaster must reach somebody. Until it does, RCPT TO:
@@ -394,7 +414,10 @@ class Node:
     def _wellknown_routes(self) -> list[BaseRoute]:
         """What the http listener answers for other machines and mail clients (`wellknown/`),
         one line per module."""
+        from mailfort.wellknown import acme_http
+
         routes: list[BaseRoute] = []
+        routes += acme_http.routes(self.store, self.clock.now)
         return routes
 
     async def _start_imap(self, tls: ssl.SSLContext) -> None:

@@ -17,11 +17,12 @@ import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import josepy as jose
 from acme import challenges, client, crypto_util, errors, messages
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from josepy.jwa import RS256
+from josepy.jwk import JWKRSA
 
 USER_AGENT = "mailfort"
 # Every request to the CA, and the whole wait for validation and issuance.
@@ -93,8 +94,8 @@ class AcmeOrder:
         # requests takes a CA bundle's path where the library's type says bool.
         verify: bool = ca_file or True  # type: ignore[assignment]
         self._net = client.ClientNetwork(
-            jose.JWKRSA(key=loaded),
-            alg=jose.RS256,
+            JWKRSA(key=loaded),
+            alg=RS256,
             verify_ssl=verify,
             user_agent=USER_AGENT,
             timeout=REQUEST_TIMEOUT,
@@ -134,7 +135,9 @@ class AcmeOrder:
                     found.append(Challenge(token, str(validation), body))
                     break
             else:
-                raise errors.Error(f"the CA offers no HTTP-01 challenge for {authz.body.identifier}")
+                raise errors.Error(
+                    f"the CA offers no HTTP-01 challenge for {authz.body.identifier}"
+                )
         return found
 
     def _finish(self, answers: Sequence[Challenge]) -> Issued:
