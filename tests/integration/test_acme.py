@@ -1,0 +1,179 @@
+"""Certificates from ACME (RFC 8555), against Let's Encrypt's test CA pebble on loopback.
+
+A node with `[tls] acme = true` gets a certificate for its host name over HTTP-01 (pebble resolves
+the name through tests/dnsserver.py and fetches the answer from the node's http listener) and a
+TLS client that trusts only pebble's issuing root sees it on imaps and submissions; renewal
+replaces it without a restart; with the CA gone the node keeps serving what it has and counts the
+failure; at first start it serves its self-signed certificate until an order succeeds; two nodes
+on one PostgreSQL store serve the one certificate that one of them ordered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import socket
+import ssl
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.cluster_support import PgSchema, base_dsn, cluster_node
+from tests.dnsserver import NameServer, Zone
+from tests.nodeproc import NodeProcess, free_ports
+from tests.pebble import Pebble
+
+pytestmark = pytest.mark.slow
+
+HOSTNAME = "mx.mailfort.test"  # tests/nodeproc.py's hostname
+NAMES = (HOSTNAME, "mta-sts.example.test")
+
+
+@pytest.fixture
+def dns() -> Iterator[NameServer]:
+    zone = Zone()
+    for name in NAMES:
+        zone.add(name, "A", "127.0.0.1")
+    server = NameServer(zone).start()
+    yield server
+    server.stop()
+
+
+def acme_config(pebble: Pebble, **settings: object) -> str:
+    values: dict[str, object] = {
+        "acme": True,
+        "acme_directory": pebble.directory,
+        "acme_ca_file": str(pebble.tls_ca),
+        "acme_email": "postmaster@example.test",
+        "acme_names": list(NAMES),
+        "acme_reload_seconds": 0.3,
+        "acme_retry_seconds": 0.5,
+        "acme_check_seconds": 3600,
+    }
+    values.update(settings)
+    lines = []
+    for key, value in values.items():
+        if isinstance(value, bool):
+            lines.append(f"{key} = {'true' if value else 'false'}")
+        elif isinstance(value, str):
+            lines.append(f'{key} = "{value}"')
+        elif isinstance(value, list):
+            lines.append(f"{key} = [{', '.join(repr(v).replace(chr(39), chr(34)) for v in value)}]")
+        else:
+            lines.append(f"{key} = {value}")
+    return "\n[tls]\n" + "\n".join(lines) + "\n"
+
+
+@dataclass
+class Served:
+    """What a client that trusts `root` sees on a port: the certificate's fingerprint, or None
+    when the handshake does not verify (the self-signed one)."""
+
+    root: str
+
+    def fingerprint(self, port: int, *, starttls: bool = False) -> str | None:
+        context = ssl.create_default_context(cadata=self.root)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            if starttls:  # SMTP submission: the greeting, EHLO, STARTTLS
+                reader = raw.makefile("rb")
+                reader.readline()
+                raw.sendall(b"EHLO client.test\r\nSTARTTLS\r\n")
+                line = b""
+                while not line.startswith(b"220 "):
+                    line = reader.readline()
+                    assert line, "connection closed before STARTTLS's answer"
+            try:
+                with context.wrap_socket(raw, server_hostname=HOSTNAME) as tls:
+                    der = tls.getpeercert(binary_form=True)
+            except ssl.SSLCertVerificationError:
+                return None
+        assert der is not None
+        return hashlib.sha256(der).hexdigest()
+
+    def wait_for(
+        self, port: int, accept: Callable[[str | None], bool], timeout: float = 60.0
+    ) -> str | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self.fingerprint(port)
+            if accept(seen) or time.monotonic() > deadline:
+                return seen
+            time.sleep(0.2)
+
+
+def acme_node(root: Path, pebble: Pebble, http_port: int, **settings: object) -> NodeProcess:
+    node = NodeProcess(
+        root / "node",
+        http=True,
+        fixed_ports={"http": http_port},
+        extra_config=acme_config(pebble, **settings),
+    )
+    node.provision()
+    return node
+
+
+def metric(node: NodeProcess, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{node.ports['http']}/metrics") as answer:
+        text = answer.read().decode()
+    found = re.findall(rf"^{re.escape(name)} ([\d.e+]+)$", text, re.M)
+    return sum(float(x) for x in found)
+
+
+FAILED = 'mailfort_acme_orders_total{result="failed"}'
+ISSUED = 'mailfort_acme_orders_total{result="issued"}'
+
+
+def test_a_node_gets_its_certificate_and_serves_it_on_every_tls_listener(
+    tmp_path: Path, dns: NameServer
+) -> None:
+    (http_port,) = free_ports(1)
+    pebble = Pebble(tmp_path / "pebble", http_port=http_port, dns=dns.address).start()
+    node = acme_node(tmp_path, pebble, http_port)
+    try:
+        node.start()
+        served = Served(pebble.issuing_root())
+        issued = served.wait_for(node.ports["imaps"], lambda seen: seen is not None)
+        assert issued is not None, node.log()[-3000:]
+        assert served.fingerprint(node.ports["submissions"]) == issued
+        assert served.fingerprint(node.ports["submission"], starttls=True) == issued
+        assert served.fingerprint(node.ports["pop3s"]) == issued
+        # The store holds it for every node, with both names.
+        stored = node._query(lambda store: store.certificate("acme"))
+        assert set(stored.names) == set(NAMES)
+        assert metric(node, ISSUED) == 1
+        assert metric(node, FAILED) == 0
+        assert "Traceback" not in node.log()
+    finally:
+        node.stop()
+        pebble.stop()
+
+
+def test_renewal_replaces_the_certificate_without_a_restart(
+    tmp_path: Path, dns: NameServer
+) -> None:
+    (http_port,) = free_ports(1)
+    pebble = Pebble(tmp_path / "pebble", http_port=http_port, dns=dns.address).start()
+    # A renewal window longer than pebble's certificates live: every check renews.
+    node = acme_node(
+        tmp_path, pebble, http_port, acme_renew_before_days=36500, acme_check_seconds=1
+    )
+    try:
+        node.start()
+        assert node.proc is not None
+        pid = node.proc.pid
+        served = Served(pebble.issuing_root())
+        first = served.wait_for(node.ports["imaps"], lambda seen: seen is not None)
+        assert first is not None, node.log()[-3000:]
+        second = served.wait_for(node.ports["imaps"], lambda seen: seen not in (None, first))
+        assert second not in (None, first), node.log()[-3000:]
+        # The other listeners share the reloaded context: the first one is gone everywhere.
+        assert served.fingerprint(node.ports["submissions"]) not in (None, first)
+        assert node.proc.pid == pid and node.proc.poll() is None
+        assert metric(node, ISSUED) >= 2
+    finally:
+        node.stop()
+        pebble.stop()
