@@ -17,7 +17,7 @@ import ssl
 import subprocess
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -30,8 +30,8 @@ from tests.nodeproc import free_ports
 PEBBLE = shutil.which("pebble") or "/usr/bin/pebble"
 
 
-def _write_tls(root: Path) -> tuple[Path, Path, Path]:
-    """A CA and a certificate for 127.0.0.1/localhost signed by it: (ca, cert, key)."""
+def _write_tls(root: Path) -> None:
+    """A CA, and a certificate for 127.0.0.1/localhost signed by it, for the directory's HTTPS."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pebble test directory CA")])
@@ -69,7 +69,6 @@ def _write_tls(root: Path) -> tuple[Path, Path, Path]:
             serialization.NoEncryption(),
         )
     )
-    return paths
 
 
 @dataclass
@@ -80,7 +79,11 @@ class Pebble:
     port: int = 0
     management_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
-    tls_ca: Path = field(init=False)
+
+    @property
+    def tls_ca(self) -> Path:
+        """The CA of the directory's own HTTPS certificate."""
+        return self.root / "directory-ca.pem"
 
     @property
     def directory(self) -> str:
@@ -90,11 +93,15 @@ class Pebble:
     def log_path(self) -> Path:
         return self.root / "pebble.log"
 
-    def start(self, timeout: float = 30.0) -> Pebble:
-        self.root.mkdir(parents=True, exist_ok=True)
+    def __post_init__(self) -> None:
+        # Known before the start: a node can be configured for a CA that is not up yet.
         if not self.port:
             self.port, self.management_port = free_ports(2)
-        self.tls_ca, cert, key = _write_tls(self.root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        _write_tls(self.root)
+
+    def start(self, timeout: float = 30.0) -> Pebble:
+        cert, key = self.root / "directory-cert.pem", self.root / "directory-key.pem"
         config = {
             "pebble": {
                 "listenAddress": f"127.0.0.1:{self.port}",

@@ -11,10 +11,12 @@ on one PostgreSQL store serve the one certificate that one of them ordered.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import socket
 import ssl
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -55,16 +57,8 @@ def acme_config(pebble: Pebble, **settings: object) -> str:
         "acme_check_seconds": 3600,
     }
     values.update(settings)
-    lines = []
-    for key, value in values.items():
-        if isinstance(value, bool):
-            lines.append(f"{key} = {'true' if value else 'false'}")
-        elif isinstance(value, str):
-            lines.append(f'{key} = "{value}"')
-        elif isinstance(value, list):
-            lines.append(f"{key} = [{', '.join(repr(v).replace(chr(39), chr(34)) for v in value)}]")
-        else:
-            lines.append(f"{key} = {value}")
+    # JSON's strings, numbers and lists are TOML's too.
+    lines = [f"{key} = {json.dumps(value)}" for key, value in values.items()]
     return "\n[tls]\n" + "\n".join(lines) + "\n"
 
 
@@ -177,3 +171,131 @@ def test_renewal_replaces_the_certificate_without_a_restart(
     finally:
         node.stop()
         pebble.stop()
+
+
+def self_signed(node: NodeProcess) -> str:
+    """The fingerprint of the certificate a node makes itself at first start."""
+    pem = (node.data_dir / "tls" / "cert.pem").read_bytes()
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem.decode())).hexdigest()
+
+
+def unverified_fingerprint(port: int) -> str:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return hashlib.sha256(der).hexdigest()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def test_without_the_ca_the_node_serves_what_it_has_and_counts_the_failures(
+    tmp_path: Path, dns: NameServer
+) -> None:
+    (http_port,) = free_ports(1)
+    pebble = Pebble(tmp_path / "pebble", http_port=http_port, dns=dns.address)
+    # Every check renews, so that each one with the CA gone is a failed order.
+    node = acme_node(
+        tmp_path, pebble, http_port, acme_renew_before_days=36500, acme_check_seconds=1
+    )
+    try:
+        # First start, the CA down: the self-signed certificate, and the failures counted.
+        node.start()
+        assert wait_until(lambda: metric(node, FAILED) >= 2), node.log()[-3000:]
+        assert unverified_fingerprint(node.ports["imaps"]) == self_signed(node)
+        assert "event=acme_failed" in node.log()
+        # The CA comes up: the next retry gets a certificate.
+        pebble.start()
+        served = Served(pebble.issuing_root())
+        assert served.wait_for(node.ports["imaps"], lambda seen: seen is not None) is not None
+        # The CA goes away: the node goes on serving the last certificate it got.
+        pebble.stop()
+        failed = metric(node, FAILED)
+        assert wait_until(lambda: metric(node, FAILED) > failed), node.log()[-3000:]
+        last = served.fingerprint(node.ports["imaps"])
+        assert last is not None
+        assert wait_until(lambda: metric(node, FAILED) > failed + 1), node.log()[-3000:]
+        assert served.fingerprint(node.ports["imaps"]) == last
+        assert served.fingerprint(node.ports["submissions"]) == last
+        assert node.proc is not None and node.proc.poll() is None
+        assert "Traceback" not in node.log()
+    finally:
+        node.stop()
+        pebble.stop()
+
+
+def test_any_node_answers_a_challenge_another_put_in_the_store(tmp_path: Path) -> None:
+    schema = PgSchema.create(base_dsn())
+    node = NodeProcess(tmp_path / "plain", store_url=schema.url, http=True)
+    try:
+        node.start()
+        token = "t" * 43
+
+        async def publish(store: object) -> None:
+            from mailfort.store.postgres import PostgresStore
+
+            assert isinstance(store, PostgresStore)
+            now = await store.clock()
+            await store.put_acme_challenge(token, f"{token}.thumbprint", now + 60, now)
+
+        schema.query(publish)
+        url = f"http://127.0.0.1:{node.ports['http']}/.well-known/acme-challenge/"
+        with urllib.request.urlopen(url + token) as answer:
+            assert answer.read() == f"{token}.thumbprint".encode()
+            assert answer.headers["Content-Type"] == "application/octet-stream"
+        with pytest.raises(urllib.error.HTTPError) as unknown:
+            urllib.request.urlopen(url + "u" * 43)
+        assert unknown.value.code == 404
+    finally:
+        node.stop()
+        schema.drop()
+
+
+def test_two_nodes_on_one_store_serve_the_certificate_one_of_them_ordered(
+    tmp_path: Path, dns: NameServer
+) -> None:
+    schema = PgSchema.create(base_dsn())
+    (http_b,) = free_ports(1)
+    # The CA validates at node B's http listener, whichever node orders.
+    pebble = Pebble(tmp_path / "pebble", http_port=http_b, dns=dns.address).start()
+    config = acme_config(pebble)
+    a = cluster_node(tmp_path, "node-a", schema.url, extra_config=config)
+    b = NodeProcess(
+        tmp_path / "node-b",
+        name="node-b",
+        store_url=schema.url,
+        http=True,
+        fixed_ports={"http": http_b},
+        extra_config=config,
+    )
+    a.http = True
+    try:
+        schema.provision()
+        a.write_config()
+        b.write_config()
+        a.start()
+        b.start()
+        served = Served(pebble.issuing_root())
+        seen_a = served.wait_for(a.ports["imaps"], lambda seen: seen is not None)
+        seen_b = served.wait_for(b.ports["imaps"], lambda seen: seen is not None)
+        assert seen_a is not None and seen_a == seen_b, (a.log()[-2000:], b.log()[-2000:])
+        assert metric(a, ISSUED) + metric(b, ISSUED) == 1
+        for node in (a, b):
+            assert "Traceback" not in node.log(), node.log()[-3000:]
+    finally:
+        a.stop()
+        b.stop()
+        pebble.stop()
+        schema.drop()
