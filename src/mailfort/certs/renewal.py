@@ -98,6 +98,9 @@ class CertificateKeeper:
         self.directory.mkdir(parents=True, exist_ok=True)
         chain = _write(self.directory, "cert.pem", cert.chain_pem)
         key = _write(self.directory, "key.pem", cert.key_pem)
+        # Tried on a context of its own first: a failed load_cert_chain can leave a context with
+        # the new certificate and no key for it, and the live one must never be left so.
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(str(chain), str(key))
         self.context.load_cert_chain(str(chain), str(key))
 
     def due(self, stored: StoredCertificate | None, now: float) -> bool:
