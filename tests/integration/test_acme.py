@@ -295,7 +295,7 @@ def test_two_nodes_on_one_store_serve_the_certificate_one_of_them_ordered(
         for node in (a, b):
             assert "Traceback" not in node.log(), node.log()[-3000:]
     finally:
-        a.stop()
-        b.stop()
+        for node in (a, b):
+            node.stop()
         pebble.stop()
         schema.drop()

@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from josepy.jwa import RS256
 from josepy.jwk import JWKRSA
 
+from mailfort.store.records import StoredCertificate
+
 USER_AGENT = "mailfort"
 # Every request to the CA, and the whole wait for validation and issuance.
 REQUEST_TIMEOUT = 30
@@ -37,14 +39,6 @@ class Challenge:
     token: str
     key_authorization: str
     body: messages.ChallengeBody
-
-
-@dataclass(frozen=True, slots=True)
-class Issued:
-    chain_pem: str  # the certificate first, then its intermediates (RFC 8555 7.4.2)
-    key_pem: str
-    names: tuple[str, ...]
-    not_after: float
 
 
 def new_account_key() -> str:
@@ -83,8 +77,10 @@ class AcmeOrder:
         account_key_pem: str,
         email: str,
         names: Sequence[str],
+        name: str,
         ca_file: str = "",
     ) -> None:
+        self.name = name
         self.directory = directory
         self.email = email
         self.names = tuple(names)
@@ -107,7 +103,8 @@ class AcmeOrder:
     async def begin(self) -> list[Challenge]:
         return await asyncio.to_thread(self._begin)
 
-    async def finish(self, answers: Sequence[Challenge]) -> Issued:
+    async def finish(self, answers: Sequence[Challenge]) -> StoredCertificate:
+        """The certificate issued, named `name` (`updated` is for the caller to set)."""
         return await asyncio.to_thread(self._finish, answers)
 
     def _begin(self) -> list[Challenge]:
@@ -140,7 +137,7 @@ class AcmeOrder:
                 )
         return found
 
-    def _finish(self, answers: Sequence[Challenge]) -> Issued:
+    def _finish(self, answers: Sequence[Challenge]) -> StoredCertificate:
         assert self._client is not None and self._order is not None
         for answer in answers:
             self._client.answer_challenge(answer.body, answer.body.response(self._net.key))
@@ -148,7 +145,14 @@ class AcmeOrder:
         done = self._client.poll_and_finalize(self._order, deadline)
         chain = done.fullchain_pem
         names, not_after = describe(chain)
-        return Issued(chain_pem=chain, key_pem=self._key_pem, names=names, not_after=not_after)
+        return StoredCertificate(
+            name=self.name,
+            chain_pem=chain,
+            key_pem=self._key_pem,
+            names=names,
+            not_after=not_after,
+            updated=0.0,
+        )
 
     def close(self) -> None:
         self._net.session.close()

@@ -12,6 +12,7 @@ what it has (the self-signed certificate until a first order succeeds), logs, co
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import random
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from mailfort.certs.acme_order import AcmeOrder, Issued, new_account_key
+from mailfort.certs.acme_order import AcmeOrder, new_account_key
 from mailfort.config import TlsConfig
 from mailfort.metrics import NodeMetrics
 from mailfort.store.records import StoredCertificate
@@ -174,6 +175,7 @@ class CertificateKeeper:
             email=s.acme_email,
             names=self.names,
             ca_file=s.acme_ca_file,
+            name=CERTIFICATE,
         )
         answers = []
         try:
@@ -188,7 +190,7 @@ class CertificateKeeper:
             for answer in answers:
                 await self.store.delete_acme_challenge(answer.token)
             order.close()
-        await self.store.put_certificate(_stored(issued, self.clock()))
+        await self.store.put_certificate(dataclasses.replace(issued, updated=self.clock()))
         if self.metrics is not None:
             self.metrics.acme_orders.labels("issued").inc()
         log.info(
@@ -197,17 +199,6 @@ class CertificateKeeper:
             issued.not_after,
             self.owner,
         )
-
-
-def _stored(issued: Issued, now: float) -> StoredCertificate:
-    return StoredCertificate(
-        name=CERTIFICATE,
-        chain_pem=issued.chain_pem,
-        key_pem=issued.key_pem,
-        names=issued.names,
-        not_after=issued.not_after,
-        updated=now,
-    )
 
 
 def _jittered(seconds: float) -> float:

@@ -29,6 +29,7 @@ from mailfort.store.records import (
     WebhookRow,
     decode_json_dict,
     decode_json_list,
+    encode_json,
 )
 
 Row: TypeAlias = Sequence[Any]
@@ -176,3 +177,14 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 certificate = by_name(StoredCertificate, CERTIFICATE_COLS, names=_names)
+# After each engine's `INSERT INTO certificates(CERTIFICATE_COLS) VALUES (…)`, the values in order.
+CERTIFICATE_REPLACE = (
+    " ON CONFLICT (name) DO UPDATE SET chain_pem = excluded.chain_pem,"
+    " key_pem = excluded.key_pem, names = excluded.names, not_after = excluded.not_after,"
+    " updated = excluded.updated"
+)
+
+
+def certificate_values(cert: StoredCertificate) -> tuple[object, ...]:
+    names = encode_json(list(cert.names))
+    return (cert.name, cert.chain_pem, cert.key_pem, names, cert.not_after, cert.updated)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from mailfort.store import rows
 from mailfort.store.postgres.connection import Conn
 from mailfort.store.postgres.engine import PostgresEngine
-from mailfort.store.records import StoredCertificate, encode_json
+from mailfort.store.records import StoredCertificate
 
 
 async def certificate(c: Conn, name: str) -> StoredCertificate | None:
@@ -19,15 +19,8 @@ async def certificate(c: Conn, name: str) -> StoredCertificate | None:
 async def put_certificate(c: Conn, cert: StoredCertificate) -> None:
     await c.execute(
         f"INSERT INTO certificates({rows.CERTIFICATE_COLS}) VALUES ($1, $2, $3, $4, $5, $6)"
-        " ON CONFLICT (name) DO UPDATE SET chain_pem = EXCLUDED.chain_pem,"
-        " key_pem = EXCLUDED.key_pem, names = EXCLUDED.names, not_after = EXCLUDED.not_after,"
-        " updated = EXCLUDED.updated",
-        cert.name,
-        cert.chain_pem,
-        cert.key_pem,
-        encode_json(list(cert.names)),
-        cert.not_after,
-        cert.updated,
+        + rows.CERTIFICATE_REPLACE,
+        *rows.certificate_values(cert),
     )
 
 

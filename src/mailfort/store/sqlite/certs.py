@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from mailfort.store import rows
-from mailfort.store.records import StoredCertificate, encode_json
+from mailfort.store.records import StoredCertificate
 from mailfort.store.sqlite.engine import SqliteEngine
 
 
@@ -19,17 +19,8 @@ def certificate(c: sqlite3.Connection, name: str) -> StoredCertificate | None:
 def put_certificate(c: sqlite3.Connection, cert: StoredCertificate) -> None:
     c.execute(
         f"INSERT INTO certificates({rows.CERTIFICATE_COLS}) VALUES (?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT(name) DO UPDATE SET chain_pem = excluded.chain_pem,"
-        " key_pem = excluded.key_pem, names = excluded.names, not_after = excluded.not_after,"
-        " updated = excluded.updated",
-        (
-            cert.name,
-            cert.chain_pem,
-            cert.key_pem,
-            encode_json(list(cert.names)),
-            cert.not_after,
-            cert.updated,
-        ),
+        + rows.CERTIFICATE_REPLACE,
+        rows.certificate_values(cert),
     )
 
 
