@@ -10,6 +10,7 @@ on one PostgreSQL store serve the one certificate that one of them ordered.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -299,3 +300,32 @@ def test_two_nodes_on_one_store_serve_the_certificate_one_of_them_ordered(
             node.stop()
         pebble.stop()
         schema.drop()
+
+
+def test_a_node_stops_at_once_while_the_ca_does_not_answer(tmp_path: Path) -> None:
+    # A "CA" that takes connections and never answers: the order waits on the request timeout.
+    silent = socket.create_server(("127.0.0.1", 0))
+    silent.setblocking(False)
+    accepted: list[socket.socket] = []
+
+    def accept() -> bool:
+        with contextlib.suppress(BlockingIOError):
+            accepted.append(silent.accept()[0])
+        return bool(accepted)
+
+    pebble = Pebble(tmp_path / "pebble", http_port=9, dns="127.0.0.1:9")
+    node = acme_node(tmp_path, pebble, free_ports(1)[0])
+    ca = f"https://127.0.0.1:{silent.getsockname()[1]}/dir"
+    node.extra_config = node.extra_config.replace(pebble.directory, ca)
+    node.write_config()
+    try:
+        node.start()
+        assert wait_until(accept, timeout=20)
+        started = time.monotonic()
+        assert node.stop() == 0
+        assert time.monotonic() - started < 10
+        assert "Traceback" not in node.log(), node.log()[-3000:]
+    finally:
+        node.stop()
+        for connection in [*accepted, silent]:
+            connection.close()

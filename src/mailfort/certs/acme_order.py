@@ -1,7 +1,9 @@
 """One certificate order from an ACME CA (RFC 8555) with HTTP-01 challenges, on certbot's `acme`.
 
-The library is blocking (requests underneath), so each blocking step here runs in a thread of its
-own (`asyncio.to_thread`) and the event loop every client shares never waits on the CA. Between
+The library is blocking (requests underneath), so each blocking step here runs in a daemon thread
+of its own and the event loop every client shares never waits on the CA; a node that stops in the
+middle of an order does not wait for it either (the default executor would hold the shutdown for
+as long as the CA takes). Between
 the steps the caller publishes the challenge answers in the store (`Certificates`), so whichever
 node of a cluster the CA reaches answers it (RFC 8555 8.3).
 
@@ -13,9 +15,13 @@ listener that every node already serves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
-from collections.abc import Sequence
+import functools
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from acme import challenges, client, crypto_util, errors, messages
 from cryptography import x509
@@ -25,6 +31,8 @@ from josepy.jwa import RS256
 from josepy.jwk import JWKRSA
 
 from mailfort.store.records import StoredCertificate
+
+T = TypeVar("T")
 
 USER_AGENT = "mailfort"
 # Every request to the CA, and the whole wait for validation and issuance.
@@ -39,6 +47,28 @@ class Challenge:
     token: str
     key_authorization: str
     body: messages.ChallengeBody
+
+
+async def in_thread(fn: Callable[[], T]) -> T:
+    """`fn()` on a daemon thread, awaited without blocking the loop."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], object]) -> None:
+        if not done.done():  # the awaiting task may have been cancelled meanwhile
+            outcome()
+
+    def work() -> None:
+        try:
+            outcome = functools.partial(done.set_result, fn())
+        except BaseException as exc:
+            outcome = functools.partial(done.set_exception, exc)
+        # The loop is closed when the node stopped meanwhile: then nobody waits for this.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, outcome)
+
+    threading.Thread(target=work, name="acme", daemon=True).start()
+    return await done
 
 
 def new_account_key() -> str:
@@ -101,11 +131,11 @@ class AcmeOrder:
         self._order: messages.OrderResource | None = None
 
     async def begin(self) -> list[Challenge]:
-        return await asyncio.to_thread(self._begin)
+        return await in_thread(self._begin)
 
     async def finish(self, answers: Sequence[Challenge]) -> StoredCertificate:
         """The certificate issued, named `name` (`updated` is for the caller to set)."""
-        return await asyncio.to_thread(self._finish, answers)
+        return await in_thread(lambda: self._finish(answers))
 
     def _begin(self) -> list[Challenge]:
         acme = client.ClientV2(client.ClientV2.get_directory(self.directory, self._net), self._net)

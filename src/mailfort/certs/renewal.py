@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from mailfort.certs.acme_order import AcmeOrder, new_account_key
+from mailfort.certs.acme_order import AcmeOrder, in_thread, new_account_key
 from mailfort.config import TlsConfig
 from mailfort.metrics import NodeMetrics
 from mailfort.store.records import StoredCertificate
@@ -167,7 +167,7 @@ class CertificateKeeper:
     async def _order(self) -> None:
         s = self.settings
         key = await self.store.acme_account_key(
-            s.acme_directory, await asyncio.to_thread(new_account_key), self.clock()
+            s.acme_directory, await in_thread(new_account_key), self.clock()
         )
         order = AcmeOrder(
             directory=s.acme_directory,
