@@ -72,6 +72,7 @@ class CertificateKeeper:
         self.metrics = metrics
         self.serving: StoredCertificate | None = None
         self.failures = 0  # consecutive failed orders
+        self.account_key: str | None = None  # the cluster's, from the store at the first order
 
     # -- what every node does -------------------------------------------------------------------
     async def install_stored(self) -> StoredCertificate | None:
@@ -166,9 +167,11 @@ class CertificateKeeper:
 
     async def _order(self) -> None:
         s = self.settings
-        key = await self.store.acme_account_key(
-            s.acme_directory, await in_thread(new_account_key), self.clock()
-        )
+        if self.account_key is None:
+            self.account_key = await self.store.acme_account_key(
+                s.acme_directory, await in_thread(new_account_key), self.clock()
+            )
+        key = self.account_key
         order = AcmeOrder(
             directory=s.acme_directory,
             account_key_pem=key,
