@@ -327,6 +327,12 @@ class Node:
             clock=self.clock.now,
             metrics=self.metrics,
         )
+        if not self.config.listen.http:
+            # HTTP-01 is answered on the http listener: another node's may do, this one cannot.
+            log.warning(
+                "event=acme_without_http hint=the CA validates on port 80 of every acme name;"
+                " set [listen] http on the nodes those names reach"
+            )
         with contextlib.suppress(StoreError):  # then the task loads it once the store answers
             await keeper.install_stored()
         self.tasks.append(asyncio.create_task(keeper.run(), name="certificates"))
