@@ -20,7 +20,6 @@ from mailfort.auth.known import DAY, KnownNetworks
 from mailfort.auth.login import Logins
 from mailfort.auth.passwords import Verifier
 from mailfort.auth.throttle import AuthThrottle, ThrottleLimits
-from mailfort.certs.renewal import CertificateKeeper
 from mailfort.cluster.clock import StoreClock
 from mailfort.cluster.maildrop import StoreMaildropLocks
 from mailfort.cluster.membership import Membership
@@ -317,6 +316,9 @@ class Node:
     async def _keep_certificate(self, tls: ssl.SSLContext) -> None:
         """ACME (certs/): the stored certificate replaces the self-signed one before the
         listeners open, and a task keeps it ordered, renewed and reloaded."""
+        # Imported here: the ACME client (requests, pyOpenSSL) costs every other node ~0.2 s.
+        from mailfort.certs.renewal import CertificateKeeper
+
         keeper = CertificateKeeper(
             store=self.store,
             context=tls,
