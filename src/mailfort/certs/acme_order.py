@@ -162,9 +162,8 @@ class AcmeOrder:
                     found.append(Challenge(token, str(validation), body))
                     break
             else:
-                raise errors.Error(
-                    f"the CA offers no HTTP-01 challenge for {authz.body.identifier}"
-                )
+                offered = authz.body.identifier.value
+                raise errors.Error(f"the CA offers no HTTP-01 challenge for {offered}")
         return found
 
     def _finish(self, answers: Sequence[Challenge]) -> StoredCertificate:
