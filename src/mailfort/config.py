@@ -43,6 +43,24 @@ class ListenConfig:
 class TlsConfig:
     cert: str = ""
     key: str = ""
+    # Certificates from an ACME CA (RFC 8555, certs/): ordered by one node at a time, kept in the
+    # store, served by every node, renewed without a restart. Until the first one is issued the
+    # node serves its self-signed certificate.
+    acme: bool = False
+    acme_directory: str = "https://acme-v02.api.letsencrypt.org/directory"
+    acme_email: str = ""
+    # The names the certificate covers; empty: `hostname`. Every name must resolve to a node
+    # whose http listener port 80 reaches (HTTP-01): one that does not fails the whole order.
+    acme_names: tuple[str, ...] = ()
+    # A CA bundle to trust for the directory's HTTPS instead of the system's (a test CA).
+    acme_ca_file: str = ""
+    acme_renew_before_days: float = 30.0
+    # How often a node considers renewing (with 10% jitter), how often it looks in the store for
+    # a certificate another node ordered, and the first wait after a failed order (doubling up
+    # to acme_check_seconds).
+    acme_check_seconds: float = 43200.0
+    acme_reload_seconds: float = 60.0
+    acme_retry_seconds: float = 60.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -430,6 +448,13 @@ def validate(config: Config) -> None:
         path = getattr(config.tls, key)
         if path and not Path(path).is_file():
             raise ConfigError(f"tls.{key}", f"no such file {path!r}")
+    if config.tls.acme and config.tls.cert:
+        raise ConfigError("tls.acme", "serve either certificate files (cert, key) or ACME's")
+    if config.tls.acme_ca_file and not Path(config.tls.acme_ca_file).is_file():
+        raise ConfigError("tls.acme_ca_file", f"no such file {config.tls.acme_ca_file!r}")
+    for key in ("acme_reload_seconds", "acme_check_seconds", "acme_retry_seconds"):
+        if config.tls.acme and getattr(config.tls, key) <= 0:
+            raise ConfigError(f"tls.{key}", "must be more than 0")
     if len(config.recipient_delimiter) > 1:
         raise ConfigError("recipient_delimiter", "must be one character or empty")
     if config.limits.max_recipients < 1:
@@ -647,10 +672,17 @@ def load(path: Path | None) -> Config:
             config = dataclasses.replace(config, data_dir=path.parent / config.data_dir)
         # Like data_dir: a relative path means beside the file, whatever the working directory.
         tls = config.tls
-        for key in ("cert", "key"):
-            value = getattr(tls, key)
-            if value and not Path(value).is_absolute():
-                tls = dataclasses.replace(tls, **{key: str(path.parent / value)})
+        beside = path.parent
+
+        def resolved(value: str) -> str:
+            return str(beside / value) if value and not Path(value).is_absolute() else value
+
+        tls = dataclasses.replace(
+            tls,
+            cert=resolved(tls.cert),
+            key=resolved(tls.key),
+            acme_ca_file=resolved(tls.acme_ca_file),
+        )
         config = dataclasses.replace(config, tls=tls)
     validate(config)
     return config

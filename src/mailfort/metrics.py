@@ -263,6 +263,16 @@ class NodeMetrics:
             multiprocess_mode=_CLUSTER,
         )  # fmt: skip
 
+        self.acme_orders = Counter(
+            "mailfort_acme_orders", "ACME certificate orders by result (issued, failed)",
+            ["result"], registry=r,
+        )  # fmt: skip
+        self.certificate_expiry = Gauge(
+            "mailfort_certificate_expiry_timestamp_seconds",
+            "When the certificate the node serves expires (0: not from ACME yet)", registry=r,
+            multiprocess_mode="livemin",
+        )  # fmt: skip
+
     # ---- recorders (cheap; called on hot paths) ------------------------------------------------
 
     def login(self, protocol: str, result: str, seconds: float) -> None:

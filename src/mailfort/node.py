@@ -291,6 +291,8 @@ class Node:
         self.gate.start()
         cert, key = self._tls_paths()
         tls = server_context(cert, key)
+        if self.config.tls.acme:
+            await self._keep_certificate(tls)
         try:
             await self._start_listeners(tls)
         except OSError as exc:
@@ -311,6 +313,32 @@ class Node:
             self.tasks.append(asyncio.create_task(self.status_service.run(), name="status"))
         await self._check_postmaster()
         return self.listeners
+
+    async def _keep_certificate(self, tls: ssl.SSLContext) -> None:
+        """ACME (certs/): the stored certificate replaces the self-signed one before the
+        listeners open, and a task keeps it ordered, renewed and reloaded."""
+        # Imported here: the ACME client (requests, pyOpenSSL) costs every other node ~0.2 s.
+        from mailfort.certs.renewal import CertificateKeeper
+
+        keeper = CertificateKeeper(
+            store=self.store,
+            context=tls,
+            settings=self.config.tls,
+            hostname=self.config.hostname,
+            owner=self.config.node_name,
+            directory=self.config.data_dir / "tls" / "acme",
+            clock=self.clock.now,
+            metrics=self.metrics,
+        )
+        if not self.config.listen.http:
+            # HTTP-01 is answered on the http listener: another node's may do, this one cannot.
+            log.warning(
+                "event=acme_without_http hint=the CA validates on port 80 of every acme name;"
+                " set [listen] http on the nodes those names reach"
+            )
+        with contextlib.suppress(StoreError):  # then the task loads it once the store answers
+            await keeper.install_stored()
+        self.tasks.append(asyncio.create_task(keeper.run(), name="certificates"))
 
     async def _check_postmaster(self) -> None:
         """RFC 5321 4.5.1: mail to postmaster must reach somebody. Until it does, RCPT TO:
@@ -395,7 +423,10 @@ class Node:
     def _wellknown_routes(self) -> list[BaseRoute]:
         """What the http listener answers for other machines and mail clients (`wellknown/`),
         one line per module."""
+        from mailfort.wellknown import acme_http
+
         routes: list[BaseRoute] = []
+        routes += acme_http.routes(self.store, self.clock.now)
         return routes
 
     async def _start_imap(self, tls: ssl.SSLContext) -> None:

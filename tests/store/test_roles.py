@@ -33,6 +33,7 @@ ROLES: tuple[type, ...] = (
     roles.CommitLoad,
     roles.DkimKeys,
     roles.Secrets,
+    roles.Certificates,
 )
 ENGINES = (SqliteStore, PostgresStore)
 LIFECYCLE = {"open", "close", "schema_version"}

@@ -14,6 +14,7 @@ from mailfort.store.roles import (
     Acceptance,
     AccountAdmin,
     Accounts,
+    Certificates,
     Cluster,
     CommitLoad,
     DkimKeys,
@@ -41,6 +42,7 @@ class Store(
     CommitLoad,
     DkimKeys,
     Secrets,
+    Certificates,
     abc.ABC,
 ):
     """Async store: every role, opened and closed. Every write is durable when its coroutine

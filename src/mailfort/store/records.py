@@ -378,3 +378,16 @@ class DkimKey:
     def txt_record(self) -> str:
         """The TXT value to publish at `<selector>._domainkey.<domain>` (RFC 6376 3.6.1)."""
         return f"v=DKIM1; k={self.key_type}; p={self.public_key}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredCertificate:
+    """A certificate every node serves: its chain and key (PEM), the names it covers, when it
+    expires and when it was stored (epoch seconds)."""
+
+    name: str  # which certificate: "acme" for the one the node's ACME client keeps
+    chain_pem: str
+    key_pem: str
+    names: tuple[str, ...]
+    not_after: float
+    updated: float

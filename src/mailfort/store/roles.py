@@ -20,6 +20,7 @@ nothing driver-specific crosses a role.
 | `CommitLoad`    | how busy durable commits are                          | server (overload)   |
 | `DkimKeys`      | DKIM keys per domain and where they are in rotation   | queue, cli, ops     |
 | `Secrets`       | secrets generated once and shared by every node       | trust (SRS)         |
+| `Certificates`  | TLS certificates, ACME challenges and account keys    | certs, wellknown    |
 
 `store.api.Store` is all of them together, for the code that opens and wires a store.
 """
@@ -52,6 +53,7 @@ from mailfort.store.records import (
     QueueItem,
     RecordRow,
     Settlement,
+    StoredCertificate,
     StoredMessage,
     WebhookAdded,
     WebhookRow,
@@ -489,6 +491,39 @@ class Secrets(Protocol):
     async def shared_secret(self, name: str, candidate: bytes) -> bytes:
         """The secret stored under `name`; the first caller's `candidate` becomes it. Every node
         passes a fresh random candidate and uses what comes back."""
+        ...
+
+
+class Certificates(Protocol):
+    """TLS certificates every node serves, and what an ACME client (RFC 8555) shares across
+    nodes: pending HTTP-01 answers, so any node answers the CA, and the account key."""
+
+    async def certificate(self, name: str) -> StoredCertificate | None:
+        """The stored certificate `name` (None: none yet)."""
+        ...
+
+    async def put_certificate(self, cert: StoredCertificate) -> None:
+        """Store (or replace) the certificate `cert.name`."""
+        ...
+
+    async def put_acme_challenge(
+        self, token: str, key_authorization: str, expires: float, now: float
+    ) -> None:
+        """Answer HTTP-01 `token` with `key_authorization` until `expires`; drops the tokens
+        expired at `now` (of orders whose node died)."""
+        ...
+
+    async def acme_challenge(self, token: str, now: float) -> str | None:
+        """The key authorization for `token` while it has not expired at `now`."""
+        ...
+
+    async def delete_acme_challenge(self, token: str) -> None:
+        """Withdraw `token` (its validation is over)."""
+        ...
+
+    async def acme_account_key(self, directory: str, key_pem: str, now: float) -> str:
+        """The account key for the CA at `directory`: the stored one, else `key_pem`, stored
+        now. Two nodes asking at once get the same key."""
         ...
 
 

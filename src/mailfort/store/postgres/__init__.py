@@ -1,7 +1,7 @@
 """The PostgreSQL engine: many nodes share one database; the same roles as SQLite.
 
 Holds: `PostgresStore`, built from one class per role file (`accounts`, `mailboxes`, `queue`,
-`cluster`, `status`, `dkim`) over the plumbing in `engine` (the pool, failover and change
+`cluster`, `status`, `dkim`, `certs`) over the plumbing in `engine` (the pool, failover and change
 announcements in `connection`, `migrate`).
 May import: `asyncpg`, the stdlib, `mailfort.errors`, and the engine-neutral modules of
 `mailfort.store` (`api`, `records`, `rows`, `flags`, `migrate`, `notify`); never the SQLite engine,
@@ -15,6 +15,7 @@ node's `ChangeHub`.
 from __future__ import annotations
 
 from mailfort.store.postgres.accounts import PostgresAccounts
+from mailfort.store.postgres.certs import PostgresCertificates
 from mailfort.store.postgres.cluster import PostgresCluster
 from mailfort.store.postgres.dkim import PostgresDkim
 from mailfort.store.postgres.mailboxes import PostgresMailboxes
@@ -31,5 +32,6 @@ class PostgresStore(
     PostgresCluster,
     PostgresStatus,
     PostgresDkim,
+    PostgresCertificates,
 ):
     """Every role on one PostgreSQL database (one schema)."""
