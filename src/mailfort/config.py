@@ -266,6 +266,29 @@ class SubmissionConfig:
     # may send as: "address" or "@domain" (any address at that domain). For shared role
     # addresses that are not aliases, or an application account that sends for a whole domain.
     senders: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # What one authenticated user may send in an hour (the previous hour's count weighs in as
+    # the window slides), counted in the store so every node of a cluster shares the count; past
+    # either, 451 4.7.1 until the hour has room again. Bounds a stolen password's spam. 0: off.
+    messages_per_hour: int = 500
+    recipients_per_hour: int = 2000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientsConfig:
+    """What mail clients are told to connect to (autoconfig, Autodiscover, .mobileconfig).
+
+    By default the node's `hostname` and the ports its listeners are bound to; behind NAT or a
+    port forward, the name and ports clients reach instead. A port of 0 means the listener's own;
+    a listener that is off is never offered, whatever is set here."""
+
+    host: str = ""  # default: `hostname`
+    display_name: str = ""  # default: [status] provider_name
+    imaps_port: int = 0
+    imap_port: int = 0
+    pop3s_port: int = 0
+    pop3_port: int = 0
+    submissions_port: int = 0
+    submission_port: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -294,6 +317,7 @@ class Config:
     overload: OverloadConfig = field(default_factory=OverloadConfig)
     status: StatusConfig = field(default_factory=StatusConfig)
     submission: SubmissionConfig = field(default_factory=SubmissionConfig)
+    clients: ClientsConfig = field(default_factory=ClientsConfig)
     source: Path | None = None
 
 
@@ -453,6 +477,7 @@ def validate(config: Config) -> None:
         for pattern in patterns:
             if not _is_address_or_domain(pattern):
                 raise ConfigError(key, f'expected "address" or "@domain", got {pattern!r}')
+    _validate_clients(config.clients)
     _validate_delivery(config.delivery)
     for key in ("heartbeat_seconds", "maildrop_lease_seconds"):
         if getattr(config.cluster, key) < 0.1:
@@ -522,6 +547,15 @@ def _validate_status(st: StatusConfig) -> None:
         raise ConfigError(
             "status.webhook_subscribe_per_network", "must be at least webhook_subscribe_per_ip"
         )
+
+
+def _validate_clients(clients: ClientsConfig) -> None:
+    # Written into XML and plist answers and shown to users as the server to connect to.
+    if clients.host and normalize_domain(clients.host) is None:
+        raise ConfigError("clients.host", f"not a host name: {clients.host!r}")
+    for f in dataclasses.fields(ClientsConfig):
+        if f.name.endswith("_port") and getattr(clients, f.name) > 65535:
+            raise ConfigError(f"clients.{f.name}", "expected a port number (0-65535)")
 
 
 def _validate_delivery(delivery: DeliveryConfig) -> None:

@@ -53,6 +53,8 @@ from mailfort.status.repository import StatusRepository
 from mailfort.status.service import StatusService
 from mailfort.store import open_store
 from mailfort.store.api import Store
+from mailfort.wellknown import autoconfig, autodiscover
+from mailfort.wellknown.client_settings import ClientDirectory, client_settings
 
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
@@ -380,6 +382,7 @@ class Node:
             logins=self.logins,
             networks=self.networks,
             gate=lambda: self.gate,
+            clients=self.client_directory(),
         )
         context = WebContext.from_node(parts)
         self.http = HttpListener(
@@ -395,7 +398,16 @@ class Node:
         """What the http listener answers for other machines and mail clients (`wellknown/`),
         one line per module."""
         routes: list[BaseRoute] = []
+        routes += autoconfig.routes(self.client_directory())
+        routes += autodiscover.routes(self.client_directory())
         return routes
+
+    def client_directory(self) -> ClientDirectory:
+        """Where mail clients connect: this node's running listeners, read per request."""
+        return ClientDirectory(
+            settings=lambda: client_settings(self.config, {x.name: x.port for x in self.listeners}),
+            local_domains=self.directory.local_domains,
+        )
 
     async def _start_imap(self, tls: ssl.SSLContext) -> None:
 
