@@ -31,6 +31,7 @@ ROLES: tuple[type, ...] = (
     roles.StatusRecords,
     roles.MailHealth,
     roles.CommitLoad,
+    roles.SubmissionCounts,
 )
 ENGINES = (SqliteStore, PostgresStore)
 LIFECYCLE = {"open", "close", "schema_version"}

@@ -22,6 +22,7 @@ from mailfort.store.roles import (
     MailHealth,
     Queue,
     StatusRecords,
+    SubmissionCounts,
 )
 
 
@@ -37,6 +38,7 @@ class Store(
     StatusRecords,
     MailHealth,
     CommitLoad,
+    SubmissionCounts,
     abc.ABC,
 ):
     """Async store: every role, opened and closed. Every write is durable when its coroutine

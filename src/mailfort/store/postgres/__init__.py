@@ -19,11 +19,17 @@ from mailfort.store.postgres.cluster import PostgresCluster
 from mailfort.store.postgres.mailboxes import PostgresMailboxes
 from mailfort.store.postgres.queue import PostgresQueue
 from mailfort.store.postgres.status import PostgresStatus
+from mailfort.store.postgres.submission import PostgresSubmission
 
 __all__ = ["PostgresStore"]
 
 
 class PostgresStore(
-    PostgresAccounts, PostgresMailboxes, PostgresQueue, PostgresCluster, PostgresStatus
+    PostgresAccounts,
+    PostgresMailboxes,
+    PostgresQueue,
+    PostgresCluster,
+    PostgresStatus,
+    PostgresSubmission,
 ):
     """Every role on one PostgreSQL database (one schema)."""

@@ -16,9 +16,12 @@ from mailfort.store.sqlite.cluster import SqliteCluster
 from mailfort.store.sqlite.mailboxes import SqliteMailboxes
 from mailfort.store.sqlite.queue import SqliteQueue
 from mailfort.store.sqlite.status import SqliteStatus
+from mailfort.store.sqlite.submission import SqliteSubmission
 
 __all__ = ["SqliteStore"]
 
 
-class SqliteStore(SqliteAccounts, SqliteMailboxes, SqliteQueue, SqliteCluster, SqliteStatus):
+class SqliteStore(
+    SqliteAccounts, SqliteMailboxes, SqliteQueue, SqliteCluster, SqliteStatus, SqliteSubmission
+):
     """Every role on one SQLite file."""
