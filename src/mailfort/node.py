@@ -47,6 +47,7 @@ from mailfort.server.pop3_maildrop import SizeCache
 from mailfort.server.smtp import start_smtp
 from mailfort.server.smtp_policy import Mode, SmtpPolicy
 from mailfort.server.spool import Spool
+from mailfort.server.submission_limit import SubmissionLimit
 from mailfort.server.tls import ensure_self_signed, server_context
 from mailfort.status.notices import NoticeBoard
 from mailfort.status.repository import StatusRepository
@@ -345,6 +346,15 @@ class Node:
                 sessions=self.account_sessions,
                 networks=self.networks,
                 clock=self.clock.now,
+                limit=SubmissionLimit(
+                    self.store,
+                    messages_per_hour=self.config.submission.messages_per_hour,
+                    recipients_per_hour=self.config.submission.recipients_per_hour,
+                    clock=self.clock.now,
+                    metrics=self.metrics,
+                )
+                if mode is not Mode.MX
+                else None,
             )
             server = await start_smtp(
                 policy=policy,
