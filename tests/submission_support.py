@@ -6,10 +6,26 @@ from __future__ import annotations
 import contextlib
 import smtplib
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+from tests.nodeproc import NodeProcess
 from tests.rawclient import client_tls
 
 PASSWORD = "correct horse battery staple"
+
+
+@contextlib.contextmanager
+def running_node(root: Path, users: list[str], **settings: Any) -> Iterator[NodeProcess]:
+    """A started node whose `users` all have PASSWORD; `settings` go to NodeProcess."""
+    node = NodeProcess(root, **settings)
+    node.provision(users=dict.fromkeys(users, PASSWORD))
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()
 
 
 def message(user: str, recipients: list[str], extra: bytes = b"") -> bytes:

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.nodeproc import NodeProcess
-from tests.submission_support import PASSWORD, connect, message, transaction
+from tests.submission_support import connect, message, running_node, transaction
 
 THIEF = "stolen@example.test"
 OWNER = "owner@example.test"
@@ -23,13 +23,8 @@ BOUND = 5
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     extra = f"\n[submission]\nmessages_per_hour = {BOUND}\nrecipients_per_hour = 0\n"
-    node = NodeProcess(tmp_path_factory.mktemp("race"), extra_config=extra)
-    node.provision(users={THIEF: PASSWORD, OWNER: PASSWORD})
-    node.start()
-    try:
+    with running_node(tmp_path_factory.mktemp("race"), [THIEF, OWNER], extra_config=extra) as node:
         yield node
-    finally:
-        node.stop()
 
 
 def test_connections_that_all_passed_mail_and_rcpt_cannot_overshoot_at_data(

@@ -14,7 +14,7 @@ import pytest
 from tests.nodeproc import NodeProcess
 from tests.rawclient import client_tls
 from tests.smtpsink import Sink
-from tests.submission_support import PASSWORD, message, submit
+from tests.submission_support import PASSWORD, message, running_node, submit
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
@@ -44,13 +44,8 @@ def node(tmp_path_factory: pytest.TempPathFactory, sink: Sink) -> Iterator[NodeP
         'dns_nameservers = ["127.0.0.1:9"]\ndns_timeout = 1.0\n'
         f'[delivery.transports]\n"remote.test" = "127.0.0.1:{sink.port}"\n'
     )
-    node = NodeProcess(root, delivery=delivery)
-    node.provision(users={ALICE: PASSWORD, BOB: PASSWORD})
-    node.start()
-    try:
+    with running_node(root, [ALICE, BOB], delivery=delivery) as node:
         yield node
-    finally:
-        node.stop()
 
 
 def test_unsubscribe_headers_arrive_byte_identical_remote_and_local(

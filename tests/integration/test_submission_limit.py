@@ -13,7 +13,7 @@ import pytest
 
 from tests.cluster_support import PgSchema, base_dsn, cluster_node
 from tests.nodeproc import NodeProcess
-from tests.submission_support import PASSWORD, submit
+from tests.submission_support import PASSWORD, running_node, submit
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
@@ -23,13 +23,9 @@ LIMITS = "\n[submission]\nmessages_per_hour = 3\nrecipients_per_hour = 5\n"
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    node = NodeProcess(tmp_path_factory.mktemp("limit"), extra_config=LIMITS, http=True)
-    node.provision(users={ALICE: PASSWORD, BOB: PASSWORD, CAROL: PASSWORD})
-    node.start()
-    try:
+    root = tmp_path_factory.mktemp("limit")
+    with running_node(root, [ALICE, BOB, CAROL], extra_config=LIMITS, http=True) as node:
         yield node
-    finally:
-        node.stop()
 
 
 def limited(node: NodeProcess, limit: str) -> float:

@@ -17,18 +17,15 @@ ElementTree, which escapes whatever text it is given.
 
 from __future__ import annotations
 
-import logging
 import xml.etree.ElementTree as ET
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from mailfort.errors import StoreError
 from mailfort.mail.address import domain_of, normalize_domain
+from mailfort.wellknown.answer import client_answer
 from mailfort.wellknown.client_settings import ClientDirectory, ClientSettings, Server
-
-log = logging.getLogger("mailfort.wellknown")
 
 PATHS = ("/.well-known/autoconfig/mail/config-v1.1.xml", "/mail/config-v1.1.xml")
 MEDIA_TYPE = "application/xml"
@@ -74,22 +71,21 @@ def _domain_from_host(request: Request) -> str | None:
 def routes(clients: ClientDirectory) -> list[BaseRoute]:
     async def config_xml(request: Request) -> Response:
         given = request.query_params.get("emailaddress", "")
-        try:
+
+        async def find() -> str | None:
             if given:
-                address = None
-                if len(given) <= MAX_ADDRESS:
-                    address = await clients.local_address(given)
-                domain = None if address is None else domain_of(address)
-            else:
-                domain = _domain_from_host(request)
-                if domain is not None and domain not in await clients.local_domains():
-                    domain = None
-        except StoreError as exc:
-            log.warning("event=autoconfig_unavailable error=%s", exc)
-            return Response(status_code=503, headers={"Retry-After": "5"})
-        if domain is None:
-            return Response("no such domain here\n", 404, media_type="text/plain")
-        body = document(clients.settings(), domain)
-        return Response(body, media_type=MEDIA_TYPE, headers={"Cache-Control": "max-age=300"})
+                address = await clients.local_address(given) if len(given) <= MAX_ADDRESS else None
+                return None if address is None else domain_of(address)
+            domain = _domain_from_host(request)
+            return domain if domain in await clients.local_domains() else None
+
+        return await client_answer(
+            clients,
+            find,
+            document,
+            what="autoconfig",
+            media_type=MEDIA_TYPE,
+            headers={"Cache-Control": "max-age=300"},
+        )
 
     return [Route(path, config_xml, methods=["GET"]) for path in PATHS]

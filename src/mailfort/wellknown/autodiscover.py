@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from mailfort.errors import StoreError
+from mailfort.wellknown.answer import client_answer
 from mailfort.wellknown.client_settings import ClientDirectory, ClientSettings
 
 log = logging.getLogger("mailfort.wellknown")
@@ -113,14 +113,13 @@ def routes(clients: ClientDirectory) -> list[BaseRoute]:
         if schema != OUTLOOK_NS:
             body = error_document("601", "Provider is not available for the requested schema")
             return Response(body, media_type=MEDIA_TYPE, headers=headers)
-        try:
-            address = await clients.local_address(given)
-        except StoreError as exc:
-            log.warning("event=autodiscover_unavailable error=%s", exc)
-            return Response(status_code=503, headers={"Retry-After": "5"})
-        if address is None:
-            return Response("no such domain here\n", 404, media_type="text/plain")
-        body = document(clients.settings(), address)
-        return Response(body, media_type=MEDIA_TYPE, headers=headers)
+        return await client_answer(
+            clients,
+            lambda: clients.local_address(given),
+            document,
+            what="autodiscover",
+            media_type=MEDIA_TYPE,
+            headers=headers,
+        )
 
     return [Route(path, autodiscover, methods=["POST"]) for path in PATHS]

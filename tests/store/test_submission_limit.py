@@ -1,27 +1,14 @@
-"""The sliding hour of the submission bound on a real SQLite store: the previous hour weighs in
-by the share of it still inside the last 60 minutes; a message not stored gives its count back."""
+"""The sliding hour of the submission bound on both engines: the previous hour weighs in by the
+share of it still inside the last 60 minutes; a message not stored gives its count back."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-
 from mailfort.protocol.smtp import replies as R
 from mailfort.server.submission_limit import HOUR, SubmissionLimit, Taken
-from mailfort.store.sqlite import SqliteStore
+from mailfort.store.api import Store
 
 USER = "u@example.test"
 START = 1_000 * HOUR
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    store = SqliteStore(tmp_path / "s.sqlite3")
-    await store.open()
-    yield store
-    await store.close()
 
 
 class Clock:
@@ -32,7 +19,7 @@ class Clock:
         return self.now
 
 
-async def test_the_previous_hour_weighs_in_as_the_window_slides(store: SqliteStore) -> None:
+async def test_the_previous_hour_weighs_in_as_the_window_slides(store: Store) -> None:
     clock = Clock(START + 0.5 * HOUR)
     limit = SubmissionLimit(store, messages_per_hour=10, recipients_per_hour=0, clock=clock)
     for _ in range(10):
@@ -60,7 +47,7 @@ async def test_the_previous_hour_weighs_in_as_the_window_slides(store: SqliteSto
     assert (usage.carried_messages, usage.messages) == (0, 0)
 
 
-async def test_a_take_after_the_hour_turned_reads_the_hour_again(store: SqliteStore) -> None:
+async def test_a_take_after_the_hour_turned_reads_the_hour_again(store: Store) -> None:
     clock = Clock(START + HOUR - 1)
     limit = SubmissionLimit(store, messages_per_hour=2, recipients_per_hour=3, clock=clock)
     usage = await limit.usage(USER)
