@@ -417,6 +417,7 @@ class Node:
         return ClientDirectory(
             settings=lambda: client_settings(self.config, {x.name: x.port for x in self.listeners}),
             local_domains=self.directory.local_domains,
+            tls_files=self._tls_paths(),
         )
 
     async def _start_imap(self, tls: ssl.SSLContext) -> None:

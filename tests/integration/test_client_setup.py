@@ -8,12 +8,16 @@ import base64
 import imaplib
 import plistlib
 import smtplib
+import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import pkcs7
 
 from tests.integration.status_web_support import start_web_node
 from tests.nodeproc import NodeProcess
@@ -63,6 +67,23 @@ def autodiscover_request(address: str, schema: str = OUTLOOK) -> bytes:
         f"<EMailAddress>{address}</EMailAddress>"
         f"<AcceptableResponseSchema>{schema}</AcceptableResponseSchema></Request></Autodiscover>"
     ).encode()
+
+
+def signed_profile(site: Site, signed: bytes) -> dict[str, Any]:
+    """The plist inside a CMS SignedData profile, after openssl checked the signature (not the
+    chain: the test node's certificate is self-signed); the signer must be the node's own."""
+    assert not signed.startswith(b"<?xml"), "the profile is signed"
+    found = subprocess.run(
+        ["openssl", "cms", "-verify", "-inform", "DER", "-noverify"],
+        input=signed,
+        capture_output=True,
+        check=False,
+    )
+    assert found.returncode == 0, found.stderr
+    node_cert = x509.load_pem_x509_certificate((site.node.data_dir / "tls/cert.pem").read_bytes())
+    assert pkcs7.load_der_pkcs7_certificates(signed) == [node_cert]
+    parsed: dict[str, Any] = plistlib.loads(found.stdout)
+    return parsed
 
 
 def basic(user: str, password: str = PASSWORD) -> dict[str, str]:
@@ -211,7 +232,7 @@ def test_mobileconfig_is_the_users_own_without_password(site: Site) -> None:
     assert "no-store" in r.headers["cache-control"]
     assert 'filename="alice_example.test.mobileconfig"' in r.headers["content-disposition"]
     assert PASSWORD.encode() not in r.content
-    profile = plistlib.loads(r.content)
+    profile = signed_profile(site, r.content)
     assert profile["PayloadType"] == "Configuration"
     assert profile["PayloadVersion"] == 1
     assert profile["PayloadRemovalDisallowed"] is False
@@ -237,9 +258,9 @@ def test_mobileconfig_is_the_users_own_without_password(site: Site) -> None:
         "OutgoingPasswordSameAsIncomingPassword": True,
     }
     # Stable: the same download replaces the installed profile rather than adding one.
-    again = plistlib.loads(site.client.get(PROFILE, headers=basic(ALICE)).content)
+    again = signed_profile(site, site.client.get(PROFILE, headers=basic(ALICE)).content)
     assert again == profile
-    bobs = plistlib.loads(site.client.get(PROFILE, headers=basic(BOB)).content)
+    bobs = signed_profile(site, site.client.get(PROFILE, headers=basic(BOB)).content)
     assert bobs["PayloadContent"][0]["EmailAddress"] == BOB
     assert bobs["PayloadUUID"] != profile["PayloadUUID"]
     assert bobs["PayloadIdentifier"] != profile["PayloadIdentifier"]
@@ -252,4 +273,4 @@ def test_mobileconfig_needs_the_users_own_login(site: Site) -> None:
     r = site.client.get(PROFILE, params={"emailaddress": ALICE}, headers=basic(BOB))
     assert r.status_code == 200
     assert ALICE.encode() not in r.content
-    assert plistlib.loads(r.content)["PayloadContent"][0]["EmailAddress"] == BOB
+    assert signed_profile(site, r.content)["PayloadContent"][0]["EmailAddress"] == BOB

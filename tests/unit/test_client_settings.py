@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import plistlib
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +97,11 @@ def test_autodiscover_requests_with_and_without_namespace(body: bytes) -> None:
 
 def test_profile_download_name_is_safe() -> None:
     assert mobileconfig.filename('a"b/c@example.net') == "a_b_c_example.net.mobileconfig"
+
+
+def test_an_unusable_certificate_leaves_the_profile_unsigned(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("not a certificate")
+    key.write_text("not a key")
+    assert mobileconfig.sign(b"<plist/>", cert, key) is None
+    assert mobileconfig.sign(b"<plist/>", tmp_path / "missing", key) is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from mailfort.config import Config
 from mailfort.mail.address import AddressError, domain_of, normalize
@@ -78,6 +79,9 @@ class ClientDirectory:
 
     settings: Callable[[], ClientSettings]
     local_domains: Callable[[], Awaitable[frozenset[str]]]
+    # The node's TLS certificate and key files (PEM), which a profile is signed with; read at
+    # each use, so a renewed certificate is used at once.
+    tls_files: tuple[Path, Path] | None = None
 
     async def local_address(self, text: str) -> str | None:
         """`text` as a normalized address at one of our domains; None when it is no address

@@ -37,7 +37,7 @@ from mailfort.status.web.context import WebContext, language
 from mailfort.status.web.guard import Slot
 from mailfort.status.web.text import Texts, iso
 from mailfort.wellknown.mobileconfig import MEDIA_TYPE as MOBILECONFIG
-from mailfort.wellknown.mobileconfig import filename, profile
+from mailfort.wellknown.mobileconfig import filename, profile, sign
 
 log = logging.getLogger("mailfort.status.web")
 
@@ -231,9 +231,14 @@ def routes(ctx: WebContext) -> list[Route]:
             if exc.delay:
                 await asyncio.sleep(exc.delay)
             return _plain(t(exc.key), exc.status, exc.headers)
-        body = None if ctx.clients is None else profile(ctx.clients.settings(), address)
-        if body is None:
+        clients = ctx.clients
+        body = None if clients is None else profile(clients.settings(), address)
+        if body is None or clients is None:
             return Response(status_code=404, headers={"Cache-Control": NO_STORE})
+        if clients.tls_files is not None:
+            # Signing is CPU work (a signature per download) next to a password check's.
+            signed = await asyncio.to_thread(sign, body, *clients.tls_files)
+            body = signed or body
         headers = {
             "Cache-Control": NO_STORE,
             "Content-Disposition": f'attachment; filename="{filename(address)}"',
