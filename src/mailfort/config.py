@@ -158,6 +158,9 @@ class DeliveryConfig:
     smtp_port: int = 25  # port of MX hosts (a transport names its own)
     dns_nameservers: tuple[str, ...] = ()  # "ip" or "ip:port"; empty: /etc/resolv.conf
     dns_timeout: float = 10.0
+    # The address outgoing SMTP connections come from ("": the kernel's choice): on a host with
+    # several, the one whose PTR is `hostname` and that the SPF records list.
+    source_address: str = ""
     # Routing overrides, like Postfix transport_maps/relayhost: "domain" (exact), ".domain"
     # (subdomains) or "*" -> "host:port" delivered to instead of the domain's MX.
     transports: dict[str, str] = field(default_factory=dict)
@@ -274,21 +277,37 @@ class SubmissionConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ClientsConfig:
-    """What mail clients are told to connect to (autoconfig, Autodiscover, .mobileconfig).
+class PublicPortsConfig:
+    """The port mail clients use for each listener when it differs from the one the node binds
+    (a firewall or load balancer that forwards 587 to 2587); 0: the listener's own port. The MX
+    is always port 25 to the world (RFC 5321 4.5.4), so it has none."""
 
-    By default the node's `hostname` and the ports its listeners are bound to; behind NAT or a
-    port forward, the name and ports clients reach instead. A port of 0 means the listener's own;
-    a listener that is off is never offered, whatever is set here."""
+    submission: int = 0
+    submissions: int = 0
+    imap: int = 0
+    imaps: int = 0
+    pop3: int = 0
+    pop3s: int = 0
 
-    host: str = ""  # default: `hostname`
-    display_name: str = ""  # default: [status] provider_name
-    imaps_port: int = 0
-    imap_port: int = 0
-    pop3s_port: int = 0
-    pop3_port: int = 0
-    submissions_port: int = 0
-    submission_port: int = 0
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DnsConfig:
+    """What `mailfort dns records` tells the operator to publish and `dns check` expects."""
+
+    # The addresses the world reaches this node at (each needs a PTR to `hostname`); empty: the
+    # listeners' addresses that are neither loopback nor unspecified.
+    public_addresses: tuple[str, ...] = ()
+    # MX hosts of the local domains; empty: `hostname`. A cluster names every node's host here
+    # (or one name with an A record per node).
+    mx_hosts: tuple[str, ...] = ()
+    # A provider's own SPF record (e.g. "_spf.provider.example") that customer domains include,
+    # so a new node changes one record rather than every customer's; empty: "v=spf1 mx -all".
+    spf_include: str = ""
+    dmarc_policy: str = "none"  # RFC 7489 6.3 p=; "none" until reports show all mail aligned
+    dmarc_rua: str = ""  # where aggregate reports go; default: postmaster@<domain>
+    tlsrpt_rua: str = ""  # where TLS reports (RFC 8460) go; default: postmaster@<domain>
+    ttl: int = 3600
+    public_ports: PublicPortsConfig = field(default_factory=PublicPortsConfig)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -317,7 +336,7 @@ class Config:
     overload: OverloadConfig = field(default_factory=OverloadConfig)
     status: StatusConfig = field(default_factory=StatusConfig)
     submission: SubmissionConfig = field(default_factory=SubmissionConfig)
-    clients: ClientsConfig = field(default_factory=ClientsConfig)
+    dns: DnsConfig = field(default_factory=DnsConfig)
     source: Path | None = None
 
 
@@ -477,13 +496,13 @@ def validate(config: Config) -> None:
         for pattern in patterns:
             if not _is_address_or_domain(pattern):
                 raise ConfigError(key, f'expected "address" or "@domain", got {pattern!r}')
-    _validate_clients(config.clients)
     _validate_delivery(config.delivery)
     for key in ("heartbeat_seconds", "maildrop_lease_seconds"):
         if getattr(config.cluster, key) < 0.1:
             raise ConfigError(f"cluster.{key}", "must be at least 0.1")
     _validate_overload(config.overload)
     _validate_status(config.status)
+    _validate_dns(config.dns)
 
 
 def _is_address(text: str) -> bool:
@@ -549,13 +568,26 @@ def _validate_status(st: StatusConfig) -> None:
         )
 
 
-def _validate_clients(clients: ClientsConfig) -> None:
-    # Written into XML and plist answers and shown to users as the server to connect to.
-    if clients.host and normalize_domain(clients.host) is None:
-        raise ConfigError("clients.host", f"not a host name: {clients.host!r}")
-    for f in dataclasses.fields(ClientsConfig):
-        if f.name.endswith("_port") and getattr(clients, f.name) > 65535:
-            raise ConfigError(f"clients.{f.name}", "expected a port number (0-65535)")
+def _validate_dns(dns: DnsConfig) -> None:
+    for address in dns.public_addresses:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ConfigError("dns.public_addresses", f"not an IP address: {address!r}") from None
+    for key, names in (("mx_hosts", dns.mx_hosts), ("spf_include", (dns.spf_include,))):
+        for name in names:
+            if name and (normalize_domain(name) is None or "." not in name):
+                raise ConfigError(f"dns.{key}", f"not a host name: {name!r}")
+    if dns.dmarc_policy not in ("none", "quarantine", "reject"):
+        raise ConfigError("dns.dmarc_policy", "expected none, quarantine or reject")
+    for key in ("dmarc_rua", "tlsrpt_rua"):
+        value = getattr(dns, key)
+        if value and not _is_address(value):
+            raise ConfigError(f"dns.{key}", f"not an address: {value!r}")
+    _at_least(dns, "dns", 60, "ttl")
+    for f in dataclasses.fields(PublicPortsConfig):
+        if getattr(dns.public_ports, f.name) > 65535:
+            raise ConfigError(f"dns.public_ports.{f.name}", "expected a port number (1-65535)")
 
 
 def _validate_delivery(delivery: DeliveryConfig) -> None:
@@ -568,6 +600,14 @@ def _validate_delivery(delivery: DeliveryConfig) -> None:
         raise ConfigError("delivery.helo_name", f"not a host name: {delivery.helo_name!r}")
     if not 0 < delivery.smtp_port <= 65535:
         raise ConfigError("delivery.smtp_port", "expected a port number (1-65535)")
+    if delivery.source_address:
+        try:
+            ipaddress.ip_address(delivery.source_address)
+        except ValueError:
+            raise ConfigError(
+                "delivery.source_address",
+                f"expected an IP address, got {delivery.source_address!r}",
+            ) from None
     for server in delivery.dns_nameservers:
         try:
             ipaddress.ip_address(parse_nexthop(server, default_port=53).host)

@@ -28,6 +28,7 @@ from mailfort.errors import StoreError
 from mailfort.mail.directory import Directory
 from mailfort.metrics import NodeMetrics
 from mailfort.network import Networks
+from mailfort.ops.hostname import warn_about_helo
 from mailfort.overload import BreakerConfig, RetryBudgetConfig
 from mailfort.queue.local_worker import LocalWorker
 from mailfort.queue.remote_worker import Politeness, RemoteWorker
@@ -594,6 +595,7 @@ def remote_worker(
             command_timeout=d.command_timeout,
             concurrency=d.destination_concurrency,
             idle_timeout=d.idle_timeout,
+            source_address=d.source_address,
         ),
         resolver=MxResolver(
             nameservers=[(n.host, n.port) for n in nameservers], timeout=d.dns_timeout
@@ -694,6 +696,7 @@ async def serve(config: Config, announce: Callable[[Node], None] | None = None) 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, node.stop_requested.set)
     await node.start()
+    helo_check = asyncio.create_task(warn_about_helo(config), name="helo-check")
     if announce is None:
         print(describe(node), flush=True)
     else:
@@ -701,5 +704,6 @@ async def serve(config: Config, announce: Callable[[Node], None] | None = None) 
     await node.stop_requested.wait()
     reason = "drain requested" if node.membership.draining else "signal"
     print(f"mailfort: shutting down ({reason})", file=sys.stderr, flush=True)
+    helo_check.cancel()
     await node.stop()
     return 0

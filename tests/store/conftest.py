@@ -94,7 +94,7 @@ _PG_EMPTY = (
     " DELETE FROM status_history; DELETE FROM status_incidents; DELETE FROM status_maintenance;"
     " DELETE FROM status_webhooks; DELETE FROM leases; DELETE FROM status_counters;"
     " DELETE FROM delayed_mail; DELETE FROM status_notices; DELETE FROM login_networks;"
-    " DELETE FROM submission_counts"
+    " DELETE FROM dkim_keys; DELETE FROM shared_secrets; DELETE FROM submission_counts"
 )
 
 

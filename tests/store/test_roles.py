@@ -31,6 +31,8 @@ ROLES: tuple[type, ...] = (
     roles.StatusRecords,
     roles.MailHealth,
     roles.CommitLoad,
+    roles.DkimKeys,
+    roles.Secrets,
     roles.SubmissionCounts,
 )
 ENGINES = (SqliteStore, PostgresStore)

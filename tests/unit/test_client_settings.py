@@ -1,5 +1,6 @@
-"""Client settings from listeners and `[clients]`, and the documents built from them, without a
-node: overrides, listeners that are off, escaping of operator text, Autodiscover request forms."""
+"""Client settings from listeners and `[dns.public_ports]`, and the documents built from them,
+without a node: public ports, listeners that are off, escaping of operator text, Autodiscover
+request forms, a certificate that cannot sign."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mailfort.config import ClientsConfig, Config, StatusConfig
+from mailfort.config import Config, DnsConfig, PublicPortsConfig, StatusConfig
 from mailfort.wellknown import autoconfig, autodiscover, mobileconfig
 from mailfort.wellknown.client_settings import Server, client_settings
 
@@ -26,13 +27,14 @@ ALL = {
 }
 
 
-def config(**clients: object) -> Config:
-    return Config(hostname="mx.example.net", clients=ClientsConfig(**clients))  # type: ignore[arg-type]
+def config(**ports: int) -> Config:
+    dns = DnsConfig(public_ports=PublicPortsConfig(**ports))
+    return Config(hostname="mail.example.net", dns=dns)
 
 
-def test_public_host_and_ports_replace_the_bound_ones() -> None:
+def test_public_ports_replace_the_bound_ones() -> None:
     settings = client_settings(
-        config(host="mail.example.net", imaps_port=993, submissions_port=465),
+        config(imaps=993, submissions=465),
         {"imaps": 2993, "imap": 2143, "submissions": 2465},
     )
     assert settings.incoming == (
@@ -46,11 +48,11 @@ def test_public_host_and_ports_replace_the_bound_ones() -> None:
 
 def test_a_listener_that_is_off_is_never_offered_even_with_a_public_port() -> None:
     bound = {k: v for k, v in ALL.items() if k not in ("imaps", "submissions", "pop3s", "pop3")}
-    settings = client_settings(config(imaps_port=993, pop3_port=110), bound)
+    settings = client_settings(config(imaps=993, pop3=110), bound)
     assert [(s.port, s.implicit_tls) for s in settings.incoming] == [(143, False)]
     assert settings.first("pop3") is None
     assert settings.first("smtp") == Server(
-        protocol="smtp", host="mx.example.net", port=587, implicit_tls=False
+        protocol="smtp", host="mail.example.net", port=587, implicit_tls=False
     )
     # Outlook gets the STARTTLS listener, marked so.
     root = ET.fromstring(autodiscover.document(settings, "u@example.net"))

@@ -16,11 +16,13 @@ from mailfort.store.roles import (
     Accounts,
     Cluster,
     CommitLoad,
+    DkimKeys,
     Locks,
     LoginNetworks,
     Mailboxes,
     MailHealth,
     Queue,
+    Secrets,
     StatusRecords,
     SubmissionCounts,
 )
@@ -38,6 +40,8 @@ class Store(
     StatusRecords,
     MailHealth,
     CommitLoad,
+    DkimKeys,
+    Secrets,
     SubmissionCounts,
     abc.ABC,
 ):

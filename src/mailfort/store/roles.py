@@ -18,6 +18,8 @@ nothing driver-specific crosses a role.
 | `StatusRecords` | status components, history, incidents, webhooks       | status              |
 | `MailHealth`    | delayed mail and queue health, per account            | status              |
 | `CommitLoad`    | how busy durable commits are                          | server (overload)   |
+| `DkimKeys`      | DKIM keys per domain and where they are in rotation   | queue, cli, ops     |
+| `Secrets`       | secrets generated once and shared by every node       | trust (SRS)         |
 | `SubmissionCounts` | what each user submitted per hour, on every node   | server (submission) |
 
 `store.api.Store` is all of them together, for the code that opens and wires a store.
@@ -40,6 +42,7 @@ from mailfort.store.records import (
     ComponentRow,
     CopyResult,
     DelayedMail,
+    DkimKey,
     FlagMode,
     HistoryRow,
     Mailbox,
@@ -446,6 +449,47 @@ class CommitLoad(Protocol):
     def pending_commits(self) -> int:
         """Writes submitted and not yet committed (0 where the engine cannot tell)."""
         ...
+
+
+class DkimKeys(Protocol):
+    """Each domain's DKIM signing keys (`records.DkimKey`), one per selector, and their state:
+    published, then active (signing), then retiring (still in DNS), then retired."""
+
+    async def dkim_keys(self, domain: str | None = None) -> list[DkimKey]:
+        """Every key of `domain` (all domains when None), whatever its state, by domain, then
+        creation time, then selector."""
+        ...
+
+    async def add_dkim_keys(self, keys: Sequence[DkimKey]) -> None:
+        """Store new keys, all or none, in one transaction. AlreadyExists when one of their
+        (domain, selector) pairs is taken: a selector names one key forever, since a verifier
+        may have cached the old record under it."""
+        ...
+
+    async def activate_dkim_keys(
+        self, domain: str, selectors: Sequence[str], now: float, retire_after: float
+    ) -> list[DkimKey]:
+        """Make these keys of `domain` active (`activated_at` = `now`) and every other active
+        key of the domain retiring until `retire_after`, in one transaction, so that the domain
+        never signs with both generations nor with none. Returns the keys that began retiring.
+        NotFound (and no change) when a selector names no published or active key."""
+        ...
+
+    async def retire_dkim_keys(self, domain: str, selectors: Sequence[str], now: float) -> int:
+        """Mark these retiring keys retired (`retired_at` = `now`); returns how many changed."""
+        ...
+
+    async def delete_dkim_key(self, domain: str, selector: str) -> bool:
+        """Forget a key (an operator's clean-up); False when there was none."""
+        ...
+
+
+class Secrets(Protocol):
+    """Secrets every node must agree on, generated once (the SRS hash key)."""
+
+    async def shared_secret(self, name: str, candidate: bytes) -> bytes:
+        """The secret stored under `name`; the first caller's `candidate` becomes it. Every node
+        passes a fresh random candidate and uses what comes back."""
 
 
 class SubmissionCounts(Protocol):

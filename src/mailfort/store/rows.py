@@ -17,6 +17,8 @@ from mailfort.store.records import (
     Account,
     ComponentRow,
     DelayedMail,
+    DkimKey,
+    DkimState,
     HistoryRow,
     Mailbox,
     MailboxStatus,
@@ -160,3 +162,10 @@ def mailbox_status(box: Row, counts: Row) -> MailboxStatus:
         uidvalidity=box[1],
         highestmodseq=box[2],
     )
+
+
+DKIM_COLS = (
+    "domain, selector, algorithm, private_key, public_key, state, created, activated_at,"
+    " retire_after, retired_at"
+)
+dkim_key = by_name(DkimKey, DKIM_COLS, state=DkimState)

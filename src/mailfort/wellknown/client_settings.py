@@ -1,8 +1,9 @@
 """Where a mail client connects: host, port and TLS mode of each listener a customer uses.
 
-Built from the listeners the node really runs (their bound ports), `hostname` and the `[clients]`
-overrides (the name and ports clients reach behind NAT or a port forward). A listener that is
-off is never offered. Order is preference, as every format here takes the first it can use:
+Built from the listeners the node really runs (their bound ports), `hostname` and
+`[dns.public_ports]` (the ports clients reach behind a firewall or load balancer that maps them):
+the same host and ports as the RFC 6186 SRV records `mailfort dns records` prints. A listener
+that is off is never offered. Order is preference, as every format here takes the first it can use:
 IMAP before POP3, and implicit TLS before STARTTLS (RFC 8314 3.3: implicit TLS for submission
 and 4.1/4.2 for IMAP and POP3 are to be preferred by clients and offered by providers).
 """
@@ -51,20 +52,20 @@ class ClientSettings:
 
 def client_settings(config: Config, bound: Mapping[str, int]) -> ClientSettings:
     """`bound`: the node's running listeners, name -> the port each is bound to."""
-    clients = config.clients
-    host = clients.host or config.hostname
+    host = config.hostname
+    public = config.dns.public_ports
 
     def servers(table: tuple[tuple[str, str, bool], ...]) -> tuple[Server, ...]:
         found = []
         for listener, protocol, implicit in table:
             if listener not in bound:
                 continue
-            port = getattr(clients, f"{listener}_port") or bound[listener]
+            port = getattr(public, listener) or bound[listener]
             found.append(Server(protocol=protocol, host=host, port=port, implicit_tls=implicit))
         return tuple(found)
 
     return ClientSettings(
-        display_name=clients.display_name or config.status.provider_name,
+        display_name=config.status.provider_name,
         host=host,
         incoming=servers(_INCOMING),
         outgoing=servers(_OUTGOING),

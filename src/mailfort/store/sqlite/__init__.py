@@ -1,7 +1,7 @@
 """The embedded SQLite engine: one file, WAL, one group-committing writer, pooled readers.
 
 Holds: `SqliteStore`, built from one class per role file (`accounts`, `mailboxes`, `queue`,
-`cluster`, `status`) over the plumbing in `engine` (readers, `writer`, `migrate`).
+`cluster`, `status`, `dkim`) over the plumbing in `engine` (readers, `writer`, `migrate`).
 May import: the stdlib (`sqlite3`), `mailfort.errors`, and the engine-neutral modules of
 `mailfort.store` (`api`, `records`, `rows`, `flags`, `migrate`, `notify`); never the PostgreSQL
 engine, nor anything above the store.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from mailfort.store.sqlite.accounts import SqliteAccounts
 from mailfort.store.sqlite.cluster import SqliteCluster
+from mailfort.store.sqlite.dkim import SqliteDkim
 from mailfort.store.sqlite.mailboxes import SqliteMailboxes
 from mailfort.store.sqlite.queue import SqliteQueue
 from mailfort.store.sqlite.status import SqliteStatus
@@ -22,6 +23,12 @@ __all__ = ["SqliteStore"]
 
 
 class SqliteStore(
-    SqliteAccounts, SqliteMailboxes, SqliteQueue, SqliteCluster, SqliteStatus, SqliteSubmission
+    SqliteAccounts,
+    SqliteMailboxes,
+    SqliteQueue,
+    SqliteCluster,
+    SqliteStatus,
+    SqliteDkim,
+    SqliteSubmission,
 ):
     """Every role on one SQLite file."""
