@@ -32,7 +32,6 @@ MEDIA_TYPE = "application/xml"
 # `%EMAILADDRESS%` is Thunderbird's placeholder for the address the user typed: our logins are
 # full addresses.
 USERNAME = "%EMAILADDRESS%"
-MAX_ADDRESS = 320  # RFC 5321 4.5.3.1: 64 + 1 + 255
 
 
 def document(settings: ClientSettings, domain: str) -> bytes:
@@ -74,7 +73,7 @@ def routes(clients: ClientDirectory) -> list[BaseRoute]:
 
         async def find() -> str | None:
             if given:
-                address = await clients.local_address(given) if len(given) <= MAX_ADDRESS else None
+                address = await clients.local_address(given)
                 return None if address is None else domain_of(address)
             domain = _domain_from_host(request)
             return domain if domain in await clients.local_domains() else None

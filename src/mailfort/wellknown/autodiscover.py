@@ -26,7 +26,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from mailfort.wellknown.answer import client_answer
-from mailfort.wellknown.client_settings import ClientDirectory, ClientSettings
+from mailfort.wellknown.client_settings import MAX_ADDRESS, ClientDirectory, ClientSettings
 
 log = logging.getLogger("mailfort.wellknown")
 
@@ -35,7 +35,6 @@ REQUEST_NS = "http://schemas.microsoft.com/exchange/autodiscover/outlook/request
 RESPONSE_NS = "http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006"
 OUTLOOK_NS = "http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"
 MEDIA_TYPE = "text/xml"
-MAX_ADDRESS = 320
 _TYPES = {"imap": "IMAP", "pop3": "POP3", "smtp": "SMTP"}
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 from mailfort.config import Config
 from mailfort.mail.address import AddressError, domain_of, normalize
 
+MAX_ADDRESS = 320  # RFC 5321 4.5.3.1: a 64-octet local part, "@", a 255-octet domain
+
 # (listener, protocol, implicit TLS), in the order clients should prefer them.
 _INCOMING = (
     ("imaps", "imap", True),
@@ -87,6 +89,8 @@ class ClientDirectory:
     async def local_address(self, text: str) -> str | None:
         """`text` as a normalized address at one of our domains; None when it is no address
         or not ours. Raises StoreError when the domains cannot be read."""
+        if len(text) > MAX_ADDRESS:
+            return None
         try:
             address = normalize(text)
         except AddressError:
