@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import imaplib
 import plistlib
+import re
 import smtplib
 import subprocess
 import xml.etree.ElementTree as ET
@@ -92,6 +93,45 @@ def basic(user: str, password: str = PASSWORD) -> dict[str, str]:
 
 
 # -- Thunderbird ---------------------------------------------------------------------------------
+# Mozilla's clientConfig 1.1 (wiki.mozilla.org/Thunderbird:Autoconfiguration:ConfigFileFormat),
+# as far as a provider of IMAP/POP3/SMTP uses it: the order of an emailProvider's children, and
+# the values each server field may take.
+PROVIDER_ORDER = re.compile(
+    r"(domain )+displayName displayShortName (incomingServer )+(outgoingServer )+"
+)
+VALUES = {
+    "socketType": {"plain", "SSL", "STARTTLS"},
+    "authentication": {
+        "password-cleartext",
+        "password-encrypted",
+        "NTLM",
+        "GSAPI",
+        "client-IP-address",
+        "TLS-client-cert",
+        "OAuth2",
+        "none",
+    },
+}
+
+
+def assert_clientconfig_schema(root: ET.Element) -> None:
+    assert root.tag == "clientConfig" and root.attrib == {"version": "1.1"}
+    assert [c.tag for c in root] == ["emailProvider"]
+    provider = root[0]
+    assert set(provider.attrib) == {"id"}
+    assert PROVIDER_ORDER.fullmatch(" ".join(c.tag for c in provider) + " "), [
+        c.tag for c in provider
+    ]
+    for kind, types in (("incomingServer", {"imap", "pop3"}), ("outgoingServer", {"smtp"})):
+        for server in provider.findall(kind):
+            assert server.attrib.keys() == {"type"} and server.get("type") in types
+            assert [c.tag for c in server] == SERVER_CHILDREN
+            assert all(len(c) == 0 and (c.text or "").strip() for c in server)
+            assert 0 < int(server.findtext("port", "")) < 65536
+            for name, allowed in VALUES.items():
+                assert server.findtext(name) in allowed
+
+
 def servers(provider: ET.Element, kind: str) -> list[dict[str, str]]:
     found = []
     for element in provider.findall(kind):
@@ -120,8 +160,7 @@ def test_thunderbird_autoconfig_names_every_listener_preferring_implicit_tls(
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("application/xml")
     root = ET.fromstring(r.content)
-    assert root.tag == "clientConfig"
-    assert root.get("version") == "1.1"
+    assert_clientconfig_schema(root)
     providers = root.findall("emailProvider")
     assert len(providers) == 1
     provider = providers[0]
