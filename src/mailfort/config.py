@@ -287,6 +287,11 @@ class SubmissionConfig:
     # may send as: "address" or "@domain" (any address at that domain). For shared role
     # addresses that are not aliases, or an application account that sends for a whole domain.
     senders: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # What one authenticated user may send in an hour (the previous hour's count weighs in as
+    # the window slides), counted in the store so every node of a cluster shares the count; past
+    # either, 451 4.7.1 until the hour has room again. Bounds a stolen password's spam. 0: off.
+    messages_per_hour: int = 500
+    recipients_per_hour: int = 2000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -48,12 +48,15 @@ from mailfort.server.pop3_maildrop import SizeCache
 from mailfort.server.smtp import start_smtp
 from mailfort.server.smtp_policy import Mode, SmtpPolicy
 from mailfort.server.spool import Spool
+from mailfort.server.submission_limit import SubmissionLimit
 from mailfort.server.tls import ensure_self_signed, server_context
 from mailfort.status.notices import NoticeBoard
 from mailfort.status.repository import StatusRepository
 from mailfort.status.service import StatusService
 from mailfort.store import open_store
 from mailfort.store.api import Store
+from mailfort.wellknown import autoconfig, autodiscover
+from mailfort.wellknown.client_settings import ClientDirectory, client_settings
 
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
@@ -372,6 +375,15 @@ class Node:
                 sessions=self.account_sessions,
                 networks=self.networks,
                 clock=self.clock.now,
+                limit=SubmissionLimit(
+                    self.store,
+                    messages_per_hour=self.config.submission.messages_per_hour,
+                    recipients_per_hour=self.config.submission.recipients_per_hour,
+                    clock=self.clock.now,
+                    metrics=self.metrics,
+                )
+                if mode is not Mode.MX
+                else None,
             )
             server = await start_smtp(
                 policy=policy,
@@ -409,6 +421,7 @@ class Node:
             logins=self.logins,
             networks=self.networks,
             gate=lambda: self.gate,
+            clients=self.client_directory(),
         )
         context = WebContext.from_node(parts)
         self.http = HttpListener(
@@ -427,7 +440,17 @@ class Node:
 
         routes: list[BaseRoute] = []
         routes += acme_http.routes(self.store, self.clock.now)
+        routes += autoconfig.routes(self.client_directory())
+        routes += autodiscover.routes(self.client_directory())
         return routes
+
+    def client_directory(self) -> ClientDirectory:
+        """Where mail clients connect: this node's running listeners, read per request."""
+        return ClientDirectory(
+            settings=lambda: client_settings(self.config, {x.name: x.port for x in self.listeners}),
+            local_domains=self.directory.local_domains,
+            tls_files=self._tls_paths(),
+        )
 
     async def _start_imap(self, tls: ssl.SSLContext) -> None:
 

@@ -95,7 +95,8 @@ _PG_EMPTY = (
     " DELETE FROM status_webhooks; DELETE FROM leases; DELETE FROM status_counters;"
     " DELETE FROM delayed_mail; DELETE FROM status_notices; DELETE FROM login_networks;"
     " DELETE FROM dkim_keys; DELETE FROM shared_secrets;"
-    " DELETE FROM certificates; DELETE FROM acme_challenges; DELETE FROM acme_accounts"
+    " DELETE FROM certificates; DELETE FROM acme_challenges; DELETE FROM acme_accounts;"
+    " DELETE FROM submission_counts"
 )
 
 

@@ -34,6 +34,7 @@ ROLES: tuple[type, ...] = (
     roles.DkimKeys,
     roles.Secrets,
     roles.Certificates,
+    roles.SubmissionCounts,
 )
 ENGINES = (SqliteStore, PostgresStore)
 LIFECYCLE = {"open", "close", "schema_version"}

@@ -25,6 +25,7 @@ from mailfort.store.roles import (
     Queue,
     Secrets,
     StatusRecords,
+    SubmissionCounts,
 )
 
 
@@ -43,6 +44,7 @@ class Store(
     DkimKeys,
     Secrets,
     Certificates,
+    SubmissionCounts,
     abc.ABC,
 ):
     """Async store: every role, opened and closed. Every write is durable when its coroutine

@@ -21,6 +21,7 @@ nothing driver-specific crosses a role.
 | `DkimKeys`      | DKIM keys per domain and where they are in rotation   | queue, cli, ops     |
 | `Secrets`       | secrets generated once and shared by every node       | trust (SRS)         |
 | `Certificates`  | TLS certificates, ACME challenges and account keys    | certs, wellknown    |
+| `SubmissionCounts` | what each user submitted per hour, on every node   | server (submission) |
 
 `store.api.Store` is all of them together, for the code that opens and wires a store.
 """
@@ -491,6 +492,38 @@ class Secrets(Protocol):
     async def shared_secret(self, name: str, candidate: bytes) -> bytes:
         """The secret stored under `name`; the first caller's `candidate` becomes it. Every node
         passes a fresh random candidate and uses what comes back."""
+
+
+class SubmissionCounts(Protocol):
+    """Messages and recipients each authenticated user submitted per hour (`hour` = store time
+    // 3600), shared by every node (`server/submission_limit.py`)."""
+
+    async def submission_counts(
+        self, account: str, hours: Sequence[int]
+    ) -> dict[int, tuple[int, int]]:
+        """(messages, recipients) `account` submitted in each of `hours` that has any."""
+        ...
+
+    async def take_submission(
+        self,
+        account: str,
+        hour: int,
+        messages: int,
+        recipients: int,
+        *,
+        max_messages: int,
+        max_recipients: int,
+    ) -> bool:
+        """Count `messages` and `recipients` in `hour` if the hour's totals stay within the
+        maxima (0: no bound), atomically: concurrent takers on every node cannot together pass
+        them. False, with nothing counted, otherwise. The account's hours before `hour - 1`
+        are forgotten in the same transaction."""
+        ...
+
+    async def return_submission(
+        self, account: str, hour: int, messages: int, recipients: int
+    ) -> None:
+        """Take back what `take_submission` counted, for a message that was not stored."""
         ...
 
 

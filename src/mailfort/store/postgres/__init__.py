@@ -21,6 +21,7 @@ from mailfort.store.postgres.dkim import PostgresDkim
 from mailfort.store.postgres.mailboxes import PostgresMailboxes
 from mailfort.store.postgres.queue import PostgresQueue
 from mailfort.store.postgres.status import PostgresStatus
+from mailfort.store.postgres.submission import PostgresSubmission
 
 __all__ = ["PostgresStore"]
 
@@ -33,5 +34,6 @@ class PostgresStore(
     PostgresStatus,
     PostgresDkim,
     PostgresCertificates,
+    PostgresSubmission,
 ):
     """Every role on one PostgreSQL database (one schema)."""

@@ -18,6 +18,7 @@ from mailfort.store.sqlite.dkim import SqliteDkim
 from mailfort.store.sqlite.mailboxes import SqliteMailboxes
 from mailfort.store.sqlite.queue import SqliteQueue
 from mailfort.store.sqlite.status import SqliteStatus
+from mailfort.store.sqlite.submission import SqliteSubmission
 
 __all__ = ["SqliteStore"]
 
@@ -30,5 +31,6 @@ class SqliteStore(
     SqliteStatus,
     SqliteDkim,
     SqliteCertificates,
+    SqliteSubmission,
 ):
     """Every role on one SQLite file."""
