@@ -2,10 +2,10 @@
 
 It answers from a table: `zone.add("mx.test", "MX", "10 mx1.mx.test.")`; a name not in the table
 is NXDOMAIN, a known name without records of the asked type is an empty NOERROR answer (what the
-implicit-MX rule of RFC 5321 5.1 needs), and names in `servfail` get SERVFAIL. Answers for names
-in `secure` carry the AD flag, as a validating resolver's would (DANE trusts only those);
-`replace` swaps a name's records of one type. dnspython in the node under test is pointed at it
-by `[delivery] dns_nameservers`.
+implicit-MX rule of RFC 5321 5.1 needs), names in `servfail` get SERVFAIL, names in `silent`
+get no answer at all (the client times out), and answers for names in `secure` carry the AD flag,
+as a validating resolver's would (DANE trusts only those). dnspython in the node under test is
+pointed at it by `[delivery] dns_nameservers`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from dnslib import QTYPE, RCODE, RR, DNSRecord
+from dnslib import QTYPE, RCODE, RR, DNSError, DNSRecord
 from dnslib.server import BaseResolver, DNSServer
 
 
@@ -27,6 +27,7 @@ class Zone(BaseResolver):
         self._lock = threading.Lock()
         self._records: dict[str, list[RR]] = {}
         self.servfail: set[str] = set()
+        self.silent: set[str] = set()
         self.secure: set[str] = set()
         self.queries: list[tuple[str, str]] = []
 
@@ -40,11 +41,26 @@ class Zone(BaseResolver):
             self._records.setdefault(self._key(name), []).append(rr)
         return self
 
+    def remove(self, name: str, rtype: str | None = None) -> Zone:
+        """Drop the records of `rtype` at `name`, or all of them (the name stays, empty)."""
+        with self._lock:
+            kept = self._records.get(self._key(name), [])
+            self._records[self._key(name)] = [
+                rr for rr in kept if rtype is not None and QTYPE[rr.rtype] != rtype
+            ]
+        return self
+
+    def clear(self) -> Zone:
+        with self._lock:
+            self._records.clear()
+            self.servfail.clear()
+            self.silent.clear()
+            self.secure.clear()
+        return self
+
     def replace(self, name: str, rtype: str, *values: str, ttl: int = 60) -> Zone:
         """`name`'s records of `rtype` become `values` (none: removed)."""
-        with self._lock:
-            kept = [rr for rr in self._records.get(self._key(name), []) if QTYPE[rr.rtype] != rtype]
-            self._records[self._key(name)] = kept
+        self.remove(name, rtype)
         for value in values:
             self.add(name, rtype, value, ttl)
         return self
@@ -62,6 +78,9 @@ class Zone(BaseResolver):
         qtype = QTYPE[request.q.qtype]
         with self._lock:
             self.queries.append((qname, qtype))
+            if qname in {self._key(n) for n in self.silent}:
+                # dnslib's handler sends nothing when the resolver raises DNSError.
+                raise DNSError(f"{qname} is silent")
             if qname in {self._key(n) for n in self.servfail}:
                 reply.header.rcode = RCODE.SERVFAIL
                 return reply

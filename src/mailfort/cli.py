@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from mailfort import __version__, cli_status
+from mailfort import __version__, cli_dns, cli_status
 from mailfort.config import Config, load
 from mailfort.errors import AlreadyExists, ConfigError, MailfortError, NotFound
 from mailfort.logs import configure as configure_logging
@@ -515,6 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="the node's name (node_name in its config)")
     p.set_defaults(func=cmd_node_forget)
     cli_status.add_parser(sub)
+    cli_dns.add_parser(sub)
     return parser
 
 

@@ -43,6 +43,24 @@ class ListenConfig:
 class TlsConfig:
     cert: str = ""
     key: str = ""
+    # Certificates from an ACME CA (RFC 8555, certs/): ordered by one node at a time, kept in the
+    # store, served by every node, renewed without a restart. Until the first one is issued the
+    # node serves its self-signed certificate.
+    acme: bool = False
+    acme_directory: str = "https://acme-v02.api.letsencrypt.org/directory"
+    acme_email: str = ""
+    # The names the certificate covers; empty: `hostname`. Every name must resolve to a node
+    # whose http listener port 80 reaches (HTTP-01): one that does not fails the whole order.
+    acme_names: tuple[str, ...] = ()
+    # A CA bundle to trust for the directory's HTTPS instead of the system's (a test CA).
+    acme_ca_file: str = ""
+    acme_renew_before_days: float = 30.0
+    # How often a node considers renewing (with 10% jitter), how often it looks in the store for
+    # a certificate another node ordered, and the first wait after a failed order (doubling up
+    # to acme_check_seconds).
+    acme_check_seconds: float = 43200.0
+    acme_reload_seconds: float = 60.0
+    acme_retry_seconds: float = 60.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -158,6 +176,9 @@ class DeliveryConfig:
     smtp_port: int = 25  # port of MX hosts (a transport names its own)
     dns_nameservers: tuple[str, ...] = ()  # "ip" or "ip:port"; empty: /etc/resolv.conf
     dns_timeout: float = 10.0
+    # The address outgoing SMTP connections come from ("": the kernel's choice): on a host with
+    # several, the one whose PTR is `hostname` and that the SPF records list.
+    source_address: str = ""
     # Routing overrides, like Postfix transport_maps/relayhost: "domain" (exact), ".domain"
     # (subdomains) or "*" -> "host:port" delivered to instead of the domain's MX.
     transports: dict[str, str] = field(default_factory=dict)
@@ -296,6 +317,45 @@ class SubmissionConfig:
     # may send as: "address" or "@domain" (any address at that domain). For shared role
     # addresses that are not aliases, or an application account that sends for a whole domain.
     senders: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # What one authenticated user may send in an hour (the previous hour's count weighs in as
+    # the window slides), counted in the store so every node of a cluster shares the count; past
+    # either, 451 4.7.1 until the hour has room again. Bounds a stolen password's spam. 0: off.
+    messages_per_hour: int = 500
+    recipients_per_hour: int = 2000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublicPortsConfig:
+    """The port mail clients use for each listener when it differs from the one the node binds
+    (a firewall or load balancer that forwards 587 to 2587); 0: the listener's own port. The MX
+    is always port 25 to the world (RFC 5321 4.5.4), so it has none."""
+
+    submission: int = 0
+    submissions: int = 0
+    imap: int = 0
+    imaps: int = 0
+    pop3: int = 0
+    pop3s: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DnsConfig:
+    """What `mailfort dns records` tells the operator to publish and `dns check` expects."""
+
+    # The addresses the world reaches this node at (each needs a PTR to `hostname`); empty: the
+    # listeners' addresses that are neither loopback nor unspecified.
+    public_addresses: tuple[str, ...] = ()
+    # MX hosts of the local domains; empty: `hostname`. A cluster names every node's host here
+    # (or one name with an A record per node).
+    mx_hosts: tuple[str, ...] = ()
+    # A provider's own SPF record (e.g. "_spf.provider.example") that customer domains include,
+    # so a new node changes one record rather than every customer's; empty: "v=spf1 mx -all".
+    spf_include: str = ""
+    dmarc_policy: str = "none"  # RFC 7489 6.3 p=; "none" until reports show all mail aligned
+    dmarc_rua: str = ""  # where aggregate reports go; default: postmaster@<domain>
+    tlsrpt_rua: str = ""  # where TLS reports (RFC 8460) go; default: postmaster@<domain>
+    ttl: int = 3600
+    public_ports: PublicPortsConfig = field(default_factory=PublicPortsConfig)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -324,6 +384,7 @@ class Config:
     overload: OverloadConfig = field(default_factory=OverloadConfig)
     status: StatusConfig = field(default_factory=StatusConfig)
     submission: SubmissionConfig = field(default_factory=SubmissionConfig)
+    dns: DnsConfig = field(default_factory=DnsConfig)
     mta_sts: MtaStsConfig = field(default_factory=MtaStsConfig)
     tlsrpt: TlsRptConfig = field(default_factory=TlsRptConfig)
     source: Path | None = None
@@ -424,6 +485,13 @@ def validate(config: Config) -> None:
         path = getattr(config.tls, key)
         if path and not Path(path).is_file():
             raise ConfigError(f"tls.{key}", f"no such file {path!r}")
+    if config.tls.acme and config.tls.cert:
+        raise ConfigError("tls.acme", "serve either certificate files (cert, key) or ACME's")
+    if config.tls.acme_ca_file and not Path(config.tls.acme_ca_file).is_file():
+        raise ConfigError("tls.acme_ca_file", f"no such file {config.tls.acme_ca_file!r}")
+    for key in ("acme_reload_seconds", "acme_check_seconds", "acme_retry_seconds"):
+        if config.tls.acme and getattr(config.tls, key) <= 0:
+            raise ConfigError(f"tls.{key}", "must be more than 0")
     if len(config.recipient_delimiter) > 1:
         raise ConfigError("recipient_delimiter", "must be one character or empty")
     if config.limits.max_recipients < 1:
@@ -491,6 +559,7 @@ def validate(config: Config) -> None:
             raise ConfigError(f"cluster.{key}", "must be at least 0.1")
     _validate_overload(config.overload)
     _validate_status(config.status)
+    _validate_dns(config.dns)
     if config.mta_sts.mode not in ("testing", "enforce", "none"):
         raise ConfigError("mta_sts.mode", "expected testing, enforce or none")
     if config.mta_sts.max_age > 31557600:  # RFC 8461 3.2
@@ -560,6 +629,28 @@ def _validate_status(st: StatusConfig) -> None:
         )
 
 
+def _validate_dns(dns: DnsConfig) -> None:
+    for address in dns.public_addresses:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ConfigError("dns.public_addresses", f"not an IP address: {address!r}") from None
+    for key, names in (("mx_hosts", dns.mx_hosts), ("spf_include", (dns.spf_include,))):
+        for name in names:
+            if name and (normalize_domain(name) is None or "." not in name):
+                raise ConfigError(f"dns.{key}", f"not a host name: {name!r}")
+    if dns.dmarc_policy not in ("none", "quarantine", "reject"):
+        raise ConfigError("dns.dmarc_policy", "expected none, quarantine or reject")
+    for key in ("dmarc_rua", "tlsrpt_rua"):
+        value = getattr(dns, key)
+        if value and not _is_address(value):
+            raise ConfigError(f"dns.{key}", f"not an address: {value!r}")
+    _at_least(dns, "dns", 60, "ttl")
+    for f in dataclasses.fields(PublicPortsConfig):
+        if getattr(dns.public_ports, f.name) > 65535:
+            raise ConfigError(f"dns.public_ports.{f.name}", "expected a port number (1-65535)")
+
+
 def _validate_delivery(delivery: DeliveryConfig) -> None:
     if delivery.tls not in ("none", "may", "encrypt", "verify"):
         raise ConfigError("delivery.tls", "expected none, may, encrypt or verify")
@@ -574,6 +665,14 @@ def _validate_delivery(delivery: DeliveryConfig) -> None:
         raise ConfigError("delivery.helo_name", f"not a host name: {delivery.helo_name!r}")
     if not 0 < delivery.smtp_port <= 65535:
         raise ConfigError("delivery.smtp_port", "expected a port number (1-65535)")
+    if delivery.source_address:
+        try:
+            ipaddress.ip_address(delivery.source_address)
+        except ValueError:
+            raise ConfigError(
+                "delivery.source_address",
+                f"expected an IP address, got {delivery.source_address!r}",
+            ) from None
     for server in delivery.dns_nameservers:
         try:
             ipaddress.ip_address(parse_nexthop(server, default_port=53).host)
@@ -618,10 +717,17 @@ def load(path: Path | None) -> Config:
             config = dataclasses.replace(config, data_dir=path.parent / config.data_dir)
         # Like data_dir: a relative path means beside the file, whatever the working directory.
         tls = config.tls
-        for key in ("cert", "key"):
-            value = getattr(tls, key)
-            if value and not Path(value).is_absolute():
-                tls = dataclasses.replace(tls, **{key: str(path.parent / value)})
+        beside = path.parent
+
+        def resolved(value: str) -> str:
+            return str(beside / value) if value and not Path(value).is_absolute() else value
+
+        tls = dataclasses.replace(
+            tls,
+            cert=resolved(tls.cert),
+            key=resolved(tls.key),
+            acme_ca_file=resolved(tls.acme_ca_file),
+        )
         config = dataclasses.replace(config, tls=tls)
         ca_file = config.delivery.tls_ca_file
         if ca_file and not Path(ca_file).is_absolute():

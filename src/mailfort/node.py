@@ -28,6 +28,7 @@ from mailfort.errors import StoreError
 from mailfort.mail.directory import Directory
 from mailfort.metrics import NodeMetrics
 from mailfort.network import Networks
+from mailfort.ops.hostname import warn_about_helo
 from mailfort.overload import BreakerConfig, RetryBudgetConfig
 from mailfort.queue.local_worker import LocalWorker
 from mailfort.queue.remote_worker import Politeness, RemoteWorker
@@ -48,12 +49,15 @@ from mailfort.server.pop3_maildrop import SizeCache
 from mailfort.server.smtp import start_smtp
 from mailfort.server.smtp_policy import Mode, SmtpPolicy
 from mailfort.server.spool import Spool
+from mailfort.server.submission_limit import SubmissionLimit
 from mailfort.server.tls import ensure_self_signed, server_context
 from mailfort.status.notices import NoticeBoard
 from mailfort.status.repository import StatusRepository
 from mailfort.status.service import StatusService
 from mailfort.store import open_store
 from mailfort.store.api import Store
+from mailfort.wellknown import autoconfig, autodiscover
+from mailfort.wellknown.client_settings import ClientDirectory, client_settings
 
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
@@ -292,6 +296,8 @@ class Node:
         self.gate.start()
         cert, key = self._tls_paths()
         tls = server_context(cert, key)
+        if self.config.tls.acme:
+            await self._keep_certificate(tls)
         try:
             await self._start_listeners(tls)
         except OSError as exc:
@@ -315,6 +321,32 @@ class Node:
             self.tasks.append(asyncio.create_task(self.status_service.run(), name="status"))
         await self._check_postmaster()
         return self.listeners
+
+    async def _keep_certificate(self, tls: ssl.SSLContext) -> None:
+        """ACME (certs/): the stored certificate replaces the self-signed one before the
+        listeners open, and a task keeps it ordered, renewed and reloaded."""
+        # Imported here: the ACME client (requests, pyOpenSSL) costs every other node ~0.2 s.
+        from mailfort.certs.renewal import CertificateKeeper
+
+        keeper = CertificateKeeper(
+            store=self.store,
+            context=tls,
+            settings=self.config.tls,
+            hostname=self.config.hostname,
+            owner=self.config.node_name,
+            directory=self.config.data_dir / "tls" / "acme",
+            clock=self.clock.now,
+            metrics=self.metrics,
+        )
+        if not self.config.listen.http:
+            # HTTP-01 is answered on the http listener: another node's may do, this one cannot.
+            log.warning(
+                "event=acme_without_http hint=the CA validates on port 80 of every acme name;"
+                " set [listen] http on the nodes those names reach"
+            )
+        with contextlib.suppress(StoreError):  # then the task loads it once the store answers
+            await keeper.install_stored()
+        self.tasks.append(asyncio.create_task(keeper.run(), name="certificates"))
 
     async def _check_postmaster(self) -> None:
         """RFC 5321 4.5.1: mail to postmaster must reach somebody. Until it does, RCPT TO:
@@ -348,6 +380,15 @@ class Node:
                 sessions=self.account_sessions,
                 networks=self.networks,
                 clock=self.clock.now,
+                limit=SubmissionLimit(
+                    self.store,
+                    messages_per_hour=self.config.submission.messages_per_hour,
+                    recipients_per_hour=self.config.submission.recipients_per_hour,
+                    clock=self.clock.now,
+                    metrics=self.metrics,
+                )
+                if mode is not Mode.MX
+                else None,
             )
             server = await start_smtp(
                 policy=policy,
@@ -385,6 +426,7 @@ class Node:
             logins=self.logins,
             networks=self.networks,
             gate=lambda: self.gate,
+            clients=self.client_directory(),
         )
         context = WebContext.from_node(parts)
         self.http = HttpListener(
@@ -399,14 +441,25 @@ class Node:
     def _wellknown_routes(self) -> list[BaseRoute]:
         """What the http listener answers for other machines and mail clients (`wellknown/`),
         one line per module."""
-        from mailfort.wellknown import mta_sts
+        from mailfort.wellknown import acme_http, mta_sts
 
         async def local_domain(domain: str) -> bool:
             return domain in await self.directory.local_domains()
 
         routes: list[BaseRoute] = []
+        routes += acme_http.routes(self.store, self.clock.now)
+        routes += autoconfig.routes(self.client_directory())
+        routes += autodiscover.routes(self.client_directory())
         routes += mta_sts.routes(self.config, local_domain)
         return routes
+
+    def client_directory(self) -> ClientDirectory:
+        """Where mail clients connect: this node's running listeners, read per request."""
+        return ClientDirectory(
+            settings=lambda: client_settings(self.config, {x.name: x.port for x in self.listeners}),
+            local_domains=self.directory.local_domains,
+            tls_files=self._tls_paths(),
+        )
 
     async def _start_imap(self, tls: ssl.SSLContext) -> None:
 
@@ -595,6 +648,7 @@ def remote_worker(
             command_timeout=d.command_timeout,
             concurrency=d.destination_concurrency,
             idle_timeout=d.idle_timeout,
+            source_address=d.source_address,
             ca_file=d.tls_ca_file,
         ),
         resolver=resolver,
@@ -739,6 +793,7 @@ async def serve(config: Config, announce: Callable[[Node], None] | None = None) 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, node.stop_requested.set)
     await node.start()
+    helo_check = asyncio.create_task(warn_about_helo(config), name="helo-check")
     if announce is None:
         print(describe(node), flush=True)
     else:
@@ -746,5 +801,6 @@ async def serve(config: Config, announce: Callable[[Node], None] | None = None) 
     await node.stop_requested.wait()
     reason = "drain requested" if node.membership.draining else "signal"
     print(f"mailfort: shutting down ({reason})", file=sys.stderr, flush=True)
+    helo_check.cancel()
     await node.stop()
     return 0

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from mailfort.config import MtaStsConfig
+from mailfort.config import Config, DnsConfig, MtaStsConfig
+from mailfort.ops.expected import policy_id as expected_policy_id
 from mailfort.wellknown.mta_sts import policy_id, policy_text
 from tests.conftest import PASSWORD, client_tls
 from tests.dnsserver import NameServer, Zone
@@ -103,11 +104,21 @@ def test_the_policy_of_our_domains_is_served(node: tuple[NodeProcess, Sink]) -> 
 
 
 def test_the_policy_id_changes_with_the_policy() -> None:
-    testing = MtaStsConfig(mode="testing")
-    enforce = MtaStsConfig(mode="enforce")
-    assert policy_id(testing, "mx.a.test") != policy_id(enforce, "mx.a.test")
-    assert policy_id(testing, "mx.a.test") != policy_id(testing, "mx.b.test")
-    assert policy_id(testing, "mx.a.test") == policy_id(MtaStsConfig(), "mx.a.test")
-    ident = policy_id(enforce, "mx.a.test")
+    def config(mode: str = "testing", host: str = "mx.a.test", **dns: object) -> Config:
+        return Config(
+            hostname=host,
+            mta_sts=MtaStsConfig(mode=mode),
+            dns=DnsConfig(**dns),  # type: ignore[arg-type]
+        )
+
+    testing, enforce = config(), config("enforce")
+    assert policy_id(testing) != policy_id(enforce)
+    assert policy_id(testing) != policy_id(config(host="mx.b.test"))
+    assert policy_id(testing) == policy_id(Config(hostname="mx.a.test"))
+    ident = policy_id(enforce)
     assert ident.isalnum() and 1 <= len(ident) <= 32
-    assert "mx: mx.a.test\r\n" in policy_text(testing, "mx.a.test")
+    assert "mx: mx.a.test\r\n" in policy_text(testing)
+    # The MX hosts the domains publish are the policy's, and `dns records` prints its id.
+    published = config(mx_hosts=("mx1.p.test", "mx2.p.test."))
+    assert "mx: mx1.p.test\r\nmx: mx2.p.test\r\n" in policy_text(published)
+    assert expected_policy_id(published, "example.test") == policy_id(published)

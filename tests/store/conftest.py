@@ -94,6 +94,9 @@ _PG_EMPTY = (
     " DELETE FROM status_history; DELETE FROM status_incidents; DELETE FROM status_maintenance;"
     " DELETE FROM status_webhooks; DELETE FROM leases; DELETE FROM status_counters;"
     " DELETE FROM delayed_mail; DELETE FROM status_notices; DELETE FROM login_networks;"
+    " DELETE FROM dkim_keys; DELETE FROM shared_secrets;"
+    " DELETE FROM certificates; DELETE FROM acme_challenges; DELETE FROM acme_accounts;"
+    " DELETE FROM submission_counts;"
     " DELETE FROM tls_results; DELETE FROM tls_reports"
 )
 

@@ -31,6 +31,10 @@ ROLES: tuple[type, ...] = (
     roles.StatusRecords,
     roles.MailHealth,
     roles.CommitLoad,
+    roles.DkimKeys,
+    roles.Secrets,
+    roles.Certificates,
+    roles.SubmissionCounts,
     roles.TlsReports,
 )
 ENGINES = (SqliteStore, PostgresStore)

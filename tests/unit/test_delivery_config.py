@@ -87,6 +87,13 @@ def test_mistakes_name_their_key(tmp_path: Path, text: str, key: str) -> None:
     assert raised.value.key == key
 
 
+def test_source_address_must_be_an_ip_address(tmp_path: Path) -> None:
+    path = tmp_path / "mailfort.toml"
+    path.write_text('[delivery]\nsource_address = "mx.example.test"\n')
+    with pytest.raises(ConfigError, match=r"delivery\.source_address"):
+        load(path)
+
+
 def test_a_relative_ca_file_is_beside_the_config(tmp_path: Path) -> None:
     (tmp_path / "ca.pem").write_text("")
     d = load_text(tmp_path, '[delivery]\ntls_ca_file = "ca.pem"\n')

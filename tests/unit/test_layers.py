@@ -54,15 +54,17 @@ LAYERS: tuple[Layer, ...] = (
     Layer(
         "ops",
         ("mailfort.ops",),
-        (LEAVES, "config", "mail", "store", "trust", "certs", "delivery", "protocol"),
+        # wellknown: the MTA-STS policy id as the http listener serves it
+        (LEAVES, "config", "mail", "store", "trust", "certs", "delivery", "protocol", "wellknown"),
     ),
     Layer("cluster", ("mailfort.cluster",), (LEAVES, "store")),
     # cluster: which nodes count as live; config: the [status] settings.
     Layer("status", ("mailfort.status",), (LEAVES, "store", "cluster", "config", "overload")),
+    # wellknown: `/account` offers the customer's mail client profile, built there.
     Layer(
         "status/web",
         ("mailfort.status.web",),
-        (LEAVES, "status", "store", "auth", "config", "overload"),
+        (LEAVES, "status", "store", "auth", "config", "overload", "wellknown"),
     ),
     # status: the components a session reports on and the notices it shows (never status/web).
     Layer(

@@ -1,8 +1,9 @@
 """Our own MTA-STS policy (RFC 8461 3.2) at `mta-sts.<local domain>/.well-known/mta-sts.txt`.
 
-The policy comes from `[mta_sts]`: its mode, the MX patterns (default: the node's `hostname`) and
-max_age. Senders fetch it over HTTPS with a certificate valid for `mta-sts.<domain>`; the http
-listener speaks plain HTTP, so a TLS proxy (or the ACME-managed https listener) must sit in front.
+The policy comes from `[mta_sts]`: its mode, the MX patterns (default: the MX hosts the domains
+publish, `[dns] mx_hosts`, else the node's `hostname`) and max_age. Senders fetch it over HTTPS
+with a certificate valid for `mta-sts.<domain>` (the ACME certificate can name it); the http
+listener speaks plain HTTP, so a TLS proxy must sit in front on port 443.
 
 The `_mta-sts` TXT record's id must change whenever the policy does (RFC 8461 3.1), or senders
 keep the old one until it expires: `policy_id` derives it from a hash of the policy text, so
@@ -22,35 +23,36 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from mailfort.config import Config, MtaStsConfig
+from mailfort.config import Config
 
 PATH = "/.well-known/mta-sts.txt"
 PREFIX = "mta-sts."
 
 
-def policy_text(settings: MtaStsConfig, hostname: str) -> str:
+def policy_text(config: Config) -> str:
     """The policy file (RFC 8461 3.2), CRLF line endings."""
-    mx = settings.mx or (hostname,)
+    settings = config.mta_sts
+    mx = settings.mx or config.dns.mx_hosts or (config.hostname,)
     lines = ["version: STSv1", f"mode: {settings.mode}"]
-    lines += [f"mx: {pattern}" for pattern in mx]
+    lines += [f"mx: {pattern.rstrip('.')}" for pattern in mx]
     lines.append(f"max_age: {settings.max_age}")
     return "\r\n".join(lines) + "\r\n"
 
 
-def policy_id(settings: MtaStsConfig, hostname: str) -> str:
+def policy_id(config: Config) -> str:
     """The `id=` of the `_mta-sts` TXT record: 1 to 32 letters and digits (RFC 8461 3.1) that
-    change when the policy text does."""
-    digest = hashlib.sha256(policy_text(settings, hostname).encode()).digest()
+    change when the policy text does (`mailfort dns records` prints it)."""
+    digest = hashlib.sha256(policy_text(config).encode()).digest()
     return base64.b32encode(digest).decode().rstrip("=")[:32]
 
 
-def txt_record(settings: MtaStsConfig, hostname: str) -> str:
+def txt_record(config: Config) -> str:
     """The value of `_mta-sts.<domain>` TXT."""
-    return f"v=STSv1; id={policy_id(settings, hostname)}"
+    return f"v=STSv1; id={policy_id(config)}"
 
 
 def routes(config: Config, is_local_domain: Callable[[str], Awaitable[bool]]) -> list[BaseRoute]:
-    text = policy_text(config.mta_sts, config.hostname)
+    text = policy_text(config)
 
     async def policy(request: Request) -> Response:
         host = request.headers.get("host", "").lower()
