@@ -1,4 +1,4 @@
-"""A test certificate authority (cryptography) and an HTTPS server on loopback that plays an
+"""A test certificate authority written to files, and an HTTPS server on loopback that plays an
 MTA-STS policy host, with the faults a policy host can have: down, slow, huge, redirecting.
 
 `TestCa(dir)` writes `ca.pem`; `issue(dir, names)` writes `cert.pem`/`key.pem` signed by it into
@@ -9,97 +9,38 @@ the client under test trust `ca.pem` through `[delivery] tls_ca_file`.
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import ssl
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
-_PEM = serialization.Encoding.PEM
-
-
-def _name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+from tests.certificates import issue
 
 
 class TestCa:
+    """A CA (`tests.certificates`) whose certificate is written to `ca_file`."""
+
     __test__ = False  # not a pytest class
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name("mailfort test CA"))
-            .issuer_name(_name("mailfort test CA"))
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False
-            )
-            .sign(self.key, hashes.SHA256())
-        )
+        self.issued = issue(())
+        self.cert = self.issued.cert
         self.ca_file = directory / "ca.pem"
-        self.ca_file.write_bytes(self.cert.public_bytes(_PEM))
+        self.ca_file.write_text(self.issued.cert_pem)
 
     def issue(
         self, directory: Path, names: Sequence[str], *, expired: bool = False
     ) -> tuple[Path, Path]:
-        """`cert.pem` and `key.pem` in `directory` for `names` (DNS names and 127.0.0.1)."""
+        """`cert.pem` and `key.pem` in `directory` for `names` (and 127.0.0.1), signed by the
+        CA; `expired`: its end was ten days ago."""
         directory.mkdir(parents=True, exist_ok=True)
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        start, end = now - datetime.timedelta(days=1), now + datetime.timedelta(days=10)
-        if expired:
-            start, end = now - datetime.timedelta(days=20), now - datetime.timedelta(days=10)
-        alt: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
-        alt.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name(names[0]))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(end)
-            .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
-                critical=False,
-            )
-            .sign(self.key, hashes.SHA256())
-        )
+        ends, since = (-10, 20) if expired else (10, 1)
+        leaf = issue((*names, "127.0.0.1"), days=ends, since=since, by=self.issued)
         cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-        cert_path.write_bytes(cert.public_bytes(_PEM))
-        key_path.write_bytes(
-            key.private_bytes(_PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        )
+        cert_path.write_text(leaf.cert_pem)
+        key_path.write_text(leaf.key_pem)
         return cert_path, key_path
 
 
