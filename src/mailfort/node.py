@@ -329,7 +329,7 @@ class Node:
             settings=self.config.tls,
             hostname=self.config.hostname,
             owner=self.config.node_name,
-            directory=self.config.data_dir / "tls" / "acme",
+            directory=self._acme_files()[0].parent,
             clock=self.clock.now,
             metrics=self.metrics,
         )
@@ -449,8 +449,15 @@ class Node:
         return ClientDirectory(
             settings=lambda: client_settings(self.config, {x.name: x.port for x in self.listeners}),
             local_domains=self.directory.local_domains,
-            tls_files=self._tls_paths(),
+            # With ACME the files the keeper writes: a profile is signed by what the node
+            # serves (unsigned until the first order succeeds), never by the self-signed pair.
+            tls_files=self._acme_files() if self.config.tls.acme else self._tls_paths(),
         )
+
+    def _acme_files(self) -> tuple[Path, Path]:
+        """Where the certificate keeper writes the stored certificate and key (certs/)."""
+        directory = self.config.data_dir / "tls" / "acme"
+        return directory / "cert.pem", directory / "key.pem"
 
     async def _start_imap(self, tls: ssl.SSLContext) -> None:
 
