@@ -34,11 +34,11 @@ def seal(message: bytes, key: SigningKey, authserv_id: str) -> bytes:
     cannot parse)."""
     if key.algorithm != "rsa-sha256":
         raise ValueError("ARC seals with rsa-sha256 only (RFC 8617 4.1.3)")
-    present = header_names(message)
-    include = [name for name in ARC_SIGNED if name in present]
-    if b"from" not in include:
-        return b""
     try:
+        present = header_names(message)
+        include = [name for name in ARC_SIGNED if name in present]
+        if b"from" not in include:
+            return b""
         sealer = OpenSslArc(message, key.openssl, signature_algorithm=b"rsa-sha256")
         fields = sealer.sign(
             key.selector.encode("ascii"),

@@ -155,7 +155,12 @@ class Outbound:
         if not signing and sealing is None:
             return Leaving(sender, message)
         async with self._signing:
-            added = await asyncio.to_thread(self._headers, message, signing, sealing)
+            try:
+                added = await asyncio.to_thread(self._headers, message, signing, sealing)
+            except Exception:
+                # Whatever a stranger's message makes the library do, the mail still leaves.
+                log.exception("event=outbound_sign_failed id=%s", item.queue_id)
+                added = b""
         return Leaving(sender, added + message)
 
     async def _submission_keys(self, author: str | None, login: str) -> tuple[SigningKey, ...]:
