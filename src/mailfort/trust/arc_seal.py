@@ -19,6 +19,7 @@ import logging
 
 import dkim
 
+from mailfort.trust.body_hash import body_start, relaxed_body_hash
 from mailfort.trust.dkim_sign import SIGNED_HEADERS, OpenSslArc, SigningKey, header_names
 
 log = logging.getLogger("mailfort.trust")
@@ -39,7 +40,13 @@ def seal(message: bytes, key: SigningKey, authserv_id: str) -> bytes:
         include = [name for name in ARC_SIGNED if name in present]
         if b"from" not in include:
             return b""
-        sealer = OpenSslArc(message, key.openssl, signature_algorithm=b"rsa-sha256")
+        start = body_start(message)
+        sealer = OpenSslArc(
+            message[:start],
+            key.openssl,
+            relaxed_body_hash(message, start),
+            signature_algorithm=b"rsa-sha256",
+        )
         fields = sealer.sign(
             key.selector.encode("ascii"),
             key.domain.encode("ascii"),
