@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 import dkim
 import dns.exception
@@ -11,8 +13,34 @@ import dns.resolver
 
 from mailfort.store.records import DkimKey
 from tests.dnsserver import NameServer, Zone
+from tests.smtpsink import Sink
 
 DnsFunc = Callable[..., bytes | None]
+
+
+@contextmanager
+def internet(tls_dir: Path, *domains: str) -> Iterator[tuple[NameServer, Sink]]:
+    """A name server in which each of `domains` has its MX at 127.0.0.1, and the SMTP sink
+    that answers there (the node under test delivers to it at `[delivery] smtp_port`)."""
+    zone = Zone()
+    for domain in domains:
+        zone.add(domain, "MX", f"10 mx.{domain}.").add(f"mx.{domain}", "A", "127.0.0.1")
+    server = NameServer(zone).start()
+    sink = Sink(hosts=("127.0.0.1",), tls_dir=tls_dir)
+    sink.start()
+    try:
+        yield server, sink
+    finally:
+        sink.stop()
+        server.stop()
+
+
+def delivery(server: NameServer, sink: Sink) -> str:
+    """The `[delivery]` lines that point a node at `internet()`."""
+    return (
+        f'dns_nameservers = ["{server.address}"]\ndns_timeout = 2.0\nsmtp_port = {sink.port}\n'
+        "retry_base = 0.3\nretry_max = 1.0\nconnect_timeout = 2.0\n"
+    )
 
 
 def publish(zone: Zone, keys: Sequence[DkimKey]) -> None:

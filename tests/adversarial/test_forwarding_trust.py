@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.adversarial.conftest import assert_no_traceback, assert_unharmed, attacker, served
-from tests.dnsserver import NameServer, Zone
+from tests.dkim_support import delivery, internet
+from tests.dnsserver import NameServer
 from tests.nodeproc import NodeProcess
 from tests.smtpsink import Sink
 
@@ -24,29 +25,20 @@ ATTACK_SECONDS = 3.0
 
 
 @pytest.fixture(scope="module")
-def dns() -> Iterator[NameServer]:
-    zone = Zone()
-    for domain in ("remote.test", "victim.test", "sender.test"):
-        zone.add(domain, "MX", f"10 mx.{domain}.").add(f"mx.{domain}", "A", "127.0.0.1")
-    server = NameServer(zone).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sink]:
-    server = Sink(hosts=("127.0.0.1",), tls_dir=tmp_path_factory.mktemp("tls"))
-    server.start()
-    yield server
-    server.stop()
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NameServer, Sink]]:
+    tls = tmp_path_factory.mktemp("tls")
+    with internet(tls, "remote.test", "victim.test", "sender.test") as made:
+        yield made
 
 
 @pytest.fixture
-def node(fresh_node: Callable[..., NodeProcess], dns: NameServer, sink: Sink) -> NodeProcess:
-    made = fresh_node(
-        delivery=f'dns_nameservers = ["{dns.address}"]\ndns_timeout = 2.0\n'
-        f"smtp_port = {sink.port}\nretry_base = 0.3\nretry_max = 1.0\n"
-    )
+def sink(world: tuple[NameServer, Sink]) -> Sink:
+    return world[1]
+
+
+@pytest.fixture
+def node(fresh_node: Callable[..., NodeProcess], world: tuple[NameServer, Sink]) -> NodeProcess:
+    made = fresh_node(delivery=delivery(*world))
     for args in (
         ("alias", "add", "friends@example.test", "carol@remote.test"),
         ("dkim", "create", "example.test"),

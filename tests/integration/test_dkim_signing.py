@@ -22,20 +22,13 @@ import pytest
 from mailfort.store.records import DkimKey
 from mailfort.store.sqlite import SqliteStore
 from tests.conftest import PASSWORD, client_tls
-from tests.dkim_support import publish, txt_from, verified_domains
-from tests.dnsserver import NameServer, Zone
+from tests.dkim_support import delivery, internet, publish, txt_from, verified_domains
+from tests.dnsserver import NameServer
 from tests.nodeproc import NodeProcess
 from tests.smtpsink import Sink
 
 ALICE = "alice@example.test"
 HOST = "mx.mailfort.test"  # the node's hostname: the authserv-id of its Authentication-Results
-
-
-def make_zone() -> Zone:
-    z = Zone()
-    for domain in ("remote.test", "sender.test"):
-        z.add(domain, "MX", f"10 mx.{domain}.").add(f"mx.{domain}", "A", "127.0.0.1")
-    return z
 
 
 def stored_keys(node: NodeProcess) -> list[DkimKey]:
@@ -51,29 +44,27 @@ def stored_keys(node: NodeProcess) -> list[DkimKey]:
 
 
 @pytest.fixture(scope="module")
-def dns() -> Iterator[NameServer]:
-    server = NameServer(make_zone()).start()
-    yield server
-    server.stop()
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NameServer, Sink]]:
+    with internet(tmp_path_factory.mktemp("tls"), "remote.test", "sender.test") as made:
+        yield made
 
 
 @pytest.fixture(scope="module")
-def sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sink]:
-    server = Sink(hosts=("127.0.0.1",), tls_dir=tmp_path_factory.mktemp("tls"))
-    server.start()
-    yield server
-    server.stop()
+def dns(world: tuple[NameServer, Sink]) -> NameServer:
+    return world[0]
+
+
+@pytest.fixture(scope="module")
+def sink(world: tuple[NameServer, Sink]) -> Sink:
+    return world[1]
 
 
 @pytest.fixture(scope="module")
 def node(
     tmp_path_factory: pytest.TempPathFactory, dns: NameServer, sink: Sink
 ) -> Iterator[NodeProcess]:
-    delivery = (
-        f'dns_nameservers = ["{dns.address}"]\ndns_timeout = 2.0\nsmtp_port = {sink.port}\n'
-        "retry_base = 0.3\nretry_max = 1.0\nconnect_timeout = 2.0\n"
-    )
-    proc = NodeProcess(tmp_path_factory.mktemp("dkim"), name="dkim1", delivery=delivery)
+    root = tmp_path_factory.mktemp("dkim")
+    proc = NodeProcess(root, name="dkim1", delivery=delivery(dns, sink))
     proc.provision(
         domains=("example.test",),
         users={ALICE: PASSWORD},

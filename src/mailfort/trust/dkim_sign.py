@@ -119,9 +119,9 @@ def _openssl_gen_header(
     return bytes(header_value)
 
 
-class OpenSslDkim(dkim.DKIM):  # type: ignore[misc]  # dkimpy has no type information
-    """dkimpy's DKIM signer with RSA through OpenSSL, signing a body hash computed beforehand
-    (`body_hash`) over the header block it was given."""
+class _OpenSsl:
+    """What dkimpy's signers are given here: the OpenSSL key for the RSA step and the body hash
+    computed beforehand (`body_hash`), dkimpy itself seeing the header block only."""
 
     def __init__(
         self,
@@ -130,28 +130,19 @@ class OpenSslDkim(dkim.DKIM):  # type: ignore[misc]  # dkimpy has no type inform
         body_hash: bytes | None = None,
         **kw: Any,
     ) -> None:
-        super().__init__(message, **kw)
+        super().__init__(message, **kw)  # type: ignore[call-arg]  # dkimpy's signer, next in line
         self.openssl_key = openssl_key
         self.body_hash = body_hash
 
     gen_header = _openssl_gen_header
 
 
-class OpenSslArc(dkim.ARC):  # type: ignore[misc]
-    """dkimpy's ARC sealer with RSA through OpenSSL and a body hash computed beforehand."""
+class OpenSslDkim(_OpenSsl, dkim.DKIM):  # type: ignore[misc]  # dkimpy has no type information
+    """dkimpy's DKIM signer, RSA through OpenSSL."""
 
-    def __init__(
-        self,
-        message: bytes,
-        openssl_key: rsa.RSAPrivateKey | None,
-        body_hash: bytes | None = None,
-        **kw: Any,
-    ) -> None:
-        super().__init__(message, **kw)
-        self.openssl_key = openssl_key
-        self.body_hash = body_hash
 
-    gen_header = _openssl_gen_header
+class OpenSslArc(_OpenSsl, dkim.ARC):  # type: ignore[misc]
+    """dkimpy's ARC sealer, RSA through OpenSSL."""
 
 
 def header_names(message: bytes) -> list[bytes]:
