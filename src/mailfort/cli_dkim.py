@@ -144,9 +144,9 @@ def _hours(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise UsageError(f"not a number of hours: {text!r}") from None
-    if value < 0:
-        raise UsageError("a wait cannot be negative")
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < 1e6:
+        raise argparse.ArgumentTypeError(f"expected a number from 0, not {text!r}")
     return value * 3600.0
 
 
