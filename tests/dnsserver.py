@@ -65,6 +65,12 @@ class Zone(BaseResolver):
             self.add(name, rtype, value, ttl)
         return self
 
+    def txt(self, name: str, value: str, ttl: int = 60) -> Zone:
+        """A TXT record of any length, cut into character-strings of 255 octets (RFC 1035
+        3.3.14) as a zone file would hold a DKIM key."""
+        strings = " ".join(f'"{value[i : i + 255]}"' for i in range(0, len(value), 255))
+        return self.add(name, "TXT", strings, ttl)
+
     def exists(self, name: str) -> Zone:
         """A name with no records at all (NOERROR, empty answers) rather than NXDOMAIN."""
         with self._lock:

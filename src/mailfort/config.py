@@ -359,6 +359,38 @@ class DnsConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DkimConfig:
+    """[dkim]: signing outgoing mail (`trust/outbound.py`) and rotating its keys (`mailfort dkim`).
+
+    Keys live in the store, so every node signs with the same ones."""
+
+    sign: bool = True  # DKIM-sign submitted and forwarded mail with the domain's active keys
+    arc: bool = True  # ARC-seal forwarded mail (needs the MX's Authentication-Results)
+    # Keys made per domain by `mailfort dkim create`, `init` and each rotation (RFC 8463: both,
+    # so receivers that know Ed25519 check it and the others the RSA one).
+    algorithms: tuple[str, ...] = ("rsa-sha256", "ed25519-sha256")
+    selector_prefix: str = "mf"  # selectors are <prefix><YYYYMM><r|e>: mf202612r
+    # Rotation: a new key is published this long before it signs (resolvers cache the old
+    # answer up to the record's TTL; 48 h covers the common 1-day TTL twice over) ...
+    publish_wait: float = 48 * 3600.0
+    # ... and the old one stays in DNS this long after it stopped signing, for mail in transit
+    # and verified late (M3AAWG advises days to weeks).
+    retire_wait: float = 7 * 86400.0
+    key_cache_seconds: float = 10.0  # how stale a node's copy of the keys may be
+    # New local domains get active keys at `mailfort init` (a provider signs from message one).
+    keys_at_init: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SrsConfig:
+    """[srs]: the envelope sender of mail our aliases forward (`trust/srs.py`)."""
+
+    enabled: bool = True
+    domain: str = ""  # SRS addresses at this domain (one of ours); default: the alias's domain
+    max_age_days: int = 21  # bounces to older SRS addresses are refused
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     hostname: str = field(default_factory=lambda: socket.getfqdn() or "localhost")
     data_dir: Path = Path("var")
@@ -385,6 +417,8 @@ class Config:
     status: StatusConfig = field(default_factory=StatusConfig)
     submission: SubmissionConfig = field(default_factory=SubmissionConfig)
     dns: DnsConfig = field(default_factory=DnsConfig)
+    dkim: DkimConfig = field(default_factory=DkimConfig)
+    srs: SrsConfig = field(default_factory=SrsConfig)
     mta_sts: MtaStsConfig = field(default_factory=MtaStsConfig)
     tlsrpt: TlsRptConfig = field(default_factory=TlsRptConfig)
     source: Path | None = None
@@ -554,6 +588,7 @@ def validate(config: Config) -> None:
             if not _is_address_or_domain(pattern):
                 raise ConfigError(key, f'expected "address" or "@domain", got {pattern!r}')
     _validate_delivery(config.delivery)
+    _validate_dkim(config.dkim, config.srs)
     for key in ("heartbeat_seconds", "maildrop_lease_seconds"):
         if getattr(config.cluster, key) < 0.1:
             raise ConfigError(f"cluster.{key}", "must be at least 0.1")
@@ -649,6 +684,24 @@ def _validate_dns(dns: DnsConfig) -> None:
     for f in dataclasses.fields(PublicPortsConfig):
         if getattr(dns.public_ports, f.name) > 65535:
             raise ConfigError(f"dns.public_ports.{f.name}", "expected a port number (1-65535)")
+
+
+def _validate_dkim(dkim: DkimConfig, srs: SrsConfig) -> None:
+    for algorithm in dkim.algorithms:
+        if algorithm not in ("rsa-sha256", "ed25519-sha256"):
+            raise ConfigError(
+                "dkim.algorithms", f"expected rsa-sha256 or ed25519-sha256, not {algorithm!r}"
+            )
+    if not dkim.algorithms:
+        raise ConfigError("dkim.algorithms", "name at least one")
+    if not dkim.selector_prefix.isalnum() or not dkim.selector_prefix.isascii():
+        raise ConfigError("dkim.selector_prefix", "letters and digits only (it starts a DNS label)")
+    _at_least(dkim, "dkim", 0, "publish_wait", "retire_wait", "key_cache_seconds")
+    if srs.domain and normalize_domain(srs.domain) is None:
+        raise ConfigError("srs.domain", f"not a domain: {srs.domain!r}")
+    _at_least(srs, "srs", 1, "max_age_days")
+    if srs.max_age_days > 1000:
+        raise ConfigError("srs.max_age_days", "at most 1000 (time stamps wrap after 1024 days)")
 
 
 def _validate_delivery(delivery: DeliveryConfig) -> None:

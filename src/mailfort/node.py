@@ -56,6 +56,8 @@ from mailfort.status.repository import StatusRepository
 from mailfort.status.service import StatusService
 from mailfort.store import open_store
 from mailfort.store.api import Store
+from mailfort.trust.outbound import KeyCache, Outbound
+from mailfort.trust.srs import Srs
 from mailfort.wellknown import autoconfig, autodiscover
 from mailfort.wellknown.client_settings import ClientDirectory, client_settings
 
@@ -133,12 +135,15 @@ class Node:
         )
         # The CPU all listeners together may spend refusing connections (server/listener.py).
         self.refusal_budget = RefusalBudget(config.overload.refusal_cpu_share)
+        # SRS for forwarded mail: its secret comes from the store at start (every node agrees).
+        self.srs = Srs(max_age_days=config.srs.max_age_days)
         self.directory = Directory(
             self.store,
             config_domains=config.local_domains,
             delimiter=config.recipient_delimiter,
             postmaster=config.postmaster,
             senders=config.submission.senders,
+            bounce_to=self.srs.reverse if config.srs.enabled else None,
         )
         self.limiter = self._limiter(limits.max_connections, limits.max_connections_per_ip)
         # Parsing and searching of message bodies runs here, off the loop every client shares.
@@ -201,6 +206,7 @@ class Node:
             config,
             self.store,
             self.directory,
+            outbound=outbound(config, self.store, self.directory, self.srs),
             metrics=self.metrics,
             stressed=self.gate.stressed,
             clock=self.clock.now,
@@ -291,6 +297,7 @@ class Node:
         self._raise_file_limit()
         self.spool.prepare()
         await self.store.open()
+        await self.srs.load_secret(self.store)
         await self.clock.sync()
         self.tasks.append(asyncio.create_task(self.clock.run(), name="store-clock"))
         self.gate.start()
@@ -334,7 +341,7 @@ class Node:
             settings=self.config.tls,
             hostname=self.config.hostname,
             owner=self.config.node_name,
-            directory=self.config.data_dir / "tls" / "acme",
+            directory=self._acme_files()[0].parent,
             clock=self.clock.now,
             metrics=self.metrics,
         )
@@ -458,8 +465,15 @@ class Node:
         return ClientDirectory(
             settings=lambda: client_settings(self.config, {x.name: x.port for x in self.listeners}),
             local_domains=self.directory.local_domains,
-            tls_files=self._tls_paths(),
+            # With ACME the files the keeper writes: a profile is signed by what the node
+            # serves (unsigned until the first order succeeds), never by the self-signed pair.
+            tls_files=self._acme_files() if self.config.tls.acme else self._tls_paths(),
         )
+
+    def _acme_files(self) -> tuple[Path, Path]:
+        """Where the certificate keeper writes the stored certificate and key (certs/)."""
+        directory = self.config.data_dir / "tls" / "acme"
+        return directory / "cert.pem", directory / "key.pem"
 
     async def _start_imap(self, tls: ssl.SSLContext) -> None:
 
@@ -614,6 +628,7 @@ def remote_worker(
     store: Store,
     directory: Directory,
     *,
+    outbound: Outbound | None = None,
     metrics: NodeMetrics | None = None,
     stressed: Callable[[], bool] | None = None,
     clock: Callable[[], float] = time.time,
@@ -679,6 +694,20 @@ def remote_worker(
         stressed=stressed,
         networks=Networks(config.limits.network_prefix_v4, config.limits.network_prefix_v6),
         clock=clock,
+        outbound=outbound,
+    )
+
+
+def outbound(config: Config, store: Store, directory: Directory, srs: Srs) -> Outbound:
+    """DKIM signing, ARC sealing and SRS for mail leaving this node (`[dkim]`, `[srs]`)."""
+    return Outbound(
+        KeyCache(store, ttl=config.dkim.key_cache_seconds),
+        is_local=directory.is_local,
+        authserv_id=config.hostname,
+        srs=srs if config.srs.enabled else None,
+        srs_domain=config.srs.domain,
+        sign=config.dkim.sign,
+        arc=config.dkim.arc,
     )
 
 

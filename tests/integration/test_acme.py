@@ -10,6 +10,7 @@ on one PostgreSQL store serve the one certificate that one of them ordered.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs7
 
 from tests.cluster_support import PgSchema, base_dsn, cluster_node
 from tests.dnsserver import NameServer, Zone
@@ -105,7 +108,8 @@ def acme_node(root: Path, pebble: Pebble, http_port: int, **settings: object) ->
         root / "node",
         http=True,
         fixed_ports={"http": http_port},
-        extra_config=acme_config(pebble, **settings),
+        # The account page over plain http from loopback (profile_signer).
+        extra_config=acme_config(pebble, **settings) + "[auth]\nallow_plaintext_loopback = true\n",
     )
     node.provision()
     return node
@@ -141,10 +145,26 @@ def test_a_node_gets_its_certificate_and_serves_it_on_every_tls_listener(
         assert set(stored.names) == set(NAMES)
         assert metric(node, ISSUED) == 1
         assert metric(node, FAILED) == 0
+        assert profile_signer(node) == issued
         assert "Traceback" not in node.log()
     finally:
         node.stop()
         pebble.stop()
+
+
+def profile_signer(node: NodeProcess) -> str:
+    """The fingerprint of the certificate a user's Apple profile is signed with: the one the
+    node serves, which customers' devices can check, not the self-signed one it started with."""
+    user = node.add_user("profile@example.test")
+    token = base64.b64encode(f"{user}:x".encode()).decode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{node.ports['http']}/account/mailfort.mobileconfig",
+        headers={"Authorization": f"Basic {token}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        signed = answer.read()
+    signer, *_chain = pkcs7.load_der_pkcs7_certificates(signed)
+    return hashlib.sha256(signer.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
 def test_renewal_replaces_the_certificate_without_a_restart(

@@ -173,6 +173,9 @@ class QueueItem:
     last_status: str | None = None  # enhanced status code of the last failure, "4.2.0"
     remote_mta: str | None = None  # host that gave the last answer
     diagnostic: str | None = None  # RFC 3464 Diagnostic-Code value, "smtp; 450 4.2.0 busy"
+    # The login that submitted the message (None: it came in at the MX, or is ours): outgoing
+    # mail is DKIM-signed as its From: domain only when a user of ours submitted it.
+    authenticated: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -92,7 +92,7 @@ class MessageCopy:
 ITEM_COLS = (
     "q.id, e.queue_id, e.sender, q.recipient, q.original, q.account_id, b.size,"
     " e.received, q.attempts, q.next_attempt, q.last_error, q.lease_owner, q.lease_until,"
-    " q.warned, q.last_attempt, q.last_status, q.remote_mta, q.diagnostic"
+    " q.warned, q.last_attempt, q.last_status, q.remote_mta, q.diagnostic, e.authenticated"
 )
 ITEM_SQL = (
     f"SELECT {ITEM_COLS}"
