@@ -31,7 +31,7 @@ import re
 import ssl
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import h11
@@ -350,10 +350,3 @@ class MtaSts:
         self._cache.move_to_end(domain)
         while len(self._cache) > MAX_CACHED:
             self._cache.popitem(last=False)
-
-
-def allowed_hosts(policy: Policy | None, hosts: Sequence[str]) -> list[str]:
-    """The MX hosts a delivery may use: all without an enforced policy, else the matching ones."""
-    if policy is None or policy.mode is not Mode.ENFORCE:
-        return list(hosts)
-    return [h for h in hosts if policy.allows(h)]
