@@ -52,7 +52,7 @@ def free_ports(count: int) -> list[int]:
 
 
 BASE_CONFIG = """\
-hostname = "mx.mailfort.test"
+hostname = "{hostname}"
 node_name = "{name}"
 workers = {workers}
 data_dir = "{data_dir}"
@@ -95,6 +95,8 @@ class NodeProcess:
     workers: int = 1
     http: bool = False  # serve the status web (`ports["http"]`); off unless a test needs it
     host: str = "127.0.0.1"  # the address every listener binds (a chaos node's own namespace)
+    # Its name in EHLO, Received and Authentication-Results: two providers need two.
+    hostname: str = "mx.mailfort.test"
     wrap: list[str] = field(default_factory=list)  # run under this, e.g. `ip netns exec NS`
     env: dict[str, str] = field(default_factory=dict)  # more environment (LD_PRELOAD of faketime)
     proc: subprocess.Popen[bytes] | None = None
@@ -120,6 +122,7 @@ class NodeProcess:
         self.root.mkdir(parents=True, exist_ok=True)
         text = BASE_CONFIG.format(
             name=self.name,
+            hostname=self.hostname,
             workers=self.workers,
             data_dir=self.data_dir,
             host=self.host,
