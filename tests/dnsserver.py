@@ -2,7 +2,8 @@
 
 It answers from a table: `zone.add("mx.test", "MX", "10 mx1.mx.test.")`; a name not in the table
 is NXDOMAIN, a known name without records of the asked type is an empty NOERROR answer (what the
-implicit-MX rule of RFC 5321 5.1 needs), and names in `servfail` get SERVFAIL. dnspython in the
+implicit-MX rule of RFC 5321 5.1 needs), names in `servfail` get SERVFAIL and names in `silent`
+no answer at all (a name server that times out). `queries` lists every question asked. dnspython in the
 node under test is pointed at it by `[delivery] dns_nameservers`.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from dnslib import QTYPE, RCODE, RR, DNSRecord
+from dnslib import QTYPE, RCODE, RR, DNSError, DNSRecord
 from dnslib.server import BaseResolver, DNSServer
 
 
@@ -25,6 +26,7 @@ class Zone(BaseResolver):
         self._lock = threading.Lock()
         self._records: dict[str, list[RR]] = {}
         self.servfail: set[str] = set()
+        self.silent: set[str] = set()
         self.queries: list[tuple[str, str]] = []
 
     @staticmethod
@@ -49,6 +51,8 @@ class Zone(BaseResolver):
         qtype = QTYPE[request.q.qtype]
         with self._lock:
             self.queries.append((qname, qtype))
+            if qname in {self._key(n) for n in self.silent}:
+                raise DNSError("silent")  # dnslib's handler sends nothing back
             if qname in {self._key(n) for n in self.servfail}:
                 reply.header.rcode = RCODE.SERVFAIL
                 return reply

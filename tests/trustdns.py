@@ -1,0 +1,42 @@
+"""A name server on loopback and a `TrustResolver` pointed at it, for the tests of trust/.
+
+One server per test module (stopping one takes a second); each test gets its zone emptied and a
+resolver of its own, so no answer is cached from one test into the next."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from mailfort.trust.dns import TrustResolver
+from tests.dnsserver import NameServer, Zone
+
+
+@pytest.fixture(scope="module")
+def nameserver() -> Iterator[NameServer]:
+    server = NameServer(Zone()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def zone(nameserver: NameServer) -> Zone:
+    zone = nameserver.zone
+    with zone._lock:
+        zone._records.clear()
+        zone.servfail.clear()
+        zone.silent.clear()
+        zone.queries.clear()
+    return zone
+
+
+@pytest.fixture
+def resolver(nameserver: NameServer, zone: Zone) -> TrustResolver:
+    return TrustResolver(nameservers=[(nameserver.host, nameserver.port)], timeout=1.0)
+
+
+def txt(zone: Zone, name: str, text: str) -> None:
+    """A TXT record of `text`, cut into strings of at most 255 octets (RFC 1035 3.3.14)."""
+    strings = " ".join(f'"{text[i : i + 255]}"' for i in range(0, max(len(text), 1), 255))
+    zone.add(name, "TXT", strings)
