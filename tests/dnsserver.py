@@ -39,6 +39,14 @@ class Zone(BaseResolver):
             self._records.setdefault(self._key(name), []).append(rr)
         return self
 
+    def clear(self) -> None:
+        """Back to empty: no records, no failing names, no questions seen."""
+        with self._lock:
+            self._records.clear()
+            self.servfail.clear()
+            self.silent.clear()
+            self.queries.clear()
+
     def exists(self, name: str) -> Zone:
         """A name with no records at all (NOERROR, empty answers) rather than NXDOMAIN."""
         with self._lock:

@@ -22,13 +22,8 @@ def nameserver() -> Iterator[NameServer]:
 
 @pytest.fixture
 def zone(nameserver: NameServer) -> Zone:
-    zone = nameserver.zone
-    with zone._lock:
-        zone._records.clear()
-        zone.servfail.clear()
-        zone.silent.clear()
-        zone.queries.clear()
-    return zone
+    nameserver.zone.clear()
+    return nameserver.zone
 
 
 @pytest.fixture

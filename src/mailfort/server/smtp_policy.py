@@ -10,6 +10,11 @@ One policy class serves all three listeners; `Mode` says which one it is:
 - SUBMISSION (587, STARTTLS) and SUBMISSIONS (465, implicit TLS): AUTH PLAIN/LOGIN under TLS only,
   the envelope sender and the header From:/Sender: must belong to the user, any recipient.
 
+On the MX port, when a `Verifier` is given, each message is checked (SPF, DKIM, DMARC, ARC:
+`trust/incoming.py`) after DATA: it gets an Authentication-Results field, forged ones in our name
+are cut out, and by the sender domain's DMARC policy it is refused, deferred, or its copies are
+filed to Junk.
+
 On every port a message must fit each local recipient's remaining quota before a byte of it is
 stored: at RCPT by the size declared with MAIL (RFC 1870), at the end of DATA by its real size,
 and once more inside the store transaction, which concurrent deliveries cannot both pass.
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -44,6 +50,7 @@ from mailfort.server.spool import Spool, SpoolFile
 from mailfort.status.components import Component
 from mailfort.status.notices import NoticeBoard
 from mailfort.store.roles import Intake
+from mailfort.trust.incoming import Action, Verifier, cut
 
 log = logging.getLogger("mailfort.smtp")
 
@@ -51,6 +58,7 @@ log = logging.getLogger("mailfort.smtp")
 # "system not accepting network messages", 4.3.0 "other or undefined mail system status".
 OVERLOADED_CONNECT: Final = "421 4.3.2 Server busy, try again later"
 OVERLOADED_MAIL: Final = "451 4.3.0 Server busy, try again later"
+_DOMAIN_TEXT: Final = re.compile(r"[^A-Za-z0-9.-]")
 
 _PROBLEM_REPLIES: Final = {
     Problem.HEADER_TOO_LARGE: R.HEADER_TOO_LARGE,
@@ -106,6 +114,7 @@ class SmtpPolicy:
         memory: MemoryBudget | None = None,
         sessions: AccountSessions | None = None,
         networks: Networks | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
         self.mode = mode
         self.store = store
@@ -124,6 +133,8 @@ class SmtpPolicy:
         # Logged-in sessions per account on this node, shared with IMAP and POP3.
         self.sessions = sessions or AccountSessions(50)
         self.networks = networks or Networks()
+        # Checks of incoming mail: MX only (submission is authenticated mail of our own users).
+        self.verifier = verifier if mode is Mode.MX else None
         # Metrics label: both submission ports are "submission".
         self.protocol = "smtp" if mode is Mode.MX else "submission"
         self.accepted = 0
@@ -303,8 +314,18 @@ class SmtpPolicy:
             return R.BAD_SEQUENCE
         sender = envelope.sender
         session = client.session
+        header = b""
+        strip: tuple[tuple[int, int], ...] = ()
+        junk: set[str] = set()
+        if self.verifier is not None:
+            checked = await self._verify(client, envelope, data, spooled, resolved)
+            if isinstance(checked, str):
+                return checked
+            header, strip, junk = checked
         stamp = self._stamp(client, envelope, resolved)
-        size = len(stamp.received) + (len(data) if spooled is None else spooled.size)
+        prefix = stamp.received + header
+        size = len(prefix) + (len(data) if spooled is None else spooled.size)
+        size -= sum(end - start for start, end in strip)
         try:
             if self.mode is not Mode.MX:
                 limit = MAX_HEADER_BLOCK + 4
@@ -325,10 +346,12 @@ class SmtpPolicy:
             owner = user if user is not None else self.networks.of(client.ip)
             async with self.memory.hold(0 if spooled is None else size, owner=owner):
                 if spooled is None:
-                    body: bytes | bytearray = stamp.received + data
+                    body: bytes | bytearray = prefix + cut(data, strip)
                 else:
-                    body = await spooled.read(stamp.received)
+                    body = await spooled.read(prefix)
                     spooled.close()  # the octets are in memory now: free the disk at once
+                    for start, end in sorted(strip, reverse=True):
+                        del body[len(prefix) + start : len(prefix) + end]  # in place, no copy
                 request = stamped_request(
                     stamp=stamp,
                     sender=sender,
@@ -337,6 +360,7 @@ class SmtpPolicy:
                     client_ip=client.ip,
                     authenticated=user,
                     now=self.clock(),
+                    junk=junk,
                 )
                 result = await self.store.accept(request)
         except OverQuota as exc:
@@ -374,6 +398,48 @@ class SmtpPolicy:
             size,
         )
         return R.queued(result.queue_id)
+
+    async def _verify(
+        self,
+        client: Client,
+        envelope: Envelope[Resolution],
+        data: bytes,
+        spooled: SpoolFile | None,
+        resolved: dict[str, Resolution],
+    ) -> tuple[bytes, tuple[tuple[int, int], ...], set[str]] | str:
+        """The checks of incoming mail: (Authentication-Results field, forged fields to cut,
+        recipients whose copies go to Junk), or the reply that refuses or defers the message."""
+        verifier = self.verifier
+        assert verifier is not None
+        helo = client.session.helo or ""
+        try:
+            if spooled is None:
+                verdict = await verifier.check(
+                    ip=client.ip, helo=helo, sender=envelope.sender, message=data
+                )
+            else:
+                # DKIM hashes the whole message: a spooled one is read for it, within the
+                # sender's share of the memory budget, and dropped before the store read.
+                owner = self.networks.of(client.ip)
+                async with self.memory.hold(spooled.size, owner=owner):
+                    message = await spooled.head(spooled.size)
+                    verdict = await verifier.check(
+                        ip=client.ip, helo=helo, sender=envelope.sender, message=message
+                    )
+                    del message
+        except StoreError:
+            return R.STORE_UNAVAILABLE
+        settings = verifier.settings
+        actions = {rcpt: verdict.action(rcpt.rpartition("@")[2], settings) for rcpt in resolved}
+        author = _DOMAIN_TEXT.sub("", verdict.dmarc.from_domain)[:100] or "the author's domain"
+        if Action.DEFER in actions.values():
+            log.info("event=verify_deferred client=%s from_domain=%s", client.ip, author)
+            return f"451 4.7.0 Cannot check the DMARC policy of {author} now, try again later"
+        if all(a is Action.REFUSE for a in actions.values()):
+            log.info("event=dmarc_rejected client=%s from_domain=%s", client.ip, author)
+            return f"550 5.7.1 Message refused: it fails the DMARC policy (p=reject) of {author}"
+        junk = {r for r, a in actions.items() if a in (Action.JUNK, Action.REFUSE)}
+        return verdict.header, verdict.strip, junk
 
     def _stamp(
         self, client: Client, envelope: Envelope[Resolution], resolved: dict[str, Resolution]
