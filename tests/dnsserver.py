@@ -3,8 +3,8 @@
 It answers from a table: `zone.add("mx.test", "MX", "10 mx1.mx.test.")`; a name not in the table
 is NXDOMAIN, a known name without records of the asked type is an empty NOERROR answer (what the
 implicit-MX rule of RFC 5321 5.1 needs), names in `servfail` get SERVFAIL and names in `silent`
-no answer at all (a name server that times out). `queries` lists every question asked. dnspython in the
-node under test is pointed at it by `[delivery] dns_nameservers`.
+no answer at all (a name server that times out). `queries` lists every question asked. dnspython
+in the node under test is pointed at it by `[delivery] dns_nameservers`.
 """
 
 from __future__ import annotations

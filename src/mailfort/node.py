@@ -565,9 +565,13 @@ def incoming_checks(config: Config, offload: Offload | None = None) -> IncomingV
     resolver = TrustResolver(
         nameservers=[(n.host, n.port) for n in nameservers], timeout=v.dns_timeout
     )
+    def policy(text: str) -> Policy:
+        found = Policy.parse(text)  # validated with the config; NONE is falsy, hence no `or`
+        return Policy.REJECT if found is None else found
+
     settings = VerifySettings(
-        reject=Policy.parse(v.reject) or Policy.REJECT,
-        caps={d: Policy.parse(p) or Policy.REJECT for d, p in v.domains.items()},
+        reject=policy(v.reject),
+        caps={d: policy(p) for d, p in v.domains.items()},
         defer_on_temperror=v.temperror == "defer",
         forwarders=tuple(ipaddress.ip_network(n, strict=False) for n in v.forwarders),
         spf_timeout=v.spf_timeout,

@@ -7,7 +7,7 @@ import pytest
 from mailfort.trust.dns import TrustResolver
 from mailfort.trust.spf import Result, check_spf
 from tests.dnsserver import Zone
-from tests.trustdns import nameserver, resolver, txt, zone  # noqa: F401
+from tests.trustdns import txt
 
 IP = "192.0.2.10"
 

@@ -11,7 +11,8 @@ Bounds: at most `MAX_SIGNATURES` DKIM signatures are verified (RFC 6376 6.1 lets
 limit them; the rest are not reported), and a chain of more than `MAX_ARC_SETS` ARC sets is
 `arc=fail` unchecked (RFC 8617 4.2.1 caps it at 50; forwarding chains are a few hops long).
 
-Results per signature (RFC 8601 2.7.1): pass; fail (the signature does not verify); temperror
+Results per signature (RFC 8601 2.7.1): pass; fail (the signature or the body hash does not
+verify); temperror
 (the key could not be fetched for now); permerror (a malformed signature, no key, a key that
 cannot be used).
 """
@@ -108,7 +109,7 @@ async def check(
             result, error = "permerror", "bad d= or s="
         elif keys.get(name) == _TEMPORARY:
             result = "temperror"
-        elif error:
+        elif error and not error.startswith("body hash mismatch"):
             result = "permerror"
         else:
             result = "fail"
