@@ -565,6 +565,7 @@ def incoming_checks(config: Config, offload: Offload | None = None) -> IncomingV
     resolver = TrustResolver(
         nameservers=[(n.host, n.port) for n in nameservers], timeout=v.dns_timeout
     )
+
     def policy(text: str) -> Policy:
         found = Policy.parse(text)  # validated with the config; NONE is falsy, hence no `or`
         return Policy.REJECT if found is None else found

@@ -162,7 +162,9 @@ def _verify(
     if check_arc:
         try:
             cv, _, _ = dkim.arc_verify(message, dnsfunc=dnsfunc, minkey=MIN_KEY_BITS)
-            arc = cv.decode() if isinstance(cv, bytes) else "fail"
+            # None: a chain that an earlier hop ended; "none" for ARC fields present means
+            # dkimpy found no instance it could read in them: either way not a valid chain.
+            arc = cv.decode() if cv in (dkim.CV_Pass, dkim.CV_Fail) else "fail"
         except Exception:  # a malformed chain: it does not validate
             arc = "fail"
     return results, arc

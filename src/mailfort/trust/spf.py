@@ -132,6 +132,8 @@ async def check_spf(
         result, reason = exc.result, exc.reason
     except TimeoutError:
         result, reason = Result.TEMPERROR, f"no verdict within {timeout:g} s"
+    except ValueError as exc:  # text no rule above foresaw (an encoding, a number): malformed
+        result, reason = Result.PERMERROR, f"malformed: {exc}"[:200]
     return SpfResult(result, identity, domain, sender, reason, state.lookups)
 
 
@@ -280,15 +282,13 @@ async def _check_host(state: _State, domain: str) -> Result:
         target = _expand_domain(state, redirect, domain)
         if not _valid_domain(target):
             raise _perm(f"redirect to a bad domain {target!r}")
-        state.chain.pop()  # a redirect replaces this record; it is not nested in it
+        # The domain stays on the chain: a redirect back to it is a loop like an include.
         result = await _check_host(state, target)
-        state.chain.append(domain)
         if result is Result.NONE:
             raise _perm(f"redirect to {target}, which has no SPF record")  # RFC 7208 6.1
         return result
     finally:
-        if state.chain and state.chain[-1] == domain:
-            state.chain.pop()
+        state.chain.pop()
 
 
 async def _matches(state: _State, term: _Term, domain: str) -> bool:
@@ -446,7 +446,9 @@ def _macro(state: _State, match: re.Match[str], domain: str) -> str:
     if reverse:
         parts.reverse()
     if digits:
-        keep = int(digits[:4])  # more digits than labels could ever be: all of them
+        significant = digits.lstrip("0")
+        # More digits than a name could have labels: all of them (and no huge int parsed).
+        keep = int(significant or "0") if len(significant) <= 4 else 10_000
         if keep == 0:
             raise _perm("macro keeps zero labels")
         parts = parts[-keep:]
