@@ -18,6 +18,7 @@ one message, and gives back a `Verdict`: the Authentication-Results field to pre
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import random
@@ -105,8 +106,11 @@ class Verifier:
         """`message` as received (without our Received field)."""
         header = fields(message)
         forged = authres.ours(header, self.authserv_id)
-        spf = await check_spf(self.resolver, ip, sender, helo, timeout=self.settings.spf_timeout)
-        checked = await check(self.resolver, message, header, self._offload)
+        # SPF and DKIM wait on different names: their lookups overlap.
+        spf, checked = await asyncio.gather(
+            check_spf(self.resolver, ip, sender, helo, timeout=self.settings.spf_timeout),
+            check(self.resolver, message, header, self._offload),
+        )
         domains = _from_domains([f.value for f in header if f.name == "from"])
         signed = [Signed(s.domain, s.result == "pass") for s in checked.dkim]
         dmarc = await check_dmarc(self.resolver, domains, spf, signed, self._rng)
