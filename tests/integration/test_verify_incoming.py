@@ -171,6 +171,19 @@ def test_forged_authentication_results_in_our_name_are_removed(node: NodeProcess
     assert verdict["spf"] == "pass"
 
 
+def test_a_large_spooled_message_is_checked_and_cleaned(node: NodeProcess, world: World) -> None:
+    # Past the 64 KiB spool threshold the message comes from disk: read once for the checks,
+    # once for the store, the forged field cut out of the buffer in place.
+    forged = f"Authentication-Results: {AUTHSERV}; dmarc=pass\r\n".encode()
+    big = message("bob@good.test", "big one", forged) + b"0123456789abcdef\r\n" * 20_000
+    send(node, "bob@good.test", world.rsa.sign(big))
+    got = stored(node, "big one")
+    (verdict,) = verdicts(got)
+    assert verdict == {"spf": "pass", "dkim": "pass", "dmarc": "pass", "arc": "none"}
+    assert got.count(b"Authentication-Results:") == 1
+    assert got.endswith(b"0123456789abcdef\r\n" * 20_000)
+
+
 @pytest.mark.parametrize("domain", ["flaky.test", "slow.test"])
 def test_dns_failure_defers_never_refuses(node: NodeProcess, domain: str) -> None:
     with (

@@ -118,3 +118,22 @@ async def test_dns_failures_never_refuse(zone: Zone, resolver: TrustResolver) ->
     assert lost.action("example.test", VerifySettings()) is Action.DEFER
     assert lost.action("example.test", accept) is Action.DELIVER
     assert lost.action("x.test", VerifySettings(caps={"x.test": Policy.NONE})) is Action.DELIVER
+
+
+async def test_from_fields(zone: Zone, resolver: TrustResolver) -> None:
+    txt(zone, "_dmarc.bank.test", "v=DMARC1; p=reject")
+    txt(zone, "_dmarc.shop.test", "v=DMARC1; p=quarantine")
+    verifier = Verifier(resolver, authserv_id="mx.example.org")
+
+    async def dmarc(header: bytes) -> tuple[str, str]:
+        verdict = await verifier.check(
+            ip="127.0.0.1", helo="h", sender="", message=header + b"\r\nbody\r\n"
+        )
+        return verdict.dmarc.result, verdict.dmarc.from_domain
+
+    # No From:, or one that cannot be read: outside DMARC (RFC 7489 6.6.1), nothing applied.
+    assert await dmarc(b"Subject: none\r\n") == ("none", "")
+    assert await dmarc(b"From: <<<\r\n") == ("none", "")
+    # Several authors, in one field or in two: each domain checked, the strictest failure wins.
+    assert await dmarc(b"From: a@shop.test, b@bank.test\r\n") == ("fail", "bank.test")
+    assert await dmarc(b"From: a@bank.test\r\nFrom: b@shop.test\r\n") == ("fail", "bank.test")
