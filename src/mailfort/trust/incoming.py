@@ -40,13 +40,6 @@ log = logging.getLogger("mailfort.verify")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class Action(Enum):
-    DELIVER = "deliver"
-    JUNK = "junk"
-    REFUSE = "refuse"
-    DEFER = "defer"
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VerifySettings:
     # What a DMARC p=reject failure may lead to at most (REJECT, QUARANTINE or NONE).
@@ -84,6 +77,15 @@ class Verdict:
         if self.doubtful:
             return Action.DEFER if settings.defer_on_temperror else Action.JUNK
         return Action.REFUSE if applied is Policy.REJECT else Action.JUNK
+
+
+class Action(Enum):
+    """What happens to the copies for the recipients at one domain."""
+
+    DELIVER = "deliver"
+    JUNK = "junk"
+    REFUSE = "refuse"
+    DEFER = "defer"
 
 
 class Verifier:
