@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import base64
 import smtplib
+import threading
 import time
 from collections.abc import Iterator
 
+import dkim
 import pytest
 
-from mailfort.trust.dkim_check import MAX_SIGNATURES, check
+from mailfort.trust.dkim_check import LARGE, MAX_LARGE_SIGNATURES, MAX_SIGNATURES, LargePool, check
 from mailfort.trust.dns import TrustResolver
 from mailfort.trust.headers import fields
 from mailfort.trust.incoming import Verifier
@@ -212,6 +214,32 @@ async def test_a_hundred_signatures(zone: Zone, resolver: TrustResolver) -> None
     assert time.monotonic() - started < 5
 
 
+def relaxed_signed(key_domain: str, zone: Zone, size: int, copies: int) -> bytes:
+    """A message of about `size` octets whose body is hashed the slow way (relaxed), signed
+    `copies` times by the same valid signature."""
+    key = rsa_key(key_domain, "s")
+    key.publish(zone)
+    line = b"w \t " * 7 + b"x\r\n"  # runs of white space: every one is a regex match
+    body = BODY + line * (size // len(line))
+    signature = dkim.sign(
+        body, b"s", key_domain.encode(), key.private, canonicalize=(b"relaxed", b"relaxed")
+    )
+    return signature * copies + body
+
+
+async def test_large_message_is_verified_in_a_worker_process(
+    zone: Zone, resolver: TrustResolver
+) -> None:
+    message = relaxed_signed("evil.test", zone, LARGE * 4, copies=5)
+    pool = LargePool(1)
+    try:
+        checked = await check(resolver, message, fields(message), None, pool)
+    finally:
+        pool.close()
+    # Each signature hashes the whole body again: only the first two are checked.
+    assert [s.result for s in checked.dkim] == ["pass"] * MAX_LARGE_SIGNATURES
+
+
 async def test_overlong_arc_chain_is_fail_unchecked(zone: Zone, resolver: TrustResolver) -> None:
     sets = b"".join(
         f"ARC-Seal: i={i}; a=rsa-sha256; cv=pass; d=evil.test; s=s{i}; b=AA==\r\n"
@@ -276,3 +304,51 @@ def test_node_answers_hostile_mail_in_bounded_time(
         assert "Traceback" not in node.log()
     finally:
         node.stop()
+
+
+def test_huge_relaxed_message_does_not_stall_the_node(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # dkimpy's relaxed body canonicalization holds the interpreter lock for its whole regex:
+    # a 10 MB body would stop the node's event loop for a second on a thread; in the worker
+    # process it does not, and another session keeps being answered at once.
+    zone = Zone()
+    message = relaxed_signed("big.test", zone, 10_000_000, copies=5)
+    txt(zone, "big.test", "v=spf1 -all")
+    dns = NameServer(zone).start()
+    node = NodeProcess(
+        tmp_path_factory.mktemp("verify-big"),
+        delivery=f'dns_nameservers = ["{dns.address}"]\ndns_timeout = 1.0\n',
+        verify="enabled = true\ndns_timeout = 1.0\n",
+    )
+    node.provision(domains=("example.test",), users={"a@example.test": "pw-unused-here"})
+    node.start()
+    replies: list[tuple[int, bytes]] = []
+
+    def send_big() -> None:
+        with smtplib.SMTP("127.0.0.1", node.ports["smtp"], timeout=60) as client:
+            client.ehlo("big.test")
+            client.mail("x@big.test")
+            client.rcpt("a@example.test")
+            replies.append(client.data(message))
+
+    try:
+        sender = threading.Thread(target=send_big)
+        sender.start()
+        slowest = 0.0
+        while sender.is_alive():
+            # A new session each time (a session's NOOPs are limited): greeting and EHLO.
+            started = time.monotonic()
+            with smtplib.SMTP("127.0.0.1", node.ports["smtp"], timeout=30) as other:
+                assert other.ehlo("other.test")[0] == 250
+            slowest = max(slowest, time.monotonic() - started)
+            time.sleep(0.05)
+        sender.join()
+        assert replies and replies[0][0] == 250
+        assert slowest < 0.5, f"a session waited {slowest:.2f} s for its EHLO"
+        (stored,) = node.inbox("a@example.test")
+        assert stored.count(b"dkim=pass") == MAX_LARGE_SIGNATURES
+        assert "Traceback" not in node.log()
+    finally:
+        node.stop()
+        dns.stop()
