@@ -92,6 +92,18 @@ class Client:
 
 
 @dataclass(frozen=True, slots=True)
+class Screened:
+    """What the checks of incoming mail add to a message before it is stored."""
+
+    header: bytes = b""  # the Authentication-Results field
+    strip: tuple[tuple[int, int], ...] = ()  # forged fields to cut (offsets in the message)
+    junk: frozenset[str] = frozenset()  # envelope recipients whose copies go to Junk
+
+
+UNSCREENED: Final = Screened()
+
+
+@dataclass(frozen=True, slots=True)
 class LoggedIn:
     user: str  # the account's address
 
@@ -305,23 +317,23 @@ class SmtpPolicy:
         data: bytes,
         spooled: SpoolFile | None,
         abort: Callable[[], None],
+        screened: Screened | None = None,
     ) -> str:
         """Store the message: `data`, or when it was too large to keep in memory as it came,
-        `spooled`. `abort` drops the connection without a reply (see CommitInDoubt)."""
+        `spooled`. `abort` drops the connection without a reply (see CommitInDoubt).
+        `screened`: what `screen` said of it, when the caller asked already."""
         # A recipient given twice is one recipient: the last RCPT's route counts.
         resolved = {r.address: r.route for r in envelope.recipients}
         if not resolved:
             return R.BAD_SEQUENCE
         sender = envelope.sender
         session = client.session
-        header = b""
-        strip: tuple[tuple[int, int], ...] = ()
-        junk: set[str] = set()
-        if self.verifier is not None:
-            checked = await self._verify(client, envelope, data, spooled, resolved)
+        if screened is None:
+            checked = await self.screen(client, envelope, data, spooled)
             if isinstance(checked, str):
                 return checked
-            header, strip, junk = checked
+            screened = checked
+        header, strip, junk = screened.header, screened.strip, screened.junk
         stamp = self._stamp(client, envelope, resolved)
         prefix = stamp.received + header
         size = len(prefix) + (len(data) if spooled is None else spooled.size)
@@ -399,18 +411,21 @@ class SmtpPolicy:
         )
         return R.queued(result.queue_id)
 
-    async def _verify(
+    async def screen(
         self,
         client: Client,
         envelope: Envelope[Resolution],
         data: bytes,
         spooled: SpoolFile | None,
-        resolved: dict[str, Resolution],
-    ) -> tuple[bytes, tuple[tuple[int, int], ...], set[str]] | str:
-        """The checks of incoming mail: (Authentication-Results field, forged fields to cut,
-        recipients whose copies go to Junk), or the reply that refuses or defers the message."""
+    ) -> Screened | str:
+        """The checks of incoming mail (nothing to add or cut without a verifier), or the
+        reply that refuses or defers the message. The connection calls this before it takes
+        a store slot of the overload gate: time spent waiting on other domains' DNS is not
+        the store's latency and must not hold a slot."""
         verifier = self.verifier
-        assert verifier is not None
+        recipients = {r.address for r in envelope.recipients}
+        if verifier is None or not recipients:
+            return UNSCREENED  # (no recipient: `data` answers the bad sequence)
         helo = client.session.helo or ""
         try:
             if spooled is None:
@@ -430,7 +445,7 @@ class SmtpPolicy:
         except StoreError:
             return R.STORE_UNAVAILABLE
         settings = verifier.settings
-        actions = {rcpt: verdict.action(rcpt.rpartition("@")[2], settings) for rcpt in resolved}
+        actions = {rcpt: verdict.action(rcpt.rpartition("@")[2], settings) for rcpt in recipients}
         author = _DOMAIN_TEXT.sub("", verdict.dmarc.from_domain)[:100] or "the author's domain"
         if Action.DEFER in actions.values():
             log.info("event=verify_deferred client=%s from_domain=%s", client.ip, author)
@@ -438,8 +453,8 @@ class SmtpPolicy:
         if all(a is Action.REFUSE for a in actions.values()):
             log.info("event=dmarc_rejected client=%s from_domain=%s", client.ip, author)
             return f"550 5.7.1 Message refused: it fails the DMARC policy (p=reject) of {author}"
-        junk = {r for r, a in actions.items() if a in (Action.JUNK, Action.REFUSE)}
-        return verdict.header, verdict.strip, junk
+        junk = frozenset(r for r, a in actions.items() if a in (Action.JUNK, Action.REFUSE))
+        return Screened(verdict.header, verdict.strip, junk)
 
     def _stamp(
         self, client: Client, envelope: Envelope[Resolution], resolved: dict[str, Resolution]
