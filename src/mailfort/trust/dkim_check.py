@@ -4,8 +4,10 @@ dkimpy asks DNS itself, synchronously, through a `dnsfunc`. Here its keys are lo
 on the event loop, through the node's bounded, caching resolver (`trust/dns.py`): the selector
 and domain of each signature and ARC set are read from the header fields, the key records are
 fetched concurrently, and dkimpy gets a `dnsfunc` that only reads that table. So dkimpy never
-touches the network, and its work (hashing the body once per signature, RSA or Ed25519
-arithmetic) runs where the caller says (`offload`: the node's CPU pool), not on the loop.
+touches the network. Its work (hashing the body once per signature, RSA or Ed25519 arithmetic)
+runs on the loop for messages up to `INLINE` octets (about a millisecond: handing it to a thread
+cost more, 0.45 ms of CPU per message in benchmarks/verify_ingest.py, in lock handovers), on the
+caller's threads (`offload`: the node's CPU pool) up to `LARGE`, and past that in a process.
 
 Large messages (past `LARGE`) are verified in a worker process (`LargePool`), not a thread:
 dkimpy canonicalizes a relaxed body with one regular expression over all of it, which holds the
@@ -44,6 +46,7 @@ log = logging.getLogger("mailfort.verify")
 
 MAX_SIGNATURES: Final = 5
 MAX_LARGE_SIGNATURES: Final = 2
+INLINE: Final = 64 * 1024  # octets up to which dkimpy runs on the loop
 LARGE: Final = 256 * 1024  # octets past which dkimpy runs in a worker process
 MAX_ARC_SETS: Final = 10
 # dkimpy's smallest RSA key it accepts (RFC 8301 3.2: verifiers must not accept fewer bits).
@@ -99,8 +102,8 @@ async def check(
     offload: Offload | None = None,
     large: LargePool | None = None,
 ) -> Checked:
-    """`offload` runs dkimpy for ordinary messages (a thread pool), `large` for those past
-    `LARGE` octets (a process pool); without them it runs here."""
+    """`offload` runs dkimpy for messages past `INLINE` octets (a thread pool), `large` for
+    those past `LARGE` (a process pool); without them, and for small messages, it runs here."""
     limit = MAX_LARGE_SIGNATURES if len(message) > LARGE else MAX_SIGNATURES
     signatures = [tags(f.value) for f in header if f.name == "dkim-signature"][:limit]
     arc_fields = [f for f in header if f.name in ("arc-seal", "arc-message-signature")]
@@ -115,7 +118,7 @@ async def check(
     if not signatures and not check_arc:
         return Checked((), "fail" if arc_sets else "none")
     runner = large if large is not None and len(message) > LARGE else offload
-    if runner is None:
+    if runner is None or len(message) <= INLINE:
         verified, arc = _verify(message, len(signatures), keys, check_arc)
     else:
         try:
