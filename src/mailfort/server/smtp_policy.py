@@ -449,10 +449,10 @@ class SmtpPolicy:
         author = _DOMAIN_TEXT.sub("", verdict.dmarc.from_domain)[:100] or "the author's domain"
         if Action.DEFER in actions.values():
             log.info("event=verify_deferred client=%s from_domain=%s", client.ip, author)
-            return f"451 4.7.0 Cannot check the DMARC policy of {author} now, try again later"
+            return R.dmarc_deferred(author)
         if all(a is Action.REFUSE for a in actions.values()):
             log.info("event=dmarc_rejected client=%s from_domain=%s", client.ip, author)
-            return f"550 5.7.1 Message refused: it fails the DMARC policy (p=reject) of {author}"
+            return R.dmarc_refused(author)
         junk = frozenset(r for r, a in actions.items() if a in (Action.JUNK, Action.REFUSE))
         return Screened(verdict.header, verdict.strip, junk)
 
