@@ -10,6 +10,7 @@ import smtplib
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import dkim
 import pytest
@@ -260,6 +261,17 @@ async def test_garbage_arc_headers_fail(zone: Zone, resolver: TrustResolver) -> 
 
 
 # -- against a node ------------------------------------------------------------------------------
+def checking_node(root: Path, dns: NameServer) -> NodeProcess:
+    """A started node that checks incoming mail against `dns`, with one user a@example.test."""
+    node = NodeProcess(
+        root,
+        delivery=f'dns_nameservers = ["{dns.address}"]\ndns_timeout = 1.0\n',
+        verify="enabled = true\ndns_timeout = 1.0\n",
+    )
+    node.provision(domains=("example.test",), users={"a@example.test": "pw-unused-here"})
+    return node.start()
+
+
 @pytest.fixture(scope="module")
 def hostile_dns() -> Iterator[NameServer]:
     zone = Zone()
@@ -275,13 +287,7 @@ def hostile_dns() -> Iterator[NameServer]:
 def test_node_answers_hostile_mail_in_bounded_time(
     tmp_path_factory: pytest.TempPathFactory, hostile_dns: NameServer
 ) -> None:
-    node = NodeProcess(
-        tmp_path_factory.mktemp("verify-attack"),
-        delivery=f'dns_nameservers = ["{hostile_dns.address}"]\ndns_timeout = 1.0\n',
-        verify="enabled = true\ndns_timeout = 1.0\n",
-    )
-    node.provision(domains=("example.test",), users={"a@example.test": "pw-unused-here"})
-    node.start()
+    node = checking_node(tmp_path_factory.mktemp("verify-attack"), hostile_dns)
     try:
         headers = b"".join(GARBAGE) + b"".join(
             signature(
@@ -316,13 +322,7 @@ def test_huge_relaxed_message_does_not_stall_the_node(
     message = relaxed_signed("big.test", zone, 10_000_000, copies=5)
     txt(zone, "big.test", "v=spf1 -all")
     dns = NameServer(zone).start()
-    node = NodeProcess(
-        tmp_path_factory.mktemp("verify-big"),
-        delivery=f'dns_nameservers = ["{dns.address}"]\ndns_timeout = 1.0\n',
-        verify="enabled = true\ndns_timeout = 1.0\n",
-    )
-    node.provision(domains=("example.test",), users={"a@example.test": "pw-unused-here"})
-    node.start()
+    node = checking_node(tmp_path_factory.mktemp("verify-big"), dns)
     replies: list[tuple[int, bytes]] = []
 
     def send_big() -> None:
