@@ -6,7 +6,15 @@ import random
 
 import pytest
 
-from mailfort.trust.dmarc import Policy, Signed, aligned, check_dmarc, org_domain, parse_record
+from mailfort.trust.dmarc import (
+    MAX_AUTHOR_DOMAINS,
+    Policy,
+    Signed,
+    aligned,
+    check_dmarc,
+    org_domain,
+    parse_record,
+)
 from mailfort.trust.dns import TrustResolver
 from mailfort.trust.spf import Result, SpfResult
 from tests.dnsserver import Zone
@@ -139,3 +147,10 @@ async def test_no_from_no_record_and_dns_failure(zone: Zone, resolver: TrustReso
     zone.servfail.add("_dmarc.broken.test")
     broken = await check_dmarc(resolver, ["broken.test"], NO_SPF, [])
     assert (broken.result, broken.applied) == ("temperror", Policy.NONE)
+
+
+async def test_author_domains_are_bounded(zone: Zone, resolver: TrustResolver) -> None:
+    domains = [f"mail.a{i}.test" for i in range(50)]
+    result = await check_dmarc(resolver, domains, NO_SPF, [])
+    assert result.result == "none"
+    assert len(zone.queries) == 2 * MAX_AUTHOR_DOMAINS  # own and organisational domain each
