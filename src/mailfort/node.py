@@ -579,6 +579,8 @@ def incoming_checks(config: Config, offload: Offload | None = None) -> IncomingV
         defer_on_temperror=v.temperror == "defer",
         forwarders=tuple(ipaddress.ip_network(n, strict=False) for n in v.forwarders),
         spf_timeout=v.spf_timeout,
+        # Enough for two sequential lookups (own and organisational domain) that time out.
+        dmarc_timeout=2 * v.dns_timeout + 1,
     )
     return IncomingVerifier(
         resolver,

@@ -18,7 +18,7 @@ import pytest
 from mailfort.trust.dkim_check import LARGE, MAX_LARGE_SIGNATURES, MAX_SIGNATURES, LargePool, check
 from mailfort.trust.dns import TrustResolver
 from mailfort.trust.headers import fields
-from mailfort.trust.incoming import Verifier
+from mailfort.trust.incoming import Verifier, VerifySettings
 from mailfort.trust.spf import MAX_EXPANSION, Result, check_spf
 from tests.dkimkeys import rsa_key
 from tests.dnsserver import NameServer, Zone
@@ -352,3 +352,17 @@ def test_huge_relaxed_message_does_not_stall_the_node(
     finally:
         node.stop()
         dns.stop()
+
+
+async def test_dmarc_lookups_have_one_deadline(zone: Zone, resolver: TrustResolver) -> None:
+    # Five author domains whose name servers never answer: five 1-s timeouts, cut at 1.5 s.
+    for i in range(5):
+        zone.silent.add(f"_dmarc.mute{i}.test")
+    header = "From: " + ", ".join(f"x@mute{i}.test" for i in range(5)) + "\r\n"
+    verifier = Verifier(resolver, authserv_id="mx.test", settings=VerifySettings(dmarc_timeout=1.5))
+    started = time.monotonic()
+    verdict = await verifier.check(
+        ip=IP, helo="h.test", sender="", message=header.encode() + b"\r\nbody\r\n"
+    )
+    assert verdict.dmarc.result == "temperror"
+    assert time.monotonic() - started < 2.5

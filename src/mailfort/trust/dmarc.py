@@ -16,6 +16,7 @@ does that domain ask receivers to do when none does.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import random
 from collections.abc import Iterable, Sequence
@@ -159,15 +160,21 @@ async def check_dmarc(
     spf: SpfResult,
     dkim: Iterable[Signed],
     rng: random.Random | None = None,
+    timeout: float = 20.0,
 ) -> DmarcResult:
     """`from_domains`: the domains of the From: addresses; empty when there is no usable From:.
-    At most `MAX_AUTHOR_DOMAINS` of them are looked up (two lookups each)."""
+    At most `MAX_AUTHOR_DOMAINS` of them are looked up (two lookups each), all within
+    `timeout` seconds, else temperror."""
     if not from_domains:
         return DmarcResult("none", "", reason="no usable From: address")
     rng = rng or random.Random()
     signed = list(dkim)
     domains = list(dict.fromkeys(d.lower() for d in from_domains))[:MAX_AUTHOR_DOMAINS]
-    results = [await _one(resolver, d, spf, signed, rng) for d in domains]
+    try:
+        async with asyncio.timeout(timeout):
+            results = [await _one(resolver, d, spf, signed, rng) for d in domains]
+    except TimeoutError:
+        return DmarcResult("temperror", domains[0], reason=f"no verdict within {timeout:g} s")
     failed = [r for r in results if r.result != "pass"]
     if not failed:
         return results[0]

@@ -49,6 +49,8 @@ class VerifySettings:
     defer_on_temperror: bool = True
     forwarders: tuple[Network, ...] = ()
     spf_timeout: float = DEFAULT_TIMEOUT
+    # All DMARC lookups of one message (its own and organisational domains, each author's).
+    dmarc_timeout: float = 20.0
     max_signatures: int = MAX_SIGNATURES
 
 
@@ -117,7 +119,9 @@ class Verifier:
         )
         domains = _from_domains([f.value for f in header if f.name == "from"])
         signed = [Signed(s.domain, s.result == "pass") for s in checked.dkim]
-        dmarc = await check_dmarc(self.resolver, domains, spf, signed, self._rng)
+        dmarc = await check_dmarc(
+            self.resolver, domains, spf, signed, self._rng, self.settings.dmarc_timeout
+        )
         doubtful = dmarc.result == "fail" and (
             spf.result is Result.TEMPERROR or any(s.result == "temperror" for s in checked.dkim)
         )
