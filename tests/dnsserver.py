@@ -2,9 +2,9 @@
 
 It answers from a table: `zone.add("mx.test", "MX", "10 mx1.mx.test.")`; a name not in the table
 is NXDOMAIN, a known name without records of the asked type is an empty NOERROR answer (what the
-implicit-MX rule of RFC 5321 5.1 needs), names in `servfail` get SERVFAIL and names in `silent`
-no answer at all (a name server that times out). `queries` lists every question asked. dnspython
-in the node under test is pointed at it by `[delivery] dns_nameservers`.
+implicit-MX rule of RFC 5321 5.1 needs), names in `servfail` get SERVFAIL, and names in `silent`
+get no answer at all (the client times out). dnspython in the
+node under test is pointed at it by `[delivery] dns_nameservers`.
 """
 
 from __future__ import annotations
@@ -39,13 +39,26 @@ class Zone(BaseResolver):
             self._records.setdefault(self._key(name), []).append(rr)
         return self
 
-    def clear(self) -> None:
-        """Back to empty: no records, no failing names, no questions seen."""
+    def remove(self, name: str, rtype: str | None = None) -> Zone:
+        """Drop the records of `rtype` at `name`, or all of them (the name stays, empty)."""
+        with self._lock:
+            kept = self._records.get(self._key(name), [])
+            self._records[self._key(name)] = [
+                rr for rr in kept if rtype is not None and QTYPE[rr.rtype] != rtype
+            ]
+        return self
+
+    def clear(self) -> Zone:
         with self._lock:
             self._records.clear()
             self.servfail.clear()
             self.silent.clear()
-            self.queries.clear()
+
+    def txt(self, name: str, value: str, ttl: int = 60) -> Zone:
+        """A TXT record of any length, cut into character-strings of 255 octets (RFC 1035
+        3.3.14) as a zone file would hold a DKIM key."""
+        strings = " ".join(f'"{value[i : i + 255]}"' for i in range(0, len(value), 255))
+        return self.add(name, "TXT", strings, ttl)
 
     def exists(self, name: str) -> Zone:
         """A name with no records at all (NOERROR, empty answers) rather than NXDOMAIN."""
@@ -60,7 +73,8 @@ class Zone(BaseResolver):
         with self._lock:
             self.queries.append((qname, qtype))
             if qname in {self._key(n) for n in self.silent}:
-                raise DNSError("silent")  # dnslib's handler sends nothing back
+                # dnslib's handler sends nothing when the resolver raises DNSError.
+                raise DNSError(f"{qname} is silent")
             if qname in {self._key(n) for n in self.servfail}:
                 reply.header.rcode = RCODE.SERVFAIL
                 return reply

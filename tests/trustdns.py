@@ -22,8 +22,10 @@ def nameserver() -> Iterator[NameServer]:
 
 @pytest.fixture
 def zone(nameserver: NameServer) -> Zone:
-    nameserver.zone.clear()
-    return nameserver.zone
+    zone = nameserver.zone
+    zone.clear()
+    zone.queries.clear()  # tests count the questions asked
+    return zone
 
 
 @pytest.fixture

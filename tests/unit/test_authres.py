@@ -5,6 +5,8 @@ from __future__ import annotations
 import email.parser
 import email.policy
 
+import dkim
+
 from mailfort.trust.authres import authserv_id, format_header, ours, results
 from mailfort.trust.dkim_check import DkimResult
 from mailfort.trust.dmarc import DmarcResult, Policy
@@ -98,3 +100,26 @@ def test_header_fields_are_read_tolerantly() -> None:
     assert [(f.name, f.value) for f in fields(message)] == [("good", "1"), ("from", "a@b.test")]
     assert fields(b"\r\nbody") == []
     assert [f.name for f in fields(b"X: 1\r\nY: 2")] == ["x", "y"]  # no body at all
+
+
+def test_our_field_is_what_an_arc_sealer_reads() -> None:
+    # dkimpy's ARC signer (which the forwarding side seals with) parses our field with the
+    # authres package, keeps the results of its authserv-id and takes cv= from arc=.
+    from tests.dkimkeys import rsa_key
+
+    ours_header = format_header(
+        "mx.example.org",
+        SpfResult(Result.PASS, "mailfrom", "example.com", "alice@example.com"),
+        [DkimResult("pass", "example.com", "sel", "rsa-sha256")],
+        DmarcResult("pass", "example.com", Policy.REJECT),
+        "none",
+    )
+    message = ours_header + b"From: alice@example.com\r\nTo: b@example.org\r\n\r\nHi.\r\n"
+    key = rsa_key("example.org", "arc")
+    seal = b"".join(
+        dkim.arc_sign(message, b"arc", b"example.org", key.private, b"mx.example.org")
+    ).decode()
+    assert "ARC-Seal: i=1;" in seal and "cv=none" in seal
+    aar = " ".join(seal[seal.index("ARC-Authentication-Results:") :].split())
+    for result in ("spf=pass", "dkim=pass", "dmarc=pass"):
+        assert result in aar
