@@ -4,9 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # Debian packages the tests drive as real clients (swaks needs Net::SSLeay for TLS; chromium and
 # chromium-driver load the status page, espeak-ng speaks its phone announcement, faketime steps
-# one node's wall clock, nftables cuts a chaos node off from the database or the remote MX)
+# one node's wall clock, nftables cuts a chaos node off from the database or the remote MX, pebble
+# is Let's Encrypt's test ACME CA that tests/pebble.py starts on loopback)
 TEST_PACKAGES := swaks libnet-ssleay-perl isync fetchmail chromium chromium-driver espeak-ng faketime \
-  nftables
+  nftables pebble
 
 .PHONY: run test lint typecheck unit bench clean
 

@@ -43,6 +43,7 @@ class Transaction:
     answered: bool  # False while the reply to the final dot is held
     at: float = 0.0  # time.time() when the final dot arrived
     helo: str = ""  # the client's EHLO/HELO name
+    peer: str = ""  # the address the client connected from
 
 
 @dataclass
@@ -234,6 +235,7 @@ class _Handler:
         sink = self.sink
         transport = server.transport
         local = transport.get_extra_info("sockname")[0] if transport else "?"
+        peer = transport.get_extra_info("peername")[0] if transport else "?"
         tls = transport is not None and transport.get_extra_info("ssl_object") is not None
         held = sink._hold
         record = Transaction(
@@ -247,6 +249,7 @@ class _Handler:
             answered=not held,
             at=time.time(),
             helo=str(session.host_name or ""),
+            peer=peer,
         )
         with sink._lock:
             sink.transactions.append(record)

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from mailfort import __version__, cli_status
+from mailfort import __version__, cli_dkim, cli_dns, cli_status
 from mailfort.config import Config, load
 from mailfort.errors import AlreadyExists, ConfigError, MailfortError, NotFound
 from mailfort.logs import configure as configure_logging
@@ -78,7 +78,8 @@ async def cmd_init(config: Config, store: Store, args: argparse.Namespace) -> in
 
     ensure_self_signed(config.data_dir / "tls", config.hostname)
     print(f"store ready in {config.data_dir}")
-    if args.demo and await store.count_accounts() == 0:
+    demo = args.demo and await store.count_accounts() == 0
+    if demo:
         if "example.test" not in await store.list_domains():
             await store.add_domain("example.test")
         password = generate_password()
@@ -89,6 +90,7 @@ async def cmd_init(config: Config, store: Store, args: argparse.Namespace) -> in
         print("  (postmaster@example.test is an alias of it)")
         print(f"  password: {password}")
         print("  (shown once; change it with: mailfort user passwd demo@example.test)")
+    await cli_dkim.keys_for_new_domains(config, store, await _local_domains(config, store))
     return 0
 
 
@@ -97,6 +99,7 @@ async def cmd_domain_add(config: Config, store: Store, args: argparse.Namespace)
     domain = _domain(args.name)
     await store.add_domain(domain)
     print(f"added domain {domain}")
+    await cli_dkim.keys_for_new_domains(config, store, [domain])
     return 0
 
 
@@ -515,6 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="the node's name (node_name in its config)")
     p.set_defaults(func=cmd_node_forget)
     cli_status.add_parser(sub)
+    cli_dns.add_parser(sub)
+    cli_dkim.add_parser(sub)
     return parser
 
 

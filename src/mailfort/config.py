@@ -43,6 +43,24 @@ class ListenConfig:
 class TlsConfig:
     cert: str = ""
     key: str = ""
+    # Certificates from an ACME CA (RFC 8555, certs/): ordered by one node at a time, kept in the
+    # store, served by every node, renewed without a restart. Until the first one is issued the
+    # node serves its self-signed certificate.
+    acme: bool = False
+    acme_directory: str = "https://acme-v02.api.letsencrypt.org/directory"
+    acme_email: str = ""
+    # The names the certificate covers; empty: `hostname`. Every name must resolve to a node
+    # whose http listener port 80 reaches (HTTP-01): one that does not fails the whole order.
+    acme_names: tuple[str, ...] = ()
+    # A CA bundle to trust for the directory's HTTPS instead of the system's (a test CA).
+    acme_ca_file: str = ""
+    acme_renew_before_days: float = 30.0
+    # How often a node considers renewing (with 10% jitter), how often it looks in the store for
+    # a certificate another node ordered, and the first wait after a failed order (doubling up
+    # to acme_check_seconds).
+    acme_check_seconds: float = 43200.0
+    acme_reload_seconds: float = 60.0
+    acme_retry_seconds: float = 60.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -158,6 +176,9 @@ class DeliveryConfig:
     smtp_port: int = 25  # port of MX hosts (a transport names its own)
     dns_nameservers: tuple[str, ...] = ()  # "ip" or "ip:port"; empty: /etc/resolv.conf
     dns_timeout: float = 10.0
+    # The address outgoing SMTP connections come from ("": the kernel's choice): on a host with
+    # several, the one whose PTR is `hostname` and that the SPF records list.
+    source_address: str = ""
     # Routing overrides, like Postfix transport_maps/relayhost: "domain" (exact), ".domain"
     # (subdomains) or "*" -> "host:port" delivered to instead of the domain's MX.
     transports: dict[str, str] = field(default_factory=dict)
@@ -266,6 +287,77 @@ class SubmissionConfig:
     # may send as: "address" or "@domain" (any address at that domain). For shared role
     # addresses that are not aliases, or an application account that sends for a whole domain.
     senders: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # What one authenticated user may send in an hour (the previous hour's count weighs in as
+    # the window slides), counted in the store so every node of a cluster shares the count; past
+    # either, 451 4.7.1 until the hour has room again. Bounds a stolen password's spam. 0: off.
+    messages_per_hour: int = 500
+    recipients_per_hour: int = 2000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublicPortsConfig:
+    """The port mail clients use for each listener when it differs from the one the node binds
+    (a firewall or load balancer that forwards 587 to 2587); 0: the listener's own port. The MX
+    is always port 25 to the world (RFC 5321 4.5.4), so it has none."""
+
+    submission: int = 0
+    submissions: int = 0
+    imap: int = 0
+    imaps: int = 0
+    pop3: int = 0
+    pop3s: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DnsConfig:
+    """What `mailfort dns records` tells the operator to publish and `dns check` expects."""
+
+    # The addresses the world reaches this node at (each needs a PTR to `hostname`); empty: the
+    # listeners' addresses that are neither loopback nor unspecified.
+    public_addresses: tuple[str, ...] = ()
+    # MX hosts of the local domains; empty: `hostname`. A cluster names every node's host here
+    # (or one name with an A record per node).
+    mx_hosts: tuple[str, ...] = ()
+    # A provider's own SPF record (e.g. "_spf.provider.example") that customer domains include,
+    # so a new node changes one record rather than every customer's; empty: "v=spf1 mx -all".
+    spf_include: str = ""
+    dmarc_policy: str = "none"  # RFC 7489 6.3 p=; "none" until reports show all mail aligned
+    dmarc_rua: str = ""  # where aggregate reports go; default: postmaster@<domain>
+    tlsrpt_rua: str = ""  # where TLS reports (RFC 8460) go; default: postmaster@<domain>
+    ttl: int = 3600
+    public_ports: PublicPortsConfig = field(default_factory=PublicPortsConfig)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DkimConfig:
+    """[dkim]: signing outgoing mail (`trust/outbound.py`) and rotating its keys (`mailfort dkim`).
+
+    Keys live in the store, so every node signs with the same ones."""
+
+    sign: bool = True  # DKIM-sign submitted and forwarded mail with the domain's active keys
+    arc: bool = True  # ARC-seal forwarded mail (needs the MX's Authentication-Results)
+    # Keys made per domain by `mailfort dkim create`, `init` and each rotation (RFC 8463: both,
+    # so receivers that know Ed25519 check it and the others the RSA one).
+    algorithms: tuple[str, ...] = ("rsa-sha256", "ed25519-sha256")
+    selector_prefix: str = "mf"  # selectors are <prefix><YYYYMM><r|e>: mf202612r
+    # Rotation: a new key is published this long before it signs (resolvers cache the old
+    # answer up to the record's TTL; 48 h covers the common 1-day TTL twice over) ...
+    publish_wait: float = 48 * 3600.0
+    # ... and the old one stays in DNS this long after it stopped signing, for mail in transit
+    # and verified late (M3AAWG advises days to weeks).
+    retire_wait: float = 7 * 86400.0
+    key_cache_seconds: float = 10.0  # how stale a node's copy of the keys may be
+    # New local domains get active keys at `mailfort init` (a provider signs from message one).
+    keys_at_init: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SrsConfig:
+    """[srs]: the envelope sender of mail our aliases forward (`trust/srs.py`)."""
+
+    enabled: bool = True
+    domain: str = ""  # SRS addresses at this domain (one of ours); default: the alias's domain
+    max_age_days: int = 21  # bounces to older SRS addresses are refused
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -313,6 +405,9 @@ class Config:
     status: StatusConfig = field(default_factory=StatusConfig)
     submission: SubmissionConfig = field(default_factory=SubmissionConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
+    dns: DnsConfig = field(default_factory=DnsConfig)
+    dkim: DkimConfig = field(default_factory=DkimConfig)
+    srs: SrsConfig = field(default_factory=SrsConfig)
     source: Path | None = None
 
 
@@ -411,6 +506,13 @@ def validate(config: Config) -> None:
         path = getattr(config.tls, key)
         if path and not Path(path).is_file():
             raise ConfigError(f"tls.{key}", f"no such file {path!r}")
+    if config.tls.acme and config.tls.cert:
+        raise ConfigError("tls.acme", "serve either certificate files (cert, key) or ACME's")
+    if config.tls.acme_ca_file and not Path(config.tls.acme_ca_file).is_file():
+        raise ConfigError("tls.acme_ca_file", f"no such file {config.tls.acme_ca_file!r}")
+    for key in ("acme_reload_seconds", "acme_check_seconds", "acme_retry_seconds"):
+        if config.tls.acme and getattr(config.tls, key) <= 0:
+            raise ConfigError(f"tls.{key}", "must be more than 0")
     if len(config.recipient_delimiter) > 1:
         raise ConfigError("recipient_delimiter", "must be one character or empty")
     if config.limits.max_recipients < 1:
@@ -474,11 +576,13 @@ def validate(config: Config) -> None:
                 raise ConfigError(key, f'expected "address" or "@domain", got {pattern!r}')
     _validate_delivery(config.delivery)
     _validate_verify(config.verify)
+    _validate_dkim(config.dkim, config.srs)
     for key in ("heartbeat_seconds", "maildrop_lease_seconds"):
         if getattr(config.cluster, key) < 0.1:
             raise ConfigError(f"cluster.{key}", "must be at least 0.1")
     _validate_overload(config.overload)
     _validate_status(config.status)
+    _validate_dns(config.dns)
 
 
 def _is_address(text: str) -> bool:
@@ -562,6 +666,46 @@ def _validate_verify(verify: VerifyConfig) -> None:
         raise ConfigError("verify", "timeouts must be positive")
 
 
+def _validate_dns(dns: DnsConfig) -> None:
+    for address in dns.public_addresses:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ConfigError("dns.public_addresses", f"not an IP address: {address!r}") from None
+    for key, names in (("mx_hosts", dns.mx_hosts), ("spf_include", (dns.spf_include,))):
+        for name in names:
+            if name and (normalize_domain(name) is None or "." not in name):
+                raise ConfigError(f"dns.{key}", f"not a host name: {name!r}")
+    if dns.dmarc_policy not in ("none", "quarantine", "reject"):
+        raise ConfigError("dns.dmarc_policy", "expected none, quarantine or reject")
+    for key in ("dmarc_rua", "tlsrpt_rua"):
+        value = getattr(dns, key)
+        if value and not _is_address(value):
+            raise ConfigError(f"dns.{key}", f"not an address: {value!r}")
+    _at_least(dns, "dns", 60, "ttl")
+    for f in dataclasses.fields(PublicPortsConfig):
+        if getattr(dns.public_ports, f.name) > 65535:
+            raise ConfigError(f"dns.public_ports.{f.name}", "expected a port number (1-65535)")
+
+
+def _validate_dkim(dkim: DkimConfig, srs: SrsConfig) -> None:
+    for algorithm in dkim.algorithms:
+        if algorithm not in ("rsa-sha256", "ed25519-sha256"):
+            raise ConfigError(
+                "dkim.algorithms", f"expected rsa-sha256 or ed25519-sha256, not {algorithm!r}"
+            )
+    if not dkim.algorithms:
+        raise ConfigError("dkim.algorithms", "name at least one")
+    if not dkim.selector_prefix.isalnum() or not dkim.selector_prefix.isascii():
+        raise ConfigError("dkim.selector_prefix", "letters and digits only (it starts a DNS label)")
+    _at_least(dkim, "dkim", 0, "publish_wait", "retire_wait", "key_cache_seconds")
+    if srs.domain and normalize_domain(srs.domain) is None:
+        raise ConfigError("srs.domain", f"not a domain: {srs.domain!r}")
+    _at_least(srs, "srs", 1, "max_age_days")
+    if srs.max_age_days > 1000:
+        raise ConfigError("srs.max_age_days", "at most 1000 (time stamps wrap after 1024 days)")
+
+
 def _validate_delivery(delivery: DeliveryConfig) -> None:
     if delivery.tls not in ("none", "may", "encrypt", "verify"):
         raise ConfigError("delivery.tls", "expected none, may, encrypt or verify")
@@ -572,6 +716,14 @@ def _validate_delivery(delivery: DeliveryConfig) -> None:
         raise ConfigError("delivery.helo_name", f"not a host name: {delivery.helo_name!r}")
     if not 0 < delivery.smtp_port <= 65535:
         raise ConfigError("delivery.smtp_port", "expected a port number (1-65535)")
+    if delivery.source_address:
+        try:
+            ipaddress.ip_address(delivery.source_address)
+        except ValueError:
+            raise ConfigError(
+                "delivery.source_address",
+                f"expected an IP address, got {delivery.source_address!r}",
+            ) from None
     for server in delivery.dns_nameservers:
         try:
             ipaddress.ip_address(parse_nexthop(server, default_port=53).host)
@@ -616,10 +768,17 @@ def load(path: Path | None) -> Config:
             config = dataclasses.replace(config, data_dir=path.parent / config.data_dir)
         # Like data_dir: a relative path means beside the file, whatever the working directory.
         tls = config.tls
-        for key in ("cert", "key"):
-            value = getattr(tls, key)
-            if value and not Path(value).is_absolute():
-                tls = dataclasses.replace(tls, **{key: str(path.parent / value)})
+        beside = path.parent
+
+        def resolved(value: str) -> str:
+            return str(beside / value) if value and not Path(value).is_absolute() else value
+
+        tls = dataclasses.replace(
+            tls,
+            cert=resolved(tls.cert),
+            key=resolved(tls.key),
+            acme_ca_file=resolved(tls.acme_ca_file),
+        )
         config = dataclasses.replace(config, tls=tls)
     validate(config)
     return config

@@ -212,6 +212,12 @@ class NodeMetrics:
         self.accepted = Counter(
             "mailfort_messages_accepted", "Messages answered with 250", ["listener"], registry=r
         )
+        self.rate_limited = Counter(
+            "mailfort_submission_rate_limited",
+            "Submissions refused at an account's hourly bound ([submission] messages_per_hour,"
+            " recipients_per_hour); the log names the account (a stolen password?)",
+            ["limit"], registry=r,
+        )  # fmt: skip
         self.remote = Counter(
             "mailfort_remote_deliveries",
             "Remote delivery attempts per recipient by result (delivered, deferred, bounced)",
@@ -263,6 +269,16 @@ class NodeMetrics:
             multiprocess_mode=_CLUSTER,
         )  # fmt: skip
 
+        self.acme_orders = Counter(
+            "mailfort_acme_orders", "ACME certificate orders by result (issued, failed)",
+            ["result"], registry=r,
+        )  # fmt: skip
+        self.certificate_expiry = Gauge(
+            "mailfort_certificate_expiry_timestamp_seconds",
+            "When the certificate the node serves expires (0: not from ACME yet)", registry=r,
+            multiprocess_mode="livemin",
+        )  # fmt: skip
+
     # ---- recorders (cheap; called on hot paths) ------------------------------------------------
 
     def login(self, protocol: str, result: str, seconds: float) -> None:
@@ -292,6 +308,10 @@ class NodeMetrics:
 
     def message_accepted(self, listener: str) -> None:
         self.accepted.labels(listener).inc()
+
+    def submission_rate_limited(self, limit: str) -> None:
+        """`limit`: messages or recipients (at MAIL/RCPT), hour (taken by racing sessions)."""
+        self.rate_limited.labels(limit).inc()
 
     def remote_attempt(self, result: str, n: int = 1) -> None:
         """`result` is delivered, deferred or bounced; `n` recipients. Exported only: the status

@@ -28,6 +28,7 @@ from mailfort.errors import StoreError
 from mailfort.mail.directory import Directory
 from mailfort.metrics import NodeMetrics
 from mailfort.network import Networks
+from mailfort.ops.hostname import warn_about_helo
 from mailfort.overload import BreakerConfig, RetryBudgetConfig
 from mailfort.queue.local_worker import LocalWorker
 from mailfort.queue.remote_worker import Politeness, RemoteWorker
@@ -47,6 +48,7 @@ from mailfort.server.pop3_maildrop import SizeCache
 from mailfort.server.smtp import start_smtp
 from mailfort.server.smtp_policy import Mode, SmtpPolicy
 from mailfort.server.spool import Spool
+from mailfort.server.submission_limit import SubmissionLimit
 from mailfort.server.tls import ensure_self_signed, server_context
 from mailfort.status.notices import NoticeBoard
 from mailfort.status.repository import StatusRepository
@@ -55,6 +57,10 @@ from mailfort.store import open_store
 from mailfort.store.api import Store
 from mailfort.trust.dkim_check import Offload
 from mailfort.trust.incoming import Verifier as IncomingVerifier
+from mailfort.trust.outbound import KeyCache, Outbound
+from mailfort.trust.srs import Srs
+from mailfort.wellknown import autoconfig, autodiscover
+from mailfort.wellknown.client_settings import ClientDirectory, client_settings
 
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
@@ -130,12 +136,15 @@ class Node:
         )
         # The CPU all listeners together may spend refusing connections (server/listener.py).
         self.refusal_budget = RefusalBudget(config.overload.refusal_cpu_share)
+        # SRS for forwarded mail: its secret comes from the store at start (every node agrees).
+        self.srs = Srs(max_age_days=config.srs.max_age_days)
         self.directory = Directory(
             self.store,
             config_domains=config.local_domains,
             delimiter=config.recipient_delimiter,
             postmaster=config.postmaster,
             senders=config.submission.senders,
+            bounce_to=self.srs.reverse if config.srs.enabled else None,
         )
         self.limiter = self._limiter(limits.max_connections, limits.max_connections_per_ip)
         # Parsing and searching of message bodies runs here, off the loop every client shares.
@@ -199,6 +208,7 @@ class Node:
             config,
             self.store,
             self.directory,
+            outbound=outbound(config, self.store, self.directory, self.srs),
             metrics=self.metrics,
             stressed=self.gate.stressed,
             clock=self.clock.now,
@@ -289,11 +299,14 @@ class Node:
         self._raise_file_limit()
         self.spool.prepare()
         await self.store.open()
+        await self.srs.load_secret(self.store)
         await self.clock.sync()
         self.tasks.append(asyncio.create_task(self.clock.run(), name="store-clock"))
         self.gate.start()
         cert, key = self._tls_paths()
         tls = server_context(cert, key)
+        if self.config.tls.acme:
+            await self._keep_certificate(tls)
         try:
             await self._start_listeners(tls)
         except OSError as exc:
@@ -314,6 +327,32 @@ class Node:
             self.tasks.append(asyncio.create_task(self.status_service.run(), name="status"))
         await self._check_postmaster()
         return self.listeners
+
+    async def _keep_certificate(self, tls: ssl.SSLContext) -> None:
+        """ACME (certs/): the stored certificate replaces the self-signed one before the
+        listeners open, and a task keeps it ordered, renewed and reloaded."""
+        # Imported here: the ACME client (requests, pyOpenSSL) costs every other node ~0.2 s.
+        from mailfort.certs.renewal import CertificateKeeper
+
+        keeper = CertificateKeeper(
+            store=self.store,
+            context=tls,
+            settings=self.config.tls,
+            hostname=self.config.hostname,
+            owner=self.config.node_name,
+            directory=self._acme_files()[0].parent,
+            clock=self.clock.now,
+            metrics=self.metrics,
+        )
+        if not self.config.listen.http:
+            # HTTP-01 is answered on the http listener: another node's may do, this one cannot.
+            log.warning(
+                "event=acme_without_http hint=the CA validates on port 80 of every acme name;"
+                " set [listen] http on the nodes those names reach"
+            )
+        with contextlib.suppress(StoreError):  # then the task loads it once the store answers
+            await keeper.install_stored()
+        self.tasks.append(asyncio.create_task(keeper.run(), name="certificates"))
 
     async def _check_postmaster(self) -> None:
         """RFC 5321 4.5.1: mail to postmaster must reach somebody. Until it does, RCPT TO:
@@ -348,6 +387,15 @@ class Node:
                 networks=self.networks,
                 clock=self.clock.now,
                 verifier=self.incoming,
+                limit=SubmissionLimit(
+                    self.store,
+                    messages_per_hour=self.config.submission.messages_per_hour,
+                    recipients_per_hour=self.config.submission.recipients_per_hour,
+                    clock=self.clock.now,
+                    metrics=self.metrics,
+                )
+                if mode is not Mode.MX
+                else None,
             )
             server = await start_smtp(
                 policy=policy,
@@ -385,6 +433,7 @@ class Node:
             logins=self.logins,
             networks=self.networks,
             gate=lambda: self.gate,
+            clients=self.client_directory(),
         )
         context = WebContext.from_node(parts)
         self.http = HttpListener(
@@ -399,8 +448,28 @@ class Node:
     def _wellknown_routes(self) -> list[BaseRoute]:
         """What the http listener answers for other machines and mail clients (`wellknown/`),
         one line per module."""
+        from mailfort.wellknown import acme_http
+
         routes: list[BaseRoute] = []
+        routes += acme_http.routes(self.store, self.clock.now)
+        routes += autoconfig.routes(self.client_directory())
+        routes += autodiscover.routes(self.client_directory())
         return routes
+
+    def client_directory(self) -> ClientDirectory:
+        """Where mail clients connect: this node's running listeners, read per request."""
+        return ClientDirectory(
+            settings=lambda: client_settings(self.config, {x.name: x.port for x in self.listeners}),
+            local_domains=self.directory.local_domains,
+            # With ACME the files the keeper writes: a profile is signed by what the node
+            # serves (unsigned until the first order succeeds), never by the self-signed pair.
+            tls_files=self._acme_files() if self.config.tls.acme else self._tls_paths(),
+        )
+
+    def _acme_files(self) -> tuple[Path, Path]:
+        """Where the certificate keeper writes the stored certificate and key (certs/)."""
+        directory = self.config.data_dir / "tls" / "acme"
+        return directory / "cert.pem", directory / "key.pem"
 
     async def _start_imap(self, tls: ssl.SSLContext) -> None:
 
@@ -596,6 +665,7 @@ def remote_worker(
     store: Store,
     directory: Directory,
     *,
+    outbound: Outbound | None = None,
     metrics: NodeMetrics | None = None,
     stressed: Callable[[], bool] | None = None,
     clock: Callable[[], float] = time.time,
@@ -619,6 +689,7 @@ def remote_worker(
             command_timeout=d.command_timeout,
             concurrency=d.destination_concurrency,
             idle_timeout=d.idle_timeout,
+            source_address=d.source_address,
         ),
         resolver=MxResolver(
             nameservers=[(n.host, n.port) for n in nameservers], timeout=d.dns_timeout
@@ -646,6 +717,20 @@ def remote_worker(
         stressed=stressed,
         networks=Networks(config.limits.network_prefix_v4, config.limits.network_prefix_v6),
         clock=clock,
+        outbound=outbound,
+    )
+
+
+def outbound(config: Config, store: Store, directory: Directory, srs: Srs) -> Outbound:
+    """DKIM signing, ARC sealing and SRS for mail leaving this node (`[dkim]`, `[srs]`)."""
+    return Outbound(
+        KeyCache(store, ttl=config.dkim.key_cache_seconds),
+        is_local=directory.is_local,
+        authserv_id=config.hostname,
+        srs=srs if config.srs.enabled else None,
+        srs_domain=config.srs.domain,
+        sign=config.dkim.sign,
+        arc=config.dkim.arc,
     )
 
 
@@ -719,6 +804,7 @@ async def serve(config: Config, announce: Callable[[Node], None] | None = None) 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, node.stop_requested.set)
     await node.start()
+    helo_check = asyncio.create_task(warn_about_helo(config), name="helo-check")
     if announce is None:
         print(describe(node), flush=True)
     else:
@@ -726,5 +812,6 @@ async def serve(config: Config, announce: Callable[[Node], None] | None = None) 
     await node.stop_requested.wait()
     reason = "drain requested" if node.membership.draining else "signal"
     print(f"mailfort: shutting down ({reason})", file=sys.stderr, flush=True)
+    helo_check.cancel()
     await node.stop()
     return 0

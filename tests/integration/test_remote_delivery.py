@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from email.message import EmailMessage, Message
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -177,6 +178,20 @@ def test_several_recipients_in_one_transaction_then_a_reused_connection(
     assert again.connection == got.connection
     wait_for(lambda: queue_empty(node), what="empty queue")
     wait_for(lambda: "event=remote_delivered" in node.log(), what="the delivery in the log")
+
+
+def test_mail_leaves_from_the_configured_source_address(
+    tmp_path: Path, dns: NameServer, sink: Sink
+) -> None:
+    """The address receivers check SPF and the PTR against is the one configured, not the
+    kernel's choice (127.0.0.1 for any loopback destination)."""
+    proc = start(tmp_path, dns, sink, "source1", source_address='"127.0.0.7"')
+    try:
+        submit(proc, ["from-seven@remote.test"], "from .7")
+        (got,) = sink.wait_for(lambda: sink.received("from-seven@remote.test"), what="delivery")
+        assert got.peer == "127.0.0.7"
+    finally:
+        proc.stop()
 
 
 def test_a_4xx_is_retried_until_it_succeeds(node: NodeProcess, sink: Sink) -> None:

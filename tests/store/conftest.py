@@ -93,7 +93,10 @@ _PG_EMPTY = (
     " DELETE FROM nodes; DELETE FROM maildrop_locks; DELETE FROM status_components;"
     " DELETE FROM status_history; DELETE FROM status_incidents; DELETE FROM status_maintenance;"
     " DELETE FROM status_webhooks; DELETE FROM leases; DELETE FROM status_counters;"
-    " DELETE FROM delayed_mail; DELETE FROM status_notices; DELETE FROM login_networks"
+    " DELETE FROM delayed_mail; DELETE FROM status_notices; DELETE FROM login_networks;"
+    " DELETE FROM dkim_keys; DELETE FROM shared_secrets;"
+    " DELETE FROM certificates; DELETE FROM acme_challenges; DELETE FROM acme_accounts;"
+    " DELETE FROM submission_counts"
 )
 
 

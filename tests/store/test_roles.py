@@ -31,6 +31,10 @@ ROLES: tuple[type, ...] = (
     roles.StatusRecords,
     roles.MailHealth,
     roles.CommitLoad,
+    roles.DkimKeys,
+    roles.Secrets,
+    roles.Certificates,
+    roles.SubmissionCounts,
 )
 ENGINES = (SqliteStore, PostgresStore)
 LIFECYCLE = {"open", "close", "schema_version"}

@@ -80,3 +80,10 @@ def test_mistakes_name_their_key(tmp_path: Path, text: str, key: str) -> None:
     with pytest.raises(ConfigError) as raised:
         load_text(tmp_path, text)
     assert raised.value.key == key
+
+
+def test_source_address_must_be_an_ip_address(tmp_path: Path) -> None:
+    path = tmp_path / "mailfort.toml"
+    path.write_text('[delivery]\nsource_address = "mx.example.test"\n')
+    with pytest.raises(ConfigError, match=r"delivery\.source_address"):
+        load(path)

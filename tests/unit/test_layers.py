@@ -59,10 +59,11 @@ LAYERS: tuple[Layer, ...] = (
     Layer("cluster", ("mailfort.cluster",), (LEAVES, "store")),
     # cluster: which nodes count as live; config: the [status] settings.
     Layer("status", ("mailfort.status",), (LEAVES, "store", "cluster", "config", "overload")),
+    # wellknown: `/account` offers the customer's mail client profile, built there.
     Layer(
         "status/web",
         ("mailfort.status.web",),
-        (LEAVES, "status", "store", "auth", "config", "overload"),
+        (LEAVES, "status", "store", "auth", "config", "overload", "wellknown"),
     ),
     # status: the components a session reports on and the notices it shows (never status/web).
     Layer(

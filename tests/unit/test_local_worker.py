@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,16 +16,6 @@ from mailfort.store.records import AcceptRequest, QueuedRecipient
 from mailfort.store.sqlite import SqliteStore
 
 T0 = 1_800_000_000.0
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    opened = SqliteStore(tmp_path / "store.sqlite3")
-    await opened.open()
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 def worker(store: SqliteStore, owner: str, now: list[float]) -> LocalWorker:

@@ -143,11 +143,12 @@ def test_the_header_block_is_bounded() -> None:
     ids=["nested-comments", "many-addresses", "many-encoded-words"],
 )
 def test_hostile_fields_are_answered_quickly(value: bytes) -> None:
-    started = time.perf_counter()
+    # CPU time of this thread, not the wall clock: other processes on a loaded machine do not
+    # count. Generous: the bound is MAX_FIELD characters, ~10 ms of parsing.
+    started = time.thread_time()
     with pytest.raises(OriginatorError):
         parse(b"From: " + value)
-    # Generous: the bound is MAX_FIELD characters, ~10 ms of parsing on a quiet machine.
-    assert time.perf_counter() - started < 1.0
+    assert time.thread_time() - started < 1.0
     assert len(value) > MAX_FIELD or value.startswith(b"(")
 
 

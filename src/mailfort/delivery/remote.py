@@ -107,6 +107,9 @@ class ClientSettings:
     concurrency: int = 10
     idle_timeout: float = 5.0
     max_session_age: float = 300.0
+    # The local address outgoing connections come from ("": the kernel's choice), on a host
+    # with several addresses: the one its PTR and the senders' SPF records name.
+    source_address: str = ""
 
 
 class _HopFailure(Exception):
@@ -468,6 +471,7 @@ class RemoteClient:
             timeout=settings.command_timeout,
             start_tls=False,
             validate_certs=settings.tls == "verify",
+            source_address=(settings.source_address, 0) if settings.source_address else None,
         )
         try:
             greeting = await smtp.connect(timeout=settings.connect_timeout)

@@ -5,6 +5,11 @@ equal to the source keeps a local copy); otherwise an account receives it; other
 without its `+detail`; otherwise the domain's catch-all (`@domain`). Aliases may point at other
 aliases or at remote addresses (forwarding), up to `MAX_DEPTH` levels.
 
+An SRS address of ours (the envelope sender we gave mail we forwarded, `trust/srs.py`) receives
+that mail's bounces: it resolves to the original sender, whom they are forwarded to, when
+`bounce_to` vouches for it; a forged or expired one resolves to nobody (550 5.1.1), before any
+alias or catch-all could take it, so that nobody can relay through it.
+
 The local domains and each address's resolution are remembered for `cache_seconds` (5 s by
 default): every RCPT would otherwise cost two or three store reads. The command line changes
 users, aliases and domains from another process, so a node sees such a change within that time,
@@ -24,6 +29,13 @@ from mailfort.store.records import Account
 from mailfort.store.roles import Accounts
 
 MAX_DEPTH = 8
+
+
+def looks_like_srs(address: str) -> bool:
+    """An SRS-shaped local part (SRS0=… or SRS1=…); whether it is valid is `bounce_to`'s say."""
+    return address[:5].lower() in ("srs0=", "srs1=")
+
+
 # Bounds the memory of the resolution cache; a spammer's dictionary attack only churns it.
 MAX_CACHED = 10_000
 
@@ -67,6 +79,7 @@ class Directory:
         clock: Callable[[], float] = time.monotonic,
         postmaster: str = "",
         senders: Mapping[str, Iterable[str]] | None = None,
+        bounce_to: Callable[[str], str | None] | None = None,
     ) -> None:
         self._store = store
         ordered = [d.lower() for d in config_domains]
@@ -76,6 +89,8 @@ class Directory:
         # Extra send-as patterns ([submission] senders): owner ("user@dom" or "@dom") -> patterns.
         self._senders = {owner: tuple(p) for owner, p in (senders or {}).items()}
         self._delimiter = delimiter
+        # SRS: the original sender an SRS address of ours stands for, None if it is not valid.
+        self._bounce_to = bounce_to
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._domains: frozenset[str] = frozenset()
@@ -143,6 +158,9 @@ class Directory:
         if depth > MAX_DEPTH or address in seen:
             return None
         seen = seen | {address}
+        if self._bounce_to is not None and looks_like_srs(address):
+            original = self._bounce_to(address)
+            return None if original is None else Resolution(remote=[original])
         targets = await self._store.alias_targets(address)
         if targets:
             return await self._expand(address, targets, depth, seen)

@@ -2,9 +2,11 @@
 
 The loop claims due items without an account (`Queue.claim_remote`) up to `max_in_flight`, groups
 them by destination and message (one SMTP transaction per group, at most `max_recipients`
-recipients each) and starts a task per group; `delivery/remote.py` bounds the concurrency per
-destination and reuses connections. While anything is in flight, the leases are renewed every
-third of their length, so a slow remote server never lets another node take over a live delivery.
+recipients each; recipients forwarded through aliases of different domains apart, since they
+leave with other signatures and senders: `trust/outbound.py`, applied just before the message is
+sent) and starts a task per group; `delivery/remote.py` bounds the concurrency per destination
+and reuses connections. While anything is in flight, the leases are renewed every third of their
+length, so a slow remote server never lets another node take over a live delivery.
 
 Each group's outcome is committed in one transaction (`Queue.settle_queued`):
 - delivered recipients are removed;
@@ -64,6 +66,7 @@ from mailfort.queue.reach import KnownDestinations, Verdict
 from mailfort.queue.retry import RetryPolicy
 from mailfort.store.records import AcceptRequest, AttemptFailure, Deferral, QueueItem, Settlement
 from mailfort.store.roles import Queue
+from mailfort.trust.outbound import Outbound, group_key
 
 log = logging.getLogger("mailfort.queue")
 
@@ -116,6 +119,7 @@ class RemoteWorker:
         metrics: NodeMetrics | None = None,
         stressed: Callable[[], bool] | None = None,
         networks: Networks | None = None,
+        outbound: Outbound | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -134,6 +138,8 @@ class RemoteWorker:
         self.probe_wait = politeness.probe_wait
         self.metrics = metrics
         self.stressed = stressed
+        # DKIM, ARC and SRS on the way out (`trust/outbound.py`); None: mail leaves as queued.
+        self.outbound = outbound
         # Who answered us lately: whether a silent destination is our fault (`reach.py`).
         self.known = KnownDestinations(networks or Networks())
         self.held_back = 0  # recipients deferred without a connection (breaker open)
@@ -232,11 +238,11 @@ class RemoteWorker:
     def _groups(
         self, items: Sequence[QueueItem]
     ) -> list[tuple[Destination | None, list[QueueItem]]]:
-        grouped: dict[tuple[str, str], tuple[Destination | None, list[QueueItem]]] = {}
+        grouped: dict[tuple[str, str, str], tuple[Destination | None, list[QueueItem]]] = {}
         for item in items:
             domain = item.recipient.rpartition("@")[2]
             dest = self.client.destination(domain) if domain else None
-            key = (dest.key if dest else "", item.queue_id)
+            key = (dest.key if dest else "", item.queue_id, group_key(item))
             grouped.setdefault(key, (dest, []))[1].append(item)
         found = []
         for dest, group in grouped.values():
@@ -349,8 +355,12 @@ class RemoteWorker:
             if task is not None:
                 self._sent.add(task)
 
+        sender, message = first.sender, body
+        if self.outbound is not None:
+            leaving = await self.outbound.prepare(first, body)
+            sender, message = leaving.sender, leaving.message
         results = await self.client.deliver(
-            dest, first.sender, [i.recipient for i in items], body, on_data=sent
+            dest, sender, [i.recipient for i in items], message, on_data=sent
         )
         done = self.clock()
         self._judge(dest, results)

@@ -47,6 +47,7 @@ from mailfort.server.account_sessions import AccountSessions, SessionTicket
 from mailfort.server.memory_budget import MemoryBudget
 from mailfort.server.overload import OverloadGate
 from mailfort.server.spool import Spool, SpoolFile
+from mailfort.server.submission_limit import SubmissionLimit, Taken, Usage
 from mailfort.status.components import Component
 from mailfort.status.notices import NoticeBoard
 from mailfort.store.roles import Intake
@@ -83,12 +84,13 @@ class Client:
     in HELO/EHLO, whether it is on TLS, who it logged in as) and its login's place among the
     account's sessions."""
 
-    __slots__ = ("ip", "session", "ticket")
+    __slots__ = ("ip", "session", "ticket", "usage")
 
     def __init__(self, ip: str, session: ServerSession[Resolution]) -> None:
         self.ip = ip
         self.session = session
         self.ticket: SessionTicket | None = None  # given back by `SmtpPolicy.ended`
+        self.usage: Usage | None = None  # the user's sending in the last hour, read at MAIL
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +129,7 @@ class SmtpPolicy:
         sessions: AccountSessions | None = None,
         networks: Networks | None = None,
         verifier: Verifier | None = None,
+        limit: SubmissionLimit | None = None,
     ) -> None:
         self.mode = mode
         self.store = store
@@ -147,6 +150,8 @@ class SmtpPolicy:
         self.networks = networks or Networks()
         # Checks of incoming mail: MX only (submission is authenticated mail of our own users).
         self.verifier = verifier if mode is Mode.MX else None
+        # Submission only: each user's messages and recipients per hour, on every node.
+        self.limit = limit if limit is not None and limit.enabled else None
         # Metrics label: both submission ports are "submission".
         self.protocol = "smtp" if mode is Mode.MX else "submission"
         self.accepted = 0
@@ -226,14 +231,28 @@ class SmtpPolicy:
             if not allowed:
                 log.warning("event=sender_refused user=%s sender=%s", user, sender)
                 return R.SENDER_NOT_OWNED
+            if self.limit is not None:
+                try:
+                    client.usage = await self.limit.usage(user)
+                except StoreError:
+                    return R.STORE_UNAVAILABLE
+                refusal = self.limit.refusal(user, client.usage, 0, client.ip)
+                if refusal is not None:
+                    return refusal
         return Envelope(sender=sender, params=params)
 
     # -- RCPT --------------------------------------------------------------------------------
     async def rcpt(
         self, client: Client, envelope: Envelope[Resolution], address: str
     ) -> Recipient[Resolution] | str:
-        if len({r.address for r in envelope.recipients}) >= self.max_recipients:
+        given = len({r.address for r in envelope.recipients})
+        if given >= self.max_recipients:
             return R.TOO_MANY_RECIPIENTS
+        user = client.session.user
+        if self.limit is not None and client.usage is not None and user is not None:
+            refusal = self.limit.refusal(user, client.usage, given + 1, client.ip)
+            if refusal is not None:
+                return refusal
         try:
             found = await self._recipient(client, address)
             if isinstance(found, str):
@@ -350,6 +369,9 @@ class SmtpPolicy:
             return R.STORE_UNAVAILABLE
         if refusal is not None:
             return refusal
+        taken = await self._count_sending(client, len(resolved))
+        if isinstance(taken, str):
+            return taken
         request_at = self.clock()
         try:
             # A spooled message is in memory only from here to the end of the store write.
@@ -379,6 +401,7 @@ class SmtpPolicy:
             # A concurrent delivery took the room between the check above and this commit; the
             # store refused the whole transaction, so nothing is stored and the sender retries.
             log.info("event=accept_over_quota client=%s error=%s", client.ip, exc)
+            await self._uncount(taken)
             return R.MAILBOX_NO_ROOM
         except CommitInDoubt as exc:
             # The message may be stored: a 451 would say it is not. No answer at all, as after a
@@ -389,9 +412,11 @@ class SmtpPolicy:
             return R.STORE_UNAVAILABLE
         except StoreUnavailable as exc:
             log.error("event=accept_failed client=%s error=%s", client.ip, exc)
+            await self._uncount(taken)
             return R.STORE_UNAVAILABLE
         except StoreError as exc:
             log.error("event=accept_failed client=%s error=%s", client.ip, exc)
+            await self._uncount(taken)
             return R.STORE_UNAVAILABLE
         self.accepted += 1
         if self.metrics is not None:
@@ -455,6 +480,22 @@ class SmtpPolicy:
             return R.dmarc_refused(author)
         junk = frozenset(r for r, a in actions.items() if a in (Action.JUNK, Action.REFUSE))
         return Screened(verdict.header, verdict.strip, junk)
+
+    async def _count_sending(self, client: Client, recipients: int) -> Taken | str | None:
+        """Count the message against its user's hourly bound before it is stored (None: no
+        bound here), or the refusal. A commit in doubt keeps its count: the message may be
+        stored."""
+        user = client.session.user
+        if self.limit is None or client.usage is None or user is None:
+            return None
+        try:
+            return await self.limit.take(user, client.usage, recipients, client.ip)
+        except StoreError:
+            return R.STORE_UNAVAILABLE
+
+    async def _uncount(self, taken: Taken | str | None) -> None:
+        if self.limit is not None and isinstance(taken, Taken):
+            await self.limit.give_back(taken)
 
     def _stamp(
         self, client: Client, envelope: Envelope[Resolution], resolved: dict[str, Resolution]

@@ -14,14 +14,18 @@ from mailfort.store.roles import (
     Acceptance,
     AccountAdmin,
     Accounts,
+    Certificates,
     Cluster,
     CommitLoad,
+    DkimKeys,
     Locks,
     LoginNetworks,
     Mailboxes,
     MailHealth,
     Queue,
+    Secrets,
     StatusRecords,
+    SubmissionCounts,
 )
 
 
@@ -37,6 +41,10 @@ class Store(
     StatusRecords,
     MailHealth,
     CommitLoad,
+    DkimKeys,
+    Secrets,
+    Certificates,
+    SubmissionCounts,
     abc.ABC,
 ):
     """Async store: every role, opened and closed. Every write is durable when its coroutine

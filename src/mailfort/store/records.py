@@ -180,6 +180,9 @@ class QueueItem:
     last_status: str | None = None  # enhanced status code of the last failure, "4.2.0"
     remote_mta: str | None = None  # host that gave the last answer
     diagnostic: str | None = None  # RFC 3464 Diagnostic-Code value, "smtp; 450 4.2.0 busy"
+    # The login that submitted the message (None: it came in at the MX, or is ours): outgoing
+    # mail is DKIM-signed as its From: domain only when a user of ours submitted it.
+    authenticated: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -341,3 +344,60 @@ class AccountQueue:
 # How many of an account's networks `login_networks` returns: a roaming phone meets many, and the
 # throttle needs the recent ones only.
 MAX_LOGIN_NETWORKS = 256
+
+
+# -- DKIM keys -------------------------------------------------------------------------------------
+class DkimState(enum.StrEnum):
+    """Where a key is in its life (RFC 6376 3.6.1 and its advice on key rotation, M3AAWG's
+    "DKIM Key Rotation Best Common Practices")."""
+
+    PUBLISHED = "published"  # in DNS (or about to be), not signing yet: resolvers may not see it
+    ACTIVE = "active"  # signing
+    RETIRING = "retiring"  # not signing; kept in DNS so mail signed with it still verifies
+    RETIRED = "retired"  # may be removed from DNS
+
+
+DKIM_ALGORITHMS = ("rsa-sha256", "ed25519-sha256")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DkimKey:
+    """One signing key of a domain under one selector (`<selector>._domainkey.<domain>`).
+
+    `private_key` is what dkimpy signs with: PEM (PKCS#1 or PKCS#8) for RSA, the base64 of the
+    32-byte seed for Ed25519 (RFC 8463 3). `public_key` is the DNS record's `p=` value: base64 of
+    the DER SubjectPublicKeyInfo for RSA, of the 32 raw bytes for Ed25519."""
+
+    domain: str
+    selector: str
+    algorithm: str  # one of DKIM_ALGORITHMS
+    private_key: str
+    public_key: str
+    state: DkimState
+    created: float
+    activated_at: float | None = None
+    retire_after: float | None = None  # when a retiring key may leave DNS
+    retired_at: float | None = None
+
+    @property
+    def key_type(self) -> str:
+        """The record's `k=` tag: "rsa" or "ed25519"."""
+        return self.algorithm.partition("-")[0]
+
+    @property
+    def txt_record(self) -> str:
+        """The TXT value to publish at `<selector>._domainkey.<domain>` (RFC 6376 3.6.1)."""
+        return f"v=DKIM1; k={self.key_type}; p={self.public_key}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredCertificate:
+    """A certificate every node serves: its chain and key (PEM), the names it covers, when it
+    expires and when it was stored (epoch seconds)."""
+
+    name: str  # which certificate: "acme" for the one the node's ACME client keeps
+    chain_pem: str
+    key_pem: str
+    names: tuple[str, ...]
+    not_after: float
+    updated: float

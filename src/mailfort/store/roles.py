@@ -18,6 +18,10 @@ nothing driver-specific crosses a role.
 | `StatusRecords` | status components, history, incidents, webhooks       | status              |
 | `MailHealth`    | delayed mail and queue health, per account            | status              |
 | `CommitLoad`    | how busy durable commits are                          | server (overload)   |
+| `DkimKeys`      | DKIM keys per domain and where they are in rotation   | queue, cli, ops     |
+| `Secrets`       | secrets generated once and shared by every node       | trust (SRS)         |
+| `Certificates`  | TLS certificates, ACME challenges and account keys    | certs, wellknown    |
+| `SubmissionCounts` | what each user submitted per hour, on every node   | server (submission) |
 
 `store.api.Store` is all of them together, for the code that opens and wires a store.
 """
@@ -39,6 +43,7 @@ from mailfort.store.records import (
     ComponentRow,
     CopyResult,
     DelayedMail,
+    DkimKey,
     FlagMode,
     HistoryRow,
     Mailbox,
@@ -49,6 +54,7 @@ from mailfort.store.records import (
     QueueItem,
     RecordRow,
     Settlement,
+    StoredCertificate,
     StoredMessage,
     WebhookAdded,
     WebhookRow,
@@ -444,6 +450,113 @@ class CommitLoad(Protocol):
     @property
     def pending_commits(self) -> int:
         """Writes submitted and not yet committed (0 where the engine cannot tell)."""
+        ...
+
+
+class DkimKeys(Protocol):
+    """Each domain's DKIM signing keys (`records.DkimKey`), one per selector, and their state:
+    published, then active (signing), then retiring (still in DNS), then retired."""
+
+    async def dkim_keys(self, domain: str | None = None) -> list[DkimKey]:
+        """Every key of `domain` (all domains when None), whatever its state, by domain, then
+        creation time, then selector."""
+        ...
+
+    async def add_dkim_keys(self, keys: Sequence[DkimKey]) -> None:
+        """Store new keys, all or none, in one transaction. AlreadyExists when one of their
+        (domain, selector) pairs is taken: a selector names one key forever, since a verifier
+        may have cached the old record under it."""
+        ...
+
+    async def activate_dkim_keys(
+        self, domain: str, selectors: Sequence[str], now: float, retire_after: float
+    ) -> list[DkimKey]:
+        """Make these keys of `domain` active (`activated_at` = `now`) and every other active
+        key of the domain retiring until `retire_after`, in one transaction, so that the domain
+        never signs with both generations nor with none. Returns the keys that began retiring.
+        NotFound (and no change) when a selector names no published or active key."""
+        ...
+
+    async def retire_dkim_keys(self, domain: str, selectors: Sequence[str], now: float) -> int:
+        """Mark these retiring keys retired (`retired_at` = `now`); returns how many changed."""
+        ...
+
+    async def delete_dkim_key(self, domain: str, selector: str) -> bool:
+        """Forget a key (an operator's clean-up); False when there was none."""
+        ...
+
+
+class Secrets(Protocol):
+    """Secrets every node must agree on, generated once (the SRS hash key)."""
+
+    async def shared_secret(self, name: str, candidate: bytes) -> bytes:
+        """The secret stored under `name`; the first caller's `candidate` becomes it. Every node
+        passes a fresh random candidate and uses what comes back."""
+
+
+class SubmissionCounts(Protocol):
+    """Messages and recipients each authenticated user submitted per hour (`hour` = store time
+    // 3600), shared by every node (`server/submission_limit.py`)."""
+
+    async def submission_counts(
+        self, account: str, hours: Sequence[int]
+    ) -> dict[int, tuple[int, int]]:
+        """(messages, recipients) `account` submitted in each of `hours` that has any."""
+        ...
+
+    async def take_submission(
+        self,
+        account: str,
+        hour: int,
+        messages: int,
+        recipients: int,
+        *,
+        max_messages: int,
+        max_recipients: int,
+    ) -> bool:
+        """Count `messages` and `recipients` in `hour` if the hour's totals stay within the
+        maxima (0: no bound), atomically: concurrent takers on every node cannot together pass
+        them. False, with nothing counted, otherwise. The account's hours before `hour - 1`
+        are forgotten in the same transaction."""
+        ...
+
+    async def return_submission(
+        self, account: str, hour: int, messages: int, recipients: int
+    ) -> None:
+        """Take back what `take_submission` counted, for a message that was not stored."""
+        ...
+
+
+class Certificates(Protocol):
+    """TLS certificates every node serves, and what an ACME client (RFC 8555) shares across
+    nodes: pending HTTP-01 answers, so any node answers the CA, and the account key."""
+
+    async def certificate(self, name: str) -> StoredCertificate | None:
+        """The stored certificate `name` (None: none yet)."""
+        ...
+
+    async def put_certificate(self, cert: StoredCertificate) -> None:
+        """Store (or replace) the certificate `cert.name`."""
+        ...
+
+    async def put_acme_challenge(
+        self, token: str, key_authorization: str, expires: float, now: float
+    ) -> None:
+        """Answer HTTP-01 `token` with `key_authorization` until `expires`; drops the tokens
+        expired at `now` (of orders whose node died)."""
+        ...
+
+    async def acme_challenge(self, token: str, now: float) -> str | None:
+        """The key authorization for `token` while it has not expired at `now`."""
+        ...
+
+    async def delete_acme_challenge(self, token: str) -> None:
+        """Withdraw `token` (its validation is over)."""
+        ...
+
+    async def acme_account_key(self, directory: str, key_pem: str, now: float) -> str:
+        """The account key for the CA at `directory`: the stored one, else `key_pem`, stored
+        now. Two nodes asking at once get the same key."""
         ...
 
 

@@ -8,6 +8,7 @@ joins that read the same on both are here.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar
@@ -17,6 +18,8 @@ from mailfort.store.records import (
     Account,
     ComponentRow,
     DelayedMail,
+    DkimKey,
+    DkimState,
     HistoryRow,
     Mailbox,
     MailboxStatus,
@@ -24,9 +27,11 @@ from mailfort.store.records import (
     NodeInfo,
     QueueItem,
     RecordRow,
+    StoredCertificate,
     WebhookRow,
     decode_json_dict,
     decode_json_list,
+    encode_json,
 )
 
 Row: TypeAlias = Sequence[Any]
@@ -86,7 +91,7 @@ class MessageCopy:
 ITEM_COLS = (
     "q.id, e.queue_id, e.sender, q.recipient, q.original, q.account_id, b.size,"
     " e.received, q.attempts, q.next_attempt, q.last_error, q.lease_owner, q.lease_until,"
-    " q.warned, q.last_attempt, q.last_status, q.remote_mta, q.diagnostic"
+    " q.warned, q.last_attempt, q.last_status, q.remote_mta, q.diagnostic, e.authenticated"
 )
 ITEM_SQL = (
     f"SELECT {ITEM_COLS}"
@@ -160,3 +165,34 @@ def mailbox_status(box: Row, counts: Row) -> MailboxStatus:
         uidvalidity=box[1],
         highestmodseq=box[2],
     )
+
+
+DKIM_COLS = (
+    "domain, selector, algorithm, private_key, public_key, state, created, activated_at,"
+    " retire_after, retired_at"
+)
+dkim_key = by_name(DkimKey, DKIM_COLS, state=DkimState)
+
+CERTIFICATE_COLS = "name, chain_pem, key_pem, names, not_after, updated"
+
+
+def _names(text: str) -> tuple[str, ...]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return ()
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+
+certificate = by_name(StoredCertificate, CERTIFICATE_COLS, names=_names)
+# After each engine's `INSERT INTO certificates(CERTIFICATE_COLS) VALUES (…)`, the values in order.
+CERTIFICATE_REPLACE = (
+    " ON CONFLICT (name) DO UPDATE SET chain_pem = excluded.chain_pem,"
+    " key_pem = excluded.key_pem, names = excluded.names, not_after = excluded.not_after,"
+    " updated = excluded.updated"
+)
+
+
+def certificate_values(cert: StoredCertificate) -> tuple[object, ...]:
+    names = encode_json(list(cert.names))
+    return (cert.name, cert.chain_pem, cert.key_pem, names, cert.not_after, cert.updated)

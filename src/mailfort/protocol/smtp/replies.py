@@ -40,6 +40,8 @@ AUTH_THROTTLED: Final = "454 4.7.0 Too many failed logins, try again later"
 AUTH_TOO_MANY_SESSIONS: Final = "454 4.7.0 Too many sessions for this account, try again later"
 TLS_FAILED: Final = "454 4.7.0 TLS negotiation failed"
 TLS_NOT_AVAILABLE: Final = "454 4.7.0 TLS not available"
+# RFC 3463 X.7.1 "delivery not authorized", temporary: the account's hourly sending bound.
+SENDING_RATE_EXCEEDED: Final = "451 4.7.1 Sending rate for this account exceeded, try again later"
 
 # 5xx: permanent
 AUTH_REQUIRED: Final = "530 5.7.0 Authentication required"

@@ -1,5 +1,6 @@
 """Per-customer status: `/account` (HTML) and `/api/account.json`, behind HTTP Basic with the
-customer's mail address and password.
+customer's mail address and password; and their mail client profile for Apple devices,
+`/account/mailfort.mobileconfig` (`wellknown/mobileconfig.py`), behind the same login.
 
 Login is the node's `auth/login.Logins`, as on every protocol: throttled per client address,
 network and account (429), verified by the node's bounded `Verifier` (Busy → 503), every attempt
@@ -35,6 +36,8 @@ from mailfort.status.web.caching import HTML_HEADERS, NO_STORE
 from mailfort.status.web.context import WebContext, language
 from mailfort.status.web.guard import Slot
 from mailfort.status.web.text import Texts, iso
+from mailfort.wellknown.mobileconfig import MEDIA_TYPE as MOBILECONFIG
+from mailfort.wellknown.mobileconfig import filename, profile, sign
 
 log = logging.getLogger("mailfort.status.web")
 
@@ -205,6 +208,8 @@ def routes(ctx: WebContext) -> list[Route]:
             if found.last_inbox_delivery
             else t("web.account.never"),
             "incidents": [model.incident(t, i) for i in found.incidents],
+            # Relative: the link must lead back to the node that checked the password.
+            "profile": "account/mailfort.mobileconfig" if ctx.clients is not None else "",
         }
         html = model.render("account.html", **context)
         headers = {
@@ -216,7 +221,32 @@ def routes(ctx: WebContext) -> list[Route]:
         }
         return Response(html, headers=headers, media_type="text/html; charset=utf-8")
 
+    async def account_profile(request: Request) -> Response:
+        """The customer's own Apple configuration profile: only after their login, and only
+        theirs (the address comes from the login, never from the request)."""
+        t = Texts(language(request), ctx.provider)
+        try:
+            address = await authenticate(ctx, request)
+        except Refused as exc:
+            if exc.delay:
+                await asyncio.sleep(exc.delay)
+            return _plain(t(exc.key), exc.status, exc.headers)
+        clients = ctx.clients
+        body = None if clients is None else profile(clients.settings(), address)
+        if body is None or clients is None:
+            return Response(status_code=404, headers={"Cache-Control": NO_STORE})
+        if clients.tls_files is not None:
+            # Signing is CPU work (a signature per download) next to a password check's.
+            signed = await asyncio.to_thread(sign, body, *clients.tls_files)
+            body = signed or body
+        headers = {
+            "Cache-Control": NO_STORE,
+            "Content-Disposition": f'attachment; filename="{filename(address)}"',
+        }
+        return Response(body, headers=headers, media_type=MOBILECONFIG)
+
     return [
         Route("/account", account_page, methods=["GET"]),
+        Route("/account/mailfort.mobileconfig", account_profile, methods=["GET"]),
         Route("/api/account.json", account_json, methods=["GET"]),
     ]

@@ -25,6 +25,7 @@ from mailfort.status.web.snapshot import SnapshotCache
 from mailfort.status.web.subscribe_limits import SubscribeLimits
 from mailfort.status.webhook_client import WebhookClient
 from mailfort.store.roles import StatusStore
+from mailfort.wellknown.client_settings import ClientDirectory
 
 log = logging.getLogger("mailfort.status.web")
 
@@ -66,6 +67,8 @@ class NodeParts:
     networks: Networks
     # Looked up per request, so a node can swap or drop its gate while running.
     gate: Callable[[], Gate | None]
+    # Where the customer's mail client connects: `/account` offers it as a profile.
+    clients: ClientDirectory | None = None
 
 
 @dataclass(slots=True)
@@ -86,6 +89,7 @@ class WebContext:
     # Verification requests to webhook subscribers (its resolver is the test seam).
     webhook_client: WebhookClient = field(default_factory=WebhookClient)
     subscribe_limits: SubscribeLimits = field(default_factory=SubscribeLimits)
+    clients: ClientDirectory | None = None
 
     @classmethod
     def from_node(cls, parts: NodeParts) -> WebContext:
@@ -111,6 +115,7 @@ class WebContext:
             snapshots=snapshots,
             gate=parts.gate,
             networks=parts.networks,
+            clients=parts.clients,
             webhook_client=WebhookClient(
                 timeout=status.webhook_timeout, allow_private=status.webhook_allow_private
             ),

@@ -45,7 +45,12 @@ UNGATED = frozenset({"/metrics"})
 # subscription first waits for the subscriber to answer a challenge, an account page's login
 # checks a password and may wait out a wrong one's delay, and none of that is the node's work.
 SELF_GATED = frozenset(
-    {("POST", "/api/v2/webhooks"), ("GET", "/account"), ("GET", "/api/account.json")}
+    {
+        ("POST", "/api/v2/webhooks"),
+        ("GET", "/account"),
+        ("GET", "/api/account.json"),
+        ("GET", "/account/mailfort.mobileconfig"),
+    }
 )
 _FROM_MEMORY = frozenset({"/", "/history.atom", "/banner.json", "/banner.html", "/banner.js"})
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})

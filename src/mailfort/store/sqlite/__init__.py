@@ -1,7 +1,7 @@
 """The embedded SQLite engine: one file, WAL, one group-committing writer, pooled readers.
 
 Holds: `SqliteStore`, built from one class per role file (`accounts`, `mailboxes`, `queue`,
-`cluster`, `status`) over the plumbing in `engine` (readers, `writer`, `migrate`).
+`cluster`, `status`, `dkim`, `certs`) over the plumbing in `engine` (readers, `writer`, `migrate`).
 May import: the stdlib (`sqlite3`), `mailfort.errors`, and the engine-neutral modules of
 `mailfort.store` (`api`, `records`, `rows`, `flags`, `migrate`, `notify`); never the PostgreSQL
 engine, nor anything above the store.
@@ -12,13 +12,25 @@ in WAL mode) before its coroutine returns; one node per file (one writer).
 from __future__ import annotations
 
 from mailfort.store.sqlite.accounts import SqliteAccounts
+from mailfort.store.sqlite.certs import SqliteCertificates
 from mailfort.store.sqlite.cluster import SqliteCluster
+from mailfort.store.sqlite.dkim import SqliteDkim
 from mailfort.store.sqlite.mailboxes import SqliteMailboxes
 from mailfort.store.sqlite.queue import SqliteQueue
 from mailfort.store.sqlite.status import SqliteStatus
+from mailfort.store.sqlite.submission import SqliteSubmission
 
 __all__ = ["SqliteStore"]
 
 
-class SqliteStore(SqliteAccounts, SqliteMailboxes, SqliteQueue, SqliteCluster, SqliteStatus):
+class SqliteStore(
+    SqliteAccounts,
+    SqliteMailboxes,
+    SqliteQueue,
+    SqliteCluster,
+    SqliteStatus,
+    SqliteDkim,
+    SqliteCertificates,
+    SqliteSubmission,
+):
     """Every role on one SQLite file."""
