@@ -1,28 +1,42 @@
-"""DKIM keys made for a test, their DNS records, and messages signed with them (dkimpy)."""
+"""DKIM keys made for a test (by the signing part's `dkim_keys.generate`), their DNS records on
+the test name server, and messages signed with them by dkimpy as another provider would."""
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 
 import dkim
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from mailfort.store.records import DkimKey, DkimState
+from mailfort.trust.dkim_keys import ED25519, RSA, generate
+from tests.dkim_support import publish
 from tests.dnsserver import Zone
-from tests.trustdns import txt
 
 
 @dataclass(frozen=True)
 class Key:
-    domain: str
-    selector: str
-    algorithm: str  # rsa-sha256 | ed25519-sha256
-    private: bytes  # what dkim.sign takes
-    record: str  # the TXT record at <selector>._domainkey.<domain>
+    stored: DkimKey
+
+    @property
+    def domain(self) -> str:
+        return self.stored.domain
+
+    @property
+    def selector(self) -> str:
+        return self.stored.selector
+
+    @property
+    def private(self) -> bytes:
+        """What dkim.sign and dkim.arc_sign take."""
+        return self.stored.private_key.encode("ascii")
+
+    @property
+    def record(self) -> str:
+        """The TXT record at <selector>._domainkey.<domain>."""
+        return self.stored.txt_record
 
     def publish(self, zone: Zone) -> None:
-        txt(zone, f"{self.selector}._domainkey.{self.domain}", self.record)
+        publish(zone, [self.stored])
 
     def sign(
         self, message: bytes, headers: tuple[bytes, ...] = (b"from", b"to", b"subject")
@@ -33,33 +47,15 @@ class Key:
             self.selector.encode(),
             self.domain.encode(),
             self.private,
-            signature_algorithm=self.algorithm.encode(),
+            signature_algorithm=self.stored.algorithm.encode(),
             include_headers=list(headers),
         )
         return bytes(signature) + message
 
 
-def rsa_key(domain: str, selector: str = "rsa", bits: int = 2048) -> Key:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    record = f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode()}"
-    return Key(domain, selector, "rsa-sha256", private, record)
+def rsa_key(domain: str, selector: str = "rsa") -> Key:
+    return Key(generate(domain, selector, RSA, DkimState.ACTIVE))
 
 
 def ed25519_key(domain: str, selector: str = "ed") -> Key:
-    key = ed25519.Ed25519PrivateKey.generate()
-    seed = key.private_bytes(
-        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
-    record = f"v=DKIM1; k=ed25519; p={base64.b64encode(public).decode()}"
-    return Key(domain, selector, "ed25519-sha256", base64.b64encode(seed), record)
+    return Key(generate(domain, selector, ED25519, DkimState.ACTIVE))

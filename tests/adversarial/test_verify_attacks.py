@@ -10,7 +10,6 @@ import smtplib
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import dkim
 import pytest
@@ -22,8 +21,7 @@ from mailfort.trust.incoming import Verifier, VerifySettings
 from mailfort.trust.spf import MAX_EXPANSION, Result, check_spf
 from tests.dkimkeys import rsa_key
 from tests.dnsserver import NameServer, Zone
-from tests.nodeproc import NodeProcess
-from tests.trustdns import txt
+from tests.trustdns import checking_node, txt
 
 IP = "192.0.2.10"
 BODY = b"From: x@evil.test\r\nTo: a@example.test\r\nSubject: s\r\n\r\nbody\r\n"
@@ -261,15 +259,7 @@ async def test_garbage_arc_headers_fail(zone: Zone, resolver: TrustResolver) -> 
 
 
 # -- against a node ------------------------------------------------------------------------------
-def checking_node(root: Path, dns: NameServer) -> NodeProcess:
-    """A started node that checks incoming mail against `dns`, with one user a@example.test."""
-    node = NodeProcess(
-        root,
-        delivery=f'dns_nameservers = ["{dns.address}"]\ndns_timeout = 1.0\n',
-        verify="enabled = true\ndns_timeout = 1.0\n",
-    )
-    node.provision(domains=("example.test",), users={"a@example.test": "pw-unused-here"})
-    return node.start()
+USERS = {"a@example.test": "pw-unused-here"}
 
 
 @pytest.fixture(scope="module")
@@ -287,7 +277,7 @@ def hostile_dns() -> Iterator[NameServer]:
 def test_node_answers_hostile_mail_in_bounded_time(
     tmp_path_factory: pytest.TempPathFactory, hostile_dns: NameServer
 ) -> None:
-    node = checking_node(tmp_path_factory.mktemp("verify-attack"), hostile_dns)
+    node = checking_node(tmp_path_factory.mktemp("verify-attack"), hostile_dns, USERS)
     try:
         headers = b"".join(GARBAGE) + b"".join(
             signature(
@@ -322,7 +312,7 @@ def test_huge_relaxed_message_does_not_stall_the_node(
     message = relaxed_signed("big.test", zone, 10_000_000, copies=5)
     txt(zone, "big.test", "v=spf1 -all")
     dns = NameServer(zone).start()
-    node = checking_node(tmp_path_factory.mktemp("verify-big"), dns)
+    node = checking_node(tmp_path_factory.mktemp("verify-big"), dns, USERS)
     replies: list[tuple[int, bytes]] = []
 
     def send_big() -> None:

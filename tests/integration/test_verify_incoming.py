@@ -14,7 +14,7 @@ from tests.conftest import PASSWORD, imaps
 from tests.dkimkeys import Key, ed25519_key, rsa_key
 from tests.dnsserver import NameServer, Zone
 from tests.nodeproc import NodeProcess
-from tests.trustdns import txt
+from tests.trustdns import checking_node, txt
 
 AUTHSERV = "mx.mailfort.test"  # tests/nodeproc.py's hostname
 ALICE = "alice@example.test"
@@ -50,13 +50,12 @@ def world() -> Iterator[World]:
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory, world: World) -> Iterator[NodeProcess]:
-    proc = NodeProcess(
+    proc = checking_node(
         tmp_path_factory.mktemp("verify"),
-        delivery=f'dns_nameservers = ["{world.server.address}"]\ndns_timeout = 1.0\n',
-        verify='enabled = true\ndns_timeout = 1.0\ndomains = { "other.test" = "none" }\n',
+        world.server,
+        {ALICE: PASSWORD, CAROL: PASSWORD},
+        'domains = { "other.test" = "none" }\n',
     )
-    proc.provision(domains=("example.test", "other.test"), users={ALICE: PASSWORD, CAROL: PASSWORD})
-    proc.start()
     yield proc
     proc.stop()
 
