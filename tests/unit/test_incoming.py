@@ -7,6 +7,8 @@ import ipaddress
 
 import dkim
 
+from mailfort.trust.arc_seal import seal
+from mailfort.trust.dkim_sign import SigningKey
 from mailfort.trust.dmarc import Policy
 from mailfort.trust.dns import TrustResolver
 from mailfort.trust.incoming import Action, Verifier, VerifySettings
@@ -137,3 +139,38 @@ async def test_from_fields(zone: Zone, resolver: TrustResolver) -> None:
     # Several authors, in one field or in two: each domain checked, the strictest failure wins.
     assert await dmarc(b"From: a@shop.test, b@bank.test\r\n") == ("fail", "bank.test")
     assert await dmarc(b"From: a@bank.test\r\nFrom: b@shop.test\r\n") == ("fail", "bank.test")
+
+
+async def test_our_verdict_sealed_by_our_forwarder_passes_the_next_hop(
+    zone: Zone, resolver: TrustResolver
+) -> None:
+    # Hop 1 (our MX): bank.test mail arrives from its own server: DMARC passes, arc=none.
+    txt(zone, "bank.test", "v=spf1 ip4:192.0.2.1 -all")
+    txt(zone, "_dmarc.bank.test", "v=DMARC1; p=reject")
+    signer = rsa_key("bank.test", "s")
+    signer.publish(zone)
+    first = Verifier(resolver, authserv_id="mx.fwd.test")
+    arrived = signer.sign(MESSAGE)
+    verdict = await first.check(ip="192.0.2.1", helo="h", sender="ceo@bank.test", message=arrived)
+    assert verdict.dmarc.result == "pass" and b"arc=none" in verdict.header
+    # Our alias forwards it: the signing part seals it from our Authentication-Results field.
+    sealer = rsa_key("fwd.test", "arc")
+    sealer.publish(zone)
+    stored = verdict.header + arrived
+    forwarded = seal(stored, SigningKey.load(sealer.stored), "mx.fwd.test") + stored
+    # Hop 2 (another provider's MX, trusting our forwarder): SPF fails for our address, the
+    # bank's signature still verifies, and the chain we sealed is valid.
+    second = Verifier(
+        resolver,
+        authserv_id="mx.next.test",
+        settings=VerifySettings(forwarders=(ipaddress.ip_network("127.0.0.0/8"),)),
+    )
+    after = await second.check(
+        ip="127.0.0.9", helo="mx.fwd.test", sender="ceo@bank.test", message=forwarded
+    )
+    assert (after.spf.result.value, after.checked.arc, after.dmarc.result) == (
+        "fail",
+        "pass",
+        "pass",
+    )
+    assert after.action("example.test", second.settings) is Action.DELIVER
