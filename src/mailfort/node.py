@@ -597,8 +597,6 @@ class Node:
         await self.status_service.stop()
         await self.store.close()
         self.cpu.close()
-        if self.incoming is not None:
-            self.incoming.close()
 
     async def _release_leases(self) -> None:
         released = await self.store.release_leases(self.config.node_name)
@@ -625,7 +623,6 @@ def incoming_checks(config: Config, offload: Offload | None = None) -> IncomingV
     import ipaddress
 
     from mailfort.delivery.transport import parse_nexthop
-    from mailfort.trust.dkim_check import LargePool
     from mailfort.trust.dmarc import Policy
     from mailfort.trust.dns import TrustResolver
     from mailfort.trust.incoming import VerifySettings
@@ -652,11 +649,7 @@ def incoming_checks(config: Config, offload: Offload | None = None) -> IncomingV
         dmarc_timeout=2 * v.dns_timeout + 1,
     )
     return IncomingVerifier(
-        resolver,
-        authserv_id=config.hostname,
-        settings=settings,
-        offload=offload,
-        large=LargePool(1),
+        resolver, authserv_id=config.hostname, settings=settings, offload=offload
     )
 
 

@@ -57,7 +57,6 @@ def test_a_full_table_reaches_the_verifier(tmp_path: Path) -> None:
         ipaddress.ip_network("2001:db8::/32"),
     )
     assert settings.spf_timeout == 10
-    verifier.close()
     path.write_text("[verify]\nenabled = false\n")
     assert incoming_checks(load(path)) is None
 

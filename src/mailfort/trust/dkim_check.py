@@ -4,50 +4,46 @@ dkimpy asks DNS itself, synchronously, through a `dnsfunc`. Here its keys are lo
 on the event loop, through the node's bounded, caching resolver (`trust/dns.py`): the selector
 and domain of each signature and ARC set are read from the header fields, the key records are
 fetched concurrently, and dkimpy gets a `dnsfunc` that only reads that table. So dkimpy never
-touches the network. Its work (hashing the body once per signature, RSA or Ed25519 arithmetic)
-runs on the loop for messages up to `INLINE` octets (about a millisecond: handing it to a thread
-cost more, 0.45 ms of CPU per message in benchmarks/verify_ingest.py, in lock handovers), on the
-caller's threads (`offload`: the node's CPU pool) up to `LARGE`, and past that in a process.
+touches the network.
 
-Large messages (past `LARGE`) are verified in a worker process (`LargePool`), not a thread:
-dkimpy canonicalizes a relaxed body with one regular expression over all of it, which holds the
-interpreter lock throughout (1.8 s for 25 MB here): on a thread, that would stop the event loop
-and every session with it. A worker process costs a copy of the message through a pipe instead.
+dkimpy reads the header block only: each body hash (bh=) is checked first by `body_hash`, which
+canonicalizes in 16 KB pieces, and dkimpy checks the header hash and the signature (`_BodyHashed`).
+Its own body canonicalization runs whole-body regular expressions that take ~40 times the body in
+memory (470 MB for a 10 MB message) and hold the interpreter lock throughout (0.65 s of stalled
+sessions for 10 MB); in pieces it takes under a megabyte, and the lock is handed back between
+them. The work runs on the loop for messages up to `INLINE` octets (about a millisecond: handing
+it to a thread cost more, 0.45 ms of CPU per message in benchmarks/verify_ingest.py, in lock
+handovers), on the caller's threads past that (`offload`: the node's CPU pool).
 
-Bounds: at most `MAX_SIGNATURES` DKIM signatures are verified, `MAX_LARGE_SIGNATURES` on a large
-message, as each hashes the whole body again (RFC 6376 6.1 lets a verifier limit them; the rest
-are not reported), and a chain of more than `MAX_ARC_SETS` ARC sets is
-`arc=fail` unchecked (RFC 8617 4.2.1 caps it at 50; forwarding chains are a few hops long).
+Bounds: at most `MAX_SIGNATURES` DKIM signatures are verified, `MAX_LARGE_SIGNATURES` on a
+message past `LARGE` octets, as each kind of body hash (c=, a=, l=) reads the whole body again
+(RFC 6376 6.1 lets a verifier limit them; the rest are not reported), and a chain of more than
+`MAX_ARC_SETS` ARC sets is `arc=fail` unchecked (RFC 8617 4.2.1 caps it at 50; forwarding
+chains are a few hops long).
 
 Results per signature (RFC 8601 2.7.1): pass; fail (the signature or the body hash does not
-verify); temperror
-(the key could not be fetched for now); permerror (a malformed signature, no key, a key that
-cannot be used).
+verify); temperror (the key could not be fetched for now); permerror (a malformed signature, no
+key, a key that cannot be used).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import multiprocessing
 import re
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Final
 
 import dkim
 
+from mailfort.trust.body_hash import body_hash, body_start
 from mailfort.trust.dns import BadName, DnsFailure, TrustResolver, TxtTooLarge
 from mailfort.trust.headers import Field
-
-log = logging.getLogger("mailfort.verify")
 
 MAX_SIGNATURES: Final = 5
 MAX_LARGE_SIGNATURES: Final = 2
 INLINE: Final = 64 * 1024  # octets up to which dkimpy runs on the loop
-LARGE: Final = 256 * 1024  # octets past which dkimpy runs in a worker process
+LARGE: Final = 256 * 1024  # octets past which fewer signatures are checked
 MAX_ARC_SETS: Final = 10
 # dkimpy's smallest RSA key it accepts (RFC 8301 3.2: verifiers must not accept fewer bits).
 MIN_KEY_BITS: Final = 1024
@@ -100,10 +96,9 @@ async def check(
     message: bytes,
     header: list[Field],
     offload: Offload | None = None,
-    large: LargePool | None = None,
 ) -> Checked:
-    """`offload` runs dkimpy for messages past `INLINE` octets (a thread pool), `large` for
-    those past `LARGE` (a process pool); without them, and for small messages, it runs here."""
+    """`offload` runs the checks of messages past `INLINE` octets (a thread pool); without
+    it, and for small messages, they run here."""
     limit = MAX_LARGE_SIGNATURES if len(message) > LARGE else MAX_SIGNATURES
     signatures = [tags(f.value) for f in header if f.name == "dkim-signature"][:limit]
     arc_fields = [f for f in header if f.name in ("arc-seal", "arc-message-signature")]
@@ -117,17 +112,10 @@ async def check(
     keys = dict(zip(wanted, fetched, strict=True))
     if not signatures and not check_arc:
         return Checked((), "fail" if arc_sets else "none")
-    runner = large if large is not None and len(message) > LARGE else offload
-    if runner is None or len(message) <= INLINE:
+    if offload is None or len(message) <= INLINE:
         verified, arc = _verify(message, len(signatures), keys, check_arc)
     else:
-        try:
-            verified, arc = await runner(_verify, message, len(signatures), keys, check_arc)
-        except (BrokenProcessPool, OSError) as exc:
-            # Our own worker died (killed, out of memory): no verdict on the sender, for now.
-            log.error("event=dkim_worker_failed error=%r", exc)
-            keys = dict.fromkeys(keys, _TEMPORARY)
-            verified, arc = [(False, "verifier unavailable")] * len(signatures), "fail"
+        verified, arc = await offload(_verify, message, len(signatures), keys, check_arc)
     results = []
     for signature, (ok, error) in zip(signatures, verified, strict=True):
         name = key_name(signature)
@@ -135,7 +123,7 @@ async def check(
             result = "pass"
         elif name is None:
             result, error = "permerror", "bad d= or s="
-        elif keys.get(name) == _TEMPORARY or error == "verifier unavailable":
+        elif keys.get(name) == _TEMPORARY:
             result = "temperror"
         elif error and not error.startswith("body hash mismatch"):
             result = "permerror"
@@ -153,36 +141,6 @@ async def check(
     return Checked(tuple(results), arc if check_arc else ("fail" if arc_sets else "none"))
 
 
-class LargePool:
-    """Worker processes for dkimpy on large messages (see the module docstring); at most
-    `workers` messages are handed over at once, the others wait on the loop."""
-
-    def __init__(self, workers: int = 1) -> None:
-        self.workers = workers
-        self._executor: ProcessPoolExecutor | None = None
-        self._slots: asyncio.Semaphore | None = None
-
-    async def __call__(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.workers)
-        async with self._slots:
-            if self._executor is None:
-                # Spawned, not forked: a fork of the node would copy its threads' locks.
-                context = multiprocessing.get_context("spawn")
-                self._executor = ProcessPoolExecutor(self.workers, mp_context=context)
-            loop = asyncio.get_running_loop()
-            try:
-                return await loop.run_in_executor(self._executor, fn, *args)
-            except BrokenProcessPool:
-                self.close()  # the next message gets a fresh worker
-                raise
-
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
-
-
 async def _key(resolver: TrustResolver, name: str) -> bytes | str | None:
     """The key record's text, None when there is none, `_TEMPORARY` on a DNS failure."""
     try:
@@ -192,6 +150,58 @@ async def _key(resolver: TrustResolver, name: str) -> bytes | str | None:
     except (TxtTooLarge, BadName):
         return None
     return answer.records[0].encode() if answer.records else None
+
+
+class _BodyHashed:
+    """dkimpy given the header block only (its parse and canonicalization of a body take ~40
+    times the body's size in memory: 470 MB for 10 MB); the body hash (bh=) of each
+    signature is checked here first, streamed in bounded memory (`body_hash`), and dkimpy
+    checks the rest (the header hash and the signature) with bh= left out of what it checks.
+    The same holds for ARC-Message-Signature; ARC-Seal has no body hash."""
+
+    def __init__(self, message: bytes, start: int, **kw: Any) -> None:
+        super().__init__(message[:start], **kw)  # type: ignore[call-arg]  # dkimpy, next in line
+        self.whole = message
+        self.start = start
+        self.hashes: dict[tuple[bool, str, int | None], bytes] = {}  # one hash per kind
+
+    def verify_sig(
+        self, sig: dict[bytes, bytes], include_headers: Any, sig_header: Any, dnsfunc: Any
+    ) -> Any:
+        if b"bh" in sig:
+            got = self._hash(sig)
+            if got != re.sub(rb"\s+", b"", sig[b"bh"]):
+                raise dkim.ValidationError(f"body hash mismatch (got {got.decode()})")
+            sig = {tag: value for tag, value in sig.items() if tag != b"bh"}
+        return super().verify_sig(sig, include_headers, sig_header, dnsfunc)  # type: ignore[misc]
+
+    def _hash(self, sig: dict[bytes, bytes]) -> bytes:
+        body = sig.get(b"c", b"simple/simple").partition(b"/")[2] or b"simple"
+        algorithm = {b"rsa-sha256": "sha256", b"ed25519-sha256": "sha256", b"rsa-sha1": "sha1"}
+        digest = algorithm.get(sig.get(b"a", b""))
+        if body not in (b"simple", b"relaxed") or digest is None:
+            raise dkim.ValidationError("unknown c= or a=")
+        try:
+            limit = int(sig[b"l"]) if b"l" in sig else None
+        except ValueError:
+            raise dkim.ValidationError("bad l=") from None
+        if limit is not None and limit < 0:
+            raise dkim.ValidationError("bad l=")
+        kind = (body == b"relaxed", digest, limit)
+        if kind not in self.hashes:
+            relaxed, name, cut = kind
+            self.hashes[kind] = body_hash(
+                self.whole, self.start, relaxed=relaxed, algorithm=name, limit=cut
+            )
+        return self.hashes[kind]
+
+
+class _Dkim(_BodyHashed, dkim.DKIM):  # type: ignore[misc]  # dkimpy has no type information
+    pass
+
+
+class _Arc(_BodyHashed, dkim.ARC):  # type: ignore[misc]
+    pass
 
 
 def _verify(
@@ -206,9 +216,10 @@ def _verify(
             raise dkim.DnsTimeoutError(f"{text}: DNS failure")
         return found if isinstance(found, bytes) else None
 
+    start = body_start(message)
     results: list[tuple[bool, str]] = []
     try:
-        verifier = dkim.DKIM(message, minkey=MIN_KEY_BITS)
+        verifier = _Dkim(message, start, minkey=MIN_KEY_BITS)
     except Exception as exc:  # dkimpy's parser on a message it cannot read
         return [(False, f"unreadable message: {exc}")] * count, "fail"
     for index in range(count):
@@ -219,7 +230,9 @@ def _verify(
     arc = "none"
     if check_arc:
         try:
-            cv, _, _ = dkim.arc_verify(message, dnsfunc=dnsfunc, minkey=MIN_KEY_BITS)
+            sealed = _Arc(message, start, minkey=MIN_KEY_BITS)
+            sealed.hashes = verifier.hashes  # the same body: hashes already made serve again
+            cv, _, _ = sealed.verify(dnsfunc=dnsfunc)
             # None: a chain that an earlier hop ended; "none" for ARC fields present means
             # dkimpy found no instance it could read in them: either way not a valid chain.
             arc = cv.decode() if cv in (dkim.CV_Pass, dkim.CV_Fail) else "fail"

@@ -29,7 +29,7 @@ from enum import Enum
 from mailfort.mail.address import AddressError
 from mailfort.mail.originator import OriginatorError, from_addresses
 from mailfort.trust import authres
-from mailfort.trust.dkim_check import MAX_SIGNATURES, Checked, LargePool, Offload, check
+from mailfort.trust.dkim_check import MAX_SIGNATURES, Checked, Offload, check
 from mailfort.trust.dmarc import DmarcResult, Policy, Signed, check_dmarc
 from mailfort.trust.dns import TrustResolver
 from mailfort.trust.headers import fields
@@ -98,14 +98,12 @@ class Verifier:
         authserv_id: str,
         settings: VerifySettings | None = None,
         offload: Offload | None = None,
-        large: LargePool | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.resolver = resolver
         self.authserv_id = authserv_id
         self.settings = settings or VerifySettings()
         self._offload = offload
-        self._large = large
         self._rng = rng or random.Random()
 
     async def check(self, *, ip: str, helo: str, sender: str, message: bytes) -> Verdict:
@@ -115,7 +113,7 @@ class Verifier:
         # SPF and DKIM wait on different names: their lookups overlap.
         spf, checked = await asyncio.gather(
             check_spf(self.resolver, ip, sender, helo, timeout=self.settings.spf_timeout),
-            check(self.resolver, message, header, self._offload, self._large),
+            check(self.resolver, message, header, self._offload),
         )
         domains = _from_domains([f.value for f in header if f.name == "from"])
         signed = [Signed(s.domain, s.result == "pass") for s in checked.dkim]
@@ -146,10 +144,6 @@ class Verifier:
             doubtful=doubtful,
             vouched=vouched,
         )
-
-    def close(self) -> None:
-        if self._large is not None:
-            self._large.close()
 
     def _forwarder(self, ip: str) -> bool:
         try:
