@@ -37,9 +37,11 @@ def _san(name: str) -> x509.GeneralName:
         return x509.DNSName(name)
 
 
-def issue(names: tuple[str, ...], *, days: float = 30, by: Issued | None = None) -> Issued:
-    """A certificate for `names` (DNS names or IP addresses) valid `days` from now, signed by
-    `by`, else by itself; with no names, a CA."""
+def issue(
+    names: tuple[str, ...], *, days: float = 30, by: Issued | None = None, since: float = 1
+) -> Issued:
+    """A certificate for `names` (DNS names or IP addresses) valid from `since` days ago to
+    `days` from now (negative: expired), signed by `by`, else by itself; with no names, a CA."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0] if names else "test CA")])
     now = datetime.datetime.now(datetime.UTC)
@@ -49,7 +51,7 @@ def issue(names: tuple[str, ...], *, days: float = 30, by: Issued | None = None)
         .issuer_name(by.cert.subject if by else subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_before(now - datetime.timedelta(days=since))
         .not_valid_after(now + datetime.timedelta(days=days))
     )
     if names:

@@ -2,9 +2,10 @@
 
 It answers from a table: `zone.add("mx.test", "MX", "10 mx1.mx.test.")`; a name not in the table
 is NXDOMAIN, a known name without records of the asked type is an empty NOERROR answer (what the
-implicit-MX rule of RFC 5321 5.1 needs), names in `servfail` get SERVFAIL, and names in `silent`
-get no answer at all (the client times out). dnspython in the
-node under test is pointed at it by `[delivery] dns_nameservers`.
+implicit-MX rule of RFC 5321 5.1 needs), names in `servfail` get SERVFAIL, names in `silent`
+get no answer at all (the client times out), and answers for names in `secure` carry the AD flag,
+as a validating resolver's would (DANE trusts only those). dnspython in the node under test is
+pointed at it by `[delivery] dns_nameservers`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Zone(BaseResolver):
         self._records: dict[str, list[RR]] = {}
         self.servfail: set[str] = set()
         self.silent: set[str] = set()
+        self.secure: set[str] = set()
         self.queries: list[tuple[str, str]] = []
 
     @staticmethod
@@ -53,6 +55,15 @@ class Zone(BaseResolver):
             self._records.clear()
             self.servfail.clear()
             self.silent.clear()
+            self.secure.clear()
+        return self
+
+    def replace(self, name: str, rtype: str, *values: str, ttl: int = 60) -> Zone:
+        """`name`'s records of `rtype` become `values` (none: removed)."""
+        self.remove(name, rtype)
+        for value in values:
+            self.add(name, rtype, value, ttl)
+        return self
 
     def txt(self, name: str, value: str, ttl: int = 60) -> Zone:
         """A TXT record of any length, cut into character-strings of 255 octets (RFC 1035
@@ -68,6 +79,7 @@ class Zone(BaseResolver):
 
     def resolve(self, request: DNSRecord, handler: object) -> DNSRecord:
         reply = request.reply()
+        reply.header.ad = 0
         qname = self._key(str(request.q.qname))
         qtype = QTYPE[request.q.qtype]
         with self._lock:
@@ -85,6 +97,8 @@ class Zone(BaseResolver):
             for rr in records:
                 if QTYPE[rr.rtype] == qtype:
                     reply.add_answer(rr)
+            # dnslib's reply() copies the query's flags, AD included: only a secure name keeps it.
+            reply.header.ad = int(qname in {self._key(n) for n in self.secure})
         return reply
 
 

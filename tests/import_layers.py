@@ -259,7 +259,6 @@ def check_cycles(edges: Iterable[Import], modules: Iterable[str]) -> list[Violat
     low: dict[str, int] = {}
     stack: list[str] = []
     found = []
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10 * len(graph) + 100))
 
     def visit(module: str) -> None:
         index[module] = low[module] = len(index)
@@ -283,9 +282,16 @@ def check_cycles(edges: Iterable[Import], modules: Iterable[str]) -> list[Violat
                     Violation("no cycles", None, "import cycle: " + " → ".join(map(str, loop)))
                 )
 
-    for module in graph:
-        if module not in index:
-            visit(module)
+    # Deep enough for the longest import chain, then back: the limit is the whole process's,
+    # and code under test (the email package's parser on hostile input) depends on it.
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 10 * len(graph) + 100))
+    try:
+        for module in graph:
+            if module not in index:
+                visit(module)
+    finally:
+        sys.setrecursionlimit(limit)
     return found
 
 

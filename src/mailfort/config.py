@@ -182,6 +182,36 @@ class DeliveryConfig:
     # Routing overrides, like Postfix transport_maps/relayhost: "domain" (exact), ".domain"
     # (subdomains) or "*" -> "host:port" delivered to instead of the domain's MX.
     transports: dict[str, str] = field(default_factory=dict)
+    # RFC 8461 MTA-STS and RFC 7672 DANE raise `tls` per destination (README, "Delivery
+    # security"). DANE trusts TLSA answers only when the name server sets the AD flag: run a
+    # validating resolver (unbound) on loopback and name it in `dns_nameservers`.
+    mta_sts: bool = True
+    mta_sts_port: int = 443  # HTTPS port of mta-sts.<domain> (tests: a loopback server)
+    mta_sts_timeout: float = 20.0  # the whole policy fetch, connect to last byte
+    dane: bool = True
+    tls_ca_file: str = ""  # CAs for MX and policy certificates; empty: the system's
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MtaStsConfig:
+    """The MTA-STS policy served for our local domains (RFC 8461, `wellknown/mta_sts.py`)."""
+
+    mode: str = "testing"  # testing | enforce | none
+    mx: tuple[str, ...] = ()  # MX patterns ("mx.example.org", "*.example.org"); default hostname
+    max_age: int = 604800  # seconds senders cache it (at most 31557600)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsRptConfig:
+    """Daily TLS reports (RFC 8460) to the destinations that ask for them (`queue/tls_reports`)."""
+
+    enabled: bool = True
+    max_reports_per_day: int = 100  # per sending host (`hostname`), however many domains ask
+    max_lookups_per_run: int = 500  # `_smtp._tls` lookups per reporting run
+    interval: float = 3600.0  # seconds between reporting runs (each reports finished days)
+    sender: str = ""  # default: noreply-tlsrpt@<hostname>
+    contact: str = ""  # default: postmaster of the first local domain
+    organization: str = ""  # default: hostname
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -408,6 +438,8 @@ class Config:
     dns: DnsConfig = field(default_factory=DnsConfig)
     dkim: DkimConfig = field(default_factory=DkimConfig)
     srs: SrsConfig = field(default_factory=SrsConfig)
+    mta_sts: MtaStsConfig = field(default_factory=MtaStsConfig)
+    tlsrpt: TlsRptConfig = field(default_factory=TlsRptConfig)
     source: Path | None = None
 
 
@@ -583,6 +615,10 @@ def validate(config: Config) -> None:
     _validate_overload(config.overload)
     _validate_status(config.status)
     _validate_dns(config.dns)
+    if config.mta_sts.mode not in ("testing", "enforce", "none"):
+        raise ConfigError("mta_sts.mode", "expected testing, enforce or none")
+    if config.mta_sts.max_age > 31557600:  # RFC 8461 3.2
+        raise ConfigError("mta_sts.max_age", "at most 31557600 (one year)")
 
 
 def _is_address(text: str) -> bool:
@@ -709,6 +745,10 @@ def _validate_dkim(dkim: DkimConfig, srs: SrsConfig) -> None:
 def _validate_delivery(delivery: DeliveryConfig) -> None:
     if delivery.tls not in ("none", "may", "encrypt", "verify"):
         raise ConfigError("delivery.tls", "expected none, may, encrypt or verify")
+    if not 0 < delivery.mta_sts_port <= 65535:
+        raise ConfigError("delivery.mta_sts_port", "expected a port from 1 to 65535")
+    if delivery.tls_ca_file and not Path(delivery.tls_ca_file).is_file():
+        raise ConfigError("delivery.tls_ca_file", f"no such file {delivery.tls_ca_file!r}")
     for key in ("max_in_flight", "destination_concurrency", "destination_recipients"):
         if getattr(delivery, key) < 1:
             raise ConfigError(f"delivery.{key}", "must be at least 1")
@@ -780,5 +820,9 @@ def load(path: Path | None) -> Config:
             acme_ca_file=resolved(tls.acme_ca_file),
         )
         config = dataclasses.replace(config, tls=tls)
+        ca_file = config.delivery.tls_ca_file
+        if ca_file and not Path(ca_file).is_absolute():
+            delivery = dataclasses.replace(config.delivery, tls_ca_file=str(path.parent / ca_file))
+            config = dataclasses.replace(config, delivery=delivery)
     validate(config)
     return config

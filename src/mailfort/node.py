@@ -32,6 +32,7 @@ from mailfort.ops.hostname import warn_about_helo
 from mailfort.overload import BreakerConfig, RetryBudgetConfig
 from mailfort.queue.local_worker import LocalWorker
 from mailfort.queue.remote_worker import Politeness, RemoteWorker
+from mailfort.queue.tls_reports import TlsReports
 from mailfort.server.account_sessions import AccountSessions
 from mailfort.server.admission import ConnectionLimiter
 from mailfort.server.imap.cache import MetaCache
@@ -191,6 +192,7 @@ class Node:
         self.listeners: list[Listener] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.remote_task: asyncio.Task[None] | None = None
+        self.tls_reports: TlsReports | None = None
         self.http: HttpListener | None = None
         self.worker = LocalWorker(
             self.store,
@@ -318,6 +320,9 @@ class Node:
         if self.remote_worker is not None:
             self.remote_task = asyncio.create_task(self.remote_worker.run(), name="remote-worker")
             self.tasks.append(self.remote_task)
+            self.tls_reports = tls_reports(self.config, self.store, self.remote_worker, self.clock)
+            if self.tls_reports is not None:
+                self.tasks.append(asyncio.create_task(self.tls_reports.run(), name="tls-reports"))
         await self.membership.join(
             [{"name": x.name, "host": x.host, "port": x.port} for x in self.listeners]
         )
@@ -448,12 +453,16 @@ class Node:
     def _wellknown_routes(self) -> list[BaseRoute]:
         """What the http listener answers for other machines and mail clients (`wellknown/`),
         one line per module."""
-        from mailfort.wellknown import acme_http
+        from mailfort.wellknown import acme_http, mta_sts
+
+        async def local_domain(domain: str) -> bool:
+            return domain in await self.directory.local_domains()
 
         routes: list[BaseRoute] = []
         routes += acme_http.routes(self.store, self.clock.now)
         routes += autoconfig.routes(self.client_directory())
         routes += autodiscover.routes(self.client_directory())
+        routes += mta_sts.routes(self.config, local_domain)
         return routes
 
     def client_directory(self) -> ClientDirectory:
@@ -587,6 +596,8 @@ class Node:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.tls_reports is not None:
+            await self.tls_reports.close()
         # The status page stayed up through the drain (customers look at it most then).
         if self.http is not None:
             await self.http.stop()
@@ -664,8 +675,10 @@ def remote_worker(
     clock: Callable[[], float] = time.time,
 ) -> RemoteWorker | None:
     """The remote delivery worker from `[delivery]`, or None when it is disabled."""
+    from mailfort.delivery.mtasts import MtaSts, PolicyFetcher, policy_tls_context
     from mailfort.delivery.mx import MxResolver
     from mailfort.delivery.remote import ClientSettings, RemoteClient
+    from mailfort.delivery.tlsrpt import TlsCounter
     from mailfort.delivery.transport import TransportMap, parse_nexthop
     from mailfort.queue.retry import RetryPolicy
 
@@ -673,6 +686,15 @@ def remote_worker(
     if not d.enabled:
         return None
     nameservers = [parse_nexthop(n, default_port=53) for n in d.dns_nameservers]
+    resolver = MxResolver(
+        nameservers=[(n.host, n.port) for n in nameservers], timeout=d.dns_timeout
+    )
+    fetcher = PolicyFetcher(
+        resolver,
+        port=d.mta_sts_port,
+        timeout=d.mta_sts_timeout,
+        tls=policy_tls_context(d.tls_ca_file),
+    )
     client = RemoteClient(
         ClientSettings(
             helo=d.helo_name or config.hostname,
@@ -683,11 +705,14 @@ def remote_worker(
             concurrency=d.destination_concurrency,
             idle_timeout=d.idle_timeout,
             source_address=d.source_address,
+            ca_file=d.tls_ca_file,
         ),
-        resolver=MxResolver(
-            nameservers=[(n.host, n.port) for n in nameservers], timeout=d.dns_timeout
-        ),
+        resolver=resolver,
         transports=TransportMap(d.transports),
+        mta_sts=MtaSts(resolver, fetcher) if d.mta_sts else None,
+        dane=d.dane,
+        counter=TlsCounter() if config.tlsrpt.enabled else None,
+        unreported_senders=(tlsrpt_sender(config),),
     )
     return RemoteWorker(
         store,
@@ -724,6 +749,47 @@ def outbound(config: Config, store: Store, directory: Directory, srs: Srs) -> Ou
         srs_domain=config.srs.domain,
         sign=config.dkim.sign,
         arc=config.dkim.arc,
+    )
+
+
+def tlsrpt_sender(config: Config) -> str:
+    """Where TLS reports come from: `[tlsrpt] sender`, else noreply-tlsrpt@<hostname>."""
+    return config.tlsrpt.sender or f"noreply-tlsrpt@{config.hostname}"
+
+
+def tls_reports(
+    config: Config, store: Store, worker: RemoteWorker, clock: StoreClock
+) -> TlsReports | None:
+    """The daily TLS reporter (`[tlsrpt]`), counting what `worker`'s client counts."""
+    from mailfort.delivery.tlsrpt import Reporter
+    from mailfort.queue.tls_reports import ReportSettings
+
+    t = config.tlsrpt
+    client = worker.client
+    if not t.enabled or client.policies.counter is None:
+        return None
+    first = config.local_domains[0] if config.local_domains else config.hostname
+    reporter = Reporter(
+        organization=t.organization or config.hostname,
+        contact=t.contact or config.postmaster or f"postmaster@{first}",
+        submitter=config.hostname,
+        sender=tlsrpt_sender(config),
+    )
+    return TlsReports(
+        store,
+        client.policies.counter,
+        client.resolver,
+        worker.directory,
+        ReportSettings(
+            reporter=reporter,
+            max_reports_per_day=t.max_reports_per_day,
+            max_lookups_per_run=t.max_lookups_per_run,
+            interval=t.interval,
+            flush_seconds=min(30.0, t.interval),
+        ),
+        node=config.node_name,
+        host=config.hostname,
+        clock=clock.now,
     )
 
 

@@ -96,7 +96,8 @@ _PG_EMPTY = (
     " DELETE FROM delayed_mail; DELETE FROM status_notices; DELETE FROM login_networks;"
     " DELETE FROM dkim_keys; DELETE FROM shared_secrets;"
     " DELETE FROM certificates; DELETE FROM acme_challenges; DELETE FROM acme_accounts;"
-    " DELETE FROM submission_counts"
+    " DELETE FROM submission_counts;"
+    " DELETE FROM tls_results; DELETE FROM tls_reports"
 )
 
 

@@ -35,6 +35,7 @@ ROLES: tuple[type, ...] = (
     roles.Secrets,
     roles.Certificates,
     roles.SubmissionCounts,
+    roles.TlsReports,
 )
 ENGINES = (SqliteStore, PostgresStore)
 LIFECYCLE = {"open", "close", "schema_version"}

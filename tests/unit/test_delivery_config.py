@@ -74,6 +74,11 @@ def test_a_full_table(tmp_path: Path) -> None:
         ('[delivery.transports]\n"a.test" = 25\n', "delivery.transports"),
         ("[delivery]\nlifetime = -1\n", "delivery.lifetime"),
         ("[delivery]\nno_such_key = 1\n", "delivery.no_such_key"),
+        ("[delivery]\nmta_sts_port = 0\n", "delivery.mta_sts_port"),
+        ('[delivery]\ntls_ca_file = "no-such-ca.pem"\n', "delivery.tls_ca_file"),
+        ('[mta_sts]\nmode = "strict"\n', "mta_sts.mode"),
+        ("[mta_sts]\nmax_age = 31557601\n", "mta_sts.max_age"),
+        ('[tlsrpt]\nenabled = "yes"\n', "tlsrpt.enabled"),
     ],
 )
 def test_mistakes_name_their_key(tmp_path: Path, text: str, key: str) -> None:
@@ -87,3 +92,10 @@ def test_source_address_must_be_an_ip_address(tmp_path: Path) -> None:
     path.write_text('[delivery]\nsource_address = "mx.example.test"\n')
     with pytest.raises(ConfigError, match=r"delivery\.source_address"):
         load(path)
+
+
+def test_a_relative_ca_file_is_beside_the_config(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("")
+    d = load_text(tmp_path, '[delivery]\ntls_ca_file = "ca.pem"\n')
+    assert d.tls_ca_file == str(tmp_path / "ca.pem")
+    assert d.mta_sts and d.dane and d.mta_sts_port == 443

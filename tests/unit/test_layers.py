@@ -54,7 +54,8 @@ LAYERS: tuple[Layer, ...] = (
     Layer(
         "ops",
         ("mailfort.ops",),
-        (LEAVES, "config", "mail", "store", "trust", "certs", "delivery", "protocol"),
+        # wellknown: the MTA-STS policy id as the http listener serves it
+        (LEAVES, "config", "mail", "store", "trust", "certs", "delivery", "protocol", "wellknown"),
     ),
     Layer("cluster", ("mailfort.cluster",), (LEAVES, "store")),
     # cluster: which nodes count as live; config: the [status] settings.

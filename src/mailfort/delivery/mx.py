@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import dns.asyncresolver
 import dns.exception
+import dns.flags
 import dns.name
 import dns.nameserver
 import dns.rdatatype
@@ -37,6 +38,7 @@ STATUS_NO_ADDRESS = "5.4.4"  # unable to route
 STATUS_DNS_TEMPORARY = "4.4.3"  # directory server failure
 # How long one verdict of `working()` holds: during a flood of failures it asks once per period.
 PROBE_SECONDS = 5.0
+MAX_TLSA = 20  # TLSA records of one host looked at; more is an attack on our CPU
 
 
 class DnsError(Exception):
@@ -53,6 +55,16 @@ class DnsError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Tlsa:
+    """One TLSA record (RFC 6698 2.1): certificate usage, selector, matching type, data."""
+
+    usage: int
+    selector: int
+    mtype: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class MxHost:
     name: str
     preference: int
@@ -63,6 +75,17 @@ def order_mx(records: Sequence[MxHost], rng: random.Random | None = None) -> lis
     rng = rng or random.Random()
     keyed = [(r.preference, rng.random(), r) for r in records]
     return [r for _, _, r in sorted(keyed, key=lambda k: (k[0], k[1]))]
+
+
+def _loopback(resolver: dns.resolver.BaseResolver) -> bool:
+    """Whether every name server `resolver` asks is on this machine."""
+    addresses = [
+        n if isinstance(n, str) else getattr(n, "address", "") for n in resolver.nameservers
+    ]
+    try:
+        return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
+    except ValueError:  # a DoH URL or the like: not a local resolver
+        return False
 
 
 def _literal(host: str) -> str | None:
@@ -87,6 +110,7 @@ class MxResolver:
         self._clock = clock
         self._resolver: dns.asyncresolver.Resolver | None = None
         self._prober: dns.asyncresolver.Resolver | None = None
+        self._secure: dns.asyncresolver.Resolver | None = None
         self._probe_lock = asyncio.Lock()
         self._verdict: tuple[float, bool] | None = None  # (when, working)
 
@@ -161,6 +185,50 @@ class MxResolver:
         if not real:
             raise DnsError(STATUS_NULL_MX, f"{domain} does not accept mail (null MX, RFC 7505)")
         return order_mx(real, self._rng)
+
+    async def txt(self, name: str, *, limit: int = 4096) -> list[str]:
+        """The TXT records of `name`, each one's strings joined (RFC 7208 3.3); records longer
+        than `limit` bytes are dropped. No record: []. Raises DnsError (NXDOMAIN permanent)."""
+        answer = await self._query(name, "TXT")
+        found = []
+        for record in answer.rrset or ():
+            data = b"".join(record.strings)
+            if len(data) <= limit:
+                found.append(data.decode("utf-8", "replace"))
+        return found
+
+    async def tlsa(self, name: str) -> tuple[list[Tlsa], bool]:
+        """The TLSA records of `name` and whether the name server vouched for them: the AD flag
+        (RFC 4035 3.2.3) from a validating resolver on loopback.
+        Raises DnsError for SERVFAIL (a validating resolver's answer to a bogus signature)."""
+        resolver = self._get_secure()
+        try:
+            answer = await resolver.resolve(name, "TLSA", search=False, raise_on_no_answer=False)
+        except dns.resolver.NXDOMAIN:
+            return [], False  # no records: DANE does not apply, vouched for or not
+        except dns.exception.Timeout:
+            raise DnsError(STATUS_DNS_TEMPORARY, f"{name} TLSA: DNS timeout") from None
+        except dns.exception.DNSException as exc:
+            raise DnsError(STATUS_DNS_TEMPORARY, f"{name} TLSA: DNS failure ({exc})") from None
+        # The AD flag is worth what the path to the resolver is worth (RFC 4035 4.9.3): only
+        # a resolver on this machine is believed; one across the network could have it forged.
+        secure = bool(answer.response.flags & dns.flags.AD) and _loopback(resolver)
+        records = [
+            Tlsa(int(r.usage), int(r.selector), int(r.mtype), bytes(r.cert))
+            for r in (answer.rrset or ())
+        ]
+        return records[:MAX_TLSA], secure
+
+    def _get_secure(self) -> dns.asyncresolver.Resolver:
+        if self._secure is None:
+            resolver = self._new()
+            # DO asks for DNSSEC records, AD asks the resolver to say whether it validated
+            # (RFC 6840 5.7); its own cache keeps the AD flag with the answer.
+            resolver.use_edns(0, dns.flags.DO, 1232)
+            resolver.flags = dns.flags.RD | dns.flags.AD
+            resolver.cache = dns.resolver.LRUCache(10_000)
+            self._secure = resolver
+        return self._secure
 
     async def addresses(self, host: str) -> list[str]:
         """IPv4 then IPv6 addresses of `host`. Raises DnsError when there are none."""

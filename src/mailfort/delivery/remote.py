@@ -16,6 +16,13 @@ The way there, as MTAs do it:
   5.6.7, RFC 6531 3.2; asked for when the header section is UTF-8);
 - a mail loop (the server greets with our own name) fails permanently, 5.4.6.
 
+Per destination, DANE and MTA-STS raise `tls` (`tls_policy.py` decides per MX host): what they
+require and fails is deferred (4.7.5), never sent in plaintext; under an MTA-STS `testing`
+policy failures are counted and delivery goes on as `tls` says. Each session under a policy is
+counted for TLS reports (`tlsrpt.py`). A transport override is the operator's route and gets
+neither; nor does the mail of `unreported_senders` (the TLS reports themselves: RFC 8460 3 wants
+them delivered despite TLS failures, and never counted in a report).
+
 Connections are kept for `idle_timeout` after a transaction and reused for the next message to the
 same destination; a reused connection the server closed meanwhile is replaced once, transparently.
 At most `concurrency` transactions run at once per destination.
@@ -29,12 +36,16 @@ import ipaddress
 import logging
 import os
 import ssl
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import aiosmtplib
 
+from mailfort.delivery import tlsrpt
+from mailfort.delivery.dane import TLSA_INVALID
+from mailfort.delivery.mtasts import MtaSts
 from mailfort.delivery.mx import DnsError, MxResolver
+from mailfort.delivery.tls_policy import HostTls, TlsPolicies, Unusable, failure_kind, peer_chain
 from mailfort.delivery.transport import Nexthop, TransportMap
 from mailfort.protocol.smtp.extensions import parse_ehlo
 from mailfort.protocol.smtp.replies import enhanced_status
@@ -110,6 +121,7 @@ class ClientSettings:
     # The local address outgoing connections come from ("": the kernel's choice), on a host
     # with several addresses: the one its PTR and the senders' SPF records name.
     source_address: str = ""
+    ca_file: str = ""  # CAs that verify MX certificates; empty: the system's
 
 
 class _HopFailure(Exception):
@@ -186,6 +198,9 @@ class _Session:
     eightbit: bool = False
     smtputf8: bool = False
     transactions: int = 0
+    # Opened under the destination's MTA-STS/DANE policy: reusable for any mail (a session
+    # opened for an unreported sender, without the policy, is reused only for such mail).
+    checked: bool = True
     # The server's EHLO extensions (protocol/smtp/extensions.parse_ehlo); none after HELO.
     extensions: Mapping[str, str] = field(default_factory=dict)
 
@@ -225,8 +240,8 @@ class _Gate:
     reaper: asyncio.TimerHandle | None = None
 
 
-def _tls_context(verify: bool) -> ssl.SSLContext:
-    context = ssl.create_default_context()
+def _tls_context(verify: bool, ca_file: str = "") -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=ca_file or None)
     if not verify:
         # Like every MTA's opportunistic TLS: encryption against passive eavesdropping; MX
         # certificates are too often self-signed or for another name to insist on them.
@@ -255,11 +270,20 @@ class RemoteClient:
         *,
         resolver: MxResolver,
         transports: TransportMap | None = None,
+        mta_sts: MtaSts | None = None,
+        dane: bool = False,
+        counter: tlsrpt.TlsCounter | None = None,
+        unreported_senders: Collection[str] = (),
     ) -> None:
         self.settings = settings
         self.resolver = resolver
         self.transports = transports or TransportMap({})
-        self._tls = _tls_context(settings.tls == "verify")
+        self.policies = TlsPolicies(
+            default=settings.tls, resolver=resolver, mta_sts=mta_sts, dane=dane, counter=counter
+        )
+        self.unreported_senders = frozenset(s.lower() for s in unreported_senders)
+        self._tls = _tls_context(False)
+        self._verify_tls = _tls_context(True, settings.ca_file)
         self._gates: dict[str, _Gate] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self.sessions_opened = 0
@@ -334,7 +358,8 @@ class RemoteClient:
         body: bytes,
         on_data: Callable[[], None] | None,
     ) -> list[RecipientResult]:
-        session = self._take_idle(gate)
+        checked = sender.lower() not in self.unreported_senders
+        session = self._take_idle(gate, checked)
         if session is not None:
             try:
                 results = await self._transaction(
@@ -347,7 +372,7 @@ class RemoteClient:
                 self._release(gate, dest, session)
                 return results
         try:
-            session = await self._open(dest)
+            session = await self._open(dest, checked)
         except _HopFailure as failure:
             log.info("event=remote_unreachable dest=%s error=%s", dest.key, failure.text)
             return [failure.result(r) for r in recipients]
@@ -357,18 +382,24 @@ class RemoteClient:
         self._release(gate, dest, session)
         return results
 
-    def _take_idle(self, gate: _Gate) -> _Session | None:
+    def _take_idle(self, gate: _Gate, checked: bool) -> _Session | None:
         now = asyncio.get_running_loop().time()
-        while gate.idle:
+        keep: list[_Session] = []
+        found: _Session | None = None
+        while gate.idle and found is None:
             session = gate.idle.pop()  # the most recently used one
             fresh = (
                 now - session.idle_since < self.settings.idle_timeout
                 and now - session.opened < self.settings.max_session_age
             )
-            if fresh and session.smtp.is_connected:
-                return session
-            self._close_later(session)
-        return None
+            if not (fresh and session.smtp.is_connected):
+                self._close_later(session)
+            elif checked and not session.checked:
+                keep.append(session)
+            else:
+                found = session
+        gate.idle.extend(reversed(keep))
+        return found
 
     def _release(self, gate: _Gate, dest: Destination, session: _Session) -> None:
         loop = asyncio.get_running_loop()
@@ -428,13 +459,26 @@ class RemoteClient:
                 self._close_later(session)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
+        if self.policies.mta_sts is not None:
+            await self.policies.mta_sts.close()
 
     # -- opening a session ----------------------------------------------------------------------
-    async def _open(self, dest: Destination) -> _Session:
+    async def _open(self, dest: Destination, checked: bool = True) -> _Session:
         hops = await self._hops(dest)
+        # The destination's own policies apply to its MX, not to an operator's route.
+        secured = checked and dest.nexthop is None and _address_literal(dest.domain) is None
+        policy = await self.policies.destination(dest.domain) if secured else None
         failures: list[_HopFailure] = []
         tried = 0
         for host, port in hops:
+            rule = HostTls(self.settings.tls)
+            if secured:
+                try:
+                    rule = await self.policies.host(dest.domain, host, port, policy)
+                except Unusable as unusable:
+                    reach = Reach.NOBODY if unusable.dns else Reach.NO_DOMAIN
+                    failures.append(_HopFailure(STATUS_TLS, unusable.text, reach=reach))
+                    continue
             try:
                 addresses = await self.resolver.addresses(host)
             except DnsError as exc:
@@ -445,7 +489,9 @@ class RemoteClient:
                     break
                 tried += 1
                 try:
-                    return await self._connect(host, address, port, tls_allowed=True)
+                    session = await self._connect(host, address, port, rule, tls_allowed=True)
+                    session.checked = checked
+                    return session
                 except _HopFailure as failure:
                     log.info("event=remote_host_failed dest=%s error=%s", dest.key, failure.text)
                     failures.append(failure)
@@ -461,7 +507,9 @@ class RemoteClient:
         last.reach, last.address = _reach_of(failures)
         raise last
 
-    async def _connect(self, host: str, address: str, port: int, *, tls_allowed: bool) -> _Session:
+    async def _connect(
+        self, host: str, address: str, port: int, rule: HostTls, *, tls_allowed: bool
+    ) -> _Session:
         settings = self.settings
         label = f"{host}[{address}]"
         smtp = aiosmtplib.SMTP(
@@ -470,7 +518,7 @@ class RemoteClient:
             local_hostname=settings.helo,
             timeout=settings.command_timeout,
             start_tls=False,
-            validate_certs=settings.tls == "verify",
+            validate_certs=rule.mode == "verify",
             source_address=(settings.source_address, 0) if settings.source_address else None,
         )
         try:
@@ -494,23 +542,32 @@ class RemoteClient:
         try:
             self._check_loop(session, greeting.message)
             await self._hello(session)
-            if settings.tls != "none":
+            if rule.mode != "none":
                 offered = "starttls" in session.extensions
-                if not offered and settings.tls in ("encrypt", "verify"):
-                    raise _HopFailure(
-                        STATUS_TLS,
-                        f"TLS is required, but host {label} does not offer STARTTLS",
-                        reach=Reach.SERVER,
-                        address=address,
-                    )
+                if not offered and rule.mode != "may":
+                    self.policies.session(rule, address, tlsrpt.STARTTLS_NOT_SUPPORTED)
+                    if not (rule.testing and settings.tls in ("may", "none")):
+                        raise _HopFailure(
+                            STATUS_TLS,
+                            f"TLS is required, but host {label} does not offer STARTTLS",
+                            reach=Reach.SERVER,
+                            address=address,
+                        )
                 if offered and tls_allowed:
+                    context = self._verify_tls if rule.mode == "verify" else self._tls
                     try:
-                        await smtp.starttls(server_hostname=host, tls_context=self._tls)
+                        await smtp.starttls(server_hostname=host, tls_context=context)
                         session.tls = True
                         # A refused handshake can surface only here (TLS 1.3 client certs).
                         await self._hello(session)
                     except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
-                        if settings.tls != "may":
+                        self.policies.session(rule, address, failure_kind(exc))
+                        if rule.testing:
+                            # MTA-STS testing: counted; delivery goes on as `tls` says.
+                            smtp.close()
+                            plain = HostTls(settings.tls)
+                            return await self._connect(host, address, port, plain, tls_allowed=True)
+                        if rule.mode != "may":
                             raise _HopFailure(
                                 STATUS_TLS,
                                 f"TLS with {label} failed: {_reason(exc)}",
@@ -519,7 +576,17 @@ class RemoteClient:
                             ) from None
                         smtp.close()
                         log.info("event=starttls_failed host=%s error=%s", label, _reason(exc))
-                        return await self._connect(host, address, port, tls_allowed=False)
+                        return await self._connect(host, address, port, rule, tls_allowed=False)
+                    dane = rule.dane
+                    if dane and dane.authenticated and not dane.matches(_chain(smtp)):
+                        self.policies.session(rule, address, TLSA_INVALID)
+                        raise _HopFailure(
+                            STATUS_TLS,
+                            f"the certificate of {label} matches no TLSA record (DANE)",
+                            reach=Reach.SERVER,
+                            address=address,
+                        )
+                    self.policies.session(rule, address, "")
         except _HopFailure:
             await self._quit(session)
             raise
@@ -693,6 +760,11 @@ class RemoteClient:
             session.smtp.close()
 
 
+def _chain(smtp: aiosmtplib.SMTP) -> list[bytes]:
+    transport = smtp.transport
+    return peer_chain(transport.get_extra_info("ssl_object") if transport is not None else None)
+
+
 def _headers(body: bytes) -> bytes:
     end = body.find(b"\r\n\r\n")
     return body if end < 0 else body[:end]
@@ -704,6 +776,11 @@ def _reason(exc: BaseException) -> str:
         return f"{exc.code} {_one_line(exc.message)}"
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        # Its errno is OpenSSL's error class (1), which strerror would call "not permitted".
+        return f"certificate verification failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return f"TLS error: {exc.reason}"
     cause = exc.__cause__ if isinstance(exc, aiosmtplib.SMTPConnectError) else exc
     if isinstance(cause, OSError) and cause.errno:
         return os.strerror(cause.errno)  # asyncio's own strerror repeats the address

@@ -4,10 +4,11 @@ parts that own a value (the DKIM keys, the MTA-STS policy's id)."""
 from __future__ import annotations
 
 from mailfort.config import Config
-from mailfort.ops.records import DkimPublished, Note, Record, domain_records, mta_sts_policy_id
+from mailfort.ops.records import DkimPublished, Note, Record, domain_records
 from mailfort.store.api import Store
 from mailfort.store.records import DkimState
 from mailfort.store.roles import DkimKeys
+from mailfort.wellknown import mta_sts
 
 
 async def dkim_published(store: DkimKeys, domain: str) -> list[DkimPublished]:
@@ -22,8 +23,8 @@ async def dkim_published(store: DkimKeys, domain: str) -> list[DkimPublished]:
 
 def policy_id(config: Config, domain: str) -> str:
     """The `id=` of the domain's MTA-STS policy as the node serves it."""
-    del domain  # one policy for every domain of the node: its MX hosts
-    return mta_sts_policy_id(config)
+    del domain  # one policy for every domain of the node, as the http listener serves it
+    return mta_sts.policy_id(config)
 
 
 async def expected_records(

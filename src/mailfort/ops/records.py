@@ -17,7 +17,6 @@ Records fall into the zones of four owners, printed in four sections:
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,8 +37,6 @@ SRV_SERVICES: tuple[tuple[str, str, int], ...] = (
     ("_pop3._tcp", "pop3", 30),
 )
 # RFC 8461 3.2: the policy's max_age; a week is what the RFC's examples and big senders use.
-MTA_STS_MAX_AGE = 604800
-MTA_STS_MODE = "enforce"
 KINDS = (
     "mx", "spf", "dkim", "dmarc", "mta-sts", "tlsrpt", "alias", "srv", "address", "ptr",
     "provider-spf", "dmarc-report",
@@ -144,15 +141,6 @@ def dmarc_text(config: Config, domain: str) -> str:
 
 def tlsrpt_text(config: Config, domain: str) -> str:
     return f"v=TLSRPTv1; rua=mailto:{report_address(config.dns.tlsrpt_rua, domain)}"
-
-
-def mta_sts_policy_id(config: Config) -> str:
-    """The `id=` of `_mta-sts` (RFC 8461 3.1): it must change whenever the policy does, so it is
-    a digest of the policy's contents; 1-32 alphanumerics."""
-    policy = f"version: STSv1\nmode: {MTA_STS_MODE}\n"
-    policy += "".join(f"mx: {h.rstrip('.')}\n" for h in mx_hosts(config))
-    policy += f"max_age: {MTA_STS_MAX_AGE}\n"
-    return hashlib.sha256(policy.encode()).hexdigest()[:20]
 
 
 class _Builder:

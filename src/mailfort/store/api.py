@@ -26,6 +26,7 @@ from mailfort.store.roles import (
     Secrets,
     StatusRecords,
     SubmissionCounts,
+    TlsReports,
 )
 
 
@@ -45,6 +46,7 @@ class Store(
     Secrets,
     Certificates,
     SubmissionCounts,
+    TlsReports,
     abc.ABC,
 ):
     """Async store: every role, opened and closed. Every write is durable when its coroutine

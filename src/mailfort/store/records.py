@@ -401,3 +401,18 @@ class StoredCertificate:
     names: tuple[str, ...]
     not_after: float
     updated: float
+
+
+# -- TLS reports (RFC 8460) -----------------------------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsResultRow:
+    """TLS sessions to one policy domain on one UTC day with one outcome (role `TlsReports`)."""
+
+    day: str  # YYYY-MM-DD, UTC
+    domain: str  # the policy domain
+    policy_type: str  # sts | tlsa | no-policy-found
+    policy: str  # the policy's lines, joined by "\n"
+    mx_host: str
+    result: str  # "" for successful sessions, else an RFC 8460 4.3 result type
+    address: str  # the receiving MX's address, "" when none was reached
+    sessions: int

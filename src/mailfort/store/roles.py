@@ -22,6 +22,7 @@ nothing driver-specific crosses a role.
 | `Secrets`       | secrets generated once and shared by every node       | trust (SRS)         |
 | `Certificates`  | TLS certificates, ACME challenges and account keys    | certs, wellknown    |
 | `SubmissionCounts` | what each user submitted per hour, on every node   | server (submission) |
+| `TlsReports`    | TLS session counts per policy domain, reports sent    | queue (tls_reports) |
 
 `store.api.Store` is all of them together, for the code that opens and wires a store.
 """
@@ -56,6 +57,7 @@ from mailfort.store.records import (
     Settlement,
     StoredCertificate,
     StoredMessage,
+    TlsResultRow,
     WebhookAdded,
     WebhookRow,
 )
@@ -561,6 +563,37 @@ class Certificates(Protocol):
 
 
 # -- what one consumer uses together (Python has no intersection types) -----------------------
+class TlsReports(Protocol):
+    """TLS-RPT (RFC 8460): session counts per policy domain and day, and which reports went out."""
+
+    async def add_tls_results(self, results: Sequence[TlsResultRow]) -> None:
+        """Add `results`' session counts to what the store holds for the same day, domain, policy,
+        host, address and result (one transaction)."""
+        ...
+
+    async def tls_report_domains(self, before_day: str, limit: int) -> list[tuple[str, str]]:
+        """Up to `limit` (day, domain) pairs with counts from days before `before_day` whose
+        report is not claimed yet, oldest first."""
+        ...
+
+    async def tls_results(self, day: str, domain: str) -> list[TlsResultRow]:
+        """The counts of `domain` on `day`."""
+        ...
+
+    async def claim_tls_report(
+        self, day: str, domain: str, node: str, now: float, *, report: bool, since: float, cap: int
+    ) -> bool:
+        """Claim the report of (`day`, `domain`) for `node` (the sender its cap counts for): True
+        once in the whole cluster. A claim with `report` (a mail goes out) fails while `node` has
+        claimed `cap` reports since `since`; one without (the domain asks for none) always
+        counts as done."""
+        ...
+
+    async def prune_tls_results(self, before_day: str) -> int:
+        """Forget counts and claims of days before `before_day`; how many rows went."""
+        ...
+
+
 class MailboxAccess(Accounts, Mailboxes, Protocol):
     """Mailboxes with their owners' accounts (quota): what a mail session reads and writes."""
 

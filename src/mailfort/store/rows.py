@@ -28,6 +28,7 @@ from mailfort.store.records import (
     QueueItem,
     RecordRow,
     StoredCertificate,
+    TlsResultRow,
     WebhookRow,
     decode_json_dict,
     decode_json_list,
@@ -140,6 +141,23 @@ MAINTENANCE_FIELDS = ("starts_at", "ends_at", "cancelled_at", "data")
 
 WEBHOOK_COLS = "id, url, components, created_at, network"
 webhook = by_name(WebhookRow, WEBHOOK_COLS)
+
+
+TLS_RESULT_COLS = "day, domain, policy_type, policy, mx_host, result, address, sessions"
+tls_result = by_name(TlsResultRow, TLS_RESULT_COLS)
+
+
+def tls_result_values(rows: Sequence[TlsResultRow]) -> list[tuple[str | int, ...]]:
+    """Parameters for inserting `rows` in TLS_RESULT_COLS order, in one order every time (so
+    that two nodes' concurrent upserts take their row locks alike and never deadlock)."""
+    ordered = sorted(
+        rows,
+        key=lambda r: (r.day, r.domain, r.policy_type, r.policy, r.mx_host, r.result, r.address),
+    )
+    return [
+        (r.day, r.domain, r.policy_type, r.policy, r.mx_host, r.result, r.address, r.sessions)
+        for r in ordered
+    ]
 
 
 DELAYED_COLS = "account, queue_id, accepted_at, settled_at"

@@ -21,7 +21,8 @@ Contract of this package (the web half of ``status/``):
   is built; never the node itself.
 
 May import: ``status/`` (its logic, repository, catalogs and webhook checks), the store's role
-interfaces, ``auth/`` (the ``/account`` login), ``config``, ``overload/``, the leaves (``metrics``,
+interfaces, ``auth/`` (the ``/account`` login), ``wellknown/`` (the mail client profile
+``/account`` offers), ``config``, ``overload/``, the leaves (``metrics``,
 ``errors``, ``network``), starlette, uvicorn, jinja2, h11. Must not import: protocol cores,
 ``server/`` or ``node.py`` (``tests/unit/test_layers.py``).
 """

@@ -1,8 +1,8 @@
 """The PostgreSQL engine: many nodes share one database; the same roles as SQLite.
 
 Holds: `PostgresStore`, built from one class per role file (`accounts`, `mailboxes`, `queue`,
-`cluster`, `status`, `dkim`, `certs`) over the plumbing in `engine` (the pool, failover and change
-announcements in `connection`, `migrate`).
+`cluster`, `status`, `dkim`, `certs`, `submission`, `tls_reports`) over the plumbing in `engine`
+(the pool, failover and change announcements in `connection`, `migrate`).
 May import: `asyncpg`, the stdlib, `mailfort.errors`, and the engine-neutral modules of
 `mailfort.store` (`api`, `records`, `rows`, `flags`, `migrate`, `notify`); never the SQLite engine,
 nor anything above the store.
@@ -22,6 +22,7 @@ from mailfort.store.postgres.mailboxes import PostgresMailboxes
 from mailfort.store.postgres.queue import PostgresQueue
 from mailfort.store.postgres.status import PostgresStatus
 from mailfort.store.postgres.submission import PostgresSubmission
+from mailfort.store.postgres.tls_reports import PostgresTlsReports
 
 __all__ = ["PostgresStore"]
 
@@ -35,5 +36,6 @@ class PostgresStore(
     PostgresDkim,
     PostgresCertificates,
     PostgresSubmission,
+    PostgresTlsReports,
 ):
     """Every role on one PostgreSQL database (one schema)."""

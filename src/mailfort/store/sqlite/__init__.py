@@ -1,7 +1,8 @@
 """The embedded SQLite engine: one file, WAL, one group-committing writer, pooled readers.
 
 Holds: `SqliteStore`, built from one class per role file (`accounts`, `mailboxes`, `queue`,
-`cluster`, `status`, `dkim`, `certs`) over the plumbing in `engine` (readers, `writer`, `migrate`).
+`cluster`, `status`, `dkim`, `certs`, `submission`, `tls_reports`) over the plumbing in `engine`
+(readers, `writer`, `migrate`).
 May import: the stdlib (`sqlite3`), `mailfort.errors`, and the engine-neutral modules of
 `mailfort.store` (`api`, `records`, `rows`, `flags`, `migrate`, `notify`); never the PostgreSQL
 engine, nor anything above the store.
@@ -19,6 +20,7 @@ from mailfort.store.sqlite.mailboxes import SqliteMailboxes
 from mailfort.store.sqlite.queue import SqliteQueue
 from mailfort.store.sqlite.status import SqliteStatus
 from mailfort.store.sqlite.submission import SqliteSubmission
+from mailfort.store.sqlite.tls_reports import SqliteTlsReports
 
 __all__ = ["SqliteStore"]
 
@@ -32,5 +34,6 @@ class SqliteStore(
     SqliteDkim,
     SqliteCertificates,
     SqliteSubmission,
+    SqliteTlsReports,
 ):
     """Every role on one SQLite file."""
