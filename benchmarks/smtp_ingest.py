@@ -19,6 +19,13 @@ a 250 for is in its recipient's INBOX exactly once, and says so.
     .venv/bin/python benchmarks/smtp_ingest.py -n 5000 -r 3
     .venv/bin/python benchmarks/smtp_ingest.py --host 127.0.0.1 --port 2525 --pid 1234 \\
         --rcpt demo@example.test
+
+With `--verify` the node checks incoming mail (SPF, DKIM, DMARC, ARC; `[verify]`): a name server
+on loopback (tests/dnsserver.py) holds SPF, DKIM (RSA 2048) and DMARC p=reject records for the
+sender's domain, every message carries a DKIM signature of From and To and the body (made once
+per recipient before the runs: the other header fields vary and are not signed, and signing in
+the clients would take the node's CPU), and the node's resolver caches the answers after the
+first message. `benchmarks/verify_ingest.py` runs both ways.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ if str(ROOT) not in sys.path:
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LINE = b"The quick brown fox jumps over the lazy dog; pack my box with five dozen jugs.\r\n"
 SEQ_HEADER = re.compile(rb"^X-Bench-Id: (\d+)-(\d+)\r$", re.M)
+SENDER_DOMAIN = "source.test"
+DKIM_SELECTOR = "bench"
 
 
 # -- the message --------------------------------------------------------------------------------
@@ -77,6 +86,9 @@ class ClientJob:
     rcpts_per_message: int
     pipelining: bool
     rset: bool
+    # Recipient -> its DKIM-Signature field (From, To and the body are the same for every
+    # message to it, and only they are signed): made once, before the runs.
+    signatures: dict[str, bytes] | None = None
 
 
 @dataclass
@@ -133,7 +145,10 @@ async def session(job: ClientJob, take: list[int], out: ClientResult) -> None:
                 seq = job.first + take[0]
                 take[0] += 1
                 rcpts = [job.recipients[(seq + i) % n_rcpt] for i in range(job.rcpts_per_message)]
-                body = make_body(job.size, job.run, seq, rcpts[0]) + b".\r\n"
+                body = make_body(job.size, job.run, seq, rcpts[0])
+                if job.signatures is not None:
+                    body = job.signatures[rcpts[0]] + body
+                body += b".\r\n"
                 commands = [b"MAIL FROM:<bench@source.test>\r\n"]
                 commands += [f"RCPT TO:<{r}>\r\n".encode() for r in rcpts]
                 if job.rset and not first:
@@ -167,6 +182,46 @@ async def session(job: ClientJob, take: list[int], out: ClientResult) -> None:
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+
+
+def dkim_signature(body: bytes, key: bytes) -> bytes:
+    import dkim
+
+    domain = SENDER_DOMAIN.encode()
+    return bytes(
+        dkim.sign(body, DKIM_SELECTOR.encode(), domain, key, include_headers=[b"from", b"to"])
+    )
+
+
+def sender_zone(key: bytes):  # type: ignore[no-untyped-def]
+    """A name server on loopback with the sender domain's SPF, DKIM and DMARC records."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from tests.dnsserver import NameServer, Zone
+
+    private = serialization.load_pem_private_key(key, password=None)
+    public = private.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    record = f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode()}"
+    zone = Zone()
+    strings = " ".join(f'"{record[i : i + 255]}"' for i in range(0, len(record), 255))
+    zone.add(f"{DKIM_SELECTOR}._domainkey.{SENDER_DOMAIN}", "TXT", strings, ttl=3600)
+    zone.add(SENDER_DOMAIN, "TXT", '"v=spf1 ip4:127.0.0.0/8 -all"', ttl=3600)
+    zone.add(f"_dmarc.{SENDER_DOMAIN}", "TXT", '"v=DMARC1; p=reject"', ttl=3600)
+    return NameServer(zone).start()
+
+
+def new_dkim_key() -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
 
 
 async def client_main(job: ClientJob, out: ClientResult) -> None:
@@ -235,6 +290,9 @@ def start_node(args: argparse.Namespace, recipients: list[str]):  # type: ignore
         f"max_connections = {max(args.sessions * 2, 1000)}\n"
     )
     node = NodeProcess(root, name="bench", extra_config=extra)
+    if args.dns is not None:
+        node.delivery = f'dns_nameservers = ["{args.dns.address}"]\ndns_timeout = 2.0\n'
+        node.verify = "enabled = true"
     node.provision(
         domains=("bench.test",), users=dict.fromkeys(recipients, "bench password"), aliases=()
     )
@@ -365,6 +423,7 @@ def one_run(
             args.rcpts,
             args.pipelining,
             args.rset,
+            args.signatures,
         )
         for i in range(procs)
     ]
@@ -452,12 +511,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="start our node as WRAPPER -m mailfort ..., e.g. 'python -m cProfile -o node.prof'",
     )
     add("--json", type=Path, help="also write the per-run figures to this file")
+    add(
+        "--verify",
+        action="store_true",
+        help="our node checks SPF/DKIM/DMARC; messages are DKIM-signed (see the docstring)",
+    )
     return parser
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    args.signatures = args.dns = None
+    if args.verify:
+        if args.host:
+            parser.error("--verify starts its own node and name server (no --host)")
+        key = new_dkim_key()
+        args.dns = sender_zone(key)
     node = None
     if args.host:
         target = (args.host, args.port)
@@ -465,6 +535,10 @@ def main() -> int:
         pid, db = args.pid, args.db
     else:
         recipients = [f"user{i}@bench.test" for i in range(args.users)]
+        if args.verify:
+            args.signatures = {
+                r: dkim_signature(make_body(args.size, 0, 0, r), key) for r in recipients
+            }
         node = start_node(args, recipients)
         assert node.proc is not None
         target, pid, db = ("127.0.0.1", node.ports["smtp"]), node.proc.pid, node.db_path
@@ -475,7 +549,8 @@ def main() -> int:
         f"mailfort SMTP ingest: {args.messages} messages x {args.size} bytes, "
         f"{args.sessions} sessions, {args.runs} runs, {args.rcpts} rcpt/msg, "
         f"pipelining {'on' if args.pipelining else 'off'}, RSET {'on' if args.rset else 'off'}, "
-        f"{args.procs} client process(es), {os.cpu_count()} CPUs; "
+        f"{args.procs} client process(es), {os.cpu_count()} CPUs, "
+        f"verification {'on (DKIM-signed, SPF, DMARC p=reject)' if args.verify else 'off'}; "
         f"node pid {pid or '?'} at {target[0]}:{target[1]}",
         flush=True,
     )
@@ -544,6 +619,9 @@ def main() -> int:
         )
         if node is not None:
             node.stop()
+        if args.dns is not None:
+            asked = len(args.dns.zone.queries)
+            print(f"DNS questions the node asked the name server: {asked} (the rest were cached)")
         if db is None:
             print("mailbox check skipped (a running node without --db)")
         elif acked is None:
@@ -553,6 +631,8 @@ def main() -> int:
         if args.json:
             args.json.write_text(json.dumps({"runs": rows, "median": median}, indent=1))
     finally:
+        if args.dns is not None:
+            args.dns.stop()
         if node is not None:
             node.stop()
             if args.keep:

@@ -13,6 +13,9 @@ import pytest
 from tests.nodeproc import NodeProcess
 from tests.rawclient import RawClient, client_tls
 
+# Fixtures `zone`, `nameserver` and `resolver`: a loopback name server for the tests of trust/.
+pytest_plugins = ["tests.trustdns"]
+
 PASSWORD = "correct horse battery staple"
 USERS = {
     "alice@example.test": PASSWORD,

@@ -68,6 +68,9 @@ pop3 = "{pop3_listen}"
 pop3s = "{pop3s_listen}"
 http = "{http_listen}"
 
+[verify]
+{verify}
+
 [queue]
 lease_seconds = {lease_seconds}
 poll_interval = 0.2
@@ -88,6 +91,9 @@ class NodeProcess:
     name: str = "node1"
     extra_config: str = ""
     delivery: str = NO_DNS  # lines of the [delivery] table
+    # Lines of the [verify] table: the checks of incoming mail are off unless a test of them
+    # turns them on (with NO_DNS every message would wait out a DNS timeout, then a 451).
+    verify: str = "enabled = false"
     fixed_ports: dict[str, int] = field(default_factory=dict)
     store_url: str = ""  # when set: a `[store] url = "..."` table (PostgreSQL cluster tests)
     lease_seconds: float = 5.0
@@ -135,6 +141,7 @@ class NodeProcess:
             pop3s_listen=f"{self.host}:{self.fixed_ports.get('pop3s', 0)}" if POP3 else "",
             http_listen=f"{self.host}:{self.fixed_ports.get('http', 0)}" if self.http else "",
             delivery=self.delivery,
+            verify=self.verify,
             lease_seconds=self.lease_seconds,
         )
         if self.store_url:

@@ -391,6 +391,24 @@ class SrsConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class VerifyConfig:
+    """Checks of mail arriving on the MX port: SPF, DKIM, DMARC and ARC, summed up in an
+    Authentication-Results header; what a DMARC failure leads to. Submission is not checked."""
+
+    enabled: bool = True
+    # What a DMARC p=reject failure does: reject (550 5.7.1) | quarantine (to Junk) | none.
+    reject: str = "reject"
+    # Per local domain, the same setting in its place; "none" delivers everything to the INBOX.
+    domains: dict[str, str] = field(default_factory=dict)
+    # When a DNS failure may have changed the DMARC verdict: defer (451 4.7.0) | accept.
+    temperror: str = "defer"
+    # IP networks of forwarders whose passing ARC chain stands in for a failed DMARC check.
+    forwarders: tuple[str, ...] = ()
+    dns_timeout: float = 5.0  # one DNS query, retries included
+    spf_timeout: float = 20.0  # a whole SPF evaluation (RFC 7208 4.6.4: at least 20 s)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     hostname: str = field(default_factory=lambda: socket.getfqdn() or "localhost")
     data_dir: Path = Path("var")
@@ -416,6 +434,7 @@ class Config:
     overload: OverloadConfig = field(default_factory=OverloadConfig)
     status: StatusConfig = field(default_factory=StatusConfig)
     submission: SubmissionConfig = field(default_factory=SubmissionConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
     dns: DnsConfig = field(default_factory=DnsConfig)
     dkim: DkimConfig = field(default_factory=DkimConfig)
     srs: SrsConfig = field(default_factory=SrsConfig)
@@ -588,6 +607,7 @@ def validate(config: Config) -> None:
             if not _is_address_or_domain(pattern):
                 raise ConfigError(key, f'expected "address" or "@domain", got {pattern!r}')
     _validate_delivery(config.delivery)
+    _validate_verify(config.verify)
     _validate_dkim(config.dkim, config.srs)
     for key in ("heartbeat_seconds", "maildrop_lease_seconds"):
         if getattr(config.cluster, key) < 0.1:
@@ -662,6 +682,24 @@ def _validate_status(st: StatusConfig) -> None:
         raise ConfigError(
             "status.webhook_subscribe_per_network", "must be at least webhook_subscribe_per_ip"
         )
+
+
+def _validate_verify(verify: VerifyConfig) -> None:
+    policies = ("reject", "quarantine", "none")
+    if verify.reject not in policies:
+        raise ConfigError("verify.reject", f"expected one of {', '.join(policies)}")
+    for domain, policy in verify.domains.items():
+        if policy.lower() not in policies:
+            raise ConfigError(f"verify.domains.{domain}", f"expected one of {', '.join(policies)}")
+    if verify.temperror not in ("defer", "accept"):
+        raise ConfigError("verify.temperror", 'expected "defer" or "accept"')
+    for network in verify.forwarders:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError("verify.forwarders", f"not an IP network: {network!r}") from None
+    if verify.dns_timeout <= 0 or verify.spf_timeout <= 0:
+        raise ConfigError("verify", "timeouts must be positive")
 
 
 def _validate_dns(dns: DnsConfig) -> None:

@@ -56,6 +56,8 @@ from mailfort.status.repository import StatusRepository
 from mailfort.status.service import StatusService
 from mailfort.store import open_store
 from mailfort.store.api import Store
+from mailfort.trust.dkim_check import Offload
+from mailfort.trust.incoming import Verifier as IncomingVerifier
 from mailfort.trust.outbound import KeyCache, Outbound
 from mailfort.trust.srs import Srs
 from mailfort.wellknown import autoconfig, autodiscover
@@ -148,6 +150,8 @@ class Node:
         self.limiter = self._limiter(limits.max_connections, limits.max_connections_per_ip)
         # Parsing and searching of message bodies runs here, off the loop every client shares.
         self.cpu = CpuPool(limits.cpu_threads)
+        # SPF, DKIM, DMARC and ARC of mail arriving on the MX port; DKIM's hashing on `cpu`.
+        self.incoming = incoming_checks(config, self.cpu.run)
         # Every protocol that takes a password logs in through this one object, so a guesser
         # is counted once per address, network and account whichever protocol it tries.
         self.verifier = Verifier(
@@ -387,6 +391,7 @@ class Node:
                 sessions=self.account_sessions,
                 networks=self.networks,
                 clock=self.clock.now,
+                verifier=self.incoming,
                 limit=SubmissionLimit(
                     self.store,
                     messages_per_hour=self.config.submission.messages_per_hour,
@@ -621,6 +626,42 @@ def status_page_url(config: Config) -> str:
     if config.status.public_url:
         return config.status.public_url
     return f"http://{config.listen.http or config.hostname}/"
+
+
+def incoming_checks(config: Config, offload: Offload | None = None) -> IncomingVerifier | None:
+    """The checks of incoming mail from `[verify]`, asking the name servers of `[delivery]`;
+    None when they are off."""
+    import ipaddress
+
+    from mailfort.delivery.transport import parse_nexthop
+    from mailfort.trust.dmarc import Policy
+    from mailfort.trust.dns import TrustResolver
+    from mailfort.trust.incoming import VerifySettings
+
+    v = config.verify
+    if not v.enabled:
+        return None
+    nameservers = [parse_nexthop(n, default_port=53) for n in config.delivery.dns_nameservers]
+    resolver = TrustResolver(
+        nameservers=[(n.host, n.port) for n in nameservers], timeout=v.dns_timeout
+    )
+
+    def policy(text: str) -> Policy:
+        found = Policy.parse(text)  # validated with the config; NONE is falsy, hence no `or`
+        return Policy.REJECT if found is None else found
+
+    settings = VerifySettings(
+        reject=policy(v.reject),
+        caps={d: policy(p) for d, p in v.domains.items()},
+        defer_on_temperror=v.temperror == "defer",
+        forwarders=tuple(ipaddress.ip_network(n, strict=False) for n in v.forwarders),
+        spf_timeout=v.spf_timeout,
+        # Enough for two sequential lookups (own and organisational domain) that time out.
+        dmarc_timeout=2 * v.dns_timeout + 1,
+    )
+    return IncomingVerifier(
+        resolver, authserv_id=config.hostname, settings=settings, offload=offload
+    )
 
 
 def remote_worker(

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
 
 from mailfort.mail.directory import Resolution
 from mailfort.mail.trace import delivery_prefix, new_queue_id, received_header
-from mailfort.store.records import AcceptRequest, LocalDelivery, QueuedRecipient
+from mailfort.store.records import INBOX, JUNK, AcceptRequest, LocalDelivery, QueuedRecipient
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,9 +82,12 @@ def stamped_request(
     client_ip: str,
     authenticated: str | None,
     now: float,
+    junk: Set[str] = frozenset(),
 ) -> AcceptRequest:
     """The request for a `body` that already starts with `stamp.received` (a large message is
-    read from the spool straight after its header, so it is never copied to prepend one)."""
+    read from the spool straight after its header, so it is never copied to prepend one).
+    The local copies for envelope recipients in `junk` are filed to the account's Junk mailbox
+    (a DMARC quarantine); an account reached through several recipients takes the first's."""
     queue_id = stamp.queue_id
     local: dict[int, LocalDelivery] = {}
     queued: list[QueuedRecipient] = []
@@ -97,6 +100,7 @@ def stamped_request(
                     account_id=account_id,
                     recipient=address,
                     prefix=delivery_prefix(sender, address),
+                    mailbox=JUNK if original in junk else INBOX,
                 )
         for address in resolution.remote:
             if address not in seen_remote:

@@ -129,6 +129,11 @@ def originators(message: bytes) -> Originators:
     return Originators(authors=authors, sender=sender)
 
 
+def from_addresses(written: str) -> tuple[str, ...]:
+    """The normalized addresses of one From: field value; OriginatorError when unparsable."""
+    return _addresses("From", written, Problem.BAD_FROM)
+
+
 def _addresses(name: str, written: str, problem: Problem) -> tuple[str, ...]:
     """The normalized addresses of one From: or Sender: field value, groups flattened."""
     if len(written) > MAX_FIELD:

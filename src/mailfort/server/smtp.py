@@ -331,20 +331,25 @@ class SmtpConnection(asyncio.BufferedProtocol):
         self, envelope: Envelope[Resolution], content: bytes, spooled: SpoolFile | None
     ) -> str:
         """The policy's DATA work (building the request, the durable commit) under a slot of
-        the overload gate, taken now that the data has arrived.
+        the overload gate, taken now that the data has arrived and has been checked (SPF,
+        DKIM, DMARC: DNS waits for other domains are not the node's latency).
 
         The sample is this work alone: the node's own latency, with the round trips and the
         upload left out. A session that finds no slot within `_SLOT_WAIT` gets a 451 and keeps
         nothing: the sender retries, as it would after a 4xx at MAIL."""
         policy = self._policy
+        client = self.client
+        screened = await policy.screen(client, envelope, content, spooled)
+        if isinstance(screened, str):
+            return screened  # refused or deferred by the checks of incoming mail
         gate = policy.gate
         if gate is None:
-            return await policy.data(self.client, envelope, content, spooled, self._abort)
+            return await policy.data(client, envelope, content, spooled, self._abort, screened)
         token = await gate.acquire(policy.protocol, _SLOT_WAIT, self._admitted.network)
         if token is None:
             return OVERLOADED_MAIL
         try:
-            status = await policy.data(self.client, envelope, content, spooled, self._abort)
+            status = await policy.data(client, envelope, content, spooled, self._abort, screened)
         except BaseException:
             gate.forget(token)
             raise

@@ -10,6 +10,11 @@ One policy class serves all three listeners; `Mode` says which one it is:
 - SUBMISSION (587, STARTTLS) and SUBMISSIONS (465, implicit TLS): AUTH PLAIN/LOGIN under TLS only,
   the envelope sender and the header From:/Sender: must belong to the user, any recipient.
 
+On the MX port, when a `Verifier` is given, each message is checked (SPF, DKIM, DMARC, ARC:
+`trust/incoming.py`) after DATA: it gets an Authentication-Results field, forged ones in our name
+are cut out, and by the sender domain's DMARC policy it is refused, deferred, or its copies are
+filed to Junk.
+
 On every port a message must fit each local recipient's remaining quota before a byte of it is
 stored: at RCPT by the size declared with MAIL (RFC 1870), at the end of DATA by its real size,
 and once more inside the store transaction, which concurrent deliveries cannot both pass.
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -45,6 +51,7 @@ from mailfort.server.submission_limit import SubmissionLimit, Taken, Usage
 from mailfort.status.components import Component
 from mailfort.status.notices import NoticeBoard
 from mailfort.store.roles import Intake
+from mailfort.trust.incoming import Action, Verifier, cut
 
 log = logging.getLogger("mailfort.smtp")
 
@@ -52,6 +59,7 @@ log = logging.getLogger("mailfort.smtp")
 # "system not accepting network messages", 4.3.0 "other or undefined mail system status".
 OVERLOADED_CONNECT: Final = "421 4.3.2 Server busy, try again later"
 OVERLOADED_MAIL: Final = "451 4.3.0 Server busy, try again later"
+_DOMAIN_TEXT: Final = re.compile(r"[^A-Za-z0-9.-]")
 
 _PROBLEM_REPLIES: Final = {
     Problem.HEADER_TOO_LARGE: R.HEADER_TOO_LARGE,
@@ -86,6 +94,18 @@ class Client:
 
 
 @dataclass(frozen=True, slots=True)
+class Screened:
+    """What the checks of incoming mail add to a message before it is stored."""
+
+    header: bytes = b""  # the Authentication-Results field
+    strip: tuple[tuple[int, int], ...] = ()  # forged fields to cut (offsets in the message)
+    junk: frozenset[str] = frozenset()  # envelope recipients whose copies go to Junk
+
+
+UNSCREENED: Final = Screened()
+
+
+@dataclass(frozen=True, slots=True)
 class LoggedIn:
     user: str  # the account's address
 
@@ -108,6 +128,7 @@ class SmtpPolicy:
         memory: MemoryBudget | None = None,
         sessions: AccountSessions | None = None,
         networks: Networks | None = None,
+        verifier: Verifier | None = None,
         limit: SubmissionLimit | None = None,
     ) -> None:
         self.mode = mode
@@ -127,6 +148,8 @@ class SmtpPolicy:
         # Logged-in sessions per account on this node, shared with IMAP and POP3.
         self.sessions = sessions or AccountSessions(50)
         self.networks = networks or Networks()
+        # Checks of incoming mail: MX only (submission is authenticated mail of our own users).
+        self.verifier = verifier if mode is Mode.MX else None
         # Submission only: each user's messages and recipients per hour, on every node.
         self.limit = limit if limit is not None and limit.enabled else None
         # Metrics label: both submission ports are "submission".
@@ -313,17 +336,27 @@ class SmtpPolicy:
         data: bytes,
         spooled: SpoolFile | None,
         abort: Callable[[], None],
+        screened: Screened | None = None,
     ) -> str:
         """Store the message: `data`, or when it was too large to keep in memory as it came,
-        `spooled`. `abort` drops the connection without a reply (see CommitInDoubt)."""
+        `spooled`. `abort` drops the connection without a reply (see CommitInDoubt).
+        `screened`: what `screen` said of it, when the caller asked already."""
         # A recipient given twice is one recipient: the last RCPT's route counts.
         resolved = {r.address: r.route for r in envelope.recipients}
         if not resolved:
             return R.BAD_SEQUENCE
         sender = envelope.sender
         session = client.session
+        if screened is None:
+            checked = await self.screen(client, envelope, data, spooled)
+            if isinstance(checked, str):
+                return checked
+            screened = checked
+        header, strip, junk = screened.header, screened.strip, screened.junk
         stamp = self._stamp(client, envelope, resolved)
-        size = len(stamp.received) + (len(data) if spooled is None else spooled.size)
+        prefix = stamp.received + header
+        size = len(prefix) + (len(data) if spooled is None else spooled.size)
+        size -= sum(end - start for start, end in strip)
         try:
             if self.mode is not Mode.MX:
                 limit = MAX_HEADER_BLOCK + 4
@@ -347,10 +380,12 @@ class SmtpPolicy:
             owner = user if user is not None else self.networks.of(client.ip)
             async with self.memory.hold(0 if spooled is None else size, owner=owner):
                 if spooled is None:
-                    body: bytes | bytearray = stamp.received + data
+                    body: bytes | bytearray = prefix + cut(data, strip)
                 else:
-                    body = await spooled.read(stamp.received)
+                    body = await spooled.read(prefix)
                     spooled.close()  # the octets are in memory now: free the disk at once
+                    for start, end in sorted(strip, reverse=True):
+                        del body[len(prefix) + start : len(prefix) + end]  # in place, no copy
                 request = stamped_request(
                     stamp=stamp,
                     sender=sender,
@@ -359,6 +394,7 @@ class SmtpPolicy:
                     client_ip=client.ip,
                     authenticated=user,
                     now=self.clock(),
+                    junk=junk,
                 )
                 result = await self.store.accept(request)
         except OverQuota as exc:
@@ -399,6 +435,51 @@ class SmtpPolicy:
             size,
         )
         return R.queued(result.queue_id)
+
+    async def screen(
+        self,
+        client: Client,
+        envelope: Envelope[Resolution],
+        data: bytes,
+        spooled: SpoolFile | None,
+    ) -> Screened | str:
+        """The checks of incoming mail (nothing to add or cut without a verifier), or the
+        reply that refuses or defers the message. The connection calls this before it takes
+        a store slot of the overload gate: time spent waiting on other domains' DNS is not
+        the store's latency and must not hold a slot."""
+        verifier = self.verifier
+        recipients = {r.address for r in envelope.recipients}
+        if verifier is None or not recipients:
+            return UNSCREENED  # (no recipient: `data` answers the bad sequence)
+        helo = client.session.helo or ""
+        try:
+            if spooled is None:
+                verdict = await verifier.check(
+                    ip=client.ip, helo=helo, sender=envelope.sender, message=data
+                )
+            else:
+                # DKIM hashes the whole message: a spooled one is read for it, within the
+                # sender's share of the memory budget, and dropped before the store read.
+                owner = self.networks.of(client.ip)
+                async with self.memory.hold(spooled.size, owner=owner):
+                    message = await spooled.head(spooled.size)
+                    verdict = await verifier.check(
+                        ip=client.ip, helo=helo, sender=envelope.sender, message=message
+                    )
+                    del message
+        except StoreError:
+            return R.STORE_UNAVAILABLE
+        settings = verifier.settings
+        actions = {rcpt: verdict.action(rcpt.rpartition("@")[2], settings) for rcpt in recipients}
+        author = _DOMAIN_TEXT.sub("", verdict.dmarc.from_domain)[:100] or "the author's domain"
+        if Action.DEFER in actions.values():
+            log.info("event=verify_deferred client=%s from_domain=%s", client.ip, author)
+            return R.dmarc_deferred(author)
+        if all(a is Action.REFUSE for a in actions.values()):
+            log.info("event=dmarc_rejected client=%s from_domain=%s", client.ip, author)
+            return R.dmarc_refused(author)
+        junk = frozenset(r for r, a in actions.items() if a in (Action.JUNK, Action.REFUSE))
+        return Screened(verdict.header, verdict.strip, junk)
 
     async def _count_sending(self, client: Client, recipients: int) -> Taken | str | None:
         """Count the message against its user's hourly bound before it is stored (None: no

@@ -11,6 +11,10 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+INBOX = "INBOX"
+JUNK = "Junk"
+JUNK_USE = "\\Junk"
+
 DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
     ("INBOX", None),
     ("Sent", "\\Sent"),
@@ -52,12 +56,15 @@ class Mailbox:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LocalDelivery:
-    """One copy of an accepted message for a local account's INBOX."""
+    """One copy of an accepted message for a local account's INBOX (or its Junk mailbox)."""
 
     account_id: int
     recipient: str
     # Per-recipient trace lines (Return-Path, Delivered-To), stored beside the shared body.
     prefix: bytes
+    # INBOX, or JUNK: the account's mailbox with the \Junk special use (RFC 6154), made with
+    # that name when it has none (DMARC quarantine of incoming mail).
+    mailbox: str = INBOX
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -47,14 +47,46 @@ def _canonical(chunk: bytes) -> bytes:
 
 def relaxed_body_hash(message: bytes, start: int, chunk: int = CHUNK) -> bytes:
     """base64 of SHA-256 over the relaxed canonical form of `message[start:]`."""
-    digest = hashlib.sha256()
+    return body_hash(message, start, chunk=chunk)
+
+
+def body_hash(
+    message: bytes,
+    start: int,
+    *,
+    relaxed: bool = True,
+    algorithm: str = "sha256",
+    limit: int | None = None,
+    chunk: int = CHUNK,
+) -> bytes:
+    """base64 of `algorithm` over the canonical form of `message[start:]`: relaxed (RFC 6376
+    3.4.4) or simple (3.4.3: only the empty lines at the end go, and a CRLF ends even an empty
+    body), cut to `limit` octets (the l= tag) when given. Verification of incoming mail uses it
+    for every c= and a= a signature may name."""
+    digest = hashlib.new(algorithm)
+    room = [limit]  # canonical octets the l= tag still lets in (None: all)
+
+    def feed(data: bytes) -> None:
+        left = room[0]
+        if left is not None:
+            data = data[:left]
+            room[0] = left - len(data)
+        if data:
+            digest.update(data)
+
     held = 0  # CRLFs not hashed yet: they end the body unless more text follows
     wrote = False
     pos, end = start, len(message)
     while pos < end:
         cut = message.find(b"\n", min(pos + chunk, end) - 1)
         stop = end if cut < 0 else cut + 1
-        canonical = _canonical(message[pos:stop])
+        piece = message[pos:stop]
+        if relaxed:
+            canonical = _canonical(piece)
+        elif piece.count(b"\n") != piece.count(b"\r\n"):
+            canonical = _BARE_LF.sub(b"\r\n", piece)  # dkimpy reads a bare LF as a line end
+        else:
+            canonical = piece
         pos = stop
         text = canonical
         trailing = 0
@@ -62,12 +94,12 @@ def relaxed_body_hash(message: bytes, start: int, chunk: int = CHUNK) -> bytes:
             text = text[:-2]
             trailing += 1
         if text:
-            digest.update(b"\r\n" * held)
-            digest.update(text)
+            feed(b"\r\n" * held)
+            feed(text)
             wrote = True
             held = trailing
         else:
             held += trailing
-    if wrote:
-        digest.update(b"\r\n")  # trailing empty lines dropped, one line end kept or added
+    if wrote or not relaxed:
+        feed(b"\r\n")  # trailing empty lines dropped, one line end kept or added
     return base64.b64encode(digest.digest())

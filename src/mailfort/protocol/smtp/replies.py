@@ -86,6 +86,17 @@ def header_sender_refused(address: str, field: str) -> str:
     return f"550 5.7.1 {field}: <{address}> is not an address of the authenticated user"
 
 
+def dmarc_refused(domain: str) -> str:
+    """RFC 7489 6.6.4: a p=reject failure is refused in the SMTP transaction. `domain` is the
+    author's, reduced by the caller to letters, digits, dots and hyphens."""
+    return f"550 5.7.1 Message refused: it fails the DMARC policy (p=reject) of {domain}"
+
+
+def dmarc_deferred(domain: str) -> str:
+    """A DNS failure may have changed the DMARC verdict: the sender tries again (never a 5xx)."""
+    return f"451 4.7.0 Cannot check the DMARC policy of {domain} now, try again later"
+
+
 IDLE_TIMEOUT: Final = "421 4.4.2 Idle timeout, closing"
 # RFC 3463 4.4.2 "bad connection": the data came slower than the node's minimum data rate.
 DATA_TOO_SLOW: Final = "421 4.4.2 Data arriving too slowly, closing"

@@ -19,6 +19,8 @@ from mailfort.store.flags import flags_text, plan_flag_changes
 from mailfort.store.postgres.connection import Conn
 from mailfort.store.postgres.engine import PostgresEngine
 from mailfort.store.records import (
+    JUNK,
+    JUNK_USE,
     AppendItem,
     AppendResult,
     CopyResult,
@@ -227,6 +229,27 @@ async def place(
     if r is None:
         return None
     return int(r[0]), int(r[1])
+
+
+async def junk_mailbox(c: Conn, account_id: int) -> str | None:
+    """The name of the account's Junk mailbox (special use \\Junk, else one named Junk), made
+    when it has none; None when there is no such account."""
+    name = await c.fetchval(
+        "SELECT name FROM mailboxes WHERE account_id = $1 AND special_use = $2 ORDER BY id LIMIT 1",
+        account_id,
+        JUNK_USE,
+    )
+    if name is not None:
+        return str(name)
+    if await c.fetchval(
+        "SELECT 1 FROM mailboxes WHERE account_id = $1 AND name = $2", account_id, JUNK
+    ):
+        return JUNK
+    # Locks the account, as CREATE does: a concurrent delete cannot slip in between.
+    if await c.fetchval("SELECT 1 FROM accounts WHERE id = $1 FOR SHARE", account_id) is None:
+        return None
+    await insert_mailbox(c, account_id, JUNK, JUNK_USE)
+    return JUNK
 
 
 async def append(

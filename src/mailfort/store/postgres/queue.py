@@ -18,8 +18,9 @@ from mailfort.errors import OverQuota
 from mailfort.store import rows
 from mailfort.store.postgres.connection import Conn
 from mailfort.store.postgres.engine import PostgresEngine
-from mailfort.store.postgres.mailboxes import drop_blob, place
+from mailfort.store.postgres.mailboxes import drop_blob, junk_mailbox, place
 from mailfort.store.records import (
+    INBOX,
     AcceptRequest,
     AcceptResult,
     QueuedRecipient,
@@ -53,7 +54,10 @@ async def accept(c: Conn, req: AcceptRequest, blob: list[int] | None = None) -> 
     for copy in sorted(req.local, key=lambda d: d.account_id):
         size = len(copy.prefix) + len(req.body)
         copies = [MessageCopy(blob_id, size, req.received, prefix=copy.prefix)]
-        placed = await place(c, copy.account_id, "INBOX", copies)
+        mailbox: str | None = copy.mailbox
+        if mailbox != INBOX:
+            mailbox = await junk_mailbox(c, copy.account_id)
+        placed = None if mailbox is None else await place(c, copy.account_id, mailbox, copies)
         if placed is None:
             pending.append(
                 QueuedRecipient(

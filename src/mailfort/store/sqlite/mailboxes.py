@@ -16,6 +16,8 @@ from mailfort.errors import AlreadyExists, NotFound, OverQuota
 from mailfort.store import rows
 from mailfort.store.flags import flags_text, plan_flag_changes
 from mailfort.store.records import (
+    JUNK,
+    JUNK_USE,
     AppendItem,
     AppendResult,
     CopyResult,
@@ -185,6 +187,23 @@ def place(
         (sum(m.size for m in copies), account_id),
     )
     return mailbox_id, first
+
+
+def junk_mailbox(c: sqlite3.Connection, account_id: int) -> str | None:
+    """The name of the account's Junk mailbox (special use \\Junk, else one named Junk), made
+    when it has none; None when there is no such account."""
+    row = c.execute(
+        "SELECT name FROM mailboxes WHERE account_id = ? AND special_use = ? ORDER BY id LIMIT 1",
+        (account_id, JUNK_USE),
+    ).fetchone()
+    if row is not None:
+        return str(row[0])
+    if exists(c, "SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?", account_id, JUNK):
+        return JUNK
+    if not exists(c, "SELECT 1 FROM accounts WHERE id = ?", account_id):
+        return None
+    insert_mailbox(c, account_id, JUNK, JUNK_USE)
+    return JUNK
 
 
 def append(

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from mailfort.errors import OverQuota
 from mailfort.store import rows
 from mailfort.store.records import (
+    INBOX,
     AcceptRequest,
     AcceptResult,
     QueuedRecipient,
@@ -26,7 +27,7 @@ from mailfort.store.records import (
 )
 from mailfort.store.rows import MessageCopy
 from mailfort.store.sqlite.engine import SqliteEngine
-from mailfort.store.sqlite.mailboxes import place
+from mailfort.store.sqlite.mailboxes import junk_mailbox, place
 
 
 def _within_quota(c: sqlite3.Connection, account_id: int) -> None:
@@ -48,7 +49,8 @@ def accept(c: sqlite3.Connection, req: AcceptRequest) -> AcceptResult:
     for copy in req.local:
         size = len(copy.prefix) + len(req.body)
         copies = [MessageCopy(blob_id, size, req.received, prefix=copy.prefix)]
-        placed = place(c, copy.account_id, "INBOX", copies)
+        mailbox = copy.mailbox if copy.mailbox == INBOX else junk_mailbox(c, copy.account_id)
+        placed = None if mailbox is None else place(c, copy.account_id, mailbox, copies)
         if placed is None:
             pending.append(
                 QueuedRecipient(
