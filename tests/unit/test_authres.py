@@ -72,6 +72,22 @@ def test_sender_text_cannot_add_to_the_field() -> None:
     assert "arc=fail" in text  # an unknown cv is not repeated
 
 
+def test_an_srs_sender_is_named_whole() -> None:
+    # RFC 8601 2.2: a pvalue may be local-part@domain, and "=" is atext: the address the SPF
+    # check was about, not a version with its separators dropped.
+    srs = "SRS0=jyel624a=J2=alpha.test=alice@beta.test"
+    header = format_header(
+        "mx.example.org",
+        SpfResult(Result.PASS, "mailfrom", "beta.test", srs),
+        [],
+        DmarcResult("none", "alpha.test", None, None),
+        "none",
+    )
+    assert f"spf=pass smtp.mailfrom={srs};" in header.decode()
+    parsed = email.parser.BytesParser(policy=email.policy.default).parsebytes(header + b"\r\n")
+    assert results(str(parsed["Authentication-Results"]))["spf"] == "pass"
+
+
 def test_authserv_id_and_ours() -> None:
     assert authserv_id(" mx.example.org; spf=pass") == "mx.example.org"
     assert authserv_id("(comment) MX.Example.ORG. 1; none") == "mx.example.org"

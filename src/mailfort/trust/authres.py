@@ -30,6 +30,9 @@ from mailfort.trust.headers import Field
 from mailfort.trust.spf import SpfResult
 
 _TOKEN: Final = re.compile(r"[^A-Za-z0-9!#$%&'*+\-.^_`{|}~@]")
+# A pvalue may be `local-part "@" domain` (RFC 8601 2.2): a dot-atom local part holds "=", "/"
+# and "?" too, which SRS addresses (SRS0=hash=tt=domain=user@forwarder) are made of.
+_ADDRESS: Final = re.compile(r"[^A-Za-z0-9!#$%&'*+\-./=?^_`{|}~@]")
 _COMMENT: Final = re.compile(r"\([^()]*\)")
 
 
@@ -37,6 +40,14 @@ def _value(text: str, limit: int = 254) -> str:
     """A value safe to write unquoted: a token (or local@domain), nothing else."""
     cleaned = _TOKEN.sub("", text)[:limit]
     return cleaned or "unknown"
+
+
+def _address(text: str, limit: int = 254) -> str:
+    """An envelope address as a pvalue: `local-part@domain`, or a token if it is no address."""
+    if text.count("@") != 1:
+        return _value(text, limit)
+    cleaned = _ADDRESS.sub("", text)[:limit]
+    return cleaned if not cleaned.startswith("@") else _value(text, limit)
 
 
 def format_header(
@@ -50,7 +61,7 @@ def format_header(
     if spf.identity == "helo":
         lines.append(f"spf={spf.result.value} smtp.helo={_value(spf.domain)}")
     else:
-        lines.append(f"spf={spf.result.value} smtp.mailfrom={_value(spf.sender)}")
+        lines.append(f"spf={spf.result.value} smtp.mailfrom={_address(spf.sender)}")
     if not dkim:
         lines.append("dkim=none")
     for signature in dkim:

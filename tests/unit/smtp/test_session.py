@@ -325,6 +325,20 @@ def test_starttls_forgets_what_came_before_it() -> None:
     assert peer.codes(b"MAIL FROM:<s@remote.test>\r\n") == [503]
 
 
+def test_a_command_that_came_over_tls_before_the_handshake_was_reported_is_read() -> None:
+    """asyncio hands the client's first octets over TLS to the protocol as soon as the
+    handshake ends, which can be before the server's coroutine calls tls_started(): they came
+    over TLS and are answered (dropping them left a client waiting for its EHLO's reply)."""
+    peer = ready()
+    peer.core.receive_data(b"STARTTLS\r\n")
+    assert isinstance(peer.core.next_event(), core.StartTls)
+    assert replies(peer.core.take_output()) == [(220, "2.0.0 Ready to start TLS")]
+    peer.core.receive_data(b"EHLO client.test\r\n")  # decrypted before the handshake returned
+    peer.core.tls_started()
+    assert peer.codes(b"") == [250]
+    assert peer.core.tls and peer.core.helo == "client.test"
+
+
 def test_no_starttls_where_it_is_not_offered() -> None:
     peer = Peer(mx_config(starttls=False))
     assert replies(peer.send(b"STARTTLS\r\n")) == [(454, "4.7.0 TLS not available")]

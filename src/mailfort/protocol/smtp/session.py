@@ -353,14 +353,15 @@ class ServerSession(Generic[Route]):
 
     def tls_started(self) -> None:
         """The handshake is done. RFC 3207 4.2: the session starts over, knowing nothing the
-        client said before (nothing that was sent in the clear counts now)."""
+        client said before. What was sent in the clear behind STARTTLS was dropped when it was
+        answered; what the reader holds now came over TLS (a client's EHLO can arrive before the
+        server calls this) and is kept, or client and server would wait for each other."""
         self._take(StartTls)
         self.tls = True
         self.helo = None
         self.esmtp = False
         self.user = None
         self.envelope = None
-        self._reader.clear()
 
     def close(self) -> None:
         """The connection is over, however: no more events but Close."""
