@@ -18,9 +18,11 @@ def test_ehlo_advertises_extensions(node: NodeProcess) -> None:
     with smtp(node) as client:
         code, text = client.ehlo("client.test")
     assert code == 250
-    for ext in ("PIPELINING", "SIZE", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "STARTTLS"):
+    extensions = ("PIPELINING", "SIZE", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "STARTTLS")
+    for ext in (*extensions, "CHUNKING"):
         assert ext in text.decode(), ext
     assert "AUTH" not in text.decode()
+    assert "BINARYMIME" not in text.decode()  # RFC 3030 3: not offered; chunks hold text
 
 
 def test_message_stored_byte_for_byte_with_trace_headers(node: NodeProcess) -> None:

@@ -33,10 +33,16 @@ class LineReader:
     def feed(self, data: bytes) -> None:
         self._buffer += data
 
-    def take(self) -> bytes:
-        """Everything buffered, taken out (the octets of a DATA section go elsewhere)."""
-        data = bytes(self._buffer)
-        self._buffer.clear()
+    def take(self, limit: int | None = None) -> bytes:
+        """Everything buffered, or its first `limit` octets, taken out (the octets of an SMTP
+        DATA section or BDAT chunk go elsewhere)."""
+        buf = self._buffer
+        if limit is not None and limit < len(buf):
+            data = bytes(buf[:limit])
+            del buf[:limit]  # from the front of a bytearray: no copy of the rest
+            return data
+        data = bytes(buf)
+        buf.clear()
         return data
 
     def clear(self) -> None:

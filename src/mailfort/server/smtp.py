@@ -8,12 +8,14 @@ STARTTLS handshake. What is left here is what needs a transport or a clock:
 - writing: the replies the core produced go out when it needs more input, so the replies to
   pipelined commands leave in one write (RFC 2920 3.2); a client that does not read stalls
   its own session (the transport's flow control), never the node;
-- time: the idle timeout (restarted by each command and by bytes arriving during DATA), its
-  short stress variant while the node's connection slots are mostly taken, the minimum data
-  rate during DATA (421 4.4.2), and the total session time;
+- time: the idle timeout (restarted by each command and by bytes arriving during DATA or a
+  BDAT transaction), its short stress variant while the node's connection slots are mostly
+  taken, the minimum data rate during DATA and from a transaction's first BDAT to its last
+  chunk (421 4.4.2), and the total session time;
 - admission: the connection's slot and overload-gate reservation (`Admitted`), and the gate's
   count of sessions at work from MAIL to the end of the transaction;
-- the spool: DATA past `SPOOL_THRESHOLD` is written to a spool file as it arrives.
+- the spool: DATA or BDAT chunks past `SPOOL_THRESHOLD` are written to a spool file as they
+  arrive; the message ends (DATA's final dot, BDAT LAST) into the same store work and gate slot.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ class SmtpConnection(asyncio.BufferedProtocol):
         self._session_timeout = session_timeout
         self._stress_idle = stress_idle_timeout  # see _idle_check
         self._min_data_rate = min_data_rate
-        self._spooled: list[SpoolFile] = []  # spool files of the DATA in progress
+        self._spooled: list[SpoolFile] = []  # spool files of the message in progress
         self.session: core.ServerSession[Resolution] = core.ServerSession(
             config,
             spool=self._open_spool if policy.spool is not None else None,
@@ -106,8 +108,8 @@ class SmtpConnection(asyncio.BufferedProtocol):
         self._in_transaction = False  # counted among the gate's sessions at work (`begin`)
         self._commands = 0  # the core's command count when the idle timer last restarted
         self._receiving_data = False
-        self._data_started = 0.0  # loop time DATA's 354 went out
-        self._data_bytes = 0  # octets of DATA received so far
+        self._data_started = 0.0  # loop time DATA's 354 (or the first BDAT) went out
+        self._data_bytes = 0  # octets of the data received so far
         self._deadline: asyncio.TimerHandle | None = None
         self._idle_handle: asyncio.TimerHandle | None = None
         self._idle_timer_at: float | None = None  # when the armed idle timer fires
@@ -130,8 +132,9 @@ class SmtpConnection(asyncio.BufferedProtocol):
         # Copied out at once: the next read reuses the buffer.
         session.receive_data(bytes(self._recv_view[:nbytes]))
         if self._receiving_data:
-            # Bytes arriving during DATA are activity: a large message on a slow link is not
-            # idle; the session deadline and the minimum data rate still bound a trickle.
+            # Bytes arriving during DATA (or a BDAT transaction) are activity: a large message
+            # on a slow link is not idle; the session deadline and the minimum data rate still
+            # bound a trickle.
             self._active_at = self._loop.time()
             self._data_bytes += nbytes
         if session.buffered > READ_LIMIT and not self._reading_paused and self.transport:
@@ -243,7 +246,7 @@ class SmtpConnection(asyncio.BufferedProtocol):
             self._data_started = self._loop.time()
             self._data_bytes = 0
         elif not receiving and self._spooled:
-            _close_all(self._spooled)  # a refused DATA's spool file
+            _close_all(self._spooled)  # a refused message's spool file
         self._receiving_data = receiving
         self._flush()
         await self._drain()
@@ -261,6 +264,7 @@ class SmtpConnection(asyncio.BufferedProtocol):
         policy = self._policy
         client = self.client
         if isinstance(event, core.Mail):
+            _close_all(self._spooled)  # a failed transaction's, if its end went unseen
             if self._refused_by_gate():
                 session.refuse(OVERLOADED_MAIL)
                 return
@@ -319,7 +323,8 @@ class SmtpConnection(asyncio.BufferedProtocol):
 
     async def _message(self, event: core.Message[Resolution]) -> None:
         data = event.data
-        spooled = self._spooled[0] if data.spooled is not None and self._spooled else None
+        # The message's own file (the sink the core wrote it to), never an older one.
+        spooled = data.spooled if isinstance(data.spooled, SpoolFile) else None
         try:
             reply = await self._store_work(event.envelope, data.content, spooled)
         finally:

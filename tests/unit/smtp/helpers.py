@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from mailfort.protocol.smtp import replies as R
 from mailfort.protocol.smtp import session as core
+from mailfort.protocol.smtp.data import SPOOL_THRESHOLD
 from mailfort.protocol.smtp.envelope import Envelope, Recipient
 
 USER, PASSWORD = "alice@example.test", "secret word"
@@ -40,6 +41,16 @@ def replies(wire: bytes) -> list[tuple[int, str]]:
 
 
 @dataclass
+class Sink:
+    """A spool file in memory (the server's is on disk)."""
+
+    data: bytearray = field(default_factory=bytearray)
+
+    def write(self, data: bytes | bytearray) -> None:
+        self.data += data
+
+
+@dataclass
 class Peer:
     """Feeds client octets to a core and plays the server and its policy for its events."""
 
@@ -51,10 +62,22 @@ class Peer:
     events: list[core.Event] = field(default_factory=list)
     closed: bool = False
     handshakes: int = 0
+    # With a threshold, messages past it go to a `Sink` (in `sinks`), as the server's spool.
+    spool_threshold: int | None = None
+    sinks: list[Sink] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.core = core.ServerSession(self.config)
+        spooling = self.spool_threshold is not None
+        self.core = core.ServerSession(
+            self.config,
+            spool=self._open_sink if spooling else None,
+            spool_threshold=self.spool_threshold or SPOOL_THRESHOLD,
+        )
         self.sent += self.core.greeting()
+
+    def _open_sink(self) -> Sink:
+        self.sinks.append(Sink())
+        return self.sinks[-1]
 
     def send(self, wire: bytes) -> bytes:
         """Feed `wire`, run until the core needs more; the octets the server sent meanwhile."""
@@ -88,7 +111,9 @@ class Peer:
                 else:
                     session.refuse(R.UNKNOWN_USER)
             elif isinstance(event, core.Message):
-                self.messages.append((event.envelope, event.data.content))
+                spooled = event.data.spooled
+                content = bytes(spooled.data) if isinstance(spooled, Sink) else event.data.content
+                self.messages.append((event.envelope, content))
                 session.data_answer(R.queued(f"Q{len(self.messages)}"))
             elif isinstance(event, core.AuthStart):
                 session.auth_proceed()
@@ -102,3 +127,17 @@ class Peer:
                 self.sent += session.take_output()
                 self.handshakes += 1
                 session.tls_started()
+
+
+def same_however_cut(wire: bytes, pieces: list[bytes], config: core.SessionConfig) -> None:
+    """A client's bytes may arrive in any pieces (TCP keeps no message boundaries): the core
+    answers the same replies, takes the same messages and ends the same way from `pieces` (the
+    octets of `wire`) as from `wire` in one."""
+    whole = Peer(config)
+    whole.send(wire)
+    cut_up = Peer(config)
+    for piece in pieces:
+        cut_up.send(piece)
+    assert bytes(cut_up.sent) == bytes(whole.sent)
+    assert cut_up.messages == whole.messages
+    assert cut_up.closed == whole.closed

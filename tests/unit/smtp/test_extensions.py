@@ -31,6 +31,7 @@ def test_the_client_reads_what_the_server_offers() -> None:
         "starttls": "",
         "auth": "LOGIN PLAIN",
         "pipelining": "",
+        "chunking": "",
         "enhancedstatuscodes": "",
         "help": "",
     }

@@ -19,6 +19,7 @@ from tests.unit.smtp.helpers import (
     Peer,
     mx_config,
     replies,
+    same_however_cut,
     submission_config,
 )
 from tests.unit.test_smtp_data import cut, reference
@@ -47,7 +48,13 @@ def test_greeting() -> None:
 def test_ehlo_on_the_mx_port() -> None:
     peer = Peer()
     expected = ["mx.test", f"SIZE {MAX_SIZE}", "8BITMIME", "SMTPUTF8", "STARTTLS"]
-    assert ehlo_lines(peer) == [*expected, "PIPELINING", "ENHANCEDSTATUSCODES", "HELP"]
+    assert ehlo_lines(peer) == [
+        *expected,
+        "PIPELINING",
+        "CHUNKING",
+        "ENHANCEDSTATUSCODES",
+        "HELP",
+    ]
     peer.send(b"STARTTLS\r\n")
     # No STARTTLS once on TLS, and no AUTH on the MX port at all.
     assert "STARTTLS" not in ehlo_lines(peer)
@@ -62,7 +69,7 @@ def test_ehlo_on_submission_offers_auth_only_under_tls() -> None:
     assert "AUTH LOGIN PLAIN" in lines and "STARTTLS" not in lines
     implicit = Peer(submission_config(tls=True, starttls=False))
     lines = ehlo_lines(implicit)
-    assert lines[4:6] == ["AUTH LOGIN PLAIN", "PIPELINING"]
+    assert lines[4:7] == ["AUTH LOGIN PLAIN", "PIPELINING", "CHUNKING"]
 
 
 def test_mail_line_limit_grows_once_per_ehlo() -> None:
@@ -452,7 +459,7 @@ def test_temporary_replies_can_carry_a_notice() -> None:
 
 def test_help_and_vrfy() -> None:
     peer = ready()
-    assert replies(peer.send(b"HELP\r\n"))[0][1].startswith("Supported commands: AUTH DATA")
+    assert replies(peer.send(b"HELP\r\n"))[0][1].startswith("Supported commands: AUTH BDAT DATA")
     assert replies(peer.send(b"HELP MAIL\r\n")) == [
         (250, "Syntax: MAIL FROM: <address> [SP <mail-parameters>]")
     ]
@@ -490,13 +497,5 @@ STEPS = [
     points=st.lists(st.integers(0, 100_000), max_size=12),
 )
 def test_the_same_answers_however_the_input_is_cut(script: list[bytes], points: list[int]) -> None:
-    """A client's bytes may arrive in any pieces (TCP keeps no message boundaries): the core
-    answers the same replies and takes the same messages as from one piece."""
     wire = b"".join(script)
-    whole = Peer(mx_config(call_limits={"*": 1000}))
-    whole.send(wire)
-    cut_up = Peer(mx_config(call_limits={"*": 1000}))
-    for piece in cut(wire, points):
-        cut_up.send(piece)
-    assert bytes(cut_up.sent) == bytes(whole.sent)
-    assert cut_up.messages == whole.messages
+    same_however_cut(wire, cut(wire, points), mx_config(call_limits={"*": 1000}))

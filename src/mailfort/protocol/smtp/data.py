@@ -22,6 +22,9 @@ opens no files), in the `DataSink` that factory returned, written as the octets 
 
 Memory: the message within its size limit (with a spool: up to `spool_threshold`), one line,
 and four octets of a possibly started end marker; once refused, only the four octets.
+
+`Body` holds what DATA and BDAT (`chunks.py`) share: the limits, keeping and spooling the
+message; only DATA removes transparency dots.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Final, Protocol
+from typing import ClassVar, Final, Protocol
 
 from mailfort.protocol.smtp import replies as R
 
@@ -72,8 +75,13 @@ class ReceivedData:
         return _REFUSALS.get(self.outcome)
 
 
-class DataReceiver:
-    """One DATA section. `feed` until `done`, then `result()`."""
+class Body:
+    """A message as its octets are judged: the line and size limits, the transparency dots
+    (DATA's: `UNSTUFF`), the spool. Its readers (`DataReceiver` here, `ChunkReceiver` for BDAT)
+    find where the message's octets are and hand them to `_judge`, never splitting a CRLF
+    between two calls, the first call's octets preceded by a virtual CRLF."""
+
+    UNSTUFF: ClassVar[bool]
 
     def __init__(
         self,
@@ -87,10 +95,10 @@ class DataReceiver:
         self._max_line = max_line
         self._spool = spool
         self._spool_threshold = spool_threshold
-        # The longest tail of the stream so far that could begin the end marker; not yet judged.
-        # It starts as the CRLF that the data is deemed to follow.
+        # Octets fed and not judged yet, the reader's to keep (DATA: a possible start of the end
+        # marker; BDAT: a CR whose LF may come next). It starts as the virtual CRLF.
         self._tail = CRLF
-        # The message so far without its transparency dots, after that virtual CRLF; unless it
+        # The message so far (without its transparency dots), after the virtual CRLF; unless it
         # went to the sink.
         self._parts: list[bytes] = []
         self._kept = 0  # octets in _parts
@@ -106,32 +114,9 @@ class DataReceiver:
         return self._done
 
     @property
-    def pending(self) -> int:
-        """Octets at the end of what was fed that may begin the end marker (0 to 4)."""
-        return len(self._tail)
-
-    @property
-    def needed(self) -> int:
-        """The fewest octets that must still arrive: a reader may take this many without ever
-        taking bytes past the end."""
-        return len(END) - len(self._tail)
-
-    def feed(self, data: bytes) -> int:
-        """Take `data`; returns how many of its octets belong to this DATA section."""
-        if self._done or not data:
-            return 0
-        tail = self._tail
-        stream = tail + data if tail else data
-        end = stream.find(END)
-        if end >= 0:
-            self._judge(stream, end + len(CRLF))  # that CRLF ends the last line
-            self._tail = b""
-            self._done = True
-            return end + len(END) - len(tail)
-        keep = next((len(p) for p in _PREFIXES if stream.endswith(p)), 0)
-        self._judge(stream, len(stream) - keep)
-        self._tail = stream[len(stream) - keep :]
-        return len(data)
+    def refusal(self) -> str | None:
+        """The reply that refuses the message (the client broke a limit) once it is, or None."""
+        return _REFUSALS.get(self._outcome)
 
     def result(self) -> ReceivedData:
         if not self._done:
@@ -146,14 +131,14 @@ class DataReceiver:
         return ReceivedData(outcome=Outcome.COMPLETE, content=content, size=size)
 
     def _keep(self, chunk: bytes) -> None:
-        """Add judged octets to the message, without their transparency dots.
+        """Add judged octets to the message, without their transparency dots (DATA's).
 
         Every line start follows a CRLF (the first one the virtual CRLF), so the replacement
         finds exactly the lines that begin with a dot; two of them cannot overlap. Nor can one
         span two chunks: a judged chunk never ends in CR or CRLF (those stay in the tail, as a
         possible start of the end marker), and the next chunk starts with that tail; only the
         last chunk ends in CRLF, the one that ends the last line."""
-        content = chunk.replace(b"\r\n.", CRLF)
+        content = chunk.replace(b"\r\n.", CRLF) if self.UNSTUFF else chunk
         if self._sink is not None:
             self._sink.write(content)
             return
@@ -165,7 +150,8 @@ class DataReceiver:
             self._parts, self._kept = [], 0
 
     def _judge(self, stream: bytes, stop: int) -> None:
-        """Account for stream[:stop], which holds no part of a possible end marker."""
+        """Account for stream[:stop], which holds no part of a possible end marker (DATA) and
+        does not end in a CR whose LF is yet to come (both)."""
         if stop <= 0:
             return
         self._judged += stop
@@ -222,3 +208,38 @@ class DataReceiver:
         self._outcome = outcome
         self._parts, self._kept = [], 0
         self._sink = None  # the server disposes of what it holds
+
+
+class DataReceiver(Body):
+    """One DATA section. `feed` until `done`, then `result()`. Its tail is the longest end of the
+    stream so far that could begin the end marker."""
+
+    UNSTUFF = True
+
+    @property
+    def pending(self) -> int:
+        """Octets at the end of what was fed that may begin the end marker (0 to 4)."""
+        return len(self._tail)
+
+    @property
+    def needed(self) -> int:
+        """The fewest octets that must still arrive: a reader may take this many without ever
+        taking bytes past the end."""
+        return len(END) - len(self._tail)
+
+    def feed(self, data: bytes) -> int:
+        """Take `data`; returns how many of its octets belong to this DATA section."""
+        if self._done or not data:
+            return 0
+        tail = self._tail
+        stream = tail + data if tail else data
+        end = stream.find(END)
+        if end >= 0:
+            self._judge(stream, end + len(CRLF))  # that CRLF ends the last line
+            self._tail = b""
+            self._done = True
+            return end + len(END) - len(tail)
+        keep = next((len(p) for p in _PREFIXES if stream.endswith(p)), 0)
+        self._judge(stream, len(stream) - keep)
+        self._tail = stream[len(stream) - keep :]
+        return len(data)

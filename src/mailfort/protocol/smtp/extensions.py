@@ -50,6 +50,8 @@ EXTENSIONS: Final = (
     Extension(keyword="AUTH", offered=lambda o: bool(o.auth), parameter=lambda o: " ".join(o.auth)),
     # RFC 2920: the session answers commands in order, whatever arrived at once.
     Extension(keyword="PIPELINING", offered=lambda o: True),
+    # RFC 3030: BDAT, on every port (BINARYMIME is not offered: chunks hold text, as DATA).
+    Extension(keyword="CHUNKING", offered=lambda o: True),
     Extension(keyword="ENHANCEDSTATUSCODES", offered=lambda o: True),  # RFC 2034
     Extension(keyword="HELP", offered=lambda o: True),
 )

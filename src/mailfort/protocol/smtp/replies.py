@@ -152,6 +152,17 @@ DATA_SYNTAX: Final = "501 5.5.4 Syntax: DATA"
 LINE_TOO_LONG: Final = "500 5.5.2 Line too long (see RFC5321 4.5.3.1.6)"
 DATA_TOO_BIG: Final = "552 5.3.4 Error: Too much mail data"
 
+# BDAT (RFC 3030 2)
+DATA_AFTER_BDAT: Final = "503 5.5.1 Error: DATA after BDAT in one transaction; send RSET"
+# RFC 3463 X.5.0: the client's stream cannot be followed (a BDAT without a size to count).
+BDAT_LOST: Final = "421 4.5.0 Cannot tell where the BDAT data ends, closing"
+
+
+def chunk_received(size: int) -> str:
+    """The answer to a BDAT chunk that is not the last (RFC 3030 2: a 250 for each)."""
+    return f"250 2.0.0 {size} octets received"
+
+
 # Detail for a reply written without an enhanced code (a policy's, or one that echoes the
 # client's words), by reply code.
 # RFC 2034 3: once ENHANCEDSTATUSCODES is advertised, every 4xx/5xx reply carries one.
