@@ -191,6 +191,23 @@ DKIM_COLS = (
 )
 dkim_key = by_name(DkimKey, DKIM_COLS, state=DkimState)
 
+
+def dkim_values(k: DkimKey) -> tuple[object, ...]:
+    """A key's values in DKIM_COLS order, for each engine's INSERT."""
+    return (
+        k.domain,
+        k.selector,
+        k.algorithm,
+        k.private_key,
+        k.public_key,
+        k.state.value,
+        k.created,
+        k.activated_at,
+        k.retire_after,
+        k.retired_at,
+    )
+
+
 CERTIFICATE_COLS = "name, chain_pem, key_pem, names, not_after, updated"
 
 

@@ -32,20 +32,10 @@ class PostgresDkim(PostgresEngine):
         async def fn(c: Conn) -> None:
             for k in keys:
                 done = await c.fetchval(
-                    "INSERT INTO dkim_keys(domain, selector, algorithm, private_key, public_key,"
-                    " state, created, activated_at, retire_after, retired_at)"
+                    f"INSERT INTO dkim_keys({rows.DKIM_COLS})"
                     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
                     " ON CONFLICT DO NOTHING RETURNING 1",
-                    k.domain,
-                    k.selector,
-                    k.algorithm,
-                    k.private_key,
-                    k.public_key,
-                    k.state.value,
-                    k.created,
-                    k.activated_at,
-                    k.retire_after,
-                    k.retired_at,
+                    *rows.dkim_values(k),
                 )
                 if done is None:
                     raise AlreadyExists(f"DKIM selector {k.selector} of {k.domain} already exists")

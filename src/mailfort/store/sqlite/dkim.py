@@ -26,21 +26,9 @@ def keys(c: sqlite3.Connection, domain: str | None) -> list[DkimKey]:
 def add_keys(c: sqlite3.Connection, new: Sequence[DkimKey]) -> None:
     for k in new:
         done = c.execute(
-            "INSERT INTO dkim_keys(domain, selector, algorithm, private_key, public_key, state,"
-            " created, activated_at, retire_after, retired_at)"
+            f"INSERT INTO dkim_keys({rows.DKIM_COLS})"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (
-                k.domain,
-                k.selector,
-                k.algorithm,
-                k.private_key,
-                k.public_key,
-                k.state.value,
-                k.created,
-                k.activated_at,
-                k.retire_after,
-                k.retired_at,
-            ),
+            rows.dkim_values(k),
         ).rowcount
         if not done:
             # Raising rolls the writer's transaction back: the keys before it are not stored.
