@@ -67,8 +67,8 @@ class Zone(BaseResolver):
 
     def txt(self, name: str, value: str, ttl: int = 60) -> Zone:
         """A TXT record of any length, cut into character-strings of 255 octets (RFC 1035
-        3.3.14) as a zone file would hold a DKIM key."""
-        strings = " ".join(f'"{value[i : i + 255]}"' for i in range(0, len(value), 255))
+        3.3.14) as a zone file would hold a DKIM key; an empty `value` is one empty string."""
+        strings = " ".join(f'"{value[i : i + 255]}"' for i in range(0, max(len(value), 1), 255))
         return self.add(name, "TXT", strings, ttl)
 
     def exists(self, name: str) -> Zone:

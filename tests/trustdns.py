@@ -37,8 +37,7 @@ def resolver(nameserver: NameServer, zone: Zone) -> TrustResolver:
 
 def txt(zone: Zone, name: str, text: str) -> None:
     """A TXT record of `text`, cut into strings of at most 255 octets (RFC 1035 3.3.14)."""
-    strings = " ".join(f'"{text[i : i + 255]}"' for i in range(0, max(len(text), 1), 255))
-    zone.add(name, "TXT", strings)
+    zone.txt(name, text)
 
 
 def checking_node(
