@@ -58,6 +58,8 @@ LAYERS: tuple[Layer, ...] = (
         (LEAVES, "config", "mail", "store", "trust", "certs", "delivery", "protocol", "wellknown"),
     ),
     Layer("cluster", ("mailfort.cluster",), (LEAVES, "store")),
+    # The planner runs on a laptop with no store; it drives a node from outside, as a client.
+    Layer("capacity", ("mailfort.capacity",), (LEAVES,)),
     # cluster: which nodes count as live; config: the [status] settings.
     Layer("status", ("mailfort.status",), (LEAVES, "store", "cluster", "config", "overload")),
     # wellknown: `/account` offers the customer's mail client profile, built there.
