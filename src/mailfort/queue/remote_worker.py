@@ -179,7 +179,14 @@ class RemoteWorker:
                 if drained or not self._tasks:
                     await asyncio.wait({stopping}, timeout=self.poll_interval)
                 else:
-                    # Saturated: claim again once half of the slots are free.
+                    # Saturated: claim again once a delivery has ended and half of the slots
+                    # are free. At least one must end first: under stress `fill` claims into a
+                    # quarter of the slots only, so it can find no room while at most half are
+                    # taken, and looping straight back to it would never yield to the deliveries
+                    # (a node that spins and serves nothing).
+                    await asyncio.wait(
+                        {stopping, *self._tasks}, return_when=asyncio.FIRST_COMPLETED
+                    )
                     while (
                         self._tasks
                         and len(self._leased) > self.max_in_flight // 2

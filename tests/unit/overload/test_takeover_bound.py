@@ -4,6 +4,7 @@ stressed, so a survivor of a dead node never takes more of the queue than it can
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 from mailfort.delivery.mx import MxResolver
@@ -63,3 +64,48 @@ def test_claims_stop_at_the_workers_own_limit(tmp_path: Path) -> None:
 
 def test_a_stressed_node_claims_a_quarter(tmp_path: Path) -> None:
     assert claims(tmp_path, stressed=True) == 10
+
+
+def test_a_stressed_worker_with_deliveries_in_flight_yields(tmp_path: Path) -> None:
+    """Under stress `fill` claims into a quarter of the slots, so with a quarter to a half of them
+    taken it finds no room and claims nothing; the loop must then wait for a delivery to end,
+    not go straight back to `fill` without yielding (the node would spin and serve nothing: seen
+    on a CPU-limited node by benchmarks/capacity_validation.py)."""
+    finished = threading.Event()
+
+    async def run() -> None:
+        store = SqliteStore(tmp_path / "spin.sqlite3")
+        await store.open()
+        dead = f"127.0.0.1:{free_ports(1)[0]}"
+        client = RemoteClient(
+            ClientSettings(helo="node.test", connect_timeout=1.0),
+            resolver=MxResolver(nameservers=[("127.0.0.1", 9)], timeout=0.5),
+            transports=TransportMap({"remote.test": dead}),
+        )
+        worker = RemoteWorker(
+            store,
+            client,
+            Directory(store, config_domains=()),
+            RetryPolicy(),
+            owner="node",
+            hostname="node.test",
+            lease_seconds=60.0,
+            poll_interval=0.1,
+            max_in_flight=8,
+            stressed=lambda: True,
+        )
+        try:
+            for n in range(20):
+                await store.accept(request(remote=(f"far{n}@remote.test",)))
+            running = asyncio.create_task(worker.run())
+            await asyncio.sleep(1.0)  # never returns while the worker spins
+            worker.stop()
+            await asyncio.wait_for(running, 10)
+            finished.set()
+        finally:
+            await store.close()
+
+    thread = threading.Thread(target=lambda: asyncio.run(run()), daemon=True)
+    thread.start()
+    thread.join(15)
+    assert finished.is_set(), "the remote worker's loop never yielded"

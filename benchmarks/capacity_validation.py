@@ -1,0 +1,353 @@
+#!/usr/bin/env python3
+"""The capacity simulator against a real cluster: one node of three killed under load.
+
+Three `mailfort serve` nodes on one PostgreSQL schema, each in its own cgroup with a fixed CPU
+quota (`--node-cpus`), a remote MX (tests/smtpsink.py) that answers each message after
+`--sink-delay` seconds, and an open-loop load: messages of `--size` bytes arriving as a Poisson
+process, a share of them (`--remote-share`) addressed to aliases that forward to the remote MX,
+each sent to the nodes in turn; a 4xx comes back after `--sender-retry` seconds, a dead node's
+refused connection goes to the next node at once (tests/capacity_cluster.py has all of it).
+
+Each run (`--repeat`, each on a fresh schema and fresh nodes):
+
+1. Calibration: the figures the simulator needs, for this exact setup: a node's idle CPU, CPU
+   per accepted message and per remote delivery (light load), the commit latency, and one node
+   overloaded without retries (the adaptive limit it settles on, what it accepts, what it
+   refuses). They are written as a profile (`capacity/profile.py`) and, with the run's rate,
+   as a workload (`capacity/workload.py`) describing the run below: `OUT/run-K/profile.json`,
+   `OUT/run-K/workload.toml`.
+2. The run: the load at `--load` of the three nodes' quota (so 1.5 × that of the two left after
+   the kill) for `--warmup` seconds, then node 1 is killed (SIGKILL), `--backlog` remote items
+   are put in the queue at that moment, and the load goes on for `--after` seconds. The queue
+   depth (PostgreSQL `queue` rows), attempts, 250s, 4xx and deliveries are recorded per second
+   (`OUT/run-K/series.json`). Afterwards every message that got a 250 is checked to have arrived
+   exactly once (INBOX or remote MX; a remote delivery the dead node had in flight may arrive
+   twice, RFC 5321 6.1), and every backlog item at least once.
+3. The prediction: `mailfort capacity plan --profile P --workload W --json` when this mailfort has
+   it, and the closed form (survivors' capacity = 2 × quota / CPU per message, refusal share with
+   retries) always.
+
+Figures, from the kill to the end of the run: throughput (250s per second), peak queue, refusal
+share (4xx over all answered attempts), drain time (until the queue is back to its warmup level:
+mean over the warmup + 10 %, at least + 1, and stays there). The table shows the medians over the
+runs, measured against predicted, and whether each is within `--tolerance`.
+
+    .venv/bin/python benchmarks/capacity_validation.py              # 3 runs, about 5 min each
+    .venv/bin/python benchmarks/capacity_validation.py --quick      # 1 short run
+    .venv/bin/python benchmarks/capacity_validation.py --repeat 5 --node-cpus 0.3
+
+Needs root (cgroup v1 `cpu` controller at /sys/fs/cgroup/cpu) and PostgreSQL (`--dsn`, or
+scripts/ensure-postgres's shared test server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests import capacity_cluster as cc  # noqa: E402
+
+SCENARIO = "one node killed"
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    memory = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            memory = int(line.split()[1]) * 1024
+    return {
+        "hostname": socket.gethostname(),
+        "cpu_model": model,
+        "cpus": os.cpu_count() or 1,
+        "memory_bytes": memory,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+def node_rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def write_profile(path: Path, setup: cc.Setup, cal: cc.Calibration, rss: int) -> None:
+    from mailfort import __version__
+    from mailfort.capacity.profile import profile_from_dict
+
+    data = {
+        "format": "mailfort-capacity-profile",
+        "schema": 1,
+        "mailfort_version": __version__,
+        "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": machine(),
+        "engine": "postgresql",
+        "source": "benchmark",
+        "node_cpus": setup.node_cpus,
+        "accept": [
+            {
+                "name": "bulk",
+                "max_bytes": 0,
+                "measured_bytes": setup.size,
+                "cpu_seconds": cal.accept_cpu,
+            }
+        ],
+        "remote_delivery_cpu": cal.remote_cpu,
+        # No logins in this workload: placeholders, not measurements (see notes).
+        "imap_login_cpu": 0.001,
+        "header_fetch_cpu": 0.0,
+        "header_fetch_per_message_cpu": 1e-5,
+        "pop3_session_cpu": 0.001,
+        "commit_p50_seconds": cal.commit_p50,
+        "commit_p99_seconds": cal.commit_p99,
+        "db_cpu_per_message": None,
+        "memory_base_bytes": rss,
+        "memory_per_connection_bytes": {},
+        "saturation_limit": max(1, cal.saturation_limit),
+        "saturation_messages_per_second": cal.saturation_rate,
+        "saturation_refused_share": cal.saturation_refused_share,
+        "notes": [
+            "benchmarks/capacity_validation.py calibration, one node per cgroup with a CPU quota",
+            f"idle CPU per node (pollers, timers, not in the costs above): {cal.idle_cpu:.4f}/s",
+            f"sessions limit at saturation: {cal.sessions_limit}",
+            "imap_login_cpu, header_fetch_*, pop3_session_cpu: placeholders (no logins here)",
+        ],
+    }
+    profile_from_dict(data, str(path))  # what the planner will read must be a valid profile
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def workload_text(setup: cc.Setup, rate: float, scenario: cc.Scenario) -> str:
+    return f"""\
+# The validation run of benchmarks/capacity_validation.py, as the planner sees it.
+[mailboxes]
+count = {setup.users + setup.forwards}
+
+[messages]
+per_second = {rate:.4f}
+remote_share = {setup.remote_share}
+sizes = {{ bulk = 1.0 }}
+
+[[senders]]
+name = "load generator"
+share = 1.0
+retry_seconds = [{setup.sender_retry}]
+
+[cluster]
+nodes = {setup.nodes}
+node_cpus = {setup.node_cpus}
+delivery_concurrency = {setup.delivery_concurrency}
+remote_delivery_seconds = {setup.sink_delay}
+lease_seconds = {setup.lease_seconds}
+retry_base_seconds = {setup.retry_base}
+retry_max_seconds = {setup.retry_max}
+
+[[scenarios]]
+name = "{SCENARIO}"
+at_seconds = {scenario.warmup}
+nodes_lost = 1
+backlog = {scenario.backlog}
+warmup_seconds = {scenario.warmup}
+horizon_seconds = {scenario.after}
+"""
+
+
+def simulator_available() -> bool:
+    return importlib.util.find_spec("mailfort.cli_capacity") is not None
+
+
+def simulate(profile: Path, workload: Path) -> dict[str, Any]:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mailfort",
+            "capacity",
+            "plan",
+            "--profile",
+            str(profile),
+            "--workload",
+            str(workload),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if done.returncode:
+        raise RuntimeError(f"capacity plan failed ({done.returncode}): {done.stderr.strip()}")
+    return dict(json.loads(done.stdout))
+
+
+def one_run(args: argparse.Namespace, k: int, out: Path) -> dict[str, Any]:
+    setup = cc.Setup(
+        node_cpus=args.node_cpus,
+        size=args.size,
+        remote_share=args.remote_share,
+        sink_delay=args.sink_delay,
+        delivery_concurrency=args.concurrency,
+        lease_seconds=args.lease,
+        sender_retry=args.sender_retry,
+    )
+    here = out / f"run-{k}"
+    here.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="capacity-validation-"))
+    cluster = cc.Cluster(setup, tmp, args.dsn)
+    try:
+        cal = cc.calibrate(cluster, phase_seconds=args.phase)
+        # The rate that keeps the three nodes at `load` of their quota (by the calibrated costs).
+        mix = cal.cpu_per_message(setup.remote_share)
+        rate = args.load * setup.nodes * setup.node_cpus / mix
+        scenario = cc.Scenario(
+            rate=rate, warmup=args.warmup, after=args.after, backlog=args.backlog
+        )
+        write_profile(here / "profile.json", setup, cal, node_rss(cluster.pids[1]))
+        (here / "workload.toml").write_text(workload_text(setup, rate, scenario))
+        print(
+            f"run {k}: {rate:.1f} msg/s ({mix * 1000:.2f} ms CPU each, {args.load:.0%} of 3 nodes"
+            f" at {setup.node_cpus} CPU), node 1 killed at {args.warmup:.0f} s, backlog"
+            f" {args.backlog}, {args.after:.0f} s after",
+            flush=True,
+        )
+        measured = cc.run_scenario(cluster, scenario)
+    finally:
+        cluster.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    obs = measured.observed
+    (here / "series.json").write_text(json.dumps(measured.series()) + "\n")
+    closed = cc.closed_form(
+        rate=rate,
+        survivors=setup.nodes - 1,
+        node_cpus=setup.node_cpus,
+        cpu_per_message=mix,
+        retry_delay=setup.sender_retry,
+        horizon=args.after,
+    )
+    predicted = None
+    if simulator_available():
+        plan = simulate(here / "profile.json", here / "workload.toml")
+        (here / "plan.json").write_text(json.dumps(plan, indent=2) + "\n")
+        predicted = cc.predicted_from_plan(plan, SCENARIO)
+    print(
+        f"run {k}: throughput {obs.throughput:.1f}/s, peak queue {obs.peak_queue:.0f} (before"
+        f" {obs.before_level:.1f}), refused {obs.refused_share:.1%}, drain"
+        f" {'-' if obs.drain_seconds is None else f'{obs.drain_seconds:.0f} s'}; node CPU/s"
+        f" before {[round(c, 3) for c in measured.node_cpu_before]} after"
+        f" {[round(c, 3) for c in measured.node_cpu_after]}; generator"
+        f" {measured.load.cpu / max(1e-9, measured.load.wall):.0%} CPU;"
+        f" {measured.arrivals or 'every acknowledged message arrived once'}",
+        flush=True,
+    )
+    return {
+        "measured": obs.figures(),
+        "closed_form": closed,
+        "predicted": predicted,
+        "calibration": cal.__dict__,
+        "rate": rate,
+        "arrivals": measured.arrivals,
+        "generator_cpu_share": measured.load.cpu / max(1e-9, measured.load.wall),
+        "node_cpu_before": measured.node_cpu_before,
+        "node_cpu_after": measured.node_cpu_after,
+    }
+
+
+def median(values: list[float | None]) -> float | None:
+    """The median; a drain that never came back (None) counts as the largest value."""
+    if not values:
+        return None
+    ordered = sorted(values, key=lambda v: (v is None, v or 0.0))
+    return ordered[(len(ordered) - 1) // 2] if len(ordered) % 2 else _mid(ordered)
+
+
+def _mid(ordered: list[float | None]) -> float | None:
+    a, b = ordered[len(ordered) // 2 - 1], ordered[len(ordered) // 2]
+    if a is None or b is None:
+        return None
+    return (a + b) / 2
+
+
+def medians(runs: list[dict[str, Any]], key: str) -> dict[str, float | None]:
+    return {m: median([r[key][m] for r in runs if r[key] is not None]) for m in cc.METRICS}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--quick", action="store_true", help="one short run (about 90 s)")
+    p.add_argument("--node-cpus", type=float, default=0.2)
+    p.add_argument("--size", type=int, default=65536)
+    p.add_argument("--remote-share", type=float, default=0.2)
+    p.add_argument("--load", type=float, default=0.75, help="share of 3 nodes' quota")
+    p.add_argument("--warmup", type=float, default=60.0)
+    p.add_argument("--after", type=float, default=120.0)
+    p.add_argument("--backlog", type=int, default=300)
+    p.add_argument("--sink-delay", type=float, default=0.5)
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--lease", type=float, default=10.0)
+    p.add_argument("--sender-retry", type=float, default=5.0)
+    p.add_argument("--phase", type=float, default=12.0, help="seconds per calibration phase")
+    p.add_argument("--tolerance", type=float, default=0.15)
+    p.add_argument("--dsn", default=os.environ.get("MAILFORT_TEST_PG_DSN", ""))
+    p.add_argument("--out", type=Path, default=ROOT / "var" / "capacity-validation")
+    args = p.parse_args()
+    if args.quick:
+        args.repeat, args.warmup, args.after, args.backlog, args.phase = 1, 25.0, 35.0, 100, 8.0
+    if not args.dsn:
+        done = subprocess.run(
+            [str(ROOT / "scripts" / "ensure-postgres")], capture_output=True, text=True
+        )
+        if done.returncode:
+            print(f"scripts/ensure-postgres failed: {done.stderr.strip()}", file=sys.stderr)
+            return 2
+        args.dsn = done.stdout.strip().splitlines()[-1]
+    started = time.monotonic()
+    runs = []
+    try:
+        for k in range(1, args.repeat + 1):
+            runs.append(one_run(args, k, args.out))
+    except cc.CgroupUnavailable as exc:
+        print(f"capacity_validation: {exc}", file=sys.stderr)
+        return 2
+    (args.out / "runs.json").write_text(json.dumps(runs, indent=2, default=str) + "\n")
+    measured = medians(runs, "measured")
+    print(f"\nmedians of {len(runs)} runs; horizon {args.after:.0f} s after the kill")
+    if runs[0]["predicted"] is not None:
+        rows = cc.compare(measured, medians(runs, "predicted"), args.tolerance, horizon=args.after)
+        print("\nsimulator (mailfort capacity plan):\n" + cc.table(rows, args.tolerance))
+    else:
+        print("\nsimulator: not in this mailfort (mailfort capacity plan); closed form only")
+    closed = medians(runs, "closed_form")
+    rows = cc.compare(measured, closed, args.tolerance, horizon=args.after)
+    print("\nclosed form (throughput and refusals only):\n" + cc.table(rows, args.tolerance))
+    bad = [r["arrivals"] for r in runs if r["arrivals"]]
+    print(f"\ntook {time.monotonic() - started:.0f} s; runs in {args.out}")
+    if bad:
+        print("ARRIVALS CHECK FAILED: " + " | ".join(bad))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
