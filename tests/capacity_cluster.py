@@ -135,13 +135,13 @@ class Setup:
     """Everything that makes one run of the cluster what it is (the workload file says it)."""
 
     nodes: int = 3
-    node_cpus: float = 0.2
+    node_cpus: float = 0.1
     size: int = 65536
     remote_share: float = 0.2
     users: int = 20
     forwards: int = 20
     sink_delay: float = 0.2  # the remote MX's time to answer the final dot
-    delivery_concurrency: int = 8  # remote deliveries one node runs at once
+    delivery_concurrency: int = 16  # remote deliveries one node runs at once
     lease_seconds: float = 10.0
     retry_base: float = 2.0
     retry_max: float = 10.0
