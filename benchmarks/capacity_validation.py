@@ -304,7 +304,10 @@ def _mid(ordered: list[float | None]) -> float | None:
 
 
 def medians(runs: list[dict[str, Any]], key: str) -> dict[str, float | None]:
-    return {m: median([r[key][m] for r in runs if r[key] is not None]) for m in cc.METRICS}
+    return {
+        m: median([r[key][m] for r in runs if r[key] is not None and m in r[key]])
+        for m in cc.METRICS
+    }
 
 
 def main() -> int:
@@ -355,7 +358,7 @@ def main() -> int:
     else:
         print("\nsimulator: not in this mailfort (mailfort capacity plan); closed form only")
     closed = medians(runs, "closed_form")
-    rows = cc.compare(measured, closed, args.tolerance, horizon=args.after)
+    rows = cc.compare(measured, closed, args.tolerance, names=cc.CLOSED_FORM)
     print("\nclosed form (throughput and refusals only):\n" + cc.table(rows, args.tolerance))
     shares = medians(runs, "retries_given_throughput")["refused_share"] or 0.0
     print(f"refusal share by the retry arithmetic on the measured throughput: {shares:.3f}")

@@ -647,11 +647,12 @@ def compare(
     tolerance: float,
     *,
     horizon: float | None = None,
+    names: Sequence[str] = METRICS,
 ) -> list[Row]:
-    """One row per figure. A drain of None ("not back by the end") on both sides agrees; on one
-    side only it is compared as the horizon (if given), else it fails."""
+    """One row per figure of `names`. A drain of None ("not back by the end") on both sides
+    agrees; on one side only it is compared as the horizon (if given), else it fails."""
     rows = []
-    for name in METRICS:
+    for name in names:
         m, p = measured.get(name), predicted.get(name)
         if name == "drain_seconds" and horizon is not None:
             if m is None and p is None:
@@ -714,14 +715,12 @@ def closed_form(
     and over the horizon H the refused share is 1 − μ / (λ + (λ − μ)H / 2d)."""
     mu = survivors * node_cpus / cpu_per_message
     if rate <= mu:
-        return {"throughput": rate, "refused_share": 0.0, "peak_queue": None, "drain_seconds": None}
+        return {"throughput": rate, "refused_share": 0.0}
     attempts = rate + (rate - mu) * horizon / (2 * retry_delay)
-    return {
-        "throughput": mu,
-        "refused_share": 1 - mu / attempts,
-        "peak_queue": None,
-        "drain_seconds": None,
-    }
+    return {"throughput": mu, "refused_share": 1 - mu / attempts}
+
+
+CLOSED_FORM = ("throughput", "refused_share")  # the figures `closed_form` predicts
 
 
 # -- a backlog ----------------------------------------------------------------------------------
@@ -1017,8 +1016,9 @@ def run_scenario(cluster: Cluster, scenario: Scenario, log: Any = print) -> Meas
     observed = observe(load, samples, event, end, start + scenario.warmup * 0.2)
 
     def rate(lo: float, hi: float) -> list[float]:
+        # The last sample before `hi`: at the kill itself the dead node has no CPU figure.
         a = min(samples, key=lambda x: abs(x.t - lo))
-        b = min(samples, key=lambda x: abs(x.t - hi))
+        b = max((x for x in samples if x.t < hi), key=lambda x: x.t, default=samples[-1])
         return [(y - x) / max(1e-9, b.t - a.t) for x, y in zip(a.cpu, b.cpu, strict=True)]
 
     arrivals = check_arrivals(

