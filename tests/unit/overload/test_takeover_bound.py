@@ -18,29 +18,37 @@ from tests.nodeproc import free_ports
 from tests.store.helpers import request
 
 
+def dead_end_worker(
+    store: SqliteStore, *, max_in_flight: int, stressed: bool, poll_interval: float = 1.0
+) -> tuple[RemoteWorker, RemoteClient]:
+    """A worker whose remote MX is a port nothing listens on: deliveries, if any got going,
+    fail fast on loopback."""
+    dead = f"127.0.0.1:{free_ports(1)[0]}"
+    client = RemoteClient(
+        ClientSettings(helo="node.test", connect_timeout=1.0),
+        resolver=MxResolver(nameservers=[("127.0.0.1", 9)], timeout=0.5),
+        transports=TransportMap({"remote.test": dead}),
+    )
+    worker = RemoteWorker(
+        store,
+        client,
+        Directory(store, config_domains=()),
+        RetryPolicy(),
+        owner="survivor",
+        hostname="node.test",
+        lease_seconds=60.0,
+        poll_interval=poll_interval,
+        max_in_flight=max_in_flight,
+        stressed=lambda: stressed,
+    )
+    return worker, client
+
+
 def claims(tmp_path: Path, *, stressed: bool) -> int:
     async def run() -> int:
         store = SqliteStore(tmp_path / f"stressed-{stressed}.sqlite3")
         await store.open()
-        # Nothing listens there: deliveries, if any got going, would fail fast on loopback.
-        dead = f"127.0.0.1:{free_ports(1)[0]}"
-        client = RemoteClient(
-            ClientSettings(helo="node.test", connect_timeout=1.0),
-            resolver=MxResolver(nameservers=[("127.0.0.1", 9)], timeout=0.5),
-            transports=TransportMap({"remote.test": dead}),
-        )
-        worker = RemoteWorker(
-            store,
-            client,
-            Directory(store, config_domains=()),
-            RetryPolicy(),
-            owner="survivor",
-            hostname="node.test",
-            lease_seconds=60.0,
-            poll_interval=1.0,
-            max_in_flight=40,
-            stressed=lambda: stressed,
-        )
+        worker, client = dead_end_worker(store, max_in_flight=40, stressed=stressed)
         try:
             for n in range(100):
                 await store.accept(request(remote=(f"far{n}@remote.test",)))
@@ -76,31 +84,14 @@ def test_a_stressed_worker_with_deliveries_in_flight_yields(tmp_path: Path) -> N
     async def run() -> None:
         store = SqliteStore(tmp_path / "spin.sqlite3")
         await store.open()
-        dead = f"127.0.0.1:{free_ports(1)[0]}"
-        client = RemoteClient(
-            ClientSettings(helo="node.test", connect_timeout=1.0),
-            resolver=MxResolver(nameservers=[("127.0.0.1", 9)], timeout=0.5),
-            transports=TransportMap({"remote.test": dead}),
-        )
-        worker = RemoteWorker(
-            store,
-            client,
-            Directory(store, config_domains=()),
-            RetryPolicy(),
-            owner="node",
-            hostname="node.test",
-            lease_seconds=60.0,
-            poll_interval=0.1,
-            max_in_flight=8,
-            stressed=lambda: True,
-        )
+        worker, client = dead_end_worker(store, max_in_flight=8, stressed=True, poll_interval=0.1)
         try:
             for n in range(20):
                 await store.accept(request(remote=(f"far{n}@remote.test",)))
             running = asyncio.create_task(worker.run())
             await asyncio.sleep(1.0)  # never returns while the worker spins
             worker.stop()
-            await asyncio.wait_for(running, 10)
+            await asyncio.wait_for(running, 10)  # run() closes the client
             finished.set()
         finally:
             await store.close()
