@@ -84,7 +84,7 @@ def test_a_stressed_worker_with_deliveries_in_flight_yields(tmp_path: Path) -> N
     async def run() -> None:
         store = SqliteStore(tmp_path / "spin.sqlite3")
         await store.open()
-        worker, client = dead_end_worker(store, max_in_flight=8, stressed=True, poll_interval=0.1)
+        worker, _client = dead_end_worker(store, max_in_flight=8, stressed=True, poll_interval=0.1)
         try:
             for n in range(20):
                 await store.accept(request(remote=(f"far{n}@remote.test",)))
