@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from mailfort import __version__, cli_dkim, cli_dns, cli_status
+from mailfort import __version__, cli_capacity, cli_dkim, cli_dns, cli_status
 from mailfort.config import Config, load
 from mailfort.errors import AlreadyExists, ConfigError, MailfortError, NotFound
 from mailfort.logs import configure as configure_logging
@@ -520,6 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_status.add_parser(sub)
     cli_dns.add_parser(sub)
     cli_dkim.add_parser(sub)
+    cli_capacity.add_parser(sub)
     return parser
 
 
@@ -538,6 +539,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    standalone = getattr(args, "standalone", None)
+    if standalone is not None:  # a command that needs neither config nor store
+        configure_logging(batched=False, stream=sys.stderr)
+        return guarded(lambda: int(standalone(args)))
     # A serving node logs a line per message: batch the writes there; the CLI writes at once.
     configure_logging(batched=args.command == "serve", stream=sys.stderr)
     try:
