@@ -45,7 +45,8 @@ from mailfort.capacity.workload import Scenario, Workload
 
 # About this many simulated jobs per scenario (a few seconds of CPU); more are made cohorts.
 EVENT_BUDGET = 400_000
-# The queue is back to normal at its pre-event mean plus this share (and at least one message).
+# The queue is back to normal at or below the most it held before the event plus this share
+# (and at least one message).
 DRAIN_MARGIN = 0.10
 CONNECT_TIMEOUT = 30.0  # [delivery] connect_timeout
 DESTINATION_SLOTS = 10  # [delivery] destination_concurrency
@@ -198,6 +199,10 @@ class Simulation:
         self.to_250: list[float] = []
         self.to_mailbox: list[float] = []
         self.gave_up = 0
+        self.peak_items = 0.0
+        self.normal_items = 0.0  # the most queued before the event: normal
+        self.normal_held = 0.0
+        self.last_high: float | None = None
         # Service times drawn exponentially around their means (M/M/c, to check the engine
         # against Erlang C) instead of each kind of work's measured time (the default).
         self.exponential = exponential
@@ -342,11 +347,13 @@ class Simulation:
             self.gave_up += 1
             return
         self.state.waiting_senders += 1
+        self._note()
         self.env.process(self._retry_later(m, delay))
 
     def _retry_later(self, m: _Message, delay: float) -> Generator[Any, Any, None]:
         yield self.env.timeout(delay)
         self.state.waiting_senders -= 1
+        self._note()
         yield from self._attempt(m)
 
     def _session(self, cost: float) -> Generator[Any, Any, None]:
@@ -387,6 +394,7 @@ class Simulation:
             while state.db_down:  # the delivery cannot be recorded: wait for the store
                 yield env.timeout(1.0)
             state.delivering -= 1
+            self._note()
             self._sample(env.now).delivered += self._scale()
             self._done(m)
 
@@ -466,6 +474,24 @@ class Simulation:
     def _enqueue(self, m: _Message) -> None:
         self.state.queue.append(m)
         self.queue_ready.put(None)
+        self._note()
+
+    def _note(self) -> None:
+        """Follow the queue and the senders' held messages at every change: their peaks, the
+        normal ceiling before the event, and the last moment after it they were above normal
+        (the end of the drain) — exactly, not at the samples."""
+        state, scale = self.state, self._scale()
+        items = (len(state.queue) + state.deferred + state.delivering) * scale
+        held = state.waiting_senders * scale
+        self.peak_items = max(self.peak_items, items)
+        if self.env.now < self.event:
+            self.normal_items = max(self.normal_items, items)
+            self.normal_held = max(self.normal_held, held)
+            return
+        one = self.cohort * state.alive
+        ceiling = max(self.normal_items * (1 + DRAIN_MARGIN), self.normal_items + one)
+        if items > ceiling or held > max(self.normal_held * (1 + DRAIN_MARGIN), one):
+            self.last_high = self.env.now
 
     def _after(self, delay: float, count: int) -> Generator[Any, Any, None]:
         yield self.env.timeout(delay)
@@ -512,32 +538,13 @@ class Simulation:
         before = [x for x in self.samples if x.t < self.event]
         after = [x for x in self.samples if x.t > self.event]
         baseline = _mean([x.queue for x in before])
-        one = self.cohort * self.state.alive
-
-        def threshold(values: list[float]) -> float:
-            # Normal is the warmup's level plus its own noise (three standard deviations, at
-            # least a tenth of it and one message): a queue that merely flickers is not a backlog.
-            mean = _mean(values)
-            spread = math.sqrt(_mean([(v - mean) ** 2 for v in values]))
-            return mean + max(mean * DRAIN_MARGIN, 3 * spread, one)
-
-        queue_high = threshold([x.queue for x in before])
-        senders_high = threshold([x.waiting_senders for x in before])
-        last_high = None
-        for i, x in enumerate(after):
-            window = after[
-                max(0, i - 1) : i + 2
-            ]  # three samples: one sample's noise is not a backlog
-            if _mean([y.queue for y in window]) > queue_high or (
-                _mean([y.waiting_senders for y in window]) > senders_high
-            ):
-                last_high = x.t
-        if last_high is None:
-            drain: float | None = 0.0
-        elif after and last_high >= after[-1].t:
-            drain = None
+        drain: float | None
+        if self.last_high is None:
+            drain = 0.0
+        elif self.last_high >= self.end - self.step:
+            drain = None  # still above normal at the end of the horizon
         else:
-            drain = last_high - self.event
+            drain = self.last_high - self.event
         attempts = sum(x.offered for x in after)
         duration = self.end - self.event
         for m in self._open.values():
@@ -552,7 +559,7 @@ class Simulation:
             end=self.end,
             step=self.step,
             series=tuple(self.samples),
-            peak_queue=max((x.queue for x in self.samples), default=0.0),
+            peak_queue=self.peak_items,
             baseline_queue=baseline,
             drain_seconds=drain,
             refused_share=(sum(x.refused for x in after) / attempts) if attempts else 0.0,
