@@ -311,9 +311,16 @@ async def cmd_queue_delete(config: Config, store: Store, args: argparse.Namespac
 # -- cluster ----------------------------------------------------------------------------------
 async def cmd_cluster_status(config: Config, store: Store, args: argparse.Namespace) -> int:
     from mailfort.cluster.status import cluster_status, format_status
+    from mailfort.status.margin import margin_line
 
     found = await cluster_status(store, await store.clock(), config.cluster.heartbeat_seconds)
-    print(format_status(found))
+    line = await margin_line(
+        config.capacity,
+        store,
+        window_seconds=config.status.window_seconds,
+        heartbeat_seconds=config.cluster.heartbeat_seconds,
+    )
+    print(format_status(found, line))
     return 0
 
 
