@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from mailfort import __version__, cli_dkim, cli_dns, cli_status
+from mailfort import __version__, cli_capacity_upgrade, cli_dkim, cli_dns, cli_status
 from mailfort.config import Config, load
 from mailfort.errors import AlreadyExists, ConfigError, MailfortError, NotFound
 from mailfort.logs import configure as configure_logging
@@ -527,6 +527,10 @@ def build_parser() -> argparse.ArgumentParser:
     cli_status.add_parser(sub)
     cli_dns.add_parser(sub)
     cli_dkim.add_parser(sub)
+    capacity = sub.add_parser(
+        "capacity", help="capacity planning: how many nodes, and how to change them"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    cli_capacity_upgrade.add_upgrade_parser(capacity)
     return parser
 
 
@@ -554,6 +558,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return guarded(lambda: _serve(config, args.workers))
+    direct = getattr(args, "direct", None)
+    if direct is not None:
+        # Commands that open the store themselves, and only when they need it: planning runs
+        # on a laptop with no store.
+        return guarded(lambda: direct(config, args))
     return guarded(lambda: asyncio.run(_run(args.func, config, args)))
 
 
