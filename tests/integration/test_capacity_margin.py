@@ -90,7 +90,15 @@ def test_load_beyond_the_margin_shows_everywhere(node: NodeProcess) -> None:
 def test_without_a_profile_the_margin_is_unknown(tmp_path: Path) -> None:
     proc = NodeProcess(tmp_path)
     proc.write_config()
-    assert margin_line(proc) == "margin: unknown (no [capacity] profile)"
+    # No node, no cluster, no margin line; a node and no profile: unknown, never an error.
+    assert proc.cli("cluster", "status").stdout.strip() == "no nodes registered"
+    proc.start()
+    try:
+        assert margin_line(proc) == "margin: unknown (no [capacity] profile)"
+        shown = proc.cli("status", "show").stdout
+        assert "capacity margin: unknown (no [capacity] profile)" in shown
+    finally:
+        proc.stop()
 
 
 def test_a_bad_profile_is_said_and_the_node_serves(tmp_path: Path) -> None:

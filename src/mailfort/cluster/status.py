@@ -60,9 +60,10 @@ def _age(seconds: float) -> str:
 
 
 def format_status(found: list[NodeStatus], margin: str = "") -> str:
-    """The table, and the capacity margin line (`status/margin.py`) after it when given."""
+    """The table, and the capacity margin line (`status/margin.py`) after it when given (not
+    without nodes: no cluster has no margin to speak of)."""
     table = _table(found)
-    return f"{table}\n{margin}" if margin else table
+    return f"{table}\n{margin}" if margin and found else table
 
 
 def _table(found: list[NodeStatus]) -> str:
