@@ -17,7 +17,6 @@ margin). The margin is an operator's signal, never a public one.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 from collections.abc import Sequence
@@ -114,13 +113,33 @@ def margin(
     reported = [x.cpu_seconds for x in loads if x.cpu_seconds is not None]
     measured = sum(reported) * per if reported else None
     node = planned_node(profile, shape)
-    # Utilisation bounds the nodes by all the CPU spent; the latency bounds by the jobs counted
-    # at their measured cost (the CPU no job accounts for, timers and the heartbeat among it,
-    # would make every job look seconds long and the latency targets unreachable).
+    # Utilisation bounds the nodes by all the CPU spent; the latency targets by the work counted
+    # at its measured cost (CPU no job accounts for, timers and the heartbeat among it, would
+    # make every job look seconds long and the targets unreachable).
     util_bound = nodes_for_utilisation(max(profile_cpu, measured or 0.0), node, max_utilisation)
-    sizing = nodes_needed_for(profile, shape, dataclasses.replace(rates, cpu=profile_cpu))
-    # Never fewer than the utilisation bound: the latency bound alone can fall when cheap work
-    # is added (a shorter mean job waits less), and more load must never look like more margin.
+    # The latency model sees that CPU as jobs of the costliest kind present: at the same
+    # utilisation bigger jobs wait longer, so this errs on the safe side, and it keeps the count
+    # monotone (with the planner's mean job, adding cheap work shortens the mean and the wait,
+    # and more load would show as more margin).
+    present = [
+        cost
+        for count, cost in (
+            (rates.messages, accept),
+            (rates.deliveries, c.delivery),
+            (rates.imap_sessions, c.imap_session),
+            (rates.pop3_sessions, c.pop3_session),
+        )
+        if count > 0
+    ]
+    heaviest = max(present, default=accept)
+    as_jobs = Demand(
+        messages=profile_cpu / heaviest,
+        deliveries=0.0,
+        imap_sessions=0.0,
+        pop3_sessions=0.0,
+        cpu=profile_cpu,
+    )
+    sizing = nodes_needed_for(profile, shape, as_jobs)
     if sizing is None:
         needed, bound = util_bound, "utilisation (a latency target no node count meets)"
     elif sizing.nodes > util_bound:

@@ -116,3 +116,25 @@ def test_more_load_never_more_spare(base: list[NodeLoad], extra: NodeLoad, which
 @given(st.lists(loads, min_size=1, max_size=6), st.integers(1, 5))
 def test_more_live_nodes_never_fewer_spare(base: list[NodeLoad], added: int) -> None:
     assert spare(base + [NodeLoad()] * added).spare >= spare(base).spare + added
+
+
+# Sessions of 0.3 s and a 0.5-s commit: here the latency targets, not utilisation, set the count.
+SLOW = profile_from_dict(profile(imap_login_cpu=0.3, pop3_session_cpu=0.2, commit_p99_seconds=0.5))
+
+
+def slow_spare(x: NodeLoad) -> int:
+    return margin(SLOW, [x], window_seconds=WINDOW, spare_nodes=1, max_utilisation=0.75).spare
+
+
+def test_cheap_work_added_to_slow_sessions_is_no_margin() -> None:
+    # With the planner's mean job, one message more made the mean shorter and freed a node.
+    sessions = NodeLoad(imap_sessions=304)
+    assert slow_spare(NodeLoad(imap_sessions=304, messages=1)) <= slow_spare(sessions)
+    m = margin(SLOW, [sessions], window_seconds=WINDOW, spare_nodes=1, max_utilisation=0.75)
+    assert m.bound.startswith("p99")
+
+
+@settings(max_examples=300, deadline=None)
+@given(loads, loads)
+def test_more_load_never_more_spare_when_latency_binds(base: NodeLoad, extra: NodeLoad) -> None:
+    assert slow_spare(more(base, extra)) <= slow_spare(base)
