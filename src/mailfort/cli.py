@@ -14,7 +14,14 @@ from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from mailfort import __version__, cli_capacity_upgrade, cli_dkim, cli_dns, cli_status
+from mailfort import (
+    __version__,
+    cli_capacity,
+    cli_capacity_upgrade,
+    cli_dkim,
+    cli_dns,
+    cli_status,
+)
 from mailfort.config import Config, load
 from mailfort.errors import AlreadyExists, ConfigError, MailfortError, NotFound
 from mailfort.logs import configure as configure_logging
@@ -527,9 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_status.add_parser(sub)
     cli_dns.add_parser(sub)
     cli_dkim.add_parser(sub)
-    capacity = sub.add_parser(
-        "capacity", help="capacity planning: how many nodes, and how to change them"
-    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    capacity = cli_capacity.add_parser(sub)
     cli_capacity_upgrade.add_upgrade_parser(capacity)
     return parser
 
@@ -549,6 +554,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    standalone = getattr(args, "standalone", None)
+    if standalone is not None:  # a command that needs neither config nor store
+        configure_logging(batched=False, stream=sys.stderr)
+        return guarded(lambda: int(standalone(args)))
     # A serving node logs a line per message: batch the writes there; the CLI writes at once.
     configure_logging(batched=args.command == "serve", stream=sys.stderr)
     try:
@@ -558,11 +567,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return guarded(lambda: _serve(config, args.workers))
-    direct = getattr(args, "direct", None)
-    if direct is not None:
-        # Commands that open the store themselves, and only when they need it: planning runs
-        # on a laptop with no store.
-        return guarded(lambda: direct(config, args))
     return guarded(lambda: asyncio.run(_run(args.func, config, args)))
 
 

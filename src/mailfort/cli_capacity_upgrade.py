@@ -2,8 +2,8 @@
 
 The schedule is pure planning (`capacity/upgrade.py`) and runs on a laptop with a profile and a
 workload, no store. `--announce` writes one maintenance window per night of batches through the
-status records every node's page reads (as `mailfort status maintenance add` does); only then is
-the store opened. Bad input is one line on stderr and exit 2.
+status records every node's page reads (as `mailfort status maintenance add` does); only then are
+the config and the store read. Bad input is one line on stderr and exit 2.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from mailfort.capacity.upgrade import (
 )
 from mailfort.capacity.workload import WorkloadError, load_workload
 from mailfort.cli_status import TIME_HELP, UsageError, parse_time
-from mailfort.config import Config
+from mailfort.config import Config, load
 from mailfort.status.repository import StatusRepository
 from mailfort.store import open_store
 
@@ -154,13 +154,15 @@ async def announce(config: Config, s: Schedule) -> list[str]:
         await store.close()
 
 
-def run_upgrade(config: Config, args: argparse.Namespace) -> int:
+def run_upgrade(args: argparse.Namespace) -> int:
     s = plan(args, time.time())
     if args.json:
         print(json.dumps(schedule_json(s), indent=2))
     else:
         print(format_schedule(s))
     if args.announce:
+        # Read only now: the schedule alone needs no config, so a laptop without one plans.
+        config = load(args.config)
         for line in asyncio.run(announce(config, s)):
             print(f"announced {line}")
     return 0
@@ -209,5 +211,5 @@ def add_upgrade_parser(capacity: argparse._SubParsersAction[argparse.ArgumentPar
         action="store_true",
         help="create the status page's maintenance windows for it (needs the config's store)",
     )
-    # Planning runs without a store; `run_upgrade` opens it only to announce.
-    p.set_defaults(direct=run_upgrade)
+    # Planning needs neither config nor store; `run_upgrade` reads both only to announce.
+    p.set_defaults(standalone=run_upgrade)

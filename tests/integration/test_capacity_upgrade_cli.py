@@ -115,3 +115,12 @@ def test_announce_writes_maintenance_windows(tmp_path: Path) -> None:
     # Announced, not declared: no component changes and no incident opens.
     shown = node.cli("status", "show").stdout
     assert "open incidents: none" in shown and "outage" not in shown.split("maintenance:")[0]
+
+
+def test_a_schedule_reads_no_config_but_announcing_does(tmp_path: Path) -> None:
+    args = files(tmp_path)
+    (tmp_path / "mailfort.toml").write_text("[capacity\n")  # not TOML
+    done = mailfort(tmp_path, "capacity", "upgrade", *args, "--replace")
+    assert done.returncode == 0, done.stderr
+    announced = mailfort(tmp_path, "capacity", "upgrade", *args, "--replace", "--announce")
+    assert announced.returncode == 2 and "config error" in announced.stderr
