@@ -142,9 +142,11 @@ def schedule(
     peak = max(needed)
     peak_hour = needed.index(peak)
     if target < peak + k:
+        sizing = nodes_needed_at(profile, workload, peak_hour * HOUR)
+        bound = f" for {sizing.bound.replace('_', ' ')}" if sizing is not None else ""
         raise UpgradeError(
-            f"--to {target}: the peak hour ({peak_hour:02d}:00) needs {peak} nodes + k={k}"
-            f" = {peak + k}; {peak + k - target} short"
+            f"--to {target}: the peak hour ({peak_hour:02d}:00) needs {peak} nodes{bound}"
+            f" + k={k} = {peak + k}; {peak + k - target} short"
         )
     batches: list[Batch] = []
     t, live, skipped = start, nodes, 0
