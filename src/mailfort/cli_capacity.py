@@ -11,6 +11,7 @@ from pathlib import Path
 from mailfort.capacity.plan import PlanError, make_plan
 from mailfort.capacity.profile import ProfileError, load_profile
 from mailfort.capacity.report import json_report, text_report
+from mailfort.capacity.simulate import EVENT_BUDGET
 from mailfort.capacity.workload import WorkloadError, load_workload
 from mailfort.errors import MailfortError
 
@@ -28,10 +29,12 @@ def _fail(message: str) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     if args.nodes is not None and args.nodes < 1:
         return _fail(f"--nodes must be at least 1, not {args.nodes}")
+    if args.events < 1000:
+        return _fail(f"--events must be at least 1000, not {args.events}")
     try:
         profile = load_profile(args.profile, any_version=args.any_version)
         workload = load_workload(args.workload)
-        plan = make_plan(profile, workload, nodes=args.nodes, seed=args.seed)
+        plan = make_plan(profile, workload, nodes=args.nodes, seed=args.seed, budget=args.events)
     except (ProfileError, WorkloadError) as exc:
         return _fail(str(exc))
     except PlanError as exc:
@@ -80,6 +83,14 @@ def add_parser(
     p.add_argument("--no-series", action="store_true", help="leave the time series out of --json")
     p.add_argument("--html", metavar="FILE", help="also write the report with plots as HTML")
     p.add_argument("--seed", type=int, default=1, help="the simulator's random seed (default 1)")
+    p.add_argument(
+        "--events",
+        type=int,
+        default=EVENT_BUDGET,
+        metavar="N",
+        help=f"simulated jobs per scenario (default {EVENT_BUDGET:,}); past it messages are"
+        " simulated in cohorts: fewer is faster and coarser",
+    )
     p.add_argument(
         "--any-version",
         action="store_true",

@@ -16,7 +16,7 @@ from typing import Any
 from mailfort.capacity.demand import Costs, Demand, Node, costs, demand, planned_node
 from mailfort.capacity.profile import Profile
 from mailfort.capacity.queueing import drain_seconds, little_in_system
-from mailfort.capacity.simulate import SimResult, simulate
+from mailfort.capacity.simulate import EVENT_BUDGET, SimResult, simulate
 from mailfort.capacity.sizing import Sizing, latency, nodes_needed_for
 from mailfort.capacity.workload import HOUR, Scenario, Workload
 
@@ -199,24 +199,32 @@ def closed_form(profile: Profile, workload: Workload, scenario: Scenario, nodes:
     survivors = nodes - scenario.nodes_lost
     d = demand(workload, c, scenario.at_seconds)
     capacity = survivors * node.cpus
-    # Offered and refused first attempts, averaged over the horizon (the fluid limit: each moment
-    # served up to the survivors' CPUs, the rest refused).
-    offered_sum = refused_sum = 0.0
+    # Offered and refused first attempts, averaged over the horizon (the fluid limit). The
+    # admission gate guards the foreground (messages being accepted, sessions): it is refused
+    # only past the survivors' CPUs; remote deliveries run on what the foreground leaves.
+    per_delivery = c.delivery / node.speed + workload.remote_delivery_seconds
+    slots = survivors * workload.delivery_concurrency / per_delivery
+    offered_sum = refused_sum = starved_sum = 0.0
     points = 240
+    dt_seconds = scenario.horizon_seconds / points
     for i in range(points):
-        t = scenario.at_seconds + (i + 0.5) * scenario.horizon_seconds / points
+        t = scenario.at_seconds + (i + 0.5) * dt_seconds
         dt = demand(workload, c, t)
-        over = max(0.0, 1 - capacity / dt.cpu) if dt.cpu > 0 else 0.0
+        front = dt.cpu - dt.deliveries * c.delivery
+        over = max(0.0, 1 - capacity / front) if front > 0 else 0.0
         if t - scenario.at_seconds < scenario.database_down_seconds:
             over = 1.0
         offered_sum += dt.messages
         refused_sum += dt.messages * over
+        left = max(0.0, capacity - front * (1 - over))
+        delivered = min(dt.deliveries * (1 - over), left / c.delivery, slots)
+        starved_sum += (dt.deliveries * (1 - over) - delivered) * dt_seconds
     refused = refused_sum / offered_sum if offered_sum else 0.0
     accepted = (offered_sum - refused_sum) / points
-    refused_now = max(0.0, 1 - capacity / d.cpu) if d.cpu > 0 else 0.0
+    front_now = d.cpu - d.deliveries * c.delivery
+    refused_now = max(0.0, 1 - capacity / front_now) if front_now > 0 else 0.0
+    starving = d.cpu > capacity
     # Deliveries: network-bound at `concurrency` per node, or CPU-bound on what is left over.
-    per_delivery = c.delivery / node.speed + workload.remote_delivery_seconds
-    slots = survivors * workload.delivery_concurrency / per_delivery
     spare_cpu = max(0.0, capacity - d.cpu)
     by_cpu = d.deliveries + spare_cpu / c.delivery
     delivery_capacity = min(slots, by_cpu)
@@ -226,7 +234,7 @@ def closed_form(profile: Profile, workload: Workload, scenario: Scenario, nodes:
         # The lost nodes' deliveries in flight come back when their leases expire.
         backlog += baseline * scenario.nodes_lost / nodes
     drain = drain_seconds(backlog, delivery_capacity, d.deliveries * (1 - refused_now))
-    peak = baseline + backlog
+    peak = baseline + backlog + starved_sum
     if scenario.remote_down_seconds:
         piled = d.deliveries * scenario.remote_down_share * scenario.remote_down_seconds
         peak += piled
@@ -237,10 +245,10 @@ def closed_form(profile: Profile, workload: Workload, scenario: Scenario, nodes:
         # What was refused meanwhile comes back when its senders retry.
         first_retry = max(sender.retry_seconds[0] for sender in workload.senders)
         drain = max(drain, scenario.database_down_seconds + first_retry)
-    if refused_now > 0:
-        drain = math.inf  # the refusals go on while the load stays: no closed form ends them
+    if refused_now > 0 or starving:
+        drain = math.inf  # the overload goes on while the load stays: no closed form ends it
     p99: float | None
-    if refused_now > 0 or (refused > 0.01 and not scenario.database_down_seconds):
+    if refused_now > 0 or starving or (refused > 0.01 and not scenario.database_down_seconds):
         p99 = None  # retries decide it: only the simulation knows
     else:
         p99 = latency(profile, workload, c, d, node, survivors).p99_time_to_mailbox
@@ -324,9 +332,15 @@ def disagreements(
 
 
 def plan_scenario(
-    profile: Profile, workload: Workload, scenario: Scenario, nodes: int, *, seed: int = 1
+    profile: Profile,
+    workload: Workload,
+    scenario: Scenario,
+    nodes: int,
+    *,
+    seed: int = 1,
+    budget: int = EVENT_BUDGET,
 ) -> ScenarioPlan:
-    sim = simulate(profile, workload, scenario, nodes, seed=seed)
+    sim = simulate(profile, workload, scenario, nodes, seed=seed, budget=budget)
     closed = closed_form(profile, workload, scenario, nodes)
     return ScenarioPlan(
         scenario=scenario,
@@ -367,6 +381,7 @@ def make_plan(
     nodes: int | None = None,
     seed: int = 1,
     check_failures: bool = True,
+    budget: int = EVENT_BUDGET,
 ) -> Plan:
     """The whole plan; `nodes` overrides the workload's deployed count. Raises PlanError when
     no number of nodes meets a target."""
@@ -438,7 +453,9 @@ def make_plan(
             warmup_seconds=1800.0 if workload.per_second is None else 60.0,
             horizon_seconds=2 * HOUR if workload.per_second is None else 300.0,
         )
-        failure_check = plan_scenario(profile, workload, check, for_failures, seed=seed)
+        failure_check = plan_scenario(
+            profile, workload, check, for_failures, seed=seed, budget=budget
+        )
         if failure_check.simulated.refused_share > 0.001:
             findings.append(
                 Finding(
@@ -454,7 +471,7 @@ def make_plan(
             )
     scenarios = []
     for s in workload.scenarios:
-        sp = plan_scenario(profile, workload, s, deployed, seed=seed)
+        sp = plan_scenario(profile, workload, s, deployed, seed=seed, budget=budget)
         scenarios.append(sp)
         p99 = sp.simulated.p99_time_to_mailbox
         if p99 is not None and p99 > workload.p99_time_to_mailbox:

@@ -504,7 +504,7 @@ class Simulation:
             env.process(self._deliverer())
         env.process(self._monitor())
         env.process(self._event())
-        env.run(until=self.end)
+        env.run(until=self.end + 1e-6)  # the last sample falls at `end` itself
         return self._result()
 
     def _result(self) -> SimResult:
