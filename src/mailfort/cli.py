@@ -14,7 +14,14 @@ from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from mailfort import __version__, cli_capacity, cli_dkim, cli_dns, cli_status
+from mailfort import (
+    __version__,
+    cli_capacity,
+    cli_capacity_upgrade,
+    cli_dkim,
+    cli_dns,
+    cli_status,
+)
 from mailfort.config import Config, load
 from mailfort.errors import AlreadyExists, ConfigError, MailfortError, NotFound
 from mailfort.logs import configure as configure_logging
@@ -311,9 +318,16 @@ async def cmd_queue_delete(config: Config, store: Store, args: argparse.Namespac
 # -- cluster ----------------------------------------------------------------------------------
 async def cmd_cluster_status(config: Config, store: Store, args: argparse.Namespace) -> int:
     from mailfort.cluster.status import cluster_status, format_status
+    from mailfort.status.margin import margin_line
 
     found = await cluster_status(store, await store.clock(), config.cluster.heartbeat_seconds)
-    print(format_status(found))
+    line = await margin_line(
+        config.capacity,
+        store,
+        window_seconds=config.status.window_seconds,
+        heartbeat_seconds=config.cluster.heartbeat_seconds,
+    )
+    print(format_status(found, line))
     return 0
 
 
@@ -520,7 +534,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_status.add_parser(sub)
     cli_dns.add_parser(sub)
     cli_dkim.add_parser(sub)
-    cli_capacity.add_parser(sub)
+    capacity = cli_capacity.add_parser(sub)
+    cli_capacity_upgrade.add_upgrade_parser(capacity)
     return parser
 
 
