@@ -16,13 +16,13 @@ from typing import Any
 from mailfort.capacity.demand import Costs, Demand, Node, costs, demand, planned_node
 from mailfort.capacity.profile import Profile
 from mailfort.capacity.queueing import drain_seconds, little_in_system
-from mailfort.capacity.simulate import EVENT_BUDGET, SimResult, simulate
+from mailfort.capacity.simulate import COMPARED, EVENT_BUDGET, SimResult, compared, simulate
 from mailfort.capacity.sizing import Sizing, latency, nodes_needed_for
+from mailfort.capacity.units import seconds
 from mailfort.capacity.workload import HOUR, Scenario, Workload
 
 # Closed form and simulation "agree" within this (relative; shares within 2 points).
 AGREEMENT = 0.15
-COMPARED = ("accepted_per_second", "peak_queue", "refused_share", "drain_seconds")
 
 
 class PlanError(Exception):
@@ -284,12 +284,7 @@ def disagreements(
     workload: Workload, scenario: Scenario, sim: SimResult, closed: ClosedForm
 ) -> tuple[tuple[str, str], ...]:
     """Each figure where the two differ by more than `AGREEMENT`, with the reasons that apply."""
-    values = {
-        "accepted_per_second": (sim.accepted_per_second, closed.accepted_per_second),
-        "peak_queue": (sim.peak_queue, closed.peak_queue),
-        "refused_share": (sim.refused_share, closed.refused_share),
-        "drain_seconds": (sim.drain_seconds, closed.drain_seconds),
-    }
+    sim_values, closed_values = compared(sim), compared(closed)
     reasons = []
     if sim.retried_share > 0.005:
         reasons.append(
@@ -325,8 +320,7 @@ def disagreements(
     reasons.append(f"the simulation samples every {sim.step:g} s")
     found = []
     for name in COMPARED:
-        s, c = values[name]
-        if _differs(name, s, c):
+        if _differs(name, sim_values[name], closed_values[name]):
             found.append((name, "; ".join(reasons)))
     return tuple(found)
 
@@ -413,7 +407,7 @@ def make_plan(
                     f"{deployed} nodes are {sizing.nodes - deployed} short of the {sizing.nodes}"
                     f" the peak needs: utilisation {lat.utilisation:.0%} (target"
                     f" {workload.max_utilisation:.0%}), p99 time to 250"
-                    f" {_seconds(lat.p99_time_to_250)} (target {workload.p99_time_to_250:g} s)"
+                    f" {seconds(lat.p99_time_to_250)} (target {workload.p99_time_to_250:g} s)"
                 ),
             )
         )
@@ -481,7 +475,7 @@ def make_plan(
                     limit=workload.p99_time_to_mailbox,
                     value=p99,
                     text=(
-                        f"{s.name}: p99 time to mailbox {_seconds(p99)}, target"
+                        f"{s.name}: p99 time to mailbox {seconds(p99)}, target"
                         f" {workload.p99_time_to_mailbox:g} s"
                         f" ({p99 / workload.p99_time_to_mailbox:.1f} ×)"
                     ),
@@ -515,15 +509,3 @@ def make_plan(
         database_cpu_at_peak=db_cpu,
         notes=tuple(notes),
     )
-
-
-def _seconds(value: float) -> str:
-    if not math.isfinite(value):
-        return "unbounded (the nodes cannot keep up)"
-    if value < 1:
-        return f"{value * 1000:.0f} ms"
-    if value < 120:
-        return f"{value:.1f} s"
-    if value < 2 * HOUR:
-        return f"{value / 60:.1f} min"
-    return f"{value / HOUR:.1f} h"

@@ -7,8 +7,10 @@ import html
 import io
 from typing import Any
 
-from mailfort.capacity.plan import COMPARED, Plan, ScenarioPlan
-from mailfort.capacity.report import FORMATS, seconds, text_report
+from mailfort.capacity.plan import Plan, ScenarioPlan
+from mailfort.capacity.report import FORMATS, text_report
+from mailfort.capacity.simulate import COMPARED, compared
+from mailfort.capacity.units import seconds
 from mailfort.capacity.workload import HOUR
 from mailfort.errors import MailfortError
 
@@ -98,18 +100,7 @@ def _row(label: str, sim: str, closed: str, differs: bool) -> str:
 def _scenario_table(sp: ScenarioPlan) -> str:
     sim, cf = sp.simulated, sp.closed
     differing = {f for f, _ in sp.disagreements}
-    sim_values = {
-        "accepted_per_second": sim.accepted_per_second,
-        "peak_queue": sim.peak_queue,
-        "refused_share": sim.refused_share,
-        "drain_seconds": sim.drain_seconds,
-    }
-    cf_values = {
-        "accepted_per_second": cf.accepted_per_second,
-        "peak_queue": cf.peak_queue,
-        "refused_share": cf.refused_share,
-        "drain_seconds": cf.drain_seconds,
-    }
+    sim_values, cf_values = compared(sim), compared(cf)
     rows = []
     for key in COMPARED:
         label, fmt = FORMATS[key]

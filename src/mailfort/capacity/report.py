@@ -3,37 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
 
-from mailfort.capacity.plan import COMPARED, Plan, ScenarioPlan
+from mailfort.capacity.plan import Plan, ScenarioPlan
+from mailfort.capacity.simulate import COMPARED, compared
+from mailfort.capacity.units import count, rate, seconds, share
 from mailfort.capacity.workload import HOUR
-
-
-def seconds(value: float | None) -> str:
-    if value is None or not math.isfinite(value):
-        return "never" if value is not None else "-"
-    if value < 1:
-        return f"{value * 1000:.0f} ms"
-    if value < 120:
-        return f"{value:.1f} s"
-    if value < 2 * HOUR:
-        return f"{value / 60:.1f} min"
-    return f"{value / HOUR:.1f} h"
-
-
-def count(value: float | None) -> str:
-    if value is None or not math.isfinite(value):
-        return "-"
-    return f"{value:,.0f}"
-
-
-def share(value: float | None) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:.2%}"
-
-
-def rate(value: float | None) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:,.1f}/s"
-
 
 FORMATS = {
     "accepted_per_second": ("accepted", rate),
@@ -70,18 +44,7 @@ def scenario_text(sp: ScenarioPlan, constant: bool) -> list[str]:
         f" (simulated {seconds(s.warmup_seconds)} before and {seconds(s.horizon_seconds)} after)",
         f"  {'':<24}{'simulated':>14}{'closed form':>14}",
     ]
-    sim_values = {
-        "accepted_per_second": sim.accepted_per_second,
-        "peak_queue": sim.peak_queue,
-        "refused_share": sim.refused_share,
-        "drain_seconds": sim.drain_seconds,
-    }
-    cf_values = {
-        "accepted_per_second": cf.accepted_per_second,
-        "peak_queue": cf.peak_queue,
-        "refused_share": cf.refused_share,
-        "drain_seconds": cf.drain_seconds,
-    }
+    sim_values, cf_values = compared(sim), compared(cf)
     for key in COMPARED:
         label, fmt = FORMATS[key]
         sim_text = fmt(sim_values[key])

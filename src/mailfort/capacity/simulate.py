@@ -52,6 +52,15 @@ CONNECT_TIMEOUT = 30.0  # [delivery] connect_timeout
 DESTINATION_SLOTS = 10  # [delivery] destination_concurrency
 
 
+# What the simulation is held against: the closed form, and reality (the validation benchmark).
+COMPARED = ("accepted_per_second", "peak_queue", "refused_share", "drain_seconds")
+
+
+def compared(result: Any) -> dict[str, float | None]:
+    """The `COMPARED` figures of a simulation's or a closed form's result."""
+    return {name: getattr(result, name) for name in COMPARED}
+
+
 @dataclass(slots=True)
 class Sample:
     """One interval of the run, counts for the whole cluster."""
