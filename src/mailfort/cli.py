@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from mailfort import __version__, cli_dkim, cli_dns, cli_status
+from mailfort import __version__, cli_capacity_measure, cli_dkim, cli_dns, cli_status
 from mailfort.config import Config, load
 from mailfort.errors import AlreadyExists, ConfigError, MailfortError, NotFound
 from mailfort.logs import configure as configure_logging
@@ -520,6 +520,10 @@ def build_parser() -> argparse.ArgumentParser:
     cli_status.add_parser(sub)
     cli_dns.add_parser(sub)
     cli_dkim.add_parser(sub)
+    capacity = sub.add_parser("capacity", help="capacity planning").add_subparsers(
+        dest="action", required=True
+    )
+    cli_capacity_measure.add_measure_parser(capacity)
     return parser
 
 
@@ -540,6 +544,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # A serving node logs a line per message: batch the writes there; the CLI writes at once.
     configure_logging(batched=args.command == "serve", stream=sys.stderr)
+    # Commands that open no store and read no configuration (`capacity measure` starts a node
+    # of its own): they run as they are, with their own exit status.
+    standalone = getattr(args, "standalone", None)
+    if standalone is not None:
+        return int(standalone(args))
     try:
         config = load(args.config)
     except ConfigError as exc:
