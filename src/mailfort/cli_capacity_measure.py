@@ -9,13 +9,32 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from mailfort.capacity.benchnode import NodeError
 from mailfort.capacity.cgroup import CgroupError
 from mailfort.capacity.frommetrics import FromMetricsError, profile_from_metrics
-from mailfort.capacity.measure import QUICK, Counts, MeasureError, Options, measure
+from mailfort.capacity.measure import (
+    QUICK,
+    CountError,
+    Counts,
+    MeasureError,
+    Options,
+    ScratchDatabase,
+    measure,
+)
 from mailfort.capacity.profile import Profile, ProfileError, load_profile
 from mailfort.capacity.promtext import ScrapeError
+from mailfort.errors import MailfortError, StoreError
+
+
+def _scratch(url: str) -> Callable[[], ScratchDatabase]:
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise CountError(f"--store-url must be a postgresql:// url, not {url!r}")
+    from mailfort.store.postgres.scratch import ScratchSchema
+
+    return lambda: ScratchSchema(url)
 
 
 def _progress(line: str) -> None:
@@ -111,26 +130,25 @@ def cmd_measure(args: argparse.Namespace) -> int:
             )
         else:
             options = Options(
-                counts=_counts(args), store_url=args.store_url or "", cpu_quota=args.cpu_quota
+                counts=_counts(args),
+                database=_scratch(args.store_url) if args.store_url else None,
+                cpu_quota=args.cpu_quota,
             )
             options.counts.check()
             profile = measure(options, _progress, repeat=args.repeat)
-    except (MeasureError, ProfileError, ScrapeError, CgroupError, FromMetricsError) as exc:
+    except (CountError, ProfileError, ScrapeError, FromMetricsError, CgroupError) as exc:
         print(f"mailfort: {exc}", file=sys.stderr)
-        return (
-            2
-            if isinstance(exc, ProfileError | ScrapeError | FromMetricsError)
-            or (isinstance(exc, MeasureError) and _is_usage(exc))
-            else 1
-        )
+        return 2
+    except StoreError as exc:
+        print(f"mailfort: --store-url: {exc}", file=sys.stderr)
+        return 2
+    except (MeasureError, NodeError, MailfortError, OSError) as exc:
+        print(f"mailfort: measurement failed: {exc}", file=sys.stderr)
+        return 1
     output.write_text(profile.to_json(), encoding="utf-8")
     print(f"profile written to {output}")
     print(_table(profile))
     return 0
-
-
-def _is_usage(exc: MeasureError) -> bool:
-    return "must be" in str(exc)
 
 
 def _positive_float(text: str) -> float:

@@ -14,6 +14,10 @@ class ClientError(Exception):
     pass
 
 
+class InUse(ClientError):
+    """POP3 -ERR [IN-USE] (RFC 3206): another session holds the maildrop."""
+
+
 class Imap:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
@@ -75,6 +79,8 @@ class Pop3:
         return client
 
     async def _ok(self, line: bytes, what: str) -> bytes:
+        if line.startswith(b"-ERR [IN-USE]"):
+            raise InUse(f"POP3 {what}: {line.strip()[:80]!r}")
         if not line.startswith(b"+OK"):
             raise ClientError(f"POP3 {what}: {line.strip()[:80]!r}")
         return line
@@ -93,6 +99,9 @@ class Pop3:
     async def quit(self) -> None:
         with contextlib.suppress(ClientError, OSError):
             await self.command("QUIT")
+            # The node closes after its +OK, once it has ended the session (RFC 1939 6: the
+            # UPDATE state, the maildrop's lock released): the next session may then take it.
+            await asyncio.wait_for(self.reader.read(), 5)
         self.writer.close()
         with contextlib.suppress(OSError):
             await self.writer.wait_closed()

@@ -14,7 +14,6 @@ the saturation figures are then a floor for what the node could do with its own 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import shutil
 import statistics
@@ -23,20 +22,23 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 from mailfort import __version__
 from mailfort.capacity import procstat, promtext
 from mailfort.capacity.benchnode import DOMAIN, PASSWORD, REMOTE_DOMAIN, BenchNode
 from mailfort.capacity.cgroup import CpuQuota
 from mailfort.capacity.machine import describe
-from mailfort.capacity.mailclients import Imap, Pop3
+from mailfort.capacity.mailclients import ClientError, Imap, InUse, Pop3
 from mailfort.capacity.profile import Profile, SizeClass
+from mailfort.capacity.promtext import ScrapeError
 from mailfort.capacity.smtpwire import Sink, SmtpClient, SmtpReplyError, dot_stuffed
 
 Progress = Callable[[str], None]
 COMMIT_HISTOGRAM = "mailfort_store_commit_duration_seconds"
 LINE = b"The quick brown fox jumps over the lazy dog; pack my box with five dozen jugs.\r\n"
 SENDER = "load@client.test"
+BACKOFF = 1.0  # seconds a saturating client waits after a "not now"
 
 
 class MeasureError(Exception):
@@ -124,10 +126,22 @@ QUICK = Counts(
 )
 
 
+class ScratchDatabase(Protocol):
+    """A PostgreSQL schema for one run (`store/postgres/scratch.py`, passed in by the wiring:
+    this layer holds no database driver)."""
+
+    server_pid: int  # a server process that served create(), 0 before
+
+    async def create(self) -> str: ...  # the url the node is given
+
+    async def drop(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Options:
     counts: Counts = field(default_factory=Counts)
-    store_url: str = ""  # PostgreSQL: a private schema is made in it for the run
+    # PostgreSQL: a new schema per run, made and dropped by what this returns; None: SQLite.
+    database: Callable[[], ScratchDatabase] | None = None
     cpu_quota: float | None = None  # a share of one CPU for the node (cgroup)
     work_dir: Path | None = None  # default: a temporary directory, removed afterwards
 
@@ -226,6 +240,8 @@ class Run:
         self.say = progress
         self.notes: list[str] = []
         self.postmaster: int | None = None
+        self.database: ScratchDatabase | None = None
+        self.pop3_in_use = 0
         self.users = [f"u{i}@{DOMAIN}" for i in range(self.counts.accounts)]
         self.fetcher = f"fetch@{DOMAIN}"
         self.forward = f"fwd@{DOMAIN}"
@@ -348,8 +364,17 @@ class Run:
         port = node.ports["pop3"]
 
         async def one(i: int) -> None:
-            # One session per maildrop at a time (RFC 1939 locks it): a worker per account.
-            client = await Pop3.login(port, self.users[i % len(self.users)], PASSWORD)
+            # One session per maildrop at a time (RFC 1939 locks it): a worker per account. A
+            # cluster store may release the lock a moment after the session closed.
+            for _ in range(100):
+                try:
+                    client = await Pop3.login(port, self.users[i % len(self.users)], PASSWORD)
+                    break
+                except InUse:
+                    self.pop3_in_use += 1
+                    await asyncio.sleep(0.01)
+            else:
+                raise MeasureError("POP3: a maildrop stayed locked after its session ended")
             await client.command("STAT")
             await client.command("UIDL", multiline=True)
             await client.quit()
@@ -358,6 +383,11 @@ class Run:
         with Phase(node, None) as ph:
             await _in_parallel(self.counts.pop3_sessions, workers, one, stripe=True)
         cpu = per_unit(ph.cpu, self.counts.pop3_sessions, "POP3 sessions")
+        if self.pop3_in_use:
+            self.notes.append(
+                f"pop3_session_cpu: includes {self.pop3_in_use} logins refused with [IN-USE]"
+                " (the maildrop's lock released a moment after the previous session)"
+            )
         self.say(f"POP3 session (USER/PASS, STAT, UIDL, QUIT): {cpu * 1000:.2f} ms CPU each")
         return cpu
 
@@ -406,10 +436,16 @@ class Run:
         return per
 
     async def saturate(self, node: BenchNode) -> tuple[int, float, float]:
-        """SMTP at rising concurrency until the node refuses or stops gaining throughput."""
+        """SMTP at rising concurrency until the node refuses or stops gaining throughput; the
+        figures of the step that accepted the most (the knee of the curve).
+
+        A client told "not now" (4xx, or a refused connection) waits `BACKOFF` before it tries
+        again, as a sender's retry would, compressed: a client that came straight back would
+        measure how fast the node says no, not what it accepts."""
         port = node.ports["smtp"]
         payload = message(4096, 99)
-        best, last = 0.0, (0, 0.0, 0.0)
+        best: tuple[float, int, float] = (0.0, 0, 0.0)  # msg/s, limit, refused share
+        ladder = []
         flat = 0
         for concurrency in self.counts.saturation_steps:
             tally = Tally()
@@ -425,7 +461,7 @@ class Run:
                     except (OSError, SmtpReplyError):
                         tally.refused += 1  # refused at the connect, or the node closed
                         conn = None
-                        await asyncio.sleep(0.05)
+                        await asyncio.sleep(BACKOFF)
                         continue
                     if code == 250:
                         tally.accepted += 1
@@ -434,6 +470,7 @@ class Run:
                         if code == 421:
                             conn.abort()
                             conn = None
+                        await asyncio.sleep(BACKOFF)
                     else:
                         tally.failed += 1
                 if conn is not None:
@@ -446,24 +483,26 @@ class Run:
             offered = tally.accepted + tally.refused
             refused = tally.refused / offered if offered else 0.0
             limit = node.metrics().value("mailfort_concurrency_limit", scope="store")
+            if limit is None:
+                raise MeasureError("the node's /metrics has no mailfort_concurrency_limit")
             self.say(
                 f"saturation: {concurrency} clients, {rate:.0f} msg/s, {refused:.1%} refused,"
                 f" store limit {limit:.0f}"
-                if limit is not None
-                else f"saturation: {concurrency} clients, {rate:.0f} msg/s, {refused:.1%} refused"
             )
-            if limit is None:
-                raise MeasureError("the node's /metrics has no mailfort_concurrency_limit")
-            last = (int(limit), rate, refused)
-            if refused > 0.01:
+            ladder.append(f"{concurrency}: {rate:.0f}/s {refused:.1%} limit {limit:.0f}")
+            flat = flat + 1 if rate < best[0] * 1.05 else 0
+            if rate > best[0]:
+                best = (rate, int(limit), refused)
+            if refused > 0.01 or flat >= 2:
                 break
-            flat = flat + 1 if rate < best * 1.05 else 0
-            best = max(best, rate)
-            if flat >= 2:
-                break
-        if last[1] <= 0:
+        if best[0] <= 0:
             raise MeasureError("saturation: the node accepted nothing")
-        return last
+        self.notes.append(
+            f"saturation: the step that accepted the most of SMTP clients at rising concurrency"
+            f" ({self.counts.step_seconds:g} s each; clients told 4xx wait {BACKOFF:g} s; the"
+            f" load clients share this machine's CPUs): {'; '.join(ladder)}"
+        )
+        return best[1], best[0], best[2]
 
     def _refusals(self, tally: Tally, what: str) -> None:
         if tally.refused or tally.failed:
@@ -486,6 +525,10 @@ class Run:
                 quota = CpuQuota(self.options.cpu_quota)
                 quota.add(node.pid)
             return await self._phases(node, sink)
+        except (ClientError, SmtpReplyError, OSError, procstat.ProcError, ScrapeError) as exc:
+            # The node misbehaved or went away under measurement: that ends the run.
+            tail = node.log_path.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+            raise MeasureError(f"{exc} (node log: {tail[0][:200]})") from None
         finally:
             await asyncio.to_thread(node.stop)
             if quota is not None:
@@ -546,7 +589,7 @@ class Run:
             mailfort_version=__version__,
             measured_at=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             machine=describe(),
-            engine="postgresql" if self.options.store_url else "sqlite",
+            engine="postgresql" if self.options.database else "sqlite",
             source="benchmark",
             node_cpus=cpus,
             accept=tuple(classes),
@@ -577,56 +620,26 @@ class Run:
         )
 
     # -- PostgreSQL --------------------------------------------------------------------------
-    schema = ""
-
     async def _store_url(self) -> str:
-        url = self.options.store_url
-        if not url:
+        if self.options.database is None:
             return ""
-        import asyncpg
-
-        self.schema = f"mailfort_measure_{int(time.time())}_{id(self) % 10000}"
+        self.database = self.options.database()
+        url = await self.database.create()
+        # The server's processes can be counted only when it runs on this machine (the backend
+        # that served us is then one of them, its parent the server's main process).
         try:
-            conn = await asyncpg.connect(url)
-        except (OSError, asyncpg.PostgresError, ValueError) as exc:
-            raise MeasureError(f"cannot connect to {_redacted(url)}: {exc}") from None
-        try:
-            await conn.execute(f"CREATE SCHEMA {self.schema}")
-            backend = await conn.fetchval("SELECT pg_backend_pid()")
-        finally:
-            await conn.close()
-        # The server's processes can be counted only when it runs on this machine (the
-        # backend we talked to is then one of ours to read in /proc).
-        try:
-            self.postmaster = procstat.parent_pid(int(backend))
+            self.postmaster = procstat.parent_pid(self.database.server_pid)
             procstat.tree_cpu_seconds(self.postmaster)
         except (procstat.ProcError, ValueError):
             self.postmaster = None
             self.notes.append(
                 "db_cpu_per_message: not measured, the PostgreSQL server is not on this machine"
             )
-        return f"{url}{'&' if '?' in url else '?'}search_path={self.schema}"
+        return url
 
     async def _drop_schema(self) -> None:
-        if not self.schema:
-            return
-        import asyncpg
-
-        with contextlib.suppress(OSError, asyncpg.PostgresError):
-            conn = await asyncpg.connect(self.options.store_url)
-            try:
-                await conn.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
-            finally:
-                await conn.close()
-
-
-def _redacted(url: str) -> str:
-    """A DSN without its password, for a message."""
-    head, sep, tail = url.partition("@")
-    if not sep or ":" not in head.partition("://")[2]:
-        return url
-    scheme, _, user = head.partition("://")
-    return f"{scheme}://{user.partition(':')[0]}:***@{tail}"
+        if self.database is not None:
+            await self.database.drop()
 
 
 async def _in_parallel(
