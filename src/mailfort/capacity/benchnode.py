@@ -49,6 +49,9 @@ pop3_max_connections_per_ip = 100000
 max_sessions_per_account = 100000
 max_network_share = 1.0
 max_connection_rate_per_network = 0
+auth_failures_per_ip = 1000000
+auth_failures_per_network = 1000000
+auth_failures_per_account = 1000000
 
 [auth]
 allow_plaintext_loopback = true
