@@ -63,7 +63,9 @@ class Counts:
 
     accounts: int = 16  # half of them: POP3 sessions added for the memory figure
     warmup: int = 50
-    concurrency: int = 8  # SMTP clients at once in the acceptance phases
+    # SMTP clients at once in the acceptance phases: a busy node, whose event loop serves
+    # several sessions per wakeup and whose store commits several messages at once.
+    concurrency: int = 16
     sizes: tuple[SizeSpec, ...] = (
         SizeSpec(name="small", max_bytes=16 * 1024, measured_bytes=4 * 1024, messages=600),
         SizeSpec(name="medium", max_bytes=256 * 1024, measured_bytes=64 * 1024, messages=300),
@@ -108,7 +110,7 @@ class Counts:
 QUICK = Counts(
     accounts=4,
     warmup=10,
-    concurrency=4,
+    concurrency=8,
     sizes=(
         SizeSpec(name="small", max_bytes=16 * 1024, measured_bytes=4 * 1024, messages=120),
         SizeSpec(name="medium", max_bytes=256 * 1024, measured_bytes=64 * 1024, messages=60),
@@ -479,9 +481,9 @@ class Run:
                 if conn is not None:
                     await conn.close()
 
-            t0 = time.monotonic()
+            t0, cpu0 = time.monotonic(), node.cpu()
             await asyncio.gather(*(client(i) for i in range(concurrency)))
-            wall = time.monotonic() - t0
+            wall, busy = time.monotonic() - t0, node.cpu() - cpu0
             rate = tally.accepted / wall
             offered = tally.accepted + tally.refused
             refused = tally.refused / offered if offered else 0.0
@@ -490,9 +492,11 @@ class Run:
                 raise MeasureError("the node's /metrics has no mailfort_concurrency_limit")
             self.say(
                 f"saturation: {concurrency} clients, {rate:.0f} msg/s, {refused:.1%} refused,"
-                f" store limit {limit:.0f}"
+                f" store limit {limit:.0f}, node CPU {busy / wall:.0%}"
             )
-            ladder.append(f"{concurrency}: {rate:.0f}/s {refused:.1%} limit {limit:.0f}")
+            ladder.append(
+                f"{concurrency}: {rate:.0f}/s {refused:.1%} limit {limit:.0f} CPU {busy / wall:.0%}"
+            )
             flat = flat + 1 if rate < best[0] * 1.05 else 0
             if rate > best[0]:
                 best = (rate, int(limit), refused)
@@ -527,7 +531,17 @@ class Run:
             if self.options.cpu_quota is not None:
                 quota = CpuQuota(self.options.cpu_quota)
                 quota.add(node.pid)
-            return await self._phases(node, sink)
+            profile = await self._phases(node, sink)
+            if quota is not None:
+                profile = replace(
+                    profile,
+                    notes=(
+                        *profile.notes,
+                        f"the node waited {quota.throttled_seconds():.1f} s in all for its CPU"
+                        " quota (cgroup cpu.stat)",
+                    ),
+                )
+            return profile
         except (ClientError, SmtpReplyError, OSError, procstat.ProcError, ScrapeError) as exc:
             # The node misbehaved or went away under measurement: that ends the run.
             tail = node.log_path.read_text(errors="replace").strip().splitlines()[-1:] or [""]
