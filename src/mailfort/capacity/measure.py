@@ -165,6 +165,14 @@ class Tally:
     refused: int = 0  # 4xx (or 421 on connect): the node said "not now"
     failed: int = 0  # 5xx, or a connection that broke
 
+    def count(self, code: int) -> None:
+        if code == 250:
+            self.accepted += 1
+        elif 400 <= code < 500:
+            self.refused += 1
+        else:
+            self.failed += 1
+
 
 async def send_many(
     port: int,
@@ -182,15 +190,10 @@ async def send_many(
         try:
             for rcpt in todo:
                 code = await client.send(SENDER, rcpt, payload)
-                if code == 250:
-                    tally.accepted += 1
-                elif 400 <= code < 500:
-                    tally.refused += 1
-                    if code == 421:
-                        client.abort()
-                        client = await SmtpClient.connect("127.0.0.1", port)
-                else:
-                    tally.failed += 1
+                tally.count(code)
+                if code == 421:  # the node closed the connection
+                    client.abort()
+                    client = await SmtpClient.connect("127.0.0.1", port)
         finally:
             await client.close()
 
@@ -468,16 +471,12 @@ class Run:
                         conn = None
                         await asyncio.sleep(BACKOFF)
                         continue
-                    if code == 250:
-                        tally.accepted += 1
-                    elif 400 <= code < 500:
-                        tally.refused += 1
-                        if code == 421:
-                            conn.abort()
-                            conn = None
+                    tally.count(code)
+                    if code == 421:
+                        conn.abort()
+                        conn = None
+                    if 400 <= code < 500:
                         await asyncio.sleep(BACKOFF)
-                    else:
-                        tally.failed += 1
                 if conn is not None:
                     await conn.close()
 
