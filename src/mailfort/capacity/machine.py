@@ -42,6 +42,14 @@ def logical_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def load_average(proc: Path = Path("/proc")) -> float:
+    """The 1-minute load average (runnable tasks): other work competing for the CPUs."""
+    try:
+        return float((proc / "loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def describe(proc: Path = Path("/proc")) -> Machine:
     """This machine, as a profile names it."""
     try:

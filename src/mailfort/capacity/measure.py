@@ -28,7 +28,7 @@ from mailfort import __version__
 from mailfort.capacity import procstat, promtext
 from mailfort.capacity.benchnode import DOMAIN, PASSWORD, REMOTE_DOMAIN, BenchNode
 from mailfort.capacity.cgroup import CpuQuota
-from mailfort.capacity.machine import describe
+from mailfort.capacity.machine import describe, load_average
 from mailfort.capacity.mailclients import ClientError, Imap, InUse, Pop3
 from mailfort.capacity.profile import Profile, SizeClass
 from mailfort.capacity.promtext import ScrapeError
@@ -554,6 +554,7 @@ class Run:
 
     async def _phases(self, node: BenchNode, sink: Sink) -> Profile:
         c = self.counts
+        load0 = load_average()
         # Each account's first login (argon2: its memory is mapped for the hash and returned).
         with Phase(node, None) as first:
             for user in [*self.users, self.fetcher]:
@@ -604,6 +605,11 @@ class Run:
         )
         cpus, how = self._node_cpus()
         self.notes.append(f"node_cpus: {how}")
+        self.notes.append(
+            f"the machine's load average was {load0:.1f} at the start and {load_average():.1f}"
+            f" at the end ({describe().cpus} CPUs): other work shares them, which the CPU"
+            " figures see little of and the latencies and saturation figures see much of"
+        )
         return Profile(
             mailfort_version=__version__,
             measured_at=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
