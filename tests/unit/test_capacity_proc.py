@@ -175,3 +175,21 @@ def test_no_cpu_controller_is_one_clear_error(tmp_path: Path) -> None:
         CpuQuota(0.5, root=tmp_path)
     with pytest.raises(CgroupError, match="must be > 0"):
         CpuQuota(0.0, root=tmp_path)
+
+
+def test_repeated_runs_give_the_median_of_each_figure() -> None:
+    from dataclasses import replace
+
+    from mailfort.capacity.measure import median_profile
+    from mailfort.capacity.profile import profile_from_dict
+    from tests.capacity_support import PROFILE
+
+    base = profile_from_dict(PROFILE)
+    runs = [
+        replace(base, imap_login_cpu=x, notes=("same", f"load {x}")) for x in (0.003, 0.001, 0.002)
+    ]
+    median = median_profile(runs)
+    assert median.imap_login_cpu == 0.002
+    assert median.accept[0].cpu_seconds == base.accept[0].cpu_seconds
+    assert median.notes.count("same") == 1
+    assert "run 2: load 0.001" in median.notes

@@ -704,7 +704,8 @@ def measure_once(options: Options, progress: Progress) -> Profile:
 
 
 def median_profile(profiles: Sequence[Profile]) -> Profile:
-    """Every figure the median of the runs' (the machine, notes and classes of the first)."""
+    """Every figure the median of the runs' (the machine and classes of the first); the notes
+    all runs share once, the others by run."""
     first = profiles[0]
     if len(profiles) == 1:
         return first
@@ -736,7 +737,16 @@ def median_profile(profiles: Sequence[Profile]) -> Profile:
         saturation_limit=int(med(lambda p: p.saturation_limit)),
         saturation_messages_per_second=med(lambda p: p.saturation_messages_per_second),
         saturation_refused_share=med(lambda p: p.saturation_refused_share),
-        notes=(*first.notes, f"every figure is the median of {len(profiles)} runs"),
+        notes=(
+            *(n for n in first.notes if all(n in p.notes for p in profiles)),
+            f"every figure is the median of {len(profiles)} runs; what each run saw:",
+            *(
+                f"run {i}: {n}"
+                for i, p in enumerate(profiles, 1)
+                for n in p.notes
+                if not all(n in q.notes for q in profiles)
+            ),
+        ),
     )
 
 
