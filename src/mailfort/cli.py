@@ -548,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     # of its own): they run as they are, with their own exit status.
     standalone = getattr(args, "standalone", None)
     if standalone is not None:
-        return int(standalone(args))
+        return guarded(lambda: int(standalone(args)))
     try:
         config = load(args.config)
     except ConfigError as exc:

@@ -193,3 +193,33 @@ def test_repeated_runs_give_the_median_of_each_figure() -> None:
     assert median.accept[0].cpu_seconds == base.accept[0].cpu_seconds
     assert median.notes.count("same") == 1
     assert "run 2: load 0.001" in median.notes
+
+
+CPU_V1 = Path("/sys/fs/cgroup/cpu")
+
+
+@pytest.mark.skipif(
+    not (CPU_V1 / "cpu.cfs_quota_us").exists() or not os.access(CPU_V1, os.W_OK),
+    reason="needs a writable cgroup v1 cpu controller (root)",
+)
+def test_a_real_quota_holds_a_busy_process_to_its_share() -> None:
+    import subprocess
+    import sys
+    import time
+
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        with CpuQuota(0.2, name=f"mailfort-test-{os.getpid()}") as quota:
+            quota.add(busy.pid)
+            before, t0 = procstat.cpu_seconds(busy.pid), time.monotonic()
+            time.sleep(1.0)
+            share = (procstat.cpu_seconds(busy.pid) - before) / (time.monotonic() - t0)
+            # Never more than its quota (a loaded machine may give it less); unbounded, a busy
+            # loop takes a whole CPU.
+            assert share < 0.3
+            assert quota.throttled_seconds() > 0
+            path = quota.path
+    finally:
+        busy.kill()
+        busy.wait()
+    assert not path.exists()

@@ -49,7 +49,8 @@ def _delta(
 ) -> float:
     old, new = before.total(name, **labels), after.total(name, **labels)
     if new is None:
-        raise FromMetricsError(f"{url}: its /metrics has no {name}")
+        why = " (a node of several worker processes does not export it)" if name == CPU else ""
+        raise FromMetricsError(f"{url}: its /metrics has no {name}{why}")
     return new - (old or 0.0)
 
 

@@ -519,38 +519,39 @@ class Run:
 
     # -- the whole run -----------------------------------------------------------------------
     async def run(self, root: Path) -> Profile:
+        # The quota first: where cgroups cannot give one, the run fails before any setup.
+        quota = CpuQuota(self.options.cpu_quota) if self.options.cpu_quota is not None else None
         sink = await Sink().start()
-        quota: CpuQuota | None = None
-        node = BenchNode(root, store_url=await self._store_url(), sink_port=sink.port)
         try:
-            self.say("starting the node and creating accounts")
-            await asyncio.to_thread(node.cli, "alias", "add", self.forward, f"dest@{REMOTE_DOMAIN}")
-            await asyncio.to_thread(node.add_users, [*self.users, self.fetcher])
-            await asyncio.to_thread(node.start)
-            if self.options.cpu_quota is not None:
-                quota = CpuQuota(self.options.cpu_quota)
-                quota.add(node.pid)
-            profile = await self._phases(node, sink)
-            if quota is not None:
-                profile = replace(
-                    profile,
-                    notes=(
-                        *profile.notes,
-                        f"the node waited {quota.throttled_seconds():.1f} s in all for its CPU"
-                        " quota (cgroup cpu.stat)",
-                    ),
-                )
-            return profile
-        except (ClientError, SmtpReplyError, OSError, procstat.ProcError, ScrapeError) as exc:
-            # The node misbehaved or went away under measurement: that ends the run.
-            tail = node.log_path.read_text(errors="replace").strip().splitlines()[-1:] or [""]
-            raise MeasureError(f"{exc} (node log: {tail[0][:200]})") from None
+            node = BenchNode(root, store_url=await self._store_url(), sink_port=sink.port)
+            try:
+                return await self._measure(node, sink, quota)
+            except (ClientError, SmtpReplyError, OSError, procstat.ProcError, ScrapeError) as exc:
+                # The node misbehaved or went away under measurement: that ends the run.
+                tail = node.log_path.read_text(errors="replace").strip().splitlines()[-1:]
+                raise MeasureError(f"{exc} (node log: {(tail or [''])[0][:200]})") from None
+            finally:
+                await asyncio.to_thread(node.stop)
         finally:
-            await asyncio.to_thread(node.stop)
             if quota is not None:
                 quota.remove()
             await sink.stop()
             await self._drop_schema()
+
+    async def _measure(self, node: BenchNode, sink: Sink, quota: CpuQuota | None) -> Profile:
+        self.say("starting the node and creating accounts")
+        await asyncio.to_thread(node.cli, "alias", "add", self.forward, f"dest@{REMOTE_DOMAIN}")
+        await asyncio.to_thread(node.add_users, [*self.users, self.fetcher])
+        await asyncio.to_thread(node.start)
+        if quota is None:
+            return await self._phases(node, sink)
+        quota.add(node.pid)
+        profile = await self._phases(node, sink)
+        waited = (
+            f"the node waited {quota.throttled_seconds():.1f} s in all for its CPU quota"
+            " (cgroup cpu.stat)"
+        )
+        return replace(profile, notes=(*profile.notes, waited))
 
     async def _phases(self, node: BenchNode, sink: Sink) -> Profile:
         c = self.counts
