@@ -47,11 +47,23 @@ def test_schedstat_is_nanoseconds() -> None:
 
 
 def test_this_process_cpu_grows_with_work() -> None:
-    before = procstat.cpu_seconds(os.getpid())
-    sum(i * i for i in range(300_000))
+    before, sample = procstat.cpu_seconds(os.getpid()), procstat.cpu_sample(os.getpid())
+    sum(i * i for i in range(3_000_000))
     assert procstat.cpu_seconds(os.getpid()) > before
+    assert procstat.cpu_between(sample, procstat.cpu_sample(os.getpid())) > 0
     assert procstat.rss_bytes(os.getpid()) > 1 << 20
     assert procstat.parent_pid(os.getpid()) == os.getppid()
+
+
+def test_threads_that_ended_are_counted_from_the_ticks() -> None:
+    tick = 1 / procstat.CLK_TCK
+    before = procstat.CpuSample(threads=1.0, ticks=1.0)
+    # Live threads only: the precise count stands within the ticks' rounding.
+    assert procstat.cpu_between(before, procstat.CpuSample(1.0123, 1.0 + tick)) == pytest.approx(
+        0.0123
+    )
+    # A thread that ran 0.5 s and ended: only the ticks still show it.
+    assert procstat.cpu_between(before, procstat.CpuSample(1.01, 1.51)) == pytest.approx(0.51)
 
 
 def test_a_process_that_is_gone_is_one_error() -> None:

@@ -159,8 +159,8 @@ class BenchNode:
         assert self.proc is not None
         return self.proc.pid
 
-    def cpu(self) -> float:
-        return procstat.cpu_seconds(self.pid)
+    def cpu(self) -> procstat.CpuSample:
+        return procstat.cpu_sample(self.pid)
 
     def rss(self) -> int:
         return procstat.rss_bytes(self.pid)

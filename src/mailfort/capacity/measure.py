@@ -207,7 +207,7 @@ class Phase:
 
     node: BenchNode
     postmaster: int | None
-    cpu0: float = 0.0
+    cpu0: procstat.CpuSample = field(default_factory=lambda: procstat.CpuSample(0.0, 0.0))
     db0: float = 0.0
     t0: float = 0.0
     cpu: float = 0.0
@@ -221,7 +221,7 @@ class Phase:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.cpu = self.node.cpu() - self.cpu0
+        self.cpu = procstat.cpu_between(self.cpu0, self.node.cpu())
         if self.postmaster:
             self.db = procstat.tree_cpu_seconds(self.postmaster) - self.db0
         self.wall = time.monotonic() - self.t0
@@ -482,7 +482,7 @@ class Run:
 
             t0, cpu0 = time.monotonic(), node.cpu()
             await asyncio.gather(*(client(i) for i in range(concurrency)))
-            wall, busy = time.monotonic() - t0, node.cpu() - cpu0
+            wall, busy = time.monotonic() - t0, procstat.cpu_between(cpu0, node.cpu())
             rate = tally.accepted / wall
             offered = tally.accepted + tally.refused
             refused = tally.refused / offered if offered else 0.0

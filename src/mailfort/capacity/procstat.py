@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -65,15 +66,20 @@ def schedstat_seconds(text: str) -> float:
     return int(fields[0]) / 1e9
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU the process has used so far, every thread of it.
+@dataclass(frozen=True, slots=True)
+class CpuSample:
+    """A process's CPU so far, two ways: `threads`, the scheduler's nanosecond count of each
+    live thread (schedstat), precise but blind to threads that have ended; `ticks`, utime +
+    stime of /proc/PID/stat, every thread that ever ran, in clock ticks (10 ms)."""
 
-    From the scheduler's nanosecond count of each live thread (schedstat) where the kernel
-    keeps one: stat's utime and stime come in clock ticks (10 ms), coarser than the work of a
-    short phase. A thread that has ended takes its time out of that sum, so it suits a process
-    whose threads are pools that live as long as it (a node); else stat's ticks."""
+    threads: float
+    ticks: float
+
+
+def cpu_sample(pid: int) -> CpuSample:
+    ticks = stat_cpu_seconds(_read(pid, "stat"))
     if not (PROC / str(pid) / "task" / str(pid) / "schedstat").exists():
-        return stat_cpu_seconds(_read(pid, "stat"))
+        return CpuSample(ticks, ticks)  # a kernel without schedstat: ticks alone
     total = 0.0
     try:
         tasks = list((PROC / str(pid) / "task").iterdir())
@@ -82,7 +88,21 @@ def cpu_seconds(pid: int) -> float:
     for task in tasks:
         with contextlib.suppress(OSError):  # a thread that ended meanwhile
             total += schedstat_seconds((task / "schedstat").read_text())
-    return total
+    return CpuSample(total, ticks)
+
+
+def cpu_between(before: CpuSample, after: CpuSample) -> float:
+    """CPU used between two samples: the precise count, unless threads that ended took time
+    with them (the argon2 library runs each hash on threads of its own) and the ticks show
+    more than their rounding (a tick at each end) explains."""
+    precise = after.threads - before.threads
+    ticks = after.ticks - before.ticks
+    return ticks if ticks > precise + 2 / CLK_TCK else precise
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU the process has used so far, every thread of it (to the clock tick)."""
+    return stat_cpu_seconds(_read(pid, "stat"))
 
 
 def rss_bytes(pid: int) -> int:
