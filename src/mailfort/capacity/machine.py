@@ -7,6 +7,7 @@ import platform
 import socket
 from pathlib import Path
 
+from mailfort.capacity.procstat import kilobytes_field
 from mailfort.capacity.profile import Machine
 
 
@@ -25,13 +26,11 @@ def cpu_model(cpuinfo: str) -> str:
 
 
 def memory_bytes(meminfo: str) -> int:
-    """MemTotal of /proc/meminfo, in bytes (written in kB)."""
-    for line in meminfo.splitlines():
-        if line.startswith("MemTotal:"):
-            parts = line.split()
-            if len(parts) >= 2 and parts[1].isdigit():
-                return int(parts[1]) * 1024
-    raise ValueError("no MemTotal line in /proc/meminfo")
+    """MemTotal of /proc/meminfo, in bytes."""
+    found = kilobytes_field(meminfo, "MemTotal")
+    if found is None:
+        raise ValueError("no MemTotal line in /proc/meminfo")
+    return found
 
 
 def logical_cpus() -> int:

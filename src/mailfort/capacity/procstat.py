@@ -41,14 +41,22 @@ def stat_cpu_seconds(text: str, *, reaped_children: bool = False) -> float:
     return ticks / CLK_TCK
 
 
-def status_rss_bytes(text: str) -> int:
-    """VmRSS of a /proc/PID/status text, in bytes (the kernel writes it in kB)."""
+def kilobytes_field(text: str, key: str) -> int | None:
+    """The `Key:   N kB` line of a /proc status or meminfo text, in bytes; None without one."""
     for line in text.splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(key + ":"):
             parts = line.split()
             if len(parts) >= 2 and parts[1].isdigit():
                 return int(parts[1]) * 1024
-    raise ProcError("no VmRSS line in /proc/PID/status (a kernel thread, or a zombie)")
+    return None
+
+
+def status_rss_bytes(text: str) -> int:
+    """VmRSS of a /proc/PID/status text, in bytes."""
+    found = kilobytes_field(text, "VmRSS")
+    if found is None:
+        raise ProcError("no VmRSS line in /proc/PID/status (a kernel thread, or a zombie)")
+    return found
 
 
 def _read(pid: int, name: str) -> str:
