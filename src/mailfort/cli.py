@@ -17,6 +17,7 @@ from pathlib import Path
 from mailfort import (
     __version__,
     cli_capacity,
+    cli_capacity_measure,
     cli_capacity_upgrade,
     cli_dkim,
     cli_dns,
@@ -535,6 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_dns.add_parser(sub)
     cli_dkim.add_parser(sub)
     capacity = cli_capacity.add_parser(sub)
+    cli_capacity_measure.add_measure_parser(capacity)
     cli_capacity_upgrade.add_upgrade_parser(capacity)
     return parser
 
@@ -554,8 +556,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    # Commands that open no store and read no configuration (`capacity plan`, `capacity
+    # measure` starts a node of its own): they run as they are, with their own exit status.
     standalone = getattr(args, "standalone", None)
-    if standalone is not None:  # a command that needs neither config nor store
+    if standalone is not None:
         configure_logging(batched=False, stream=sys.stderr)
         return guarded(lambda: int(standalone(args)))
     # A serving node logs a line per message: batch the writes there; the CLI writes at once.

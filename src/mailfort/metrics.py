@@ -25,6 +25,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     disable_created_metrics,
 )
 
@@ -181,6 +182,10 @@ class NodeMetrics:
         self.window = WindowStats(window=window, slot=min(10.0, max(0.1, window / 6)))
         r = CollectorRegistry(auto_describe=True)
         self.registry = _every_process() if multiprocess_dir() else r
+        # process_cpu_seconds_total and the resident memory, for `capacity measure
+        # --from-metrics`: CPU per accepted message from two scrapes. One process only: the
+        # multiprocess mode cannot add up several processes' CPU (each reports its own).
+        ProcessCollector(registry=r)
         self.logins = Counter(
             "mailfort_logins", "Login attempts by protocol and result", ["protocol", "result"],
             registry=r,
