@@ -105,7 +105,7 @@ def _scenario_table(sp: ScenarioPlan) -> str:
     for key in COMPARED:
         label, fmt = FORMATS[key]
         sim_text = fmt(sim_values[key])
-        if key == "drain_seconds" and sim.drain_seconds is None:
+        if key.endswith("drain_seconds") and sim_values[key] is None:
             sim_text = f"> {seconds(sp.scenario.horizon_seconds)}"
         rows.append(_row(label, sim_text, fmt(cf_values[key]), key in differing))
     rows.append(

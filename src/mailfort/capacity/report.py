@@ -13,7 +13,8 @@ FORMATS = {
     "accepted_per_second": ("accepted", rate),
     "peak_queue": ("peak queue", count),
     "refused_share": ("refused (4xx)", share),
-    "drain_seconds": ("drain time", seconds),
+    "queue_drain_seconds": ("queue drained", seconds),
+    "drain_seconds": ("all settled", seconds),
 }
 
 
@@ -48,7 +49,7 @@ def scenario_text(sp: ScenarioPlan, constant: bool) -> list[str]:
     for key in COMPARED:
         label, fmt = FORMATS[key]
         sim_text = fmt(sim_values[key])
-        if key == "drain_seconds" and sim.drain_seconds is None:
+        if key.endswith("drain_seconds") and sim_values[key] is None:
             sim_text = f"> {seconds(s.horizon_seconds)}"
         lines.append(f"  {label:<24}{sim_text:>14}{fmt(cf_values[key]):>14}")
     lines.append(

@@ -45,15 +45,23 @@ from mailfort.capacity.workload import Scenario, Workload
 
 # About this many simulated jobs per scenario (a few seconds of CPU); more are made cohorts.
 EVENT_BUDGET = 400_000
-# The queue is back to normal at or below the most it held before the event plus this share
-# (and at least one message).
-DRAIN_MARGIN = 0.10
+# A queue item waiting longer than this (or five deliveries' time) for a free delivery slot is
+# late — in a cluster with slots to spare items wait for none — and the drain lasts while items
+# are: behind a backlog, new mail waits too, and the queue is back to normal only when it no
+# longer does (B / (cμ − λ), not B / cμ).
+LATE_SECONDS = 5.0
 CONNECT_TIMEOUT = 30.0  # [delivery] connect_timeout
 DESTINATION_SLOTS = 10  # [delivery] destination_concurrency
 
 
 # What the simulation is held against: the closed form, and reality (the validation benchmark).
-COMPARED = ("accepted_per_second", "peak_queue", "refused_share", "drain_seconds")
+COMPARED = (
+    "accepted_per_second",
+    "peak_queue",
+    "refused_share",
+    "queue_drain_seconds",
+    "drain_seconds",
+)
 
 
 def compared(result: Any) -> dict[str, float | None]:
@@ -89,7 +97,8 @@ class SimResult:
     series: tuple[Sample, ...]
     peak_queue: float
     baseline_queue: float
-    drain_seconds: float | None  # None: not back to normal within the horizon
+    drain_seconds: float | None  # all the event's work done; None: not within the horizon
+    queue_drain_seconds: float | None  # the last late or event-made queue item delivered
     refused_share: float  # refused attempts / attempts, from the event to the end
     retried_share: float  # retries / attempts, from the event to the end
     accepted_per_second: float  # cluster, from the event to the end
@@ -107,6 +116,7 @@ class SimResult:
             "peak_queue": round(self.peak_queue),
             "baseline_queue": round(self.baseline_queue, 1),
             "drain_seconds": None if self.drain_seconds is None else round(self.drain_seconds, 1),
+            "queue_drain_seconds": _round(self.queue_drain_seconds),
             "refused_share": round(self.refused_share, 4),
             "retried_share": round(self.retried_share, 4),
             "accepted_per_second": round(self.accepted_per_second, 2),
@@ -143,6 +153,8 @@ class _Message:
     sender: int = 0
     down: bool = False  # bound for the destination that is down
     tries: int = 0  # our delivery attempts
+    caused: bool = False  # extra work the event made: the drain ends when none is left
+    queued_at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -209,9 +221,11 @@ class Simulation:
         self.to_mailbox: list[float] = []
         self.gave_up = 0
         self.peak_items = 0.0
-        self.normal_items = 0.0  # the most queued before the event: normal
-        self.normal_held = 0.0
-        self.last_high: float | None = None
+        self.caused_open = 0
+        # A queue item that waited longer than this for a delivery slot is late.
+        self.late = max(LATE_SECONDS, 5 * workload.remote_delivery_seconds)
+        self.last_settled: float | None = None
+        self.last_delivered_late: float | None = None  # the queue's part of the drain
         # Service times drawn exponentially around their means (M/M/c, to check the engine
         # against Erlang C) instead of each kind of work's measured time (the default).
         self.exponential = exponential
@@ -325,6 +339,7 @@ class Simulation:
         if env.now >= self.event:
             self.to_250.append(env.now - started)
         if m.remote:
+            self._settle(m)  # the refusal is over; its delivery is ordinary work
             self._enqueue(m)
         else:
             self._done(m)
@@ -340,7 +355,24 @@ class Simulation:
             self._granted += seconds
             yield self.env.timeout(seconds)
 
-    def _done(self, m: _Message) -> None:
+    def _cause(self, m: _Message) -> _Message:
+        """Mark `m` as work the event made (moved from a lost node, refused, held by a silent
+        destination, the backlog); the drain is over when the last such message is settled."""
+        if not m.caused and self.env.now >= self.event:
+            m.caused = True
+            self.caused_open += 1
+        return m
+
+    def _settle(self, m: _Message, delivered: bool = False) -> None:
+        if m.caused:
+            m.caused = False
+            self.caused_open -= 1
+            self.last_settled = self.env.now
+            if delivered:
+                self.last_delivered_late = self.env.now
+
+    def _done(self, m: _Message, delivered: bool = False) -> None:
+        self._settle(m, delivered)
         # Mail for a destination that was down waits on it, not on us: the p99 that judges the
         # platform is everyone else's.
         if m.down:
@@ -354,7 +386,9 @@ class Simulation:
         delay = sender.delay(m.attempts)
         if self.env.now + delay - m.first > sender.give_up_seconds:
             self.gave_up += 1
+            self._settle(m)  # the sender bounces it: nothing more for us to do
             return
+        self._cause(m)
         self.state.waiting_senders += 1
         self._note()
         self.env.process(self._retry_later(m, delay))
@@ -382,6 +416,10 @@ class Simulation:
                 yield env.timeout(1.0)
                 continue
             m = state.queue.popleft()
+            if env.now - m.queued_at > self.late:
+                # It waited behind a backlog or for a CPU taken by accepting: the event's work
+                # too, so the drain lasts until items stop being late.
+                self._cause(m)
             state.delivering += 1
             self.jobs += 1
             yield from self._use_cpu(self.costs.delivery * self.cohort / self.node.speed)
@@ -395,6 +433,7 @@ class Simulation:
                     state.down_connecting -= 1
                 state.delivering -= 1
                 m.tries += 1
+                self._cause(m)
                 ceiling = min(w.retry_max_seconds, w.retry_base_seconds * 2 ** min(m.tries - 1, 30))
                 state.deferred += 1
                 env.process(self._requeue(m, self.rng.uniform(ceiling / 2, ceiling)))
@@ -405,7 +444,7 @@ class Simulation:
             state.delivering -= 1
             self._note()
             self._sample(env.now).delivered += self._scale()
-            self._done(m)
+            self._done(m, delivered=True)
 
     def _requeue(self, m: _Message, delay: float) -> Generator[Any, Any, None]:
         yield self.env.timeout(delay)
@@ -441,14 +480,15 @@ class Simulation:
             retrying = self._take(state.waiting_senders, moved)
             broken = self._take(state.accept_in_flight, moved)
             for _ in range(extra_queue):
-                self._enqueue(self._copy_item())
+                self._enqueue(self._cause(self._copy_item()))
             for _ in range(retrying + broken):
-                m = self._copy_message()
-                self._sender_retry(m)
+                self._sender_retry(self._copy_message())
             env.process(self._after(self.workload.lease_seconds, in_flight))
         if s.backlog:
             for _ in range(self._take(s.backlog, 1 / state.alive / self.cohort)):
-                self._enqueue(_Message(first=env.now, cost=0.0, remote=True, after_event=False))
+                self._enqueue(
+                    self._cause(_Message(first=env.now, cost=0.0, remote=True, after_event=False))
+                )
         if s.database_down_seconds:
             state.db_down = True
             env.process(self._until(s.database_down_seconds, "db_down"))
@@ -481,31 +521,21 @@ class Simulation:
         )
 
     def _enqueue(self, m: _Message) -> None:
+        m.queued_at = self.env.now
         self.state.queue.append(m)
         self.queue_ready.put(None)
         self._note()
 
     def _note(self) -> None:
-        """Follow the queue and the senders' held messages at every change: their peaks, the
-        normal ceiling before the event, and the last moment after it they were above normal
-        (the end of the drain) — exactly, not at the samples."""
+        """Follow the queue's peak at every change, not only at the samples."""
         state, scale = self.state, self._scale()
         items = (len(state.queue) + state.deferred + state.delivering) * scale
-        held = state.waiting_senders * scale
         self.peak_items = max(self.peak_items, items)
-        if self.env.now < self.event:
-            self.normal_items = max(self.normal_items, items)
-            self.normal_held = max(self.normal_held, held)
-            return
-        one = self.cohort * state.alive
-        ceiling = max(self.normal_items * (1 + DRAIN_MARGIN), self.normal_items + one)
-        if items > ceiling or held > max(self.normal_held * (1 + DRAIN_MARGIN), one):
-            self.last_high = self.env.now
 
     def _after(self, delay: float, count: int) -> Generator[Any, Any, None]:
         yield self.env.timeout(delay)
         for _ in range(count):
-            self._enqueue(self._copy_item())
+            self._enqueue(self._cause(self._copy_item()))
 
     def _until(self, seconds: float, flag: str) -> Generator[Any, Any, None]:
         yield self.env.timeout(seconds)
@@ -547,13 +577,11 @@ class Simulation:
         before = [x for x in self.samples if x.t < self.event]
         after = [x for x in self.samples if x.t > self.event]
         baseline = _mean([x.queue for x in before])
-        drain: float | None
-        if self.last_high is None:
-            drain = 0.0
-        elif self.last_high >= self.end - self.step:
-            drain = None  # still above normal at the end of the horizon
-        else:
-            drain = self.last_high - self.event
+        # None: work the event made is still open at the end of the horizon.
+        drain = None if self.caused_open else (self.last_settled or self.event) - self.event
+        queue_open = any(m.caused for m in self.state.queue) or self.state.deferred
+        late = self.last_delivered_late
+        queue_drain = None if queue_open else (late or self.event) - self.event
         attempts = sum(x.offered for x in after)
         duration = self.end - self.event
         for m in self._open.values():
@@ -571,6 +599,7 @@ class Simulation:
             peak_queue=self.peak_items,
             baseline_queue=baseline,
             drain_seconds=drain,
+            queue_drain_seconds=queue_drain,
             refused_share=(sum(x.refused for x in after) / attempts) if attempts else 0.0,
             retried_share=(sum(x.retried for x in after) / attempts) if attempts else 0.0,
             accepted_per_second=sum(x.accepted for x in after) / duration,
