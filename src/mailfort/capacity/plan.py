@@ -251,7 +251,14 @@ def closed_form(profile: Profile, workload: Workload, scenario: Scenario, nodes:
     first_retry = max(sender.retry_seconds[0] for sender in workload.senders)
     if scenario.database_down_seconds:
         drain = max(drain, scenario.database_down_seconds + first_retry)
-    if scenario.nodes_lost and d.messages > 0:
+    # Little's law: the messages the lost nodes held between DATA and 250 at that instant.
+    cut_off = (
+        scenario.nodes_lost
+        * d.messages
+        / nodes
+        * (c.accept / node.speed + profile.commit_p50_seconds)
+    )
+    if cut_off >= 0.5:
         drain = max(drain, first_retry)
     p99: float | None
     if refused_now > 0 or starving or (refused > 0.01 and not scenario.database_down_seconds):
