@@ -137,3 +137,23 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
     done = plan("--profile", str(tmp_path / "none.json"), "--workload", str(tmp_path / "w.toml"))
     assert done.returncode == 2
     assert "none.json: cannot read" in done.stderr
+
+
+def test_the_worked_example_finds_what_docs_capacity_md_says() -> None:
+    """docs/capacity.md states the planner's answer on the outage's figures with the committed
+    profile; if the code or the profile changes that answer, the page must change with it."""
+    root = Path(__file__).resolve().parents[2]
+    done = plan(
+        "--profile", str(root / "docs/capacity/profile-pg-2cpu.json"),
+        "--workload", str(root / "docs/capacity/outage-workload.toml"),
+        "--json", "--no-series",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    page = (root / "docs/capacity.md").read_text()
+    needed, with_spare = data["nodes_needed"], data["nodes_for_failures"]["nodes"]
+    assert f"{needed} nodes of 2 CPUs carry it" in page
+    assert f"with N+1, {with_spare}." in page
+    lost = data["scenarios"][0]
+    assert lost["refused_share"] == 0 and lost["peak_queue"] >= 250_000
+    assert lost["queue_drain_seconds"] < 60  # "drained in 11 s" on 239 survivors

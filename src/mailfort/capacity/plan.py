@@ -232,10 +232,12 @@ def closed_form(profile: Profile, workload: Workload, scenario: Scenario, nodes:
     delivery_capacity = min(slots, by_cpu)
     baseline = little_in_system(d.deliveries, per_delivery)
     backlog = float(scenario.backlog)
-    if scenario.nodes_lost:
-        # The lost nodes' deliveries in flight come back when their leases expire.
-        backlog += baseline * scenario.nodes_lost / nodes
+    held = baseline * scenario.nodes_lost / nodes  # deliveries the lost nodes had in flight
+    backlog += held
     drain = drain_seconds(backlog, delivery_capacity, d.deliveries * (1 - refused_now))
+    if held >= 0.5:
+        # ... come back only when their leases expire, and then take a delivery's time.
+        drain = max(drain, workload.lease_seconds + per_delivery)
     peak = baseline + backlog + starved_sum
     if scenario.remote_down_seconds:
         piled = d.deliveries * scenario.remote_down_share * scenario.remote_down_seconds
