@@ -14,7 +14,15 @@ from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from mailfort import __version__, cli_dkim, cli_dns, cli_status
+from mailfort import (
+    __version__,
+    cli_capacity,
+    cli_capacity_measure,
+    cli_capacity_upgrade,
+    cli_dkim,
+    cli_dns,
+    cli_status,
+)
 from mailfort.config import Config, load
 from mailfort.errors import AlreadyExists, ConfigError, MailfortError, NotFound
 from mailfort.logs import configure as configure_logging
@@ -311,9 +319,16 @@ async def cmd_queue_delete(config: Config, store: Store, args: argparse.Namespac
 # -- cluster ----------------------------------------------------------------------------------
 async def cmd_cluster_status(config: Config, store: Store, args: argparse.Namespace) -> int:
     from mailfort.cluster.status import cluster_status, format_status
+    from mailfort.status.margin import margin_line
 
     found = await cluster_status(store, await store.clock(), config.cluster.heartbeat_seconds)
-    print(format_status(found))
+    line = await margin_line(
+        config.capacity,
+        store,
+        window_seconds=config.status.window_seconds,
+        heartbeat_seconds=config.cluster.heartbeat_seconds,
+    )
+    print(format_status(found, line))
     return 0
 
 
@@ -520,6 +535,9 @@ def build_parser() -> argparse.ArgumentParser:
     cli_status.add_parser(sub)
     cli_dns.add_parser(sub)
     cli_dkim.add_parser(sub)
+    capacity = cli_capacity.add_parser(sub)
+    cli_capacity_measure.add_measure_parser(capacity)
+    cli_capacity_upgrade.add_upgrade_parser(capacity)
     return parser
 
 
@@ -538,6 +556,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    # Commands that open no store and read no configuration (`capacity plan`, `capacity
+    # measure` starts a node of its own): they run as they are, with their own exit status.
+    standalone = getattr(args, "standalone", None)
+    if standalone is not None:
+        configure_logging(batched=False, stream=sys.stderr)
+        return guarded(lambda: int(standalone(args)))
     # A serving node logs a line per message: batch the writes there; the CLI writes at once.
     configure_logging(batched=args.command == "serve", stream=sys.stderr)
     try:

@@ -17,6 +17,7 @@ from mailfort.config import Config
 from mailfort.errors import MailfortError, NotFound
 from mailfort.status.components import Component, ComponentState
 from mailfort.status.incidents import Incident, IncidentStatus, Maintenance
+from mailfort.status.margin import margin_line
 from mailfort.status.repository import StatusRepository, check_webhook_url
 from mailfort.store.api import Store
 
@@ -171,6 +172,14 @@ async def cmd_status_show(config: Config, store: Store, args: argparse.Namespace
     print("maintenance:" if windows else "maintenance: none scheduled")
     for window in windows:
         print(f"  {_maintenance_line(window, now)}")
+    # The operator's own signal, never on the public page: how many nodes may fail now.
+    line = await margin_line(
+        config.capacity,
+        store,
+        window_seconds=config.status.window_seconds,
+        heartbeat_seconds=config.cluster.heartbeat_seconds,
+    )
+    print(f"capacity {line} (operator only; not on the public page)")
     return 0
 
 

@@ -409,6 +409,19 @@ class VerifyConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CapacityConfig:
+    """[capacity]: the live margin (`status/margin.py`). Without a profile it is unknown."""
+
+    profile: str = ""  # a profile JSON (`mailfort capacity measure`); relative: beside this file
+    spare_nodes: int = 1  # the k of N+k: fewer spare nodes than this is a warning
+    max_utilisation: float = 0.75  # the CPU share a node may run at (the planner's target)
+    node_cpus: float = 0.0  # CPUs of a live node; 0: the profile's
+    # A profile measured by another mailfort version is refused (costs change) unless this is
+    # set; the measured CPU still bounds the demand from below.
+    any_version: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     hostname: str = field(default_factory=lambda: socket.getfqdn() or "localhost")
     data_dir: Path = Path("var")
@@ -440,6 +453,7 @@ class Config:
     srs: SrsConfig = field(default_factory=SrsConfig)
     mta_sts: MtaStsConfig = field(default_factory=MtaStsConfig)
     tlsrpt: TlsRptConfig = field(default_factory=TlsRptConfig)
+    capacity: CapacityConfig = field(default_factory=CapacityConfig)
     source: Path | None = None
 
 
@@ -615,6 +629,8 @@ def validate(config: Config) -> None:
     _validate_overload(config.overload)
     _validate_status(config.status)
     _validate_dns(config.dns)
+    if not 0 < config.capacity.max_utilisation <= 1:
+        raise ConfigError("capacity.max_utilisation", "expected a share above 0 and at most 1")
     if config.mta_sts.mode not in ("testing", "enforce", "none"):
         raise ConfigError("mta_sts.mode", "expected testing, enforce or none")
     if config.mta_sts.max_age > 31557600:  # RFC 8461 3.2
@@ -820,6 +836,10 @@ def load(path: Path | None) -> Config:
             acme_ca_file=resolved(tls.acme_ca_file),
         )
         config = dataclasses.replace(config, tls=tls)
+        capacity = config.capacity
+        if capacity.profile and not Path(capacity.profile).is_absolute():
+            capacity = dataclasses.replace(capacity, profile=resolved(capacity.profile))
+            config = dataclasses.replace(config, capacity=capacity)
         ca_file = config.delivery.tls_ca_file
         if ca_file and not Path(ca_file).is_absolute():
             delivery = dataclasses.replace(config.delivery, tls_ca_file=str(path.parent / ca_file))

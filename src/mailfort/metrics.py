@@ -25,6 +25,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     disable_created_metrics,
 )
 
@@ -65,6 +66,12 @@ LOGIN_RESULTS = (LOGIN_SUCCESS, LOGIN_REJECTED, LOGIN_THROTTLED, LOGIN_ERROR)
 REMOTE_REACHED = "remote.reached"
 REMOTE_OURS = "remote.ours"
 REMOTE_UNREACHABLE = "remote.unreachable@"
+# Window names of the work a node did, for the live capacity margin (`capacity/margin.py`):
+# messages answered 250 and their bytes, and the process's CPU time in milliseconds (counted at
+# each heartbeat, so the window holds the CPU spent within it).
+ACCEPTED = "accepted"
+ACCEPTED_BYTES = "accepted.bytes"
+CPU_MS = "process.cpu_ms"
 
 
 class WindowStats:
@@ -175,6 +182,10 @@ class NodeMetrics:
         self.window = WindowStats(window=window, slot=min(10.0, max(0.1, window / 6)))
         r = CollectorRegistry(auto_describe=True)
         self.registry = _every_process() if multiprocess_dir() else r
+        # process_cpu_seconds_total and the resident memory, for `capacity measure
+        # --from-metrics`: CPU per accepted message from two scrapes. One process only: the
+        # multiprocess mode cannot add up several processes' CPU (each reports its own).
+        ProcessCollector(registry=r)
         self.logins = Counter(
             "mailfort_logins", "Login attempts by protocol and result", ["protocol", "result"],
             registry=r,
@@ -268,6 +279,19 @@ class NodeMetrics:
             "mailfort_incidents_open", "Open incidents (cluster)", registry=r,
             multiprocess_mode=_CLUSTER,
         )  # fmt: skip
+        self.spare_nodes = Gauge(
+            "mailfort_cluster_spare_nodes",
+            "Nodes the cluster can lose at its current load without refusing mail (NaN: no"
+            " [capacity] profile; negative: short already)", registry=r,
+            multiprocess_mode=_CLUSTER,
+        )  # fmt: skip
+        self.margin_low = Gauge(
+            "mailfort_cluster_margin_low",
+            "1 while the spare nodes are fewer than [capacity] spare_nodes (the k of N+k)",
+            registry=r, multiprocess_mode=_CLUSTER,
+        )  # fmt: skip
+        # Unknown until a profile and the heartbeats say otherwise: 0 would read as "no spare".
+        self.spare_nodes.set(math.nan)
 
         self.acme_orders = Counter(
             "mailfort_acme_orders", "ACME certificate orders by result (issued, failed)",
@@ -306,8 +330,17 @@ class NodeMetrics:
         self.commit_seconds.observe(seconds)
         self.window.observe("store_commit", seconds, self.clock())
 
-    def message_accepted(self, listener: str) -> None:
+    def message_accepted(self, listener: str, size: int = 0) -> None:
         self.accepted.labels(listener).inc()
+        now = self.clock()
+        self.window.count(ACCEPTED, now)
+        if size > 0:
+            self.window.count(ACCEPTED_BYTES, now, size)
+
+    def process_cpu(self, seconds: float) -> None:
+        """CPU time the process spent since the last call (the heartbeat calls it)."""
+        if seconds > 0:
+            self.window.count(CPU_MS, self.clock(), round(seconds * 1000))
 
     def submission_rate_limited(self, limit: str) -> None:
         """`limit`: messages or recipients (at MAIL/RCPT), hour (taken by racing sessions)."""

@@ -51,6 +51,7 @@ from mailfort.server.smtp_policy import Mode, SmtpPolicy
 from mailfort.server.spool import Spool
 from mailfort.server.submission_limit import SubmissionLimit
 from mailfort.server.tls import ensure_self_signed, server_context
+from mailfort.status.margin import MarginWatch
 from mailfort.status.notices import NoticeBoard
 from mailfort.status.repository import StatusRepository
 from mailfort.status.service import StatusService
@@ -124,7 +125,15 @@ class Node:
             metrics=self.metrics,
             network_share=config.limits.max_network_share,
             clock=self.clock.now,
+            margin=MarginWatch.from_config(
+                config.capacity,
+                window_seconds=config.status.window_seconds,
+                heartbeat_seconds=config.cluster.heartbeat_seconds,
+                metrics=self.metrics,
+            ),
         )
+        # The heartbeat's window carries the CPU this process spent (the live margin's measure).
+        self._cpu_mark = time.process_time()
         limits = config.limits
         # Every per-client bound counts per address and per network (mailfort.network).
         self.networks = Networks(limits.network_prefix_v4, limits.network_prefix_v6)
@@ -243,6 +252,9 @@ class Node:
 
     def load(self) -> dict[str, object]:
         """What the heartbeat reports: open connections per protocol, deliveries in flight."""
+        cpu = time.process_time()
+        self.metrics.process_cpu(cpu - self._cpu_mark)
+        self._cpu_mark = cpu
         return {
             "smtp": self.limiter.total,
             "imap": self.imap_limiter.total,

@@ -106,6 +106,8 @@ async def test_an_endless_policy_is_cut_at_64_kb(hostile: Hostile) -> None:
     assert hostile.server.sent_bytes < 100 * MAX_POLICY_BYTES
 
 
+# Serial (tests/conftest.py): judges a 1-s deadline to within 1.5 s.
+@pytest.mark.serial
 async def test_a_trickled_policy_is_cut_at_the_deadline(hostile: Hostile) -> None:
     started = time.monotonic()
     found = await sts(hostile, timeout=1.0).lookup("trickle.test")
@@ -213,6 +215,9 @@ async def test_a_thousand_domains_asking_for_reports_get_no_more_than_the_cap(
         dns.stop()
 
 
+# Serial (tests/conftest.py): the cancellation must land within the 0.2-s fetch; on a loaded
+# machine it may come before the fetch begins, and the test would pass proving nothing.
+@pytest.mark.serial
 async def test_a_cancelled_delivery_does_not_cancel_the_fetch_others_wait_for(
     hostile: Hostile,
 ) -> None:

@@ -143,6 +143,8 @@ async def test_nothing_listening_at_all() -> None:
     assert time.monotonic() - started < 5
 
 
+# Serial (tests/conftest.py): judges a 0.5-s deadline to within 1.5 s.
+@pytest.mark.serial
 async def test_whole_evaluation_has_a_deadline(zone: Zone, resolver: TrustResolver) -> None:
     # Every lookup is slow but answered in time alone; the whole check is not.
     for i in range(8):
@@ -307,6 +309,8 @@ def test_node_answers_hostile_mail_in_bounded_time(
         node.stop()
 
 
+# Serial (tests/conftest.py): judges the node's latency (0.5 s) while it hashes 50 MB.
+@pytest.mark.serial
 def test_huge_relaxed_message_does_not_stall_the_node(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -349,6 +353,8 @@ def test_huge_relaxed_message_does_not_stall_the_node(
         dns.stop()
 
 
+# Serial (tests/conftest.py): judges a 1.5-s deadline to within 1 s.
+@pytest.mark.serial
 async def test_dmarc_lookups_have_one_deadline(zone: Zone, resolver: TrustResolver) -> None:
     # Five author domains whose name servers never answer: five 1-s timeouts, cut at 1.5 s.
     for i in range(5):

@@ -353,6 +353,8 @@ POP_USER = "pop1@example.test"
 PLAIN_LOGINS = "[auth]\nallow_plaintext_loopback = true\n"
 
 
+# Serial (tests/conftest.py): fixed ports, a SIGKILL and lease timing under load.
+@pytest.mark.serial
 @pytest.mark.slow
 def test_workers_against_a_cluster_with_a_kill(tmp_path: Path) -> None:
     schema = PgSchema.create(base_dsn())

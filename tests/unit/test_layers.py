@@ -60,8 +60,13 @@ LAYERS: tuple[Layer, ...] = (
     Layer("cluster", ("mailfort.cluster",), (LEAVES, "store")),
     # The planner runs on a laptop with no store; it drives a node from outside, as a client.
     Layer("capacity", ("mailfort.capacity",), (LEAVES,)),
-    # cluster: which nodes count as live; config: the [status] settings.
-    Layer("status", ("mailfort.status",), (LEAVES, "store", "cluster", "config", "overload")),
+    # cluster: which nodes count as live; config: the [status] settings; capacity: the live
+    # margin prices the heartbeats' work with the planner's own costs and closed form.
+    Layer(
+        "status",
+        ("mailfort.status",),
+        (LEAVES, "store", "cluster", "config", "overload", "capacity"),
+    ),
     # wellknown: `/account` offers the customer's mail client profile, built there.
     Layer(
         "status/web",

@@ -59,7 +59,14 @@ def _age(seconds: float) -> str:
     return f"{seconds:.1f}s" if seconds < 120 else f"{int(seconds // 60)}m"
 
 
-def format_status(found: list[NodeStatus]) -> str:
+def format_status(found: list[NodeStatus], margin: str = "") -> str:
+    """The table, and the capacity margin line (`status/margin.py`) after it when given (not
+    without nodes: no cluster has no margin to speak of)."""
+    table = _table(found)
+    return f"{table}\n{margin}" if margin and found else table
+
+
+def _table(found: list[NodeStatus]) -> str:
     if not found:
         return "no nodes registered"
     # One word per cell, so that scripts can split lines on white space.

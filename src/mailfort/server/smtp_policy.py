@@ -420,7 +420,7 @@ class SmtpPolicy:
             return R.STORE_UNAVAILABLE
         self.accepted += 1
         if self.metrics is not None:
-            self.metrics.message_accepted(self.mode.value)
+            self.metrics.message_accepted(self.mode.value, size)
             # Local copies were delivered in the acceptance transaction: their delay is its time.
             for _ in range(result.delivered):
                 self.metrics.delivered("local", self.clock() - request_at)

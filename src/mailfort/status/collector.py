@@ -131,10 +131,11 @@ class SignalCollector:
         self.window_seconds = window_seconds
         self.metrics = metrics
         self.network_share = network_share
+        self.nodes: list[NodeInfo] = []  # as read by the last collection
 
     async def collect(self, now: float) -> HealthSignals:
         depth, oldest = await self.store.queue_health(now)
-        nodes = await self.store.list_nodes()
+        nodes = self.nodes = await self.store.list_nodes()
         signals = signals_from(
             nodes,
             now=now,

@@ -48,6 +48,7 @@ from mailfort.status.components import (
 )
 from mailfort.status.i18n import catalog
 from mailfort.status.incidents import Incident, IncidentBook, Origin
+from mailfort.status.margin import MarginWatch
 from mailfort.status.repository import DelayedAccount, PublishedComponent, StatusRepository
 from mailfort.status.signals import Ceiling, Finding, Floor, LoginThresholds, StatusThresholds
 from mailfort.status.webhooks import (
@@ -201,8 +202,11 @@ class StatusService:
         webhooks: WebhookSender | None = None,
         clock: Callable[[], float] = time.time,
         network_share: float = 0.25,
+        margin: MarginWatch | None = None,
     ) -> None:
         self.store = store
+        # The capacity margin rides along with each collection; it feeds no component.
+        self.margin = margin
         self.node_name = node_name
         self.settings = settings
         self.url = url
@@ -290,6 +294,8 @@ class StatusService:
     # -- follower ------------------------------------------------------------------------------
     async def _follow(self, now: float) -> None:
         await self.collector.collect(now)
+        if self.margin is not None:
+            self.margin.update(self.collector.nodes, now, leading=False)
         if self.metrics is None:
             return
         components = await self.repository.components()
@@ -319,6 +325,8 @@ class StatusService:
     async def _evaluate(self, now: float) -> None:
         assert self.evaluator is not None
         signals = await self.collector.collect(now)
+        if self.margin is not None:
+            self.margin.update(self.collector.nodes, now, leading=True)
         self._pending.extend(self.evaluator.evaluate(now, signals))
         changes = list(self._pending)
         published = self._published(now, changes)
