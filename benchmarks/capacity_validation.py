@@ -43,17 +43,13 @@ scripts/ensure-postgres's shared test server).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
-import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,147 +60,6 @@ if str(ROOT) not in sys.path:
 from tests import capacity_cluster as cc  # noqa: E402
 
 from mailfort.capacity.workload import load_workload  # noqa: E402
-
-SCENARIO = "one node killed"
-
-
-def machine() -> dict[str, Any]:
-    model = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    memory = 0
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            memory = int(line.split()[1]) * 1024
-    return {
-        "hostname": socket.gethostname(),
-        "cpu_model": model,
-        "cpus": os.cpu_count() or 1,
-        "memory_bytes": memory,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-    }
-
-
-def node_rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def write_profile(path: Path, setup: cc.Setup, cal: cc.Calibration, rss: int) -> None:
-    from mailfort import __version__
-    from mailfort.capacity.profile import profile_from_dict
-
-    data = {
-        "format": "mailfort-capacity-profile",
-        "schema": 1,
-        "mailfort_version": __version__,
-        "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": machine(),
-        "engine": "postgresql",
-        "source": "benchmark",
-        "node_cpus": setup.node_cpus,
-        "accept": [
-            {
-                "name": "bulk",
-                "max_bytes": 0,
-                "measured_bytes": setup.size,
-                "cpu_seconds": cal.accept_cpu,
-            }
-        ],
-        "remote_delivery_cpu": cal.remote_cpu,
-        # No logins in this workload: placeholders, not measurements (see notes).
-        "imap_login_cpu": 0.001,
-        "header_fetch_cpu": 0.0,
-        "header_fetch_per_message_cpu": 1e-5,
-        "pop3_session_cpu": 0.001,
-        "commit_p50_seconds": cal.commit_p50,
-        "commit_p99_seconds": cal.commit_p99,
-        "db_cpu_per_message": None,
-        "memory_base_bytes": rss,
-        "memory_per_connection_bytes": {},
-        "saturation_limit": max(1, cal.saturation_limit),
-        "saturation_messages_per_second": cal.saturation_rate,
-        "saturation_refused_share": cal.saturation_refused_share,
-        "notes": [
-            "benchmarks/capacity_validation.py calibration, one node per cgroup with a CPU quota",
-            f"idle CPU per node (pollers, timers, not in the costs above): {cal.idle_cpu:.4f}/s",
-            "costs scaled to the saturation rate; at a light load they were"
-            f" {cal.accept_cpu_light:.5f} (accept) and {cal.remote_cpu_light:.5f} (remote)",
-            f"sessions limit at saturation: {cal.sessions_limit}",
-            "imap_login_cpu, header_fetch_*, pop3_session_cpu: placeholders (no logins here)",
-        ],
-    }
-    profile_from_dict(data, str(path))  # what the planner will read must be a valid profile
-    path.write_text(json.dumps(data, indent=2) + "\n")
-
-
-def workload_text(setup: cc.Setup, rate: float, scenario: cc.Scenario) -> str:
-    return f"""\
-# The validation run of benchmarks/capacity_validation.py, as the planner sees it.
-[mailboxes]
-count = {setup.users + setup.forwards}
-
-[messages]
-per_second = {rate:.4f}
-remote_share = {setup.remote_share}
-sizes = {{ bulk = 1.0 }}
-
-[[senders]]
-name = "load generator"
-share = 1.0
-retry_seconds = [{setup.sender_retry}]
-
-[cluster]
-nodes = {setup.nodes}
-node_cpus = {setup.node_cpus}
-delivery_concurrency = {setup.delivery_concurrency}
-remote_delivery_seconds = {setup.sink_delay}
-lease_seconds = {setup.lease_seconds}
-retry_base_seconds = {setup.retry_base}
-retry_max_seconds = {setup.retry_max}
-
-[[scenarios]]
-name = "{SCENARIO}"
-at_seconds = {scenario.warmup}
-nodes_lost = 1
-backlog = {scenario.backlog}
-warmup_seconds = {scenario.warmup}
-horizon_seconds = {scenario.after}
-"""
-
-
-def simulator_available() -> bool:
-    return importlib.util.find_spec("mailfort.cli_capacity") is not None
-
-
-def simulate(profile: Path, workload: Path) -> dict[str, Any]:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mailfort",
-            "capacity",
-            "plan",
-            "--profile",
-            str(profile),
-            "--workload",
-            str(workload),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    # Exit 1 is a plan whose targets are not met (here: the scenario refuses mail, on purpose);
-    # its JSON is the prediction all the same.
-    if done.returncode not in (0, 1):
-        raise RuntimeError(f"capacity plan failed ({done.returncode}): {done.stderr.strip()}")
-    return dict(json.loads(done.stdout))
 
 
 def one_run(args: argparse.Namespace, k: int, out: Path) -> dict[str, Any]:
@@ -229,8 +84,8 @@ def one_run(args: argparse.Namespace, k: int, out: Path) -> dict[str, Any]:
         scenario = cc.Scenario(
             rate=rate, warmup=args.warmup, after=args.after, backlog=args.backlog
         )
-        write_profile(here / "profile.json", setup, cal, node_rss(cluster.pids[1]))
-        (here / "workload.toml").write_text(workload_text(setup, rate, scenario))
+        cc.write_profile(here / "profile.json", setup, cal, cc.node_rss(cluster.pids[1]))
+        (here / "workload.toml").write_text(cc.workload_text(setup, rate, scenario))
         load_workload(here / "workload.toml")  # the planner must be able to read it
         print(
             f"run {k}: {rate:.1f} msg/s ({mix * 1000:.2f} ms CPU each, {args.load:.0%} of 3 nodes"
@@ -262,10 +117,10 @@ def one_run(args: argparse.Namespace, k: int, out: Path) -> dict[str, Any]:
         horizon=args.after,
     )
     predicted = None
-    if simulator_available():
-        plan = simulate(here / "profile.json", here / "workload.toml")
+    if cc.simulator_available():
+        plan = cc.simulate(here / "profile.json", here / "workload.toml")
         (here / "plan.json").write_text(json.dumps(plan, indent=2) + "\n")
-        predicted = cc.predicted_from_plan(plan, SCENARIO)
+        predicted = cc.predicted_from_plan(plan, cc.SCENARIO)
     print(
         f"run {k}: throughput {obs.throughput:.1f}/s, peak queue {obs.peak_queue:.0f} (before"
         f" {obs.before_level:.1f}), refused {obs.refused_share:.1%}, drain"
@@ -353,7 +208,7 @@ def main() -> int:
     runs = []
     if args.replan:
         saved = args.out / "runs.json"
-        if not saved.exists() or not simulator_available():
+        if not saved.exists() or not cc.simulator_available():
             print(
                 f"capacity_validation: no {saved}, or no `mailfort capacity plan`", file=sys.stderr
             )
@@ -361,9 +216,9 @@ def main() -> int:
         runs = json.loads(saved.read_text())
         for k, run in enumerate(runs, 1):
             here = args.out / f"run-{k}"
-            plan = simulate(here / "profile.json", here / "workload.toml")
+            plan = cc.simulate(here / "profile.json", here / "workload.toml")
             (here / "plan.json").write_text(json.dumps(plan, indent=2) + "\n")
-            run["predicted"] = cc.predicted_from_plan(plan, SCENARIO)
+            run["predicted"] = cc.predicted_from_plan(plan, cc.SCENARIO)
         args.after = float(runs[0].get("after", args.after))
     else:
         try:
