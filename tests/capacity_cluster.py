@@ -797,6 +797,7 @@ class Calibration:
     saturation_refused_share: float
     saturation_cpu: float  # CPU per second the overloaded node used (its quota, if all went well)
     generator_cpu_per_message: float
+    refusal_cpu: float  # a connection turned away: connect, banner, QUIT (the upper bound)
 
     def cpu_per_message(self, remote_share: float) -> float:
         return self.accept_cpu + remote_share * self.remote_cpu
@@ -858,6 +859,26 @@ def _wait_queue_empty(cluster: Cluster, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while queue_depth(cluster) and time.monotonic() < deadline:
         time.sleep(0.5)
+
+
+def _connection_cpu(cluster: Cluster, index: int, idle: float, log: Any, count: int = 300) -> float:
+    """What a connection turned away costs the node: connect, read the banner, QUIT, close (a
+    421 at connect is a banner and a close, so this is its upper bound), idle CPU taken out."""
+
+    def one(_: int) -> None:
+        with socket.create_connection(("127.0.0.1", cluster.ports[index]), timeout=30) as s:
+            reader = s.makefile("rb")
+            reader.readline()
+            s.sendall(b"QUIT\r\n")
+            reader.readline()
+
+    cpu0, t0 = cluster.cpu_seconds()[index], time.monotonic()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(one, range(count)))
+    used = cluster.cpu_seconds()[index] - cpu0 - idle * (time.monotonic() - t0)
+    cost = max(0.0, used / count)
+    log(f"calibration: a connection turned away: {cost * 1000:.3f} ms CPU")
+    return cost
 
 
 def calibrate(
@@ -925,6 +946,7 @@ def calibrate(
     ok = codes.count(250)
     refused = sum(1 for c in codes if 400 <= c < 500)
     _wait_queue_empty(cluster, 60.0)
+    refusal_cpu = _connection_cpu(cluster, 0, idle, log)
     saturation_rate = ok / phase_seconds
     scale = s.node_cpus / max(1e-9, saturation_rate) / mix
     cal = Calibration(
@@ -941,6 +963,7 @@ def calibrate(
         saturation_refused_share=refused / max(1, ok + refused),
         saturation_cpu=(cpu1[0] - cpu0[0]) / (t1 - t0),
         generator_cpu_per_message=(local.cpu + remote.cpu) / max(1, len(local.remote) * 2),
+        refusal_cpu=refusal_cpu,
     )
     log(
         f"calibration: node 1 offered {sat_rate:.1f}/s: accepted {cal.saturation_rate:.1f}/s,"
@@ -1112,6 +1135,7 @@ def write_profile(path: Path, setup: Setup, cal: Calibration, rss: int) -> None:
         "saturation_limit": max(1, cal.saturation_limit),
         "saturation_messages_per_second": cal.saturation_rate,
         "saturation_refused_share": cal.saturation_refused_share,
+        "refusal_cpu": cal.refusal_cpu,
         "notes": [
             "benchmarks/capacity_validation.py calibration, one node per cgroup with a CPU quota",
             f"idle CPU per node (pollers, timers, not in the costs above): {cal.idle_cpu:.4f}/s",

@@ -103,6 +103,10 @@ def _table(profile: Profile) -> str:
             f"limit {profile.saturation_limit}, {profile.saturation_messages_per_second:.0f} msg/s,"
             f" {profile.saturation_refused_share:.1%} refused",
         ),
+        (
+            "refused connection",
+            "-" if profile.refusal_cpu is None else f"{profile.refusal_cpu * 1000:.3f} ms CPU",
+        ),
         ("node CPUs", f"{profile.node_cpus:g}"),
     ]
     width = max(len(k) for k, _ in rows)

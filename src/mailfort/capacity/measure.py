@@ -14,6 +14,7 @@ the saturation figures are then a floor for what the node could do with its own 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import shutil
 import statistics
@@ -332,6 +333,31 @@ class Run:
         self.say(f"IMAP login + SELECT + LOGOUT: {cpu * 1000:.2f} ms CPU each")
         return cpu
 
+    async def refusal(self, node: BenchNode) -> float:
+        """What a connection turned away costs, measured as the nearest thing a healthy node
+        does: connect, read the banner, QUIT, close (a refusal at connect is a 421 banner and a
+        close, so this is its upper bound)."""
+        port = node.ports["smtp"]
+
+        async def one(i: int) -> None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                await reader.readline()
+                writer.write(b"QUIT\r\n")
+                await writer.drain()
+                await reader.readline()
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+
+        count = max(100, 2 * self.counts.logins)
+        with Phase(node, None) as ph:
+            await _in_parallel(count, 4, one)
+        cpu = per_unit(ph.cpu, count, "SMTP connections")
+        self.say(f"a connection turned away (banner, QUIT): {cpu * 1000:.3f} ms CPU each")
+        return cpu
+
     async def header_fetch(self, node: BenchNode) -> tuple[float, float]:
         small, large = self.counts.fetch_small, self.counts.fetch_large
         client = await Imap.login(node.ports["imap"], self.fetcher, PASSWORD)
@@ -596,6 +622,11 @@ class Run:
         fetch_fixed, fetch_each = await self.header_fetch(node)
         pop3 = await self.pop3(node)
         limit, rate, refused = await self.saturate(node)
+        refusal = await self.refusal(node)
+        self.notes.append(
+            "refusal_cpu: a connection that reads the banner and quits, the upper bound of a"
+            " refusal at connect (421 and close)"
+        )
         mean_mailbox = sum(s.messages for s in c.sizes) // len(self.users)
         self.notes.append(
             f"pop3_session_cpu: maildrops of about {mean_mailbox} messages; UIDL lists them all"
@@ -632,6 +663,7 @@ class Run:
             saturation_limit=limit,
             saturation_messages_per_second=rate,
             saturation_refused_share=refused,
+            refusal_cpu=refusal,
             notes=tuple(self.notes),
         )
 
@@ -738,6 +770,11 @@ def median_profile(profiles: Sequence[Profile]) -> Profile:
         saturation_limit=int(med(lambda p: p.saturation_limit)),
         saturation_messages_per_second=med(lambda p: p.saturation_messages_per_second),
         saturation_refused_share=med(lambda p: p.saturation_refused_share),
+        refusal_cpu=(
+            None
+            if any(p.refusal_cpu is None for p in profiles)
+            else med(lambda p: p.refusal_cpu or 0.0)
+        ),
         notes=(
             *(n for n in first.notes if all(n in p.notes for p in profiles)),
             f"every figure is the median of {len(profiles)} runs; what each run saw:",

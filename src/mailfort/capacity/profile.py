@@ -77,6 +77,10 @@ class Profile:
     saturation_limit: int
     saturation_messages_per_second: float
     saturation_refused_share: float
+    # A connection turned away (connect, banner or 421, close): refusals are not free, and an
+    # overloaded node that refuses the retries of what it refused spends its CPU on that.
+    # None in a profile that did not measure it: the planner then counts refusals as free.
+    refusal_cpu: float | None = None
     notes: tuple[str, ...] = ()
 
     def size_class(self, size: int) -> SizeClass:
@@ -197,6 +201,11 @@ def profile_from_dict(data: Any, where: str = "profile", *, any_version: bool = 
         saturation_limit=int(_number(data, "saturation_limit", where)),
         saturation_messages_per_second=_number(data, "saturation_messages_per_second", where),
         saturation_refused_share=_number(data, "saturation_refused_share", where, allow_zero=True),
+        refusal_cpu=(
+            None
+            if data.get("refusal_cpu") is None
+            else _number(data, "refusal_cpu", where, allow_zero=True)
+        ),
         notes=tuple(str(n) for n in data.get("notes") or ()),
     )
 

@@ -51,6 +51,7 @@ EVENT_BUDGET = 400_000
 # longer does (B / (cμ − λ), not B / cμ).
 LATE_SECONDS = 5.0
 CONNECT_TIMEOUT = 30.0  # [delivery] connect_timeout
+STRESS_POLL = 0.5  # how often a held-back delivery slot looks again
 DESTINATION_SLOTS = 10  # [delivery] destination_concurrency
 
 
@@ -205,6 +206,10 @@ class Simulation:
         # Little's law as many are in flight as single messages would be: the limit is unscaled.
         self.limit = float(profile.saturation_limit)
         self.concurrency = max(1, round(workload.delivery_concurrency / self.cohort))
+        # A stressed node (its CPUs queueing) claims only a quarter of its delivery slots, so
+        # that taking over a lost node's queue does not take the CPU its own clients need.
+        self.stressed_concurrency = max(1, self.concurrency // 4)
+        self.refusal_cost = (profile.refusal_cpu or 0.0) * self.cohort / self.node.speed
         # A log-normal through the store's p50 and p99 commit times (z(0.99) = 2.326).
         p50, p99 = (
             profile.commit_p50_seconds,
@@ -321,6 +326,7 @@ class Simulation:
             if not state.db_down:
                 self.refused_at_limit += 1
             sample.refused += scale
+            self._refuse()
             self._sender_retry(m)
             return
         self.jobs += 1
@@ -399,9 +405,18 @@ class Simulation:
         self._note()
         yield from self._attempt(m)
 
+    def _stressed(self) -> bool:
+        return len(self.cpu.queue) > self.node.servers
+
+    def _refuse(self) -> None:
+        """A refusal takes the CPU of a connection turned away (nothing if not measured)."""
+        if self.refusal_cost:
+            self.env.process(self._use_cpu(self.refusal_cost))
+
     def _session(self, cost: float) -> Generator[Any, Any, None]:
         state = self.state
         if state.db_down or state.accept_in_flight >= self.limit:
+            self._refuse()
             return
         self.jobs += 1
         yield from self._use_cpu(cost * self.cohort / self.node.speed)
@@ -414,6 +429,9 @@ class Simulation:
                 continue
             if state.db_down:
                 yield env.timeout(1.0)
+                continue
+            if state.delivering >= self.stressed_concurrency and self._stressed():
+                yield env.timeout(STRESS_POLL)
                 continue
             m = state.queue.popleft()
             if env.now - m.queued_at > self.late:
