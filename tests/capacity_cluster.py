@@ -948,6 +948,9 @@ def calibrate(
     _wait_queue_empty(cluster, 60.0)
     refusal_cpu = _connection_cpu(cluster, 0, idle, log)
     saturation_rate = ok / phase_seconds
+    # Scaled so that the quota over the mix is what the node accepted: that folds in what its
+    # refusals cost here — 451s after DATA (the store gate) cost a whole message's receipt, far
+    # more than `refusal_cpu` (a refusal at connect), which the simulator adds for every one.
     scale = s.node_cpus / max(1e-9, saturation_rate) / mix
     cal = Calibration(
         idle_cpu=idle,
