@@ -255,6 +255,7 @@ class Run:
     # -- the phases --------------------------------------------------------------------------
     async def accept(self, node: BenchNode) -> tuple[list[SizeClass], float | None, int]:
         classes, db_per_message, accepted_total = [], None, 0
+        db_total = 0.0
         for spec in self.counts.sizes:
             payload = message(spec.measured_bytes, spec.measured_bytes)
             rcpts = [self.users[i % len(self.users)] for i in range(spec.messages)]
@@ -275,17 +276,20 @@ class Run:
                     cpu_seconds=cpu,
                 )
             )
-            # The database's cost per message, from the class nearest a typical message (tens
-            # of KiB): the one whose bound first reaches 64 KiB.
-            if (
-                self.postmaster
-                and db_per_message is None
-                and (spec.max_bytes == 0 or spec.max_bytes >= 64 * 1024)
-            ):
-                db_per_message = ph.db / tally.accepted
+            db_total += ph.db
+        if self.postmaster:
+            # Over every class: the kernel counts each server process's CPU in clock ticks, and
+            # one short phase spread over several backends can round to nothing.
+            if db_total > 0:
+                db_per_message = db_total / max(1, accepted_total)
                 self.notes.append(
-                    f"db_cpu_per_message: the PostgreSQL server's CPU (every process of it) over"
-                    f" the {spec.name} class ({len(payload)} B messages) per message"
+                    "db_cpu_per_message: the PostgreSQL server's CPU (every process of it) over"
+                    " the acceptance phases, per message of the size mix measured"
+                )
+            else:
+                self.notes.append(
+                    "db_cpu_per_message: the PostgreSQL server used too little CPU to count"
+                    " (clock ticks); measure more messages"
                 )
         return classes, db_per_message, accepted_total
 
