@@ -114,10 +114,6 @@ def demand(workload: Workload, c: Costs, t: float) -> Demand:
     )
 
 
-def peak_demand(workload: Workload, c: Costs) -> Demand:
-    return demand(workload, c, workload.peak_seconds)
-
-
 def nodes_for_utilisation(cpu: float, node: Node, max_utilisation: float) -> int:
     """Fewest nodes that carry `cpu` CPU seconds per second with each at most this busy."""
     return max(1, math.ceil(cpu / (node.cpus * max_utilisation) - 1e-9))
